@@ -1,0 +1,28 @@
+//! Wall-clock time, in one place so hosts without `SystemTime` can substitute their own.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// An RFC 3339 timestamp with milliseconds, as JavaScript's `Date.toISOString` writes it.
+pub fn iso8601(ms: u64) -> String {
+    let time = UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso8601_matches_javascript() {
+        assert_eq!(
+            super::iso8601(1_795_467_127_183),
+            "2026-11-23T20:52:07.183Z"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! chatfn: durable AI chat agents as serverless functions.
+//!
+//! This crate is everything that does not depend on where chatfn runs: the two wires (the AI SDK
+//! UI message stream and the Trigger.dev chat session wire), the agent engine, the `Model` and
+//! `Store` ports with their implementations, sessions and tokens, and the HTTP routes. Each host
+//! (local server, Lambda functions, Worker) only wires its runtime to [`http::router`].
+
+pub mod clock;
+pub mod model;
+pub mod store;
+pub mod turn;
+pub mod ui;

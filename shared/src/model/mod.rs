@@ -1,0 +1,250 @@
+//! The `Model` port: what the engine needs from a language model, and the providers behind it.
+//!
+//! Providers translate between these provider-neutral types and their own wire. Their protocol
+//! code (request building, stream decoding) is sans-IO and unit tested; only `Model::stream`
+//! does IO, through the crate's HTTP client port.
+
+pub mod offline;
+#[cfg(feature = "native")]
+pub mod openai;
+pub mod sse;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A message in the provider-neutral prompt, as `convertToModelMessages` produces it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum ModelMessage {
+    System { content: String },
+    User { content: Vec<UserContent> },
+    Assistant { content: Vec<AssistantContent> },
+    Tool { content: Vec<ToolContent> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum UserContent {
+    Text {
+        text: String,
+    },
+    File {
+        /// A URL: `https:`, or a `data:` URL carrying the bytes.
+        data: String,
+        #[serde(rename = "mediaType")]
+        media_type: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        filename: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum AssistantContent {
+    Text {
+        text: String,
+    },
+    Reasoning {
+        text: String,
+    },
+    File {
+        data: String,
+        #[serde(rename = "mediaType")]
+        media_type: String,
+    },
+    ToolCall {
+        #[serde(rename = "toolCallId")]
+        tool_call_id: String,
+        #[serde(rename = "toolName")]
+        tool_name: String,
+        input: Value,
+        #[serde(rename = "providerExecuted", default, skip_serializing_if = "is_false")]
+        provider_executed: bool,
+    },
+    /// Results of provider-executed tools stay inline in the assistant message.
+    ToolResult(ToolResult),
+    ToolApprovalRequest {
+        #[serde(rename = "approvalId")]
+        approval_id: String,
+        #[serde(rename = "toolCallId")]
+        tool_call_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ToolContent {
+    ToolResult(ToolResult),
+    ToolApprovalResponse {
+        #[serde(rename = "approvalId")]
+        approval_id: String,
+        approved: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    #[serde(rename = "toolCallId")]
+    pub tool_call_id: String,
+    #[serde(rename = "toolName")]
+    pub tool_name: String,
+    pub output: ToolOutput,
+}
+
+/// The output of a tool as the model sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "kebab-case")]
+pub enum ToolOutput {
+    Text(String),
+    Json(Value),
+    ErrorText(String),
+    ExecutionDenied(Option<String>),
+}
+
+impl ToolOutput {
+    /// Plain text for providers whose tool results are strings.
+    pub fn to_text(&self) -> String {
+        match self {
+            ToolOutput::Text(text) | ToolOutput::ErrorText(text) => text.clone(),
+            ToolOutput::Json(value) => value.to_string(),
+            ToolOutput::ExecutionDenied(reason) => match reason {
+                Some(reason) => format!("Tool execution denied: {reason}"),
+                None => "Tool execution denied.".to_owned(),
+            },
+        }
+    }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// A tool as the model is told about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON schema of the input object.
+    pub input_schema: Value,
+}
+
+/// One model call: a prompt and the tools the model may call.
+#[derive(Debug, Clone, Default)]
+pub struct ModelRequest {
+    pub messages: Vec<ModelMessage>,
+    pub tools: Vec<ToolSpec>,
+    pub max_output_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+}
+
+/// What a model streams back. Tool calls arrive as start, argument deltas, then the whole call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelEvent {
+    TextDelta(String),
+    ReasoningDelta(String),
+    ToolCallStart {
+        id: String,
+        name: String,
+    },
+    ToolCallDelta {
+        id: String,
+        arguments_delta: String,
+    },
+    /// The call is complete; `arguments` is the whole JSON text the model produced.
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: String,
+    },
+    Finish {
+        reason: FinishReason,
+        usage: Usage,
+    },
+}
+
+/// Why a model (or a turn) stopped, with the names of the UI message stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FinishReason {
+    #[default]
+    Stop,
+    Length,
+    ContentFilter,
+    ToolCalls,
+    Error,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cached_input_tokens: u64,
+}
+
+impl Usage {
+    pub fn total_tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ModelError {
+    /// The provider answered with an error status.
+    #[error("the model provider answered {status}: {message}")]
+    Provider { status: u16, message: String },
+    /// The connection to the provider failed or broke.
+    #[error("could not reach the model provider: {0}")]
+    Transport(String),
+    /// The provider sent something that is not its protocol.
+    #[error("the model provider sent a malformed stream: {0}")]
+    Protocol(String),
+    /// The provider reported an error inside the stream.
+    #[error("the model failed: {0}")]
+    Stream(String),
+}
+
+impl ModelError {
+    /// Worth retrying before the first token: rate limits, overload, server errors, broken links.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ModelError::Provider { status, .. } => {
+                *status == 429 || *status == 408 || *status >= 500
+            }
+            ModelError::Transport(_) => true,
+            ModelError::Protocol(_) | ModelError::Stream(_) => false,
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>> + Send>>;
+#[cfg(target_arch = "wasm32")]
+pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>>>>;
+
+/// A language model that streams its reply.
+#[async_trait]
+pub trait Model: Send + Sync {
+    /// `provider:model`, for logs and message metadata.
+    fn id(&self) -> String;
+
+    /// Starts one model call. An `Err` here means nothing was streamed.
+    async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError>;
+}

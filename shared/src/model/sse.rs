@@ -1,0 +1,1 @@
+//! A generic Server-Sent Events parser for provider streams (sans-IO).

@@ -1,0 +1,247 @@
+//! The `Store` port: everything chatfn keeps about a chat, and its implementations.
+//!
+//! Every host implements this one trait (memory for tests, SQLite for the local server, DynamoDB on
+//! AWS, Durable Object storage on Cloudflare). The conformance suite in [`conformance`] pins down
+//! the semantics every implementation must share.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ui::UIMessage;
+
+/// A chat session: created once per chat id, closed at most once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    /// `session_…`: the id chatfn gives the session.
+    pub id: String,
+    /// The chat id the client chose (the Trigger wire's `externalId`).
+    pub chat_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub task_identifier: String,
+    pub trigger_config: Value,
+    pub tags: Vec<String>,
+    pub metadata: Option<Value>,
+    /// The subject of the end user who created it, when an ID token authenticated the caller.
+    pub owner: Option<String>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub expires_at_ms: Option<u64>,
+    pub closed_at_ms: Option<u64>,
+    pub closed_reason: Option<String>,
+}
+
+impl Session {
+    pub fn is_closed(&self) -> bool {
+        self.closed_at_ms.is_some()
+    }
+
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
+}
+
+/// The result of an idempotent session create.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionCreate {
+    Created(Session),
+    /// A session for that chat id already existed; it is returned unchanged.
+    Existing(Session),
+}
+
+/// One accepted input (a message, a stop, …) in a chat's input log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRecord {
+    pub seq: u64,
+    /// The client's idempotency key (`X-Part-Id`), or one chatfn made up.
+    pub part_id: String,
+    /// The raw JSON body the client sent.
+    pub body: String,
+    pub timestamp_ms: u64,
+}
+
+/// The result of an idempotent input append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputAppend {
+    pub seq: u64,
+    /// True when the part id had been appended before; nothing new was written.
+    pub duplicate: bool,
+}
+
+/// One record of a chat's output log. Sequence numbers grow for the life of the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    pub seq: u64,
+    pub timestamp_ms: u64,
+    pub body: OutputBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum OutputBody {
+    /// A UI message chunk, kept as the JSON text it is sent as. `record_id` is unique per record.
+    Chunk { record_id: String, chunk: String },
+    /// A control record (turn boundaries and the like), as name/value headers.
+    Control { headers: Vec<(String, String)> },
+}
+
+impl OutputBody {
+    /// The value of a control record's header, if this is one.
+    pub fn control_header(&self, name: &str) -> Option<&str> {
+        match self {
+            OutputBody::Control { headers } => headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str()),
+            OutputBody::Chunk { .. } => None,
+        }
+    }
+
+    pub fn is_turn_complete(&self) -> bool {
+        self.control_header(crate::turn::CONTROL_HEADER) == Some(crate::turn::TURN_COMPLETE)
+    }
+}
+
+/// The right to run the one turn of a chat. It expires, so a crashed executor is recovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnLease {
+    /// Unique per acquisition; renew and release must present it.
+    pub holder: String,
+    pub acquired_at_ms: u64,
+    pub expires_at_ms: u64,
+    /// The first output sequence number this turn writes.
+    pub first_seq: u64,
+    /// The input this turn answers, when it answers one.
+    pub input_seq: Option<u64>,
+}
+
+impl TurnLease {
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms <= now_ms
+    }
+}
+
+/// The result of trying to take a chat's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseAcquire {
+    Acquired {
+        lease: TurnLease,
+        /// The lease it replaced because it had expired: that turn must be recovered.
+        expired: Option<TurnLease>,
+    },
+    /// Another live turn holds it.
+    Held(TurnLease),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No session for that chat.
+    #[error("no session for chat {0}")]
+    NoSession(String),
+    /// An output record with that sequence number already exists.
+    #[error("output sequence number {0} is already taken")]
+    SequenceTaken(u64),
+    /// The caller does not hold the lease it presented.
+    #[error("the turn lease is no longer held")]
+    LeaseLost,
+    /// The backing store failed.
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything chatfn keeps, per chat. Implementations must be safe under concurrent callers in
+/// different processes: the lease, idempotent appends and sequence numbers rely on atomic
+/// conditional writes, never on in-process locks alone.
+#[async_trait]
+pub trait Store: Send + Sync {
+    // Sessions.
+    /// Creates the session unless one exists for `session.chat_id`, in which case that one is
+    /// returned untouched.
+    async fn create_session(&self, session: Session) -> StoreResult<SessionCreate>;
+    async fn session(&self, chat_id: &str) -> StoreResult<Option<Session>>;
+    /// Looks a session up by its `session_…` id.
+    async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>>;
+    /// Closes the session (idempotent: a second close keeps the first time and reason).
+    async fn close_session(
+        &self,
+        chat_id: &str,
+        reason: Option<String>,
+        now_ms: u64,
+    ) -> StoreResult<Session>;
+
+    // Input log.
+    /// Appends an input unless one with the same part id exists; sequence numbers start at 0.
+    async fn append_input(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+    ) -> StoreResult<InputAppend>;
+    /// Inputs with `seq > after` (all with `None`), in order, at most `limit`.
+    async fn inputs(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<InputRecord>>;
+    /// The highest input sequence number a finished turn has consumed.
+    async fn consumed_input(&self, chat_id: &str) -> StoreResult<Option<u64>>;
+
+    // Output log.
+    /// Appends records whose sequence numbers are all free; all or nothing.
+    async fn append_output(&self, chat_id: &str, records: &[OutputRecord]) -> StoreResult<()>;
+    /// Records with `seq > after` (all with `None`), in order, at most `limit`.
+    async fn output(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutputRecord>>;
+    async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>>;
+
+    // The turn lease.
+    async fn acquire_lease(
+        &self,
+        chat_id: &str,
+        lease: TurnLease,
+        now_ms: u64,
+    ) -> StoreResult<LeaseAcquire>;
+    /// Pushes the expiry out; `LeaseLost` if the lease changed hands.
+    async fn renew_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<()>;
+    /// Ends the turn: drops the lease and records the input it consumed, in one write.
+    async fn release_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        consumed_input: Option<u64>,
+    ) -> StoreResult<()>;
+    async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>>;
+
+    // Finished messages, in conversation order.
+    async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>>;
+    /// Replaces the message with the same id in place, or appends it.
+    async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()>;
+    /// Removes the message with this id and everything after it.
+    async fn truncate_messages(&self, chat_id: &str, from_id: &str) -> StoreResult<()>;
+
+    // Per-chat state that survives between turns.
+    async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>>;
+    async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()>;
+}

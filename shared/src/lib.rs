@@ -5,7 +5,11 @@
 //! `Store` ports with their implementations, sessions and tokens, and the HTTP routes. Each host
 //! (local server, Lambda functions, Worker) only wires its runtime to [`http::router`].
 
+pub mod agent;
+pub mod auth;
 pub mod clock;
+pub mod config;
+pub mod error;
 pub mod model;
 pub mod store;
 pub mod turn;

@@ -1,0 +1,475 @@
+//! The multi-step loop of one turn: model call, tool calls, tool results, next step, until the
+//! model stops, the step limit, a stop request or a failure. Every chunk goes to a sink as it is
+//! produced and into a fold, so the reply so far is always known.
+
+use std::future::Future;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::future::{Either, select};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{Agent, ToolContext};
+use crate::model::{FinishReason, ModelEvent, ModelMessage, ModelRequest, Usage};
+use crate::ui::{ConvertOptions, MessageFold, UIMessage, UIMessageChunk, to_model_messages};
+
+/// Where the engine's chunks go. An error means nobody can take them any more (the store is gone,
+/// the lease was lost): the engine ends the turn at once.
+#[async_trait]
+pub trait ChunkSink: Send {
+    async fn emit(&mut self, chunk: &UIMessageChunk) -> Result<(), SinkClosed>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the turn's output cannot be written: {0}")]
+pub struct SinkClosed(pub String);
+
+/// What a turn starts from.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub chat_id: String,
+    /// The conversation before the reply.
+    pub history: Vec<UIMessage>,
+    /// The reply: a new empty assistant message, or the assistant message being continued (after
+    /// tool outputs or approvals).
+    pub reply: UIMessage,
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone)]
+pub struct TurnOutcome {
+    /// The reply as folded from the chunks that were emitted.
+    pub message: UIMessage,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub steps: usize,
+    pub stopped: bool,
+    /// The first error shown to the client, if any.
+    pub error: Option<String>,
+}
+
+struct Run<'a> {
+    sink: &'a mut dyn ChunkSink,
+    fold: MessageFold,
+    error: Option<String>,
+}
+
+impl Run<'_> {
+    async fn emit(&mut self, chunk: UIMessageChunk) -> Result<(), SinkClosed> {
+        // The fold only rejects chunks the engine never produces out of order.
+        if let Err(error) = self.fold.apply(&chunk) {
+            tracing::warn!("engine emitted a chunk its own fold rejects: {error}");
+        }
+        if let UIMessageChunk::Error { error_text } = &chunk {
+            self.error.get_or_insert_with(|| error_text.clone());
+        }
+        self.sink.emit(&chunk).await
+    }
+
+    async fn close_open_parts(&mut self) -> Result<(), SinkClosed> {
+        for chunk in self.fold.closing_chunks() {
+            self.emit(chunk).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `future` unless `stop` fires first.
+async fn unless_stopped<F: Future>(stop: &CancellationToken, future: F) -> Option<F::Output> {
+    let cancelled = std::pin::pin!(stop.cancelled());
+    let future = std::pin::pin!(future);
+    match select(future, cancelled).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(_) => None,
+    }
+}
+
+enum StepEnd {
+    /// The model asked for tools that ran on the server: call it again with their results.
+    Continue,
+    Done(FinishReason),
+    Stopped,
+}
+
+/// Runs one turn of `agent`, streaming its chunks into `sink`.
+pub async fn run_turn(
+    agent: &Agent,
+    request: TurnRequest,
+    sink: &mut dyn ChunkSink,
+    stop: &CancellationToken,
+) -> TurnOutcome {
+    let message_id = request.reply.id.clone();
+    let mut run = Run {
+        sink,
+        fold: MessageFold::continuing(request.reply),
+        error: None,
+    };
+    let mut usage = Usage::default();
+    let mut steps = 0;
+    let result = drive(agent, &request.chat_id, &request.history, &mut run, &mut usage, &mut steps, stop, message_id).await;
+    let (finish_reason, stopped) = match result {
+        Ok(StepEnd::Stopped) => (FinishReason::Stop, true),
+        Ok(StepEnd::Done(reason)) => (reason, false),
+        Ok(StepEnd::Continue) => (FinishReason::ToolCalls, false),
+        Err(closed) => {
+            tracing::warn!(chat = %request.chat_id, "turn ended early: {closed}");
+            run.error.get_or_insert(closed.0);
+            (FinishReason::Error, false)
+        }
+    };
+    TurnOutcome {
+        message: run.fold.into_message(),
+        finish_reason,
+        usage,
+        steps,
+        stopped,
+        error: run.error,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    agent: &Agent,
+    chat_id: &str,
+    history: &[UIMessage],
+    run: &mut Run<'_>,
+    usage: &mut Usage,
+    steps: &mut usize,
+    stop: &CancellationToken,
+    message_id: String,
+) -> Result<StepEnd, SinkClosed> {
+    run.emit(UIMessageChunk::Start {
+        message_id: Some(message_id),
+        message_metadata: None,
+    })
+    .await?;
+    let mut end = StepEnd::Done(FinishReason::Stop);
+    while *steps < agent.max_steps() {
+        if stop.is_cancelled() {
+            end = StepEnd::Stopped;
+            break;
+        }
+        *steps += 1;
+        end = step(agent, chat_id, history, run, usage, stop).await?;
+        if !matches!(end, StepEnd::Continue) {
+            break;
+        }
+    }
+    match end {
+        StepEnd::Stopped => {
+            run.emit(UIMessageChunk::Abort {
+                reason: Some("stopped".to_owned()),
+            })
+            .await?;
+        }
+        StepEnd::Done(reason) => finish(run, reason).await?,
+        // The step limit came before the model was done with its tools.
+        StepEnd::Continue => finish(run, FinishReason::ToolCalls).await?,
+    }
+    Ok(end)
+}
+
+async fn finish(run: &mut Run<'_>, reason: FinishReason) -> Result<(), SinkClosed> {
+    run.emit(UIMessageChunk::Finish {
+        finish_reason: Some(reason),
+        message_metadata: None,
+    })
+    .await
+}
+
+fn model_messages(agent: &Agent, history: &[UIMessage], reply: &UIMessage) -> Vec<ModelMessage> {
+    let mut messages = Vec::with_capacity(history.len() + 2);
+    if let Some(system) = agent.system_prompt() {
+        messages.push(ModelMessage::System {
+            content: system.to_owned(),
+        });
+    }
+    let options = ConvertOptions {
+        ignore_incomplete_tool_calls: true,
+    };
+    messages.extend(to_model_messages(history, options));
+    messages.extend(to_model_messages(std::slice::from_ref(reply), options));
+    messages
+}
+
+struct PendingCall {
+    id: String,
+    name: String,
+    input: Value,
+}
+
+async fn step(
+    agent: &Agent,
+    chat_id: &str,
+    history: &[UIMessage],
+    run: &mut Run<'_>,
+    usage: &mut Usage,
+    stop: &CancellationToken,
+) -> Result<StepEnd, SinkClosed> {
+    let request = ModelRequest {
+        messages: model_messages(agent, history, run.fold.message()),
+        tools: agent.tools().iter().map(|tool| tool.spec()).collect(),
+        ..ModelRequest::default()
+    };
+    run.emit(UIMessageChunk::StartStep).await?;
+    let stream = match unless_stopped(stop, agent.model().stream(request)).await {
+        None => return stopped_step(run).await,
+        Some(Ok(stream)) => stream,
+        Some(Err(error)) => {
+            tracing::warn!(chat = %chat_id, model = %agent.model().id(), "model call failed: {error}");
+            run.emit(UIMessageChunk::Error {
+                error_text: error.to_string(),
+            })
+            .await?;
+            run.emit(UIMessageChunk::FinishStep).await?;
+            return Ok(StepEnd::Done(FinishReason::Error));
+        }
+    };
+    let mut stream = std::pin::pin!(stream);
+    let mut ids = PartIds::default();
+    let mut calls: Vec<PendingCall> = Vec::new();
+    let mut rejected = 0usize;
+    let mut reason = None;
+    loop {
+        let event = match unless_stopped(stop, stream.next()).await {
+            None => return stopped_step(run).await,
+            Some(None) => break,
+            Some(Some(event)) => event,
+        };
+        match event {
+            Ok(ModelEvent::TextDelta(delta)) => {
+                if let Some(id) = ids.reasoning.take() {
+                    run.emit(UIMessageChunk::ReasoningEnd { id, provider_metadata: None }).await?;
+                }
+                let id = match &ids.text {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = ids.next("text");
+                        run.emit(UIMessageChunk::TextStart { id: id.clone(), provider_metadata: None }).await?;
+                        ids.text = Some(id.clone());
+                        id
+                    }
+                };
+                run.emit(UIMessageChunk::text_delta(id, delta)).await?;
+            }
+            Ok(ModelEvent::ReasoningDelta(delta)) => {
+                if let Some(id) = ids.text.take() {
+                    run.emit(UIMessageChunk::TextEnd { id, provider_metadata: None }).await?;
+                }
+                let id = match &ids.reasoning {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = ids.next("reasoning");
+                        run.emit(UIMessageChunk::ReasoningStart { id: id.clone(), provider_metadata: None }).await?;
+                        ids.reasoning = Some(id.clone());
+                        id
+                    }
+                };
+                run.emit(UIMessageChunk::ReasoningDelta { id, delta, provider_metadata: None }).await?;
+            }
+            Ok(ModelEvent::ToolCallStart { id, name }) => {
+                run.close_open_parts().await?;
+                ids.text = None;
+                ids.reasoning = None;
+                run.emit(UIMessageChunk::ToolInputStart {
+                    tool_call_id: id,
+                    tool_name: name.clone(),
+                    provider_executed: None,
+                    provider_metadata: None,
+                    tool_metadata: None,
+                    dynamic: dynamic_flag(agent, &name),
+                    title: None,
+                })
+                .await?;
+            }
+            Ok(ModelEvent::ToolCallDelta { id, arguments_delta }) => {
+                run.emit(UIMessageChunk::ToolInputDelta {
+                    tool_call_id: id,
+                    input_text_delta: arguments_delta,
+                })
+                .await?;
+            }
+            Ok(ModelEvent::ToolCall { id, name, arguments }) => {
+                run.close_open_parts().await?;
+                ids.text = None;
+                ids.reasoning = None;
+                match accept_call(agent, run, id, name, &arguments).await? {
+                    Some(call) => calls.push(call),
+                    None => rejected += 1,
+                }
+            }
+            Ok(ModelEvent::Finish { reason: finish, usage: step_usage }) => {
+                *usage += step_usage;
+                reason = Some(finish);
+            }
+            Err(error) => {
+                tracing::warn!(chat = %chat_id, model = %agent.model().id(), "model stream failed: {error}");
+                run.close_open_parts().await?;
+                run.emit(UIMessageChunk::Error { error_text: error.to_string() }).await?;
+                run.emit(UIMessageChunk::FinishStep).await?;
+                return Ok(StepEnd::Done(FinishReason::Error));
+            }
+        }
+    }
+    run.close_open_parts().await?;
+    let reason = reason.unwrap_or(if calls.is_empty() && rejected == 0 {
+        FinishReason::Stop
+    } else {
+        FinishReason::ToolCalls
+    });
+    let mut client_side = false;
+    let mut server_calls = Vec::new();
+    for call in calls {
+        match agent.tool(&call.name) {
+            Some(tool) if tool.runs_on_client() => client_side = true,
+            Some(_) => server_calls.push(call),
+            None => {}
+        }
+    }
+    let ran_tools = !server_calls.is_empty();
+    if ran_tools && execute_tools(agent, chat_id, run, server_calls, stop).await? {
+        return stopped_step(run).await;
+    }
+    run.emit(UIMessageChunk::FinishStep).await?;
+    if client_side {
+        // The browser owns the next move: it answers the call and sends the message back.
+        return Ok(StepEnd::Done(FinishReason::ToolCalls));
+    }
+    // Like the AI SDK, go on whenever every call of the step has a result for the model to read,
+    // whatever finish reason the provider reported.
+    if ran_tools || rejected > 0 {
+        return Ok(StepEnd::Continue);
+    }
+    Ok(StepEnd::Done(reason))
+}
+
+async fn stopped_step(run: &mut Run<'_>) -> Result<StepEnd, SinkClosed> {
+    run.close_open_parts().await?;
+    run.emit(UIMessageChunk::FinishStep).await?;
+    Ok(StepEnd::Stopped)
+}
+
+/// Tools the agent does not declare are shown as dynamic tools.
+fn dynamic_flag(agent: &Agent, name: &str) -> Option<bool> {
+    agent.tool(name).is_none().then_some(true)
+}
+
+/// Checks a finished call: its tool must exist and its arguments must be a JSON object.
+async fn accept_call(
+    agent: &Agent,
+    run: &mut Run<'_>,
+    id: String,
+    name: String,
+    arguments: &str,
+) -> Result<Option<PendingCall>, SinkClosed> {
+    let parsed = if arguments.trim().is_empty() {
+        Ok(Value::Object(Default::default()))
+    } else {
+        serde_json::from_str::<Value>(arguments)
+    };
+    let problem = match (&parsed, agent.tool(&name)) {
+        (_, None) => Some(format!("the model called `{name}`, which is not a tool of this agent")),
+        (Err(error), _) => Some(format!("the tool input is not valid JSON: {error}")),
+        (Ok(value), _) if !value.is_object() => Some("the tool input must be a JSON object".to_owned()),
+        _ => None,
+    };
+    match (problem, parsed) {
+        (None, Ok(input)) => {
+            run.emit(UIMessageChunk::ToolInputAvailable {
+                tool_call_id: id.clone(),
+                tool_name: name.clone(),
+                input: input.clone(),
+                provider_executed: None,
+                provider_metadata: None,
+                tool_metadata: None,
+                dynamic: None,
+                title: None,
+            })
+            .await?;
+            Ok(Some(PendingCall { id, name, input }))
+        }
+        (problem, parsed) => {
+            let input = parsed.unwrap_or_else(|_| Value::String(arguments.to_owned()));
+            run.emit(UIMessageChunk::ToolInputError {
+                tool_call_id: id,
+                tool_name: name.clone(),
+                input,
+                error_text: problem.unwrap_or_default(),
+                provider_executed: None,
+                provider_metadata: None,
+                tool_metadata: None,
+                dynamic: dynamic_flag(agent, &name),
+                title: None,
+            })
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Runs the step's server tools concurrently and reports each result as it lands. Returns true
+/// when a stop cut them short.
+async fn execute_tools(
+    agent: &Agent,
+    chat_id: &str,
+    run: &mut Run<'_>,
+    calls: Vec<PendingCall>,
+    stop: &CancellationToken,
+) -> Result<bool, SinkClosed> {
+    let mut pending: futures::stream::FuturesUnordered<_> = calls
+        .into_iter()
+        .filter_map(|call| {
+            let tool = agent.tool(&call.name)?.clone();
+            let context = ToolContext {
+                chat_id: chat_id.to_owned(),
+                tool_call_id: call.id.clone(),
+                stop: stop.clone(),
+            };
+            Some(async move {
+                let result = tool.execute(call.input, context).await;
+                (call.id, result)
+            })
+        })
+        .collect();
+    loop {
+        let next = match unless_stopped(stop, pending.next()).await {
+            None => return Ok(true),
+            Some(None) => return Ok(false),
+            Some(Some(next)) => next,
+        };
+        let chunk = match next {
+            (tool_call_id, Ok(output)) => UIMessageChunk::ToolOutputAvailable {
+                tool_call_id,
+                output,
+                provider_executed: None,
+                provider_metadata: None,
+                tool_metadata: None,
+                dynamic: None,
+                preliminary: None,
+            },
+            (tool_call_id, Err(error)) => UIMessageChunk::ToolOutputError {
+                tool_call_id,
+                error_text: error.0,
+                provider_executed: None,
+                provider_metadata: None,
+                tool_metadata: None,
+                dynamic: None,
+            },
+        };
+        run.emit(chunk).await?;
+    }
+}
+
+/// Ids for the text and reasoning parts of a step; unique within a turn.
+#[derive(Default)]
+struct PartIds {
+    text: Option<String>,
+    reasoning: Option<String>,
+}
+
+impl PartIds {
+    fn next(&self, kind: &str) -> String {
+        format!("{kind}-{}", uuid::Uuid::new_v4().simple())
+    }
+}

@@ -1,0 +1,85 @@
+//! Agents: what a user defines (model, instructions, tools, limits) and the engine that runs a
+//! turn with them.
+
+mod engine;
+mod tool;
+pub mod tools;
+
+use std::sync::Arc;
+
+pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, run_turn};
+pub use tool::{FunctionTool, Tool, ToolContext, ToolError};
+
+use crate::model::Model;
+
+/// A chat agent. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Agent {
+    model: Arc<dyn Model>,
+    system_prompt: Option<String>,
+    tools: Vec<Arc<dyn Tool>>,
+    max_steps: usize,
+}
+
+impl Agent {
+    pub const DEFAULT_MAX_STEPS: usize = 10;
+
+    pub fn builder(model: Arc<dyn Model>) -> AgentBuilder {
+        AgentBuilder {
+            agent: Agent {
+                model,
+                system_prompt: None,
+                tools: Vec::new(),
+                max_steps: Self::DEFAULT_MAX_STEPS,
+            },
+        }
+    }
+
+    pub fn model(&self) -> &Arc<dyn Model> {
+        &self.model
+    }
+
+    pub fn system_prompt(&self) -> Option<&str> {
+        self.system_prompt.as_deref()
+    }
+
+    pub fn tools(&self) -> &[Arc<dyn Tool>] {
+        &self.tools
+    }
+
+    pub fn tool(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.iter().find(|tool| tool.name() == name)
+    }
+
+    pub fn max_steps(&self) -> usize {
+        self.max_steps
+    }
+}
+
+pub struct AgentBuilder {
+    agent: Agent,
+}
+
+impl AgentBuilder {
+    pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.agent.system_prompt = Some(prompt.into());
+        self
+    }
+
+    /// Adds a tool; a later tool with the same name replaces the earlier one.
+    pub fn tool(mut self, tool: impl Tool + 'static) -> Self {
+        self.agent.tools.retain(|existing| existing.name() != tool.name());
+        self.agent.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// The most model calls in one turn (at least one).
+    pub fn max_steps(mut self, steps: usize) -> Self {
+        self.agent.max_steps = steps.max(1);
+        self
+    }
+
+    pub fn build(self) -> Agent {
+        self.agent
+    }
+}

@@ -1,0 +1,135 @@
+//! Tools an agent can call.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::ToolSpec;
+
+/// What a tool knows about the call it serves.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    pub chat_id: String,
+    pub tool_call_id: String,
+    /// Cancelled when the turn is stopped; long tools should give up when it fires.
+    pub stop: CancellationToken,
+}
+
+/// A failed tool call. Its message goes to the model (so it can recover) and to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ToolError(pub String);
+
+impl ToolError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ToolError(message.into())
+    }
+}
+
+/// A tool: its description for the model, and (for server tools) how to run it.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    fn name(&self) -> &str;
+    fn description(&self) -> &str;
+    /// The JSON schema of the input object.
+    fn input_schema(&self) -> Value;
+
+    /// Client-side tools have no server execution: the turn ends at their call and the browser
+    /// answers with `addToolOutput`.
+    fn runs_on_client(&self) -> bool {
+        false
+    }
+
+    async fn execute(&self, input: Value, context: ToolContext) -> Result<Value, ToolError>;
+
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: self.name().to_owned(),
+            description: self.description().to_owned(),
+            input_schema: self.input_schema(),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+type ToolFuture = Pin<Box<dyn Future<Output = Result<Value, ToolError>> + Send>>;
+#[cfg(target_arch = "wasm32")]
+type ToolFuture = Pin<Box<dyn Future<Output = Result<Value, ToolError>>>>;
+
+type ToolHandler = Arc<dyn Fn(Value, ToolContext) -> ToolFuture + Send + Sync>;
+
+/// A server tool made from a name, a description, a schema and an async function.
+pub struct FunctionTool {
+    name: String,
+    description: String,
+    input_schema: Value,
+    handler: Option<ToolHandler>,
+}
+
+impl FunctionTool {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new<F, Fut>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        input_schema: Value,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Value, ToolContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, ToolError>> + Send + 'static,
+    {
+        FunctionTool {
+            name: name.into(),
+            description: description.into(),
+            input_schema,
+            handler: Some(Arc::new(move |input, context| Box::pin(handler(input, context)))),
+        }
+    }
+
+    /// A tool the browser executes: the model may call it, the server never runs it.
+    pub fn client_side(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        input_schema: Value,
+    ) -> Self {
+        FunctionTool {
+            name: name.into(),
+            description: description.into(),
+            input_schema,
+            handler: None,
+        }
+    }
+}
+
+#[async_trait]
+impl Tool for FunctionTool {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn input_schema(&self) -> Value {
+        self.input_schema.clone()
+    }
+
+    fn runs_on_client(&self) -> bool {
+        self.handler.is_none()
+    }
+
+    async fn execute(&self, input: Value, context: ToolContext) -> Result<Value, ToolError> {
+        match &self.handler {
+            Some(handler) => handler(input, context).await,
+            None => Err(ToolError::new(format!(
+                "`{}` runs in the browser, not on the server",
+                self.name
+            ))),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Configuration from the environment: the same variable names on every host, read here only.
+
+use crate::auth::SecretKeys;
+
+/// Which model provider answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelProvider {
+    OpenAi,
+    Anthropic,
+    Bedrock,
+    Offline,
+}
+
+impl ModelProvider {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelProvider::OpenAi => "openai",
+            ModelProvider::Anthropic => "anthropic",
+            ModelProvider::Bedrock => "bedrock",
+            ModelProvider::Offline => "offline",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("CHATFN_MODEL_PROVIDER must be one of openai, anthropic, bedrock, offline (got `{0}`)")]
+    UnknownProvider(String),
+    #[error("{name} must be a whole number (got `{value}`)")]
+    NotANumber { name: &'static str, value: String },
+    #[error("CHATFN_MODEL_PROVIDER={0} needs an API key: set CHATFN_MODEL_API_KEY")]
+    MissingApiKey(&'static str),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None` when no key is configured; the local server then generates one.
+    pub secret_keys: Option<SecretKeys>,
+    pub model_provider: ModelProvider,
+    pub model: Option<String>,
+    pub model_base_url: Option<String>,
+    pub model_api_key: Option<String>,
+    pub system_prompt: Option<String>,
+    pub table_name: Option<String>,
+    pub oidc_issuer: Option<String>,
+    pub oidc_audience: Option<String>,
+    /// Allowed browser origins; empty means any origin.
+    pub cors_origins: Vec<String>,
+    /// Lifetime of the session tokens chatfn mints.
+    pub token_ttl_seconds: u64,
+    /// The most model calls one turn may make.
+    pub max_steps: usize,
+}
+
+impl Config {
+    pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 3600;
+    pub const DEFAULT_MAX_STEPS: usize = 10;
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so hosts without a process environment (the Worker)
+    /// and tests can supply their own.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let explicit_key = get("CHATFN_MODEL_API_KEY");
+        let provider = match get("CHATFN_MODEL_PROVIDER").as_deref() {
+            Some("openai") => ModelProvider::OpenAi,
+            Some("anthropic") => ModelProvider::Anthropic,
+            Some("bedrock") => ModelProvider::Bedrock,
+            Some("offline") => ModelProvider::Offline,
+            Some(other) => return Err(ConfigError::UnknownProvider(other.to_owned())),
+            None if explicit_key.is_some() || get("OPENAI_API_KEY").is_some() => {
+                ModelProvider::OpenAi
+            }
+            None => ModelProvider::Offline,
+        };
+        let model_api_key = explicit_key.or_else(|| match provider {
+            ModelProvider::OpenAi => get("OPENAI_API_KEY"),
+            ModelProvider::Anthropic => get("ANTHROPIC_API_KEY"),
+            ModelProvider::Bedrock | ModelProvider::Offline => None,
+        });
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                Some(value) => value
+                    .parse()
+                    .map_err(|_| ConfigError::NotANumber { name, value }),
+                None => Ok(default),
+            }
+        };
+        Ok(Config {
+            secret_keys: get("CHATFN_SECRET_KEY").and_then(|v| SecretKeys::parse(&v)),
+            model_provider: provider,
+            model: get("CHATFN_MODEL"),
+            model_base_url: get("CHATFN_MODEL_BASE_URL"),
+            model_api_key,
+            system_prompt: get("CHATFN_SYSTEM_PROMPT"),
+            table_name: get("CHATFN_TABLE_NAME"),
+            oidc_issuer: get("CHATFN_OIDC_ISSUER"),
+            oidc_audience: get("CHATFN_OIDC_AUDIENCE"),
+            cors_origins: get("CHATFN_CORS_ORIGINS")
+                .map(|v| parse_origins(&v))
+                .unwrap_or_default(),
+            token_ttl_seconds: number("CHATFN_TOKEN_TTL_SECONDS", Self::DEFAULT_TOKEN_TTL_SECONDS)?,
+            max_steps: number("CHATFN_MAX_STEPS", Self::DEFAULT_MAX_STEPS as u64)? as usize,
+        })
+    }
+}
+
+/// A comma-separated origin list; a `*` anywhere means any origin (an empty list).
+fn parse_origins(value: &str) -> Vec<String> {
+    let origins: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if origins.iter().any(|origin| origin == "*") {
+        Vec::new()
+    } else {
+        origins
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn no_keys_means_the_offline_model() {
+        let config = config(&[]).expect("valid");
+        assert_eq!(config.model_provider, ModelProvider::Offline);
+        assert!(config.secret_keys.is_none());
+        assert_eq!(config.token_ttl_seconds, 3600);
+    }
+
+    #[test]
+    fn an_openai_key_selects_openai() {
+        let config = config(&[("OPENAI_API_KEY", "sk-x")]).expect("valid");
+        assert_eq!(config.model_provider, ModelProvider::OpenAi);
+        assert_eq!(config.model_api_key.as_deref(), Some("sk-x"));
+    }
+
+    #[test]
+    fn the_explicit_key_wins_and_providers_pick_their_fallback() {
+        let config = config(&[
+            ("CHATFN_MODEL_PROVIDER", "anthropic"),
+            ("ANTHROPIC_API_KEY", "a"),
+            ("OPENAI_API_KEY", "o"),
+        ])
+        .expect("valid");
+        assert_eq!(config.model_api_key.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn bad_values_are_reported_by_name() {
+        assert_eq!(
+            config(&[("CHATFN_MODEL_PROVIDER", "gpt")]).err(),
+            Some(ConfigError::UnknownProvider("gpt".into()))
+        );
+        assert!(matches!(
+            config(&[("CHATFN_TOKEN_TTL_SECONDS", "soon")]),
+            Err(ConfigError::NotANumber { name: "CHATFN_TOKEN_TTL_SECONDS", .. })
+        ));
+    }
+
+    fn config_any() -> Config {
+        config(&[("CHATFN_CORS_ORIGINS", "https://a.example, *")]).expect("valid")
+    }
+
+    #[test]
+    fn cors_origins_are_a_list_and_a_star_means_any() {
+        let config = config(&[("CHATFN_CORS_ORIGINS", "https://a.example, https://b.example")])
+            .expect("valid");
+        assert_eq!(config.cors_origins, ["https://a.example", "https://b.example"]);
+        let any = config_any();
+        assert!(any.cors_origins.is_empty());
+    }
+}

@@ -1,0 +1,180 @@
+//! The one HTTP error type. Every failure a route can meet maps to it here, and it renders as
+//! `{"ok": false, "error": "<message>", "code": "<code>"}` with the matching status.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::auth::TokenError;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// More fields for the body (e.g. `closedReason` next to `session_closed`).
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_owned(), value);
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    pub fn turn_in_progress() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "turn_in_progress",
+            "a reply is still streaming in this chat: resume it or stop it first",
+        )
+    }
+
+    pub fn session_closed(reason: Option<&str>) -> Self {
+        Self::new(StatusCode::CONFLICT, "session_closed", "the chat session is closed")
+            .with("closedReason", reason.map_or(Value::Null, |r| json!(r)))
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("ok".into(), Value::Bool(false));
+        body.insert("error".into(), Value::String(self.message.clone()));
+        body.insert("code".into(), Value::String(self.code.to_owned()));
+        for (key, value) in &self.extra {
+            body.insert(key.clone(), value.clone());
+        }
+        Value::Object(body)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), code = self.code, "{}", self.message);
+        }
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if self.code == "session_closed" {
+            // Retrying cannot reopen a closed chat; tell the Trigger SDK not to try.
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        response
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::MissingScope(_) => ApiError::forbidden(error.to_string()),
+            TokenError::Invalid | TokenError::Expired | TokenError::NotYetValid => {
+                ApiError::unauthorized(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NoSession(chat) => {
+                ApiError::not_found(format!("no chat session `{chat}`"))
+            }
+            StoreError::LeaseLost | StoreError::SequenceTaken(_) => ApiError::turn_in_progress(),
+            StoreError::Backend(message) => {
+                tracing::error!("store failure: {message}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the chat store is unavailable; try again",
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_carries_message_code_and_extras() {
+        let error = ApiError::session_closed(Some("done"));
+        assert_eq!(error.status, StatusCode::CONFLICT);
+        assert_eq!(
+            error.body(),
+            json!({"ok": false, "error": "the chat session is closed", "code": "session_closed", "closedReason": "done"})
+        );
+    }
+
+    #[test]
+    fn token_errors_map_to_401_and_403() {
+        assert_eq!(ApiError::from(TokenError::Expired).status, StatusCode::UNAUTHORIZED);
+        assert_eq!(ApiError::from(TokenError::Invalid).status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            ApiError::from(TokenError::MissingScope("read:sessions:x".into())).status,
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    #[test]
+    fn store_failures_hide_their_details() {
+        let error = ApiError::from(StoreError::Backend("disk I/O error at /secret/path".into()));
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!error.message.contains("/secret/path"));
+    }
+}

@@ -28,8 +28,8 @@ pub enum ConfigError {
     UnknownProvider(String),
     #[error("{name} must be a whole number (got `{value}`)")]
     NotANumber { name: &'static str, value: String },
-    #[error("CHATFN_MODEL_PROVIDER={0} needs an API key: set CHATFN_MODEL_API_KEY")]
-    MissingApiKey(&'static str),
+    #[error("CHATFN_MODEL_PROVIDER={0} is not available in this build of chatfn yet")]
+    Unavailable(&'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -50,11 +50,14 @@ pub struct Config {
     pub token_ttl_seconds: u64,
     /// The most model calls one turn may make.
     pub max_steps: usize,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
 }
 
 impl Config {
     pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 3600;
     pub const DEFAULT_MAX_STEPS: usize = 10;
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -105,6 +108,8 @@ impl Config {
                 .unwrap_or_default(),
             token_ttl_seconds: number("CHATFN_TOKEN_TTL_SECONDS", Self::DEFAULT_TOKEN_TTL_SECONDS)?,
             max_steps: number("CHATFN_MAX_STEPS", Self::DEFAULT_MAX_STEPS as u64)? as usize,
+            max_body_bytes: number("CHATFN_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES as u64)?
+                as usize,
         })
     }
 }

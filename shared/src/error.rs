@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::TokenError;
 use crate::store::StoreError;
+use crate::turn::TurnError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -143,6 +144,18 @@ impl From<StoreError> for ApiError {
                     "the chat store is unavailable; try again",
                 )
             }
+        }
+    }
+}
+
+impl From<TurnError> for ApiError {
+    fn from(error: TurnError) -> Self {
+        match error {
+            TurnError::NoSession(chat) => ApiError::not_found(format!("no chat session `{chat}`")),
+            TurnError::SessionClosed(reason) => ApiError::session_closed(reason.as_deref()),
+            TurnError::InProgress => ApiError::turn_in_progress(),
+            TurnError::InvalidInput(message) => ApiError::invalid(message),
+            TurnError::Store(error) => error.into(),
         }
     }
 }

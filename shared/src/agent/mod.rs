@@ -10,7 +10,29 @@ use std::sync::Arc;
 pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, run_turn};
 pub use tool::{FunctionTool, Tool, ToolContext, ToolError};
 
+use crate::config::Config;
 use crate::model::Model;
+
+/// The instructions of the stock agent when `CHATFN_SYSTEM_PROMPT` is unset.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant. Answer concisely. Use the \
+    tools you have when they help: they give exact answers.";
+
+/// The agent every host serves unless its `main` builds its own: the configured model and
+/// instructions, the stock tools, the configured step limit.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn configured_agent(config: &Config, model: Arc<dyn Model>) -> Agent {
+    Agent::builder(model)
+        .system_prompt(
+            config
+                .system_prompt
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
+        )
+        .tool(tools::current_time())
+        .tool(tools::roll_dice())
+        .max_steps(config.max_steps)
+        .build()
+}
 
 /// A chat agent. Cheap to clone; share one per process.
 #[derive(Clone)]

@@ -10,6 +10,7 @@ pub mod openai;
 pub mod sse;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::Stream;
@@ -247,4 +248,25 @@ pub trait Model: Send + Sync {
 
     /// Starts one model call. An `Err` here means nothing was streamed.
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError>;
+}
+
+/// The model the configuration names.
+pub fn from_config(config: &crate::config::Config) -> Result<Arc<dyn Model>, crate::config::ConfigError> {
+    use crate::config::{ConfigError, ModelProvider};
+    match config.model_provider {
+        ModelProvider::Offline => Ok(Arc::new(offline::OfflineModel::new())),
+        #[cfg(feature = "native")]
+        ModelProvider::OpenAi => Ok(Arc::new(openai::OpenAiCompatible::new(
+            config
+                .model_base_url
+                .clone()
+                .unwrap_or_else(|| openai::OpenAiCompatible::DEFAULT_BASE_URL.to_owned()),
+            config.model_api_key.clone(),
+            config
+                .model
+                .clone()
+                .unwrap_or_else(|| openai::OpenAiCompatible::DEFAULT_MODEL.to_owned()),
+        ))),
+        other => Err(ConfigError::Unavailable(other.name())),
+    }
 }

@@ -1,4 +1,15 @@
-//! Turns: one at a time per chat, run inside the request that streams them.
+//! Turns: one at a time per chat, run inside the request that streams them, recorded in the
+//! output log so any reader can replay and follow them.
+
+mod input;
+pub mod live;
+mod runner;
+mod writer;
+
+pub use input::{ChatInput, ChatTrigger, MessagePayload};
+pub use live::{LiveTurn, LiveTurns};
+pub use runner::{StartedTurn, TurnError, TurnRunner, TurnSource, TurnTask};
+pub use writer::{OutputWriter, WriterSettings};
 
 /// The header that marks an output record as a control record.
 pub const CONTROL_HEADER: &str = "trigger-control";

@@ -1,0 +1,173 @@
+//! The AI SDK wire: what `useChat`'s `DefaultChatTransport` sends, and the resume and stop routes
+//! its docs prescribe. The server keeps the history; of each request it takes only the new
+//! message.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::App;
+use super::extract::{bearer, parse_json, read_body, require_token, validate_chat_id};
+use super::stream::{ui_message_events, ui_message_response, with_keepalive};
+use crate::auth::Access;
+use crate::error::ApiError;
+use crate::store::OutputRecord;
+use crate::turn::{ChatInput, ChatTrigger, MessagePayload, TurnSource};
+use crate::ui::UIMessage;
+
+/// The body `DefaultChatTransport` posts.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendRequest {
+    id: String,
+    #[serde(default)]
+    messages: Vec<UIMessage>,
+    trigger: SendTrigger,
+    #[serde(default)]
+    message_id: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    /// `transport.body` and per-call `body` fields.
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum SendTrigger {
+    SubmitMessage,
+    RegenerateMessage,
+}
+
+/// `POST /api/chat`: runs a turn and streams it.
+pub async fn send(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
+    let headers = request.headers().clone();
+    if bearer(&headers).is_none() {
+        return Err(ApiError::unauthorized(
+            "send the chat's session token as `Authorization: Bearer …`",
+        ));
+    }
+    let body = read_body(request, &()).await?;
+    let request: SendRequest = parse_json(&body)?;
+    validate_chat_id(&request.id)?;
+    require_token(&app, &headers, &request.id, Access::Write)?;
+    let chat_id = request.id.clone();
+    let runner = app.runner();
+    runner.open_session(&chat_id).await?;
+    // Refuse before recording anything: a request that gets a 409 must leave no trace.
+    if runner.turn_running(&chat_id).await? {
+        return Err(ApiError::turn_in_progress());
+    }
+    let trigger = match request.trigger {
+        SendTrigger::SubmitMessage => ChatTrigger::SubmitMessage,
+        SendTrigger::RegenerateMessage => ChatTrigger::RegenerateMessage,
+    };
+    let message = match trigger {
+        ChatTrigger::SubmitMessage => Some(request.messages.last().cloned().ok_or_else(|| {
+            ApiError::invalid("submit-message needs at least one message in `messages`")
+        })?),
+        _ => None,
+    };
+    let payload = MessagePayload {
+        message,
+        chat_id: chat_id.clone(),
+        trigger,
+        message_id: request.message_id,
+        metadata: request.metadata,
+        extra: request.extra,
+    };
+    let input = ChatInput::Message {
+        payload: payload.clone(),
+    };
+    let part_id = uuid::Uuid::new_v4().to_string();
+    let appended = runner.record_input(&chat_id, &part_id, &input).await?;
+    let (started, task) = runner.start(&chat_id, appended.seq, payload).await?;
+    crate::runtime::spawn_turn(task);
+    let records = started.live.clone().follow(started.live.first_seq().checked_sub(1));
+    Ok(stream_response(&app, records, &started.message_id))
+}
+
+fn stream_response(
+    app: &App,
+    records: impl Stream<Item = OutputRecord> + Send + 'static,
+    message_id: &str,
+) -> Response {
+    let events = with_keepalive(ui_message_events(records), app.settings().keepalive_interval);
+    ui_message_response(events, &[("x-chatfn-message-id", message_id.to_owned())])
+}
+
+fn checked_chat_id(chat_id: &str) -> Result<(), ApiError> {
+    validate_chat_id(chat_id).map_err(|_| ApiError::not_found(format!("no chat session `{chat_id}`")))
+}
+
+/// `GET /api/chat/{chatId}/stream`: the reply in flight from its `start`, then live; 204 when
+/// nothing is streaming.
+pub async fn resume(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(chat_id): Path<String>,
+) -> Result<Response, ApiError> {
+    checked_chat_id(&chat_id)?;
+    require_token(&app, &headers, &chat_id, Access::Read)?;
+    let runner = app.runner();
+    if runner.store().session(&chat_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no chat session `{chat_id}`")));
+    }
+    match runner.running_turn(&chat_id).await? {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(TurnSource::Live(live)) => {
+            let after = live.first_seq().checked_sub(1);
+            Ok(stream_response(&app, live.follow(after), ""))
+        }
+        Some(TurnSource::Log { first_seq }) => {
+            let records = runner.follow_log(&chat_id, first_seq.checked_sub(1));
+            Ok(stream_response(&app, records, ""))
+        }
+    }
+}
+
+/// `POST /api/chat/{chatId}/stop`: ends the running turn, keeping the partial reply. Answers once
+/// the turn has ended (or after a short wait), so the history is settled when it returns.
+pub async fn stop(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(chat_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    checked_chat_id(&chat_id)?;
+    require_token(&app, &headers, &chat_id, Access::Write)?;
+    let runner = app.runner();
+    runner.open_session(&chat_id).await?;
+    let live = runner.live_turns().get(&chat_id);
+    let stopped = runner.stop(&chat_id).await?;
+    let settled = match live {
+        Some(live) => {
+            tokio::time::timeout(Duration::from_secs(10), live.finished())
+                .await
+                .is_ok()
+        }
+        None => !stopped,
+    };
+    Ok(Json(json!({"ok": true, "stopped": stopped, "settled": settled})))
+}
+
+/// `GET /api/chat/{chatId}/messages`: the persisted history.
+pub async fn messages(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(chat_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    checked_chat_id(&chat_id)?;
+    require_token(&app, &headers, &chat_id, Access::Read)?;
+    let store = app.runner().store();
+    if store.session(&chat_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no chat session `{chat_id}`")));
+    }
+    let messages = store.messages(&chat_id).await?;
+    Ok(Json(json!({"messages": messages})))
+}

@@ -1,0 +1,164 @@
+//! The HTTP application: every route of both wires over the `Store` and `Model` ports. Hosts
+//! serve [`router`] (all routes, or one function's share of them) and nothing else.
+
+mod ai_sdk;
+mod extract;
+mod sessions;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::routing::{get, post};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
+
+use crate::auth::SecretKeys;
+use crate::error::ApiError;
+use crate::turn::TurnRunner;
+
+pub use extract::{ApiJson, validate_chat_id};
+
+/// The settings of the HTTP application.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub secret_keys: SecretKeys,
+    /// The token `sub`: which environment minted it.
+    pub token_subject: String,
+    pub token_ttl_seconds: u64,
+    /// Allowed browser origins; empty means any.
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    /// Comment lines sent on an idle stream, so proxies keep it open.
+    pub keepalive_interval: Duration,
+}
+
+impl HttpSettings {
+    pub fn new(secret_keys: SecretKeys) -> Self {
+        HttpSettings {
+            secret_keys,
+            token_subject: "chatfn".to_owned(),
+            token_ttl_seconds: crate::config::Config::DEFAULT_TOKEN_TTL_SECONDS,
+            cors_origins: Vec::new(),
+            max_body_bytes: crate::config::Config::DEFAULT_MAX_BODY_BYTES,
+            keepalive_interval: Duration::from_secs(15),
+        }
+    }
+
+    /// The settings the configuration gives, signing with `secret_keys`.
+    pub fn from_config(config: &crate::config::Config, secret_keys: SecretKeys) -> Self {
+        HttpSettings {
+            token_ttl_seconds: config.token_ttl_seconds,
+            cors_origins: config.cors_origins.clone(),
+            max_body_bytes: config.max_body_bytes,
+            ..HttpSettings::new(secret_keys)
+        }
+    }
+}
+
+/// Which function's routes a router serves. Each Lambda function answers only its own; the
+/// local server and the Worker answer all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    All,
+    SessionStart,
+    TokenRefresh,
+    AgentTurn,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    settings: HttpSettings,
+    runner: TurnRunner,
+}
+
+impl App {
+    pub fn new(settings: HttpSettings, runner: TurnRunner) -> Self {
+        App {
+            inner: Arc::new(AppInner { settings, runner }),
+        }
+    }
+
+    pub fn settings(&self) -> &HttpSettings {
+        &self.inner.settings
+    }
+
+    pub fn runner(&self) -> &TurnRunner {
+        &self.inner.runner
+    }
+}
+
+/// The routes of `routes`, with CORS, body limits and JSON errors for everything else.
+pub fn router(app: App, routes: Routes) -> Router {
+    let mut router = Router::new();
+    if matches!(routes, Routes::All | Routes::SessionStart) {
+        router = router.route("/api/v1/sessions", post(sessions::create));
+    }
+    if matches!(routes, Routes::All | Routes::TokenRefresh) {
+        router = router.route("/api/v1/sessions/{chat_id}/token", post(sessions::refresh_token));
+    }
+    if matches!(routes, Routes::All | Routes::AgentTurn) {
+        router = router
+            .route("/api/chat", post(ai_sdk::send))
+            .route("/api/chat/{chat_id}/stream", get(ai_sdk::resume))
+            .route("/api/chat/{chat_id}/stop", post(ai_sdk::stop))
+            .route("/api/chat/{chat_id}/messages", get(ai_sdk::messages));
+    }
+    let cors = cors_layer(&app.settings().cors_origins);
+    let max_body = app.settings().max_body_bytes;
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(cors)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not accept {method}", uri.path()),
+    )
+}
+
+/// Browsers on other origins send bearer tokens and the wires' custom headers, and read the
+/// stream headers back.
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    let exposed = [
+        "x-stream-version",
+        "x-session-settled",
+        "x-last-chunk-index",
+        "x-vercel-ai-ui-message-stream",
+        "x-chatfn-message-id",
+    ];
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::HEAD, Method::OPTIONS])
+        // Mirroring covers `Authorization` (which `*` does not) and any header a client adds.
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers(ExposeHeaders::list(
+            exposed.into_iter().map(HeaderName::from_static),
+        ))
+        .max_age(Duration::from_secs(86_400))
+}

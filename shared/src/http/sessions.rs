@@ -1,0 +1,269 @@
+//! Session start and token refresh: server-to-server routes behind the secret key. The request
+//! and response follow what `@trigger.dev/sdk`'s `chat.createStartSessionAction` sends and reads,
+//! so both wires share them.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::App;
+use super::extract::{ApiJson, require_secret_key, validate_chat_id};
+use crate::auth::SessionToken;
+use crate::clock::{iso8601, now_ms};
+use crate::error::ApiError;
+use crate::store::{Session, SessionCreate};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSessionRequest {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    external_id: Option<String>,
+    #[serde(default)]
+    task_identifier: Option<String>,
+    #[serde(default)]
+    trigger_config: Option<Value>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    expires_at: Option<Value>,
+}
+
+const SESSION_KIND: &str = "chat.agent";
+
+impl CreateSessionRequest {
+    /// The session this request describes, or what is wrong with it (422).
+    fn into_session(self, now: u64) -> Result<Session, ApiError> {
+        let chat_id = self
+            .external_id
+            .ok_or_else(|| ApiError::invalid("`externalId` (the chat id) is required"))?;
+        validate_chat_id(&chat_id)?;
+        if chat_id.starts_with("session_") {
+            return Err(ApiError::invalid("`externalId` may not start with `session_`"));
+        }
+        if let Some(kind) = &self.kind
+            && kind != SESSION_KIND
+        {
+            return Err(ApiError::invalid(format!(
+                "`type` must be `{SESSION_KIND}` (got `{kind}`)"
+            )));
+        }
+        let trigger_config = match self.trigger_config {
+            None | Some(Value::Null) => json!({}),
+            Some(config @ Value::Object(_)) => {
+                validate_trigger_config(&config)?;
+                config
+            }
+            Some(_) => return Err(ApiError::invalid("`triggerConfig` must be an object")),
+        };
+        let tags = self.tags.unwrap_or_default();
+        if tags.len() > 10 || tags.iter().any(|tag| tag.is_empty() || tag.len() > 128) {
+            return Err(ApiError::invalid("at most 10 `tags` of 1 to 128 characters"));
+        }
+        let expires_at_ms = self.expires_at.map(|value| parse_time(&value)).transpose()?;
+        let id = format!("session_{}", uuid::Uuid::new_v4().simple());
+        Ok(Session {
+            id,
+            chat_id,
+            kind: SESSION_KIND.to_owned(),
+            task_identifier: self.task_identifier.unwrap_or_else(|| "chat".to_owned()),
+            trigger_config,
+            tags,
+            metadata: self.metadata.filter(|m| !m.is_null()),
+            owner: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            expires_at_ms,
+            closed_at_ms: None,
+            closed_reason: None,
+        })
+    }
+}
+
+fn validate_trigger_config(config: &Value) -> Result<(), ApiError> {
+    if let Some(tags) = config.get("tags") {
+        let ok = tags.as_array().is_some_and(|tags| {
+            tags.len() <= 10
+                && tags
+                    .iter()
+                    .all(|t| t.as_str().is_some_and(|t| !t.is_empty() && t.len() <= 128))
+        });
+        if !ok {
+            return Err(ApiError::invalid(
+                "`triggerConfig.tags` must be at most 10 strings of 1 to 128 characters",
+            ));
+        }
+    }
+    let bounded = |key: &str, max: u64| -> Result<(), ApiError> {
+        match config.get(key) {
+            None | Some(Value::Null) => Ok(()),
+            Some(value) if value.as_u64().is_some_and(|n| n <= max) => Ok(()),
+            Some(_) => Err(ApiError::invalid(format!(
+                "`triggerConfig.{key}` must be a whole number up to {max}"
+            ))),
+        }
+    };
+    bounded("maxAttempts", 10)?;
+    bounded("idleTimeoutInSeconds", 3600)?;
+    if let Some(payload) = config.get("basePayload")
+        && !payload.is_object()
+    {
+        return Err(ApiError::invalid("`triggerConfig.basePayload` must be an object"));
+    }
+    Ok(())
+}
+
+/// An ISO 8601 string or epoch milliseconds.
+fn parse_time(value: &Value) -> Result<u64, ApiError> {
+    match value {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| ApiError::invalid("`expiresAt` must be a positive time")),
+        Value::String(text) => humantime::parse_rfc3339_weak(text)
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|elapsed| elapsed.as_millis() as u64)
+            .ok_or_else(|| ApiError::invalid("`expiresAt` must be an ISO 8601 time")),
+        _ => Err(ApiError::invalid("`expiresAt` must be an ISO 8601 time or epoch milliseconds")),
+    }
+}
+
+fn time_or_null(ms: Option<u64>) -> Value {
+    ms.map_or(Value::Null, |ms| Value::String(iso8601(ms)))
+}
+
+/// The session as the Trigger SDK reads it, with a fresh token.
+pub fn session_body(session: &Session, token: &str, cached: bool) -> Value {
+    json!({
+        "id": session.id,
+        "externalId": session.chat_id,
+        "type": session.kind,
+        "taskIdentifier": session.task_identifier,
+        "triggerConfig": session.trigger_config,
+        "currentRunId": Value::Null,
+        "tags": session.tags,
+        "metadata": session.metadata,
+        "closedAt": time_or_null(session.closed_at_ms),
+        "closedReason": session.closed_reason,
+        "expiresAt": time_or_null(session.expires_at_ms),
+        "createdAt": iso8601(session.created_at_ms),
+        "updatedAt": iso8601(session.updated_at_ms),
+        // chatfn has no runs; the chat's session stands in for its run everywhere.
+        "runId": format!("run_{}", session.id.trim_start_matches("session_")),
+        "publicAccessToken": token,
+        "isCached": cached,
+    })
+}
+
+fn mint(app: &App, chat_id: &str) -> (String, u64) {
+    let now = now_ms() / 1000;
+    let settings = app.settings();
+    let token = SessionToken::mint(
+        &settings.secret_keys,
+        &settings.token_subject,
+        chat_id,
+        now,
+        settings.token_ttl_seconds,
+    );
+    (token, (now + settings.token_ttl_seconds) * 1000)
+}
+
+/// `POST /api/v1/sessions`: idempotent on the chat id; 201 on create, 200 with `isCached` after.
+pub async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CreateSessionRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_secret_key(&app, &headers)?;
+    let now = now_ms();
+    let session = request.into_session(now)?;
+    let (status, session, cached) = match app.runner().store().create_session(session).await? {
+        SessionCreate::Created(session) => (StatusCode::CREATED, session, false),
+        SessionCreate::Existing(session) => (StatusCode::OK, session, true),
+    };
+    if session.is_closed() {
+        return Err(ApiError::session_closed(session.closed_reason.as_deref()));
+    }
+    if session.is_expired(now) {
+        return Err(ApiError::session_closed(Some("expired")));
+    }
+    let (token, _) = mint(&app, &session.chat_id);
+    Ok((status, Json(session_body(&session, &token, cached))))
+}
+
+/// `POST /api/v1/sessions/{chatId}/token`: a fresh session token for an open chat.
+pub async fn refresh_token(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(chat_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_secret_key(&app, &headers)?;
+    validate_chat_id(&chat_id).map_err(|_| ApiError::not_found(format!("no chat session `{chat_id}`")))?;
+    app.runner().open_session(&chat_id).await?;
+    let (token, expires_ms) = mint(&app, &chat_id);
+    Ok(Json(json!({
+        "publicAccessToken": token,
+        "expiresAt": iso8601(expires_ms),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(value: Value) -> Result<Session, ApiError> {
+        serde_json::from_value::<CreateSessionRequest>(value)
+            .map_err(|e| ApiError::invalid(e.to_string()))?
+            .into_session(1_000)
+    }
+
+    #[test]
+    fn the_start_session_action_body_is_accepted() {
+        let session = request(json!({
+            "type": "chat.agent", "externalId": "chat-basic", "taskIdentifier": "chat",
+            "triggerConfig": {"basePayload": {"messages": [], "trigger": "preload", "metadata": {}, "chatId": "chat-basic"},
+                              "tags": ["chat:chat-basic"]}
+        }))
+        .expect("valid");
+        assert_eq!(session.chat_id, "chat-basic");
+        assert!(session.id.starts_with("session_"));
+        let body = session_body(&session, "tok", false);
+        for key in [
+            "id", "externalId", "type", "taskIdentifier", "tags", "metadata", "closedAt",
+            "closedReason", "expiresAt", "createdAt", "updatedAt", "runId", "publicAccessToken",
+            "isCached",
+        ] {
+            assert!(body.get(key).is_some(), "missing {key}");
+        }
+    }
+
+    #[test]
+    fn invalid_requests_say_what_is_wrong() {
+        for (body, needle) in [
+            (json!({}), "externalId"),
+            (json!({"externalId": "session_x"}), "session_"),
+            (json!({"externalId": "a/b"}), "chat id"),
+            (json!({"externalId": "c", "type": "task"}), "type"),
+            (json!({"externalId": "c", "triggerConfig": {"maxAttempts": 11}}), "maxAttempts"),
+            (json!({"externalId": "c", "tags": vec!["t"; 11]}), "tags"),
+            (json!({"externalId": "c", "expiresAt": "tomorrow"}), "expiresAt"),
+        ] {
+            let error = request(body.clone()).expect_err("invalid");
+            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert!(error.message.contains(needle), "{body}: {}", error.message);
+        }
+    }
+
+    #[test]
+    fn expiry_accepts_iso_and_epoch_ms() {
+        let iso = request(json!({"externalId": "c", "expiresAt": "2026-11-23T20:52:07.183Z"}))
+            .expect("valid");
+        assert_eq!(iso.expires_at_ms, Some(1_795_467_127_183));
+        let ms = request(json!({"externalId": "c", "expiresAt": 5})).expect("valid");
+        assert_eq!(ms.expires_at_ms, Some(5));
+    }
+}

@@ -1,0 +1,600 @@
+//! Starting, following, stopping and recovering turns. A turn answers one input of the chat's
+//! input log; it holds the chat's lease while it runs, streams through an [`OutputWriter`], and
+//! leaves the reply in the message history and a turn-complete record in the output log.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::Stream;
+
+use super::live::{LiveTurn, LiveTurns};
+use super::writer::{OutputWriter, WriterSettings};
+use super::{ChatInput, ChatTrigger, MessagePayload};
+use crate::agent::{Agent, TurnRequest, run_turn};
+use crate::clock::now_ms;
+use crate::store::{
+    InputAppend, LeaseAcquire, OutputBody, OutputRecord, Session, Store, StoreError, TurnLease,
+};
+use crate::ui::{MessageFold, Role, UIMessage, UIMessageChunk, UIPart};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error("no chat session `{0}`")]
+    NoSession(String),
+    #[error("the chat session is closed")]
+    SessionClosed(Option<String>),
+    #[error("a reply is still streaming in this chat")]
+    InProgress,
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A turn that has started: follow it through `live`.
+pub struct StartedTurn {
+    pub live: Arc<LiveTurn>,
+    pub message_id: String,
+    pub input_seq: u64,
+}
+
+/// The work of a started turn; the host runs it to completion, detached from any connection.
+pub type TurnTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where to read a turn from, for a resuming reader.
+pub enum TurnSource {
+    /// Running in this process: follow it from memory.
+    Live(Arc<LiveTurn>),
+    /// Running elsewhere (or recovered just now): read the log from `first_seq`.
+    Log { first_seq: u64 },
+}
+
+#[derive(Clone)]
+pub struct TurnRunner {
+    store: Arc<dyn Store>,
+    agent: Arc<Agent>,
+    live: Arc<LiveTurns>,
+    settings: WriterSettings,
+}
+
+impl TurnRunner {
+    pub fn new(store: Arc<dyn Store>, agent: Arc<Agent>) -> Self {
+        TurnRunner {
+            store,
+            agent,
+            live: Arc::new(LiveTurns::default()),
+            settings: WriterSettings::default(),
+        }
+    }
+
+    pub fn with_settings(mut self, settings: WriterSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn agent(&self) -> &Arc<Agent> {
+        &self.agent
+    }
+
+    pub fn live_turns(&self) -> &LiveTurns {
+        &self.live
+    }
+
+    /// The chat's session, if it exists and is open.
+    pub async fn open_session(&self, chat_id: &str) -> Result<Session, TurnError> {
+        let session = self
+            .store
+            .session(chat_id)
+            .await?
+            .ok_or_else(|| TurnError::NoSession(chat_id.to_owned()))?;
+        if session.is_closed() {
+            return Err(TurnError::SessionClosed(session.closed_reason.clone()));
+        }
+        if session.is_expired(now_ms()) {
+            return Err(TurnError::SessionClosed(Some("expired".to_owned())));
+        }
+        Ok(session)
+    }
+
+    /// Whether a live (unexpired) turn holds the chat.
+    pub async fn turn_running(&self, chat_id: &str) -> Result<bool, TurnError> {
+        if self.live.get(chat_id).is_some() {
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .lease(chat_id)
+            .await?
+            .is_some_and(|lease| !lease.is_expired(now_ms())))
+    }
+
+    /// Records an input in the chat's input log.
+    pub async fn record_input(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        input: &ChatInput,
+    ) -> Result<InputAppend, TurnError> {
+        Ok(self
+            .store
+            .append_input(chat_id, part_id, &input.to_json(), now_ms())
+            .await?)
+    }
+
+    /// Takes the chat's lease and starts the turn answering input `input_seq`. The returned task
+    /// must be spawned; the turn then runs whether or not anyone reads it.
+    pub async fn start(
+        &self,
+        chat_id: &str,
+        input_seq: u64,
+        payload: MessagePayload,
+    ) -> Result<(StartedTurn, TurnTask), TurnError> {
+        let lease = self.acquire(chat_id, Some(input_seq)).await?;
+        match self.prepare(chat_id, &payload).await {
+            Ok((history, reply)) => {
+                let live = Arc::new(LiveTurn::new(chat_id, lease.first_seq));
+                self.live.insert(live.clone());
+                let message_id = reply.id.clone();
+                let task = self.clone().execute(live.clone(), lease, history, reply);
+                Ok((
+                    StartedTurn {
+                        live,
+                        message_id,
+                        input_seq,
+                    },
+                    Box::pin(task),
+                ))
+            }
+            Err(error) => {
+                // The input cannot be answered: consume it so it never blocks the chat.
+                self.store
+                    .release_lease(chat_id, &lease.holder, Some(input_seq))
+                    .await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Takes the lease, recovering an expired turn first.
+    async fn acquire(&self, chat_id: &str, input_seq: Option<u64>) -> Result<TurnLease, TurnError> {
+        // A few rounds: each recovery or lost race moves the log forward and tries again.
+        for _ in 0..4 {
+            let first_seq = self.next_output_seq(chat_id).await?;
+            let now = now_ms();
+            let wanted = TurnLease {
+                holder: uuid::Uuid::new_v4().to_string(),
+                acquired_at_ms: now,
+                expires_at_ms: now + self.settings.lease_ttl_ms,
+                first_seq,
+                input_seq,
+            };
+            match self.store.acquire_lease(chat_id, wanted, now).await? {
+                LeaseAcquire::Held(_) => return Err(TurnError::InProgress),
+                LeaseAcquire::Acquired {
+                    lease,
+                    expired: Some(expired),
+                } => {
+                    self.recover(chat_id, &lease, &expired).await?;
+                    self.store
+                        .release_lease(chat_id, &lease.holder, expired.input_seq)
+                        .await?;
+                }
+                LeaseAcquire::Acquired {
+                    lease,
+                    expired: None,
+                } => {
+                    if self.next_output_seq(chat_id).await? == lease.first_seq {
+                        return Ok(lease);
+                    }
+                    // Another executor finished writing between our read and our acquire.
+                    self.store.release_lease(chat_id, &lease.holder, None).await?;
+                }
+            }
+        }
+        Err(TurnError::InProgress)
+    }
+
+    async fn next_output_seq(&self, chat_id: &str) -> Result<u64, TurnError> {
+        Ok(self
+            .store
+            .last_output_seq(chat_id)
+            .await?
+            .map_or(0, |seq| seq + 1))
+    }
+
+    /// Applies the input to the history; returns the history before the reply, and the reply
+    /// to stream (new, or the assistant message being continued).
+    async fn prepare(
+        &self,
+        chat_id: &str,
+        payload: &MessagePayload,
+    ) -> Result<(Vec<UIMessage>, UIMessage), TurnError> {
+        let mut history = self.store.messages(chat_id).await?;
+        match payload.trigger {
+            ChatTrigger::SubmitMessage => {
+                let message = payload.message.clone().ok_or_else(|| {
+                    TurnError::InvalidInput("submit-message needs a message".into())
+                })?;
+                match message.role {
+                    Role::User => {
+                        // An edit (or a re-send) of a known message drops everything after it.
+                        let edited = payload.message_id.as_deref().unwrap_or(&message.id);
+                        if let Some(index) = history.iter().position(|m| m.id == edited) {
+                            self.store.truncate_messages(chat_id, edited).await?;
+                            history.truncate(index);
+                        }
+                        self.store.put_message(chat_id, &message).await?;
+                        history.push(message);
+                        Ok((history, new_reply()))
+                    }
+                    Role::Assistant => {
+                        let index = history
+                            .iter()
+                            .position(|m| m.id == message.id && m.role == Role::Assistant)
+                            .ok_or_else(|| {
+                                TurnError::InvalidInput(format!(
+                                    "assistant message `{}` is not in this chat",
+                                    message.id
+                                ))
+                            })?;
+                        let stored = history.remove(index);
+                        let continued = overlay_client_answers(stored, &message);
+                        // Later messages cannot exist when a client answers a tool call.
+                        history.truncate(index);
+                        self.store.put_message(chat_id, &continued).await?;
+                        Ok((history, continued))
+                    }
+                    Role::System => Err(TurnError::InvalidInput(
+                        "clients cannot send system messages".into(),
+                    )),
+                }
+            }
+            ChatTrigger::RegenerateMessage => {
+                let from = match &payload.message_id {
+                    Some(id) => history.iter().position(|m| &m.id == id).ok_or_else(|| {
+                        TurnError::InvalidInput(format!("message `{id}` is not in this chat"))
+                    })?,
+                    None => history
+                        .iter()
+                        .rposition(|m| m.role == Role::User)
+                        .map_or(history.len(), |index| index + 1),
+                };
+                // Regenerating a user message keeps it and replaces what answered it.
+                let from = match history.get(from) {
+                    Some(message) if message.role == Role::User => from + 1,
+                    _ => from,
+                };
+                if let Some(message) = history.get(from) {
+                    self.store.truncate_messages(chat_id, &message.id.clone()).await?;
+                    history.truncate(from);
+                }
+                if history.last().is_none_or(|m| m.role != Role::User) {
+                    return Err(TurnError::InvalidInput(
+                        "there is no user message to answer".into(),
+                    ));
+                }
+                Ok((history, new_reply()))
+            }
+            other => Err(TurnError::InvalidInput(format!(
+                "trigger `{}` does not start a turn",
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+
+    async fn execute(
+        self,
+        live: Arc<LiveTurn>,
+        lease: TurnLease,
+        history: Vec<UIMessage>,
+        reply: UIMessage,
+    ) {
+        let chat_id = live.chat_id().to_owned();
+        let stop_after = self.last_input_seq(&chat_id, lease.input_seq).await;
+        let mut writer = OutputWriter::new(
+            self.store.clone(),
+            lease.holder.clone(),
+            live.clone(),
+            self.settings,
+            stop_after,
+        );
+        let request = TurnRequest {
+            chat_id: chat_id.clone(),
+            history,
+            reply,
+        };
+        let stop = live.stop_signal().clone();
+        let outcome = run_turn(&self.agent, request, &mut writer, &stop).await;
+        tracing::info!(
+            chat = %chat_id,
+            steps = outcome.steps,
+            finish = ?outcome.finish_reason,
+            stopped = outcome.stopped,
+            input_tokens = outcome.usage.input_tokens,
+            output_tokens = outcome.usage.output_tokens,
+            "turn finished"
+        );
+        if writer.lease_lost() {
+            // Someone recovered this chat while we stalled; the turn is theirs to close.
+            live.finish();
+            self.live.remove(&live);
+            return;
+        }
+        if let Err(error) = self.settle(&chat_id, &mut writer, &outcome.message, &lease).await {
+            tracing::error!(chat = %chat_id, "could not settle the turn: {error}");
+        }
+        live.finish();
+        self.live.remove(&live);
+    }
+
+    /// Persists the reply, closes the turn in the log and frees the chat, in that order, so a
+    /// reader that sees the turn end also finds the reply in the history.
+    async fn settle(
+        &self,
+        chat_id: &str,
+        writer: &mut OutputWriter,
+        message: &UIMessage,
+        lease: &TurnLease,
+    ) -> Result<(), String> {
+        writer.flush().await.map_err(|e| e.to_string())?;
+        if has_content(message) {
+            self.store
+                .put_message(chat_id, message)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        writer
+            .complete(lease.input_seq)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.store
+            .release_lease(chat_id, &lease.holder, lease.input_seq)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn last_input_seq(&self, chat_id: &str, after: Option<u64>) -> Option<u64> {
+        let mut last = after;
+        loop {
+            match self.store.inputs(chat_id, last, 256).await {
+                Ok(inputs) if !inputs.is_empty() => last = inputs.last().map(|input| input.seq),
+                _ => return last,
+            }
+        }
+    }
+
+    /// Closes a turn whose executor died: folds what it wrote, ends the open parts, marks it
+    /// aborted, keeps the partial reply and writes its turn-complete.
+    async fn recover(
+        &self,
+        chat_id: &str,
+        lease: &TurnLease,
+        expired: &TurnLease,
+    ) -> Result<(), TurnError> {
+        tracing::warn!(chat = %chat_id, first_seq = expired.first_seq, "recovering an interrupted turn");
+        let records = self
+            .read_log(chat_id, expired.first_seq.checked_sub(1))
+            .await?;
+        if records.iter().any(|record| record.body.is_turn_complete()) {
+            return Ok(());
+        }
+        let mut fold: Option<MessageFold> = None;
+        let history = self.store.messages(chat_id).await?;
+        for record in &records {
+            let OutputBody::Chunk { chunk, .. } = &record.body else {
+                continue;
+            };
+            let Ok(chunk) = serde_json::from_str::<UIMessageChunk>(chunk) else {
+                continue;
+            };
+            if let UIMessageChunk::Start {
+                message_id: Some(id),
+                ..
+            } = &chunk
+            {
+                // A continued reply builds on the stored message with that id.
+                let base = history
+                    .iter()
+                    .find(|m| &m.id == id)
+                    .cloned()
+                    .unwrap_or_else(|| UIMessage::new(id.clone(), Role::Assistant));
+                fold = Some(MessageFold::continuing(base));
+            }
+            if let Some(fold) = fold.as_mut() {
+                let _ = fold.apply(&chunk);
+            }
+        }
+        let live = Arc::new(LiveTurn::new(chat_id, self.next_output_seq(chat_id).await?));
+        let mut writer = OutputWriter::new(
+            self.store.clone(),
+            lease.holder.clone(),
+            live,
+            self.settings,
+            None,
+        );
+        if let Some(fold) = fold.as_mut() {
+            let mut closing = fold.closing_chunks();
+            if !fold.is_aborted() && fold.finish_reason().is_none() {
+                closing.push(UIMessageChunk::Error {
+                    error_text: "the reply was interrupted before it finished".to_owned(),
+                });
+                closing.push(UIMessageChunk::Abort {
+                    reason: Some("interrupted".to_owned()),
+                });
+            }
+            for chunk in closing {
+                let _ = fold.apply(&chunk);
+                crate::agent::ChunkSink::emit(&mut writer, &chunk)
+                    .await
+                    .map_err(|e| StoreError::Backend(e.0))?;
+            }
+            writer.flush().await.map_err(|e| StoreError::Backend(e.0))?;
+            if has_content(fold.message()) {
+                self.store.put_message(chat_id, fold.message()).await?;
+            }
+        }
+        writer
+            .complete(expired.input_seq)
+            .await
+            .map_err(|e| StoreError::Backend(e.0))?;
+        Ok(())
+    }
+
+    /// Every output record after `after`.
+    pub async fn read_log(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+    ) -> Result<Vec<OutputRecord>, TurnError> {
+        let mut records: Vec<OutputRecord> = Vec::new();
+        let mut cursor = after;
+        loop {
+            let page = self.store.output(chat_id, cursor, 512).await?;
+            let Some(last) = page.last() else {
+                return Ok(records);
+            };
+            cursor = Some(last.seq);
+            records.extend(page);
+        }
+    }
+
+    /// Where a resuming reader finds the chat's running turn, if there is one. An expired turn is
+    /// recovered first, so the reader gets a cleanly closed reply instead of a hang.
+    pub async fn running_turn(&self, chat_id: &str) -> Result<Option<TurnSource>, TurnError> {
+        if let Some(live) = self.live.get(chat_id) {
+            return Ok(Some(TurnSource::Live(live)));
+        }
+        let Some(lease) = self.store.lease(chat_id).await? else {
+            return Ok(None);
+        };
+        if lease.is_expired(now_ms()) {
+            match self.acquire(chat_id, None).await {
+                Ok(mine) => {
+                    self.store.release_lease(chat_id, &mine.holder, None).await?;
+                }
+                Err(TurnError::InProgress) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(Some(TurnSource::Log {
+            first_seq: lease.first_seq,
+        }))
+    }
+
+    /// Follows the log of a turn from `after` until its turn-complete, polling the store: for
+    /// turns running in another process.
+    #[cfg(feature = "native")]
+    pub fn follow_log(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+    ) -> impl Stream<Item = OutputRecord> + Send + 'static {
+        const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+        let store = self.store.clone();
+        let chat_id = chat_id.to_owned();
+        futures::stream::unfold(
+            (store, chat_id, after, Vec::<OutputRecord>::new().into_iter(), false),
+            |(store, chat_id, mut cursor, mut buffered, mut done)| async move {
+                loop {
+                    if let Some(record) = buffered.next() {
+                        cursor = Some(record.seq);
+                        if record.body.is_turn_complete() {
+                            done = true;
+                        }
+                        return Some((record, (store, chat_id, cursor, buffered, done)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    match store.output(&chat_id, cursor, 256).await {
+                        Ok(page) if !page.is_empty() => buffered = page.into_iter(),
+                        Ok(_) => {
+                            // Nothing new: end if no live turn is left to write more.
+                            let running = matches!(
+                                store.lease(&chat_id).await,
+                                Ok(Some(lease)) if !lease.is_expired(now_ms())
+                            );
+                            if !running {
+                                return None;
+                            }
+                            tokio::time::sleep(POLL).await;
+                        }
+                        Err(error) => {
+                            tracing::warn!(chat = %chat_id, "log follow failed: {error}");
+                            return None;
+                        }
+                    }
+                }
+            },
+        )
+    }
+
+    /// Asks the running turn to stop: in this process at once, elsewhere through the input log.
+    /// Returns whether a turn was running.
+    pub async fn stop(&self, chat_id: &str) -> Result<bool, TurnError> {
+        let part_id = uuid::Uuid::new_v4().to_string();
+        self.record_input(chat_id, &part_id, &ChatInput::Stop { message: None })
+            .await?;
+        if let Some(live) = self.live.get(chat_id) {
+            live.stop_signal().cancel();
+            return Ok(true);
+        }
+        self.turn_running(chat_id).await
+    }
+}
+
+fn new_reply() -> UIMessage {
+    UIMessage::new(
+        format!("msg_{}", uuid::Uuid::new_v4().simple()),
+        Role::Assistant,
+    )
+}
+
+fn has_content(message: &UIMessage) -> bool {
+    message
+        .parts
+        .iter()
+        .any(|part| !matches!(part, UIPart::StepStart))
+}
+
+/// The server's copy of an assistant message, with the outcomes the client supplied for its tool
+/// calls (outputs of client-side tools, approval answers). Everything else stays the server's.
+fn overlay_client_answers(mut stored: UIMessage, client: &UIMessage) -> UIMessage {
+    use crate::ui::ToolState;
+    for part in stored.parts.iter_mut() {
+        let UIPart::Tool(tool) = part else { continue };
+        let Some(answer) = client.tool_parts().find(|t| t.tool_call_id == tool.tool_call_id) else {
+            continue;
+        };
+        let answerable = matches!(
+            tool.state,
+            ToolState::InputAvailable | ToolState::ApprovalRequested
+        );
+        let answered = matches!(
+            answer.state,
+            ToolState::OutputAvailable
+                | ToolState::OutputError
+                | ToolState::OutputDenied
+                | ToolState::ApprovalResponded
+        );
+        if answerable && answered {
+            tool.state = answer.state;
+            tool.output = answer.output.clone();
+            tool.error_text = answer.error_text.clone();
+            if let (Some(mine), Some(theirs)) = (tool.approval.as_mut(), answer.approval.as_ref())
+                && mine.id == theirs.id
+            {
+                mine.approved = theirs.approved;
+                mine.reason = theirs.reason.clone();
+            }
+        }
+    }
+    stored
+}

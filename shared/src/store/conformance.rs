@@ -1,1 +1,1041 @@
-//! The store conformance suite.
+//! The store conformance suite: one set of cases every [`Store`] implementation must pass.
+//!
+//! Run it with [`run_all`] and a factory that gives a fresh, empty store, or run the cases of
+//! [`CASES`] one by one. Every case also uses chat ids of its own, so stores that share a backend
+//! (one DynamoDB table for a whole test binary) pass too. Times come from the real clock, so a
+//! store that hides expired items (DynamoDB TTL) sees live ones.
+//!
+//! The semantics pinned down here, beyond the trait's doc comments:
+//!
+//! - Every write needs the chat's session and fails with `NoSession` without one: `close_session`,
+//!   `append_input`, `append_output`, `acquire_lease`, `put_message`, `truncate_messages`,
+//!   `put_state`. `renew_lease` and `release_lease` answer `LeaseLost` instead (no session, no
+//!   lease). Reads of an unknown chat return `None` or nothing.
+//! - The store does not look at `closed_at_ms` or `expires_at_ms`: a closed session still takes
+//!   writes. Whether it should is for the caller to decide.
+//! - Closing sets `closed_at_ms`, `closed_reason` and `updated_at_ms`; a second close changes
+//!   nothing and returns the session as the first close left it.
+//! - A duplicate part id returns the original seq whatever the new body, and takes no seq.
+//! - Output seqs need not be dense, nor written in order; reads are in seq order.
+//! - `append_output` with any taken seq fails with `SequenceTaken(seq)` for one of the taken seqs
+//!   and writes nothing of the batch. An empty batch is a no-op.
+//! - A lease is expired when `expires_at_ms <= now_ms`. `acquire_lease` answers `Held` with the
+//!   live lease (even to its own holder); otherwise it takes the lease and returns the expired one
+//!   it replaced. `lease` returns the stored lease, expired or not.
+//! - `renew_lease` needs the holder *and* a live lease: once expired, the turn may be recovered by
+//!   anyone, so the old holder gets `LeaseLost` even before a takeover.
+//! - `release_lease` needs only the holder (a turn that finished late but was not taken over may
+//!   still record what it consumed). `consumed_input` never moves back, and a release with `None`
+//!   keeps it.
+//! - `truncate_messages` with an unknown id changes nothing.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::future::join_all;
+use serde_json::json;
+
+use super::{
+    InputAppend, LeaseAcquire, OutputBody, OutputRecord, Session, SessionCreate, Store, StoreError,
+    TurnLease,
+};
+use crate::clock::now_ms;
+use crate::turn::{CONTROL_HEADER, TURN_COMPLETE};
+use crate::ui::{Role, UIMessage, UIPart};
+
+/// The future of one case, borrowing the store it runs against.
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// One conformance case. It panics when the store breaks the contract.
+#[derive(Clone, Copy)]
+pub struct Case {
+    pub name: &'static str,
+    pub run: for<'a> fn(&'a dyn Store) -> CaseFuture<'a>,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case").field("name", &self.name).finish()
+    }
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        /// Every case of the suite, in the order [`run_all`] runs them.
+        pub const CASES: &[Case] = &[$(Case { name: stringify!($name), run: |store| Box::pin($name(store)) }),*];
+    };
+}
+
+cases![
+    create_session_is_idempotent,
+    sessions_are_found_by_chat_and_by_id,
+    close_session_is_idempotent,
+    writes_need_a_session,
+    unknown_chats_read_empty,
+    input_seqs_start_at_zero,
+    duplicate_part_ids_return_the_original_seq,
+    inputs_page_after_a_seq,
+    output_is_read_in_order,
+    taken_output_seqs_write_nothing,
+    output_batches_are_all_or_nothing,
+    lease_is_acquired_when_free,
+    live_lease_is_held,
+    expired_lease_is_taken_over,
+    only_the_holder_renews,
+    release_records_consumed_input,
+    release_by_another_holder_changes_nothing,
+    messages_are_replaced_appended_and_truncated,
+    state_round_trips,
+    chats_are_isolated,
+    concurrent_input_appends_get_distinct_seqs,
+    concurrent_duplicate_appends_write_once,
+    concurrent_acquires_have_one_winner,
+    concurrent_output_appends_have_one_winner,
+];
+
+/// Runs every case, each against a fresh store from `make`.
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    for case in CASES {
+        let store = make().await;
+        run(case, &store).await;
+    }
+}
+
+/// Runs one case, naming it first so a failure's output says which case failed.
+pub async fn run(case: &Case, store: &dyn Store) {
+    eprintln!("store conformance: {}", case.name);
+    (case.run)(store).await;
+}
+
+// Fixtures.
+
+/// A chat id no other case (or run sharing the backend) uses.
+fn unique_chat(case: &str) -> String {
+    format!("conformance-{case}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A session with every field set, so a store that drops one fails the round trip.
+fn session_for(chat_id: &str, now: u64) -> Session {
+    Session {
+        id: format!("session_{}", uuid::Uuid::new_v4().simple()),
+        chat_id: chat_id.to_owned(),
+        kind: "chat.agent".into(),
+        task_identifier: "my-agent".into(),
+        trigger_config: json!({ "basePath": "/chat", "retry": { "max": 3 }, "on": [1, "two"] }),
+        tags: vec!["alpha".into(), "béta ✓".into()],
+        metadata: Some(json!({ "plan": "pro", "quote": "\"hi\"\n" })),
+        owner: Some("user-1".into()),
+        created_at_ms: now,
+        updated_at_ms: now,
+        expires_at_ms: Some(now + 86_400_000),
+        closed_at_ms: None,
+        closed_reason: None,
+    }
+}
+
+/// A fresh chat with its session, for the cases that are not about sessions.
+async fn new_chat(store: &dyn Store, case: &str) -> String {
+    let chat_id = unique_chat(case);
+    let created = store.create_session(session_for(&chat_id, now_ms())).await;
+    assert!(
+        matches!(created, Ok(SessionCreate::Created(_))),
+        "create_session: {created:?}"
+    );
+    chat_id
+}
+
+fn lease(holder: &str, now: u64, ttl_ms: u64) -> TurnLease {
+    TurnLease {
+        holder: holder.to_owned(),
+        acquired_at_ms: now,
+        expires_at_ms: now + ttl_ms,
+        first_seq: 7,
+        input_seq: Some(2),
+    }
+}
+
+fn chunk(seq: u64, now: u64) -> OutputRecord {
+    OutputRecord {
+        seq,
+        timestamp_ms: now + seq,
+        body: OutputBody::Chunk {
+            record_id: format!("record-{seq}"),
+            chunk: format!(r#"{{"type":"text-delta","id":"t","delta":"{seq} ✓"}}"#),
+        },
+    }
+}
+
+fn turn_complete(seq: u64, now: u64) -> OutputRecord {
+    OutputRecord {
+        seq,
+        timestamp_ms: now,
+        body: OutputBody::Control {
+            headers: vec![
+                (CONTROL_HEADER.into(), TURN_COMPLETE.into()),
+                ("x-extra".into(), "1".into()),
+            ],
+        },
+    }
+}
+
+fn message(id: &str, text: &str) -> UIMessage {
+    let mut message = UIMessage::new(id, Role::Assistant);
+    message.metadata = Some(json!({ "model": "m", "tokens": 12 }));
+    message.parts = vec![UIPart::StepStart, UIPart::text(text)];
+    message
+}
+
+fn seqs(records: &[OutputRecord]) -> Vec<u64> {
+    records.iter().map(|record| record.seq).collect()
+}
+
+// Sessions.
+
+pub async fn create_session_is_idempotent(store: &dyn Store) {
+    let now = now_ms();
+    let chat_id = unique_chat("create");
+    let original = session_for(&chat_id, now);
+    let created = store.create_session(original.clone()).await.unwrap();
+    assert_eq!(created, SessionCreate::Created(original.clone()));
+
+    let mut second = session_for(&chat_id, now + 5);
+    second.tags = vec!["other".into()];
+    second.metadata = None;
+    second.owner = None;
+    let second_id = second.id.clone();
+    let again = store.create_session(second).await.unwrap();
+    assert_eq!(again, SessionCreate::Existing(original.clone()));
+
+    assert_eq!(store.session(&chat_id).await.unwrap(), Some(original));
+    assert_eq!(store.session_by_id(&second_id).await.unwrap(), None);
+}
+
+pub async fn sessions_are_found_by_chat_and_by_id(store: &dyn Store) {
+    let chat_id = unique_chat("lookup");
+    let mut session = session_for(&chat_id, now_ms());
+    // The optional fields empty this time, so a store cannot turn `None` into something.
+    session.metadata = None;
+    session.owner = None;
+    session.expires_at_ms = None;
+    session.tags = Vec::new();
+    store.create_session(session.clone()).await.unwrap();
+
+    assert_eq!(
+        store.session(&chat_id).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        store.session_by_id(&session.id).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(store.session(&unique_chat("missing")).await.unwrap(), None);
+    assert_eq!(
+        store.session_by_id("session_missing_0000").await.unwrap(),
+        None
+    );
+}
+
+pub async fn close_session_is_idempotent(store: &dyn Store) {
+    let chat_id = new_chat(store, "close").await;
+    let before = store.session(&chat_id).await.unwrap().unwrap();
+    let at = before.created_at_ms + 1_000;
+
+    let closed = store
+        .close_session(&chat_id, Some("done".into()), at)
+        .await
+        .unwrap();
+    let expected = Session {
+        closed_at_ms: Some(at),
+        closed_reason: Some("done".into()),
+        updated_at_ms: at,
+        ..before
+    };
+    assert_eq!(closed, expected);
+    assert!(closed.is_closed());
+
+    let again = store
+        .close_session(&chat_id, Some("other".into()), at + 1_000)
+        .await
+        .unwrap();
+    assert_eq!(again, expected, "a second close keeps the first");
+    let none = store
+        .close_session(&chat_id, None, at + 2_000)
+        .await
+        .unwrap();
+    assert_eq!(none, expected);
+    assert_eq!(
+        store.session(&chat_id).await.unwrap(),
+        Some(expected.clone())
+    );
+    assert_eq!(
+        store.session_by_id(&expected.id).await.unwrap(),
+        Some(expected)
+    );
+
+    let missing = unique_chat("close-missing");
+    assert!(matches!(
+        store.close_session(&missing, None, at).await,
+        Err(StoreError::NoSession(chat)) if chat == missing
+    ));
+}
+
+pub async fn writes_need_a_session(store: &dyn Store) {
+    let chat_id = unique_chat("no-session");
+    let now = now_ms();
+    let no_session = |result: Result<(), StoreError>, what: &str| {
+        assert!(
+            matches!(&result, Err(StoreError::NoSession(chat)) if *chat == chat_id),
+            "{what}: {result:?}"
+        );
+    };
+    no_session(
+        store.append_input(&chat_id, "p", "{}", now).await.map(drop),
+        "append_input",
+    );
+    no_session(
+        store.append_output(&chat_id, &[chunk(0, now)]).await,
+        "append_output",
+    );
+    no_session(
+        store.append_output(&chat_id, &[]).await,
+        "empty append_output",
+    );
+    no_session(
+        store
+            .acquire_lease(&chat_id, lease("h", now, 1_000), now)
+            .await
+            .map(drop),
+        "acquire_lease",
+    );
+    no_session(
+        store.put_message(&chat_id, &message("m", "x")).await,
+        "put_message",
+    );
+    no_session(
+        store.truncate_messages(&chat_id, "m").await,
+        "truncate_messages",
+    );
+    no_session(store.put_state(&chat_id, &json!({})).await, "put_state");
+
+    assert!(matches!(
+        store.renew_lease(&chat_id, "h", now + 2_000, now).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(matches!(
+        store.release_lease(&chat_id, "h", Some(0)).await,
+        Err(StoreError::LeaseLost)
+    ));
+    // None of that left anything behind.
+    unknown_chat_reads_empty(store, &chat_id).await;
+}
+
+pub async fn unknown_chats_read_empty(store: &dyn Store) {
+    unknown_chat_reads_empty(store, &unique_chat("unknown")).await;
+}
+
+async fn unknown_chat_reads_empty(store: &dyn Store, chat_id: &str) {
+    assert_eq!(store.session(chat_id).await.unwrap(), None);
+    assert_eq!(store.inputs(chat_id, None, 100).await.unwrap(), Vec::new());
+    assert_eq!(store.consumed_input(chat_id).await.unwrap(), None);
+    assert_eq!(store.output(chat_id, None, 100).await.unwrap(), Vec::new());
+    assert_eq!(store.last_output_seq(chat_id).await.unwrap(), None);
+    assert_eq!(store.lease(chat_id).await.unwrap(), None);
+    assert_eq!(store.messages(chat_id).await.unwrap(), Vec::new());
+    assert_eq!(store.state(chat_id).await.unwrap(), None);
+}
+
+// The input log.
+
+pub async fn input_seqs_start_at_zero(store: &dyn Store) {
+    let chat_id = new_chat(store, "inputs").await;
+    let now = now_ms();
+    for (seq, part) in ["a", "b", "c"].into_iter().enumerate() {
+        let appended = store
+            .append_input(
+                &chat_id,
+                part,
+                &format!(r#"{{"part":"{part}"}}"#),
+                now + seq as u64,
+            )
+            .await
+            .unwrap();
+        let seq = seq as u64;
+        assert_eq!(
+            appended,
+            InputAppend {
+                seq,
+                duplicate: false
+            }
+        );
+    }
+    let inputs = store.inputs(&chat_id, None, 100).await.unwrap();
+    assert_eq!(inputs.len(), 3);
+    for (seq, (input, part)) in inputs.iter().zip(["a", "b", "c"]).enumerate() {
+        assert_eq!(input.seq, seq as u64);
+        assert_eq!(input.part_id, part);
+        assert_eq!(input.body, format!(r#"{{"part":"{part}"}}"#));
+        assert_eq!(input.timestamp_ms, now + seq as u64);
+    }
+    // Nothing is consumed until a turn says so.
+    assert_eq!(store.consumed_input(&chat_id).await.unwrap(), None);
+}
+
+pub async fn duplicate_part_ids_return_the_original_seq(store: &dyn Store) {
+    let chat_id = new_chat(store, "dup-inputs").await;
+    let now = now_ms();
+    store
+        .append_input(&chat_id, "a", "first", now)
+        .await
+        .unwrap();
+    store
+        .append_input(&chat_id, "b", "second", now)
+        .await
+        .unwrap();
+
+    let again = store
+        .append_input(&chat_id, "a", "a different body", now + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        InputAppend {
+            seq: 0,
+            duplicate: true
+        }
+    );
+    let inputs = store.inputs(&chat_id, None, 100).await.unwrap();
+    assert_eq!(inputs.len(), 2, "a duplicate writes nothing");
+    assert_eq!(inputs[0].body, "first");
+    assert_eq!(inputs[0].timestamp_ms, now);
+
+    let next = store
+        .append_input(&chat_id, "c", "third", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        next,
+        InputAppend {
+            seq: 2,
+            duplicate: false
+        },
+        "a duplicate takes no seq"
+    );
+}
+
+pub async fn inputs_page_after_a_seq(store: &dyn Store) {
+    let chat_id = new_chat(store, "input-pages").await;
+    let now = now_ms();
+    for part in 0..5 {
+        store
+            .append_input(&chat_id, &format!("part-{part}"), "{}", now)
+            .await
+            .unwrap();
+    }
+    let page = |after, limit| store.inputs(&chat_id, after, limit);
+    let input_seqs = |inputs: Vec<super::InputRecord>| -> Vec<u64> {
+        inputs.into_iter().map(|input| input.seq).collect()
+    };
+    assert_eq!(input_seqs(page(None, 100).await.unwrap()), [0, 1, 2, 3, 4]);
+    assert_eq!(input_seqs(page(None, 2).await.unwrap()), [0, 1]);
+    assert_eq!(input_seqs(page(Some(1), 2).await.unwrap()), [2, 3]);
+    assert_eq!(input_seqs(page(Some(0), 100).await.unwrap()), [1, 2, 3, 4]);
+    assert_eq!(
+        input_seqs(page(Some(4), 100).await.unwrap()),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        input_seqs(page(Some(99), 100).await.unwrap()),
+        Vec::<u64>::new()
+    );
+    assert_eq!(input_seqs(page(None, 0).await.unwrap()), Vec::<u64>::new());
+    // Extreme cursors (they come from clients) read nothing or everything, never fail.
+    assert_eq!(
+        input_seqs(page(Some(u64::MAX), 100).await.unwrap()),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        input_seqs(page(None, usize::MAX).await.unwrap()),
+        [0, 1, 2, 3, 4]
+    );
+    let parts: Vec<String> = page(Some(2), 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|input| input.part_id)
+        .collect();
+    assert_eq!(parts, ["part-3"]);
+}
+
+// The output log.
+
+pub async fn output_is_read_in_order(store: &dyn Store) {
+    let chat_id = new_chat(store, "output").await;
+    let now = now_ms();
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), None);
+    store.append_output(&chat_id, &[]).await.unwrap();
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), None);
+
+    let first = [chunk(0, now), chunk(1, now), chunk(2, now)];
+    store.append_output(&chat_id, &first).await.unwrap();
+    let second = [chunk(3, now), turn_complete(4, now)];
+    store.append_output(&chat_id, &second).await.unwrap();
+
+    let all = store.output(&chat_id, None, 100).await.unwrap();
+    let expected: Vec<OutputRecord> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(all, expected, "records round-trip in seq order");
+    assert!(all[4].body.is_turn_complete());
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), Some(4));
+
+    let page = |after, limit| store.output(&chat_id, after, limit);
+    assert_eq!(seqs(&page(Some(1), 2).await.unwrap()), [2, 3]);
+    assert_eq!(seqs(&page(None, 1).await.unwrap()), [0]);
+    assert_eq!(seqs(&page(Some(3), 100).await.unwrap()), [4]);
+    assert_eq!(seqs(&page(Some(4), 100).await.unwrap()), Vec::<u64>::new());
+    assert_eq!(seqs(&page(None, 0).await.unwrap()), Vec::<u64>::new());
+    assert_eq!(
+        seqs(&page(Some(u64::MAX), 100).await.unwrap()),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        seqs(&page(None, usize::MAX).await.unwrap()),
+        [0, 1, 2, 3, 4]
+    );
+}
+
+pub async fn taken_output_seqs_write_nothing(store: &dyn Store) {
+    let chat_id = new_chat(store, "output-taken").await;
+    let now = now_ms();
+    let existing: Vec<OutputRecord> = (0..5).map(|seq| chunk(seq, now)).collect();
+    store.append_output(&chat_id, &existing).await.unwrap();
+
+    // Overlapping the end: 4 is taken, 5 and 6 are free but must not be written.
+    let overlapping = [turn_complete(4, now), chunk(5, now), chunk(6, now)];
+    assert!(matches!(
+        store.append_output(&chat_id, &overlapping).await,
+        Err(StoreError::SequenceTaken(4))
+    ));
+    // Wholly inside.
+    let inside = [chunk(2, now + 1), chunk(3, now + 1)];
+    assert!(matches!(
+        store.append_output(&chat_id, &inside).await,
+        Err(StoreError::SequenceTaken(2 | 3))
+    ));
+    assert_eq!(store.output(&chat_id, None, 100).await.unwrap(), existing);
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), Some(4));
+
+    // The free seqs are still free.
+    store
+        .append_output(&chat_id, &[chunk(5, now), chunk(6, now)])
+        .await
+        .unwrap();
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), Some(6));
+}
+
+/// A batch whose first records are free but a later one is taken writes none of them.
+pub async fn output_batches_are_all_or_nothing(store: &dyn Store) {
+    let chat_id = new_chat(store, "output-atomic").await;
+    let now = now_ms();
+    // Seqs need not be dense: leave 2 to 4 free.
+    let existing = [chunk(0, now), chunk(1, now), turn_complete(5, now)];
+    store.append_output(&chat_id, &existing).await.unwrap();
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), Some(5));
+
+    let batch = [chunk(3, now), chunk(4, now), chunk(5, now), chunk(6, now)];
+    assert!(matches!(
+        store.append_output(&chat_id, &batch).await,
+        Err(StoreError::SequenceTaken(5))
+    ));
+    assert_eq!(store.output(&chat_id, None, 100).await.unwrap(), existing);
+
+    let gap = [chunk(2, now), chunk(3, now), chunk(4, now)];
+    store.append_output(&chat_id, &gap).await.unwrap();
+    assert_eq!(
+        seqs(&store.output(&chat_id, None, 100).await.unwrap()),
+        [0, 1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        seqs(&store.output(&chat_id, Some(1), 2).await.unwrap()),
+        [2, 3]
+    );
+}
+
+// The turn lease.
+
+pub async fn lease_is_acquired_when_free(store: &dyn Store) {
+    let chat_id = new_chat(store, "lease-free").await;
+    let now = now_ms();
+    assert_eq!(store.lease(&chat_id).await.unwrap(), None);
+    let first = lease("holder-1", now, 30_000);
+    let acquired = store
+        .acquire_lease(&chat_id, first.clone(), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        acquired,
+        LeaseAcquire::Acquired {
+            lease: first.clone(),
+            expired: None
+        }
+    );
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(first.clone()));
+
+    // A lease without an input round-trips too.
+    store
+        .release_lease(&chat_id, "holder-1", None)
+        .await
+        .unwrap();
+    let headless = TurnLease {
+        input_seq: None,
+        ..lease("holder-2", now, 30_000)
+    };
+    store
+        .acquire_lease(&chat_id, headless.clone(), now)
+        .await
+        .unwrap();
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(headless));
+}
+
+pub async fn live_lease_is_held(store: &dyn Store) {
+    let chat_id = new_chat(store, "lease-held").await;
+    let now = now_ms();
+    let first = lease("holder-1", now, 30_000);
+    store
+        .acquire_lease(&chat_id, first.clone(), now)
+        .await
+        .unwrap();
+
+    for (holder, at) in [("holder-2", now + 1), ("holder-1", now + 29_999)] {
+        let second = store
+            .acquire_lease(&chat_id, lease(holder, at, 30_000), at)
+            .await
+            .unwrap();
+        assert_eq!(
+            second,
+            LeaseAcquire::Held(first.clone()),
+            "{holder} at {at}"
+        );
+    }
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(first));
+}
+
+pub async fn expired_lease_is_taken_over(store: &dyn Store) {
+    let chat_id = new_chat(store, "lease-expired").await;
+    let now = now_ms();
+    let first = lease("holder-1", now, 10_000);
+    store
+        .acquire_lease(&chat_id, first.clone(), now)
+        .await
+        .unwrap();
+    let later = now + 10_000;
+    // An expired lease is still reported as it was stored.
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(first.clone()));
+
+    let second = lease("holder-2", later, 10_000);
+    let acquired = store
+        .acquire_lease(&chat_id, second.clone(), later)
+        .await
+        .unwrap();
+    assert_eq!(
+        acquired,
+        LeaseAcquire::Acquired {
+            lease: second.clone(),
+            expired: Some(first)
+        }
+    );
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(second));
+}
+
+pub async fn only_the_holder_renews(store: &dyn Store) {
+    let chat_id = new_chat(store, "lease-renew").await;
+    let now = now_ms();
+    let first = lease("holder-1", now, 10_000);
+    store
+        .acquire_lease(&chat_id, first.clone(), now)
+        .await
+        .unwrap();
+
+    store
+        .renew_lease(&chat_id, "holder-1", now + 20_000, now + 5_000)
+        .await
+        .unwrap();
+    let renewed = TurnLease {
+        expires_at_ms: now + 20_000,
+        ..first.clone()
+    };
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(renewed.clone()));
+
+    assert!(matches!(
+        store
+            .renew_lease(&chat_id, "holder-2", now + 90_000, now + 6_000)
+            .await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(renewed.clone()));
+
+    // Past its expiry the lease cannot be renewed, even before anyone takes it over.
+    assert!(matches!(
+        store
+            .renew_lease(&chat_id, "holder-1", now + 90_000, now + 20_000)
+            .await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(renewed.clone()));
+
+    let takeover = lease("holder-2", now + 20_000, 10_000);
+    store
+        .acquire_lease(&chat_id, takeover.clone(), now + 20_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .renew_lease(&chat_id, "holder-1", now + 90_000, now + 20_001)
+            .await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(takeover));
+}
+
+pub async fn release_records_consumed_input(store: &dyn Store) {
+    let chat_id = new_chat(store, "lease-release").await;
+    let now = now_ms();
+    store
+        .acquire_lease(&chat_id, lease("holder-1", now, 10_000), now)
+        .await
+        .unwrap();
+    store
+        .release_lease(&chat_id, "holder-1", Some(3))
+        .await
+        .unwrap();
+    assert_eq!(store.lease(&chat_id).await.unwrap(), None);
+    assert_eq!(store.consumed_input(&chat_id).await.unwrap(), Some(3));
+    assert!(matches!(
+        store.release_lease(&chat_id, "holder-1", Some(4)).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(store.consumed_input(&chat_id).await.unwrap(), Some(3));
+
+    // A released lease leaves nothing to take over.
+    let second = lease("holder-2", now + 1, 10_000);
+    let acquired = store
+        .acquire_lease(&chat_id, second.clone(), now + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        acquired,
+        LeaseAcquire::Acquired {
+            lease: second,
+            expired: None
+        }
+    );
+    // A turn that consumed no input keeps the mark where it was.
+    store
+        .release_lease(&chat_id, "holder-2", None)
+        .await
+        .unwrap();
+    assert_eq!(store.consumed_input(&chat_id).await.unwrap(), Some(3));
+
+    // A holder whose lease expired, but was not taken over, may still release it.
+    let late = now + 100_000;
+    store
+        .acquire_lease(&chat_id, lease("holder-3", now + 2, 10), now + 2)
+        .await
+        .unwrap();
+    store
+        .release_lease(&chat_id, "holder-3", Some(5))
+        .await
+        .unwrap();
+    assert_eq!(store.consumed_input(&chat_id).await.unwrap(), Some(5));
+
+    // The mark never moves back.
+    store
+        .acquire_lease(&chat_id, lease("holder-4", late, 10_000), late)
+        .await
+        .unwrap();
+    store
+        .release_lease(&chat_id, "holder-4", Some(1))
+        .await
+        .unwrap();
+    assert_eq!(store.consumed_input(&chat_id).await.unwrap(), Some(5));
+}
+
+pub async fn release_by_another_holder_changes_nothing(store: &dyn Store) {
+    let chat_id = new_chat(store, "lease-release-other").await;
+    let now = now_ms();
+    let first = lease("holder-1", now, 10_000);
+    store
+        .acquire_lease(&chat_id, first.clone(), now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.release_lease(&chat_id, "holder-2", Some(9)).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.consumed_input(&chat_id).await.unwrap(), None);
+
+    // After a takeover the old holder cannot release the new turn's lease.
+    let later = now + 10_000;
+    let second = lease("holder-2", later, 10_000);
+    store
+        .acquire_lease(&chat_id, second.clone(), later)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.release_lease(&chat_id, "holder-1", Some(9)).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(second));
+    assert_eq!(store.consumed_input(&chat_id).await.unwrap(), None);
+}
+
+// Messages and state.
+
+pub async fn messages_are_replaced_appended_and_truncated(store: &dyn Store) {
+    let chat_id = new_chat(store, "messages").await;
+    let ids = |messages: Vec<UIMessage>| -> Vec<String> {
+        messages.into_iter().map(|message| message.id).collect()
+    };
+    let (a, b, c) = (
+        UIMessage::user_text("a", "hello"),
+        message("b", "hi"),
+        UIMessage::user_text("c", "more"),
+    );
+    for m in [&a, &b, &c] {
+        store.put_message(&chat_id, m).await.unwrap();
+    }
+    assert_eq!(
+        store.messages(&chat_id).await.unwrap(),
+        [a.clone(), b.clone(), c.clone()]
+    );
+
+    // Replaced in place, not moved to the end.
+    let b2 = message("b", "hi, edited");
+    store.put_message(&chat_id, &b2).await.unwrap();
+    assert_eq!(
+        store.messages(&chat_id).await.unwrap(),
+        [a.clone(), b2.clone(), c.clone()]
+    );
+
+    store.truncate_messages(&chat_id, "unknown").await.unwrap();
+    assert_eq!(
+        ids(store.messages(&chat_id).await.unwrap()),
+        ["a", "b", "c"]
+    );
+
+    store.truncate_messages(&chat_id, "b").await.unwrap();
+    assert_eq!(store.messages(&chat_id).await.unwrap(), [a]);
+
+    // Appending after a truncation, and re-adding a removed id, lands at the end.
+    let d = message("d", "new");
+    store.put_message(&chat_id, &d).await.unwrap();
+    store.put_message(&chat_id, &c).await.unwrap();
+    assert_eq!(
+        ids(store.messages(&chat_id).await.unwrap()),
+        ["a", "d", "c"]
+    );
+
+    store.truncate_messages(&chat_id, "a").await.unwrap();
+    assert_eq!(store.messages(&chat_id).await.unwrap(), Vec::new());
+    store.put_message(&chat_id, &b2).await.unwrap();
+    assert_eq!(store.messages(&chat_id).await.unwrap(), [b2]);
+}
+
+pub async fn state_round_trips(store: &dyn Store) {
+    let chat_id = new_chat(store, "state").await;
+    assert_eq!(store.state(&chat_id).await.unwrap(), None);
+    let first = json!({ "count": 1, "items": ["x", { "deep": null }], "text": "é\u{1F600}" });
+    store.put_state(&chat_id, &first).await.unwrap();
+    assert_eq!(store.state(&chat_id).await.unwrap(), Some(first));
+    let second = json!([1, 2, 3]);
+    store.put_state(&chat_id, &second).await.unwrap();
+    assert_eq!(store.state(&chat_id).await.unwrap(), Some(second));
+    store.put_state(&chat_id, &json!(null)).await.unwrap();
+    assert_eq!(store.state(&chat_id).await.unwrap(), Some(json!(null)));
+}
+
+pub async fn chats_are_isolated(store: &dyn Store) {
+    let one = new_chat(store, "isolated-one").await;
+    let two = new_chat(store, "isolated-two").await;
+    let now = now_ms();
+
+    // The same part id, seqs and holders in both chats.
+    for chat_id in [&one, &two] {
+        let appended = store
+            .append_input(chat_id, "same-part", chat_id, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            appended,
+            InputAppend {
+                seq: 0,
+                duplicate: false
+            }
+        );
+        store
+            .append_output(chat_id, &[chunk(0, now)])
+            .await
+            .unwrap();
+        let acquired = store
+            .acquire_lease(chat_id, lease("same-holder", now, 10_000), now)
+            .await
+            .unwrap();
+        assert!(matches!(
+            acquired,
+            LeaseAcquire::Acquired { expired: None, .. }
+        ));
+        store
+            .put_message(chat_id, &message("same-id", chat_id))
+            .await
+            .unwrap();
+        store
+            .put_state(chat_id, &json!({ "chat": chat_id }))
+            .await
+            .unwrap();
+    }
+    store
+        .append_input(&one, "only-one", "{}", now)
+        .await
+        .unwrap();
+    store.append_output(&one, &[chunk(1, now)]).await.unwrap();
+    store
+        .release_lease(&one, "same-holder", Some(1))
+        .await
+        .unwrap();
+    store.truncate_messages(&one, "same-id").await.unwrap();
+    store.close_session(&one, None, now).await.unwrap();
+
+    let inputs = store.inputs(&two, None, 100).await.unwrap();
+    assert_eq!(inputs.len(), 1);
+    assert_eq!(inputs[0].body, two);
+    assert_eq!(seqs(&store.output(&two, None, 100).await.unwrap()), [0]);
+    assert_eq!(store.last_output_seq(&two).await.unwrap(), Some(0));
+    assert_eq!(store.consumed_input(&two).await.unwrap(), None);
+    assert!(store.lease(&two).await.unwrap().is_some());
+    assert_eq!(
+        store.messages(&two).await.unwrap(),
+        [message("same-id", &two)]
+    );
+    assert_eq!(
+        store.state(&two).await.unwrap(),
+        Some(json!({ "chat": two }))
+    );
+    assert!(!store.session(&two).await.unwrap().unwrap().is_closed());
+
+    assert_eq!(store.inputs(&one, None, 100).await.unwrap().len(), 2);
+    assert_eq!(store.last_output_seq(&one).await.unwrap(), Some(1));
+    assert_eq!(store.consumed_input(&one).await.unwrap(), Some(1));
+    assert_eq!(store.lease(&one).await.unwrap(), None);
+    assert_eq!(store.messages(&one).await.unwrap(), Vec::new());
+}
+
+// Concurrency: what in-process locks alone would not guarantee across processes, the store must.
+
+const CONCURRENT: u64 = 16;
+
+pub async fn concurrent_input_appends_get_distinct_seqs(store: &dyn Store) {
+    let chat_id = new_chat(store, "concurrent-inputs").await;
+    let now = now_ms();
+    let appends = (0..CONCURRENT).map(|part| {
+        let chat_id = &chat_id;
+        async move {
+            store
+                .append_input(chat_id, &format!("part-{part}"), "{}", now)
+                .await
+        }
+    });
+    let mut got = BTreeSet::new();
+    for appended in join_all(appends).await {
+        let appended = appended.unwrap();
+        assert!(!appended.duplicate);
+        assert!(got.insert(appended.seq), "seq {} given twice", appended.seq);
+    }
+    assert_eq!(got, (0..CONCURRENT).collect::<BTreeSet<_>>());
+    let inputs = store.inputs(&chat_id, None, 100).await.unwrap();
+    assert_eq!(
+        inputs.iter().map(|input| input.seq).collect::<Vec<_>>(),
+        (0..CONCURRENT).collect::<Vec<_>>()
+    );
+}
+
+pub async fn concurrent_duplicate_appends_write_once(store: &dyn Store) {
+    let chat_id = new_chat(store, "concurrent-duplicates").await;
+    let now = now_ms();
+    let appends = (0..CONCURRENT).map(|n| store.append_input(&chat_id, "same", "{}", now + n));
+    let results: Vec<InputAppend> = join_all(appends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(results.iter().all(|appended| appended.seq == 0));
+    assert_eq!(results.iter().filter(|a| !a.duplicate).count(), 1);
+    assert_eq!(store.inputs(&chat_id, None, 100).await.unwrap().len(), 1);
+}
+
+pub async fn concurrent_acquires_have_one_winner(store: &dyn Store) {
+    let chat_id = new_chat(store, "concurrent-lease").await;
+    let now = now_ms();
+    let acquires = (0..CONCURRENT).map(|n| {
+        let holder = format!("holder-{n}");
+        let chat_id = &chat_id;
+        async move {
+            store
+                .acquire_lease(chat_id, lease(&holder, now, 30_000), now)
+                .await
+        }
+    });
+    let results: Vec<LeaseAcquire> = join_all(acquires)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let winners: Vec<&TurnLease> = results
+        .iter()
+        .filter_map(|result| match result {
+            LeaseAcquire::Acquired { lease, expired } => {
+                assert_eq!(*expired, None);
+                Some(lease)
+            }
+            LeaseAcquire::Held(_) => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one acquire wins: {results:?}");
+    let winner = winners[0];
+    for result in &results {
+        if let LeaseAcquire::Held(held) = result {
+            assert_eq!(held, winner);
+        }
+    }
+    assert_eq!(store.lease(&chat_id).await.unwrap().as_ref(), Some(winner));
+}
+
+pub async fn concurrent_output_appends_have_one_winner(store: &dyn Store) {
+    let chat_id = new_chat(store, "concurrent-output").await;
+    let now = now_ms();
+    let appends = (0..CONCURRENT).map(|n| {
+        let chat_id = &chat_id;
+        async move {
+            let batch = [chunk(0, now + n), chunk(1, now + n)];
+            (n, store.append_output(chat_id, &batch).await)
+        }
+    });
+    let mut winner = None;
+    for (n, result) in join_all(appends).await {
+        match result {
+            Ok(()) => {
+                assert_eq!(winner, None, "two batches took the same seqs");
+                winner = Some(n);
+            }
+            Err(StoreError::SequenceTaken(0 | 1)) => {}
+            Err(error) => panic!("append_output: {error:?}"),
+        }
+    }
+    let winner = winner.expect("one batch is written");
+    let output = store.output(&chat_id, None, 100).await.unwrap();
+    assert_eq!(output, [chunk(0, now + winner), chunk(1, now + winner)]);
+}

@@ -1,1 +1,332 @@
-//! The in-memory store.
+//! The in-memory store: for tests and the local server's `--memory` mode.
+//!
+//! All state sits behind one mutex, which is never held across an await: every method does its
+//! whole read or check-then-write under one lock, so each is atomic like the conditional writes
+//! of the durable stores.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{
+    InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
+    StoreError, StoreResult, TurnLease,
+};
+use crate::ui::UIMessage;
+
+/// A [`Store`] that keeps everything in process memory; nothing survives a restart.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// A chat exists exactly when its session does: every write needs the session.
+    chats: HashMap<String, Chat>,
+    /// `session_…` id → chat id.
+    session_ids: HashMap<String, String>,
+}
+
+#[derive(Debug)]
+struct Chat {
+    session: Session,
+    /// Indexed by seq: input seqs are dense from 0.
+    inputs: Vec<InputRecord>,
+    /// part id → seq, for idempotent appends.
+    part_ids: HashMap<String, u64>,
+    consumed_input: Option<u64>,
+    output: BTreeMap<u64, OutputRecord>,
+    lease: Option<TurnLease>,
+    messages: Vec<UIMessage>,
+    state: Option<Value>,
+}
+
+impl Chat {
+    fn new(session: Session) -> Self {
+        Chat {
+            session,
+            inputs: Vec::new(),
+            part_ids: HashMap::new(),
+            consumed_input: None,
+            output: BTreeMap::new(),
+            lease: None,
+            messages: Vec::new(),
+            state: None,
+        }
+    }
+}
+
+impl Inner {
+    fn chat(&self, chat_id: &str) -> Option<&Chat> {
+        self.chats.get(chat_id)
+    }
+
+    fn chat_mut(&mut self, chat_id: &str) -> StoreResult<&mut Chat> {
+        self.chats
+            .get_mut(chat_id)
+            .ok_or_else(|| StoreError::NoSession(chat_id.to_owned()))
+    }
+
+    /// The lease of a chat, if `holder` holds it.
+    fn held_lease(&mut self, chat_id: &str, holder: &str) -> StoreResult<&mut Chat> {
+        match self.chats.get_mut(chat_id) {
+            Some(chat) if chat.lease.as_ref().is_some_and(|l| l.holder == holder) => Ok(chat),
+            _ => Err(StoreError::LeaseLost),
+        }
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> StoreResult<MutexGuard<'_, Inner>> {
+        // A panic while holding the lock may have left a chat half-written: refuse to go on.
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Backend("memory store mutex poisoned".into()))
+    }
+
+    /// Runs a read on a chat; an unknown chat reads as `default`.
+    fn read<T>(&self, chat_id: &str, default: T, f: impl FnOnce(&Chat) -> T) -> StoreResult<T> {
+        Ok(self.lock()?.chat(chat_id).map_or(default, f))
+    }
+}
+
+/// At most `limit` values of `range`, for `seq > after` reads.
+fn page<'a, T: Clone + 'a>(range: impl Iterator<Item = &'a T>, limit: usize) -> Vec<T> {
+    range.take(limit).cloned().collect()
+}
+
+/// The first seq a `seq > after` read starts at.
+fn start(after: Option<u64>) -> u64 {
+    after.map_or(0, |after| after.saturating_add(1))
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_session(&self, session: Session) -> StoreResult<SessionCreate> {
+        let mut inner = self.lock()?;
+        if let Some(chat) = inner.chats.get(&session.chat_id) {
+            return Ok(SessionCreate::Existing(chat.session.clone()));
+        }
+        if inner.session_ids.contains_key(&session.id) {
+            return Err(StoreError::Backend(format!(
+                "session id {} is already used by another chat",
+                session.id
+            )));
+        }
+        inner
+            .session_ids
+            .insert(session.id.clone(), session.chat_id.clone());
+        inner
+            .chats
+            .insert(session.chat_id.clone(), Chat::new(session.clone()));
+        Ok(SessionCreate::Created(session))
+    }
+
+    async fn session(&self, chat_id: &str) -> StoreResult<Option<Session>> {
+        self.read(chat_id, None, |chat| Some(chat.session.clone()))
+    }
+
+    async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
+        let inner = self.lock()?;
+        Ok(inner
+            .session_ids
+            .get(session_id)
+            .and_then(|chat_id| inner.chat(chat_id))
+            .map(|chat| chat.session.clone()))
+    }
+
+    async fn close_session(
+        &self,
+        chat_id: &str,
+        reason: Option<String>,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        let mut inner = self.lock()?;
+        let session = &mut inner.chat_mut(chat_id)?.session;
+        if !session.is_closed() {
+            session.closed_at_ms = Some(now_ms);
+            session.closed_reason = reason;
+            session.updated_at_ms = now_ms;
+        }
+        Ok(session.clone())
+    }
+
+    async fn append_input(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+    ) -> StoreResult<InputAppend> {
+        let mut inner = self.lock()?;
+        let chat = inner.chat_mut(chat_id)?;
+        if let Some(&seq) = chat.part_ids.get(part_id) {
+            return Ok(InputAppend {
+                seq,
+                duplicate: true,
+            });
+        }
+        let seq = chat.inputs.len() as u64;
+        chat.part_ids.insert(part_id.to_owned(), seq);
+        chat.inputs.push(InputRecord {
+            seq,
+            part_id: part_id.to_owned(),
+            body: body.to_owned(),
+            timestamp_ms: now_ms,
+        });
+        Ok(InputAppend {
+            seq,
+            duplicate: false,
+        })
+    }
+
+    async fn inputs(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<InputRecord>> {
+        self.read(chat_id, Vec::new(), |chat| {
+            let from = usize::try_from(start(after)).unwrap_or(usize::MAX);
+            page(chat.inputs.iter().skip(from), limit)
+        })
+    }
+
+    async fn consumed_input(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        self.read(chat_id, None, |chat| chat.consumed_input)
+    }
+
+    async fn append_output(&self, chat_id: &str, records: &[OutputRecord]) -> StoreResult<()> {
+        let mut inner = self.lock()?;
+        let chat = inner.chat_mut(chat_id)?;
+        // Check the whole batch first (including against itself) so a refusal writes nothing.
+        let mut batch = std::collections::HashSet::with_capacity(records.len());
+        if let Some(taken) = records
+            .iter()
+            .find(|record| chat.output.contains_key(&record.seq) || !batch.insert(record.seq))
+        {
+            return Err(StoreError::SequenceTaken(taken.seq));
+        }
+        chat.output
+            .extend(records.iter().map(|record| (record.seq, record.clone())));
+        Ok(())
+    }
+
+    async fn output(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutputRecord>> {
+        self.read(chat_id, Vec::new(), |chat| {
+            page(chat.output.range(start(after)..).map(|(_, r)| r), limit)
+        })
+    }
+
+    async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        self.read(chat_id, None, |chat| {
+            chat.output.keys().next_back().copied()
+        })
+    }
+
+    async fn acquire_lease(
+        &self,
+        chat_id: &str,
+        lease: TurnLease,
+        now_ms: u64,
+    ) -> StoreResult<LeaseAcquire> {
+        let mut inner = self.lock()?;
+        let chat = inner.chat_mut(chat_id)?;
+        match &chat.lease {
+            Some(current) if !current.is_expired(now_ms) => Ok(LeaseAcquire::Held(current.clone())),
+            _ => {
+                let expired = chat.lease.replace(lease.clone());
+                Ok(LeaseAcquire::Acquired { lease, expired })
+            }
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        let mut inner = self.lock()?;
+        let chat = inner.held_lease(chat_id, holder)?;
+        match chat.lease.as_mut() {
+            Some(lease) if !lease.is_expired(now_ms) => {
+                lease.expires_at_ms = expires_at_ms;
+                Ok(())
+            }
+            _ => Err(StoreError::LeaseLost),
+        }
+    }
+
+    async fn release_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        consumed_input: Option<u64>,
+    ) -> StoreResult<()> {
+        let mut inner = self.lock()?;
+        let chat = inner.held_lease(chat_id, holder)?;
+        chat.lease = None;
+        chat.consumed_input = chat.consumed_input.max(consumed_input);
+        Ok(())
+    }
+
+    async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>> {
+        self.read(chat_id, None, |chat| chat.lease.clone())
+    }
+
+    async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>> {
+        self.read(chat_id, Vec::new(), |chat| chat.messages.clone())
+    }
+
+    async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()> {
+        let mut inner = self.lock()?;
+        let messages = &mut inner.chat_mut(chat_id)?.messages;
+        match messages.iter_mut().find(|m| m.id == message.id) {
+            Some(existing) => *existing = message.clone(),
+            None => messages.push(message.clone()),
+        }
+        Ok(())
+    }
+
+    async fn truncate_messages(&self, chat_id: &str, from_id: &str) -> StoreResult<()> {
+        let mut inner = self.lock()?;
+        let messages = &mut inner.chat_mut(chat_id)?.messages;
+        if let Some(position) = messages.iter().position(|m| m.id == from_id) {
+            messages.truncate(position);
+        }
+        Ok(())
+    }
+
+    async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {
+        self.read(chat_id, None, |chat| chat.state.clone())
+    }
+
+    async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {
+        self.lock()?.chat_mut(chat_id)?.state = Some(state.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryStore;
+
+    #[tokio::test]
+    async fn conforms() {
+        crate::store::conformance::run_all(|| async { MemoryStore::new() }).await;
+    }
+}

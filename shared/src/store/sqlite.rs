@@ -1,1 +1,818 @@
-//! The SQLite store.
+//! The SQLite store: the local server's default, so local chats survive a restart.
+//!
+//! One file, in WAL mode. Every check-then-write runs in one `BEGIN IMMEDIATE` transaction, so it
+//! stays atomic when several processes (or several handles) share the file; the in-process mutex
+//! only serialises the one connection a handle owns. rusqlite is blocking, so every call runs on
+//! tokio's blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{
+    Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{
+    InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
+    StoreError, StoreResult, TurnLease,
+};
+use crate::ui::UIMessage;
+
+/// The schema version this code writes, kept in `PRAGMA user_version`. Bump it with a migration
+/// step in [`migrate`] whenever the schema changes.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long a write waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    chat_id         TEXT PRIMARY KEY,
+    session_id      TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL,
+    task_identifier TEXT NOT NULL,
+    trigger_config  TEXT NOT NULL,  -- JSON
+    tags            TEXT NOT NULL,  -- JSON array of strings
+    metadata        TEXT,           -- JSON
+    owner           TEXT,
+    created_at_ms   INTEGER NOT NULL,
+    updated_at_ms   INTEGER NOT NULL,
+    expires_at_ms   INTEGER,
+    closed_at_ms    INTEGER,
+    closed_reason   TEXT,
+    -- The highest input seq a finished turn consumed. It lives with the session because
+    -- release_lease needs a lease, a lease needs a session, and the value outlives the lease.
+    consumed_input  INTEGER
+);
+CREATE TABLE IF NOT EXISTS inputs (
+    chat_id      TEXT NOT NULL REFERENCES sessions(chat_id),
+    seq          INTEGER NOT NULL,
+    part_id      TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (chat_id, seq),
+    UNIQUE (chat_id, part_id)
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    chat_id      TEXT NOT NULL REFERENCES sessions(chat_id),
+    seq          INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    body         TEXT NOT NULL,  -- JSON of OutputBody
+    PRIMARY KEY (chat_id, seq)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    chat_id        TEXT PRIMARY KEY REFERENCES sessions(chat_id),
+    holder         TEXT NOT NULL,
+    acquired_at_ms INTEGER NOT NULL,
+    expires_at_ms  INTEGER NOT NULL,
+    first_seq      INTEGER NOT NULL,
+    input_seq      INTEGER
+);
+CREATE TABLE IF NOT EXISTS messages (
+    chat_id  TEXT NOT NULL REFERENCES sessions(chat_id),
+    position INTEGER NOT NULL,
+    id       TEXT NOT NULL,
+    json     TEXT NOT NULL,  -- JSON of UIMessage
+    PRIMARY KEY (chat_id, position),
+    UNIQUE (chat_id, id)
+);
+CREATE TABLE IF NOT EXISTS state (
+    chat_id TEXT PRIMARY KEY REFERENCES sessions(chat_id),
+    json    TEXT NOT NULL
+);
+";
+
+const SESSION_COLUMNS: &str = "session_id, chat_id, kind, task_identifier, trigger_config, tags, \
+     metadata, owner, created_at_ms, updated_at_ms, expires_at_ms, closed_at_ms, closed_reason";
+
+/// A [`Store`] in one SQLite file (or in memory, for tests).
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`, creating its directory and schema as needed.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(backend)?;
+        // Set first so the rest of the set-up waits for a process that is opening the file too.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(backend)?;
+        Self::init(conn)
+    }
+
+    /// A private database that lives as long as this handle (and its clones).
+    pub fn in_memory() -> StoreResult<Self> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut conn: Connection) -> StoreResult<Self> {
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(backend)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("sqlite connection mutex poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed only if it succeeds.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(value)
+        })
+        .await
+    }
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`], atomically so two processes opening a new file
+/// at once do not both create it.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(backend)?;
+    match version {
+        SCHEMA_VERSION => return Ok(()),
+        0 => tx.execute_batch(SCHEMA_V1).map_err(backend)?,
+        other => {
+            return Err(StoreError::Backend(format!(
+                "unknown database schema version {other} (this chatfn writes {SCHEMA_VERSION}); \
+                 was it written by a newer chatfn?"
+            )));
+        }
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("sqlite: {error}"))
+}
+
+/// A `u64` as SQLite's signed INTEGER: out of range fails rather than wraps, both ways.
+#[derive(Debug, Clone, Copy)]
+struct Int(u64);
+
+impl ToSql for Int {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        i64::try_from(self.0)
+            .map(ToSqlOutput::from)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    }
+}
+
+impl FromSql for Int {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let signed = i64::column_result(value)?;
+        u64::try_from(signed)
+            .map(Int)
+            .map_err(|_| FromSqlError::OutOfRange(signed))
+    }
+}
+
+fn u64_at(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    row.get::<_, Int>(index).map(|int| int.0)
+}
+
+fn opt_u64_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<u64>> {
+    row.get::<_, Option<Int>>(index)
+        .map(|int| int.map(|int| int.0))
+}
+
+fn to_json(value: &impl Serialize) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(backend)
+}
+
+/// Parses a JSON column; a corrupt row is a backend error, never a panic.
+fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt JSON row: {e}")))
+}
+
+fn no_session(chat_id: &str) -> StoreError {
+    StoreError::NoSession(chat_id.to_owned())
+}
+
+/// Fails with `NoSession` unless the chat has a session; every write starts with it.
+fn require_session(tx: &Transaction<'_>, chat_id: &str) -> StoreResult<()> {
+    let found = tx
+        .prepare("SELECT 1 FROM sessions WHERE chat_id = ?1")
+        .and_then(|mut stmt| stmt.exists([chat_id]))
+        .map_err(backend)?;
+    if found {
+        Ok(())
+    } else {
+        Err(no_session(chat_id))
+    }
+}
+
+/// The raw columns of a session row; JSON is parsed after the row is read.
+struct SessionRow {
+    id: String,
+    chat_id: String,
+    kind: String,
+    task_identifier: String,
+    trigger_config: String,
+    tags: String,
+    metadata: Option<String>,
+    owner: Option<String>,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    expires_at_ms: Option<u64>,
+    closed_at_ms: Option<u64>,
+    closed_reason: Option<String>,
+}
+
+impl SessionRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(SessionRow {
+            id: row.get(0)?,
+            chat_id: row.get(1)?,
+            kind: row.get(2)?,
+            task_identifier: row.get(3)?,
+            trigger_config: row.get(4)?,
+            tags: row.get(5)?,
+            metadata: row.get(6)?,
+            owner: row.get(7)?,
+            created_at_ms: u64_at(row, 8)?,
+            updated_at_ms: u64_at(row, 9)?,
+            expires_at_ms: opt_u64_at(row, 10)?,
+            closed_at_ms: opt_u64_at(row, 11)?,
+            closed_reason: row.get(12)?,
+        })
+    }
+
+    fn into_session(self) -> StoreResult<Session> {
+        Ok(Session {
+            id: self.id,
+            chat_id: self.chat_id,
+            kind: self.kind,
+            task_identifier: self.task_identifier,
+            trigger_config: from_json(&self.trigger_config)?,
+            tags: from_json(&self.tags)?,
+            metadata: self.metadata.as_deref().map(from_json).transpose()?,
+            owner: self.owner,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            closed_at_ms: self.closed_at_ms,
+            closed_reason: self.closed_reason,
+        })
+    }
+}
+
+/// The session of the row `column = key`, if any.
+fn select_session(conn: &Connection, column: &str, key: &str) -> StoreResult<Option<Session>> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE {column} = ?1");
+    conn.prepare(&sql)
+        .and_then(|mut stmt| stmt.query_row([key], SessionRow::read).optional())
+        .map_err(backend)?
+        .map(SessionRow::into_session)
+        .transpose()
+}
+
+fn insert_session(tx: &Transaction<'_>, session: &Session) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO sessions ({SESSION_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    );
+    let metadata = session.metadata.as_ref().map(to_json).transpose()?;
+    tx.prepare(&sql)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                session.id,
+                session.chat_id,
+                session.kind,
+                session.task_identifier,
+                to_json(&session.trigger_config).map_err(to_sql_error)?,
+                to_json(&session.tags).map_err(to_sql_error)?,
+                metadata,
+                session.owner,
+                Int(session.created_at_ms),
+                Int(session.updated_at_ms),
+                session.expires_at_ms.map(Int),
+                session.closed_at_ms.map(Int),
+                session.closed_reason,
+            ])
+        })
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Carries a serialisation failure through a rusqlite closure.
+fn to_sql_error(error: StoreError) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(error.to_string())))
+}
+
+fn read_lease(row: &Row<'_>) -> rusqlite::Result<TurnLease> {
+    Ok(TurnLease {
+        holder: row.get(0)?,
+        acquired_at_ms: u64_at(row, 1)?,
+        expires_at_ms: u64_at(row, 2)?,
+        first_seq: u64_at(row, 3)?,
+        input_seq: opt_u64_at(row, 4)?,
+    })
+}
+
+fn select_lease(conn: &Connection, chat_id: &str) -> StoreResult<Option<TurnLease>> {
+    conn.prepare(
+        "SELECT holder, acquired_at_ms, expires_at_ms, first_seq, input_seq \
+         FROM leases WHERE chat_id = ?1",
+    )
+    .and_then(|mut stmt| stmt.query_row([chat_id], read_lease).optional())
+    .map_err(backend)
+}
+
+fn read_input(row: &Row<'_>) -> rusqlite::Result<InputRecord> {
+    Ok(InputRecord {
+        seq: u64_at(row, 0)?,
+        part_id: row.get(1)?,
+        body: row.get(2)?,
+        timestamp_ms: u64_at(row, 3)?,
+    })
+}
+
+/// `seq > after` as a bound SQLite can compare with: -1 when reading from the start. No stored
+/// seq exceeds `i64::MAX`, so clamping a larger cursor still reads nothing.
+fn after_bound(after: Option<u64>) -> i64 {
+    after.map_or(-1, |after| i64::try_from(after).unwrap_or(i64::MAX))
+}
+
+/// SQLite takes a negative LIMIT as "no limit", so clamp rather than wrap.
+fn limit_bound(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_session(&self, session: Session) -> StoreResult<SessionCreate> {
+        self.write(move |tx| {
+            if let Some(existing) = select_session(tx, "chat_id", &session.chat_id)? {
+                return Ok(SessionCreate::Existing(existing));
+            }
+            insert_session(tx, &session)?;
+            Ok(SessionCreate::Created(session))
+        })
+        .await
+    }
+
+    async fn session(&self, chat_id: &str) -> StoreResult<Option<Session>> {
+        let chat_id = chat_id.to_owned();
+        self.with(move |conn| select_session(conn, "chat_id", &chat_id))
+            .await
+    }
+
+    async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
+        let session_id = session_id.to_owned();
+        self.with(move |conn| select_session(conn, "session_id", &session_id))
+            .await
+    }
+
+    async fn close_session(
+        &self,
+        chat_id: &str,
+        reason: Option<String>,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        let chat_id = chat_id.to_owned();
+        self.write(move |tx| {
+            // Only the first close sets the time and reason.
+            tx.prepare(
+                "UPDATE sessions SET closed_at_ms = ?2, closed_reason = ?3, updated_at_ms = ?2 \
+                 WHERE chat_id = ?1 AND closed_at_ms IS NULL",
+            )
+            .and_then(|mut stmt| stmt.execute(params![chat_id, Int(now_ms), reason]))
+            .map_err(backend)?;
+            select_session(tx, "chat_id", &chat_id)?.ok_or_else(|| no_session(&chat_id))
+        })
+        .await
+    }
+
+    async fn append_input(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+    ) -> StoreResult<InputAppend> {
+        let (chat_id, part_id, body) = (chat_id.to_owned(), part_id.to_owned(), body.to_owned());
+        self.write(move |tx| {
+            require_session(tx, &chat_id)?;
+            let existing = tx
+                .prepare("SELECT seq FROM inputs WHERE chat_id = ?1 AND part_id = ?2")
+                .and_then(|mut stmt| {
+                    stmt.query_row([&chat_id, &part_id], |row| u64_at(row, 0))
+                        .optional()
+                })
+                .map_err(backend)?;
+            if let Some(seq) = existing {
+                return Ok(InputAppend {
+                    seq,
+                    duplicate: true,
+                });
+            }
+            let seq = tx
+                .prepare(
+                    "INSERT INTO inputs (chat_id, seq, part_id, body, timestamp_ms) \
+                     SELECT ?1, COALESCE(MAX(seq) + 1, 0), ?2, ?3, ?4 FROM inputs WHERE chat_id = ?1 \
+                     RETURNING seq",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![chat_id, part_id, body, Int(now_ms)], |row| {
+                        u64_at(row, 0)
+                    })
+                })
+                .map_err(backend)?;
+            Ok(InputAppend {
+                seq,
+                duplicate: false,
+            })
+        })
+        .await
+    }
+
+    async fn inputs(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<InputRecord>> {
+        let chat_id = chat_id.to_owned();
+        let after = after_bound(after);
+        self.with(move |conn| {
+            conn.prepare(
+                "SELECT seq, part_id, body, timestamp_ms FROM inputs \
+                 WHERE chat_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![chat_id, after, limit_bound(limit)], read_input)?
+                    .collect()
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn consumed_input(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        let chat_id = chat_id.to_owned();
+        self.with(move |conn| {
+            conn.prepare("SELECT consumed_input FROM sessions WHERE chat_id = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row([chat_id], |row| opt_u64_at(row, 0))
+                        .optional()
+                })
+                .map(Option::flatten)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn append_output(&self, chat_id: &str, records: &[OutputRecord]) -> StoreResult<()> {
+        let chat_id = chat_id.to_owned();
+        let rows = records
+            .iter()
+            .map(|record| Ok((record.seq, record.timestamp_ms, to_json(&record.body)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.write(move |tx| {
+            require_session(tx, &chat_id)?;
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO outputs (chat_id, seq, timestamp_ms, body) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .map_err(backend)?;
+            for (seq, timestamp_ms, body) in rows {
+                let inserted = insert
+                    .execute(params![chat_id, Int(seq), Int(timestamp_ms), body])
+                    .map_err(backend)?;
+                if inserted == 0 {
+                    // Dropping the transaction uncommitted takes back the rows already inserted.
+                    return Err(StoreError::SequenceTaken(seq));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn output(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutputRecord>> {
+        let chat_id = chat_id.to_owned();
+        let after = after_bound(after);
+        self.with(move |conn| {
+            let rows: Vec<(u64, u64, String)> = conn
+                .prepare(
+                    "SELECT seq, timestamp_ms, body FROM outputs \
+                     WHERE chat_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![chat_id, after, limit_bound(limit)], |row| {
+                        Ok((u64_at(row, 0)?, u64_at(row, 1)?, row.get(2)?))
+                    })?
+                    .collect()
+                })
+                .map_err(backend)?;
+            rows.into_iter()
+                .map(|(seq, timestamp_ms, body)| {
+                    Ok(OutputRecord {
+                        seq,
+                        timestamp_ms,
+                        body: from_json(&body)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        let chat_id = chat_id.to_owned();
+        self.with(move |conn| {
+            conn.prepare("SELECT MAX(seq) FROM outputs WHERE chat_id = ?1")
+                .and_then(|mut stmt| stmt.query_row([chat_id], |row| opt_u64_at(row, 0)))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        chat_id: &str,
+        lease: TurnLease,
+        now_ms: u64,
+    ) -> StoreResult<LeaseAcquire> {
+        let chat_id = chat_id.to_owned();
+        self.write(move |tx| {
+            require_session(tx, &chat_id)?;
+            let current = select_lease(tx, &chat_id)?;
+            if let Some(current) = current.as_ref().filter(|l| !l.is_expired(now_ms)) {
+                return Ok(LeaseAcquire::Held(current.clone()));
+            }
+            tx.prepare(
+                "INSERT OR REPLACE INTO leases \
+                 (chat_id, holder, acquired_at_ms, expires_at_ms, first_seq, input_seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    chat_id,
+                    lease.holder,
+                    Int(lease.acquired_at_ms),
+                    Int(lease.expires_at_ms),
+                    Int(lease.first_seq),
+                    lease.input_seq.map(Int),
+                ])
+            })
+            .map_err(backend)?;
+            Ok(LeaseAcquire::Acquired {
+                lease,
+                expired: current,
+            })
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        let (chat_id, holder) = (chat_id.to_owned(), holder.to_owned());
+        // One conditional UPDATE is atomic on its own.
+        let renewed = self
+            .with(move |conn| {
+                conn.prepare(
+                    "UPDATE leases SET expires_at_ms = ?3 \
+                     WHERE chat_id = ?1 AND holder = ?2 AND expires_at_ms > ?4",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![chat_id, holder, Int(expires_at_ms), Int(now_ms)])
+                })
+                .map_err(backend)
+            })
+            .await?;
+        if renewed == 0 {
+            return Err(StoreError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    async fn release_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        consumed_input: Option<u64>,
+    ) -> StoreResult<()> {
+        let (chat_id, holder) = (chat_id.to_owned(), holder.to_owned());
+        self.write(move |tx| {
+            let released = tx
+                .prepare("DELETE FROM leases WHERE chat_id = ?1 AND holder = ?2")
+                .and_then(|mut stmt| stmt.execute([&chat_id, &holder]))
+                .map_err(backend)?;
+            if released == 0 {
+                return Err(StoreError::LeaseLost);
+            }
+            if let Some(consumed) = consumed_input {
+                // Never moves back: it is the highest input a finished turn consumed.
+                tx.prepare(
+                    "UPDATE sessions SET consumed_input = ?2 \
+                     WHERE chat_id = ?1 AND (consumed_input IS NULL OR consumed_input < ?2)",
+                )
+                .and_then(|mut stmt| stmt.execute(params![chat_id, Int(consumed)]))
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>> {
+        let chat_id = chat_id.to_owned();
+        self.with(move |conn| select_lease(conn, &chat_id)).await
+    }
+
+    async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>> {
+        let chat_id = chat_id.to_owned();
+        self.with(move |conn| {
+            let rows: Vec<String> = conn
+                .prepare("SELECT json FROM messages WHERE chat_id = ?1 ORDER BY position")
+                .and_then(|mut stmt| stmt.query_map([chat_id], |row| row.get(0))?.collect())
+                .map_err(backend)?;
+            rows.iter().map(|json| from_json(json)).collect()
+        })
+        .await
+    }
+
+    async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()> {
+        let chat_id = chat_id.to_owned();
+        let id = message.id.clone();
+        let json = to_json(message)?;
+        self.write(move |tx| {
+            require_session(tx, &chat_id)?;
+            let replaced = tx
+                .prepare("UPDATE messages SET json = ?3 WHERE chat_id = ?1 AND id = ?2")
+                .and_then(|mut stmt| stmt.execute([&chat_id, &id, &json]))
+                .map_err(backend)?;
+            if replaced == 0 {
+                tx.prepare(
+                    "INSERT INTO messages (chat_id, position, id, json) \
+                     SELECT ?1, COALESCE(MAX(position) + 1, 0), ?2, ?3 \
+                     FROM messages WHERE chat_id = ?1",
+                )
+                .and_then(|mut stmt| stmt.execute([&chat_id, &id, &json]))
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn truncate_messages(&self, chat_id: &str, from_id: &str) -> StoreResult<()> {
+        let (chat_id, from_id) = (chat_id.to_owned(), from_id.to_owned());
+        self.write(move |tx| {
+            require_session(tx, &chat_id)?;
+            // An unknown id makes the subquery NULL, and `position >= NULL` deletes nothing.
+            tx.prepare(
+                "DELETE FROM messages WHERE chat_id = ?1 AND position >= \
+                 (SELECT position FROM messages WHERE chat_id = ?1 AND id = ?2)",
+            )
+            .and_then(|mut stmt| stmt.execute([&chat_id, &from_id]))
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {
+        let chat_id = chat_id.to_owned();
+        self.with(move |conn| {
+            conn.prepare("SELECT json FROM state WHERE chat_id = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row([chat_id], |row| row.get::<_, String>(0))
+                        .optional()
+                })
+                .map_err(backend)?
+                .as_deref()
+                .map(from_json)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {
+        let chat_id = chat_id.to_owned();
+        let json = to_json(state)?;
+        self.write(move |tx| {
+            require_session(tx, &chat_id)?;
+            tx.prepare(
+                "INSERT INTO state (chat_id, json) VALUES (?1, ?2) \
+                 ON CONFLICT (chat_id) DO UPDATE SET json = excluded.json",
+            )
+            .and_then(|mut stmt| stmt.execute([&chat_id, &json]))
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let path = std::env::temp_dir().join(format!("chatfn-newer-{}.db", uuid::Uuid::new_v4()));
+        let conn = Connection::open(&path).expect("open");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("set version");
+        drop(conn);
+        let error = SqliteStore::open(&path).expect_err("a newer schema must be refused");
+        assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn corrupt_rows_are_backend_errors() {
+        let store = SqliteStore::in_memory().expect("open");
+        store
+            .with(|conn| {
+                conn.execute_batch(
+                    "INSERT INTO sessions (session_id, chat_id, kind, task_identifier, \
+                     trigger_config, tags, created_at_ms, updated_at_ms) \
+                     VALUES ('session_x', 'chat', 'k', 't', '{', 'not json', -5, 0);
+                     INSERT INTO outputs VALUES ('chat', 0, 0, '{\"kind\":\"nope\"}');
+                     INSERT INTO state VALUES ('chat', 'nope');",
+                )
+                .map_err(backend)
+            })
+            .await
+            .expect("seed corrupt rows");
+        assert!(matches!(
+            store.session("chat").await,
+            Err(StoreError::Backend(_))
+        ));
+        assert!(matches!(
+            store.output("chat", None, 10).await,
+            Err(StoreError::Backend(_))
+        ));
+        assert!(matches!(
+            store.state("chat").await,
+            Err(StoreError::Backend(_))
+        ));
+    }
+}

@@ -67,7 +67,11 @@ impl Config {
     /// Reads configuration through `lookup`, so hosts without a process environment (the Worker)
     /// and tests can supply their own.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let explicit_key = get("CHATFN_MODEL_API_KEY");
         let provider = match get("CHATFN_MODEL_PROVIDER").as_deref() {
             Some("openai") => ModelProvider::OpenAi,
@@ -176,7 +180,10 @@ mod tests {
         );
         assert!(matches!(
             config(&[("CHATFN_TOKEN_TTL_SECONDS", "soon")]),
-            Err(ConfigError::NotANumber { name: "CHATFN_TOKEN_TTL_SECONDS", .. })
+            Err(ConfigError::NotANumber {
+                name: "CHATFN_TOKEN_TTL_SECONDS",
+                ..
+            })
         ));
     }
 
@@ -186,9 +193,15 @@ mod tests {
 
     #[test]
     fn cors_origins_are_a_list_and_a_star_means_any() {
-        let config = config(&[("CHATFN_CORS_ORIGINS", "https://a.example, https://b.example")])
-            .expect("valid");
-        assert_eq!(config.cors_origins, ["https://a.example", "https://b.example"]);
+        let config = config(&[(
+            "CHATFN_CORS_ORIGINS",
+            "https://a.example, https://b.example",
+        )])
+        .expect("valid");
+        assert_eq!(
+            config.cors_origins,
+            ["https://a.example", "https://b.example"]
+        );
         let any = config_any();
         assert!(any.cors_origins.is_empty());
     }

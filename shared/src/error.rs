@@ -70,8 +70,12 @@ impl ApiError {
     }
 
     pub fn session_closed(reason: Option<&str>) -> Self {
-        Self::new(StatusCode::CONFLICT, "session_closed", "the chat session is closed")
-            .with("closedReason", reason.map_or(Value::Null, |r| json!(r)))
+        Self::new(
+            StatusCode::CONFLICT,
+            "session_closed",
+            "the chat session is closed",
+        )
+        .with("closedReason", reason.map_or(Value::Null, |r| json!(r)))
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -92,7 +96,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -101,7 +111,12 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(status = self.status.as_u16(), code = self.code, "{}", self.message);
+            tracing::error!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "{}",
+                self.message
+            );
         }
         let mut response = (self.status, axum::Json(self.body())).into_response();
         if self.code == "session_closed" {
@@ -110,10 +125,9 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
         }
-        response.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
 }
@@ -132,9 +146,7 @@ impl From<TokenError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NoSession(chat) => {
-                ApiError::not_found(format!("no chat session `{chat}`"))
-            }
+            StoreError::NoSession(chat) => ApiError::not_found(format!("no chat session `{chat}`")),
             StoreError::LeaseLost | StoreError::SequenceTaken(_) => ApiError::turn_in_progress(),
             StoreError::Backend(message) => {
                 tracing::error!("store failure: {message}");
@@ -176,8 +188,14 @@ mod tests {
 
     #[test]
     fn token_errors_map_to_401_and_403() {
-        assert_eq!(ApiError::from(TokenError::Expired).status, StatusCode::UNAUTHORIZED);
-        assert_eq!(ApiError::from(TokenError::Invalid).status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            ApiError::from(TokenError::Expired).status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            ApiError::from(TokenError::Invalid).status,
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(
             ApiError::from(TokenError::MissingScope("read:sessions:x".into())).status,
             StatusCode::FORBIDDEN

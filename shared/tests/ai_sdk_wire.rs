@@ -66,7 +66,10 @@ async fn chunks_arrive_incrementally() {
     let app = TestApp::start(offline(40)).await;
     let token = app.session("chat-stream").await;
     let response = app
-        .send(&token, submit("chat-stream", vec![user_message("u1", "tell me something")]))
+        .send(
+            &token,
+            submit("chat-stream", vec![user_message("u1", "tell me something")]),
+        )
         .await;
     let events = read_events(response, None).await;
     let deltas: Vec<_> = events
@@ -75,7 +78,10 @@ async fn chunks_arrive_incrementally() {
         .collect();
     assert!(deltas.len() > 10);
     let spread = deltas[deltas.len() - 1].at - deltas[0].at;
-    assert!(spread > Duration::from_millis(300), "all at once: {spread:?}");
+    assert!(
+        spread > Duration::from_millis(300),
+        "all at once: {spread:?}"
+    );
 }
 
 #[tokio::test]
@@ -83,12 +89,23 @@ async fn tool_calls_run_and_the_next_step_reads_their_results() {
     let app = TestApp::start(offline(0)).await;
     let token = app.session("chat-tools").await;
     let response = app
-        .send(&token, submit("chat-tools", vec![user_message("u1", "roll the dice")]))
+        .send(
+            &token,
+            submit("chat-tools", vec![user_message("u1", "roll the dice")]),
+        )
         .await;
     let events = read_events(response, None).await;
     let kinds = kinds(&events);
-    for expected in ["tool-input-start", "tool-input-delta", "tool-input-available", "tool-output-available"] {
-        assert!(kinds.iter().any(|k| k == expected), "{expected} missing in {kinds:?}");
+    for expected in [
+        "tool-input-start",
+        "tool-input-delta",
+        "tool-input-available",
+        "tool-output-available",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == expected),
+            "{expected} missing in {kinds:?}"
+        );
     }
     assert_eq!(kinds.iter().filter(|k| *k == "start-step").count(), 2);
     let output = events
@@ -99,20 +116,38 @@ async fn tool_calls_run_and_the_next_step_reads_their_results() {
     assert_eq!(output["rolls"].as_array().map(Vec::len), Some(2));
     let messages = app.messages(&token, "chat-tools").await;
     let parts = messages[1]["parts"].as_array().cloned().unwrap_or_default();
-    let tool = parts.iter().find(|p| p["type"] == "tool-roll_dice").expect("tool part");
+    let tool = parts
+        .iter()
+        .find(|p| p["type"] == "tool-roll_dice")
+        .expect("tool part");
     assert_eq!(tool["state"], "output-available");
-    let text = parts.iter().rev().find(|p| p["type"] == "text").expect("text after tool");
-    assert!(text["text"].as_str().unwrap_or_default().contains(&output["total"].to_string()));
+    let text = parts
+        .iter()
+        .rev()
+        .find(|p| p["type"] == "text")
+        .expect("text after tool");
+    assert!(
+        text["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&output["total"].to_string())
+    );
 }
 
 #[tokio::test]
 async fn the_second_turn_sees_the_history_kept_server_side() {
     let app = TestApp::start(offline(0)).await;
     let token = app.session("chat-2").await;
-    read_events(app.send(&token, submit("chat-2", vec![user_message("u1", "first")])).await, None).await;
+    read_events(
+        app.send(&token, submit("chat-2", vec![user_message("u1", "first")]))
+            .await,
+        None,
+    )
+    .await;
     // The client sends only the new message; the server has the rest.
     let events = read_events(
-        app.send(&token, submit("chat-2", vec![user_message("u2", "second")])).await,
+        app.send(&token, submit("chat-2", vec![user_message("u2", "second")]))
+            .await,
         None,
     )
     .await;
@@ -127,7 +162,12 @@ async fn the_second_turn_sees_the_history_kept_server_side() {
 async fn regenerate_replaces_the_last_reply() {
     let app = TestApp::start(offline(0)).await;
     let token = app.session("chat-regen").await;
-    let first = read_events(app.send(&token, submit("chat-regen", vec![user_message("u1", "hi")])).await, None).await;
+    let first = read_events(
+        app.send(&token, submit("chat-regen", vec![user_message("u1", "hi")]))
+            .await,
+        None,
+    )
+    .await;
     let first_id = first[0].chunk()["messageId"].clone();
     let events = read_events(
         app.send(&token, json!({"id": "chat-regen", "messages": [user_message("u1", "hi")], "trigger": "regenerate-message", "messageId": first_id}))
@@ -146,7 +186,12 @@ async fn regenerate_replaces_the_last_reply() {
 async fn a_disconnected_client_does_not_cancel_the_turn() {
     let app = TestApp::start(offline(20)).await;
     let token = app.session("chat-gone").await;
-    let response = app.send(&token, submit("chat-gone", vec![user_message("u1", "hello there")])).await;
+    let response = app
+        .send(
+            &token,
+            submit("chat-gone", vec![user_message("u1", "hello there")]),
+        )
+        .await;
     let early = read_events(response, Some(4)).await;
     assert_eq!(early.len(), 4);
     // The response is dropped here: the client is gone.
@@ -159,7 +204,10 @@ async fn a_disconnected_client_does_not_cancel_the_turn() {
             break;
         }
     }
-    assert!(finished, "the reply was not completed after the client left");
+    assert!(
+        finished,
+        "the reply was not completed after the client left"
+    );
 }
 
 #[tokio::test]
@@ -167,21 +215,48 @@ async fn resume_replays_the_reply_in_flight_from_its_start() {
     let app = TestApp::start(offline(30)).await;
     let token = app.session("chat-resume").await;
     let resume_url = format!("{}/api/chat/chat-resume/stream", app.base);
-    let idle = app.client.get(&resume_url).bearer_auth(&token).send().await.expect("resume");
+    let idle = app
+        .client
+        .get(&resume_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("resume");
     assert_eq!(idle.status(), StatusCode::NO_CONTENT);
 
-    let live = app.send(&token, submit("chat-resume", vec![user_message("u1", "a long story")])).await;
+    let live = app
+        .send(
+            &token,
+            submit("chat-resume", vec![user_message("u1", "a long story")]),
+        )
+        .await;
     let seen_live = read_events(live, Some(6)).await;
-    let resumed = app.client.get(&resume_url).bearer_auth(&token).send().await.expect("resume");
+    let resumed = app
+        .client
+        .get(&resume_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("resume");
     assert_eq!(resumed.status(), StatusCode::OK);
     assert_eq!(resumed.headers()["x-vercel-ai-ui-message-stream"], "v1");
     let replay = read_events(resumed, None).await;
     let live_data: Vec<&str> = seen_live.iter().map(|e| e.data.as_str()).collect();
     let replay_data: Vec<&str> = replay.iter().map(|e| e.data.as_str()).collect();
-    assert_eq!(replay_data[..live_data.len()], live_data[..], "the replay starts where the live stream did");
+    assert_eq!(
+        replay_data[..live_data.len()],
+        live_data[..],
+        "the replay starts where the live stream did"
+    );
     assert_eq!(replay_data.last(), Some(&"[DONE]"));
 
-    let after = app.client.get(&resume_url).bearer_auth(&token).send().await.expect("resume");
+    let after = app
+        .client
+        .get(&resume_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("resume");
     assert_eq!(after.status(), StatusCode::NO_CONTENT);
 }
 
@@ -189,7 +264,12 @@ async fn resume_replays_the_reply_in_flight_from_its_start() {
 async fn stop_ends_the_turn_and_keeps_the_partial_reply() {
     let app = TestApp::start(offline(40)).await;
     let token = app.session("chat-stop").await;
-    let live = app.send(&token, submit("chat-stop", vec![user_message("u1", "talk for a while")])).await;
+    let live = app
+        .send(
+            &token,
+            submit("chat-stop", vec![user_message("u1", "talk for a while")]),
+        )
+        .await;
     let reader = tokio::spawn(read_events(live, None));
     tokio::time::sleep(Duration::from_millis(250)).await;
     let stopped: Value = app
@@ -211,9 +291,20 @@ async fn stop_ends_the_turn_and_keeps_the_partial_reply() {
     let messages = app.messages(&token, "chat-stop").await;
     assert_eq!(messages.len(), 2);
     let partial = messages[1]["parts"].to_string();
-    assert!(partial.contains("offline") && !partial.contains("restart"), "{partial}");
+    assert!(
+        partial.contains("offline") && !partial.contains("restart"),
+        "{partial}"
+    );
     // The chat goes on.
-    let next = read_events(app.send(&token, submit("chat-stop", vec![user_message("u2", "again")])).await, None).await;
+    let next = read_events(
+        app.send(
+            &token,
+            submit("chat-stop", vec![user_message("u2", "again")]),
+        )
+        .await,
+        None,
+    )
+    .await;
     assert_eq!(kinds_of(&next).last().map(String::as_str), Some("[DONE]"));
     assert!(kinds_of(&next).contains(&"finish".to_owned()));
 }
@@ -245,7 +336,10 @@ async fn an_interrupted_turn_is_recovered_and_closed() {
             },
         })
         .collect();
-    app.store.append_output("chat-crash", &records).await.expect("records");
+    app.store
+        .append_output("chat-crash", &records)
+        .await
+        .expect("records");
     let now = chatfn::clock::now_ms();
     let lease = TurnLease {
         holder: "dead".into(),
@@ -254,7 +348,10 @@ async fn an_interrupted_turn_is_recovered_and_closed() {
         first_seq: 0,
         input_seq: None,
     };
-    app.store.acquire_lease("chat-crash", lease, now - 1).await.expect("lease");
+    app.store
+        .acquire_lease("chat-crash", lease, now - 1)
+        .await
+        .expect("lease");
     tokio::time::sleep(Duration::from_millis(5)).await;
 
     let resumed = app
@@ -268,14 +365,28 @@ async fn an_interrupted_turn_is_recovered_and_closed() {
     let kinds = kinds(&read_events(resumed, None).await);
     assert_eq!(
         kinds,
-        ["start", "start-step", "text-start", "text-delta", "text-end", "error", "abort", "[DONE]"]
+        [
+            "start",
+            "start-step",
+            "text-start",
+            "text-delta",
+            "text-end",
+            "error",
+            "abort",
+            "[DONE]"
+        ]
     );
     let messages = app.messages(&token, "chat-crash").await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["id"], "m-crashed");
     assert_eq!(messages[0]["parts"][1]["text"], "Half a rep");
     // And the chat is usable again.
-    let next = read_events(app.send(&token, submit("chat-crash", vec![user_message("u2", "hi")])).await, None).await;
+    let next = read_events(
+        app.send(&token, submit("chat-crash", vec![user_message("u2", "hi")]))
+            .await,
+        None,
+    )
+    .await;
     assert!(kinds_of(&next).contains(&"finish".to_owned()));
 }
 
@@ -283,9 +394,19 @@ async fn an_interrupted_turn_is_recovered_and_closed() {
 async fn a_second_send_while_streaming_is_refused() {
     let app = TestApp::start(offline(50)).await;
     let token = app.session("chat-busy").await;
-    let first = app.send(&token, submit("chat-busy", vec![user_message("u1", "slow")])).await;
+    let first = app
+        .send(
+            &token,
+            submit("chat-busy", vec![user_message("u1", "slow")]),
+        )
+        .await;
     let reader = tokio::spawn(read_events(first, None));
-    let second = app.send(&token, submit("chat-busy", vec![user_message("u2", "again")])).await;
+    let second = app
+        .send(
+            &token,
+            submit("chat-busy", vec![user_message("u2", "again")]),
+        )
+        .await;
     assert_eq!(second.status(), StatusCode::CONFLICT);
     let body: Value = second.json().await.expect("json");
     assert_eq!(body["code"], "turn_in_progress");
@@ -316,7 +437,11 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
     let token = app.session("chat-bad").await;
     let url = format!("{}/api/chat", app.base);
     let post = |body: String, token: Option<&str>| {
-        let mut request = app.client.post(&url).header("content-type", "application/json").body(body);
+        let mut request = app
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -324,32 +449,90 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
     };
     let good = submit("chat-bad", vec![user_message("u1", "hi")]).to_string();
 
-    expect_error(post("{not json".into(), Some(&token)).await.expect("send"), StatusCode::BAD_REQUEST, "not valid JSON").await;
+    expect_error(
+        post("{not json".into(), Some(&token)).await.expect("send"),
+        StatusCode::BAD_REQUEST,
+        "not valid JSON",
+    )
+    .await;
     let unknown_trigger = json!({"id": "chat-bad", "messages": [], "trigger": "dance"}).to_string();
-    expect_error(post(unknown_trigger, Some(&token)).await.expect("send"), StatusCode::UNPROCESSABLE_ENTITY, "dance").await;
+    expect_error(
+        post(unknown_trigger, Some(&token)).await.expect("send"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "dance",
+    )
+    .await;
     let empty = json!({"id": "chat-bad", "messages": [], "trigger": "submit-message"}).to_string();
-    expect_error(post(empty, Some(&token)).await.expect("send"), StatusCode::UNPROCESSABLE_ENTITY, "at least one message").await;
-    let huge = submit("chat-bad", vec![user_message("u1", &"x".repeat(100 * 1024))]).to_string();
-    expect_error(post(huge, Some(&token)).await.expect("send"), StatusCode::PAYLOAD_TOO_LARGE, "too large").await;
-    expect_error(post(good.clone(), None).await.expect("send"), StatusCode::UNAUTHORIZED, "session token").await;
-    expect_error(post(good.clone(), Some("not.a.token")).await.expect("send"), StatusCode::UNAUTHORIZED, "signature").await;
+    expect_error(
+        post(empty, Some(&token)).await.expect("send"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "at least one message",
+    )
+    .await;
+    let huge = submit(
+        "chat-bad",
+        vec![user_message("u1", &"x".repeat(100 * 1024))],
+    )
+    .to_string();
+    expect_error(
+        post(huge, Some(&token)).await.expect("send"),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too large",
+    )
+    .await;
+    expect_error(
+        post(good.clone(), None).await.expect("send"),
+        StatusCode::UNAUTHORIZED,
+        "session token",
+    )
+    .await;
+    expect_error(
+        post(good.clone(), Some("not.a.token")).await.expect("send"),
+        StatusCode::UNAUTHORIZED,
+        "signature",
+    )
+    .await;
     let long_expired = {
         let keys = chatfn::auth::SecretKeys::parse(app::SECRET).expect("key");
         chatfn::auth::SessionToken::mint(&keys, "t", "chat-bad", 1_000, 60)
     };
-    expect_error(post(good.clone(), Some(&long_expired)).await.expect("send"), StatusCode::UNAUTHORIZED, "expired").await;
+    expect_error(
+        post(good.clone(), Some(&long_expired)).await.expect("send"),
+        StatusCode::UNAUTHORIZED,
+        "expired",
+    )
+    .await;
     let forged = {
         let keys = chatfn::auth::SecretKeys::parse("another-key").expect("key");
         chatfn::auth::SessionToken::mint(&keys, "t", "chat-bad", chatfn::clock::now_ms() / 1000, 60)
     };
-    expect_error(post(good.clone(), Some(&forged)).await.expect("send"), StatusCode::UNAUTHORIZED, "signature").await;
+    expect_error(
+        post(good.clone(), Some(&forged)).await.expect("send"),
+        StatusCode::UNAUTHORIZED,
+        "signature",
+    )
+    .await;
     let other_chat = app.session("chat-other").await;
-    expect_error(post(good.clone(), Some(&other_chat)).await.expect("send"), StatusCode::FORBIDDEN, "write:sessions:chat-bad").await;
+    expect_error(
+        post(good.clone(), Some(&other_chat)).await.expect("send"),
+        StatusCode::FORBIDDEN,
+        "write:sessions:chat-bad",
+    )
+    .await;
     let no_session = app.token_for("chat-nowhere", 60);
     let nowhere = submit("chat-nowhere", vec![user_message("u1", "hi")]).to_string();
-    expect_error(post(nowhere, Some(&no_session)).await.expect("send"), StatusCode::NOT_FOUND, "chat-nowhere").await;
     expect_error(
-        app.client.get(format!("{}/api/nothing", app.base)).send().await.expect("send"),
+        post(nowhere, Some(&no_session)).await.expect("send"),
+        StatusCode::NOT_FOUND,
+        "chat-nowhere",
+    )
+    .await;
+    expect_error(
+        app.client
+            .get(format!("{}/api/nothing", app.base))
+            .send()
+            .await
+            .expect("send"),
         StatusCode::NOT_FOUND,
         "no route",
     )
@@ -380,7 +563,12 @@ async fn sessions_are_idempotent_and_tokens_refresh() {
     let second: Value = second.json().await.expect("json");
     assert_eq!(second["isCached"], true);
     assert_eq!(first["id"], second["id"]);
-    expect_error(create("wrong").await.expect("create"), StatusCode::UNAUTHORIZED, "secret key").await;
+    expect_error(
+        create("wrong").await.expect("create"),
+        StatusCode::UNAUTHORIZED,
+        "secret key",
+    )
+    .await;
 
     let refreshed: Value = app
         .client
@@ -412,13 +600,22 @@ async fn cors_preflights_allow_the_wire_headers() {
         .request(reqwest::Method::OPTIONS, format!("{}/api/chat", app.base))
         .header("origin", "https://app.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, content-type, x-part-id")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type, x-part-id",
+        )
         .send()
         .await
         .expect("preflight");
     assert!(response.status().is_success());
     let headers = response.headers();
     assert_eq!(headers["access-control-allow-origin"], "*");
-    let allowed = headers["access-control-allow-headers"].to_str().expect("ascii").to_lowercase();
-    assert!(allowed.contains("authorization") && allowed.contains("x-part-id"), "{allowed}");
+    let allowed = headers["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("x-part-id"),
+        "{allowed}"
+    );
 }

@@ -1,6 +1,7 @@
 //! chatfn on localhost: every route of every function in one process, with an embedded file
 //! store so chats survive a restart. Works with no keys at all (the offline model answers).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,7 +58,11 @@ fn init_logging() {
         .and_then(|value| value.parse().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(filter)
         .init();
 }
@@ -70,7 +75,9 @@ async fn run(args: Args) -> Result<(), String> {
     } else {
         let path = args.data_dir.join("chatfn.sqlite3");
         tracing::info!(path = %path.display(), "store: embedded SQLite");
-        Arc::new(SqliteStore::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?)
+        Arc::new(
+            SqliteStore::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+        )
     };
     let keys = match &config.secret_keys {
         Some(keys) => keys.clone(),
@@ -132,9 +139,15 @@ fn local_secret_key(args: &Args) -> Result<SecretKeys, String> {
 }
 
 fn announce_key(keys: &SecretKeys, path: Option<&Path>) {
-    let kept = path.map_or_else(|| " (this run only)".to_owned(), |p| format!(" (kept in {})", p.display()));
+    let kept = path.map_or_else(
+        || " (this run only)".to_owned(),
+        |p| format!(" (kept in {})", p.display()),
+    );
     // Printed on purpose: it is the local development key, and the user needs it to mint tokens.
-    println!("CHATFN_SECRET_KEY is not set; the local secret key is {}{kept}", keys.signing_key());
+    println!(
+        "CHATFN_SECRET_KEY is not set; the local secret key is {}{kept}",
+        keys.signing_key()
+    );
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -163,13 +176,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

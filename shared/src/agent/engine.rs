@@ -107,7 +107,17 @@ pub async fn run_turn(
     };
     let mut usage = Usage::default();
     let mut steps = 0;
-    let result = drive(agent, &request.chat_id, &request.history, &mut run, &mut usage, &mut steps, stop, message_id).await;
+    let result = drive(
+        agent,
+        &request.chat_id,
+        &request.history,
+        &mut run,
+        &mut usage,
+        &mut steps,
+        stop,
+        message_id,
+    )
+    .await;
     let (finish_reason, stopped) = match result {
         Ok(StepEnd::Stopped) => (FinishReason::Stop, true),
         Ok(StepEnd::Done(reason)) => (reason, false),
@@ -240,13 +250,21 @@ async fn step(
         match event {
             Ok(ModelEvent::TextDelta(delta)) => {
                 if let Some(id) = ids.reasoning.take() {
-                    run.emit(UIMessageChunk::ReasoningEnd { id, provider_metadata: None }).await?;
+                    run.emit(UIMessageChunk::ReasoningEnd {
+                        id,
+                        provider_metadata: None,
+                    })
+                    .await?;
                 }
                 let id = match &ids.text {
                     Some(id) => id.clone(),
                     None => {
                         let id = ids.next("text");
-                        run.emit(UIMessageChunk::TextStart { id: id.clone(), provider_metadata: None }).await?;
+                        run.emit(UIMessageChunk::TextStart {
+                            id: id.clone(),
+                            provider_metadata: None,
+                        })
+                        .await?;
                         ids.text = Some(id.clone());
                         id
                     }
@@ -255,18 +273,31 @@ async fn step(
             }
             Ok(ModelEvent::ReasoningDelta(delta)) => {
                 if let Some(id) = ids.text.take() {
-                    run.emit(UIMessageChunk::TextEnd { id, provider_metadata: None }).await?;
+                    run.emit(UIMessageChunk::TextEnd {
+                        id,
+                        provider_metadata: None,
+                    })
+                    .await?;
                 }
                 let id = match &ids.reasoning {
                     Some(id) => id.clone(),
                     None => {
                         let id = ids.next("reasoning");
-                        run.emit(UIMessageChunk::ReasoningStart { id: id.clone(), provider_metadata: None }).await?;
+                        run.emit(UIMessageChunk::ReasoningStart {
+                            id: id.clone(),
+                            provider_metadata: None,
+                        })
+                        .await?;
                         ids.reasoning = Some(id.clone());
                         id
                     }
                 };
-                run.emit(UIMessageChunk::ReasoningDelta { id, delta, provider_metadata: None }).await?;
+                run.emit(UIMessageChunk::ReasoningDelta {
+                    id,
+                    delta,
+                    provider_metadata: None,
+                })
+                .await?;
             }
             Ok(ModelEvent::ToolCallStart { id, name }) => {
                 run.close_open_parts().await?;
@@ -283,14 +314,21 @@ async fn step(
                 })
                 .await?;
             }
-            Ok(ModelEvent::ToolCallDelta { id, arguments_delta }) => {
+            Ok(ModelEvent::ToolCallDelta {
+                id,
+                arguments_delta,
+            }) => {
                 run.emit(UIMessageChunk::ToolInputDelta {
                     tool_call_id: id,
                     input_text_delta: arguments_delta,
                 })
                 .await?;
             }
-            Ok(ModelEvent::ToolCall { id, name, arguments }) => {
+            Ok(ModelEvent::ToolCall {
+                id,
+                name,
+                arguments,
+            }) => {
                 run.close_open_parts().await?;
                 ids.text = None;
                 ids.reasoning = None;
@@ -299,14 +337,20 @@ async fn step(
                     None => rejected += 1,
                 }
             }
-            Ok(ModelEvent::Finish { reason: finish, usage: step_usage }) => {
+            Ok(ModelEvent::Finish {
+                reason: finish,
+                usage: step_usage,
+            }) => {
                 *usage += step_usage;
                 reason = Some(finish);
             }
             Err(error) => {
                 tracing::warn!(chat = %chat_id, model = %agent.model().id(), "model stream failed: {error}");
                 run.close_open_parts().await?;
-                run.emit(UIMessageChunk::Error { error_text: error.to_string() }).await?;
+                run.emit(UIMessageChunk::Error {
+                    error_text: error.to_string(),
+                })
+                .await?;
                 run.emit(UIMessageChunk::FinishStep).await?;
                 return Ok(StepEnd::Done(FinishReason::Error));
             }
@@ -369,9 +413,13 @@ async fn accept_call(
         serde_json::from_str::<Value>(arguments)
     };
     let problem = match (&parsed, agent.tool(&name)) {
-        (_, None) => Some(format!("the model called `{name}`, which is not a tool of this agent")),
+        (_, None) => Some(format!(
+            "the model called `{name}`, which is not a tool of this agent"
+        )),
         (Err(error), _) => Some(format!("the tool input is not valid JSON: {error}")),
-        (Ok(value), _) if !value.is_object() => Some("the tool input must be a JSON object".to_owned()),
+        (Ok(value), _) if !value.is_object() => {
+            Some("the tool input must be a JSON object".to_owned())
+        }
         _ => None,
     };
     match (problem, parsed) {

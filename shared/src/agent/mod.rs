@@ -90,7 +90,9 @@ impl AgentBuilder {
 
     /// Adds a tool; a later tool with the same name replaces the earlier one.
     pub fn tool(mut self, tool: impl Tool + 'static) -> Self {
-        self.agent.tools.retain(|existing| existing.name() != tool.name());
+        self.agent
+            .tools
+            .retain(|existing| existing.name() != tool.name());
         self.agent.tools.push(Arc::new(tool));
         self
     }

@@ -86,7 +86,9 @@ impl FunctionTool {
             name: name.into(),
             description: description.into(),
             input_schema,
-            handler: Some(Arc::new(move |input, context| Box::pin(handler(input, context)))),
+            handler: Some(Arc::new(move |input, context| {
+                Box::pin(handler(input, context))
+            })),
         }
     }
 

@@ -43,7 +43,9 @@ fn roll(input: &Value) -> Result<Value, ToolError> {
             Some(value) => value
                 .as_u64()
                 .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| ToolError::new(format!("`{name}` must be a whole number from 1 to {max}"))),
+                .ok_or_else(|| {
+                    ToolError::new(format!("`{name}` must be a whole number from 1 to {max}"))
+                }),
         }
     };
     let sides = field("sides", 6, 1000)?.max(2);
@@ -69,7 +71,11 @@ mod tests {
         let result = roll(&json!({"sides": 6, "count": 50})).expect("rolls");
         let rolls = result["rolls"].as_array().expect("array");
         assert_eq!(rolls.len(), 50);
-        assert!(rolls.iter().all(|r| (1..=6).contains(&r.as_u64().unwrap_or(0))));
+        assert!(
+            rolls
+                .iter()
+                .all(|r| (1..=6).contains(&r.as_u64().unwrap_or(0)))
+        );
         let sum: u64 = rolls.iter().filter_map(Value::as_u64).sum();
         assert_eq!(result["total"], json!(sum));
     }
@@ -78,9 +84,11 @@ mod tests {
     fn bad_input_is_a_tool_error() {
         assert!(roll(&json!({"count": 0})).is_err());
         assert!(roll(&json!({"sides": "six"})).is_err());
-        assert_eq!(roll(&json!({}))
-            .expect("defaults")["rolls"]
-            .as_array()
-            .map(Vec::len), Some(1));
+        assert_eq!(
+            roll(&json!({})).expect("defaults")["rolls"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
     }
 }

@@ -39,7 +39,7 @@ pub struct SessionClaims {
 impl SessionClaims {
     pub fn allows(&self, access: Access, chat_id: &str) -> bool {
         let wanted = scope(access, chat_id);
-        self.scopes.iter().any(|scope| *scope == wanted)
+        self.scopes.contains(&wanted)
     }
 }
 
@@ -212,10 +212,11 @@ mod tests {
         let alg_none = format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(payload.as_bytes()));
         let good = hs256(r#"{"alg":"HS256"}"#, &payload, b"tr_dev_secret");
         let mut parts: Vec<&str> = good.split('.').collect();
-        let widened = b64(
-            format!(r#"{{"scopes":["read:sessions:c","read:sessions:d"],"iat":{NOW},"exp":{}}}"#, NOW + 60)
-                .as_bytes(),
-        );
+        let widened = b64(format!(
+            r#"{{"scopes":["read:sessions:c","read:sessions:d"],"iat":{NOW},"exp":{}}}"#,
+            NOW + 60
+        )
+        .as_bytes());
         parts[1] = &widened;
         let tampered = parts.join(".");
         let hs512 = {
@@ -223,7 +224,14 @@ mod tests {
             let claims: serde_json::Value = serde_json::from_str(&payload).expect("json");
             jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &key).expect("sign")
         };
-        for token in [wrong_key, alg_none, tampered, hs512, "garbage".into(), String::new()] {
+        for token in [
+            wrong_key,
+            alg_none,
+            tampered,
+            hs512,
+            "garbage".into(),
+            String::new(),
+        ] {
             assert_eq!(
                 SessionToken::verify(&token, &keys(), "c", Access::Read, NOW),
                 Err(TokenError::Invalid),

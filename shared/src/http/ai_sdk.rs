@@ -89,7 +89,10 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
     let appended = runner.record_input(&chat_id, &part_id, &input).await?;
     let (started, task) = runner.start(&chat_id, appended.seq, payload).await?;
     crate::runtime::spawn_turn(task);
-    let records = started.live.clone().follow(started.live.first_seq().checked_sub(1));
+    let records = started
+        .live
+        .clone()
+        .follow(started.live.first_seq().checked_sub(1));
     Ok(stream_response(&app, records, &started.message_id))
 }
 
@@ -98,12 +101,16 @@ fn stream_response(
     records: impl Stream<Item = OutputRecord> + Send + 'static,
     message_id: &str,
 ) -> Response {
-    let events = with_keepalive(ui_message_events(records), app.settings().keepalive_interval);
+    let events = with_keepalive(
+        ui_message_events(records),
+        app.settings().keepalive_interval,
+    );
     ui_message_response(events, &[("x-chatfn-message-id", message_id.to_owned())])
 }
 
 fn checked_chat_id(chat_id: &str) -> Result<(), ApiError> {
-    validate_chat_id(chat_id).map_err(|_| ApiError::not_found(format!("no chat session `{chat_id}`")))
+    validate_chat_id(chat_id)
+        .map_err(|_| ApiError::not_found(format!("no chat session `{chat_id}`")))
 }
 
 /// `GET /api/chat/{chatId}/stream`: the reply in flight from its `start`, then live; 204 when
@@ -146,14 +153,14 @@ pub async fn stop(
     let live = runner.live_turns().get(&chat_id);
     let stopped = runner.stop(&chat_id).await?;
     let settled = match live {
-        Some(live) => {
-            tokio::time::timeout(Duration::from_secs(10), live.finished())
-                .await
-                .is_ok()
-        }
+        Some(live) => tokio::time::timeout(Duration::from_secs(10), live.finished())
+            .await
+            .is_ok(),
         None => !stopped,
     };
-    Ok(Json(json!({"ok": true, "stopped": stopped, "settled": settled})))
+    Ok(Json(
+        json!({"ok": true, "stopped": stopped, "settled": settled}),
+    ))
 }
 
 /// `GET /api/chat/{chatId}/messages`: the persisted history.

@@ -25,17 +25,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// The body's bytes, with the size limit as a JSON 413.
 pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            )
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {rejection}"))
-        }
-    })
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
+            } else {
+                ApiError::bad_request(format!("could not read the request body: {rejection}"))
+            }
+        })
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -62,8 +64,9 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Requires the environment's secret key (server-to-server calls).
 pub fn require_secret_key(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let credential = bearer(headers)
-        .ok_or_else(|| ApiError::unauthorized("send the secret key as `Authorization: Bearer …`"))?;
+    let credential = bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized("send the secret key as `Authorization: Bearer …`")
+    })?;
     if app.settings().secret_keys.matches(credential) {
         Ok(())
     } else {
@@ -150,7 +153,9 @@ mod tests {
             Some(StatusCode::BAD_REQUEST)
         );
         assert_eq!(
-            parse_json::<Body>(b"{\"id\": 3}").map_err(|e| e.status).err(),
+            parse_json::<Body>(b"{\"id\": 3}")
+                .map_err(|e| e.status)
+                .err(),
             Some(StatusCode::UNPROCESSABLE_ENTITY)
         );
     }

@@ -102,7 +102,10 @@ pub fn router(app: App, routes: Routes) -> Router {
         router = router.route("/api/v1/sessions", post(sessions::create));
     }
     if matches!(routes, Routes::All | Routes::TokenRefresh) {
-        router = router.route("/api/v1/sessions/{chat_id}/token", post(sessions::refresh_token));
+        router = router.route(
+            "/api/v1/sessions/{chat_id}/token",
+            post(sessions::refresh_token),
+        );
     }
     if matches!(routes, Routes::All | Routes::AgentTurn) {
         router = router

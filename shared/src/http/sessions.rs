@@ -43,7 +43,9 @@ impl CreateSessionRequest {
             .ok_or_else(|| ApiError::invalid("`externalId` (the chat id) is required"))?;
         validate_chat_id(&chat_id)?;
         if chat_id.starts_with("session_") {
-            return Err(ApiError::invalid("`externalId` may not start with `session_`"));
+            return Err(ApiError::invalid(
+                "`externalId` may not start with `session_`",
+            ));
         }
         if let Some(kind) = &self.kind
             && kind != SESSION_KIND
@@ -62,9 +64,14 @@ impl CreateSessionRequest {
         };
         let tags = self.tags.unwrap_or_default();
         if tags.len() > 10 || tags.iter().any(|tag| tag.is_empty() || tag.len() > 128) {
-            return Err(ApiError::invalid("at most 10 `tags` of 1 to 128 characters"));
+            return Err(ApiError::invalid(
+                "at most 10 `tags` of 1 to 128 characters",
+            ));
         }
-        let expires_at_ms = self.expires_at.map(|value| parse_time(&value)).transpose()?;
+        let expires_at_ms = self
+            .expires_at
+            .map(|value| parse_time(&value))
+            .transpose()?;
         let id = format!("session_{}", uuid::Uuid::new_v4().simple());
         Ok(Session {
             id,
@@ -112,7 +119,9 @@ fn validate_trigger_config(config: &Value) -> Result<(), ApiError> {
     if let Some(payload) = config.get("basePayload")
         && !payload.is_object()
     {
-        return Err(ApiError::invalid("`triggerConfig.basePayload` must be an object"));
+        return Err(ApiError::invalid(
+            "`triggerConfig.basePayload` must be an object",
+        ));
     }
     Ok(())
 }
@@ -128,7 +137,9 @@ fn parse_time(value: &Value) -> Result<u64, ApiError> {
             .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|elapsed| elapsed.as_millis() as u64)
             .ok_or_else(|| ApiError::invalid("`expiresAt` must be an ISO 8601 time")),
-        _ => Err(ApiError::invalid("`expiresAt` must be an ISO 8601 time or epoch milliseconds")),
+        _ => Err(ApiError::invalid(
+            "`expiresAt` must be an ISO 8601 time or epoch milliseconds",
+        )),
     }
 }
 
@@ -202,7 +213,8 @@ pub async fn refresh_token(
     Path(chat_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_secret_key(&app, &headers)?;
-    validate_chat_id(&chat_id).map_err(|_| ApiError::not_found(format!("no chat session `{chat_id}`")))?;
+    validate_chat_id(&chat_id)
+        .map_err(|_| ApiError::not_found(format!("no chat session `{chat_id}`")))?;
     app.runner().open_session(&chat_id).await?;
     let (token, expires_ms) = mint(&app, &chat_id);
     Ok(Json(json!({
@@ -233,8 +245,19 @@ mod tests {
         assert!(session.id.starts_with("session_"));
         let body = session_body(&session, "tok", false);
         for key in [
-            "id", "externalId", "type", "taskIdentifier", "tags", "metadata", "closedAt",
-            "closedReason", "expiresAt", "createdAt", "updatedAt", "runId", "publicAccessToken",
+            "id",
+            "externalId",
+            "type",
+            "taskIdentifier",
+            "tags",
+            "metadata",
+            "closedAt",
+            "closedReason",
+            "expiresAt",
+            "createdAt",
+            "updatedAt",
+            "runId",
+            "publicAccessToken",
             "isCached",
         ] {
             assert!(body.get(key).is_some(), "missing {key}");
@@ -248,9 +271,15 @@ mod tests {
             (json!({"externalId": "session_x"}), "session_"),
             (json!({"externalId": "a/b"}), "chat id"),
             (json!({"externalId": "c", "type": "task"}), "type"),
-            (json!({"externalId": "c", "triggerConfig": {"maxAttempts": 11}}), "maxAttempts"),
+            (
+                json!({"externalId": "c", "triggerConfig": {"maxAttempts": 11}}),
+                "maxAttempts",
+            ),
             (json!({"externalId": "c", "tags": vec!["t"; 11]}), "tags"),
-            (json!({"externalId": "c", "expiresAt": "tomorrow"}), "expiresAt"),
+            (
+                json!({"externalId": "c", "expiresAt": "tomorrow"}),
+                "expiresAt",
+            ),
         ] {
             let error = request(body.clone()).expect_err("invalid");
             assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");

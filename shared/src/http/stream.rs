@@ -63,7 +63,10 @@ pub fn ui_message_response(
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     for (name, value) in UI_MESSAGE_STREAM_HEADERS {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     for (name, value) in extra_headers {
         if let Ok(value) = HeaderValue::from_str(value) {
@@ -110,7 +113,9 @@ mod tests {
             },
             chunk(4, r#"{"type":"start"}"#),
         ];
-        let events: Vec<Bytes> = ui_message_events(futures::stream::iter(records)).collect().await;
+        let events: Vec<Bytes> = ui_message_events(futures::stream::iter(records))
+            .collect()
+            .await;
         let text: String = events
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -127,7 +132,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(35)).await;
             Bytes::from_static(b"data: {}\n\n")
         });
-        let events: Vec<Bytes> = with_keepalive(slow, Duration::from_secs(15)).collect().await;
+        let events: Vec<Bytes> = with_keepalive(slow, Duration::from_secs(15))
+            .collect()
+            .await;
         assert_eq!(events.len(), 3);
         assert_eq!(events[0], Bytes::from_static(KEEPALIVE_EVENT.as_bytes()));
         assert_eq!(events[2], Bytes::from_static(b"data: {}\n\n"));

@@ -251,7 +251,9 @@ pub trait Model: Send + Sync {
 }
 
 /// The model the configuration names.
-pub fn from_config(config: &crate::config::Config) -> Result<Arc<dyn Model>, crate::config::ConfigError> {
+pub fn from_config(
+    config: &crate::config::Config,
+) -> Result<Arc<dyn Model>, crate::config::ConfigError> {
     use crate::config::{ConfigError, ModelProvider};
     match config.model_provider {
         ModelProvider::Offline => Ok(Arc::new(offline::OfflineModel::new())),

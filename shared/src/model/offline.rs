@@ -44,7 +44,8 @@ pub enum OfflineReply {
     ToolCall { name: String, arguments: String },
 }
 
-const NOTICE: &str = "(chatfn offline model: no model provider is configured, so this reply is canned.)";
+const NOTICE: &str =
+    "(chatfn offline model: no model provider is configured, so this reply is canned.)";
 
 /// The sans-IO decision: the reply to a prompt.
 pub fn offline_reply(request: &ModelRequest) -> OfflineReply {
@@ -228,7 +229,9 @@ mod tests {
             tools: tools(),
             ..ModelRequest::default()
         };
-        assert!(matches!(offline_reply(&request), OfflineReply::ToolCall { ref name, .. } if name == "roll_dice"));
+        assert!(
+            matches!(offline_reply(&request), OfflineReply::ToolCall { ref name, .. } if name == "roll_dice")
+        );
         let follow_up = ModelRequest {
             messages: vec![
                 user("Roll the dice please"),
@@ -243,7 +246,9 @@ mod tests {
             tools: tools(),
             ..ModelRequest::default()
         };
-        assert!(matches!(offline_reply(&follow_up), OfflineReply::Text(ref t) if t.contains("{\"total\":7}")));
+        assert!(
+            matches!(offline_reply(&follow_up), OfflineReply::Text(ref t) if t.contains("{\"total\":7}"))
+        );
     }
 
     #[test]
@@ -260,6 +265,12 @@ mod tests {
         let events = offline_events(&OfflineReply::Text("a b c".into()));
         assert_eq!(events[0], ModelEvent::TextDelta("a ".into()));
         assert_eq!(events.len(), 4);
-        assert!(matches!(events[3], ModelEvent::Finish { reason: FinishReason::Stop, .. }));
+        assert!(matches!(
+            events[3],
+            ModelEvent::Finish {
+                reason: FinishReason::Stop,
+                ..
+            }
+        ));
     }
 }

@@ -107,6 +107,9 @@ mod tests {
                 extra: Map::new(),
             },
         };
-        assert_eq!(serde_json::from_str::<ChatInput>(&input.to_json()).ok(), Some(input));
+        assert_eq!(
+            serde_json::from_str::<ChatInput>(&input.to_json()).ok(),
+            Some(input)
+        );
     }
 }

@@ -54,7 +54,9 @@ impl LiveTurn {
 
     fn state(&self) -> MutexGuard<'_, LiveState> {
         // A panic while holding this lock cannot leave the Vec half-pushed; keep serving.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn push(&self, record: OutputRecord) {
@@ -97,7 +99,13 @@ impl LiveTurn {
     pub fn follow(self: Arc<Self>, after: Option<u64>) -> impl Stream<Item = OutputRecord> + Send {
         let receiver = self.version.subscribe();
         futures::stream::unfold(
-            (self, receiver, after, Vec::<OutputRecord>::new().into_iter(), false),
+            (
+                self,
+                receiver,
+                after,
+                Vec::<OutputRecord>::new().into_iter(),
+                false,
+            ),
             |(turn, mut receiver, mut cursor, mut buffered, mut finished)| async move {
                 loop {
                     if let Some(record) = buffered.next() {
@@ -136,7 +144,9 @@ pub struct LiveTurns {
 
 impl LiveTurns {
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<LiveTurn>>> {
-        self.turns.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.turns
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn insert(&self, turn: Arc<LiveTurn>) {
@@ -189,7 +199,12 @@ mod tests {
         let turn = Arc::new(LiveTurn::new("c", 5));
         turn.push(record(5));
         let reader = tokio::spawn(turn.clone().follow(None).map(|r| r.seq).collect::<Vec<_>>());
-        let late = tokio::spawn(turn.clone().follow(Some(6)).map(|r| r.seq).collect::<Vec<_>>());
+        let late = tokio::spawn(
+            turn.clone()
+                .follow(Some(6))
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+        );
         for seq in 6..10 {
             tokio::task::yield_now().await;
             turn.push(record(seq));

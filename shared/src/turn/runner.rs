@@ -191,7 +191,9 @@ impl TurnRunner {
                         return Ok(lease);
                     }
                     // Another executor finished writing between our read and our acquire.
-                    self.store.release_lease(chat_id, &lease.holder, None).await?;
+                    self.store
+                        .release_lease(chat_id, &lease.holder, None)
+                        .await?;
                 }
             }
         }
@@ -269,7 +271,9 @@ impl TurnRunner {
                     _ => from,
                 };
                 if let Some(message) = history.get(from) {
-                    self.store.truncate_messages(chat_id, &message.id.clone()).await?;
+                    self.store
+                        .truncate_messages(chat_id, &message.id.clone())
+                        .await?;
                     history.truncate(from);
                 }
                 if history.last().is_none_or(|m| m.role != Role::User) {
@@ -327,7 +331,10 @@ impl TurnRunner {
             self.live.remove(&live);
             return;
         }
-        if let Err(error) = self.settle(&chat_id, &mut writer, &outcome.message, &lease).await {
+        if let Err(error) = self
+            .settle(&chat_id, &mut writer, &outcome.message, &lease)
+            .await
+        {
             tracing::error!(chat = %chat_id, "could not settle the turn: {error}");
         }
         live.finish();
@@ -477,7 +484,9 @@ impl TurnRunner {
         if lease.is_expired(now_ms()) {
             match self.acquire(chat_id, None).await {
                 Ok(mine) => {
-                    self.store.release_lease(chat_id, &mine.holder, None).await?;
+                    self.store
+                        .release_lease(chat_id, &mine.holder, None)
+                        .await?;
                 }
                 Err(TurnError::InProgress) => {}
                 Err(error) => return Err(error),
@@ -500,7 +509,13 @@ impl TurnRunner {
         let store = self.store.clone();
         let chat_id = chat_id.to_owned();
         futures::stream::unfold(
-            (store, chat_id, after, Vec::<OutputRecord>::new().into_iter(), false),
+            (
+                store,
+                chat_id,
+                after,
+                Vec::<OutputRecord>::new().into_iter(),
+                false,
+            ),
             |(store, chat_id, mut cursor, mut buffered, mut done)| async move {
                 loop {
                     if let Some(record) = buffered.next() {
@@ -570,7 +585,10 @@ fn overlay_client_answers(mut stored: UIMessage, client: &UIMessage) -> UIMessag
     use crate::ui::ToolState;
     for part in stored.parts.iter_mut() {
         let UIPart::Tool(tool) = part else { continue };
-        let Some(answer) = client.tool_parts().find(|t| t.tool_call_id == tool.tool_call_id) else {
+        let Some(answer) = client
+            .tool_parts()
+            .find(|t| t.tool_call_id == tool.tool_call_id)
+        else {
             continue;
         };
         let answerable = matches!(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use super::live::LiveTurn;
-use super::{ChatInput, CONTROL_HEADER, TURN_COMPLETE};
+use super::{CONTROL_HEADER, ChatInput, TURN_COMPLETE};
 use crate::agent::{ChunkSink, SinkClosed};
 use crate::clock::now_ms;
 use crate::store::{OutputBody, OutputRecord, Store, StoreError};

@@ -3,7 +3,9 @@
 use serde_json::Value;
 
 use super::{Role, ToolPart, ToolState, UIMessage, UIPart};
-use crate::model::{AssistantContent, ModelMessage, ToolContent, ToolOutput, ToolResult, UserContent};
+use crate::model::{
+    AssistantContent, ModelMessage, ToolContent, ToolOutput, ToolResult, UserContent,
+};
 
 /// Options of the conversion.
 #[derive(Debug, Clone, Copy, Default)]
@@ -93,7 +95,10 @@ fn flush_block(block: &[&UIPart], options: ConvertOptions, out: &mut Vec<ModelMe
                 assistant.push(AssistantContent::ToolCall {
                     tool_call_id: tool.tool_call_id.clone(),
                     tool_name: tool.tool_name.clone(),
-                    input: tool.input.clone().unwrap_or(Value::Object(Default::default())),
+                    input: tool
+                        .input
+                        .clone()
+                        .unwrap_or(Value::Object(Default::default())),
                     provider_executed,
                 });
                 if let Some(approval) = &tool.approval {
@@ -191,8 +196,11 @@ mod tests {
     }
 
     fn convert(value: Value) -> Value {
-        serde_json::to_value(to_model_messages(&messages(value), ConvertOptions::default()))
-            .expect("json")
+        serde_json::to_value(to_model_messages(
+            &messages(value),
+            ConvertOptions::default(),
+        ))
+        .expect("json")
     }
 
     #[test]
@@ -279,7 +287,12 @@ mod tests {
             ]}
         ]));
         let kept = to_model_messages(&history, ConvertOptions::default());
-        assert_eq!(serde_json::to_value(&kept).expect("json")[0]["content"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            serde_json::to_value(&kept).expect("json")[0]["content"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
         let dropped = to_model_messages(
             &history,
             ConvertOptions {

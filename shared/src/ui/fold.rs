@@ -213,11 +213,14 @@ impl MessageFold {
                 url,
                 media_type,
                 provider_metadata,
-            } => self.message.parts.push(UIPart::ReasoningFile(ReasoningFilePart {
-                media_type: media_type.clone(),
-                url: url.clone(),
-                provider_metadata: provider_metadata.clone(),
-            })),
+            } => self
+                .message
+                .parts
+                .push(UIPart::ReasoningFile(ReasoningFilePart {
+                    media_type: media_type.clone(),
+                    url: url.clone(),
+                    provider_metadata: provider_metadata.clone(),
+                })),
             UIMessageChunk::Custom {
                 kind,
                 provider_metadata,
@@ -234,14 +237,18 @@ impl MessageFold {
                 dynamic,
                 title,
             } => {
-                let mut part =
-                    ToolPart::new(tool_name.clone(), tool_call_id.clone(), ToolState::InputStreaming);
+                let mut part = ToolPart::new(
+                    tool_name.clone(),
+                    tool_call_id.clone(),
+                    ToolState::InputStreaming,
+                );
                 part.dynamic = dynamic.unwrap_or(false);
                 part.provider_executed = *provider_executed;
                 part.call_provider_metadata = provider_metadata.clone();
                 part.tool_metadata = tool_metadata.clone();
                 part.title = title.clone();
-                self.tool_input_text.insert(tool_call_id.clone(), String::new());
+                self.tool_input_text
+                    .insert(tool_call_id.clone(), String::new());
                 self.upsert_tool(part);
             }
             UIMessageChunk::ToolInputDelta {
@@ -272,8 +279,11 @@ impl MessageFold {
                 title,
             } => {
                 self.tool_input_text.remove(tool_call_id);
-                let mut part =
-                    ToolPart::new(tool_name.clone(), tool_call_id.clone(), ToolState::InputAvailable);
+                let mut part = ToolPart::new(
+                    tool_name.clone(),
+                    tool_call_id.clone(),
+                    ToolState::InputAvailable,
+                );
                 if let Some(existing) = self.tool_mut(tool_call_id) {
                     part = existing.clone();
                     part.state = ToolState::InputAvailable;
@@ -299,8 +309,11 @@ impl MessageFold {
                 title,
             } => {
                 self.tool_input_text.remove(tool_call_id);
-                let mut part =
-                    ToolPart::new(tool_name.clone(), tool_call_id.clone(), ToolState::OutputError);
+                let mut part = ToolPart::new(
+                    tool_name.clone(),
+                    tool_call_id.clone(),
+                    ToolState::OutputError,
+                );
                 if let Some(existing) = self.tool_mut(tool_call_id) {
                     part = existing.clone();
                     part.state = ToolState::OutputError;

@@ -167,6 +167,12 @@ pub async fn read_events(response: reqwest::Response, limit: Option<usize>) -> V
 pub fn kinds(events: &[Received]) -> Vec<String> {
     events
         .iter()
-        .map(|e| if e.data == "[DONE]" { "[DONE]".to_owned() } else { e.kind() })
+        .map(|e| {
+            if e.data == "[DONE]" {
+                "[DONE]".to_owned()
+            } else {
+                e.kind()
+            }
+        })
         .collect()
 }

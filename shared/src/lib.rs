@@ -14,5 +14,6 @@ pub mod http;
 pub mod model;
 pub mod runtime;
 pub mod store;
+pub mod trigger;
 pub mod turn;
 pub mod ui;

@@ -7,3 +7,9 @@ use crate::turn::TurnTask;
 pub fn spawn_turn(task: TurnTask) {
     tokio::spawn(task);
 }
+
+/// Runs a background task (a stream producer, a headless turn) to completion.
+#[cfg(feature = "native")]
+pub fn spawn_detached(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    tokio::spawn(task);
+}

@@ -70,10 +70,22 @@ impl SessionToken {
         now_seconds: u64,
         ttl_seconds: u64,
     ) -> String {
+        let scopes = vec![scope(Access::Read, chat_id), scope(Access::Write, chat_id)];
+        Self::mint_with_scopes(keys, subject, scopes, now_seconds, ttl_seconds)
+    }
+
+    /// A token with exactly these scopes.
+    pub fn mint_with_scopes(
+        keys: &SecretKeys,
+        subject: &str,
+        scopes: Vec<String>,
+        now_seconds: u64,
+        ttl_seconds: u64,
+    ) -> String {
         let claims = SessionClaims {
             sub: subject.to_owned(),
             public: true,
-            scopes: vec![scope(Access::Read, chat_id), scope(Access::Write, chat_id)],
+            scopes,
             iat: now_seconds,
             exp: now_seconds + ttl_seconds,
             nbf: None,

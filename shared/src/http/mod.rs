@@ -5,6 +5,7 @@ mod ai_sdk;
 mod extract;
 mod sessions;
 mod stream;
+mod trigger;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,20 +100,35 @@ impl App {
 pub fn router(app: App, routes: Routes) -> Router {
     let mut router = Router::new();
     if matches!(routes, Routes::All | Routes::SessionStart) {
-        router = router.route("/api/v1/sessions", post(sessions::create));
+        router = router
+            .route("/api/v1/sessions", post(sessions::create))
+            .route("/api/v1/sessions/{id}", get(trigger::get_session))
+            .route("/api/v1/sessions/{id}/close", post(trigger::close_session));
     }
     if matches!(routes, Routes::All | Routes::TokenRefresh) {
-        router = router.route(
-            "/api/v1/sessions/{chat_id}/token",
-            post(sessions::refresh_token),
-        );
+        router = router
+            .route("/api/v1/sessions/{id}/token", post(sessions::refresh_token))
+            .route("/api/v1/auth/jwt/claims", post(sessions::jwt_claims))
+            .route("/api/v1/auth/public-tokens", post(sessions::public_token));
     }
     if matches!(routes, Routes::All | Routes::AgentTurn) {
         router = router
             .route("/api/chat", post(ai_sdk::send))
             .route("/api/chat/{chat_id}/stream", get(ai_sdk::resume))
             .route("/api/chat/{chat_id}/stop", post(ai_sdk::stop))
-            .route("/api/chat/{chat_id}/messages", get(ai_sdk::messages));
+            .route("/api/chat/{chat_id}/messages", get(ai_sdk::messages))
+            .route(
+                "/realtime/v1/sessions/{id}/in/append",
+                post(trigger::append),
+            )
+            .route(
+                "/realtime/v1/sessions/{id}/out",
+                get(trigger::read).head(trigger::head),
+            )
+            .route(
+                "/realtime/v1/sessions/{id}/{io}/records",
+                get(trigger::records),
+            );
     }
     let cors = cors_layer(&app.settings().cors_origins);
     let max_body = app.settings().max_body_bytes;

@@ -147,8 +147,8 @@ fn time_or_null(ms: Option<u64>) -> Value {
     ms.map_or(Value::Null, |ms| Value::String(iso8601(ms)))
 }
 
-/// The session as the Trigger SDK reads it, with a fresh token.
-pub fn session_body(session: &Session, token: &str, cached: bool) -> Value {
+/// The session as the Trigger SDK reads it.
+pub fn session_json(session: &Session) -> Value {
     json!({
         "id": session.id,
         "externalId": session.chat_id,
@@ -163,11 +163,22 @@ pub fn session_body(session: &Session, token: &str, cached: bool) -> Value {
         "expiresAt": time_or_null(session.expires_at_ms),
         "createdAt": iso8601(session.created_at_ms),
         "updatedAt": iso8601(session.updated_at_ms),
-        // chatfn has no runs; the chat's session stands in for its run everywhere.
-        "runId": format!("run_{}", session.id.trim_start_matches("session_")),
-        "publicAccessToken": token,
-        "isCached": cached,
     })
+}
+
+/// The session create response: the session, a fresh token, and whether it already existed.
+pub fn session_body(session: &Session, token: &str, cached: bool) -> Value {
+    let mut body = session_json(session);
+    if let Value::Object(fields) = &mut body {
+        // chatfn has no runs; the chat's session stands in for its run everywhere.
+        fields.insert(
+            "runId".into(),
+            json!(format!("run_{}", session.id.trim_start_matches("session_"))),
+        );
+        fields.insert("publicAccessToken".into(), json!(token));
+        fields.insert("isCached".into(), json!(cached));
+    }
+    body
 }
 
 fn mint(app: &App, chat_id: &str) -> (String, u64) {
@@ -181,6 +192,11 @@ fn mint(app: &App, chat_id: &str) -> (String, u64) {
         settings.token_ttl_seconds,
     );
     (token, (now + settings.token_ttl_seconds) * 1000)
+}
+
+/// A fresh read/write token for one chat.
+pub fn mint_scoped(app: &App, chat_id: &str) -> String {
+    mint(app, chat_id).0
 }
 
 /// `POST /api/v1/sessions`: idempotent on the chat id; 201 on create, 200 with `isCached` after.
@@ -221,6 +237,68 @@ pub async fn refresh_token(
         "publicAccessToken": token,
         "expiresAt": iso8601(expires_ms),
     })))
+}
+
+/// `POST /api/v1/auth/jwt/claims`: the claims `auth.createPublicToken` signs locally with the
+/// secret key. Only `sub` and `pub`: the SDK copies every key into the token.
+pub async fn jwt_claims(
+    State(app): State<App>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_secret_key(&app, &headers)?;
+    Ok(Json(
+        json!({"sub": app.settings().token_subject, "pub": true}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicTokenRequest {
+    scopes: Vec<String>,
+    #[serde(default)]
+    expiration_time: Option<Value>,
+}
+
+/// `POST /api/v1/auth/public-tokens`: a token minted by the server, for secrets the SDK will not
+/// sign with. Only session scopes are granted.
+pub async fn public_token(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<PublicTokenRequest>,
+) -> Result<Json<Value>, ApiError> {
+    require_secret_key(&app, &headers)?;
+    for scope in &request.scopes {
+        let chat = scope
+            .strip_prefix("read:sessions:")
+            .or_else(|| scope.strip_prefix("write:sessions:"))
+            .ok_or_else(|| ApiError::invalid(format!("scope `{scope}` cannot be granted: only read:sessions:{{chatId}} and write:sessions:{{chatId}}")))?;
+        validate_chat_id(chat)?;
+    }
+    let now = now_ms() / 1000;
+    let exp = match &request.expiration_time {
+        None | Some(Value::Null) => now + 15 * 60,
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| ApiError::invalid("`expirationTime` must be a positive time"))?,
+        Some(Value::String(text)) => match humantime::parse_duration(text.trim()) {
+            Ok(duration) => now + duration.as_secs(),
+            Err(_) => parse_time(&Value::String(text.clone()))? / 1000,
+        },
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "`expirationTime` must be a duration like \"1h\" or a time",
+            ));
+        }
+    };
+    let settings = app.settings();
+    let token = SessionToken::mint_with_scopes(
+        &settings.secret_keys,
+        &settings.token_subject,
+        request.scopes,
+        now,
+        exp.saturating_sub(now),
+    );
+    Ok(Json(json!({"token": token})))
 }
 
 #[cfg(test)]

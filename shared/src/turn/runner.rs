@@ -150,13 +150,88 @@ impl TurnRunner {
                 ))
             }
             Err(error) => {
-                // The input cannot be answered: consume it so it never blocks the chat.
+                // The input cannot be answered: say why in the log (a reader waiting for this
+                // turn gets the error and its turn-complete), and consume it so it never blocks
+                // the chat.
+                self.fail_input(chat_id, &lease, input_seq, &error).await;
                 self.store
                     .release_lease(chat_id, &lease.holder, Some(input_seq))
                     .await?;
                 Err(error)
             }
         }
+    }
+
+    async fn fail_input(
+        &self,
+        chat_id: &str,
+        lease: &TurnLease,
+        input_seq: u64,
+        error: &TurnError,
+    ) {
+        let live = Arc::new(LiveTurn::new(chat_id, lease.first_seq));
+        let mut writer = OutputWriter::new(
+            self.store.clone(),
+            lease.holder.clone(),
+            live,
+            self.settings,
+            None,
+        );
+        let chunk = UIMessageChunk::Error {
+            error_text: error.to_string(),
+        };
+        let written = match crate::agent::ChunkSink::emit(&mut writer, &chunk).await {
+            Ok(()) => writer.complete(Some(input_seq)).await,
+            Err(closed) => Err(closed),
+        };
+        if let Err(closed) = written {
+            tracing::warn!(chat = %chat_id, "could not record a refused input: {closed}");
+        }
+    }
+
+    /// Starts the turn for the chat's oldest unanswered message, unless a turn is running. The
+    /// returned task must be spawned.
+    pub async fn claim_pending(
+        &self,
+        chat_id: &str,
+    ) -> Result<Option<(StartedTurn, TurnTask)>, TurnError> {
+        loop {
+            if self.turn_running(chat_id).await? {
+                return Ok(None);
+            }
+            let consumed = self.store.consumed_input(chat_id).await?;
+            let inputs = self.store.inputs(chat_id, consumed, 64).await?;
+            let next = inputs.into_iter().find_map(|input| {
+                match serde_json::from_str::<ChatInput>(&input.body) {
+                    Ok(ChatInput::Message { payload }) => Some((input.seq, payload)),
+                    _ => None,
+                }
+            });
+            let Some((seq, payload)) = next else {
+                return Ok(None);
+            };
+            match self.start(chat_id, seq, payload).await {
+                Ok(started) => return Ok(Some(started)),
+                Err(TurnError::InProgress) => return Ok(None),
+                // Recorded and consumed by `start`: go on with the next input.
+                Err(TurnError::InvalidInput(reason)) => {
+                    tracing::warn!(chat = %chat_id, seq, "input refused: {reason}");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Whether an unanswered message waits in the input log.
+    pub async fn has_pending(&self, chat_id: &str) -> Result<bool, TurnError> {
+        let consumed = self.store.consumed_input(chat_id).await?;
+        let inputs = self.store.inputs(chat_id, consumed, 64).await?;
+        Ok(inputs.iter().any(|input| {
+            matches!(
+                serde_json::from_str::<ChatInput>(&input.body),
+                Ok(ChatInput::Message { .. })
+            )
+        }))
     }
 
     /// Takes the lease, recovering an expired turn first.

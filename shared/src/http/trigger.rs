@@ -1,0 +1,422 @@
+//! The Trigger.dev chat session wire: what `TriggerChatTransport` and the SDK's server actions
+//! call. Appends record inputs; the `out` reader that finds an unanswered input runs its turn
+//! while streaming it, and every other reader replays the log and follows.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::App;
+use super::extract::{bearer, parse_json, read_body, require_secret_key, require_token};
+use super::sessions::{mint_scoped, session_json};
+use crate::auth::Access;
+use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::store::{OutputRecord, Session};
+use crate::trigger::{
+    STREAM_VERSION, batch_event, parse_last_event_id, parse_timeout_seconds, ping_event,
+};
+use crate::turn::{ChatInput, TurnRunner};
+
+/// The largest input record, as on Trigger.dev.
+const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Records per batch event when replaying a backlog.
+const BACKLOG_BATCH: usize = 100;
+/// How often an idle or remote-turn reader looks at the log again.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+const PING_INTERVAL_MS: u64 = 5_000;
+
+/// Resolves `{id}` (a chat id or a `session_…` id) to the chat's session.
+pub async fn resolve_session(app: &App, id: &str) -> Result<Session, ApiError> {
+    let store = app.runner().store();
+    let session = if id.starts_with("session_") {
+        store.session_by_id(id).await?
+    } else {
+        super::extract::validate_chat_id(id)
+            .map_err(|_| ApiError::not_found(format!("no chat session `{id}`")))?;
+        store.session(id).await?
+    };
+    session.ok_or_else(|| ApiError::not_found(format!("no chat session `{id}`")))
+}
+
+/// `POST /realtime/v1/sessions/{id}/in/append`: records one `ChatInputChunk`.
+pub async fn append(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
+    if bearer(&headers).is_none() {
+        return Err(ApiError::unauthorized(
+            "send the chat's session token as `Authorization: Bearer …`",
+        ));
+    }
+    let session = resolve_session(&app, &id).await?;
+    let chat_id = session.chat_id.clone();
+    let headless = require_token(&app, &headers, &chat_id, Access::Write)?.is_none();
+    if session.is_closed() {
+        return Err(ApiError::session_closed(session.closed_reason.as_deref()));
+    }
+    if session.is_expired(now_ms()) {
+        return Err(ApiError::session_closed(Some("expired")));
+    }
+    let body = read_body(request, &()).await?;
+    if body.len() > MAX_RECORD_BYTES {
+        return Err(ApiError::too_large(MAX_RECORD_BYTES));
+    }
+    let input: ChatInput = parse_json(&body)?;
+    if let ChatInput::Message { payload } = &input
+        && payload.chat_id != chat_id
+    {
+        return Err(ApiError::invalid(format!(
+            "`payload.chatId` is `{}` but this is chat `{chat_id}`",
+            payload.chat_id
+        )));
+    }
+    let part_id = match headers.get("x-part-id").map(|v| v.to_str()) {
+        None => uuid::Uuid::new_v4().to_string(),
+        Some(Ok(part)) if !part.is_empty() && part.len() <= 256 => part.to_owned(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`X-Part-Id` must be 1 to 256 visible characters",
+            ));
+        }
+    };
+    let runner = app.runner();
+    let appended = runner.record_input(&chat_id, &part_id, &input).await?;
+    match input {
+        ChatInput::Stop { .. } => {
+            if let Some(live) = runner.live_turns().get(&chat_id) {
+                live.stop_signal().cancel();
+            }
+        }
+        // A server-side caller has no reader to run the turn: run it in the background.
+        ChatInput::Message { .. } if headless && !appended.duplicate => {
+            if let Some((_, task)) = runner.claim_pending(&chat_id).await? {
+                crate::runtime::spawn_turn(task);
+            }
+        }
+        ChatInput::Message { .. } => {}
+    }
+    Ok(Json(json!({"ok": true, "seq": appended.seq})))
+}
+
+/// The read options of an `out` request.
+struct ReadOptions {
+    cursor: Option<u64>,
+    timeout_ms: u64,
+    peek_settled: bool,
+}
+
+impl ReadOptions {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        ReadOptions {
+            cursor: parse_last_event_id(header("last-event-id")),
+            timeout_ms: parse_timeout_seconds(header("timeout-seconds")) * 1000,
+            peek_settled: header("x-peek-settled").is_some_and(|v| v.trim() == "1"),
+        }
+    }
+}
+
+/// `GET /realtime/v1/sessions/{id}/out`: the output log as `event: batch` SSE, from after the
+/// client's cursor, running the next unanswered turn if nobody is.
+pub async fn read(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = resolve_session(&app, &id).await?;
+    let chat_id = session.chat_id.clone();
+    require_token(&app, &headers, &chat_id, Access::Read)?;
+    let options = ReadOptions::from_headers(&headers);
+    let runner = app.runner().clone();
+    let settled = options.peek_settled && is_settled(&runner, &chat_id).await?;
+    let (sender, receiver) = mpsc::channel::<Bytes>(64);
+    let token = mint_scoped(&app, &chat_id);
+    crate::runtime::spawn_detached(produce(runner, chat_id, options, settled, token, sender));
+    let body =
+        Body::from_stream(tokio_stream_from(receiver).map(Ok::<_, std::convert::Infallible>));
+    let mut response = Response::new(body);
+    let response_headers = response.headers_mut();
+    response_headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response_headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    response_headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response_headers.insert("x-stream-version", HeaderValue::from_static(STREAM_VERSION));
+    if settled {
+        response_headers.insert("x-session-settled", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn tokio_stream_from(
+    mut receiver: mpsc::Receiver<Bytes>,
+) -> impl futures::Stream<Item = Bytes> + Send + 'static {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+/// Settled: nothing running, nothing waiting, and the log ends with a turn boundary.
+async fn is_settled(runner: &TurnRunner, chat_id: &str) -> Result<bool, ApiError> {
+    if runner.turn_running(chat_id).await? || runner.has_pending(chat_id).await? {
+        return Ok(false);
+    }
+    let Some(last) = runner.store().last_output_seq(chat_id).await? else {
+        return Ok(true);
+    };
+    let tail = runner
+        .store()
+        .output(chat_id, last.checked_sub(1), 1)
+        .await?;
+    Ok(tail.iter().all(|record| record.body.is_turn_complete()))
+}
+
+/// Writes the reader's events into `sender` until the client leaves, the read times out idle,
+/// or (when settled) the backlog is sent.
+async fn produce(
+    runner: TurnRunner,
+    chat_id: String,
+    options: ReadOptions,
+    settled: bool,
+    token: String,
+    sender: mpsc::Sender<Bytes>,
+) {
+    let mut reader = Reader {
+        runner,
+        chat_id,
+        cursor: options.cursor,
+        token,
+        sender,
+    };
+    if let Err(Gone) = reader.run(options.timeout_ms, settled).await {
+        tracing::debug!(chat = %reader.chat_id, "out reader ended: client gone");
+    }
+}
+
+struct Gone;
+
+struct Reader {
+    runner: TurnRunner,
+    chat_id: String,
+    cursor: Option<u64>,
+    token: String,
+    sender: mpsc::Sender<Bytes>,
+}
+
+impl Reader {
+    async fn send(&self, event: String) -> Result<(), Gone> {
+        self.sender.send(Bytes::from(event)).await.map_err(|_| Gone)
+    }
+
+    async fn send_records(&mut self, records: &[OutputRecord]) -> Result<(), Gone> {
+        for batch in records.chunks(BACKLOG_BATCH) {
+            self.send(batch_event(batch, Some(&self.token))).await?;
+            if let Some(last) = batch.last() {
+                self.cursor = Some(last.seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends everything the store has after the cursor.
+    async fn backlog(&mut self) -> Result<bool, Gone> {
+        let records = match self.runner.read_log(&self.chat_id, self.cursor).await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(chat = %self.chat_id, "out reader cannot read the log: {error}");
+                let _ = self
+                    .send("event: error\ndata: {\"error\":\"store unavailable\"}\n\n".into())
+                    .await;
+                return Err(Gone);
+            }
+        };
+        self.send_records(&records).await?;
+        Ok(!records.is_empty())
+    }
+
+    async fn run(&mut self, timeout_ms: u64, settled: bool) -> Result<(), Gone> {
+        self.backlog().await?;
+        if settled {
+            return Ok(());
+        }
+        let mut idle_since = now_ms();
+        let mut last_ping = now_ms();
+        loop {
+            // A turn running here: follow it from memory.
+            let live = self.runner.live_turns().get(&self.chat_id);
+            let live = match live {
+                Some(live) => Some(live),
+                None => match self.runner.claim_pending(&self.chat_id).await {
+                    Ok(Some((started, task))) => {
+                        crate::runtime::spawn_turn(task);
+                        Some(started.live)
+                    }
+                    Ok(None) => None,
+                    Err(error) => {
+                        tracing::warn!(chat = %self.chat_id, "could not start the pending turn: {error}");
+                        None
+                    }
+                },
+            };
+            if let Some(live) = live {
+                // Anything stored before the turn began goes first.
+                self.backlog().await?;
+                let mut records = std::pin::pin!(live.follow(self.cursor));
+                while let Some(record) = records.next().await {
+                    self.send_records(std::slice::from_ref(&record)).await?;
+                }
+                idle_since = now_ms();
+                continue;
+            }
+            if self.backlog().await? {
+                idle_since = now_ms();
+                continue;
+            }
+            let now = now_ms();
+            let remote_turn = self
+                .runner
+                .turn_running(&self.chat_id)
+                .await
+                .unwrap_or(false);
+            if !remote_turn && now.saturating_sub(idle_since) >= timeout_ms {
+                return Ok(());
+            }
+            if now.saturating_sub(last_ping) >= PING_INTERVAL_MS {
+                self.send(ping_event(now)).await?;
+                last_ping = now;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = self.sender.closed() => return Err(Gone),
+            }
+        }
+    }
+}
+
+/// `HEAD /realtime/v1/sessions/{id}/out`: whether the stream exists, and its last index.
+pub async fn head(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = resolve_session(&app, &id).await?;
+    require_token(&app, &headers, &session.chat_id, Access::Read)?;
+    let last = app
+        .runner()
+        .store()
+        .last_output_seq(&session.chat_id)
+        .await?;
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-stream-version", HeaderValue::from_static(STREAM_VERSION));
+    if let Ok(value) = HeaderValue::from_str(&last.unwrap_or(0).to_string()) {
+        headers.insert("x-last-chunk-index", value);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordsQuery {
+    #[serde(default)]
+    after_event_id: Option<String>,
+}
+
+/// `GET /realtime/v1/sessions/{id}/{in|out}/records?afterEventId=N`: records as JSON.
+pub async fn records(
+    State(app): State<App>,
+    Path((id, io)): Path<(String, String)>,
+    Query(query): Query<RecordsQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = resolve_session(&app, &id).await?;
+    let chat_id = session.chat_id;
+    require_token(&app, &headers, &chat_id, Access::Read)?;
+    let after = parse_last_event_id(query.after_event_id.as_deref());
+    let store = app.runner().store();
+    let records: Vec<Value> = match io.as_str() {
+        "in" => store
+            .inputs(&chat_id, after, 1000)
+            .await?
+            .into_iter()
+            .map(|input| json!({"data": input.body, "id": input.part_id, "seqNum": input.seq}))
+            .collect(),
+        "out" => store
+            .output(&chat_id, after, 1000)
+            .await?
+            .into_iter()
+            .map(|record| match record.body {
+                crate::store::OutputBody::Chunk { record_id, chunk } => json!({
+                    "data": crate::trigger::data_body(&chunk, &record_id),
+                    "id": record_id,
+                    "seqNum": record.seq,
+                }),
+                crate::store::OutputBody::Control { headers } => json!({
+                    "data": "",
+                    "id": Value::Null,
+                    "seqNum": record.seq,
+                    "headers": headers.iter().map(|(k, v)| [k, v]).collect::<Vec<_>>(),
+                }),
+            })
+            .collect(),
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no stream `{other}`: use `in` or `out`"
+            )));
+        }
+    };
+    Ok(Json(json!({"records": records})))
+}
+
+/// `GET /api/v1/sessions/{id}`: the session (secret key, or a token of the chat).
+pub async fn get_session(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let session = resolve_session(&app, &id).await?;
+    require_token(&app, &headers, &session.chat_id, Access::Read)?;
+    Ok(Json(session_json(&session)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CloseRequest {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/sessions/{id}/close`: closes the chat for good (idempotent; secret key).
+pub async fn close_session(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
+    require_secret_key(&app, &headers)?;
+    let body = read_body(request, &()).await?;
+    let close: CloseRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CloseRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let session = resolve_session(&app, &id).await?;
+    let runner = app.runner();
+    if let Some(live) = runner.live_turns().get(&session.chat_id) {
+        live.stop_signal().cancel();
+    }
+    let closed = runner
+        .store()
+        .close_session(&session.chat_id, close.reason, now_ms())
+        .await?;
+    Ok(Json(session_json(&closed)))
+}

@@ -74,6 +74,44 @@ pub fn require_secret_key(app: &App, headers: &HeaderMap) -> Result<(), ApiError
     }
 }
 
+/// Who called a server-to-server route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The holder of the environment's secret key: trusted with every chat.
+    Server,
+    /// An end user proven by an OpenID Connect ID token: trusted with the chats they own.
+    EndUser(String),
+}
+
+/// Requires the secret key, or (when an issuer is configured) an end user's ID token.
+pub async fn authenticate_caller(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let credential = bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized(
+            "send the secret key (or an end user's ID token) as `Authorization: Bearer …`",
+        )
+    })?;
+    if app.settings().secret_keys.matches(credential) {
+        return Ok(Caller::Server);
+    }
+    #[cfg(feature = "native")]
+    if let Some(oidc) = &app.settings().oidc {
+        use crate::auth::OidcError;
+        return match oidc.verify(credential).await {
+            Ok(user) => Ok(Caller::EndUser(user.sub)),
+            Err(OidcError::Unavailable(reason)) => {
+                tracing::error!("OIDC keys unavailable: {reason}");
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "identity_provider_unavailable",
+                    "the identity provider's keys could not be fetched; try again",
+                ))
+            }
+            Err(error) => Err(ApiError::unauthorized(error.to_string())),
+        };
+    }
+    Err(ApiError::unauthorized("the secret key is not valid"))
+}
+
 /// Requires a session token granting `access` on `chat_id`. The secret key works too, for
 /// server-side callers.
 pub fn require_token(

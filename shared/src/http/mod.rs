@@ -23,7 +23,7 @@ use crate::turn::TurnRunner;
 pub use extract::{ApiJson, validate_chat_id};
 
 /// The settings of the HTTP application.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpSettings {
     pub secret_keys: SecretKeys,
     /// The token `sub`: which environment minted it.
@@ -34,6 +34,9 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Comment lines sent on an idle stream, so proxies keep it open.
     pub keepalive_interval: Duration,
+    /// End users may start sessions and refresh tokens with an ID token from this issuer.
+    #[cfg(feature = "native")]
+    pub oidc: Option<Arc<crate::auth::OidcVerifier>>,
 }
 
 impl HttpSettings {
@@ -45,6 +48,8 @@ impl HttpSettings {
             cors_origins: Vec::new(),
             max_body_bytes: crate::config::Config::DEFAULT_MAX_BODY_BYTES,
             keepalive_interval: Duration::from_secs(15),
+            #[cfg(feature = "native")]
+            oidc: None,
         }
     }
 
@@ -54,6 +59,13 @@ impl HttpSettings {
             token_ttl_seconds: config.token_ttl_seconds,
             cors_origins: config.cors_origins.clone(),
             max_body_bytes: config.max_body_bytes,
+            #[cfg(feature = "native")]
+            oidc: config.oidc_issuer.as_ref().map(|issuer| {
+                Arc::new(crate::auth::OidcVerifier::new(
+                    issuer.clone(),
+                    config.oidc_audience.clone(),
+                ))
+            }),
             ..HttpSettings::new(secret_keys)
         }
     }

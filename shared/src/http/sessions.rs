@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::App;
-use super::extract::{ApiJson, require_secret_key, validate_chat_id};
+use super::extract::{ApiJson, Caller, authenticate_caller, require_secret_key, validate_chat_id};
 use crate::auth::SessionToken;
 use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
@@ -205,13 +205,17 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(request): ApiJson<CreateSessionRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require_secret_key(&app, &headers)?;
+    let caller = authenticate_caller(&app, &headers).await?;
     let now = now_ms();
-    let session = request.into_session(now)?;
+    let mut session = request.into_session(now)?;
+    if let Caller::EndUser(sub) = &caller {
+        session.owner = Some(sub.clone());
+    }
     let (status, session, cached) = match app.runner().store().create_session(session).await? {
         SessionCreate::Created(session) => (StatusCode::CREATED, session, false),
         SessionCreate::Existing(session) => (StatusCode::OK, session, true),
     };
+    check_owner(&caller, &session)?;
     if session.is_closed() {
         return Err(ApiError::session_closed(session.closed_reason.as_deref()));
     }
@@ -228,15 +232,25 @@ pub async fn refresh_token(
     headers: HeaderMap,
     Path(chat_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_secret_key(&app, &headers)?;
+    let caller = authenticate_caller(&app, &headers).await?;
     validate_chat_id(&chat_id)
         .map_err(|_| ApiError::not_found(format!("no chat session `{chat_id}`")))?;
-    app.runner().open_session(&chat_id).await?;
+    let session = app.runner().open_session(&chat_id).await?;
+    check_owner(&caller, &session)?;
     let (token, expires_ms) = mint(&app, &chat_id);
     Ok(Json(json!({
         "publicAccessToken": token,
         "expiresAt": iso8601(expires_ms),
     })))
+}
+
+/// An end user may only hold tokens for the chats they created.
+fn check_owner(caller: &Caller, session: &Session) -> Result<(), ApiError> {
+    match caller {
+        Caller::Server => Ok(()),
+        Caller::EndUser(sub) if session.owner.as_deref() == Some(sub.as_str()) => Ok(()),
+        Caller::EndUser(_) => Err(ApiError::forbidden("this chat belongs to another user")),
+    }
 }
 
 /// `POST /api/v1/auth/jwt/claims`: the claims `auth.createPublicToken` signs locally with the

@@ -1,0 +1,184 @@
+//! End users authenticated by an OpenID Connect ID token, checked against the configured
+//! issuer's published keys (JWKS). The keys are cached and fetched again when a token names a key
+//! the cache lacks, so the issuer can rotate them.
+
+use std::sync::Mutex;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::clock::now_ms;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OidcError {
+    #[error(
+        "the ID token is malformed, signed with an unknown key, or its signature does not match"
+    )]
+    Invalid,
+    #[error("the ID token was not issued for this service: {0}")]
+    Rejected(String),
+    #[error("the identity provider's keys could not be fetched: {0}")]
+    Unavailable(String),
+}
+
+/// The identity an ID token proves.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EndUser {
+    pub sub: String,
+}
+
+struct CachedKeys {
+    keys: JwkSet,
+    fetched_at_ms: u64,
+}
+
+pub struct OidcVerifier {
+    issuer: String,
+    audience: Option<String>,
+    client: reqwest::Client,
+    cache: Mutex<Option<CachedKeys>>,
+}
+
+/// Keys are trusted this long before a refresh.
+const KEYS_TTL_MS: u64 = 10 * 60 * 1000;
+/// An unknown key id refetches at most this often, so bad tokens cannot hammer the issuer.
+const REFETCH_MIN_INTERVAL_MS: u64 = 30 * 1000;
+/// Only asymmetric algorithms: a symmetric one would let anyone who reads the JWKS sign.
+const ALLOWED: [Algorithm; 7] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+impl OidcVerifier {
+    pub fn new(issuer: impl Into<String>, audience: Option<String>) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        OidcVerifier {
+            issuer: issuer.into().trim_end_matches('/').to_owned(),
+            audience,
+            client,
+            cache: Mutex::new(None),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Checks the token's signature, issuer, audience and times; returns who it names.
+    pub async fn verify(&self, token: &str) -> Result<EndUser, OidcError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| OidcError::Invalid)?;
+        if !ALLOWED.contains(&header.alg) {
+            return Err(OidcError::Invalid);
+        }
+        let key = match self.cached_key(header.kid.as_deref()) {
+            Some(key) => key,
+            None => {
+                self.refresh().await?;
+                self.cached_key(header.kid.as_deref())
+                    .ok_or(OidcError::Invalid)?
+            }
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[self.issuer.as_str(), &format!("{}/", self.issuer)]);
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        jsonwebtoken::decode::<EndUser>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|error| {
+                use jsonwebtoken::errors::ErrorKind;
+                match error.kind() {
+                    ErrorKind::ExpiredSignature => OidcError::Rejected("it has expired".into()),
+                    ErrorKind::ImmatureSignature => {
+                        OidcError::Rejected("it is not valid yet".into())
+                    }
+                    ErrorKind::InvalidIssuer => OidcError::Rejected("wrong issuer".into()),
+                    ErrorKind::InvalidAudience => OidcError::Rejected("wrong audience".into()),
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        OidcError::Rejected(format!("it has no `{claim}`"))
+                    }
+                    _ => OidcError::Invalid,
+                }
+            })
+    }
+
+    fn cached_key(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = cache.as_ref()?;
+        if now_ms().saturating_sub(cached.fetched_at_ms) > KEYS_TTL_MS {
+            return None;
+        }
+        let jwk = match kid {
+            Some(kid) => cached.keys.find(kid)?,
+            // Without a key id, only an issuer with a single key is unambiguous.
+            None if cached.keys.keys.len() == 1 => cached.keys.keys.first()?,
+            None => return None,
+        };
+        DecodingKey::from_jwk(jwk).ok()
+    }
+
+    async fn refresh(&self) -> Result<(), OidcError> {
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(cached) = cache.as_ref() {
+                let age = now_ms().saturating_sub(cached.fetched_at_ms);
+                // Fresh keys that lack the wanted one: the token is bad, not the cache.
+                if age < REFETCH_MIN_INTERVAL_MS {
+                    return Ok(());
+                }
+            }
+        }
+        let keys = self.fetch_keys().await?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        *cache = Some(CachedKeys {
+            keys,
+            fetched_at_ms: now_ms(),
+        });
+        Ok(())
+    }
+
+    async fn fetch_keys(&self) -> Result<JwkSet, OidcError> {
+        #[derive(Deserialize)]
+        struct Discovery {
+            jwks_uri: String,
+        }
+        let discovery_url = format!("{}/.well-known/openid-configuration", self.issuer);
+        let discovery: Discovery = self.get_json(&discovery_url).await?;
+        self.get_json(&discovery.jwks_uri).await
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, OidcError> {
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("{url}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(OidcError::Unavailable(format!(
+                "{url} answered {}",
+                response.status()
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("{url}: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| OidcError::Unavailable(format!("{url} is not what was expected: {e}")))
+    }
+}

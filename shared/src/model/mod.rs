@@ -268,7 +268,8 @@ pub fn from_config(
                 .model
                 .clone()
                 .unwrap_or_else(|| openai::OpenAiCompatible::DEFAULT_MODEL.to_owned()),
-        ))),
+        )
+        .map_err(|error| ConfigError::ModelClient(error.to_string()))?)),
         other => Err(ConfigError::Unavailable(other.name())),
     }
 }

@@ -1,26 +1,2047 @@
-//! OpenAI-compatible chat completions. (placeholder until the provider lands)
+//! OpenAI-compatible chat completions: OpenAI, Ollama, vLLM, OpenRouter, Groq and the many
+//! servers that copy their wire.
+//!
+//! The protocol is sans-IO: [`request_body`] builds the JSON of a call and
+//! [`ChatCompletionsDecoder`] turns the streamed chunks into [`ModelEvent`]s. Only
+//! [`OpenAiCompatible`] does IO. The decoder accepts the dialects' variations: reasoning as
+//! `reasoning_content` or `reasoning`, tool calls whole or in fragments, with or without `index`
+//! or `id`, usage in the last chunk, in its own chunk or under `x_groq`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
+use std::time::Duration;
+
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde_json::{Map, Value, json};
 
-use super::{Model, ModelError, ModelRequest, ModelStream};
+use super::sse::{SseEvent, SseParser};
+use super::{
+    AssistantContent, FinishReason, Model, ModelError, ModelEvent, ModelMessage, ModelRequest,
+    ModelStream, ToolContent, Usage, UserContent,
+};
 
-pub struct OpenAiCompatible;
+/// How long to wait for a TCP (and TLS) connection. There is no overall timeout: a reply may
+/// stream for minutes.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most of an error body a provider may send that we read; the rest is not worth the wait.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+/// Most characters of a provider's error message kept in a [`ModelError`].
+const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
+
+/// Which request field carries the output token limit. OpenAI's reasoning models reject the
+/// older `max_tokens`, while several compatible servers only know `max_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaxTokensParam {
+    #[default]
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+impl MaxTokensParam {
+    fn field(self) -> &'static str {
+        match self {
+            MaxTokensParam::MaxTokens => "max_tokens",
+            MaxTokensParam::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request
+
+/// The JSON body of a streaming chat completions call, limiting output with `max_tokens`.
+pub fn request_body(model: &str, request: &ModelRequest) -> Value {
+    request_body_with(model, request, MaxTokensParam::MaxTokens)
+}
+
+/// The JSON body of a streaming chat completions call.
+pub fn request_body_with(
+    model: &str,
+    request: &ModelRequest,
+    max_tokens_param: MaxTokensParam,
+) -> Value {
+    let mut messages = Vec::with_capacity(request.messages.len());
+    for message in &request.messages {
+        push_message(message, &mut messages);
+    }
+
+    let mut body = Map::new();
+    body.insert("model".into(), model.into());
+    body.insert("messages".into(), messages.into());
+    body.insert("stream".into(), true.into());
+    body.insert("stream_options".into(), json!({ "include_usage": true }));
+    if !request.tools.is_empty() {
+        let tools = request
+            .tools
+            .iter()
+            .map(|tool| {
+                let parameters = if tool.input_schema.is_object() {
+                    tool.input_schema.clone()
+                } else {
+                    // The API insists on an object schema; a tool without one takes no input.
+                    json!({ "type": "object", "properties": {} })
+                };
+                json!({
+                    "type": "function",
+                    "function": {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "parameters": parameters,
+                    },
+                })
+            })
+            .collect::<Vec<_>>();
+        body.insert("tools".into(), tools.into());
+    }
+    if let Some(max) = request.max_output_tokens {
+        body.insert(max_tokens_param.field().into(), max.into());
+    }
+    if let Some(temperature) = request.temperature.and_then(f32_to_json) {
+        body.insert("temperature".into(), temperature);
+    }
+    Value::Object(body)
+}
+
+/// An `f32` as the decimal people wrote (`0.7`, not `0.699999988079071`).
+fn f32_to_json(value: f32) -> Option<Value> {
+    let value: f64 = value.to_string().parse().ok()?;
+    serde_json::Number::from_f64(value).map(Value::Number)
+}
+
+fn push_message(message: &ModelMessage, out: &mut Vec<Value>) {
+    match message {
+        ModelMessage::System { content } => {
+            out.push(json!({ "role": "system", "content": content }));
+        }
+        ModelMessage::User { content } => {
+            out.push(json!({ "role": "user", "content": user_content(content) }));
+        }
+        ModelMessage::Assistant { content } => {
+            if let Some(message) = assistant_message(content) {
+                out.push(message);
+            }
+        }
+        ModelMessage::Tool { content } => {
+            for part in content {
+                match part {
+                    ToolContent::ToolResult(result) => out.push(json!({
+                        "role": "tool",
+                        "tool_call_id": result.tool_call_id,
+                        "content": result.output.to_text(),
+                    })),
+                    // The engine has already acted on the approval; the model only needs the
+                    // result (or the denial) that followed it.
+                    ToolContent::ToolApprovalResponse { .. } => {}
+                }
+            }
+        }
+    }
+}
+
+/// A plain string when the message is only text (every compatible server accepts that), parts
+/// otherwise.
+fn user_content(content: &[UserContent]) -> Value {
+    let only_text = content
+        .iter()
+        .all(|part| matches!(part, UserContent::Text { .. }));
+    if only_text {
+        let texts: Vec<&str> = content
+            .iter()
+            .filter_map(|part| match part {
+                UserContent::Text { text } => Some(text.as_str()),
+                UserContent::File { .. } => None,
+            })
+            .collect();
+        return texts.join("\n").into();
+    }
+    content
+        .iter()
+        .map(|part| match part {
+            UserContent::Text { text } => json!({ "type": "text", "text": text }),
+            UserContent::File {
+                data,
+                media_type,
+                filename,
+            } => file_part(data, media_type, filename.as_deref()),
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// A user file as the chat completions API takes it: images by URL, PDFs and audio inline,
+/// text decoded into the prompt. Anything else becomes a note, so the model knows a file was
+/// attached rather than the whole request failing on one unsupported attachment.
+fn file_part(data: &str, media_type: &str, filename: Option<&str>) -> Value {
+    let media_type_lower = media_type.to_ascii_lowercase();
+    let essence = media_type_lower
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let data_url = parse_data_url(data);
+
+    if essence.starts_with("image/") {
+        return json!({ "type": "image_url", "image_url": { "url": data } });
+    }
+    if let Some(data_url) = &data_url {
+        if essence == "application/pdf" {
+            return json!({
+                "type": "file",
+                "file": { "filename": filename.unwrap_or("document.pdf"), "file_data": data },
+            });
+        }
+        let audio_format = match essence {
+            "audio/wav" | "audio/x-wav" | "audio/wave" => Some("wav"),
+            "audio/mpeg" | "audio/mp3" => Some("mp3"),
+            _ => None,
+        };
+        if let Some(format) = audio_format
+            && data_url.base64
+        {
+            return json!({
+                "type": "input_audio",
+                "input_audio": { "data": data_url.payload, "format": format },
+            });
+        }
+        let is_text = essence.starts_with("text/")
+            || matches!(
+                essence,
+                "application/json" | "application/xml" | "application/x-yaml" | "application/yaml"
+            );
+        if is_text && let Some(bytes) = data_url.bytes() {
+            let text = String::from_utf8_lossy(&bytes);
+            let text = match filename {
+                Some(name) => format!("{name}:\n{text}"),
+                None => text.into_owned(),
+            };
+            return json!({ "type": "text", "text": text });
+        }
+    }
+
+    let mut note = String::from("[Attached file");
+    if let Some(name) = filename {
+        note.push_str(&format!(" {name}"));
+    }
+    note.push_str(&format!(" ({media_type})"));
+    if data_url.is_none() {
+        note.push_str(&format!(" at {data}"));
+    }
+    note.push_str(", which this model cannot read]");
+    json!({ "type": "text", "text": note })
+}
+
+fn assistant_message(content: &[AssistantContent]) -> Option<Value> {
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for part in content {
+        match part {
+            AssistantContent::Text { text: part } => text.push_str(part),
+            AssistantContent::ToolCall {
+                tool_call_id,
+                tool_name,
+                input,
+                provider_executed: false,
+            } => tool_calls.push(json!({
+                "id": tool_call_id,
+                "type": "function",
+                "function": { "name": tool_name, "arguments": input.to_string() },
+            })),
+            // Provider-executed calls and their results happened on the provider's side; a
+            // chat completions server would reject a call without a matching tool message.
+            // Reasoning is not sent back, and assistant files have no place on this wire.
+            AssistantContent::ToolCall { .. }
+            | AssistantContent::ToolResult(_)
+            | AssistantContent::ToolApprovalRequest { .. }
+            | AssistantContent::Reasoning { .. }
+            | AssistantContent::File { .. } => {}
+        }
+    }
+    if text.is_empty() && tool_calls.is_empty() {
+        // Nothing the API can carry (say, reasoning only): an empty assistant turn is noise.
+        return None;
+    }
+    let mut message = Map::new();
+    message.insert("role".into(), "assistant".into());
+    message.insert(
+        "content".into(),
+        if text.is_empty() {
+            Value::Null
+        } else {
+            text.into()
+        },
+    );
+    if !tool_calls.is_empty() {
+        message.insert("tool_calls".into(), tool_calls.into());
+    }
+    Some(Value::Object(message))
+}
+
+struct DataUrl<'a> {
+    base64: bool,
+    payload: &'a str,
+}
+
+impl DataUrl<'_> {
+    fn bytes(&self) -> Option<Vec<u8>> {
+        if self.base64 {
+            decode_base64(self.payload)
+        } else {
+            Some(percent_decode(self.payload))
+        }
+    }
+}
+
+fn parse_data_url(url: &str) -> Option<DataUrl<'_>> {
+    let scheme = url.get(..5)?;
+    if !scheme.eq_ignore_ascii_case("data:") {
+        return None;
+    }
+    let (meta, payload) = url[5..].split_once(',')?;
+    let base64 = meta
+        .split(';')
+        .any(|param| param.trim().eq_ignore_ascii_case("base64"));
+    Some(DataUrl { base64, payload })
+}
+
+/// Standard or URL-safe base64, padding optional, whitespace ignored.
+fn decode_base64(input: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 2);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for byte in input.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => break,
+            b' ' | b'\t' | b'\r' | b'\n' => continue,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+fn percent_decode(input: &str) -> Vec<u8> {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = input.get(i + 1..i + 3)
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response
+
+/// Turns the chunks of a streamed chat completion into [`ModelEvent`]s.
+///
+/// Feed it every SSE event with [`push`](Self::push) and call [`end`](Self::end) when the bytes
+/// run out. It emits text and reasoning deltas as they come, `ToolCallStart` once a call's name
+/// is known and `ToolCallDelta` per argument fragment; when the model finishes it emits one
+/// `ToolCall` per call in index order and then `Finish` exactly once, after which
+/// [`is_finished`](Self::is_finished) is true and further input is ignored.
+#[derive(Debug, Default)]
+pub struct ChatCompletionsDecoder {
+    /// Tool calls by the provider's `index`, so they complete in the model's order.
+    calls: BTreeMap<u64, PendingToolCall>,
+    finish_reason: Option<FinishReason>,
+    usage: Option<Usage>,
+    finished: bool,
+}
+
+#[derive(Debug, Default)]
+struct PendingToolCall {
+    /// Fixed once `ToolCallStart` is emitted (generated then if the provider sent none).
+    id: Option<String>,
+    /// The provider sent the id, so a fragment with another id is a different call.
+    id_from_provider: bool,
+    name: Option<String>,
+    arguments: String,
+    started: bool,
+    completed: bool,
+}
+
+impl ChatCompletionsDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `Finish` has been emitted: the reply is complete, the rest of the stream does not matter.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Decodes one SSE event of the stream.
+    pub fn push(&mut self, event: &SseEvent) -> Result<Vec<ModelEvent>, ModelError> {
+        let mut out = Vec::new();
+        if self.finished {
+            return Ok(out);
+        }
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            self.finish(&mut out)?;
+            return Ok(out);
+        }
+        if event.event.as_deref() == Some("error") {
+            let message = match serde_json::from_str::<Value>(data) {
+                Ok(value) => error_message(value.get("error").unwrap_or(&value)),
+                Err(_) => truncate(data, MAX_ERROR_MESSAGE_CHARS),
+            };
+            return Err(ModelError::Stream(message));
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|error| {
+            ModelError::Protocol(format!(
+                "invalid JSON in a stream chunk ({error}): {}",
+                truncate(data, 200)
+            ))
+        })?;
+        self.push_chunk(&chunk, &mut out)?;
+        Ok(out)
+    }
+
+    /// The byte stream ended. Without `[DONE]` that is fine only if the model had finished.
+    pub fn end(&mut self) -> Result<Vec<ModelEvent>, ModelError> {
+        let mut out = Vec::new();
+        if self.finished {
+            return Ok(out);
+        }
+        if self.finish_reason.is_none() {
+            return Err(ModelError::Transport(
+                "the stream ended before the model finished its reply".into(),
+            ));
+        }
+        self.finish(&mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes a whole (non-streamed) `chat.completion` body, for servers that ignore `stream`.
+    pub fn decode_completion(body: &[u8]) -> Result<Vec<ModelEvent>, ModelError> {
+        let mut completion: Value = serde_json::from_slice(body).map_err(|error| {
+            ModelError::Protocol(format!(
+                "invalid JSON in a completion ({error}): {}",
+                truncate(&String::from_utf8_lossy(body), 200)
+            ))
+        })?;
+        // A completion's `message` is a chunk's `delta` holding everything at once, except that
+        // its tool calls need not carry an `index`.
+        if let Some(choices) = completion.get_mut("choices").and_then(Value::as_array_mut) {
+            for choice in choices.iter_mut().filter_map(Value::as_object_mut) {
+                let Some(mut message) = choice.remove("message") else {
+                    continue;
+                };
+                if let Some(calls) = message.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                    for (index, call) in calls.iter_mut().enumerate() {
+                        if let Some(call) = call.as_object_mut() {
+                            call.entry("index").or_insert(index.into());
+                        }
+                    }
+                }
+                choice.insert("delta".into(), message);
+            }
+        }
+        let mut decoder = Self::new();
+        let mut out = Vec::new();
+        decoder.push_chunk(&completion, &mut out)?;
+        decoder.finish(&mut out)?;
+        Ok(out)
+    }
+
+    fn push_chunk(&mut self, chunk: &Value, out: &mut Vec<ModelEvent>) -> Result<(), ModelError> {
+        let Some(chunk) = chunk.as_object() else {
+            return Err(ModelError::Protocol(format!(
+                "expected a JSON object in the stream, got {}",
+                truncate(&chunk.to_string(), 200)
+            )));
+        };
+        if let Some(error) = chunk.get("error").filter(|error| !error.is_null()) {
+            return Err(ModelError::Stream(error_message(error)));
+        }
+
+        // Only one completion is requested; others (if a server sends them) are ignored.
+        let choice = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|choices| {
+                choices
+                    .iter()
+                    .find(|choice| choice.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+            });
+        if let Some(choice) = choice {
+            if let Some(delta) = choice.get("delta").filter(|delta| delta.is_object()) {
+                self.push_delta(delta, out);
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.finish_reason = Some(finish_reason(reason));
+                // The calls are whole now; the engine may start on them before the usage chunk.
+                self.complete_tool_calls(out)?;
+            }
+        }
+
+        let usage = chunk
+            .get("usage")
+            .filter(|usage| usage.is_object())
+            .or_else(|| {
+                chunk
+                    .get("x_groq")
+                    .and_then(|groq| groq.get("usage"))
+                    .filter(|usage| usage.is_object())
+            });
+        if let Some(usage) = usage {
+            self.usage = Some(parse_usage(usage));
+            // Usage after the finish reason is the last thing a reply carries. (Servers that
+            // report running usage on every chunk send it before the finish reason too.)
+            if self.finish_reason.is_some() {
+                self.finish(out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push_delta(&mut self, delta: &Value, out: &mut Vec<ModelEvent>) {
+        // Servers that send both carry the same text in each.
+        let reasoning = ["reasoning_content", "reasoning"]
+            .iter()
+            .filter_map(|field| delta.get(field).and_then(Value::as_str))
+            .find(|text| !text.is_empty());
+        if let Some(reasoning) = reasoning {
+            out.push(ModelEvent::ReasoningDelta(reasoning.to_owned()));
+        }
+        if let Some(text) = delta.get("content").and_then(Value::as_str)
+            && !text.is_empty()
+        {
+            out.push(ModelEvent::TextDelta(text.to_owned()));
+        }
+        if let Some(fragments) = delta.get("tool_calls").and_then(Value::as_array) {
+            for fragment in fragments {
+                self.push_tool_call_fragment(fragment, out);
+            }
+        }
+    }
+
+    fn push_tool_call_fragment(&mut self, fragment: &Value, out: &mut Vec<ModelEvent>) {
+        let non_empty = |value: Option<&Value>| {
+            value
+                .and_then(Value::as_str)
+                .filter(|text| !text.is_empty())
+                .map(str::to_owned)
+        };
+        let id = non_empty(fragment.get("id"));
+        let function = fragment.get("function");
+        let name = non_empty(function.and_then(|function| function.get("name")));
+        let arguments = match function.and_then(|function| function.get("arguments")) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(text)) => text.clone(),
+            // Some servers send the arguments as an object rather than its JSON text.
+            Some(other) => other.to_string(),
+        };
+
+        let mut index = match fragment.get("index").and_then(Value::as_u64) {
+            Some(index) => index,
+            None => self.index_of_unindexed(id.as_deref()),
+        };
+        // A server that gives every call the same index still gives each its own id.
+        if let (Some(id), Some(call)) = (&id, self.calls.get(&index))
+            && call.id_from_provider
+            && call.id.as_deref() != Some(id.as_str())
+        {
+            index = self.next_index();
+        }
+
+        let call = self.calls.entry(index).or_default();
+        if call.completed {
+            tracing::warn!(
+                index,
+                "ignoring a fragment of a tool call that already completed"
+            );
+            return;
+        }
+        if call.id.is_none() && id.is_some() {
+            call.id = id;
+            call.id_from_provider = true;
+        }
+        if call.name.is_none() {
+            call.name = name;
+        }
+        call.arguments.push_str(&arguments);
+
+        if call.started {
+            if !arguments.is_empty()
+                && let Some(id) = &call.id
+            {
+                out.push(ModelEvent::ToolCallDelta {
+                    id: id.clone(),
+                    arguments_delta: arguments,
+                });
+            }
+        } else if let Some(name) = &call.name {
+            let id = call.id.get_or_insert_with(generate_tool_call_id).clone();
+            call.started = true;
+            out.push(ModelEvent::ToolCallStart {
+                id: id.clone(),
+                name: name.clone(),
+            });
+            // Fragments that came before the name, and this one's.
+            if !call.arguments.is_empty() {
+                out.push(ModelEvent::ToolCallDelta {
+                    id,
+                    arguments_delta: call.arguments.clone(),
+                });
+            }
+        }
+    }
+
+    /// Where a fragment without `index` belongs: the call with its id, else a new call if it
+    /// has an id, else the latest call.
+    fn index_of_unindexed(&self, id: Option<&str>) -> u64 {
+        match id {
+            Some(id) => self
+                .calls
+                .iter()
+                .find(|(_, call)| call.id.as_deref() == Some(id))
+                .map(|(index, _)| *index)
+                .unwrap_or_else(|| self.next_index()),
+            None => self.calls.keys().next_back().copied().unwrap_or(0),
+        }
+    }
+
+    fn next_index(&self) -> u64 {
+        self.calls
+            .keys()
+            .next_back()
+            .map_or(0, |last| last.saturating_add(1))
+    }
+
+    fn complete_tool_calls(&mut self, out: &mut Vec<ModelEvent>) -> Result<(), ModelError> {
+        for (index, call) in &mut self.calls {
+            if call.completed {
+                continue;
+            }
+            let (Some(id), Some(name)) = (&call.id, &call.name) else {
+                return Err(ModelError::Protocol(format!(
+                    "tool call {index} has no function name"
+                )));
+            };
+            call.completed = true;
+            // A call without arguments means no input; `{}` is what the engine can parse.
+            let arguments = if call.arguments.trim().is_empty() {
+                "{}".to_owned()
+            } else {
+                call.arguments.clone()
+            };
+            out.push(ModelEvent::ToolCall {
+                id: id.clone(),
+                name: name.clone(),
+                arguments,
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<ModelEvent>) -> Result<(), ModelError> {
+        if self.finished {
+            return Ok(());
+        }
+        self.complete_tool_calls(out)?;
+        let has_tool_calls = !self.calls.is_empty();
+        let reason = match self.finish_reason {
+            // Ollama and some vLLM versions say `stop` after calling tools.
+            Some(FinishReason::Stop) if has_tool_calls => FinishReason::ToolCalls,
+            Some(reason) => reason,
+            None if has_tool_calls => FinishReason::ToolCalls,
+            None => FinishReason::Other,
+        };
+        out.push(ModelEvent::Finish {
+            reason,
+            usage: self.usage.unwrap_or_default(),
+        });
+        self.finished = true;
+        Ok(())
+    }
+}
+
+fn generate_tool_call_id() -> String {
+    format!("call_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn finish_reason(reason: &str) -> FinishReason {
+    match reason {
+        "stop" => FinishReason::Stop,
+        "length" => FinishReason::Length,
+        "content_filter" => FinishReason::ContentFilter,
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        "error" => FinishReason::Error,
+        _ => FinishReason::Other,
+    }
+}
+
+fn parse_usage(usage: &Value) -> Usage {
+    let count = |value: Option<&Value>| {
+        value
+            .and_then(|value| {
+                value.as_u64().or_else(|| {
+                    value
+                        .as_f64()
+                        .filter(|count| count.is_finite() && *count >= 0.0)
+                        .map(|count| count as u64)
+                })
+            })
+            .unwrap_or(0)
+    };
+    let cached = usage
+        .get("prompt_tokens_details")
+        .and_then(|details| details.get("cached_tokens"))
+        // DeepSeek's name for it.
+        .or_else(|| usage.get("prompt_cache_hit_tokens"));
+    Usage {
+        input_tokens: count(usage.get("prompt_tokens")),
+        output_tokens: count(usage.get("completion_tokens")),
+        reasoning_tokens: count(
+            usage
+                .get("completion_tokens_details")
+                .and_then(|details| details.get("reasoning_tokens")),
+        ),
+        cached_input_tokens: count(cached),
+    }
+}
+
+/// The human message of an error object: `{"message": …}`, a bare string, or the JSON itself.
+fn error_message(error: &Value) -> String {
+    let message = match error {
+        Value::String(message) => message.clone(),
+        Value::Object(fields) => match fields.get("message").and_then(Value::as_str) {
+            Some(message) => message.to_owned(),
+            None => error.to_string(),
+        },
+        other => other.to_string(),
+    };
+    truncate(&message, MAX_ERROR_MESSAGE_CHARS)
+}
+
+/// The message of an HTTP error body: OpenAI's `{"error": …}`, vLLM's `{"message": …}`,
+/// FastAPI's `{"detail": …}`, or the text itself.
+fn provider_error_message(body: &[u8]) -> String {
+    if let Ok(json) = serde_json::from_slice::<Value>(body) {
+        if let Some(error) = json.get("error").filter(|error| !error.is_null()) {
+            return error_message(error);
+        }
+        for field in ["message", "detail"] {
+            if let Some(detail) = json.get(field).filter(|detail| !detail.is_null()) {
+                return error_message(detail);
+            }
+        }
+    }
+    truncate(
+        String::from_utf8_lossy(body).trim(),
+        MAX_ERROR_MESSAGE_CHARS,
+    )
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// An error with its causes: reqwest's own message ("error sending request") says little.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Decodes a chat completions SSE byte stream as it arrives: each event is yielded as soon as
+/// its bytes are in. The stream ends after `Finish` or the first error.
+pub fn decode_chat_completions_stream<S, E>(bytes: S) -> ModelStream
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::error::Error,
+{
+    struct State<S> {
+        bytes: Pin<Box<S>>,
+        parser: SseParser,
+        decoder: ChatCompletionsDecoder,
+        ready: VecDeque<Result<ModelEvent, ModelError>>,
+        done: bool,
+    }
+
+    impl<S> State<S> {
+        fn decode(&mut self, events: impl IntoIterator<Item = SseEvent>) {
+            for event in events {
+                match self.decoder.push(&event) {
+                    Ok(decoded) => self.ready.extend(decoded.into_iter().map(Ok)),
+                    Err(error) => {
+                        self.ready.push_back(Err(error));
+                        self.done = true;
+                        return;
+                    }
+                }
+                if self.decoder.is_finished() {
+                    // Whatever follows `Finish` (usually `[DONE]`) changes nothing.
+                    self.done = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    let state = State {
+        bytes: Box::pin(bytes),
+        parser: SseParser::new(),
+        decoder: ChatCompletionsDecoder::new(),
+        ready: VecDeque::new(),
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(item) = state.ready.pop_front() {
+                return Some((item, state));
+            }
+            if state.done {
+                return None;
+            }
+            match state.bytes.next().await {
+                Some(Ok(chunk)) => {
+                    let events = state.parser.push(&chunk);
+                    state.decode(events);
+                }
+                Some(Err(error)) => {
+                    state.ready.push_back(Err(ModelError::Transport(format!(
+                        "the stream broke: {}",
+                        error_chain(&error)
+                    ))));
+                    state.done = true;
+                }
+                None => {
+                    let last = state.parser.finish();
+                    state.decode(last);
+                    if !state.done {
+                        match state.decoder.end() {
+                            Ok(events) => state.ready.extend(events.into_iter().map(Ok)),
+                            Err(error) => state.ready.push_back(Err(error)),
+                        }
+                        state.done = true;
+                    }
+                }
+            }
+        }
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider
+
+/// A model behind an OpenAI-compatible `/chat/completions` endpoint.
+#[derive(Debug, Clone)]
+pub struct OpenAiCompatible {
+    /// Without a trailing slash.
+    base_url: String,
+    api_key: Option<String>,
+    model: String,
+    provider: String,
+    max_tokens_param: MaxTokensParam,
+    client: reqwest::Client,
+}
 
 impl OpenAiCompatible {
+    /// Where requests go when no base URL is configured.
     pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+    /// The model used when none is configured.
     pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 
-    pub fn new(_base_url: String, _api_key: Option<String>, _model: String) -> Self {
-        OpenAiCompatible
+    /// `base_url` is the API root, like `https://api.openai.com/v1` or
+    /// `http://localhost:11434/v1`. An empty key counts as none (local servers need none).
+    pub fn new(
+        base_url: impl Into<String>,
+        api_key: Option<String>,
+        model: impl Into<String>,
+    ) -> Result<Self, ModelError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|error| {
+                ModelError::Transport(format!(
+                    "could not build the HTTP client: {}",
+                    error_chain(&error)
+                ))
+            })?;
+        Ok(Self::with_client(base_url, api_key, model, client))
+    }
+
+    /// Like [`new`](Self::new) with a client of the caller's (proxies, timeouts, shared pool).
+    pub fn with_client(
+        base_url: impl Into<String>,
+        api_key: Option<String>,
+        model: impl Into<String>,
+        client: reqwest::Client,
+    ) -> Self {
+        let base_url = base_url.into().trim_end_matches('/').to_owned();
+        let is_openai = base_url.contains("://api.openai.com");
+        OpenAiCompatible {
+            provider: if is_openai {
+                "openai"
+            } else {
+                "openai-compatible"
+            }
+            .to_owned(),
+            max_tokens_param: if is_openai {
+                MaxTokensParam::MaxCompletionTokens
+            } else {
+                MaxTokensParam::MaxTokens
+            },
+            base_url,
+            api_key: api_key.filter(|key| !key.is_empty()),
+            model: model.into(),
+            client,
+        }
+    }
+
+    /// The provider half of [`Model::id`] (`openai` for api.openai.com, else
+    /// `openai-compatible`), e.g. `ollama` or `openrouter`.
+    pub fn with_provider_name(mut self, provider: impl Into<String>) -> Self {
+        self.provider = provider.into();
+        self
+    }
+
+    /// Overrides the token limit field (`max_completion_tokens` for api.openai.com, else
+    /// `max_tokens`).
+    pub fn with_max_tokens_param(mut self, param: MaxTokensParam) -> Self {
+        self.max_tokens_param = param;
+        self
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("{}/chat/completions", self.base_url)
     }
 }
 
 #[async_trait]
 impl Model for OpenAiCompatible {
     fn id(&self) -> String {
-        "openai".into()
+        format!("{}:{}", self.provider, self.model)
     }
 
-    async fn stream(&self, _request: ModelRequest) -> Result<ModelStream, ModelError> {
-        Err(ModelError::Transport("not yet".into()))
+    async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
+        use reqwest::header::{ACCEPT, CONTENT_TYPE};
+
+        let body = request_body_with(&self.model, &request, self.max_tokens_param);
+        let body = serde_json::to_vec(&body).map_err(|error| {
+            ModelError::Protocol(format!("could not encode the request: {error}"))
+        })?;
+        let mut http_request = self
+            .client
+            .post(self.endpoint())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "text/event-stream")
+            .body(body);
+        if let Some(key) = &self.api_key {
+            http_request = http_request.bearer_auth(key);
+        }
+        let mut response = http_request
+            .send()
+            .await
+            .map_err(|error| ModelError::Transport(error_chain(&error)))?;
+
+        let status = response.status();
+        if !status.is_success() {
+            let mut body = Vec::new();
+            // A failure to read the body leaves the status as the whole story.
+            while let Ok(Some(chunk)) = response.chunk().await {
+                body.extend_from_slice(&chunk);
+                if body.len() >= MAX_ERROR_BODY_BYTES {
+                    break;
+                }
+            }
+            let mut message = provider_error_message(&body);
+            if message.is_empty() {
+                message = status
+                    .canonical_reason()
+                    .unwrap_or("no details given")
+                    .to_owned();
+            }
+            return Err(ModelError::Provider {
+                status: status.as_u16(),
+                message,
+            });
+        }
+
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if is_json {
+            // The server ignored `stream` and answered with the whole completion.
+            let body = response
+                .bytes()
+                .await
+                .map_err(|error| ModelError::Transport(error_chain(&error)))?;
+            let events = ChatCompletionsDecoder::decode_completion(&body)?;
+            return Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))));
+        }
+        Ok(decode_chat_completions_stream(response.bytes_stream()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ToolOutput, ToolResult, ToolSpec};
+    use super::*;
+
+    fn sse(data: &str) -> SseEvent {
+        SseEvent {
+            data: data.to_owned(),
+            ..SseEvent::default()
+        }
+    }
+
+    /// Decodes chunks (SSE data) and the end of the stream; the first error stops it.
+    fn decode(chunks: &[&str]) -> Result<Vec<ModelEvent>, ModelError> {
+        let mut decoder = ChatCompletionsDecoder::new();
+        let mut events = Vec::new();
+        for chunk in chunks {
+            events.extend(decoder.push(&sse(chunk))?);
+        }
+        events.extend(decoder.end()?);
+        Ok(events)
+    }
+
+    fn text(delta: &str) -> String {
+        json!({ "choices": [{ "index": 0, "delta": { "content": delta }, "finish_reason": null }] })
+            .to_string()
+    }
+
+    fn finish_chunk(reason: &str) -> String {
+        json!({ "choices": [{ "index": 0, "delta": {}, "finish_reason": reason }] }).to_string()
+    }
+
+    fn tool_fragment(index: u64, id: Option<&str>, name: Option<&str>, arguments: &str) -> String {
+        let mut function = json!({ "arguments": arguments });
+        if let Some(name) = name {
+            function["name"] = name.into();
+        }
+        let mut call = json!({ "index": index, "function": function });
+        if let Some(id) = id {
+            call["id"] = id.into();
+            call["type"] = "function".into();
+        }
+        json!({ "choices": [{ "index": 0, "delta": { "tool_calls": [call] } }] }).to_string()
+    }
+
+    fn finish(reason: FinishReason) -> ModelEvent {
+        ModelEvent::Finish {
+            reason,
+            usage: Usage::default(),
+        }
+    }
+
+    fn start(id: &str, name: &str) -> ModelEvent {
+        ModelEvent::ToolCallStart {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    fn delta(id: &str, arguments: &str) -> ModelEvent {
+        ModelEvent::ToolCallDelta {
+            id: id.into(),
+            arguments_delta: arguments.into(),
+        }
+    }
+
+    fn call(id: &str, name: &str, arguments: &str) -> ModelEvent {
+        ModelEvent::ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    // --- decoding ------------------------------------------------------------------------
+
+    #[test]
+    fn text_deltas() {
+        let role = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#;
+        let events = decode(&[
+            role,
+            &text("Hel"),
+            &text("lo"),
+            &finish_chunk("stop"),
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::TextDelta("Hel".into()),
+                ModelEvent::TextDelta("lo".into()),
+                finish(FinishReason::Stop),
+            ]
+        );
+    }
+
+    #[test]
+    fn null_content_and_empty_choices_are_ignored() {
+        let events = decode(&[
+            r#"{"choices":[{"index":0,"delta":{"content":null}}]}"#,
+            r#"{"choices":[]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"x"},"logprobs":null}]}"#,
+            &finish_chunk("stop"),
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::TextDelta("x".into()),
+                finish(FinishReason::Stop)
+            ]
+        );
+    }
+
+    #[test]
+    fn reasoning_in_either_field_then_text() {
+        let events = decode(&[
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"think "}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"reasoning":"more"}}]}"#,
+            // Both fields with the same text (vLLM in transition) count once.
+            r#"{"choices":[{"index":0,"delta":{"reasoning":"!","reasoning_content":"!"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"reasoning":"","content":"Answer"}}]}"#,
+            &finish_chunk("stop"),
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::ReasoningDelta("think ".into()),
+                ModelEvent::ReasoningDelta("more".into()),
+                ModelEvent::ReasoningDelta("!".into()),
+                ModelEvent::TextDelta("Answer".into()),
+                finish(FinishReason::Stop),
+            ]
+        );
+    }
+
+    #[test]
+    fn tool_call_arguments_split_across_events() {
+        let events = decode(&[
+            &tool_fragment(0, Some("call_1"), Some("weather"), ""),
+            &tool_fragment(0, None, None, "{\"ci"),
+            &tool_fragment(0, None, None, "ty\":\"Paris\"}"),
+            &finish_chunk("tool_calls"),
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                start("call_1", "weather"),
+                delta("call_1", "{\"ci"),
+                delta("call_1", "ty\":\"Paris\"}"),
+                call("call_1", "weather", "{\"city\":\"Paris\"}"),
+                finish(FinishReason::ToolCalls),
+            ]
+        );
+    }
+
+    #[test]
+    fn tool_call_arguments_in_the_first_fragment() {
+        let events = decode(&[
+            &tool_fragment(0, Some("call_1"), Some("weather"), "{\"city\":"),
+            &tool_fragment(0, None, None, "\"Oslo\"}"),
+            &finish_chunk("tool_calls"),
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                start("call_1", "weather"),
+                delta("call_1", "{\"city\":"),
+                delta("call_1", "\"Oslo\"}"),
+                call("call_1", "weather", "{\"city\":\"Oslo\"}"),
+                finish(FinishReason::ToolCalls),
+            ]
+        );
+    }
+
+    #[test]
+    fn interleaved_tool_calls_complete_in_index_order() {
+        let events = decode(&[
+            &tool_fragment(1, Some("b"), Some("second"), "{\"x\""),
+            &tool_fragment(0, Some("a"), Some("first"), "{"),
+            &tool_fragment(1, None, None, ":1}"),
+            &tool_fragment(0, None, None, "}"),
+            &finish_chunk("tool_calls"),
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                start("b", "second"),
+                delta("b", "{\"x\""),
+                start("a", "first"),
+                delta("a", "{"),
+                delta("b", ":1}"),
+                delta("a", "}"),
+                call("a", "first", "{}"),
+                call("b", "second", "{\"x\":1}"),
+                finish(FinishReason::ToolCalls),
+            ]
+        );
+    }
+
+    #[test]
+    fn several_tool_calls_in_one_chunk() {
+        let chunk = json!({ "choices": [{ "index": 0, "delta": { "tool_calls": [
+            { "index": 0, "id": "a", "type": "function", "function": { "name": "f", "arguments": "{\"n\":1}" } },
+            { "index": 1, "id": "b", "type": "function", "function": { "name": "g", "arguments": "{}" } },
+        ] }, "finish_reason": "tool_calls" }] })
+        .to_string();
+        let events = decode(&[&chunk, "[DONE]"]).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                start("a", "f"),
+                delta("a", "{\"n\":1}"),
+                start("b", "g"),
+                delta("b", "{}"),
+                call("a", "f", "{\"n\":1}"),
+                call("b", "g", "{}"),
+                finish(FinishReason::ToolCalls),
+            ]
+        );
+    }
+
+    #[test]
+    fn tool_call_without_id_gets_a_generated_one() {
+        let events = decode(&[
+            &tool_fragment(0, None, Some("lookup"), "{\"q\":"),
+            &tool_fragment(0, None, None, "1}"),
+            &finish_chunk("tool_calls"),
+        ])
+        .unwrap();
+        let ModelEvent::ToolCallStart { id, name } = &events[0] else {
+            panic!("expected a start, got {events:?}");
+        };
+        assert!(id.starts_with("call_") && id.len() > 10, "{id}");
+        assert_eq!(name, "lookup");
+        assert_eq!(
+            events[1..],
+            [
+                delta(id, "{\"q\":"),
+                delta(id, "1}"),
+                call(id, "lookup", "{\"q\":1}"),
+                finish(FinishReason::ToolCalls),
+            ]
+        );
+    }
+
+    #[test]
+    fn arguments_before_the_name_are_replayed_at_start() {
+        let events = decode(&[
+            &tool_fragment(0, Some("c"), None, "{\"a\""),
+            &tool_fragment(0, None, Some("late"), ":2}"),
+            &finish_chunk("tool_calls"),
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                start("c", "late"),
+                delta("c", "{\"a\":2}"),
+                call("c", "late", "{\"a\":2}"),
+                finish(FinishReason::ToolCalls),
+            ]
+        );
+    }
+
+    #[test]
+    fn tool_calls_without_index_follow_their_ids() {
+        let chunk = |call: Value| {
+            json!({ "choices": [{ "index": 0, "delta": { "tool_calls": [call] } }] }).to_string()
+        };
+        let events = decode(&[
+            &chunk(json!({ "id": "a", "function": { "name": "f", "arguments": "{" } })),
+            &chunk(json!({ "function": { "arguments": "}" } })),
+            &chunk(json!({ "id": "b", "function": { "name": "g", "arguments": "{}" } })),
+            &finish_chunk("tool_calls"),
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                start("a", "f"),
+                delta("a", "{"),
+                delta("a", "}"),
+                start("b", "g"),
+                delta("b", "{}"),
+                call("a", "f", "{}"),
+                call("b", "g", "{}"),
+                finish(FinishReason::ToolCalls),
+            ]
+        );
+    }
+
+    #[test]
+    fn tool_calls_sharing_an_index_but_not_an_id_stay_apart() {
+        let events = decode(&[
+            &tool_fragment(0, Some("a"), Some("f"), "{\"n\":1}"),
+            &tool_fragment(0, Some("b"), Some("f"), "{\"n\":2}"),
+            &finish_chunk("tool_calls"),
+        ])
+        .unwrap();
+        assert_eq!(
+            events[4..],
+            [
+                call("a", "f", "{\"n\":1}"),
+                call("b", "f", "{\"n\":2}"),
+                finish(FinishReason::ToolCalls),
+            ]
+        );
+    }
+
+    #[test]
+    fn object_arguments_and_missing_arguments() {
+        let chunk = json!({ "choices": [{ "index": 0, "delta": { "tool_calls": [
+            { "index": 0, "id": "a", "function": { "name": "f", "arguments": { "k": "v" } } },
+            { "index": 1, "id": "b", "function": { "name": "g" } },
+        ] } }] })
+        .to_string();
+        let events = decode(&[&chunk, &finish_chunk("tool_calls")]).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                start("a", "f"),
+                delta("a", "{\"k\":\"v\"}"),
+                start("b", "g"),
+                call("a", "f", "{\"k\":\"v\"}"),
+                call("b", "g", "{}"),
+                finish(FinishReason::ToolCalls),
+            ]
+        );
+    }
+
+    #[test]
+    fn tool_call_without_a_name_is_a_protocol_error() {
+        let error = decode(&[
+            &tool_fragment(0, Some("a"), None, "{}"),
+            &finish_chunk("tool_calls"),
+        ])
+        .unwrap_err();
+        assert!(matches!(error, ModelError::Protocol(_)), "{error:?}");
+    }
+
+    #[test]
+    fn stop_with_tool_calls_means_tool_calls() {
+        let events = decode(&[
+            &tool_fragment(0, Some("a"), Some("f"), "{}"),
+            &finish_chunk("stop"),
+        ])
+        .unwrap();
+        assert_eq!(events.last(), Some(&finish(FinishReason::ToolCalls)));
+    }
+
+    #[test]
+    fn tool_calls_complete_at_the_finish_reason_before_usage() {
+        let mut decoder = ChatCompletionsDecoder::new();
+        decoder
+            .push(&sse(&tool_fragment(0, Some("a"), Some("f"), "{}")))
+            .unwrap();
+        let at_finish_reason = decoder.push(&sse(&finish_chunk("tool_calls"))).unwrap();
+        assert_eq!(at_finish_reason, vec![call("a", "f", "{}")]);
+        assert!(!decoder.is_finished());
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        let at_usage = decoder.push(&sse(usage)).unwrap();
+        assert_eq!(
+            at_usage,
+            vec![ModelEvent::Finish {
+                reason: FinishReason::ToolCalls,
+                usage: Usage {
+                    input_tokens: 3,
+                    output_tokens: 4,
+                    ..Usage::default()
+                },
+            }]
+        );
+        assert!(decoder.is_finished());
+        assert_eq!(decoder.push(&sse("[DONE]")).unwrap(), vec![]);
+        assert_eq!(decoder.end().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn usage_with_details() {
+        let usage = json!({ "choices": [], "usage": {
+            "prompt_tokens": 100,
+            "completion_tokens": 50,
+            "total_tokens": 150,
+            "prompt_tokens_details": { "cached_tokens": 80, "audio_tokens": 0 },
+            "completion_tokens_details": { "reasoning_tokens": 30 },
+        } })
+        .to_string();
+        let events = decode(&[&text("hi"), &finish_chunk("stop"), &usage]).unwrap();
+        assert_eq!(
+            events.last(),
+            Some(&ModelEvent::Finish {
+                reason: FinishReason::Stop,
+                usage: Usage {
+                    input_tokens: 100,
+                    output_tokens: 50,
+                    reasoning_tokens: 30,
+                    cached_input_tokens: 80,
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn usage_in_the_finishing_chunk_finishes_at_once() {
+        let chunk = r#"{"choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
+        let mut decoder = ChatCompletionsDecoder::new();
+        let events = decoder.push(&sse(chunk)).unwrap();
+        assert!(decoder.is_finished());
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::TextDelta("!".into()),
+                ModelEvent::Finish {
+                    reason: FinishReason::Stop,
+                    usage: Usage {
+                        input_tokens: 1,
+                        output_tokens: 2,
+                        ..Usage::default()
+                    },
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn running_usage_before_the_finish_reason_does_not_finish() {
+        let with_usage = |content: &str, completion: u64| {
+            json!({ "choices": [{ "index": 0, "delta": { "content": content } }],
+                    "usage": { "prompt_tokens": 5, "completion_tokens": completion } })
+            .to_string()
+        };
+        let events = decode(&[
+            &with_usage("a", 1),
+            &with_usage("b", 2),
+            &finish_chunk("length"),
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::TextDelta("a".into()),
+                ModelEvent::TextDelta("b".into()),
+                ModelEvent::Finish {
+                    reason: FinishReason::Length,
+                    usage: Usage {
+                        input_tokens: 5,
+                        output_tokens: 2,
+                        ..Usage::default()
+                    },
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn groq_usage_and_deepseek_cache_hits() {
+        let groq = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"x_groq":{"usage":{"prompt_tokens":7,"completion_tokens":8}}}"#;
+        let events = decode(&[groq]).unwrap();
+        assert_eq!(
+            events,
+            vec![ModelEvent::Finish {
+                reason: FinishReason::Stop,
+                usage: Usage {
+                    input_tokens: 7,
+                    output_tokens: 8,
+                    ..Usage::default()
+                },
+            }]
+        );
+
+        let deepseek = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":1,"prompt_cache_hit_tokens":6}}"#;
+        let events = decode(&[deepseek]).unwrap();
+        let ModelEvent::Finish { usage, .. } = events[0] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(usage.cached_input_tokens, 6);
+    }
+
+    #[test]
+    fn every_finish_reason() {
+        for (wire, expected) in [
+            ("stop", FinishReason::Stop),
+            ("length", FinishReason::Length),
+            ("content_filter", FinishReason::ContentFilter),
+            ("tool_calls", FinishReason::ToolCalls),
+            ("function_call", FinishReason::ToolCalls),
+            ("error", FinishReason::Error),
+            ("something_new", FinishReason::Other),
+        ] {
+            let events = decode(&[&finish_chunk(wire), "[DONE]"]).unwrap();
+            assert_eq!(events, vec![finish(expected)], "{wire}");
+        }
+    }
+
+    #[test]
+    fn done_without_a_finish_reason_is_other() {
+        assert_eq!(
+            decode(&[&text("x"), "[DONE]"]).unwrap(),
+            vec![
+                ModelEvent::TextDelta("x".into()),
+                finish(FinishReason::Other)
+            ]
+        );
+    }
+
+    #[test]
+    fn error_object_in_the_stream() {
+        let error = decode(&[
+            &text("partial"),
+            r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#,
+        ])
+        .unwrap_err();
+        assert_eq!(error, ModelError::Stream("Rate limit reached".into()));
+
+        let error = decode(&[r#"{"error":"overloaded"}"#]).unwrap_err();
+        assert_eq!(error, ModelError::Stream("overloaded".into()));
+
+        // OpenRouter puts the error beside a choice that finishes with `error`.
+        let error = decode(&[
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"error"}],"error":{"code":502,"message":"Upstream died"}}"#,
+        ])
+        .unwrap_err();
+        assert_eq!(error, ModelError::Stream("Upstream died".into()));
+    }
+
+    #[test]
+    fn error_event_type() {
+        let mut decoder = ChatCompletionsDecoder::new();
+        let event = SseEvent {
+            event: Some("error".into()),
+            data: r#"{"message":"boom"}"#.into(),
+            id: None,
+        };
+        assert_eq!(
+            decoder.push(&event).unwrap_err(),
+            ModelError::Stream("boom".into())
+        );
+        let event = SseEvent {
+            event: Some("error".into()),
+            data: "plain words".into(),
+            id: None,
+        };
+        assert_eq!(
+            ChatCompletionsDecoder::new().push(&event).unwrap_err(),
+            ModelError::Stream("plain words".into())
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_a_protocol_error() {
+        let error = decode(&[&text("a"), "{\"choices\": [oops"]).unwrap_err();
+        assert!(matches!(error, ModelError::Protocol(_)), "{error:?}");
+        let error = decode(&["[1, 2]"]).unwrap_err();
+        assert!(matches!(error, ModelError::Protocol(_)), "{error:?}");
+    }
+
+    #[test]
+    fn stream_ending_early_is_a_transport_error() {
+        let error = decode(&[&text("a"), &text("b")]).unwrap_err();
+        assert!(matches!(error, ModelError::Transport(_)), "{error:?}");
+        assert!(error.is_transient());
+
+        // A finish reason without `[DONE]` is a complete reply.
+        assert_eq!(
+            decode(&[&text("a"), &finish_chunk("stop")]).unwrap(),
+            vec![
+                ModelEvent::TextDelta("a".into()),
+                finish(FinishReason::Stop)
+            ]
+        );
+    }
+
+    #[test]
+    fn whole_completion_body() {
+        let body = json!({
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "choices": [{
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Checking.",
+                    "tool_calls": [
+                        { "id": "a", "type": "function", "function": { "name": "f", "arguments": "{\"n\":1}" } },
+                        { "id": "b", "type": "function", "function": { "name": "g", "arguments": "{}" } },
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }],
+            "usage": { "prompt_tokens": 10, "completion_tokens": 5 },
+        });
+        let events =
+            ChatCompletionsDecoder::decode_completion(body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::TextDelta("Checking.".into()),
+                start("a", "f"),
+                delta("a", "{\"n\":1}"),
+                start("b", "g"),
+                delta("b", "{}"),
+                call("a", "f", "{\"n\":1}"),
+                call("b", "g", "{}"),
+                ModelEvent::Finish {
+                    reason: FinishReason::ToolCalls,
+                    usage: Usage {
+                        input_tokens: 10,
+                        output_tokens: 5,
+                        ..Usage::default()
+                    },
+                },
+            ]
+        );
+        let error = ChatCompletionsDecoder::decode_completion(br#"{"error":{"message":"no"}}"#)
+            .unwrap_err();
+        assert_eq!(error, ModelError::Stream("no".into()));
+    }
+
+    #[tokio::test]
+    async fn byte_stream_split_anywhere_decodes_the_same() {
+        let body = [
+            format!("data: {}\n\n", text("héllo ")),
+            ": keep-alive\n\n".to_owned(),
+            format!("data: {}\r\n\r\n", text("wörld 🦀")),
+            format!(
+                "data: {}\n\n",
+                tool_fragment(0, Some("a"), Some("f"), "{\"k\":")
+            ),
+            format!("data: {}\n\n", tool_fragment(0, None, None, "1}")),
+            format!("data: {}\n\n", finish_chunk("tool_calls")),
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}\n\n"
+                .to_owned(),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat()
+        .into_bytes();
+        let expected = vec![
+            ModelEvent::TextDelta("héllo ".into()),
+            ModelEvent::TextDelta("wörld 🦀".into()),
+            start("a", "f"),
+            delta("a", "{\"k\":"),
+            delta("a", "1}"),
+            call("a", "f", "{\"k\":1}"),
+            ModelEvent::Finish {
+                reason: FinishReason::ToolCalls,
+                usage: Usage {
+                    input_tokens: 2,
+                    output_tokens: 3,
+                    ..Usage::default()
+                },
+            },
+        ];
+        for split in 0..=body.len() {
+            let pieces: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::copy_from_slice(&body[..split])),
+                Ok(Bytes::copy_from_slice(&body[split..])),
+            ];
+            let events: Vec<_> = decode_chat_completions_stream(futures::stream::iter(pieces))
+                .collect()
+                .await;
+            let events: Vec<ModelEvent> = events.into_iter().map(Result::unwrap).collect();
+            assert_eq!(events, expected, "split at {split}");
+        }
+    }
+
+    #[tokio::test]
+    async fn byte_stream_errors_end_the_stream() {
+        let pieces: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from(format!("data: {}\n\n", text("a")))),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset",
+            )),
+            Ok(Bytes::from(format!("data: {}\n\n", text("never")))),
+        ];
+        let events: Vec<_> = decode_chat_completions_stream(futures::stream::iter(pieces))
+            .collect()
+            .await;
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0], Ok(ModelEvent::TextDelta("a".into())));
+        assert!(
+            matches!(&events[1], Err(ModelError::Transport(message)) if message.contains("reset")),
+            "{events:?}"
+        );
+
+        let pieces: Vec<Result<Bytes, std::io::Error>> =
+            vec![Ok(Bytes::from(format!("data: {}\n\n", text("a"))))];
+        let events: Vec<_> = decode_chat_completions_stream(futures::stream::iter(pieces))
+            .collect()
+            .await;
+        assert!(matches!(events[1], Err(ModelError::Transport(_))));
+    }
+
+    #[tokio::test]
+    async fn byte_stream_stops_at_the_first_decoding_error() {
+        let pieces: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::from(format!(
+            "data: {}\n\ndata: nonsense\n\ndata: {}\n\n",
+            text("a"),
+            text("b")
+        )))];
+        let events: Vec<_> = decode_chat_completions_stream(futures::stream::iter(pieces))
+            .collect()
+            .await;
+        assert_eq!(events.len(), 2);
+        assert!(matches!(events[1], Err(ModelError::Protocol(_))));
+    }
+
+    // --- request ------------------------------------------------------------------------
+
+    #[test]
+    fn request_body_shape() {
+        let request = ModelRequest {
+            messages: vec![ModelMessage::User {
+                content: vec![UserContent::Text { text: "Hi".into() }],
+            }],
+            tools: vec![ToolSpec {
+                name: "weather".into(),
+                description: "Weather in a city".into(),
+                input_schema: json!({ "type": "object", "properties": { "city": { "type": "string" } } }),
+            }],
+            max_output_tokens: Some(256),
+            temperature: Some(0.7),
+        };
+        assert_eq!(
+            request_body("gpt-4o-mini", &request),
+            json!({
+                "model": "gpt-4o-mini",
+                "messages": [{ "role": "user", "content": "Hi" }],
+                "stream": true,
+                "stream_options": { "include_usage": true },
+                "tools": [{ "type": "function", "function": {
+                    "name": "weather",
+                    "description": "Weather in a city",
+                    "parameters": { "type": "object", "properties": { "city": { "type": "string" } } },
+                } }],
+                "max_tokens": 256,
+                "temperature": 0.7,
+            })
+        );
+        let body = request_body_with("o3", &request, MaxTokensParam::MaxCompletionTokens);
+        assert_eq!(body["max_completion_tokens"], 256);
+        assert!(body.get("max_tokens").is_none());
+    }
+
+    #[test]
+    fn request_body_leaves_out_unset_options() {
+        let body = request_body("m", &ModelRequest::default());
+        assert_eq!(
+            body,
+            json!({
+                "model": "m",
+                "messages": [],
+                "stream": true,
+                "stream_options": { "include_usage": true },
+            })
+        );
+    }
+
+    #[test]
+    fn tool_without_object_schema_gets_an_empty_one() {
+        let request = ModelRequest {
+            tools: vec![ToolSpec {
+                name: "now".into(),
+                description: "The time".into(),
+                input_schema: Value::Null,
+            }],
+            ..ModelRequest::default()
+        };
+        assert_eq!(
+            request_body("m", &request)["tools"][0]["function"]["parameters"],
+            json!({ "type": "object", "properties": {} })
+        );
+    }
+
+    #[test]
+    fn conversation_messages() {
+        let request = ModelRequest {
+            messages: vec![
+                ModelMessage::System {
+                    content: "Be brief.".into(),
+                },
+                ModelMessage::User {
+                    content: vec![
+                        UserContent::Text {
+                            text: "Weather?".into(),
+                        },
+                        UserContent::Text {
+                            text: "In Paris.".into(),
+                        },
+                    ],
+                },
+                ModelMessage::Assistant {
+                    content: vec![
+                        AssistantContent::Reasoning {
+                            text: "Use the tool.".into(),
+                        },
+                        AssistantContent::Text {
+                            text: "Let me ".into(),
+                        },
+                        AssistantContent::Text {
+                            text: "check.".into(),
+                        },
+                        AssistantContent::ToolCall {
+                            tool_call_id: "call_1".into(),
+                            tool_name: "weather".into(),
+                            input: json!({ "city": "Paris" }),
+                            provider_executed: false,
+                        },
+                        AssistantContent::ToolCall {
+                            tool_call_id: "ws_1".into(),
+                            tool_name: "web_search".into(),
+                            input: json!({}),
+                            provider_executed: true,
+                        },
+                        AssistantContent::ToolResult(ToolResult {
+                            tool_call_id: "ws_1".into(),
+                            tool_name: "web_search".into(),
+                            output: ToolOutput::Text("results".into()),
+                        }),
+                        AssistantContent::ToolApprovalRequest {
+                            approval_id: "ap_1".into(),
+                            tool_call_id: "call_2".into(),
+                        },
+                    ],
+                },
+                ModelMessage::Tool {
+                    content: vec![
+                        ToolContent::ToolApprovalResponse {
+                            approval_id: "ap_1".into(),
+                            approved: true,
+                            reason: None,
+                        },
+                        ToolContent::ToolResult(ToolResult {
+                            tool_call_id: "call_1".into(),
+                            tool_name: "weather".into(),
+                            output: ToolOutput::Json(json!({ "temp": 21 })),
+                        }),
+                        ToolContent::ToolResult(ToolResult {
+                            tool_call_id: "call_2".into(),
+                            tool_name: "delete".into(),
+                            output: ToolOutput::ExecutionDenied(Some("not now".into())),
+                        }),
+                    ],
+                },
+                ModelMessage::Assistant {
+                    content: vec![AssistantContent::ToolCall {
+                        tool_call_id: "call_3".into(),
+                        tool_name: "noop".into(),
+                        input: json!({}),
+                        provider_executed: false,
+                    }],
+                },
+                // Reasoning only: nothing to send.
+                ModelMessage::Assistant {
+                    content: vec![AssistantContent::Reasoning { text: "hmm".into() }],
+                },
+                ModelMessage::Assistant {
+                    content: vec![AssistantContent::Text {
+                        text: "21 °C.".into(),
+                    }],
+                },
+            ],
+            ..ModelRequest::default()
+        };
+        assert_eq!(
+            request_body("m", &request)["messages"],
+            json!([
+                { "role": "system", "content": "Be brief." },
+                { "role": "user", "content": "Weather?\nIn Paris." },
+                {
+                    "role": "assistant",
+                    "content": "Let me check.",
+                    "tool_calls": [{
+                        "id": "call_1",
+                        "type": "function",
+                        "function": { "name": "weather", "arguments": "{\"city\":\"Paris\"}" },
+                    }],
+                },
+                { "role": "tool", "tool_call_id": "call_1", "content": "{\"temp\":21}" },
+                { "role": "tool", "tool_call_id": "call_2", "content": "Tool execution denied: not now" },
+                {
+                    "role": "assistant",
+                    "content": null,
+                    "tool_calls": [{
+                        "id": "call_3",
+                        "type": "function",
+                        "function": { "name": "noop", "arguments": "{}" },
+                    }],
+                },
+                { "role": "assistant", "content": "21 °C." },
+            ])
+        );
+    }
+
+    #[test]
+    fn user_files() {
+        let file = |data: &str, media_type: &str, filename: Option<&str>| UserContent::File {
+            data: data.into(),
+            media_type: media_type.into(),
+            filename: filename.map(Into::into),
+        };
+        let request = ModelRequest {
+            messages: vec![ModelMessage::User {
+                content: vec![
+                    UserContent::Text {
+                        text: "Look:".into(),
+                    },
+                    file("https://example.com/cat.png", "image/png", None),
+                    file("data:image/jpeg;base64,/9j/", "image/jpeg", Some("me.jpg")),
+                    file(
+                        "data:application/pdf;base64,JVBERi0=",
+                        "application/pdf",
+                        Some("a.pdf"),
+                    ),
+                    file("data:audio/wav;base64,UklGRg==", "audio/wav", None),
+                    // "héllo\n" in base64.
+                    file(
+                        "data:text/plain;base64,aMOpbGxvCg==",
+                        "text/plain",
+                        Some("notes.txt"),
+                    ),
+                    file(
+                        "data:text/csv,a%2Cb%0A1%2C2",
+                        "text/csv; charset=utf-8",
+                        None,
+                    ),
+                    file(
+                        "data:application/zip;base64,UEsDBA==",
+                        "application/zip",
+                        Some("x.zip"),
+                    ),
+                    file("https://example.com/report.pdf", "application/pdf", None),
+                ],
+            }],
+            ..ModelRequest::default()
+        };
+        assert_eq!(
+            request_body("m", &request)["messages"][0]["content"],
+            json!([
+                { "type": "text", "text": "Look:" },
+                { "type": "image_url", "image_url": { "url": "https://example.com/cat.png" } },
+                { "type": "image_url", "image_url": { "url": "data:image/jpeg;base64,/9j/" } },
+                { "type": "file", "file": { "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0=" } },
+                { "type": "input_audio", "input_audio": { "data": "UklGRg==", "format": "wav" } },
+                { "type": "text", "text": "notes.txt:\nhéllo\n" },
+                { "type": "text", "text": "a,b\n1,2" },
+                { "type": "text", "text": "[Attached file x.zip (application/zip), which this model cannot read]" },
+                { "type": "text", "text": "[Attached file (application/pdf) at https://example.com/report.pdf, which this model cannot read]" },
+            ])
+        );
+    }
+
+    #[test]
+    fn base64_decoding() {
+        assert_eq!(decode_base64("").unwrap(), b"");
+        assert_eq!(decode_base64("Zg==").unwrap(), b"f");
+        assert_eq!(decode_base64("Zm8").unwrap(), b"fo");
+        assert_eq!(decode_base64("Zm9v").unwrap(), b"foo");
+        assert_eq!(decode_base64("Zm9v\nYmFy").unwrap(), b"foobar");
+        assert_eq!(
+            decode_base64("-_8=").unwrap(),
+            decode_base64("+/8=").unwrap()
+        );
+        assert!(decode_base64("Zm9v!").is_none());
+    }
+
+    #[test]
+    fn provider_error_messages() {
+        assert_eq!(
+            provider_error_message(
+                br#"{"error":{"message":"Invalid API key","type":"invalid_request_error"}}"#
+            ),
+            "Invalid API key"
+        );
+        assert_eq!(
+            provider_error_message(br#"{"object":"error","message":"model not found"}"#),
+            "model not found"
+        );
+        assert_eq!(
+            provider_error_message(br#"{"detail":"Not Found"}"#),
+            "Not Found"
+        );
+        assert_eq!(
+            provider_error_message(b"  upstream timed out \n"),
+            "upstream timed out"
+        );
+        let long = "x".repeat(5000);
+        let message = provider_error_message(long.as_bytes());
+        assert_eq!(message.chars().count(), MAX_ERROR_MESSAGE_CHARS + 1);
+        assert!(message.ends_with('…'));
+    }
+
+    #[test]
+    fn model_id_and_endpoint() {
+        let openai = OpenAiCompatible::new("https://api.openai.com/v1/", None, "gpt-4o").unwrap();
+        assert_eq!(openai.id(), "openai:gpt-4o");
+        assert_eq!(
+            openai.endpoint(),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(openai.max_tokens_param, MaxTokensParam::MaxCompletionTokens);
+
+        let ollama =
+            OpenAiCompatible::new("http://localhost:11434/v1", Some(String::new()), "qwen3")
+                .unwrap()
+                .with_provider_name("ollama");
+        assert_eq!(ollama.id(), "ollama:qwen3");
+        assert_eq!(ollama.api_key, None);
+        assert_eq!(ollama.max_tokens_param, MaxTokensParam::MaxTokens);
     }
 }

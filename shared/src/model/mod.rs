@@ -258,18 +258,20 @@ pub fn from_config(
     match config.model_provider {
         ModelProvider::Offline => Ok(Arc::new(offline::OfflineModel::new())),
         #[cfg(feature = "native")]
-        ModelProvider::OpenAi => Ok(Arc::new(openai::OpenAiCompatible::new(
-            config
-                .model_base_url
-                .clone()
-                .unwrap_or_else(|| openai::OpenAiCompatible::DEFAULT_BASE_URL.to_owned()),
-            config.model_api_key.clone(),
-            config
-                .model
-                .clone()
-                .unwrap_or_else(|| openai::OpenAiCompatible::DEFAULT_MODEL.to_owned()),
-        )
-        .map_err(|error| ConfigError::ModelClient(error.to_string()))?)),
+        ModelProvider::OpenAi => Ok(Arc::new(
+            openai::OpenAiCompatible::new(
+                config
+                    .model_base_url
+                    .clone()
+                    .unwrap_or_else(|| openai::OpenAiCompatible::DEFAULT_BASE_URL.to_owned()),
+                config.model_api_key.clone(),
+                config
+                    .model
+                    .clone()
+                    .unwrap_or_else(|| openai::OpenAiCompatible::DEFAULT_MODEL.to_owned()),
+            )
+            .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
+        )),
         other => Err(ConfigError::Unavailable(other.name())),
     }
 }

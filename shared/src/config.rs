@@ -54,6 +54,8 @@ pub struct Config {
     pub max_steps: usize,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// Tools whose calls wait for a person's approval.
+    pub approval_tools: Vec<String>,
 }
 
 impl Config {
@@ -116,6 +118,15 @@ impl Config {
             max_steps: number("CHATFN_MAX_STEPS", Self::DEFAULT_MAX_STEPS as u64)? as usize,
             max_body_bytes: number("CHATFN_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES as u64)?
                 as usize,
+            approval_tools: get("CHATFN_APPROVAL_TOOLS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }

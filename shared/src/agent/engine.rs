@@ -154,6 +154,13 @@ async fn drive(
         message_metadata: None,
     })
     .await?;
+    if run_answered_approvals(agent, chat_id, run, stop).await? {
+        run.emit(UIMessageChunk::Abort {
+            reason: Some("stopped".to_owned()),
+        })
+        .await?;
+        return Ok(StepEnd::Stopped);
+    }
     let mut end = StepEnd::Done(FinishReason::Stop);
     while *steps < agent.max_steps() {
         if stop.is_cancelled() {
@@ -240,6 +247,7 @@ async fn step(
     let mut ids = PartIds::default();
     let mut calls: Vec<PendingCall> = Vec::new();
     let mut rejected = 0usize;
+    let mut awaiting_approval = 0usize;
     let mut reason = None;
     loop {
         let event = match unless_stopped(stop, stream.next()).await {
@@ -333,6 +341,16 @@ async fn step(
                 ids.text = None;
                 ids.reasoning = None;
                 match accept_call(agent, run, id, name, &arguments).await? {
+                    Some(call) if agent.needs_approval(&call.name, &call.input) => {
+                        run.emit(UIMessageChunk::ToolApprovalRequest {
+                            approval_id: format!("approval_{}", uuid::Uuid::new_v4().simple()),
+                            tool_call_id: call.id,
+                            is_automatic: None,
+                            signature: None,
+                        })
+                        .await?;
+                        awaiting_approval += 1;
+                    }
                     Some(call) => calls.push(call),
                     None => rejected += 1,
                 }
@@ -376,8 +394,9 @@ async fn step(
         return stopped_step(run).await;
     }
     run.emit(UIMessageChunk::FinishStep).await?;
-    if client_side {
-        // The browser owns the next move: it answers the call and sends the message back.
+    if client_side || awaiting_approval > 0 {
+        // The browser owns the next move: it runs the call or asks a person, and sends the
+        // message back to continue.
         return Ok(StepEnd::Done(FinishReason::ToolCalls));
     }
     // Like the AI SDK, go on whenever every call of the step has a result for the model to read,
@@ -386,6 +405,48 @@ async fn step(
         return Ok(StepEnd::Continue);
     }
     Ok(StepEnd::Done(reason))
+}
+
+/// Settles the calls a person answered since the last turn: approved ones run, denied ones are
+/// reported denied. Returns true when a stop cut the tools short.
+async fn run_answered_approvals(
+    agent: &Agent,
+    chat_id: &str,
+    run: &mut Run<'_>,
+    stop: &CancellationToken,
+) -> Result<bool, SinkClosed> {
+    let answered: Vec<(String, String, Value, bool)> = run
+        .fold
+        .message()
+        .tool_parts()
+        .filter(|part| part.state == crate::ui::ToolState::ApprovalResponded)
+        .map(|part| {
+            let approved = part.approval.as_ref().and_then(|a| a.approved) == Some(true);
+            let input = part
+                .input
+                .clone()
+                .unwrap_or(Value::Object(Default::default()));
+            (
+                part.tool_call_id.clone(),
+                part.tool_name.clone(),
+                input,
+                approved,
+            )
+        })
+        .collect();
+    let mut approved = Vec::new();
+    for (id, name, input, yes) in answered {
+        if yes && agent.tool(&name).is_some() {
+            approved.push(PendingCall { id, name, input });
+        } else {
+            run.emit(UIMessageChunk::ToolOutputDenied { tool_call_id: id })
+                .await?;
+        }
+    }
+    if approved.is_empty() {
+        return Ok(false);
+    }
+    execute_tools(agent, chat_id, run, approved, stop).await
 }
 
 async fn stopped_step(run: &mut Run<'_>) -> Result<StepEnd, SinkClosed> {

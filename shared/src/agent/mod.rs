@@ -30,6 +30,7 @@ pub fn configured_agent(config: &Config, model: Arc<dyn Model>) -> Agent {
         )
         .tool(tools::current_time())
         .tool(tools::roll_dice())
+        .require_approval(config.approval_tools.iter().cloned())
         .max_steps(config.max_steps)
         .build()
 }
@@ -41,6 +42,8 @@ pub struct Agent {
     system_prompt: Option<String>,
     tools: Vec<Arc<dyn Tool>>,
     max_steps: usize,
+    /// Tools that only run after a person approves the call.
+    approval_required: Vec<String>,
 }
 
 impl Agent {
@@ -53,6 +56,7 @@ impl Agent {
                 system_prompt: None,
                 tools: Vec::new(),
                 max_steps: Self::DEFAULT_MAX_STEPS,
+                approval_required: Vec::new(),
             },
         }
     }
@@ -76,6 +80,19 @@ impl Agent {
     pub fn max_steps(&self) -> usize {
         self.max_steps
     }
+
+    /// Whether this call of `tool` waits for a person's approval before it runs.
+    pub fn needs_approval(&self, tool: &str, input: &serde_json::Value) -> bool {
+        self.approval_required.iter().any(|name| name == tool)
+            || self
+                .tool(tool)
+                .is_some_and(|tool| tool.needs_approval(input))
+    }
+
+    /// Whether the browser runs this tool (so its outputs come from the client).
+    pub fn runs_on_client(&self, tool: &str) -> bool {
+        self.tool(tool).is_some_and(|tool| tool.runs_on_client())
+    }
 }
 
 pub struct AgentBuilder {
@@ -94,6 +111,14 @@ impl AgentBuilder {
             .tools
             .retain(|existing| existing.name() != tool.name());
         self.agent.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// Requires a person's approval before any call of these tools runs.
+    pub fn require_approval<S: Into<String>>(mut self, tools: impl IntoIterator<Item = S>) -> Self {
+        self.agent
+            .approval_required
+            .extend(tools.into_iter().map(Into::into));
         self
     }
 

@@ -44,6 +44,11 @@ pub trait Tool: Send + Sync {
         false
     }
 
+    /// Whether this call must wait for a person's approval (human in the loop).
+    fn needs_approval(&self, _input: &Value) -> bool {
+        false
+    }
+
     async fn execute(&self, input: Value, context: ToolContext) -> Result<Value, ToolError>;
 
     fn spec(&self) -> ToolSpec {

@@ -319,7 +319,7 @@ impl TurnRunner {
                                 ))
                             })?;
                         let stored = history.remove(index);
-                        let continued = overlay_client_answers(stored, &message);
+                        let continued = overlay_client_answers(stored, &message, &self.agent);
                         // Later messages cannot exist when a client answers a tool call.
                         history.truncate(index);
                         self.store.put_message(chat_id, &continued).await?;
@@ -654,9 +654,11 @@ fn has_content(message: &UIMessage) -> bool {
         .any(|part| !matches!(part, UIPart::StepStart))
 }
 
-/// The server's copy of an assistant message, with the outcomes the client supplied for its tool
-/// calls (outputs of client-side tools, approval answers). Everything else stays the server's.
-fn overlay_client_answers(mut stored: UIMessage, client: &UIMessage) -> UIMessage {
+/// The server's copy of an assistant message, with what the client may answer for it: the
+/// outputs of tools that run in the browser, and a person's answer to an approval request whose
+/// id matches. Everything else stays the server's, so a client cannot forge a server tool's
+/// output or approve a call it was never asked about.
+fn overlay_client_answers(mut stored: UIMessage, client: &UIMessage, agent: &Agent) -> UIMessage {
     use crate::ui::ToolState;
     for part in stored.parts.iter_mut() {
         let UIPart::Tool(tool) = part else { continue };
@@ -666,27 +668,32 @@ fn overlay_client_answers(mut stored: UIMessage, client: &UIMessage) -> UIMessag
         else {
             continue;
         };
-        let answerable = matches!(
-            tool.state,
-            ToolState::InputAvailable | ToolState::ApprovalRequested
-        );
-        let answered = matches!(
-            answer.state,
-            ToolState::OutputAvailable
-                | ToolState::OutputError
-                | ToolState::OutputDenied
-                | ToolState::ApprovalResponded
-        );
-        if answerable && answered {
-            tool.state = answer.state;
-            tool.output = answer.output.clone();
-            tool.error_text = answer.error_text.clone();
-            if let (Some(mine), Some(theirs)) = (tool.approval.as_mut(), answer.approval.as_ref())
-                && mine.id == theirs.id
-            {
-                mine.approved = theirs.approved;
+        match (tool.state, answer.state) {
+            (
+                ToolState::ApprovalRequested,
+                ToolState::ApprovalResponded | ToolState::OutputDenied,
+            ) => {
+                let (Some(mine), Some(theirs)) = (tool.approval.as_mut(), answer.approval.as_ref())
+                else {
+                    continue;
+                };
+                if mine.id != theirs.id {
+                    continue;
+                }
+                let approved =
+                    answer.state == ToolState::ApprovalResponded && theirs.approved == Some(true);
+                mine.approved = Some(approved);
                 mine.reason = theirs.reason.clone();
+                tool.state = ToolState::ApprovalResponded;
             }
+            (ToolState::InputAvailable, ToolState::OutputAvailable | ToolState::OutputError)
+                if agent.runs_on_client(&tool.tool_name) =>
+            {
+                tool.state = answer.state;
+                tool.output = answer.output.clone();
+                tool.error_text = answer.error_text.clone();
+            }
+            _ => {}
         }
     }
     stored

@@ -36,6 +36,15 @@ pub fn stock_agent(model: Arc<dyn Model>) -> Agent {
     configured_agent(&config, model)
 }
 
+/// The stock agent with `roll_dice` behind a person's approval.
+pub fn approval_agent(model: Arc<dyn Model>) -> Agent {
+    let config = Config::from_lookup(|name| {
+        (name == "CHATFN_APPROVAL_TOOLS").then(|| "roll_dice".to_owned())
+    })
+    .expect("config");
+    configured_agent(&config, model)
+}
+
 impl TestApp {
     pub async fn start(agent: Agent) -> TestApp {
         Self::start_with(agent, Arc::new(MemoryStore::new()), |settings| settings).await

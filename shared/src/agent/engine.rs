@@ -257,55 +257,10 @@ async fn step(
         };
         match event {
             Ok(ModelEvent::TextDelta(delta)) => {
-                if let Some(id) = ids.reasoning.take() {
-                    run.emit(UIMessageChunk::ReasoningEnd {
-                        id,
-                        provider_metadata: None,
-                    })
-                    .await?;
-                }
-                let id = match &ids.text {
-                    Some(id) => id.clone(),
-                    None => {
-                        let id = ids.next("text");
-                        run.emit(UIMessageChunk::TextStart {
-                            id: id.clone(),
-                            provider_metadata: None,
-                        })
-                        .await?;
-                        ids.text = Some(id.clone());
-                        id
-                    }
-                };
-                run.emit(UIMessageChunk::text_delta(id, delta)).await?;
+                stream_delta(run, &mut ids, PartKind::Text, delta).await?
             }
             Ok(ModelEvent::ReasoningDelta(delta)) => {
-                if let Some(id) = ids.text.take() {
-                    run.emit(UIMessageChunk::TextEnd {
-                        id,
-                        provider_metadata: None,
-                    })
-                    .await?;
-                }
-                let id = match &ids.reasoning {
-                    Some(id) => id.clone(),
-                    None => {
-                        let id = ids.next("reasoning");
-                        run.emit(UIMessageChunk::ReasoningStart {
-                            id: id.clone(),
-                            provider_metadata: None,
-                        })
-                        .await?;
-                        ids.reasoning = Some(id.clone());
-                        id
-                    }
-                };
-                run.emit(UIMessageChunk::ReasoningDelta {
-                    id,
-                    delta,
-                    provider_metadata: None,
-                })
-                .await?;
+                stream_delta(run, &mut ids, PartKind::Reasoning, delta).await?
             }
             Ok(ModelEvent::ToolCallStart { id, name }) => {
                 run.close_open_parts().await?;
@@ -570,7 +525,64 @@ async fn execute_tools(
     }
 }
 
-/// Ids for the text and reasoning parts of a step; unique within a turn.
+/// The streaming part kinds a model's deltas fill.
+#[derive(Clone, Copy)]
+enum PartKind {
+    Text,
+    Reasoning,
+}
+
+impl PartKind {
+    fn other(self) -> PartKind {
+        match self {
+            PartKind::Text => PartKind::Reasoning,
+            PartKind::Reasoning => PartKind::Text,
+        }
+    }
+
+    fn start(self, id: String) -> UIMessageChunk {
+        match self {
+            PartKind::Text => UIMessageChunk::TextStart {
+                id,
+                provider_metadata: None,
+            },
+            PartKind::Reasoning => UIMessageChunk::ReasoningStart {
+                id,
+                provider_metadata: None,
+            },
+        }
+    }
+
+    fn delta(self, id: String, delta: String) -> UIMessageChunk {
+        match self {
+            PartKind::Text => UIMessageChunk::TextDelta {
+                id,
+                delta,
+                provider_metadata: None,
+            },
+            PartKind::Reasoning => UIMessageChunk::ReasoningDelta {
+                id,
+                delta,
+                provider_metadata: None,
+            },
+        }
+    }
+
+    fn end(self, id: String) -> UIMessageChunk {
+        match self {
+            PartKind::Text => UIMessageChunk::TextEnd {
+                id,
+                provider_metadata: None,
+            },
+            PartKind::Reasoning => UIMessageChunk::ReasoningEnd {
+                id,
+                provider_metadata: None,
+            },
+        }
+    }
+}
+
+/// The text and reasoning parts open in a step; their ids are unique within a turn.
 #[derive(Default)]
 struct PartIds {
     text: Option<String>,
@@ -578,7 +590,36 @@ struct PartIds {
 }
 
 impl PartIds {
-    fn next(&self, kind: &str) -> String {
-        format!("{kind}-{}", uuid::Uuid::new_v4().simple())
+    fn slot(&mut self, kind: PartKind) -> &mut Option<String> {
+        match kind {
+            PartKind::Text => &mut self.text,
+            PartKind::Reasoning => &mut self.reasoning,
+        }
     }
+}
+
+/// A delta of `kind`: closes the open part of the other kind, opens one of this kind if needed.
+async fn stream_delta(
+    run: &mut Run<'_>,
+    ids: &mut PartIds,
+    kind: PartKind,
+    delta: String,
+) -> Result<(), SinkClosed> {
+    if let Some(id) = ids.slot(kind.other()).take() {
+        run.emit(kind.other().end(id)).await?;
+    }
+    let id = match ids.slot(kind) {
+        Some(id) => id.clone(),
+        None => {
+            let prefix = match kind {
+                PartKind::Text => "text",
+                PartKind::Reasoning => "reasoning",
+            };
+            let id = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+            run.emit(kind.start(id.clone())).await?;
+            *ids.slot(kind) = Some(id.clone());
+            id
+        }
+    };
+    run.emit(kind.delta(id, delta)).await
 }

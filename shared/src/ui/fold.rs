@@ -136,79 +136,37 @@ impl MessageFold {
             UIMessageChunk::TextStart {
                 id,
                 provider_metadata,
-            } => {
-                self.message.parts.push(UIPart::Text(TextPart {
-                    text: String::new(),
-                    state: Some(PartState::Streaming),
-                    provider_metadata: provider_metadata.clone(),
-                }));
-                self.open_text
-                    .insert(id.clone(), self.message.parts.len() - 1);
-            }
+            } => self.start_part(false, id, provider_metadata),
+            UIMessageChunk::ReasoningStart {
+                id,
+                provider_metadata,
+            } => self.start_part(true, id, provider_metadata),
             UIMessageChunk::TextDelta {
                 id,
                 delta,
                 provider_metadata,
-            } => {
-                let part = self
-                    .open_part(true, id)
-                    .ok_or_else(|| fail("no open text part with that id"))?;
-                part.text.push_str(delta);
-                if provider_metadata.is_some() {
-                    part.provider_metadata = provider_metadata.clone();
-                }
-            }
-            UIMessageChunk::TextEnd {
-                id,
-                provider_metadata,
-            } => {
-                let part = self
-                    .open_part(true, id)
-                    .ok_or_else(|| fail("no open text part with that id"))?;
-                part.state = Some(PartState::Done);
-                if provider_metadata.is_some() {
-                    part.provider_metadata = provider_metadata.clone();
-                }
-                self.open_text.remove(id);
-            }
-            UIMessageChunk::ReasoningStart {
-                id,
-                provider_metadata,
-            } => {
-                self.message.parts.push(UIPart::Reasoning(TextPart {
-                    text: String::new(),
-                    state: Some(PartState::Streaming),
-                    provider_metadata: provider_metadata.clone(),
-                }));
-                self.open_reasoning
-                    .insert(id.clone(), self.message.parts.len() - 1);
-            }
+            } => self
+                .update_part(false, id, Some(delta), provider_metadata, false)
+                .ok_or_else(|| fail("no open text part with that id"))?,
             UIMessageChunk::ReasoningDelta {
                 id,
                 delta,
                 provider_metadata,
-            } => {
-                let part = self
-                    .open_part(false, id)
-                    .ok_or_else(|| fail("no open reasoning part with that id"))?;
-                part.text.push_str(delta);
-                if provider_metadata.is_some() {
-                    part.provider_metadata = provider_metadata.clone();
-                }
-            }
+            } => self
+                .update_part(true, id, Some(delta), provider_metadata, false)
+                .ok_or_else(|| fail("no open reasoning part with that id"))?,
+            UIMessageChunk::TextEnd {
+                id,
+                provider_metadata,
+            } => self
+                .update_part(false, id, None, provider_metadata, true)
+                .ok_or_else(|| fail("no open text part with that id"))?,
             UIMessageChunk::ReasoningEnd {
                 id,
                 provider_metadata,
-            } => {
-                let part = self
-                    .open_part(false, id)
-                    .ok_or_else(|| fail("no open reasoning part with that id"))?;
-                part.state = Some(PartState::Done);
-                if provider_metadata.is_some() {
-                    part.provider_metadata = provider_metadata.clone();
-                }
-                self.open_reasoning.remove(id);
-            }
+            } => self
+                .update_part(true, id, None, provider_metadata, true)
+                .ok_or_else(|| fail("no open reasoning part with that id"))?,
             UIMessageChunk::ReasoningFile {
                 url,
                 media_type,
@@ -486,16 +444,54 @@ impl MessageFold {
         Ok(())
     }
 
-    fn open_part(&mut self, text: bool, id: &str) -> Option<&mut TextPart> {
-        let index = if text {
-            self.open_text.get(id)
+    fn open_parts(&mut self, reasoning: bool) -> &mut HashMap<String, usize> {
+        if reasoning {
+            &mut self.open_reasoning
         } else {
-            self.open_reasoning.get(id)
-        }?;
-        match self.message.parts.get_mut(*index)? {
-            UIPart::Text(part) | UIPart::Reasoning(part) => Some(part),
-            _ => None,
+            &mut self.open_text
         }
+    }
+
+    fn start_part(&mut self, reasoning: bool, id: &str, provider_metadata: &Option<Value>) {
+        let part = TextPart {
+            text: String::new(),
+            state: Some(PartState::Streaming),
+            provider_metadata: provider_metadata.clone(),
+        };
+        self.message.parts.push(if reasoning {
+            UIPart::Reasoning(part)
+        } else {
+            UIPart::Text(part)
+        });
+        let index = self.message.parts.len() - 1;
+        self.open_parts(reasoning).insert(id.to_owned(), index);
+    }
+
+    /// Appends a delta to (or ends) the open part with this id; `None` if there is none.
+    fn update_part(
+        &mut self,
+        reasoning: bool,
+        id: &str,
+        delta: Option<&String>,
+        provider_metadata: &Option<Value>,
+        end: bool,
+    ) -> Option<()> {
+        let index = *self.open_parts(reasoning).get(id)?;
+        let (UIPart::Text(part) | UIPart::Reasoning(part)) = self.message.parts.get_mut(index)?
+        else {
+            return None;
+        };
+        if let Some(delta) = delta {
+            part.text.push_str(delta);
+        }
+        if provider_metadata.is_some() {
+            part.provider_metadata = provider_metadata.clone();
+        }
+        if end {
+            part.state = Some(PartState::Done);
+            self.open_parts(reasoning).remove(id);
+        }
+        Some(())
     }
 
     fn tool_mut(&mut self, tool_call_id: &str) -> Option<&mut ToolPart> {

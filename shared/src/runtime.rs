@@ -13,3 +13,11 @@ pub fn spawn_turn(task: TurnTask) {
 pub fn spawn_detached(task: impl std::future::Future<Output = ()> + Send + 'static) {
     tokio::spawn(task);
 }
+
+/// Waits, on hosts with a timer; elsewhere returns at once.
+pub async fn sleep(duration: std::time::Duration) {
+    #[cfg(feature = "native")]
+    tokio::time::sleep(duration).await;
+    #[cfg(not(feature = "native"))]
+    let _ = duration;
+}

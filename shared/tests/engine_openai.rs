@@ -190,14 +190,14 @@ async fn a_stream_that_breaks_midway_ends_with_an_error_and_keeps_the_partial_re
 #[tokio::test]
 async fn a_provider_error_before_the_first_token_reaches_the_client() {
     let mock = MockOpenAi::start(vec![ScriptedReply::error(
-        429,
-        "Rate limit reached for requests",
+        400,
+        "Unsupported parameter: tools",
     )])
     .await;
     let app = app_for(&mock).await;
-    let token = app.session("e-429").await;
+    let token = app.session("e-400").await;
     let events = read_events(
-        app.send(&token, submit("e-429", vec![user_message("u1", "hi")]))
+        app.send(&token, submit("e-400", vec![user_message("u1", "hi")]))
             .await,
         None,
     )
@@ -207,10 +207,60 @@ async fn a_provider_error_before_the_first_token_reaches_the_client() {
         .unwrap_or_default()
         .to_owned();
     assert!(
-        error.contains("429") && error.contains("Rate limit"),
+        error.contains("400") && error.contains("Unsupported parameter"),
         "{error}"
     );
     assert_eq!(chunks_of(&events, "finish")[0]["finishReason"], "error");
+    assert_eq!(mock.requests().len(), 1, "a client error is not retried");
+}
+
+#[tokio::test]
+async fn transient_failures_before_the_first_token_are_retried() {
+    let mock = MockOpenAi::start(vec![
+        ScriptedReply::error(429, "Rate limit reached for requests"),
+        ScriptedReply::stream().drop_connection(),
+        ScriptedReply::say("Third time lucky."),
+    ])
+    .await;
+    let app = app_for(&mock).await;
+    let token = app.session("e-retry").await;
+    let events = read_events(
+        app.send(&token, submit("e-retry", vec![user_message("u1", "hi")]))
+            .await,
+        None,
+    )
+    .await;
+    assert!(
+        chunks_of(&events, "error").is_empty(),
+        "{:?}",
+        kinds(&events)
+    );
+    assert_eq!(chunks_of(&events, "text-delta").len(), 1);
+    assert_eq!(mock.requests().len(), 3);
+
+    let exhausted = MockOpenAi::start(vec![
+        ScriptedReply::error(503, "overloaded"),
+        ScriptedReply::error(503, "overloaded"),
+        ScriptedReply::error(503, "still overloaded"),
+    ])
+    .await;
+    let app = app_for(&exhausted).await;
+    let token = app.session("e-exhausted").await;
+    let events = read_events(
+        app.send(
+            &token,
+            submit("e-exhausted", vec![user_message("u1", "hi")]),
+        )
+        .await,
+        None,
+    )
+    .await;
+    let error = chunks_of(&events, "error")[0]["errorText"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("still overloaded"), "{error}");
+    assert_eq!(exhausted.requests().len(), 3);
 }
 
 #[tokio::test]

@@ -210,6 +210,37 @@ fn model_messages(agent: &Agent, history: &[UIMessage], reply: &UIMessage) -> Ve
     messages
 }
 
+/// How many times a model call is retried when it fails before its first event.
+const MODEL_RETRIES: u32 = 2;
+
+/// Opens the model stream, retrying transient failures (rate limits, overload, broken
+/// connections) as long as nothing has been streamed: once an event arrived, a retry would
+/// repeat it to the client.
+async fn open_stream(
+    agent: &Agent,
+    chat_id: &str,
+    request: ModelRequest,
+) -> Result<crate::model::ModelStream, crate::model::ModelError> {
+    let mut attempt = 0;
+    loop {
+        let error = match agent.model().stream(request.clone()).await {
+            Ok(mut stream) => match stream.next().await {
+                Some(Err(error)) if error.is_transient() && attempt < MODEL_RETRIES => error,
+                first => {
+                    let first = futures::stream::iter(first);
+                    return Ok(Box::pin(first.chain(stream)));
+                }
+            },
+            Err(error) if error.is_transient() && attempt < MODEL_RETRIES => error,
+            Err(error) => return Err(error),
+        };
+        attempt += 1;
+        let delay = std::time::Duration::from_millis(250 * 4u64.pow(attempt - 1));
+        tracing::info!(chat = %chat_id, attempt, ?delay, "retrying the model call: {error}");
+        crate::runtime::sleep(delay).await;
+    }
+}
+
 struct PendingCall {
     id: String,
     name: String,
@@ -230,7 +261,7 @@ async fn step(
         ..ModelRequest::default()
     };
     run.emit(UIMessageChunk::StartStep).await?;
-    let stream = match unless_stopped(stop, agent.model().stream(request)).await {
+    let stream = match unless_stopped(stop, open_stream(agent, chat_id, request)).await {
         None => return stopped_step(run).await,
         Some(Ok(stream)) => stream,
         Some(Err(error)) => {

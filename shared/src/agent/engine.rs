@@ -34,6 +34,8 @@ pub struct TurnRequest {
     /// The reply: a new empty assistant message, or the assistant message being continued (after
     /// tool outputs or approvals).
     pub reply: UIMessage,
+    /// The chat's state, shared with the tools.
+    pub state: super::ChatState,
 }
 
 /// How a turn ended.
@@ -53,6 +55,7 @@ struct Run<'a> {
     sink: &'a mut dyn ChunkSink,
     fold: MessageFold,
     error: Option<String>,
+    state: super::ChatState,
 }
 
 impl Run<'_> {
@@ -72,6 +75,44 @@ impl Run<'_> {
             self.emit(chunk).await?;
         }
         Ok(())
+    }
+}
+
+/// Ends a turn that a hook refused before the model was called: the client sees the reason as
+/// an `error` chunk and the turn finishes with reason `error`.
+pub async fn refuse_turn(reply: UIMessage, sink: &mut dyn ChunkSink, reason: &str) -> TurnOutcome {
+    let mut run = Run {
+        sink,
+        fold: MessageFold::continuing(reply),
+        error: None,
+        state: super::ChatState::default(),
+    };
+    let message_id = run.fold.message().id.clone();
+    let chunks = [
+        UIMessageChunk::Start {
+            message_id: Some(message_id),
+            message_metadata: None,
+        },
+        UIMessageChunk::Error {
+            error_text: reason.to_owned(),
+        },
+        UIMessageChunk::Finish {
+            finish_reason: Some(FinishReason::Error),
+            message_metadata: None,
+        },
+    ];
+    for chunk in chunks {
+        if run.emit(chunk).await.is_err() {
+            break;
+        }
+    }
+    TurnOutcome {
+        message: run.fold.into_message(),
+        finish_reason: FinishReason::Error,
+        usage: Usage::default(),
+        steps: 0,
+        stopped: false,
+        error: Some(reason.to_owned()),
     }
 }
 
@@ -104,6 +145,7 @@ pub async fn run_turn(
         sink,
         fold: MessageFold::continuing(request.reply),
         error: None,
+        state: request.state.clone(),
     };
     let mut usage = Usage::default();
     let mut steps = 0;
@@ -520,6 +562,7 @@ async fn execute_tools(
                 chat_id: chat_id.to_owned(),
                 tool_call_id: call.id.clone(),
                 stop: stop.clone(),
+                state: run.state.clone(),
             };
             Some(async move {
                 let result = tool.execute(call.input, context).await;

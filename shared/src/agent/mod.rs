@@ -2,12 +2,14 @@
 //! turn with them.
 
 mod engine;
+mod hooks;
 mod tool;
 pub mod tools;
 
 use std::sync::Arc;
 
-pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, run_turn};
+pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, refuse_turn, run_turn};
+pub use hooks::{ChatHooks, ChatState, HookError, NoHooks, StateError, TurnInfo};
 pub use tool::{FunctionTool, Tool, ToolContext, ToolError};
 
 use crate::config::Config;
@@ -44,6 +46,7 @@ pub struct Agent {
     max_steps: usize,
     /// Tools that only run after a person approves the call.
     approval_required: Vec<String>,
+    hooks: Arc<dyn ChatHooks>,
 }
 
 impl Agent {
@@ -57,6 +60,7 @@ impl Agent {
                 tools: Vec::new(),
                 max_steps: Self::DEFAULT_MAX_STEPS,
                 approval_required: Vec::new(),
+                hooks: Arc::new(NoHooks),
             },
         }
     }
@@ -79,6 +83,10 @@ impl Agent {
 
     pub fn max_steps(&self) -> usize {
         self.max_steps
+    }
+
+    pub fn hooks(&self) -> &Arc<dyn ChatHooks> {
+        &self.hooks
     }
 
     /// Whether this call of `tool` waits for a person's approval before it runs.
@@ -111,6 +119,12 @@ impl AgentBuilder {
             .tools
             .retain(|existing| existing.name() != tool.name());
         self.agent.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// Hooks into the chat's life (chat start, turn start and end, validation, hydration).
+    pub fn hooks(mut self, hooks: impl ChatHooks + 'static) -> Self {
+        self.agent.hooks = Arc::new(hooks);
         self
     }
 

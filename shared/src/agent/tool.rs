@@ -17,6 +17,8 @@ pub struct ToolContext {
     pub tool_call_id: String,
     /// Cancelled when the turn is stopped; long tools should give up when it fires.
     pub stop: CancellationToken,
+    /// The chat's state that survives between turns.
+    pub state: super::ChatState,
 }
 
 /// A failed tool call. Its message goes to the model (so it can recover) and to the client.

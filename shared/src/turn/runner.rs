@@ -10,7 +10,7 @@ use futures::Stream;
 use super::live::{LiveTurn, LiveTurns};
 use super::writer::{OutputWriter, WriterSettings};
 use super::{ChatInput, ChatTrigger, MessagePayload};
-use crate::agent::{Agent, TurnRequest, run_turn};
+use crate::agent::{Agent, ChatState, TurnInfo, TurnRequest, refuse_turn, run_turn};
 use crate::clock::now_ms;
 use crate::store::{
     InputAppend, LeaseAcquire, OutputBody, OutputRecord, Session, Store, StoreError, TurnLease,
@@ -134,12 +134,12 @@ impl TurnRunner {
         payload: MessagePayload,
     ) -> Result<(StartedTurn, TurnTask), TurnError> {
         let lease = self.acquire(chat_id, Some(input_seq)).await?;
-        match self.prepare(chat_id, &payload).await {
-            Ok((history, reply)) => {
+        match self.prepare(chat_id, input_seq, &payload).await {
+            Ok(prepared) => {
                 let live = Arc::new(LiveTurn::new(chat_id, lease.first_seq));
                 self.live.insert(live.clone());
-                let message_id = reply.id.clone();
-                let task = self.clone().execute(live.clone(), lease, history, reply);
+                let message_id = prepared.reply.id.clone();
+                let task = self.clone().execute(live.clone(), lease, prepared);
                 Ok((
                     StartedTurn {
                         live,
@@ -288,9 +288,37 @@ impl TurnRunner {
     async fn prepare(
         &self,
         chat_id: &str,
+        input_seq: u64,
+        payload: &MessagePayload,
+    ) -> Result<PreparedTurn, TurnError> {
+        let history = self.store.messages(chat_id).await?;
+        let info = TurnInfo {
+            chat_id: chat_id.to_owned(),
+            input_seq: Some(input_seq),
+            first_turn: history.is_empty(),
+            client_data: payload.metadata.clone(),
+        };
+        let (history, reply) = self.apply_input(chat_id, &info, history, payload).await?;
+        let history = self
+            .agent
+            .hooks()
+            .hydrate_messages(&info, history)
+            .await
+            .map_err(|e| TurnError::InvalidInput(e.0))?;
+        Ok(PreparedTurn {
+            history,
+            reply,
+            info,
+        })
+    }
+
+    async fn apply_input(
+        &self,
+        chat_id: &str,
+        info: &TurnInfo,
+        mut history: Vec<UIMessage>,
         payload: &MessagePayload,
     ) -> Result<(Vec<UIMessage>, UIMessage), TurnError> {
-        let mut history = self.store.messages(chat_id).await?;
         match payload.trigger {
             ChatTrigger::SubmitMessage => {
                 let message = payload.message.clone().ok_or_else(|| {
@@ -298,6 +326,11 @@ impl TurnRunner {
                 })?;
                 match message.role {
                     Role::User => {
+                        self.agent
+                            .hooks()
+                            .validate_message(info, &message)
+                            .await
+                            .map_err(|e| TurnError::InvalidInput(e.0))?;
                         // An edit (or a re-send) of a known message drops everything after it.
                         let edited = payload.message_id.as_deref().unwrap_or(&message.id);
                         if let Some(index) = history.iter().position(|m| m.id == edited) {
@@ -368,13 +401,12 @@ impl TurnRunner {
         }
     }
 
-    async fn execute(
-        self,
-        live: Arc<LiveTurn>,
-        lease: TurnLease,
-        history: Vec<UIMessage>,
-        reply: UIMessage,
-    ) {
+    async fn execute(self, live: Arc<LiveTurn>, lease: TurnLease, prepared: PreparedTurn) {
+        let PreparedTurn {
+            history,
+            reply,
+            info,
+        } = prepared;
         let chat_id = live.chat_id().to_owned();
         let stop_after = self.last_input_seq(&chat_id, lease.input_seq).await;
         let mut writer = OutputWriter::new(
@@ -384,13 +416,41 @@ impl TurnRunner {
             self.settings,
             stop_after,
         );
-        let request = TurnRequest {
-            chat_id: chat_id.clone(),
-            history,
-            reply,
+        let state = match self.store.state(&chat_id).await {
+            Ok(value) => ChatState::loaded(value),
+            Err(error) => {
+                tracing::error!(chat = %chat_id, "could not load the chat state: {error}");
+                ChatState::loaded(None)
+            }
         };
-        let stop = live.stop_signal().clone();
-        let outcome = run_turn(&self.agent, request, &mut writer, &stop).await;
+        let hooks = self.agent.hooks().clone();
+        let started = match info.first_turn {
+            true => hooks.on_chat_start(&info, &state).await,
+            false => Ok(()),
+        };
+        let started = match started {
+            Ok(()) => hooks.on_turn_start(&info, &state).await,
+            refused => refused,
+        };
+        let outcome = match started {
+            Ok(()) => {
+                let request = TurnRequest {
+                    chat_id: chat_id.clone(),
+                    history,
+                    reply,
+                    state: state.clone(),
+                };
+                let stop = live.stop_signal().clone();
+                run_turn(&self.agent, request, &mut writer, &stop).await
+            }
+            Err(refusal) => refuse_turn(reply, &mut writer, &refusal.0).await,
+        };
+        hooks.on_turn_complete(&info, &state, &outcome).await;
+        if let Some(changed) = state.changed_value()
+            && let Err(error) = self.store.put_state(&chat_id, &changed).await
+        {
+            tracing::error!(chat = %chat_id, "could not save the chat state: {error}");
+        }
         tracing::info!(
             chat = %chat_id,
             steps = outcome.steps,
@@ -638,6 +698,13 @@ impl TurnRunner {
         }
         self.turn_running(chat_id).await
     }
+}
+
+/// A turn ready to run: the history the model sees, the reply to stream, and what hooks see.
+struct PreparedTurn {
+    history: Vec<UIMessage>,
+    reply: UIMessage,
+    info: TurnInfo,
 }
 
 fn new_reply() -> UIMessage {

@@ -554,6 +554,7 @@ async fn execute_tools(
     calls: Vec<PendingCall>,
     stop: &CancellationToken,
 ) -> Result<bool, SinkClosed> {
+    let (sender, mut written) = futures::channel::mpsc::unbounded::<UIMessageChunk>();
     let mut pending: futures::stream::FuturesUnordered<_> = calls
         .into_iter()
         .filter_map(|call| {
@@ -563,6 +564,7 @@ async fn execute_tools(
                 tool_call_id: call.id.clone(),
                 stop: stop.clone(),
                 state: run.state.clone(),
+                writer: super::DataWriter::new(sender.clone(), Some(call.id.clone())),
             };
             Some(async move {
                 let result = tool.execute(call.input, context).await;
@@ -570,11 +572,26 @@ async fn execute_tools(
             })
         })
         .collect();
+    drop(sender);
     loop {
-        let next = match unless_stopped(stop, pending.next()).await {
-            None => return Ok(true),
-            Some(None) => return Ok(false),
-            Some(Some(next)) => next,
+        let next = {
+            let either = select(pending.next(), written.next());
+            match unless_stopped(stop, either).await {
+                None => return Ok(true),
+                Some(Either::Right((Some(chunk), _))) => {
+                    run.emit(chunk).await?;
+                    continue;
+                }
+                Some(Either::Right((None, finished))) => finished.await,
+                Some(Either::Left((finished, _))) => finished,
+            }
+        };
+        // What a tool wrote before it returned goes out before its result.
+        while let Ok(chunk) = written.try_recv() {
+            run.emit(chunk).await?;
+        }
+        let Some(next) = next else {
+            return Ok(false);
         };
         let chunk = match next {
             (tool_call_id, Ok(output)) => UIMessageChunk::ToolOutputAvailable {

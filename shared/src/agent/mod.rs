@@ -3,14 +3,18 @@
 
 mod engine;
 mod hooks;
+mod subagent;
 mod tool;
 pub mod tools;
+mod writer;
 
 use std::sync::Arc;
 
 pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, refuse_turn, run_turn};
 pub use hooks::{ChatHooks, ChatState, HookError, NoHooks, StateError, TurnInfo};
+pub use subagent::SubAgentTool;
 pub use tool::{FunctionTool, Tool, ToolContext, ToolError};
+pub use writer::DataWriter;
 
 use crate::config::Config;
 use crate::model::Model;

@@ -19,6 +19,8 @@ pub struct ToolContext {
     pub stop: CancellationToken,
     /// The chat's state that survives between turns.
     pub state: super::ChatState,
+    /// Writes data parts, metadata and preliminary outputs into the reply.
+    pub writer: super::DataWriter,
 }
 
 /// A failed tool call. Its message goes to the model (so it can recover) and to the client.

@@ -11,9 +11,10 @@ export const TEST_TIMEOUT_MS = 30_000;
  * `describe(name)` with `before`/`after` hooks that start and always stop the mock model and
  * the server. `body(ctx, e2e)` defines the tests with `e2e(name, fn)`; `ctx` holds `mock`,
  * `server` and `newChat()`. A failing test gets the server's recent logs appended, and every
- * test also fails if the server process died or the mock's handler threw.
+ * test also fails if the server process died or the mock's handler threw. `env` adds
+ * environment variables for the spawned server (e.g. `CHATFN_APPROVAL_TOOLS`).
  */
-export function e2eSuite(name, body) {
+export function e2eSuite(name, body, { env } = {}) {
   describe(name, () => {
     const ctx = {
       /** A fresh chat: its id, its session token and a DefaultChatTransport using that token. */
@@ -25,7 +26,7 @@ export function e2eSuite(name, body) {
     };
 
     before(async () => {
-      Object.assign(ctx, await setupFile(startMockOpenAI));
+      Object.assign(ctx, await setupFile(startMockOpenAI, { env }));
     }, { timeout: 45_000 });
 
     after(async () => {

@@ -335,11 +335,11 @@ export function stopChat(server, chatId, token, body = {}) {
  * Starts the mock model and chatfn for one test file. Returns `{ mock, server, teardown }`;
  * `teardown` always stops both, and is safe to call when the setup half failed.
  */
-export async function setupFile(startMock) {
+export async function setupFile(startMock, { env } = {}) {
   const mock = await startMock();
   let server;
   try {
-    server = await startChatfn({ modelBaseUrl: mock.baseUrl });
+    server = await startChatfn({ modelBaseUrl: mock.baseUrl, env });
   } catch (error) {
     await mock.close();
     throw error;

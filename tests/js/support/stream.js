@@ -174,9 +174,12 @@ export async function waitFor(fn, { timeout = 15000, interval = 100, message = '
  * Checks the chunk sequence is one well-formed reply, beyond what the schema checks:
  * one `start` first (with a messageId); balanced steps; every text/reasoning part opened before
  * its deltas and closed before the end; tool chunks in order; it ends with `finish`, or with
- * `abort` when `end: 'abort'`. Returns the sequence for chaining.
+ * `abort` when `end: 'abort'`. A call may end the reply waiting for approval
+ * (`tool-approval-request`). `continues` is the assistant message a continuation extends (after
+ * a tool approval answer): its unanswered calls may get their output (or denial) here, before
+ * the first step. Returns the sequence for chaining.
  */
-export function assertWellFormedReply(chunks, { end = 'finish' } = {}) {
+export function assertWellFormedReply(chunks, { end = 'finish', continues } = {}) {
   const types = describeChunks(chunks);
   const fail = (msg) => assert.fail(`${msg}\nchunks: ${types}`);
 
@@ -193,11 +196,18 @@ export function assertWellFormedReply(chunks, { end = 'finish' } = {}) {
   const openText = new Set();
   const openReasoning = new Set();
   const seenText = new Set();
-  const tools = new Map(); // toolCallId -> { name, stage }
+  const tools = new Map(); // toolCallId -> { name, stage, carried }
+  for (const part of continues?.parts ?? []) {
+    if (!part.type.startsWith('tool-') && part.type !== 'dynamic-tool') continue;
+    const stage = { 'input-available': 'input', 'approval-responded': 'input', 'approval-requested': 'awaiting-approval' }[part.state] ?? 'done';
+    tools.set(part.toolCallId, { name: part.toolName ?? part.type.slice('tool-'.length), stage, carried: true });
+  }
+  const isOutcome = (type) => ['tool-output-available', 'tool-output-error', 'tool-output-denied'].includes(type);
 
   for (const chunk of chunks) {
     const isContent = !['start', 'finish', 'abort', 'start-step', 'finish-step', 'message-metadata', 'error'].includes(chunk.type);
-    if (usesSteps && isContent && !inStep) fail(`${chunk.type} outside a start-step/finish-step pair`);
+    const carriedOutcome = isOutcome(chunk.type) && tools.get(chunk.toolCallId)?.carried;
+    if (usesSteps && isContent && !inStep && !carriedOutcome) fail(`${chunk.type} outside a start-step/finish-step pair`);
     switch (chunk.type) {
       case 'start-step':
         if (inStep) fail('start-step inside an open step');
@@ -247,8 +257,16 @@ export function assertWellFormedReply(chunks, { end = 'finish' } = {}) {
       case 'tool-input-error':
         tools.set(chunk.toolCallId, { name: chunk.toolName, stage: 'done' });
         break;
+      case 'tool-approval-request': {
+        const tool = tools.get(chunk.toolCallId);
+        if (!tool || tool.stage !== 'input') fail(`tool-approval-request before tool-input-available for ${chunk.toolCallId}`);
+        if (typeof chunk.approvalId !== 'string' || chunk.approvalId === '') fail('tool-approval-request without approvalId');
+        tool.stage = 'awaiting-approval';
+        break;
+      }
       case 'tool-output-available':
-      case 'tool-output-error': {
+      case 'tool-output-error':
+      case 'tool-output-denied': {
         const tool = tools.get(chunk.toolCallId);
         if (!tool || tool.stage !== 'input') fail(`${chunk.type} before tool-input-available for ${chunk.toolCallId}`);
         tool.stage = 'done';
@@ -265,7 +283,7 @@ export function assertWellFormedReply(chunks, { end = 'finish' } = {}) {
     if (inStep) fail('the reply finished inside an open step');
     if (openText.size || openReasoning.size) fail('the reply finished with open text/reasoning parts');
     for (const [id, tool] of tools) {
-      if (tool.stage !== 'done') fail(`tool call ${id} (${tool.name}) never got an output`);
+      if (tool.stage !== 'done' && tool.stage !== 'awaiting-approval') fail(`tool call ${id} (${tool.name}) never got an output`);
     }
   }
   return chunks;

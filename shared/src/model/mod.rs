@@ -8,6 +8,8 @@ pub mod offline;
 #[cfg(feature = "native")]
 pub mod openai;
 pub mod sse;
+#[cfg(feature = "native")]
+pub mod transport;
 
 use std::pin::Pin;
 use std::sync::Arc;

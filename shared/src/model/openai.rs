@@ -7,16 +7,19 @@
 //! `reasoning_content` or `reasoning`, tool calls whole or in fragments, with or without `index`
 //! or `id`, usage in the last chunk, in its own chunk or under `x_groq`.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::pin::Pin;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde_json::{Map, Value, json};
 
-use super::sse::{SseEvent, SseParser};
+use super::sse::SseEvent;
+use super::transport::{
+    EventDecoder, MAX_ERROR_MESSAGE_CHARS, decode_sse_stream, error_chain, error_message,
+    send_checked, truncate,
+};
 use super::{
     AssistantContent, FinishReason, Model, ModelError, ModelEvent, ModelMessage, ModelRequest,
     ModelStream, ToolContent, Usage, UserContent,
@@ -25,11 +28,6 @@ use super::{
 /// How long to wait for a TCP (and TLS) connection. There is no overall timeout: a reply may
 /// stream for minutes.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Most of an error body a provider may send that we read; the rest is not worth the wait.
-const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
-/// Most characters of a provider's error message kept in a [`ModelError`].
-const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
 
 /// Which request field carries the output token limit. OpenAI's reasoning models reject the
 /// older `max_tokens`, while several compatible servers only know `max_tokens`.
@@ -727,60 +725,6 @@ fn parse_usage(usage: &Value) -> Usage {
     }
 }
 
-/// The human message of an error object: `{"message": …}`, a bare string, or the JSON itself.
-fn error_message(error: &Value) -> String {
-    let message = match error {
-        Value::String(message) => message.clone(),
-        Value::Object(fields) => match fields.get("message").and_then(Value::as_str) {
-            Some(message) => message.to_owned(),
-            None => error.to_string(),
-        },
-        other => other.to_string(),
-    };
-    truncate(&message, MAX_ERROR_MESSAGE_CHARS)
-}
-
-/// The message of an HTTP error body: OpenAI's `{"error": …}`, vLLM's `{"message": …}`,
-/// FastAPI's `{"detail": …}`, or the text itself.
-fn provider_error_message(body: &[u8]) -> String {
-    if let Ok(json) = serde_json::from_slice::<Value>(body) {
-        if let Some(error) = json.get("error").filter(|error| !error.is_null()) {
-            return error_message(error);
-        }
-        for field in ["message", "detail"] {
-            if let Some(detail) = json.get(field).filter(|detail| !detail.is_null()) {
-                return error_message(detail);
-            }
-        }
-    }
-    truncate(
-        String::from_utf8_lossy(body).trim(),
-        MAX_ERROR_MESSAGE_CHARS,
-    )
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
-/// An error with its causes: reqwest's own message ("error sending request") says little.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Decodes a chat completions SSE byte stream as it arrives: each event is yielded as soon as
 /// its bytes are in. The stream ends after `Finish` or the first error.
 pub fn decode_chat_completions_stream<S, E>(bytes: S) -> ModelStream
@@ -788,75 +732,21 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: std::error::Error,
 {
-    struct State<S> {
-        bytes: Pin<Box<S>>,
-        parser: SseParser,
-        decoder: ChatCompletionsDecoder,
-        ready: VecDeque<Result<ModelEvent, ModelError>>,
-        done: bool,
+    decode_sse_stream(bytes, ChatCompletionsDecoder::new())
+}
+
+impl EventDecoder for ChatCompletionsDecoder {
+    fn push(&mut self, event: &SseEvent) -> Result<Vec<ModelEvent>, ModelError> {
+        ChatCompletionsDecoder::push(self, event)
     }
 
-    impl<S> State<S> {
-        fn decode(&mut self, events: impl IntoIterator<Item = SseEvent>) {
-            for event in events {
-                match self.decoder.push(&event) {
-                    Ok(decoded) => self.ready.extend(decoded.into_iter().map(Ok)),
-                    Err(error) => {
-                        self.ready.push_back(Err(error));
-                        self.done = true;
-                        return;
-                    }
-                }
-                if self.decoder.is_finished() {
-                    // Whatever follows `Finish` (usually `[DONE]`) changes nothing.
-                    self.done = true;
-                    return;
-                }
-            }
-        }
+    fn end(&mut self) -> Result<Vec<ModelEvent>, ModelError> {
+        ChatCompletionsDecoder::end(self)
     }
 
-    let state = State {
-        bytes: Box::pin(bytes),
-        parser: SseParser::new(),
-        decoder: ChatCompletionsDecoder::new(),
-        ready: VecDeque::new(),
-        done: false,
-    };
-    Box::pin(futures::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(item) = state.ready.pop_front() {
-                return Some((item, state));
-            }
-            if state.done {
-                return None;
-            }
-            match state.bytes.next().await {
-                Some(Ok(chunk)) => {
-                    let events = state.parser.push(&chunk);
-                    state.decode(events);
-                }
-                Some(Err(error)) => {
-                    state.ready.push_back(Err(ModelError::Transport(format!(
-                        "the stream broke: {}",
-                        error_chain(&error)
-                    ))));
-                    state.done = true;
-                }
-                None => {
-                    let last = state.parser.finish();
-                    state.decode(last);
-                    if !state.done {
-                        match state.decoder.end() {
-                            Ok(events) => state.ready.extend(events.into_iter().map(Ok)),
-                            Err(error) => state.ready.push_back(Err(error)),
-                        }
-                        state.done = true;
-                    }
-                }
-            }
-        }
-    }))
+    fn is_finished(&self) -> bool {
+        ChatCompletionsDecoder::is_finished(self)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -972,33 +862,7 @@ impl Model for OpenAiCompatible {
         if let Some(key) = &self.api_key {
             http_request = http_request.bearer_auth(key);
         }
-        let mut response = http_request
-            .send()
-            .await
-            .map_err(|error| ModelError::Transport(error_chain(&error)))?;
-
-        let status = response.status();
-        if !status.is_success() {
-            let mut body = Vec::new();
-            // A failure to read the body leaves the status as the whole story.
-            while let Ok(Some(chunk)) = response.chunk().await {
-                body.extend_from_slice(&chunk);
-                if body.len() >= MAX_ERROR_BODY_BYTES {
-                    break;
-                }
-            }
-            let mut message = provider_error_message(&body);
-            if message.is_empty() {
-                message = status
-                    .canonical_reason()
-                    .unwrap_or("no details given")
-                    .to_owned();
-            }
-            return Err(ModelError::Provider {
-                status: status.as_u16(),
-                message,
-            });
-        }
+        let response = send_checked(http_request).await?;
 
         let is_json = response
             .headers()
@@ -1027,6 +891,8 @@ impl Model for OpenAiCompatible {
 mod tests {
     use super::super::{ToolOutput, ToolResult, ToolSpec};
     use super::*;
+    use crate::model::transport::provider_error_message;
+    use futures::StreamExt;
 
     fn sse(data: &str) -> SseEvent {
         SseEvent {

@@ -1,0 +1,193 @@
+//! What every streaming HTTP provider shares: posting a request and turning a non-2xx answer
+//! into a readable error, and decoding an SSE byte stream incrementally with a provider's
+//! sans-IO event decoder.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+
+use super::sse::{SseEvent, SseParser};
+use super::{ModelError, ModelEvent, ModelStream};
+
+/// The most of an error body read, and the longest error message kept.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
+
+/// A provider's stream protocol, sans IO: SSE events in, model events out.
+pub trait EventDecoder: Send + 'static {
+    fn push(&mut self, event: &SseEvent) -> Result<Vec<ModelEvent>, ModelError>;
+    /// The byte stream ended.
+    fn end(&mut self) -> Result<Vec<ModelEvent>, ModelError>;
+    /// `Finish` was produced: nothing after it matters.
+    fn is_finished(&self) -> bool;
+}
+
+/// Sends the request; a non-2xx answer becomes `ModelError::Provider` with the provider's own
+/// message when its body has one.
+pub async fn send_checked(
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ModelError> {
+    let mut response = request
+        .send()
+        .await
+        .map_err(|error| ModelError::Transport(error_chain(&error)))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let mut body = Vec::new();
+    // A failure to read the body leaves the status as the whole story.
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX_ERROR_BODY_BYTES {
+            break;
+        }
+    }
+    let mut message = provider_error_message(&body);
+    if message.is_empty() {
+        message = status
+            .canonical_reason()
+            .unwrap_or("no details given")
+            .to_owned();
+    }
+    Err(ModelError::Provider {
+        status: status.as_u16(),
+        message,
+    })
+}
+
+/// The human message of an error object: `{"message": …}`, a bare string, or the JSON itself.
+pub(crate) fn error_message(error: &Value) -> String {
+    let message = match error {
+        Value::String(message) => message.clone(),
+        Value::Object(fields) => match fields.get("message").and_then(Value::as_str) {
+            Some(message) => message.to_owned(),
+            None => error.to_string(),
+        },
+        other => other.to_string(),
+    };
+    truncate(&message, MAX_ERROR_MESSAGE_CHARS)
+}
+
+/// The message of an HTTP error body: OpenAI's `{"error": …}`, vLLM's `{"message": …}`,
+/// FastAPI's `{"detail": …}`, or the text itself.
+pub(crate) fn provider_error_message(body: &[u8]) -> String {
+    if let Ok(json) = serde_json::from_slice::<Value>(body) {
+        if let Some(error) = json.get("error").filter(|error| !error.is_null()) {
+            return error_message(error);
+        }
+        for field in ["message", "detail"] {
+            if let Some(detail) = json.get(field).filter(|detail| !detail.is_null()) {
+                return error_message(detail);
+            }
+        }
+    }
+    truncate(
+        String::from_utf8_lossy(body).trim(),
+        MAX_ERROR_MESSAGE_CHARS,
+    )
+}
+
+pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// An error with its causes: reqwest's own message ("error sending request") says little.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Decodes a provider's SSE byte stream as it arrives: each event is yielded as soon as its bytes
+/// are in. The stream ends after `Finish` or the first error.
+pub fn decode_sse_stream<S, E, D>(bytes: S, decoder: D) -> ModelStream
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::error::Error,
+    D: EventDecoder,
+{
+    struct State<S, D> {
+        bytes: Pin<Box<S>>,
+        parser: SseParser,
+        decoder: D,
+        ready: VecDeque<Result<ModelEvent, ModelError>>,
+        done: bool,
+    }
+
+    impl<S, D: EventDecoder> State<S, D> {
+        fn decode(&mut self, events: impl IntoIterator<Item = SseEvent>) {
+            for event in events {
+                match self.decoder.push(&event) {
+                    Ok(decoded) => self.ready.extend(decoded.into_iter().map(Ok)),
+                    Err(error) => {
+                        self.ready.push_back(Err(error));
+                        self.done = true;
+                        return;
+                    }
+                }
+                if self.decoder.is_finished() {
+                    // Whatever follows `Finish` (usually `[DONE]`) changes nothing.
+                    self.done = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    let state = State {
+        bytes: Box::pin(bytes),
+        parser: SseParser::new(),
+        decoder,
+        ready: VecDeque::new(),
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(item) = state.ready.pop_front() {
+                return Some((item, state));
+            }
+            if state.done {
+                return None;
+            }
+            match state.bytes.next().await {
+                Some(Ok(chunk)) => {
+                    let events = state.parser.push(&chunk);
+                    state.decode(events);
+                }
+                Some(Err(error)) => {
+                    state.ready.push_back(Err(ModelError::Transport(format!(
+                        "the stream broke: {}",
+                        error_chain(&error)
+                    ))));
+                    state.done = true;
+                }
+                None => {
+                    let last = state.parser.finish();
+                    state.decode(last);
+                    if !state.done {
+                        match state.decoder.end() {
+                            Ok(events) => state.ready.extend(events.into_iter().map(Ok)),
+                            Err(error) => state.ready.push_back(Err(error)),
+                        }
+                        state.done = true;
+                    }
+                }
+            }
+        }
+    }))
+}

@@ -30,6 +30,8 @@ pub enum ConfigError {
     NotANumber { name: &'static str, value: String },
     #[error("CHATFN_MODEL_PROVIDER={0} is not available in this build of chatfn yet")]
     Unavailable(&'static str),
+    #[error("CHATFN_MODEL_PROVIDER={0} needs an API key: set CHATFN_MODEL_API_KEY")]
+    MissingApiKey(&'static str),
     #[error("the model client could not be set up: {0}")]
     ModelClient(String),
 }

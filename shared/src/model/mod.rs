@@ -4,6 +4,8 @@
 //! code (request building, stream decoding) is sans-IO and unit tested; only `Model::stream`
 //! does IO, through the crate's HTTP client port.
 
+#[cfg(feature = "native")]
+pub mod anthropic;
 pub mod offline;
 #[cfg(feature = "native")]
 pub mod openai;
@@ -274,6 +276,27 @@ pub fn from_config(
             )
             .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
         )),
+        #[cfg(feature = "native")]
+        ModelProvider::Anthropic => {
+            let key = config
+                .model_api_key
+                .clone()
+                .ok_or(ConfigError::MissingApiKey("anthropic"))?;
+            Ok(Arc::new(
+                anthropic::Anthropic::new(
+                    config
+                        .model_base_url
+                        .clone()
+                        .unwrap_or_else(|| anthropic::Anthropic::DEFAULT_BASE_URL.to_owned()),
+                    key,
+                    config
+                        .model
+                        .clone()
+                        .unwrap_or_else(|| anthropic::Anthropic::DEFAULT_MODEL.to_owned()),
+                )
+                .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
+            ))
+        }
         other => Err(ConfigError::Unavailable(other.name())),
     }
 }

@@ -41,6 +41,10 @@ pub struct StartedTurn {
 /// The work of a started turn; the host runs it to completion, detached from any connection.
 pub type TurnTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
+type ClaimFuture = std::pin::Pin<
+    Box<dyn Future<Output = Result<Option<(StartedTurn, TurnTask)>, TurnError>> + Send>,
+>;
+
 /// Where to read a turn from, for a resuming reader.
 pub enum TurnSource {
     /// Running in this process: follow it from memory.
@@ -220,6 +224,13 @@ impl TurnRunner {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// `claim_pending` behind a named future type: a turn that starts the next one would
+    /// otherwise make the turn's future type refer to itself.
+    fn claim_next(&self, chat_id: String) -> ClaimFuture {
+        let runner = self.clone();
+        Box::pin(async move { runner.claim_pending(&chat_id).await })
     }
 
     /// Whether an unanswered message waits in the input log.
@@ -474,6 +485,13 @@ impl TurnRunner {
         }
         live.finish();
         self.live.remove(&live);
+        // Messages that arrived during this turn queue as the next turns: run them now, so a
+        // chat with no reader attached (server-side appends) does not stall.
+        match self.claim_next(chat_id.clone()).await {
+            Ok(Some((_, next))) => next.await,
+            Ok(None) => {}
+            Err(error) => tracing::warn!(chat = %chat_id, "could not start the next turn: {error}"),
+        }
     }
 
     /// Persists the reply, closes the turn in the log and frees the chat, in that order, so a

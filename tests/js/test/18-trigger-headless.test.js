@@ -90,9 +90,8 @@ e2eSuite('trigger: headless turns', (ctx, e2e) => {
     ]);
   });
 
-  // Server bug (chatfn at the time of writing): a headless append that arrives while another
-  // turn of the chat runs is recorded, but nothing starts it when that turn ends; only a later
-  // `.out` reader claims it. Marked todo so the suite stays green; it passes once fixed.
+  // A headless append that arrives while another turn of the chat runs queues behind it: the
+  // executor that finishes a turn starts the next one, with no reader attached.
   e2e('a headless append queued behind a running turn runs after it, still without a reader', async () => {
     const actions = triggerServerActions(ctx.server);
     const chatId = newChatId('trigger-headless-queue');
@@ -111,5 +110,5 @@ e2eSuite('trigger: headless turns', (ctx, e2e) => {
       return list.length === 4 ? list : false;
     }, { timeout: 2500, message: 'both headless turns to be persisted (the second was queued behind the first)' });
     assert.deepEqual(messages.map((m) => m.id).filter((id, i) => i % 2 === 0), [u1.id, u2.id]);
-  }, { todo: 'chatfn: a queued headless input is not started when the running turn ends' });
+  });
 });

@@ -70,6 +70,20 @@ impl ChatHooks for RecordingHooks {
         ));
     }
 
+    async fn choose_model(
+        &self,
+        turn: &TurnInfo,
+        _state: &ChatState,
+    ) -> Option<Arc<dyn chatfn::model::Model>> {
+        let wants_offline = turn
+            .client_data
+            .as_ref()
+            .is_some_and(|data| data["model"] == "offline");
+        wants_offline.then(|| {
+            Arc::new(chatfn::model::offline::OfflineModel::new()) as Arc<dyn chatfn::model::Model>
+        })
+    }
+
     async fn validate_message(
         &self,
         _turn: &TurnInfo,
@@ -195,5 +209,24 @@ async fn a_turn_refused_at_start_reports_why_and_still_completes() {
     assert_eq!(
         recorder.events().last().map(String::as_str),
         Some("turn-complete Error error=true")
+    );
+}
+
+#[tokio::test]
+async fn a_hook_picks_the_model_per_turn() {
+    let (mock, app, _) = start().await;
+    let token = app.session("h-model").await;
+    let mut body = submit("h-model", vec![user_message("u1", "hello")]);
+    body["metadata"] = json!({"model": "offline"});
+    let events = read_events(app.send(&token, body).await, None).await;
+    let text: String = events
+        .iter()
+        .filter(|e| e.data != "[DONE]" && e.kind() == "text-delta")
+        .map(|e| e.chunk()["delta"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(text.contains("offline model"), "{text}");
+    assert!(
+        mock.requests().is_empty(),
+        "the agent's own model was not called"
     );
 }

@@ -47,6 +47,16 @@ pub trait ChatHooks: Send + Sync {
         Ok(())
     }
 
+    /// The model for this turn, when it should not be the agent's own (per plan, per chat, per
+    /// message: a cheaper model for small talk, a stronger one on request).
+    async fn choose_model(
+        &self,
+        _turn: &TurnInfo,
+        _state: &ChatState,
+    ) -> Option<std::sync::Arc<dyn crate::model::Model>> {
+        None
+    }
+
     /// After every turn, errored and stopped ones included.
     async fn on_turn_complete(&self, _turn: &TurnInfo, _state: &ChatState, _outcome: &TurnOutcome) {
     }

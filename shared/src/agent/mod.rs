@@ -89,6 +89,14 @@ impl Agent {
         self.max_steps
     }
 
+    /// The same agent answering with another model.
+    pub fn with_model(&self, model: Arc<dyn Model>) -> Agent {
+        Agent {
+            model,
+            ..self.clone()
+        }
+    }
+
     pub fn hooks(&self) -> &Arc<dyn ChatHooks> {
         &self.hooks
     }

@@ -101,6 +101,35 @@ impl FunctionTool {
         }
     }
 
+    /// A server tool whose input is a Rust type: the JSON schema the model sees is derived from
+    /// it, and the model's input is checked against it before `handler` runs (a mismatch is a
+    /// tool error the model can read and fix).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn typed<I, O, F, Fut>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        handler: F,
+    ) -> Self
+    where
+        I: schemars::JsonSchema + serde::de::DeserializeOwned + Send + 'static,
+        O: serde::Serialize,
+        F: Fn(I, ToolContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
+    {
+        let schema = serde_json::to_value(schemars::schema_for!(I)).unwrap_or(Value::Null);
+        let handler = Arc::new(handler);
+        Self::new(name, description, schema, move |input: Value, context| {
+            let handler = handler.clone();
+            async move {
+                let input: I = serde_json::from_value(input)
+                    .map_err(|error| ToolError::new(format!("invalid input: {error}")))?;
+                let output = handler(input, context).await?;
+                serde_json::to_value(output)
+                    .map_err(|error| ToolError::new(format!("the output is not JSON: {error}")))
+            }
+        })
+    }
+
     /// A tool the browser executes: the model may call it, the server never runs it.
     pub fn client_side(
         name: impl Into<String>,
@@ -142,5 +171,71 @@ impl Tool for FunctionTool {
                 self.name
             ))),
         }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
+
+    #[derive(Deserialize, schemars::JsonSchema)]
+    struct Forecast {
+        /// The city to forecast.
+        city: String,
+        days: Option<u8>,
+    }
+
+    #[derive(Serialize)]
+    struct Report {
+        summary: String,
+    }
+
+    fn context() -> ToolContext {
+        ToolContext {
+            chat_id: "c".into(),
+            tool_call_id: "t".into(),
+            stop: CancellationToken::new(),
+            state: Default::default(),
+            writer: super::super::DataWriter::detached(),
+        }
+    }
+
+    fn forecast() -> FunctionTool {
+        FunctionTool::typed(
+            "forecast",
+            "Weather.",
+            |input: Forecast, _context| async move {
+                Ok(Report {
+                    summary: format!("{} for {} days", input.city, input.days.unwrap_or(1)),
+                })
+            },
+        )
+    }
+
+    #[test]
+    fn the_schema_comes_from_the_input_type() {
+        let schema = forecast().input_schema();
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["required"], json!(["city"]));
+        assert_eq!(
+            schema["properties"]["city"]["description"],
+            "The city to forecast."
+        );
+    }
+
+    #[tokio::test]
+    async fn input_is_checked_and_output_serialized() {
+        let tool = forecast();
+        let output = tool
+            .execute(json!({"city": "Oslo", "days": 3}), context())
+            .await;
+        assert_eq!(output, Ok(json!({"summary": "Oslo for 3 days"})));
+        let error = tool
+            .execute(json!({"days": "many"}), context())
+            .await
+            .expect_err("invalid");
+        assert!(error.0.starts_with("invalid input"), "{error}");
     }
 }

@@ -452,7 +452,11 @@ impl TurnRunner {
                     state: state.clone(),
                 };
                 let stop = live.stop_signal().clone();
-                run_turn(&self.agent, request, &mut writer, &stop).await
+                let agent = match hooks.choose_model(&info, &state).await {
+                    Some(model) => Arc::new(self.agent.with_model(model)),
+                    None => self.agent.clone(),
+                };
+                run_turn(&agent, request, &mut writer, &stop).await
             }
             Err(refusal) => refuse_turn(reply, &mut writer, &refusal.0).await,
         };

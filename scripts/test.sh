@@ -16,6 +16,16 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "start DynamoDB Local (for the DynamoDB store's tests)"
+stop_dynamodb_local() {
+  if [[ -n "${CHATFN_DYNAMODB_LOCAL_PID:-}" ]]; then
+    kill "$CHATFN_DYNAMODB_LOCAL_PID" 2>/dev/null || true
+  fi
+}
+trap stop_dynamodb_local EXIT
+eval "$(bash "$root/scripts/dynamodb-local.sh" start)"
+export AWS_ENDPOINT_URL_DYNAMODB
+
 step "Rust tests"
 cargo test --workspace --all-features
 

@@ -16,9 +16,14 @@
 //! - Closing sets `closed_at_ms`, `closed_reason` and `updated_at_ms`; a second close changes
 //!   nothing and returns the session as the first close left it.
 //! - A duplicate part id returns the original seq whatever the new body, and takes no seq.
-//! - Output seqs need not be dense, nor written in order; reads are in seq order.
-//! - `append_output` with any taken seq fails with `SequenceTaken(seq)` for one of the taken seqs
-//!   and writes nothing of the batch. An empty batch is a no-op.
+//! - Output seqs only grow: a batch is written when every seq in it (in any order, none twice) is
+//!   above the highest seq written before. Gaps are allowed but never filled in later: a seq at or
+//!   below the highest written counts as taken. This is how the executor writes (contiguous,
+//!   ascending batches), and it lets a store guard a whole batch with one counter (DynamoDB)
+//!   instead of a check per seq. [`super::check_output_batch`] says what is taken.
+//! - `append_output` with any taken seq fails with `SequenceTaken(seq)` (a seq the batch holds
+//!   twice, else its lowest seq) and writes nothing of the batch. An empty batch is a no-op.
+//!   Reads are in seq order.
 //! - A lease is expired when `expires_at_ms <= now_ms`. `acquire_lease` answers `Held` with the
 //!   live lease (even to its own holder); otherwise it takes the lease and returns the expired one
 //!   it replaced. `lease` returns the stored lease, expired or not.
@@ -541,28 +546,48 @@ pub async fn taken_output_seqs_write_nothing(store: &dyn Store) {
 pub async fn output_batches_are_all_or_nothing(store: &dyn Store) {
     let chat_id = new_chat(store, "output-atomic").await;
     let now = now_ms();
-    // Seqs need not be dense: leave 2 to 4 free.
+    // Seqs need not be dense: 2 to 4 are skipped.
     let existing = [chunk(0, now), chunk(1, now), turn_complete(5, now)];
     store.append_output(&chat_id, &existing).await.unwrap();
     assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), Some(5));
 
-    let batch = [chunk(3, now), chunk(4, now), chunk(5, now), chunk(6, now)];
+    // 6 and 7 are free, the last record's 5 is taken.
+    let batch = [chunk(6, now), chunk(7, now), chunk(5, now)];
     assert!(matches!(
         store.append_output(&chat_id, &batch).await,
         Err(StoreError::SequenceTaken(5))
     ));
-    assert_eq!(store.output(&chat_id, None, 100).await.unwrap(), existing);
-
+    // A seq the batch holds twice.
+    let twice = [chunk(6, now), chunk(7, now), chunk(7, now + 1)];
+    assert!(matches!(
+        store.append_output(&chat_id, &twice).await,
+        Err(StoreError::SequenceTaken(7))
+    ));
+    // A skipped seq is never filled in later.
     let gap = [chunk(2, now), chunk(3, now), chunk(4, now)];
-    store.append_output(&chat_id, &gap).await.unwrap();
+    assert!(matches!(
+        store.append_output(&chat_id, &gap).await,
+        Err(StoreError::SequenceTaken(2))
+    ));
+    assert_eq!(store.output(&chat_id, None, 100).await.unwrap(), existing);
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), Some(5));
+
+    // Free seqs are written whatever their order in the batch, and read in seq order.
+    let free = [chunk(8, now), chunk(6, now), chunk(7, now)];
+    store.append_output(&chat_id, &free).await.unwrap();
     assert_eq!(
         seqs(&store.output(&chat_id, None, 100).await.unwrap()),
-        [0, 1, 2, 3, 4, 5]
+        [0, 1, 5, 6, 7, 8]
     );
     assert_eq!(
         seqs(&store.output(&chat_id, Some(1), 2).await.unwrap()),
-        [2, 3]
+        [5, 6]
     );
+    assert_eq!(
+        seqs(&store.output(&chat_id, Some(2), 100).await.unwrap()),
+        [5, 6, 7, 8]
+    );
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), Some(8));
 }
 
 // The turn lease.

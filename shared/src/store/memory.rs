@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{
     InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
-    StoreError, StoreResult, TurnLease,
+    StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::ui::UIMessage;
 
@@ -206,14 +206,11 @@ impl Store for MemoryStore {
     async fn append_output(&self, chat_id: &str, records: &[OutputRecord]) -> StoreResult<()> {
         let mut inner = self.lock()?;
         let chat = inner.chat_mut(chat_id)?;
-        // Check the whole batch first (including against itself) so a refusal writes nothing.
-        let mut batch = std::collections::HashSet::with_capacity(records.len());
-        if let Some(taken) = records
-            .iter()
-            .find(|record| chat.output.contains_key(&record.seq) || !batch.insert(record.seq))
-        {
-            return Err(StoreError::SequenceTaken(taken.seq));
-        }
+        // Check the whole batch first so a refusal writes nothing.
+        check_output_batch(
+            records.iter().map(|record| record.seq),
+            chat.output.keys().next_back().copied(),
+        )?;
         chat.output
             .extend(records.iter().map(|record| (record.seq, record.clone())));
         Ok(())

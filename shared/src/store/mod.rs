@@ -6,6 +6,8 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 pub mod memory;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -158,6 +160,27 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The rule every store applies to the seqs of an output batch before writing it (see [`conformance`]):
+/// output seqs only grow, so a seq at or below `highest` (the highest seq written so far) is
+/// taken, written or skipped. Fails with `SequenceTaken` for a seq the batch holds twice, else for
+/// its lowest seq when that is taken.
+pub fn check_output_batch(
+    seqs: impl IntoIterator<Item = u64>,
+    highest: Option<u64>,
+) -> StoreResult<()> {
+    let mut seqs: Vec<u64> = seqs.into_iter().collect();
+    seqs.sort_unstable();
+    if let Some(pair) = seqs.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(StoreError::SequenceTaken(pair[0]));
+    }
+    match (seqs.first(), highest) {
+        (Some(&lowest), Some(highest)) if lowest <= highest => {
+            Err(StoreError::SequenceTaken(lowest))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// Everything chatfn keeps, per chat. Implementations must be safe under concurrent callers in
 /// different processes: the lease, idempotent appends and sequence numbers rely on atomic

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::{
     InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
-    StoreError, StoreResult, TurnLease,
+    StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::ui::UIMessage;
 
@@ -371,6 +371,12 @@ fn select_lease(conn: &Connection, chat_id: &str) -> StoreResult<Option<TurnLeas
     .map_err(backend)
 }
 
+fn max_output_seq(conn: &Connection, chat_id: &str) -> StoreResult<Option<u64>> {
+    conn.prepare("SELECT MAX(seq) FROM outputs WHERE chat_id = ?1")
+        .and_then(|mut stmt| stmt.query_row([chat_id], |row| opt_u64_at(row, 0)))
+        .map_err(backend)
+}
+
 fn read_input(row: &Row<'_>) -> rusqlite::Result<InputRecord> {
     Ok(InputRecord {
         seq: u64_at(row, 0)?,
@@ -523,20 +529,19 @@ impl Store for SqliteStore {
             .collect::<StoreResult<Vec<_>>>()?;
         self.write(move |tx| {
             require_session(tx, &chat_id)?;
+            check_output_batch(
+                rows.iter().map(|(seq, _, _)| *seq),
+                max_output_seq(tx, &chat_id)?,
+            )?;
             let mut insert = tx
                 .prepare(
-                    "INSERT INTO outputs (chat_id, seq, timestamp_ms, body) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO outputs (chat_id, seq, timestamp_ms, body) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(backend)?;
             for (seq, timestamp_ms, body) in rows {
-                let inserted = insert
+                insert
                     .execute(params![chat_id, Int(seq), Int(timestamp_ms), body])
                     .map_err(backend)?;
-                if inserted == 0 {
-                    // Dropping the transaction uncommitted takes back the rows already inserted.
-                    return Err(StoreError::SequenceTaken(seq));
-                }
             }
             Ok(())
         })
@@ -579,12 +584,7 @@ impl Store for SqliteStore {
 
     async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
         let chat_id = chat_id.to_owned();
-        self.with(move |conn| {
-            conn.prepare("SELECT MAX(seq) FROM outputs WHERE chat_id = ?1")
-                .and_then(|mut stmt| stmt.query_row([chat_id], |row| opt_u64_at(row, 0)))
-                .map_err(backend)
-        })
-        .await
+        self.with(move |conn| max_output_seq(conn, &chat_id)).await
     }
 
     async fn acquire_lease(

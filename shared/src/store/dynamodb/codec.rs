@@ -1,0 +1,110 @@
+//! Sessions, leases and input records as DynamoDB items, and back.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+
+use super::Expiry;
+use super::item::*;
+use crate::store::{InputRecord, Session, StoreError, StoreResult, TurnLease};
+
+pub(super) fn insert(item: &mut Item, name: &str, value: AttributeValue) {
+    item.insert(name.to_owned(), value);
+}
+
+pub(super) fn insert_opt(item: &mut Item, name: &str, value: Option<AttributeValue>) {
+    if let Some(value) = value {
+        item.insert(name.to_owned(), value);
+    }
+}
+
+pub(super) fn json_text(value: &impl serde::Serialize) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Backend(format!("cannot encode JSON: {e}")))
+}
+
+pub(super) fn session_item(session: &Session) -> StoreResult<Item> {
+    let mut item = key(&chat_pk(&session.chat_id), SESSION);
+    insert(&mut item, ID, s(&session.id));
+    insert(&mut item, CHAT_ID, s(&session.chat_id));
+    insert(&mut item, KIND, s(&session.kind));
+    insert(&mut item, TASK, s(&session.task_identifier));
+    insert(
+        &mut item,
+        TRIGGER_CONFIG,
+        s(json_text(&session.trigger_config)?),
+    );
+    insert(&mut item, TAGS, s(json_text(&session.tags)?));
+    let metadata = session.metadata.as_ref().map(json_text).transpose()?;
+    insert_opt(&mut item, METADATA, metadata.map(s));
+    insert_opt(&mut item, OWNER, session.owner.as_deref().map(s));
+    insert(&mut item, CREATED_MS, n(session.created_at_ms));
+    insert(&mut item, UPDATED_MS, n(session.updated_at_ms));
+    insert_opt(&mut item, EXP_MS, session.expires_at_ms.map(n));
+    insert_opt(
+        &mut item,
+        EXPIRES_AT,
+        session.expires_at_ms.map(|at| n(ttl_seconds(at))),
+    );
+    insert_opt(&mut item, CLOSED_MS, session.closed_at_ms.map(n));
+    insert_opt(
+        &mut item,
+        CLOSED_REASON,
+        session.closed_reason.as_deref().map(s),
+    );
+    Ok(item)
+}
+
+pub(super) fn parse_session(item: &Item) -> StoreResult<Session> {
+    let json_attr =
+        |name: &str| -> StoreResult<Value> { json(item, name, get_str(item, name)?.as_bytes()) };
+    Ok(Session {
+        id: get_str(item, ID)?.to_owned(),
+        chat_id: get_str(item, CHAT_ID)?.to_owned(),
+        kind: get_str(item, KIND)?.to_owned(),
+        task_identifier: get_str(item, TASK)?.to_owned(),
+        trigger_config: json_attr(TRIGGER_CONFIG)?,
+        tags: json(item, TAGS, get_str(item, TAGS)?.as_bytes())?,
+        metadata: opt_str(item, METADATA)?
+            .map(|text| json(item, METADATA, text.as_bytes()))
+            .transpose()?,
+        owner: opt_str(item, OWNER)?.map(str::to_owned),
+        created_at_ms: get_num(item, CREATED_MS)?,
+        updated_at_ms: get_num(item, UPDATED_MS)?,
+        expires_at_ms: opt_num(item, EXP_MS)?,
+        closed_at_ms: opt_num(item, CLOSED_MS)?,
+        closed_reason: opt_str(item, CLOSED_REASON)?.map(str::to_owned),
+    })
+}
+
+pub(super) fn lease_item(chat_id: &str, lease: &TurnLease, expiry: Expiry) -> Item {
+    let mut item = key(&chat_pk(chat_id), LEASE);
+    insert(&mut item, HOLDER, s(&lease.holder));
+    insert(&mut item, ACQUIRED_MS, n(lease.acquired_at_ms));
+    insert(&mut item, LEASE_MS, n(lease.expires_at_ms));
+    insert(&mut item, FIRST_SEQ, n(lease.first_seq));
+    insert_opt(&mut item, INPUT_SEQ, lease.input_seq.map(n));
+    insert_opt(&mut item, EXPIRES_AT, expiry.map(|at| n(ttl_seconds(at))));
+    item
+}
+
+pub(super) fn parse_lease(item: &Item) -> StoreResult<TurnLease> {
+    Ok(TurnLease {
+        holder: get_str(item, HOLDER)?.to_owned(),
+        acquired_at_ms: get_num(item, ACQUIRED_MS)?,
+        expires_at_ms: get_num(item, LEASE_MS)?,
+        first_seq: get_num(item, FIRST_SEQ)?,
+        input_seq: opt_num(item, INPUT_SEQ)?,
+    })
+}
+
+pub(super) fn parse_input(logical: Logical) -> StoreResult<InputRecord> {
+    let item = &logical.item;
+    Ok(InputRecord {
+        seq: get_num(item, SEQ)?,
+        part_id: get_str(item, PART_ID)?.to_owned(),
+        timestamp_ms: get_num(item, TIMESTAMP_MS)?,
+        body: String::from_utf8(logical.data).map_err(|_| {
+            StoreError::Backend("malformed DynamoDB input record: body is not UTF-8".into())
+        })?,
+    })
+}

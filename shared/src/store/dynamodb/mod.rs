@@ -1,0 +1,820 @@
+//! The DynamoDB store: every chat in one table, one partition per chat.
+//!
+//! | pk | sk | what |
+//! |---|---|---|
+//! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings) |
+//! | `sid#{sessionId}` | `session` | alias: the chat of a `session_…` id |
+//! | `chat#{chatId}` | `head` | counters: `in_next`, `out_next`, `msg_next`, `consumed` |
+//! | `chat#{chatId}` | `in#{seq:020}` | one input record |
+//! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
+//! | `chat#{chatId}` | `out#{last:020}` | one output batch: `first`, `last`, `n`, records as JSON |
+//! | `chat#{chatId}` | `lease` | the turn lease |
+//! | `chat#{chatId}` | `msg#{pos:020}` | one finished message (JSON), in conversation order |
+//! | `chat#{chatId}` | `msgid#{messageId}` | index: message id → position |
+//! | `chat#{chatId}` | `state` | per-chat state (JSON) |
+//! | … | `{sk}#p{n:03}` | continuation `n` of a payload over 350 KB (`np` items, one token `v`) |
+//!
+//! Output batches are keyed by the *last* seq they hold, so "records after `seq`" is one Query
+//! from `out#{seq+1}` (the batch that straddles the cursor sorts there too). Appends are guarded
+//! by `out_next` on the head item: a transaction moves it from at most the batch's first seq to
+//! past its last, and puts the batch, so no seq is written twice (output seqs only grow; see the
+//! conformance suite). Inputs and messages take their numbers from the head item's counters in
+//! the same way. Items of a session with `expires_at_ms` carry `expires_at` (epoch seconds, the
+//! table's TTL attribute); reads skip expired items themselves, as TTL deletion is eventual, so a
+//! chat whose session expired reads as gone.
+//!
+//! Every write needs the session. Sessions are never deleted before they expire, so a handle
+//! remembers the chats it has seen a session for (and their expiry) and checks each chat once.
+
+mod call;
+mod codec;
+mod item;
+mod ops;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
+    TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+};
+use serde_json::Value;
+
+use call::{Backoff, Failure, classify, failed_at, item_at, reason_codes};
+pub use call::{Capacity, CapacityMeter};
+use codec::*;
+use item::*;
+
+use super::{
+    InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
+    StoreError, StoreResult, TurnLease, check_output_batch,
+};
+use crate::clock::now_ms;
+use crate::ui::UIMessage;
+
+/// How long an idempotency claim on a part id lasts (less when the session expires sooner).
+const CLAIM_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// DynamoDB takes at most 4 MB in one transaction: the largest output batch written at once.
+const MAX_BATCH_BYTES: usize = 3_500_000;
+
+/// A condition clause: the item has not expired (`:now_s` is the time in epoch seconds).
+const LIVE: &str = "(attribute_not_exists(#expires_at) OR #expires_at > :now_s)";
+
+/// Items in one BatchWriteItem.
+const BATCH_WRITE: usize = 25;
+
+/// How many times a read that saw a payload half written is tried again.
+const TORN_READS: u32 = 8;
+
+/// A chat's session expiry (`None`: it never expires), as this handle last saw it.
+type Expiry = Option<u64>;
+
+/// A [`Store`] in one DynamoDB table (see the module docs for the layout).
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    meter: CapacityMeter,
+    /// The chats this handle has seen a session for, with their expiry.
+    sessions: Mutex<HashMap<String, Expiry>>,
+}
+
+impl std::fmt::Debug for DynamoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoStore")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most chats a handle remembers a session of; then it starts over.
+const SESSION_CACHE: usize = 10_000;
+
+fn no_session(chat_id: &str) -> StoreError {
+    StoreError::NoSession(chat_id.to_owned())
+}
+
+fn build_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("DynamoDB request: {error}"))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            meter: CapacityMeter::default(),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A store on `table` with the SDK's configuration from the environment (region,
+    /// credentials, and `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` for DynamoDB Local).
+    /// Throttled calls are retried by the SDK's standard retry mode, then by the store.
+    pub async fn from_env(table: impl Into<String>) -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .load()
+            .await;
+        Self::new(Client::new(&config), table)
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The read and write units this handle's calls have consumed so far.
+    pub fn capacity(&self) -> &CapacityMeter {
+        &self.meter
+    }
+
+    /// Creates the table (on-demand billing, `pk`/`sk` string keys) and turns on TTL on
+    /// `expires_at`, unless that is done already; waits until the table is active.
+    pub async fn create_table(&self) -> StoreResult<()> {
+        let definition = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(build_error)
+        };
+        let schema = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(build_error)
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(definition(PK)?)
+            .attribute_definitions(definition(SK)?)
+            .key_schema(schema(PK, KeyType::Hash)?)
+            .key_schema(schema(SK, KeyType::Range)?)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        if let Err(error) = created
+            && error.code() != Some("ResourceInUseException")
+        {
+            return Err(classify("CreateTable", error).into_store_error());
+        }
+        self.wait_until_active().await?;
+
+        let ttl = self
+            .client
+            .describe_time_to_live()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTimeToLive", e).into_store_error())?;
+        let status = ttl
+            .time_to_live_description()
+            .and_then(|description| description.time_to_live_status());
+        if matches!(
+            status,
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ) {
+            return Ok(());
+        }
+        let specification = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(EXPIRES_AT)
+            .build()
+            .map_err(build_error)?;
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(specification)
+            .send()
+            .await
+            .map_err(|e| classify("UpdateTimeToLive", e).into_store_error())?;
+        Ok(())
+    }
+
+    async fn wait_until_active(&self) -> StoreResult<()> {
+        for _ in 0..300 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTable", e).into_store_error())?;
+            let status = described.table().and_then(|table| table.table_status());
+            if status == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(StoreError::Backend(format!(
+            "DynamoDB table {} did not become active in 60 s",
+            self.table
+        )))
+    }
+
+    // Sessions.
+
+    fn remember(&self, chat_id: &str, expiry: Expiry) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            if sessions.len() >= SESSION_CACHE {
+                sessions.clear();
+            }
+            sessions.insert(chat_id.to_owned(), expiry);
+        }
+    }
+
+    /// The chat's session expiry, or `NoSession`. Checked once per chat and handle: a session
+    /// is never deleted (nor replaced) before it expires.
+    async fn require_session(&self, chat_id: &str) -> StoreResult<Expiry> {
+        let now = now_ms();
+        let known = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|sessions| sessions.get(chat_id).copied());
+        if let Some(expiry) = known
+            && expiry.is_none_or(|at| at > now)
+        {
+            return Ok(expiry);
+        }
+        let head = self
+            .get(&chat_pk(chat_id), HEAD)
+            .await?
+            .ok_or_else(|| no_session(chat_id))?;
+        let expiry = opt_num(&head, EXP_MS)?;
+        self.remember(chat_id, expiry);
+        Ok(expiry)
+    }
+
+    /// The head item (counters) of a chat with a session.
+    async fn head(&self, chat_id: &str) -> StoreResult<Item> {
+        self.get(&chat_pk(chat_id), HEAD)
+            .await?
+            .ok_or_else(|| no_session(chat_id))
+    }
+}
+
+/// `seq > after` as the first seq to read; `None` when nothing can follow `after`.
+fn first_after(after: Option<u64>) -> Option<u64> {
+    match after {
+        None => Some(0),
+        Some(after) => after.checked_add(1),
+    }
+}
+
+/// A Query page size for reading about `limit` items.
+fn page_size(limit: usize) -> i32 {
+    limit.clamp(1, 100) as i32
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn create_session(&self, session: Session) -> StoreResult<SessionCreate> {
+        let now = now_ms();
+        let pk = chat_pk(&session.chat_id);
+        let expiry = session.expires_at_ms;
+        let ttl = expiry.map(|at| n(ttl_seconds(at)));
+
+        let mut alias = key(&alias_pk(&session.id), SESSION);
+        insert(&mut alias, CHAT_ID, s(&session.chat_id));
+        insert_opt(&mut alias, EXPIRES_AT, ttl.clone());
+        let mut head = key(&pk, HEAD);
+        for counter in [IN_NEXT, OUT_NEXT, MSG_NEXT] {
+            insert(&mut head, counter, n(0));
+        }
+        insert_opt(&mut head, EXP_MS, expiry.map(n));
+        insert_opt(&mut head, EXPIRES_AT, ttl);
+
+        let fresh = absent_or_expired_session(now);
+        let actions = vec![
+            self.tx_put(session_item(&session)?, Some(&fresh))?,
+            self.tx_put(alias, Some(&absent_or_expired(now)))?,
+            self.tx_put(head, Some(&fresh))?,
+        ];
+        match self.transact(actions).await {
+            Ok(()) => {
+                self.remember(&session.chat_id, expiry);
+                Ok(SessionCreate::Created(session))
+            }
+            Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
+                let existing = match item_at(&reasons, 0) {
+                    Some(item) => parse_session(&item)?,
+                    None => self
+                        .session(&session.chat_id)
+                        .await?
+                        .ok_or_else(|| StoreError::Backend("session vanished".into()))?,
+                };
+                self.remember(&existing.chat_id, existing.expires_at_ms);
+                Ok(SessionCreate::Existing(existing))
+            }
+            Err(Failure::Canceled(reasons)) if failed_at(&reasons, 1) => Err(StoreError::Backend(
+                format!("session id {} is already used by another chat", session.id),
+            )),
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
+
+    async fn session(&self, chat_id: &str) -> StoreResult<Option<Session>> {
+        self.get(&chat_pk(chat_id), SESSION)
+            .await?
+            .map(|item| parse_session(&item))
+            .transpose()
+    }
+
+    async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
+        let Some(alias) = self.get(&alias_pk(session_id), SESSION).await? else {
+            return Ok(None);
+        };
+        let chat_id = get_str(&alias, CHAT_ID)?;
+        // The chat may have a newer session since (the old one expired).
+        Ok(self
+            .session(chat_id)
+            .await?
+            .filter(|session| session.id == session_id))
+    }
+
+    async fn close_session(
+        &self,
+        chat_id: &str,
+        reason: Option<String>,
+        now: u64,
+    ) -> StoreResult<Session> {
+        let mut update = Expr::new(match reason {
+            Some(_) => "SET #closed_ms = :at, #updated_ms = :at, #closed_reason = :reason",
+            None => "SET #closed_ms = :at, #updated_ms = :at",
+        })
+        .value(":at", n(now));
+        if let Some(reason) = reason {
+            update = update.value(":reason", s(reason));
+        }
+        let condition = Expr::new(
+            "attribute_exists(#pk) AND attribute_not_exists(#closed_ms) \
+             AND (attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms)",
+        )
+        .value(":now_ms", n(now_ms()));
+        let key = key(&chat_pk(chat_id), SESSION);
+        match self
+            .update(key, &update, &condition, ReturnValue::AllNew)
+            .await
+        {
+            Ok(Some(item)) => parse_session(&item),
+            Ok(None) => Err(StoreError::Backend(
+                "DynamoDB UpdateItem returned no attributes".into(),
+            )),
+            // Closed before (the first close stays), or no live session.
+            Err(Failure::Condition(Some(item))) if !expired(&item, now_ms()) => {
+                parse_session(&item)
+            }
+            Err(Failure::Condition(_)) => Err(no_session(chat_id)),
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
+
+    async fn append_input(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now: u64,
+    ) -> StoreResult<InputAppend> {
+        let expiry = self.require_session(chat_id).await?;
+        let pk = chat_pk(chat_id);
+        let real_now = now_ms();
+        let claim_expiry = real_now + CLAIM_TTL_MS;
+        let claim_expiry = expiry.map_or(claim_expiry, |at| at.min(claim_expiry));
+        let mut seq = get_num(&self.head(chat_id).await?, IN_NEXT)?;
+        let mut backoff = Backoff::new();
+        loop {
+            let next = seq
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Backend("input seqs ran out".into()))?;
+            let update = Expr::new("SET #in_next = :next").value(":next", n(next));
+            let condition =
+                Expr::new("attribute_exists(#pk) AND #in_next = :seq").value(":seq", n(seq));
+            let mut claim = key(&pk, &claim_sk(part_id));
+            insert(&mut claim, SEQ, n(seq));
+            insert(&mut claim, EXPIRES_AT, n(ttl_seconds(claim_expiry)));
+            let mut attrs = Item::new();
+            insert(&mut attrs, SEQ, n(seq));
+            insert(&mut attrs, PART_ID, s(part_id));
+            insert(&mut attrs, TIMESTAMP_MS, n(now));
+            let record = split_payload(
+                &pk,
+                &seq_sk("in", seq),
+                attrs,
+                body.as_bytes(),
+                expiry.map(ttl_seconds),
+            );
+            let fresh = absent_or_expired(real_now);
+            let mut actions = vec![
+                self.tx_update(key(&pk, HEAD), &update, &condition)?,
+                self.tx_put(claim, Some(&fresh))?,
+            ];
+            for (index, item) in record.into_iter().enumerate() {
+                actions.push(self.tx_put(item, Some(&fresh).filter(|_| index == 0))?);
+            }
+            match self.transact(actions).await {
+                Ok(()) => {
+                    return Ok(InputAppend {
+                        seq,
+                        duplicate: false,
+                    });
+                }
+                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 1) => {
+                    let claim = match item_at(&reasons, 1) {
+                        Some(claim) => claim,
+                        None => self
+                            .get(&pk, &claim_sk(part_id))
+                            .await?
+                            .ok_or_else(|| StoreError::Backend("claim vanished".into()))?,
+                    };
+                    return Ok(InputAppend {
+                        seq: get_num(&claim, SEQ)?,
+                        duplicate: true,
+                    });
+                }
+                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
+                    // Another input took the seq: go again with the counter as it is now.
+                    seq = match item_at(&reasons, 0) {
+                        Some(head) if !expired(&head, real_now) => get_num(&head, IN_NEXT)?,
+                        Some(_) => return Err(no_session(chat_id)),
+                        None => get_num(&self.head(chat_id).await?, IN_NEXT)?,
+                    };
+                    backoff
+                        .wait(|| format!("append_input raced: {}", reason_codes(&reasons)))
+                        .await?;
+                }
+                Err(failure) => return Err(failure.into_store_error()),
+            }
+        }
+    }
+
+    async fn inputs(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<InputRecord>> {
+        let Some(from) = first_after(after).filter(|_| limit > 0) else {
+            return Ok(Vec::new());
+        };
+        let lo = seq_sk("in", from);
+        let hi = format!("in#{RANGE_END}");
+        let logical = self
+            .query_logical(
+                &chat_pk(chat_id),
+                (&lo, &hi),
+                Some(page_size(limit)),
+                |done| done.len() >= limit,
+            )
+            .await?;
+        logical.into_iter().take(limit).map(parse_input).collect()
+    }
+
+    async fn consumed_input(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        match self.get(&chat_pk(chat_id), HEAD).await? {
+            Some(head) => opt_num(&head, CONSUMED),
+            None => Ok(None),
+        }
+    }
+
+    async fn append_output(&self, chat_id: &str, records: &[OutputRecord]) -> StoreResult<()> {
+        let expiry = self.require_session(chat_id).await?;
+        check_output_batch(records.iter().map(|record| record.seq), None)?;
+        let mut sorted: Vec<&OutputRecord> = records.iter().collect();
+        sorted.sort_by_key(|record| record.seq);
+        let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+            return Ok(());
+        };
+        let (first, last) = (first.seq, last.seq);
+        let next = last
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Backend("output seqs ran out".into()))?;
+        let data = to_json(&sorted)?;
+        if data.len() > MAX_BATCH_BYTES {
+            return Err(StoreError::Backend(format!(
+                "an output batch of {} bytes is more than DynamoDB takes in one transaction \
+                 ({MAX_BATCH_BYTES} bytes)",
+                data.len()
+            )));
+        }
+        let pk = chat_pk(chat_id);
+        let mut attrs = Item::new();
+        insert(&mut attrs, FIRST, n(first));
+        insert(&mut attrs, LAST, n(last));
+        insert(&mut attrs, COUNT, n(sorted.len() as u64));
+        let batch = split_payload(
+            &pk,
+            &seq_sk("out", last),
+            attrs,
+            &data,
+            expiry.map(ttl_seconds),
+        );
+        let update = Expr::new("SET #out_next = :next").value(":next", n(next));
+        let condition =
+            Expr::new("attribute_exists(#pk) AND #out_next <= :first").value(":first", n(first));
+        let fresh = absent_or_expired(now_ms());
+        let mut actions = vec![self.tx_update(key(&pk, HEAD), &update, &condition)?];
+        for (index, item) in batch.into_iter().enumerate() {
+            actions.push(self.tx_put(item, Some(&fresh).filter(|_| index == 0))?);
+        }
+        match self.transact(actions).await {
+            Ok(()) => Ok(()),
+            Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
+                match item_at(&reasons, 0) {
+                    Some(head) if expired(&head, now_ms()) => Err(no_session(chat_id)),
+                    // out_next is past the batch's first seq: it is taken.
+                    _ => Err(StoreError::SequenceTaken(first)),
+                }
+            }
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
+
+    async fn output(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutputRecord>> {
+        let Some(from) = first_after(after).filter(|_| limit > 0) else {
+            return Ok(Vec::new());
+        };
+        let lo = seq_sk("out", from);
+        let hi = format!("out#{RANGE_END}");
+        // A batch's records after the cursor: all of them, or at least its last one.
+        let after_cursor = |logical: &Logical| -> usize {
+            let first = opt_num(&logical.item, FIRST).ok().flatten().unwrap_or(0);
+            let count = opt_num(&logical.item, COUNT).ok().flatten().unwrap_or(1);
+            if first >= from { count as usize } else { 1 }
+        };
+        let logical = self
+            .query_logical(
+                &chat_pk(chat_id),
+                (&lo, &hi),
+                Some(page_size(limit)),
+                |done| done.iter().map(after_cursor).sum::<usize>() >= limit,
+            )
+            .await?;
+        let mut records = Vec::new();
+        for batch in logical {
+            let parsed: Vec<OutputRecord> = json(&batch.item, DATA, &batch.data)?;
+            records.extend(parsed.into_iter().filter(|record| record.seq >= from));
+            if records.len() >= limit {
+                break;
+            }
+        }
+        records.truncate(limit);
+        Ok(records)
+    }
+
+    async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        match self.get(&chat_pk(chat_id), HEAD).await? {
+            Some(head) => Ok(get_num(&head, OUT_NEXT)?.checked_sub(1)),
+            None => Ok(None),
+        }
+    }
+
+    async fn acquire_lease(
+        &self,
+        chat_id: &str,
+        lease: TurnLease,
+        now: u64,
+    ) -> StoreResult<LeaseAcquire> {
+        let expiry = self.require_session(chat_id).await?;
+        let item = lease_item(chat_id, &lease, expiry);
+        // Free: no lease, an expired one, or one TTL is about to delete (of an expired session).
+        let free =
+            Expr::new("attribute_not_exists(#pk) OR #lease_ms <= :now OR #expires_at <= :now_s")
+                .value(":now", n(now))
+                .value(":now_s", n(now_ms() / 1000));
+        match self.put(item, Some(&free), true).await {
+            Ok(old) => {
+                let expired_lease = old
+                    .filter(|old| !expired(old, now_ms()))
+                    .map(|old| parse_lease(&old))
+                    .transpose()?;
+                Ok(LeaseAcquire::Acquired {
+                    lease,
+                    expired: expired_lease,
+                })
+            }
+            Err(Failure::Condition(Some(held))) => Ok(LeaseAcquire::Held(parse_lease(&held)?)),
+            Err(Failure::Condition(None)) => match self.lease(chat_id).await? {
+                Some(held) => Ok(LeaseAcquire::Held(held)),
+                None => Err(StoreError::Backend("the lease vanished".into())),
+            },
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        expires_at_ms: u64,
+        now: u64,
+    ) -> StoreResult<()> {
+        let update = Expr::new("SET #lease_ms = :until").value(":until", n(expires_at_ms));
+        let condition = Expr::new(format!("#holder = :holder AND #lease_ms > :now AND {LIVE}"))
+            .value(":holder", s(holder))
+            .value(":now", n(now))
+            .value(":now_s", n(now_ms() / 1000));
+        let key = key(&chat_pk(chat_id), LEASE);
+        match self
+            .update(key, &update, &condition, ReturnValue::None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(Failure::Condition(_)) => Err(StoreError::LeaseLost),
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
+
+    async fn release_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        consumed_input: Option<u64>,
+    ) -> StoreResult<()> {
+        let pk = chat_pk(chat_id);
+        let held = Expr::new(format!("#holder = :holder AND {LIVE}"))
+            .value(":holder", s(holder))
+            .value(":now_s", n(now_ms() / 1000));
+        if let Some(consumed) = consumed_input {
+            // Drop the lease and raise the mark in one transaction; the mark only goes up, so
+            // when it is already as high the condition fails and the lease alone is dropped.
+            let update = Expr::new("SET #consumed = :consumed").value(":consumed", n(consumed));
+            let upward = Expr::new(
+                "attribute_exists(#pk) AND (attribute_not_exists(#consumed) OR #consumed < :consumed)",
+            )
+            .value(":consumed", n(consumed));
+            let actions = vec![
+                self.tx_delete(key(&pk, LEASE), &held)?,
+                self.tx_update(key(&pk, HEAD), &update, &upward)?,
+            ];
+            match self.transact(actions).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
+                    return Err(StoreError::LeaseLost);
+                }
+                Err(Failure::Canceled(_)) => {}
+                Err(failure) => return Err(failure.into_store_error()),
+            }
+        }
+        match self.delete(key(&pk, LEASE), &held).await {
+            Ok(()) => Ok(()),
+            Err(Failure::Condition(_)) => Err(StoreError::LeaseLost),
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
+
+    async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>> {
+        self.get(&chat_pk(chat_id), LEASE)
+            .await?
+            .map(|item| parse_lease(&item))
+            .transpose()
+    }
+
+    async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>> {
+        let lo = seq_sk("msg", 0);
+        let hi = format!("msg#{RANGE_END}");
+        let logical = self
+            .query_logical(&chat_pk(chat_id), (&lo, &hi), None, |_| false)
+            .await?;
+        logical
+            .iter()
+            .map(|message| json(&message.item, DATA, &message.data))
+            .collect()
+    }
+
+    async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()> {
+        let expiry = self.require_session(chat_id).await?;
+        let pk = chat_pk(chat_id);
+        let data = to_json(message)?;
+        let index_sk = message_id_sk(&message.id);
+        let mut attrs = Item::new();
+        insert(&mut attrs, MESSAGE_ID, s(&message.id));
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(index) = self.get(&pk, &index_sk).await? {
+                // Replace in place, as long as the position still holds this message.
+                let position = get_num(&index, POSITION)?;
+                let same = Expr::new("#mid = :mid").value(":mid", s(&message.id));
+                let sk = seq_sk("msg", position);
+                if self
+                    .replace_logical(&pk, &sk, attrs.clone(), &data, Some(&same), expiry)
+                    .await?
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+                // The position no longer holds this message (a truncation removed it, or was
+                // cut short), and positions are never reused: the index entry is stale.
+                let stale = Expr::new("#pos = :pos").value(":pos", n(position));
+                match self.delete(key(&pk, &index_sk), &stale).await {
+                    Ok(()) | Err(Failure::Condition(_)) => {}
+                    Err(failure) => return Err(failure.into_store_error()),
+                }
+                backoff
+                    .wait(|| "put_message raced with a truncation".to_owned())
+                    .await?;
+                continue;
+            }
+            // Append at the next position.
+            let position = get_num(&self.head(chat_id).await?, MSG_NEXT)?;
+            let update =
+                Expr::new("SET #msg_next = :next").value(":next", n(position.saturating_add(1)));
+            let condition = Expr::new("attribute_exists(#pk) AND #msg_next = :position")
+                .value(":position", n(position));
+            let fresh = absent_or_expired(now_ms());
+            let ttl = expiry.map(ttl_seconds);
+            let mut index = key(&pk, &index_sk);
+            insert(&mut index, POSITION, n(position));
+            insert_opt(&mut index, EXPIRES_AT, ttl.map(n));
+            let mut actions = vec![
+                self.tx_update(key(&pk, HEAD), &update, &condition)?,
+                self.tx_put(index, Some(&fresh))?,
+            ];
+            let items = split_payload(&pk, &seq_sk("msg", position), attrs.clone(), &data, ttl);
+            for (number, item) in items.into_iter().enumerate() {
+                actions.push(self.tx_put(item, Some(&fresh).filter(|_| number == 0))?);
+            }
+            match self.transact(actions).await {
+                Ok(()) => return Ok(()),
+                // Another message took the position, or this id was added meanwhile.
+                Err(Failure::Canceled(reasons))
+                    if failed_at(&reasons, 0) || failed_at(&reasons, 1) =>
+                {
+                    backoff
+                        .wait(|| format!("put_message raced: {}", reason_codes(&reasons)))
+                        .await?;
+                }
+                Err(failure) => return Err(failure.into_store_error()),
+            }
+        }
+    }
+
+    async fn truncate_messages(&self, chat_id: &str, from_id: &str) -> StoreResult<()> {
+        self.require_session(chat_id).await?;
+        let pk = chat_pk(chat_id);
+        let Some(index) = self.get(&pk, &message_id_sk(from_id)).await? else {
+            return Ok(());
+        };
+        let lo = seq_sk("msg", get_num(&index, POSITION)?);
+        let hi = format!("msg#{RANGE_END}");
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let (page, next) = self
+                .query_page(&pk, (&lo, &hi), None, Some("#pk, #sk, #mid"), start)
+                .await?;
+            items.extend(page);
+            if next.is_none() {
+                break;
+            }
+            start = next;
+        }
+        // The messages from the end backwards, then their index items: an interrupted
+        // truncation leaves the conversation's head whole, and at worst index items that point
+        // at nothing, which put_message recognises and replaces.
+        let mut messages = Vec::with_capacity(items.len());
+        let mut index = Vec::with_capacity(items.len());
+        for item in items.iter().rev() {
+            messages.push(key(&pk, get_str(item, SK)?));
+            if let Some(id) = opt_str(item, MESSAGE_ID)? {
+                index.push(key(&pk, &message_id_sk(id)));
+            }
+        }
+        self.delete_all(messages).await?;
+        self.delete_all(index).await
+    }
+
+    async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {
+        let hi = format!("{STATE}#p{RANGE_END}");
+        let logical = self
+            .query_logical(&chat_pk(chat_id), (STATE, &hi), None, |_| false)
+            .await?;
+        logical
+            .first()
+            .map(|state| json(&state.item, DATA, &state.data))
+            .transpose()
+    }
+
+    async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {
+        let expiry = self.require_session(chat_id).await?;
+        let data = to_json(state)?;
+        self.replace_logical(&chat_pk(chat_id), STATE, Item::new(), &data, None, expiry)
+            .await?
+            .map_err(Failure::into_store_error)
+    }
+}

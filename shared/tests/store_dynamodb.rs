@@ -1,0 +1,675 @@
+//! The DynamoDB store against Amazon's DynamoDB Local: the whole conformance suite, and what only
+//! DynamoDB asks for (items under 400 KB, exclusive appends across handles, the capacity meter,
+//! expiry filtered on read, malformed items).
+//!
+//! Needs `AWS_ENDPOINT_URL_DYNAMODB`: `eval "$(scripts/dynamodb-local.sh start)"` starts DynamoDB
+//! Local and prints it (scripts/test.sh does that). Every test binary run uses a table of its own.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
+use chatfn::clock::now_ms;
+use chatfn::store::conformance::run_all;
+use chatfn::store::dynamodb::{Capacity, DynamoStore};
+use chatfn::store::{
+    InputAppend, LeaseAcquire, OutputBody, OutputRecord, Session, SessionCreate, Store, StoreError,
+    TurnLease,
+};
+use chatfn::ui::{Role, UIMessage, UIPart};
+use futures::future::join_all;
+use serde_json::json;
+
+const HOW_TO_START: &str = "AWS_ENDPOINT_URL_DYNAMODB is not set: these tests run against \
+     DynamoDB Local. Start it with `eval \"$(scripts/dynamodb-local.sh start)\"` (it prints the \
+     endpoint and the PID to kill afterwards), or run scripts/test.sh, which does it for you.";
+
+static TABLE: OnceLock<String> = OnceLock::new();
+static CREATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+fn table() -> &'static str {
+    TABLE.get_or_init(|| format!("chatfn-test-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// A client for DynamoDB Local: the endpoint from the environment (as `from_env` reads it), dummy
+/// credentials and region.
+async fn client() -> Client {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_default();
+    assert!(!endpoint.is_empty(), "{HOW_TO_START}");
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "test"))
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+/// A store on this binary's table, created (once, idempotently) on first use. Each test has a
+/// client of its own: a client belongs to the runtime of the test that made it.
+async fn store() -> DynamoStore {
+    let store = DynamoStore::new(client().await, table());
+    CREATED
+        .get_or_init(|| async {
+            store.create_table().await.expect("create table");
+            // Idempotent: a second call finds it done.
+            store.create_table().await.expect("create table again");
+            let ttl = client()
+                .await
+                .describe_time_to_live()
+                .table_name(table())
+                .send()
+                .await
+                .expect("describe TTL");
+            let ttl = ttl.time_to_live_description().expect("TTL description");
+            assert_eq!(ttl.attribute_name(), Some("expires_at"));
+            assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+        })
+        .await;
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_conforms() {
+    let client = client().await;
+    store().await;
+    run_all(|| {
+        let client = client.clone();
+        async move { DynamoStore::new(client, table()) }
+    })
+    .await;
+}
+
+fn session(chat_id: &str, now: u64, expires_at_ms: Option<u64>) -> Session {
+    Session {
+        id: format!("session_{}", uuid::Uuid::new_v4().simple()),
+        chat_id: chat_id.to_owned(),
+        kind: "chat.agent".into(),
+        task_identifier: "agent".into(),
+        trigger_config: json!({ "basePath": "/chat" }),
+        tags: vec!["t".into()],
+        metadata: Some(json!({ "a": 1 })),
+        owner: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        expires_at_ms,
+        closed_at_ms: None,
+        closed_reason: None,
+    }
+}
+
+async fn new_chat(store: &DynamoStore, name: &str, expires_at_ms: Option<u64>) -> String {
+    let chat_id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+    let created = store
+        .create_session(session(&chat_id, now_ms(), expires_at_ms))
+        .await
+        .expect("create session");
+    assert!(matches!(created, SessionCreate::Created(_)));
+    chat_id
+}
+
+fn record(seq: u64, chunk: String) -> OutputRecord {
+    OutputRecord {
+        seq,
+        timestamp_ms: now_ms(),
+        body: OutputBody::Chunk {
+            record_id: format!("r{seq}"),
+            chunk,
+        },
+    }
+}
+
+fn delta(seq: u64, text: &str) -> OutputRecord {
+    record(
+        seq,
+        json!({ "type": "text-delta", "id": "t", "delta": text }).to_string(),
+    )
+}
+
+fn lease(holder: &str, now: u64, first_seq: u64) -> TurnLease {
+    TurnLease {
+        holder: holder.to_owned(),
+        acquired_at_ms: now,
+        expires_at_ms: now + 30_000,
+        first_seq,
+        input_seq: Some(0),
+    }
+}
+
+/// Every raw item of a chat's partition, straight from the table.
+async fn raw_items(client: &Client, chat_id: &str) -> Vec<HashMap<String, AttributeValue>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .query()
+            .table_name(table())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("chat#{chat_id}")))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("query");
+        items.extend(page.items.unwrap_or_default());
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+/// An item's size as DynamoDB counts it: names plus values.
+fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(text) => text.len(),
+                    AttributeValue::N(number) => number.len(),
+                    AttributeValue::B(blob) => blob.as_ref().len(),
+                    _ => 8,
+                }
+        })
+        .sum()
+}
+
+fn big_text(bytes: usize) -> String {
+    // Multi-byte characters too, so no piece boundary can rely on ASCII.
+    "é✓ chatfn stores big messages in pieces. "
+        .chars()
+        .cycle()
+        .scan(0, |size, c| {
+            *size += c.len_utf8();
+            (*size <= bytes).then_some(c)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn megabyte_payloads_stay_under_400_kb_per_item() {
+    let store = store().await;
+    let client = client().await;
+    let chat_id = new_chat(&store, "big", None).await;
+    let now = now_ms();
+
+    // A 1 MB message, replaced in place by a small one and back, with a small one after it.
+    let mut big = UIMessage::new("m-big", Role::Assistant);
+    big.parts = vec![UIPart::StepStart, UIPart::text(big_text(1024 * 1024))];
+    let small = UIMessage::user_text("m-small", "hi");
+    store.put_message(&chat_id, &big).await.expect("put big");
+    store
+        .put_message(&chat_id, &small)
+        .await
+        .expect("put small");
+    assert_eq!(
+        store.messages(&chat_id).await.unwrap(),
+        [big.clone(), small.clone()]
+    );
+    let shrunk = UIMessage::user_text("m-big", "now small");
+    store.put_message(&chat_id, &shrunk).await.unwrap();
+    assert_eq!(
+        store.messages(&chat_id).await.unwrap(),
+        [shrunk.clone(), small.clone()]
+    );
+    store.put_message(&chat_id, &big).await.unwrap();
+    assert_eq!(
+        store.messages(&chat_id).await.unwrap(),
+        [big.clone(), small.clone()]
+    );
+
+    // A 1 MB input body.
+    let body = json!({ "text": big_text(1024 * 1024) }).to_string();
+    let appended = store
+        .append_input(&chat_id, "big-part", &body, now)
+        .await
+        .unwrap();
+    assert_eq!(appended.seq, 0);
+    store
+        .append_input(&chat_id, "small-part", "{}", now)
+        .await
+        .unwrap();
+    let inputs = store.inputs(&chat_id, None, 10).await.unwrap();
+    assert_eq!(inputs.len(), 2);
+    assert_eq!(inputs[0].body, body);
+    assert_eq!(store.inputs(&chat_id, None, 1).await.unwrap()[0].body, body);
+    assert_eq!(store.inputs(&chat_id, Some(0), 10).await.unwrap()[0].seq, 1);
+
+    // A big output batch (64 records of 30 KB), and a 1 MB chunk on its own.
+    let batch: Vec<OutputRecord> = (0..64).map(|seq| delta(seq, &big_text(30_000))).collect();
+    store
+        .append_output(&chat_id, &batch)
+        .await
+        .expect("big batch");
+    let huge = delta(64, &big_text(1024 * 1024));
+    store
+        .append_output(&chat_id, std::slice::from_ref(&huge))
+        .await
+        .expect("1 MB record");
+    store
+        .append_output(&chat_id, &[delta(65, "tail")])
+        .await
+        .unwrap();
+    // More than one transaction takes is refused whole, with a clear error.
+    let too_big: Vec<OutputRecord> = (66..130).map(|seq| delta(seq, &big_text(60_000))).collect();
+    let refused = store.append_output(&chat_id, &too_big).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Backend(message)) if message.contains("one transaction")),
+        "{refused:?}"
+    );
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), Some(65));
+    let output = store.output(&chat_id, None, 1000).await.unwrap();
+    assert_eq!(output.len(), 66);
+    assert_eq!(output[..64], batch[..]);
+    assert_eq!(output[64], huge);
+    assert_eq!(
+        store.output(&chat_id, Some(10), 3).await.unwrap(),
+        batch[11..14]
+    );
+    assert_eq!(store.output(&chat_id, Some(63), 1).await.unwrap(), [huge]);
+
+    // 1 MB of state, then a small one.
+    let state = json!({ "notes": big_text(1024 * 1024) });
+    store.put_state(&chat_id, &state).await.unwrap();
+    assert_eq!(store.state(&chat_id).await.unwrap(), Some(state));
+    store.put_state(&chat_id, &json!({ "n": 1 })).await.unwrap();
+    assert_eq!(
+        store.state(&chat_id).await.unwrap(),
+        Some(json!({ "n": 1 }))
+    );
+
+    let items = raw_items(&client, &chat_id).await;
+    let largest = items.iter().map(item_size).max().unwrap_or(0);
+    assert!(largest < 360_000, "an item of {largest} bytes");
+    // The pieces of the state's 1 MB were deleted when it shrank.
+    let state_items = items
+        .iter()
+        .filter(
+            |item| matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk.starts_with("state")),
+        )
+        .count();
+    assert_eq!(state_items, 1);
+
+    // Truncation deletes every piece of the big message.
+    store.truncate_messages(&chat_id, "m-big").await.unwrap();
+    assert_eq!(store.messages(&chat_id).await.unwrap(), Vec::new());
+    let left = raw_items(&client, &chat_id)
+        .await
+        .into_iter()
+        .filter(
+            |item| matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk.starts_with("msg")),
+        )
+        .count();
+    assert_eq!(left, 0);
+    store.put_message(&chat_id, &small).await.unwrap();
+    assert_eq!(store.messages(&chat_id).await.unwrap(), [small]);
+}
+
+/// Two executors on two handles (two processes, as far as the store can tell) race to append
+/// the next batch of one chat: every seq is written once, by one of them, batch by batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_from_two_handles_stay_exclusive() {
+    let (a, b) = (store().await, store().await);
+    let chat_id = new_chat(&a, "two-handles", None).await;
+
+    async fn writer(store: &DynamoStore, chat_id: &str, name: &str) -> Vec<(u64, u64)> {
+        let mut written = Vec::new();
+        let mut taken = 0;
+        while written.len() < 12 && taken < 200 {
+            let next = store
+                .last_output_seq(chat_id)
+                .await
+                .unwrap()
+                .map_or(0, |seq| seq + 1);
+            let batch: Vec<OutputRecord> = (next..next + 3)
+                .map(|seq| delta(seq, &format!("{name}:{next}")))
+                .collect();
+            match store.append_output(chat_id, &batch).await {
+                Ok(()) => written.push((next, next + 2)),
+                Err(StoreError::SequenceTaken(seq)) => {
+                    assert_eq!(seq, next);
+                    taken += 1;
+                }
+                Err(error) => panic!("append_output: {error:?}"),
+            }
+        }
+        written
+    }
+    let (from_a, from_b) = tokio::join!(writer(&a, &chat_id, "a"), writer(&b, &chat_id, "b"));
+    let output = a.output(&chat_id, None, 1000).await.unwrap();
+    let total = (from_a.len() + from_b.len()) * 3;
+    assert_eq!(
+        output.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (0..total as u64).collect::<Vec<_>>()
+    );
+    for (name, batches) in [("a", &from_a), ("b", &from_b)] {
+        for &(first, last) in batches {
+            for seq in first..=last {
+                let OutputBody::Chunk { chunk, .. } = &output[seq as usize].body else {
+                    panic!("a chunk");
+                };
+                assert!(
+                    chunk.contains(&format!("{name}:{first}")),
+                    "seq {seq}: {chunk}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        b.last_output_seq(&chat_id).await.unwrap(),
+        Some(total as u64 - 1)
+    );
+
+    // Inputs from both handles get distinct, consecutive seqs; a part id is appended once.
+    let appends = (0..10).map(|n| {
+        let store = if n % 2 == 0 { &a } else { &b };
+        let chat_id = &chat_id;
+        async move {
+            store
+                .append_input(chat_id, &format!("p{}", n / 2), "{}", now_ms())
+                .await
+                .unwrap()
+        }
+    });
+    let results: Vec<InputAppend> = join_all(appends).await;
+    let mut seqs: Vec<u64> = results
+        .iter()
+        .filter(|appended| !appended.duplicate)
+        .map(|appended| appended.seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [0, 1, 2, 3, 4]);
+    assert_eq!(a.inputs(&chat_id, None, 100).await.unwrap().len(), 5);
+
+    // The lease: one winner across the handles.
+    let now = now_ms();
+    let (la, lb) = tokio::join!(
+        a.acquire_lease(&chat_id, lease("holder-a", now, 0), now),
+        b.acquire_lease(&chat_id, lease("holder-b", now, 0), now)
+    );
+    let winners = [la.unwrap(), lb.unwrap()]
+        .into_iter()
+        .filter(|acquired| matches!(acquired, LeaseAcquire::Acquired { .. }))
+        .count();
+    assert_eq!(winners, 1);
+}
+
+/// What each step of a typical turn costs, from the store's own meter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_meter_counts_a_turn() {
+    let store = store().await;
+    let mut costs: Vec<(String, Capacity)> = Vec::new();
+    let mut last = store.capacity().snapshot();
+    let mut step = |name: &str, store: &DynamoStore| {
+        let now = store.capacity().snapshot();
+        costs.push((name.to_owned(), now - last));
+        last = now;
+    };
+
+    let chat_id = format!("turn-{}", uuid::Uuid::new_v4().simple());
+    let now = now_ms();
+    store
+        .create_session(session(&chat_id, now, Some(now + 86_400_000)))
+        .await
+        .unwrap();
+    step("create_session", &store);
+    let user = UIMessage::user_text("u1", "What is the weather like? ".repeat(8));
+    let body = json!({ "kind": "message", "payload": { "message": user } }).to_string();
+    let appended = store
+        .append_input(&chat_id, "part-1", &body, now)
+        .await
+        .unwrap();
+    step("append_input", &store);
+    store.consumed_input(&chat_id).await.unwrap();
+    step("consumed_input", &store);
+    store.inputs(&chat_id, None, 64).await.unwrap();
+    step("inputs", &store);
+    store.last_output_seq(&chat_id).await.unwrap();
+    step("last_output_seq", &store);
+    let held = lease("executor", now, 0);
+    store
+        .acquire_lease(&chat_id, held.clone(), now)
+        .await
+        .unwrap();
+    step("acquire_lease", &store);
+    store.messages(&chat_id).await.unwrap();
+    step("messages", &store);
+    store.put_message(&chat_id, &user).await.unwrap();
+    step("put_message (new)", &store);
+    store.state(&chat_id).await.unwrap();
+    step("state", &store);
+
+    // ~30 batches of a few records each, as the writer flushes them every 100 ms.
+    let mut seq = 0;
+    let mut reply = String::new();
+    for batch in 0..30 {
+        let records: Vec<OutputRecord> = (0..4)
+            .map(|i| {
+                let text = format!("word{batch}-{i} ");
+                reply.push_str(&text);
+                let record = delta(seq, &text);
+                seq += 1;
+                record
+            })
+            .collect();
+        store.append_output(&chat_id, &records).await.unwrap();
+    }
+    step("append_output x30", &store);
+    store
+        .renew_lease(&chat_id, "executor", now + 60_000, now_ms())
+        .await
+        .unwrap();
+    step("renew_lease", &store);
+    store
+        .inputs(&chat_id, Some(appended.seq), 64)
+        .await
+        .unwrap();
+    step("inputs (stop poll)", &store);
+    store.output(&chat_id, None, 1000).await.unwrap();
+    step("output (120 records)", &store);
+    let mut answer = UIMessage::new("a1", Role::Assistant);
+    answer.parts = vec![UIPart::StepStart, UIPart::text(reply)];
+    store.put_message(&chat_id, &answer).await.unwrap();
+    step("put_message (new)", &store);
+    store.put_message(&chat_id, &answer).await.unwrap();
+    step("put_message (replace)", &store);
+    store
+        .put_state(&chat_id, &json!({ "turns": 1 }))
+        .await
+        .unwrap();
+    step("put_state", &store);
+    store
+        .release_lease(&chat_id, "executor", Some(appended.seq))
+        .await
+        .unwrap();
+    step("release_lease", &store);
+
+    let mut total = Capacity::default();
+    eprintln!("{:<24} {:>8} {:>8} {:>6}", "step", "RCU", "WCU", "calls");
+    for (name, cost) in &costs {
+        eprintln!(
+            "{name:<24} {:>8.1} {:>8.1} {:>6}",
+            cost.read_units, cost.write_units, cost.calls
+        );
+        total.read_units += cost.read_units;
+        total.write_units += cost.write_units;
+        total.calls += cost.calls;
+    }
+    eprintln!(
+        "{:<24} {:>8.1} {:>8.1} {:>6}",
+        "turn", total.read_units, total.write_units, total.calls
+    );
+    let cost = |name: &str| {
+        costs
+            .iter()
+            .find(|(step, _)| step == name)
+            .map(|(_, cost)| *cost)
+            .expect("step")
+    };
+    // Every call reports its capacity; a transaction costs at least twice a plain write.
+    // (DynamoDB Local reports no units for a Query that finds nothing, and rounds a
+    // transaction's items together: AWS rounds each item up to 1 KB.)
+    assert!(costs.iter().all(|(_, cost)| cost.calls >= 1), "{costs:?}");
+    assert!(cost("last_output_seq").read_units >= 1.0);
+    assert!(cost("output (120 records)").read_units >= 1.0);
+    let appends = cost("append_output x30");
+    assert_eq!(appends.calls, 30);
+    assert!(appends.write_units >= 30.0 * 2.0, "{appends:?}");
+    assert_eq!(appends.read_units, 0.0);
+    assert!(cost("renew_lease").write_units >= 1.0);
+    assert!(cost("release_lease").write_units >= 2.0);
+    assert!(total.read_units > 0.0 && total.write_units > total.read_units);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_sessions_read_as_gone() {
+    let store = store().await;
+    let client = client().await;
+    let now = now_ms();
+    let expires = now + 1_500;
+    let chat_id = new_chat(&store, "expiring", Some(expires)).await;
+    let original = store.session(&chat_id).await.unwrap().expect("session");
+    store.append_input(&chat_id, "p", "{}", now).await.unwrap();
+    store
+        .append_output(&chat_id, &[delta(0, "x")])
+        .await
+        .unwrap();
+    store
+        .acquire_lease(&chat_id, lease("h", now, 1), now)
+        .await
+        .unwrap();
+    store
+        .put_message(&chat_id, &UIMessage::user_text("m", "hi"))
+        .await
+        .unwrap();
+    store.put_state(&chat_id, &json!(1)).await.unwrap();
+    assert_eq!(store.messages(&chat_id).await.unwrap().len(), 1);
+
+    // Every item carries the TTL attribute, rounded up to the second.
+    for item in raw_items(&client, &chat_id).await {
+        assert_eq!(
+            item.get("expires_at"),
+            Some(&AttributeValue::N(expires.div_ceil(1000).to_string())),
+            "{item:?}"
+        );
+    }
+
+    // Past the expiry (and its second), before TTL has deleted anything.
+    tokio::time::sleep(Duration::from_millis(
+        (expires.div_ceil(1000) * 1000 + 50).saturating_sub(now_ms()),
+    ))
+    .await;
+    assert!(!raw_items(&client, &chat_id).await.is_empty());
+    assert_eq!(store.session(&chat_id).await.unwrap(), None);
+    assert_eq!(store.session_by_id(&original.id).await.unwrap(), None);
+    assert_eq!(store.inputs(&chat_id, None, 10).await.unwrap(), Vec::new());
+    assert_eq!(store.output(&chat_id, None, 10).await.unwrap(), Vec::new());
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), None);
+    assert_eq!(store.consumed_input(&chat_id).await.unwrap(), None);
+    assert_eq!(store.lease(&chat_id).await.unwrap(), None);
+    assert_eq!(store.messages(&chat_id).await.unwrap(), Vec::new());
+    assert_eq!(store.state(&chat_id).await.unwrap(), None);
+    assert!(matches!(
+        store.append_input(&chat_id, "q", "{}", now_ms()).await,
+        Err(StoreError::NoSession(_))
+    ));
+    assert!(matches!(
+        store.close_session(&chat_id, None, now_ms()).await,
+        Err(StoreError::NoSession(_))
+    ));
+
+    // The chat id can start over; nothing of the old session shows through.
+    let again = session(&chat_id, now_ms(), None);
+    assert_eq!(
+        store.create_session(again.clone()).await.unwrap(),
+        SessionCreate::Created(again.clone())
+    );
+    assert_eq!(
+        store
+            .append_input(&chat_id, "p", "{}", now_ms())
+            .await
+            .unwrap(),
+        InputAppend {
+            seq: 0,
+            duplicate: false
+        }
+    );
+    assert_eq!(store.output(&chat_id, None, 10).await.unwrap(), Vec::new());
+    store
+        .append_output(&chat_id, &[delta(0, "y")])
+        .await
+        .unwrap();
+    assert_eq!(store.messages(&chat_id).await.unwrap(), Vec::new());
+    store
+        .put_message(&chat_id, &UIMessage::user_text("m", "again"))
+        .await
+        .unwrap();
+    assert_eq!(store.messages(&chat_id).await.unwrap().len(), 1);
+    assert!(matches!(
+        store
+            .acquire_lease(&chat_id, lease("h2", now_ms(), 1), now_ms())
+            .await,
+        Ok(LeaseAcquire::Acquired { expired: None, .. })
+    ));
+    assert_eq!(store.session_by_id(&again.id).await.unwrap(), Some(again));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_items_are_backend_errors() {
+    let store = store().await;
+    let client = client().await;
+    let chat_id = new_chat(&store, "malformed", None).await;
+    let pk = AttributeValue::S(format!("chat#{chat_id}"));
+    let put = |sk: &str, attrs: Vec<(&str, AttributeValue)>| {
+        let mut request = client
+            .put_item()
+            .table_name(table())
+            .item("pk", pk.clone())
+            .item("sk", AttributeValue::S(sk.to_owned()));
+        for (name, value) in attrs {
+            request = request.item(name, value);
+        }
+        request.send()
+    };
+    put(
+        "session",
+        vec![
+            ("id", AttributeValue::S("session_x".into())),
+            ("tags", AttributeValue::N("1".into())),
+        ],
+    )
+    .await
+    .unwrap();
+    put("head", vec![("out_next", AttributeValue::S("many".into()))])
+        .await
+        .unwrap();
+    put(
+        "out#00000000000000000003",
+        vec![("d", AttributeValue::B(b"not json".to_vec().into()))],
+    )
+    .await
+    .unwrap();
+    put("state", vec![("d", AttributeValue::S("a string".into()))])
+        .await
+        .unwrap();
+    put("lease", vec![("holder", AttributeValue::Bool(true))])
+        .await
+        .unwrap();
+
+    let backend = |result: Result<(), StoreError>, what: &str| {
+        assert!(
+            matches!(result, Err(StoreError::Backend(_))),
+            "{what}: {result:?}"
+        );
+    };
+    backend(store.session(&chat_id).await.map(drop), "session");
+    backend(
+        store.last_output_seq(&chat_id).await.map(drop),
+        "last_output_seq",
+    );
+    backend(store.output(&chat_id, None, 10).await.map(drop), "output");
+    backend(store.state(&chat_id).await.map(drop), "state");
+    backend(store.lease(&chat_id).await.map(drop), "lease");
+}

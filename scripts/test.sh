@@ -39,4 +39,23 @@ bash "$root/scripts/npm-install.sh" "$root/tests/js"
 step "end-to-end tests with the stock npm clients"
 (cd tests/js && npm test)
 
+# --- The chat page (web/) in a real browser: Debian's Chromium driven by playwright-core. ---
+step "install Chromium for the browser tests (Debian's package; skipped when present)"
+if [[ ! -x /usr/bin/chromium ]]; then
+  sudo=""
+  if [[ "$(id -u)" != 0 ]]; then sudo="sudo"; fi
+  $sudo apt-get update
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+
+step "build the chat page (web/ → web/dist; skipped when its sources are unchanged)"
+bash "$root/scripts/build-web.sh"
+
+step "install the browser test packages (tests/browser)"
+bash "$root/scripts/npm-install.sh" "$root/tests/browser"
+
+step "the chat page in Chromium (tests/browser)"
+(cd tests/browser && npm test)
+# --- end of the browser tests ---
+
 step "all tests passed"

@@ -1,5 +1,8 @@
 //! chatfn on localhost: every route of every function in one process, with an embedded file
-//! store so chats survive a restart. Works with no keys at all (the offline model answers).
+//! store so chats survive a restart. Works with no keys at all (the offline model answers). Also
+//! serves the chat page (`web/`) at `/`, with the dev routes it gets its tokens from (`web.rs`).
+
+mod web;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -34,6 +37,9 @@ struct Args {
     /// Where the embedded store keeps its files.
     #[arg(long, env = "CHATFN_DATA_DIR", default_value = ".chatfn-data")]
     data_dir: PathBuf,
+    /// The built chat page (default: `web/dist` of this repository).
+    #[arg(long, env = "CHATFN_WEB_DIR")]
+    web_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -84,6 +90,7 @@ async fn run(args: Args) -> Result<(), String> {
         None => local_secret_key(&args)?,
     };
     let model = chatfn::model::from_config(&config).map_err(|e| e.to_string())?;
+    let model_id = model.id();
     if config.model_provider == ModelProvider::Offline {
         tracing::warn!(
             "no model provider configured: the offline model answers. Set CHATFN_MODEL_API_KEY \
@@ -94,8 +101,29 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let agent = Arc::new(configured_agent(&config, model));
     let runner = TurnRunner::new(store, agent);
+    let dev = web::DevSettings {
+        secret_key: keys.signing_key().to_owned(),
+        model: model_id,
+        offline: config.model_provider == ModelProvider::Offline,
+        approval_tools: config.approval_tools.clone(),
+        extra_hosts: vec![args.host.clone()],
+    };
     let app = App::new(HttpSettings::from_config(&config, keys), runner);
-    let router = router(app, Routes::All);
+    if !is_loopback(&args.host) {
+        tracing::warn!(
+            host = %args.host,
+            "listening beyond this machine: the dev routes (/dev/…) give session tokens to anyone \
+             who reaches them"
+        );
+    }
+    let web_dir = args.web_dir.clone().unwrap_or_else(web::default_web_dir);
+    if !web_dir.join("index.html").is_file() {
+        tracing::warn!(
+            folder = %web_dir.display(),
+            "the chat page is not built: `/` says how to build it (bash scripts/run.sh does)"
+        );
+    }
+    let router = web::local_router(router(app, Routes::All), dev, web_dir);
 
     let address = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&address)
@@ -104,6 +132,7 @@ async fn run(args: Args) -> Result<(), String> {
     let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
     // Scripts and tests wait for this line.
     println!("chatfn listening on http://{local}");
+    println!("chat page: http://{local}/");
     let server = axum::serve(listener, router);
     tokio::select! {
         result = server => result.map_err(|e| format!("server failed: {e}")),
@@ -114,6 +143,14 @@ async fn run(args: Args) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// With no `CHATFN_SECRET_KEY`, a key made once and kept in the data folder (so tokens outlive a

@@ -1,0 +1,146 @@
+import { memo } from 'react';
+
+const TOOL_STATES = {
+  'input-streaming': 'preparing the call',
+  'input-available': 'running',
+  'approval-requested': 'waiting for your approval',
+  'approval-responded': 'answered, waiting for the agent',
+  'output-available': 'done',
+  'output-error': 'failed',
+  'output-denied': 'denied',
+};
+
+function toolName(part) {
+  if (part.type === 'dynamic-tool') return part.toolName;
+  return part.type.slice('tool-'.length);
+}
+
+function isToolPart(part) {
+  return part.type === 'dynamic-tool' || part.type.startsWith('tool-');
+}
+
+function Json({ value, label }) {
+  if (value === undefined) return null;
+  const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
+  return (
+    <div className="tool-field">
+      <span className="tool-field-label">{label}</span>
+      <pre className="tool-json">{text}</pre>
+    </div>
+  );
+}
+
+function ToolPart({ part, onApproval, busy }) {
+  const name = toolName(part);
+  const state = part.state;
+  const approval = part.approval;
+  return (
+    <section className={`tool tool-${state}`} aria-label={`Tool call ${name}`} data-tool={name} data-state={state}>
+      <header className="tool-header">
+        <span className="tool-icon" aria-hidden="true">⚙</span>
+        <code className="tool-name">{name}</code>
+        <span className="tool-state">{TOOL_STATES[state] ?? state}</span>
+      </header>
+      <Json label="Input" value={part.input ?? (state === 'input-streaming' ? undefined : {})} />
+      {state === 'output-available' && <Json label="Output" value={part.output} />}
+      {state === 'output-error' && (
+        <p className="tool-error" role="status">
+          {part.errorText}
+        </p>
+      )}
+      {state === 'approval-requested' && approval && (
+        <div className="tool-approval" role="group" aria-label={`Approve the call of ${name}?`}>
+          <span>Run this tool?</span>
+          <button type="button" className="button approve" disabled={busy} onClick={() => onApproval(approval.id, true)}>
+            Approve
+          </button>
+          <button type="button" className="button deny" disabled={busy} onClick={() => onApproval(approval.id, false)}>
+            Deny
+          </button>
+        </div>
+      )}
+      {approval && approval.approved !== undefined && (
+        <p className={`tool-verdict ${approval.approved ? 'approved' : 'denied'}`}>
+          {approval.approved ? '✓ Approved' : '✕ Denied'}
+        </p>
+      )}
+    </section>
+  );
+}
+
+function Reasoning({ part }) {
+  const streaming = part.state === 'streaming';
+  return (
+    <details className="reasoning" open={streaming || undefined}>
+      <summary>{streaming ? 'Thinking…' : 'Reasoning'}</summary>
+      <p className="reasoning-text">{part.text}</p>
+    </details>
+  );
+}
+
+function Part({ part, onApproval, busy, cursor }) {
+  if (part.type === 'text') {
+    return (
+      <p className="text-part">
+        {part.text}
+        {cursor && <span className="cursor" aria-hidden="true" />}
+      </p>
+    );
+  }
+  if (part.type === 'reasoning') return <Reasoning part={part} />;
+  if (isToolPart(part)) return <ToolPart part={part} onApproval={onApproval} busy={busy} />;
+  if (part.type === 'source-url') {
+    return (
+      <p className="source">
+        Source:{' '}
+        <a href={part.url} target="_blank" rel="noreferrer">
+          {part.title || part.url}
+        </a>
+      </p>
+    );
+  }
+  if (part.type === 'file') {
+    if (part.mediaType?.startsWith('image/')) return <img className="file-image" src={part.url} alt={part.filename ?? 'image'} />;
+    return (
+      <p className="source">
+        File:{' '}
+        <a href={part.url} target="_blank" rel="noreferrer">
+          {part.filename ?? part.mediaType}
+        </a>
+      </p>
+    );
+  }
+  return null;
+}
+
+function MessageView({ message, streaming, stopped, onApproval, busy }) {
+  const mine = message.role === 'user';
+  const parts = message.parts ?? [];
+  const empty = !parts.some((part) => part.type !== 'step-start');
+  // While streaming, a cursor follows the text when the text is what grows.
+  const last = parts.findLastIndex((part) => part.type !== 'step-start');
+  const inlineCursor = streaming && parts[last]?.type === 'text';
+  return (
+    <article
+      className={`message message-${message.role}`}
+      aria-label={mine ? 'You said' : 'Assistant said'}
+      data-role={message.role}
+      data-message-id={message.id}
+      aria-busy={streaming || undefined}
+    >
+      <div className="message-author" aria-hidden="true">
+        {mine ? 'You' : 'Assistant'}
+      </div>
+      <div className="message-body">
+        {parts.map((part, index) => (
+          <Part key={index} part={part} onApproval={onApproval} busy={busy} cursor={inlineCursor && index === last} />
+        ))}
+        {streaming && empty && <p className="text-part pending">…</p>}
+        {streaming && !inlineCursor && !empty && <span className="cursor" aria-hidden="true" />}
+        {stopped && <p className="stopped-note">Stopped</p>}
+      </div>
+    </article>
+  );
+}
+
+export const Message = memo(MessageView);

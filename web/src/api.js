@@ -1,0 +1,125 @@
+// The page's two servers: the backend that holds the secret key (sessions, tokens, model info)
+// and chatfn itself (history, stop, the Trigger output log's cursor).
+
+async function readError(response) {
+  const text = await response.text().catch(() => '');
+  try {
+    const body = JSON.parse(text);
+    if (body?.error) return body.error;
+  } catch {
+    // not JSON
+  }
+  return text.slice(0, 200) || response.statusText;
+}
+
+async function postJson(url, body) {
+  let response;
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    throw new Error(`cannot reach ${url}: ${error.message}`);
+  }
+  if (!response.ok) throw new Error(`${url} answered ${response.status}: ${await readError(response)}`);
+  return response.json();
+}
+
+export function backendApi(backend) {
+  return {
+    /** Creates the chat's session (idempotent): `{publicAccessToken, chatId, model, offline}`. */
+    startSession: (chatId) => postJson(`${backend}/dev/sessions`, { chatId }),
+    /** A fresh token for a chat whose session exists: `{publicAccessToken, expiresAt}`. */
+    token: (chatId) => postJson(`${backend}/dev/sessions/${encodeURIComponent(chatId)}/token`),
+    /** `{model, offline, approvalTools}`, or null when the backend does not say. */
+    async info() {
+      try {
+        const response = await fetch(`${backend}/dev/info`);
+        return response.ok ? await response.json() : null;
+      } catch {
+        return null;
+      }
+    },
+  };
+}
+
+/**
+ * A chat's token and a `fetch` that sends it, refreshing it once on a 401 (tokens expire after
+ * an hour; the page may stay open longer).
+ */
+export function chatAuth(backend, chatId, initialToken) {
+  let token = initialToken;
+  let refreshing = null;
+  const refresh = () => {
+    refreshing ??= backend
+      .token(chatId)
+      .then((answer) => {
+        token = answer.publicAccessToken;
+        return token;
+      })
+      .finally(() => {
+        refreshing = null;
+      });
+    return refreshing;
+  };
+  const authFetch = async (input, init = {}) => {
+    const attempt = (bearer) => {
+      const headers = new Headers(init.headers);
+      headers.set('Authorization', `Bearer ${bearer}`);
+      return fetch(input, { ...init, headers });
+    };
+    const response = await attempt(token);
+    if (response.status !== 401) return response;
+    return attempt(await refresh());
+  };
+  return {
+    get token() {
+      return token;
+    },
+    refresh,
+    fetch: authFetch,
+  };
+}
+
+export function chatfnApi(server, chatId, auth) {
+  const chatUrl = (suffix) => `${server}/api/chat/${encodeURIComponent(chatId)}/${suffix}`;
+  return {
+    /** The persisted history. */
+    async messages() {
+      const response = await auth.fetch(chatUrl('messages'), { cache: 'no-store' });
+      if (!response.ok) throw new Error(`the history answered ${response.status}: ${await readError(response)}`);
+      const body = await response.json();
+      return Array.isArray(body.messages) ? body.messages : [];
+    },
+    /** Ends the running turn on the server; resolves once it has ended (or the server gave up waiting). */
+    async stop() {
+      const response = await auth.fetch(chatUrl('stop'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      if (!response.ok) throw new Error(`stop answered ${response.status}: ${await readError(response)}`);
+      return response.json();
+    },
+    /**
+     * The Trigger output log's last record number, as the transport's `lastEventId`, or undefined
+     * when the log is empty.
+     */
+    async lastOutputEventId() {
+      const base = `${server}/realtime/v1/sessions/${encodeURIComponent(chatId)}/out`;
+      const head = await auth.fetch(base, { method: 'HEAD', cache: 'no-store' });
+      if (!head.ok) throw new Error(`the output log answered ${head.status}`);
+      const last = head.headers.get('x-last-chunk-index');
+      if (last === null) return undefined;
+      if (last !== '0') return last;
+      // `0` is both "one record" and "none": the records say which.
+      const records = await auth.fetch(`${base}/records`, { cache: 'no-store' });
+      if (!records.ok) throw new Error(`the output records answered ${records.status}`);
+      const body = await records.json();
+      const list = Array.isArray(body) ? body : (body.records ?? body.data ?? []);
+      return list.length > 0 ? '0' : undefined;
+    },
+  };
+}

@@ -29,4 +29,7 @@ bash "$root/scripts/npm-install.sh" "$root/tests/js"
 step "end-to-end tests with the stock npm clients"
 (cd tests/js && npm test)
 
+step "AWS: the SAM template (sam validate --lint) and the Lambda functions end to end (cargo lambda watch)"
+bash "$root/scripts/lambda-e2e.sh"
+
 step "all tests passed"

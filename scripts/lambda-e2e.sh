@@ -9,7 +9,7 @@
 #
 # The store: DynamoDB Local when this checkout has the DynamoDB store (scripts/dynamodb-local.sh);
 # without it, a SQLite file the three functions share (a local stand-in, loudly so). Force one
-# with CHATFN_LAMBDA_E2E_STORE=dynamodb|sqlite.
+# with CHATFN_LAMBDA_E2E_STORE=dynamodb|sqlite. CHATFN_LAMBDA_E2E_KEEP=1 keeps the logs of a passing run.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,7 +43,7 @@ cleanup() {
     echo "--- last lines of cargo lambda watch ($work/watch.log) ---" >&2
     tail -n 60 "$work/watch.log" >&2 || true
   fi
-  if [[ $status -eq 0 ]]; then rm -rf "$work"; fi
+  if [[ $status -eq 0 && -z "${CHATFN_LAMBDA_E2E_KEEP:-}" ]]; then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
   exit $status
 }
 trap cleanup EXIT
@@ -64,12 +64,13 @@ fi
 case "$store" in
   dynamodb)
     features="chatfn/dynamodb"
+    # It prints `export AWS_ENDPOINT_URL_DYNAMODB=…` and `export CHATFN_DYNAMODB_LOCAL_PID=…`.
     out="$(bash scripts/dynamodb-local.sh start)"
-    echo "$out"
-    export_line="$(grep -E '^export AWS_ENDPOINT_URL_DYNAMODB=' <<< "$out" | tail -n1)"
-    [[ -n "$export_line" ]] || { echo "scripts/dynamodb-local.sh start printed no endpoint" >&2; exit 1; }
-    eval "$export_line"
-    dynamo_pid="$(grep -ioE 'pid[^0-9]*[0-9]+' <<< "$out" | grep -oE '[0-9]+$' | tail -n1 || true)"
+    grep -q '^export AWS_ENDPOINT_URL_DYNAMODB=' <<< "$out" \
+      || { echo "scripts/dynamodb-local.sh start printed no endpoint: $out" >&2; exit 1; }
+    eval "$(grep -E '^export [A-Z_]+=' <<< "$out")"
+    dynamo_pid="${CHATFN_DYNAMODB_LOCAL_PID:-$(grep -ioE 'pid[^0-9]*[0-9]+' <<< "$out" | grep -oE '[0-9]+$' | tail -n1 || true)}"
+    echo "DynamoDB Local at $AWS_ENDPOINT_URL_DYNAMODB (PID $dynamo_pid)"
     export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
     export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
     export CHATFN_STORE=dynamodb CHATFN_TABLE_NAME="chatfn-lambda-e2e-$$"
@@ -97,6 +98,8 @@ export CHATFN_SECRET_KEY="sk_lambda_e2e_$(head -c 18 /dev/urandom | od -An -tx1 
 export CHATFN_MODEL_PROVIDER=openai CHATFN_MODEL=mock-model CHATFN_MODEL_API_KEY=test-key
 export CHATFN_MODEL_BASE_URL="http://127.0.0.1:$mock_port/v1"
 export RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1
+# As deployed: the function URL (here cargo lambda's own CORS) answers browsers.
+export CHATFN_LAMBDA_URL_CORS=true
 
 echo "==> build the three functions (as cargo lambda watch runs them)"
 cargo build -p session-start -p token-refresh -p agent-turn --features "$features"

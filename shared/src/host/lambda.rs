@@ -185,14 +185,32 @@ mod dynamo {
 
     #[cfg(feature = "dynamodb")]
     pub async fn store(config: &Config) -> Result<Arc<dyn Store>, Error> {
+        use crate::store::dynamodb::DynamoStore;
+
+        /// `DynamoStore::from_env` either is infallible or returns a `Result`; take both.
+        trait Built {
+            fn built(self) -> Result<DynamoStore, String>;
+        }
+        impl Built for DynamoStore {
+            fn built(self) -> Result<DynamoStore, String> {
+                Ok(self)
+            }
+        }
+        impl<E: std::fmt::Display> Built for Result<DynamoStore, E> {
+            fn built(self) -> Result<DynamoStore, String> {
+                self.map_err(|e| e.to_string())
+            }
+        }
+
         let table = config.table_name.clone().ok_or(
             "CHATFN_TABLE_NAME is not set: name the DynamoDB table (or set CHATFN_STORE for \
              local development)",
         )?;
         // Builds the client only (credentials and region from the environment, and
         // AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local); no request is made at init.
-        let store = crate::store::dynamodb::DynamoStore::from_env(table.clone())
+        let store = DynamoStore::from_env(table.clone())
             .await
+            .built()
             .map_err(|e| format!("cannot set up the DynamoDB store for table `{table}`: {e}"))?;
         tracing::info!(table = %table, "store: DynamoDB");
         Ok(Arc::new(store))
@@ -210,13 +228,45 @@ mod dynamo {
 
 /// Runs `router` as a buffered function: the whole response is returned at once.
 pub async fn serve_buffered(router: Router) -> Result<(), Error> {
-    lambda_http::run(router).await
+    lambda_http::run(cors_by_url(router)).await
 }
 
 /// Runs `router` with response streaming, keeping each invocation open until the turns it
 /// started are finished (see [`StreamingInvocations`]).
 pub async fn serve_streaming(router: Router, runner: TurnRunner) -> Result<(), Error> {
-    lambda_http::run_with_streaming_response(StreamingInvocations::new(router, runner)).await
+    lambda_http::run_with_streaming_response(StreamingInvocations::new(cors_by_url(router), runner))
+        .await
+}
+
+/// With `CHATFN_LAMBDA_URL_CORS=true` (the SAM template sets it), the function URL's own CORS
+/// settings answer browsers: the URL answers preflight requests without invoking the function
+/// and adds the CORS headers to every response. It adds them even when the function sent its
+/// own, and a browser refuses two `Access-Control-Allow-Origin` values, so the router's CORS
+/// headers are dropped.
+fn cors_by_url(router: Router) -> Router {
+    let enabled = std::env::var("CHATFN_LAMBDA_URL_CORS")
+        .is_ok_and(|value| matches!(value.trim(), "1" | "true"));
+    if enabled {
+        router.layer(axum::middleware::map_response(without_cors_headers))
+    } else {
+        router
+    }
+}
+
+/// The response without any `Access-Control-*` header.
+pub async fn without_cors_headers(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    let headers = response.headers_mut();
+    let names: Vec<_> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+    response
 }
 
 /// The streaming function's service: the router, with each response body extended until the
@@ -458,6 +508,19 @@ mod tests {
         );
         assert!(StoreChoice::parse(Some("sqlite:")).is_err());
         assert!(StoreChoice::parse(Some("redis")).is_err());
+    }
+
+    #[tokio::test]
+    async fn cors_headers_can_be_left_to_the_function_url() {
+        let response = axum::http::Response::builder()
+            .header("access-control-allow-origin", "*")
+            .header("access-control-expose-headers", "x-stream-version")
+            .header("content-type", "text/event-stream")
+            .body(axum::body::Body::empty())
+            .expect("response");
+        let response = without_cors_headers(response).await;
+        let names: Vec<&str> = response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-type"]);
     }
 
     #[test]

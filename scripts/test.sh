@@ -39,6 +39,9 @@ bash "$root/scripts/npm-install.sh" "$root/tests/js"
 step "end-to-end tests with the stock npm clients"
 (cd tests/js && npm test)
 
+step "AWS: the SAM template (sam validate --lint) and the Lambda functions end to end (cargo lambda watch)"
+bash "$root/scripts/lambda-e2e.sh"
+
 # --- The chat page (web/) in a real browser: Debian's Chromium driven by playwright-core. ---
 step "install Chromium for the browser tests (Debian's package; skipped when present)"
 if [[ ! -x /usr/bin/chromium ]]; then

@@ -168,6 +168,11 @@ impl LiveTurns {
         }
     }
 
+    /// Every turn running in this process (the Lambda host stops them near its deadline).
+    pub fn all(&self) -> Vec<Arc<LiveTurn>> {
+        self.map().values().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.map().len()
     }

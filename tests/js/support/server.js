@@ -6,6 +6,8 @@
 //                      CHATFN_SECRET_KEY with the tests and use the mock model on MOCK_OPENAI_PORT
 //   CHATFN_SECRET_KEY  the secret key (random per run when the tests spawn the server)
 //   CHATFN_TEST_LOG=1  echo the server's stdout/stderr while the tests run
+//   CHATFN_LAMBDA_URL  test the three Lambda functions under `cargo lambda watch` at this address,
+//                      through a path router (support/lambda-router.js; scripts/lambda-e2e.sh)
 
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -14,6 +16,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DefaultChatTransport } from 'ai';
+import { attachToLambda } from './lambda-router.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const JS_ROOT = path.resolve(here, '..');
@@ -42,6 +45,7 @@ process.once('exit', () => {
  * Returns `{ baseUrl, secretKey, stop(), logs() }`.
  */
 export async function startChatfn({ modelBaseUrl, env = {}, args = [] } = {}) {
+  if (process.env.CHATFN_LAMBDA_URL) return attachToLambda();
   if (process.env.CHATFN_BASE_URL) {
     const secretKey = process.env.CHATFN_SECRET_KEY;
     if (!secretKey) {

@@ -1,0 +1,14 @@
+//! chatfn's session-start function on AWS Lambda (buffered): create, read and close chat
+//! sessions; a created session comes with its first token.
+
+use chatfn::config::Config;
+use chatfn::host::lambda;
+use chatfn::http::{Routes, router};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda::Error> {
+    lambda::init_logging();
+    let config = Config::from_env()?;
+    let app = lambda::app(&config).await?;
+    lambda::serve_buffered(router(app, Routes::SessionStart)).await
+}

@@ -1,0 +1,14 @@
+//! chatfn's token-refresh function on AWS Lambda (buffered): fresh session-scoped tokens, and
+//! the claims and public tokens of the Trigger.dev SDK's `auth`.
+
+use chatfn::config::Config;
+use chatfn::host::lambda;
+use chatfn::http::{Routes, router};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda::Error> {
+    lambda::init_logging();
+    let config = Config::from_env()?;
+    let app = lambda::app(&config).await?;
+    lambda::serve_buffered(router(app, Routes::TokenRefresh)).await
+}

@@ -1,0 +1,532 @@
+//! AWS Lambda: what the three functions share, so that each `main` only picks its routes.
+//!
+//! - [`app`] builds the [`App`] from the configuration: the store (`CHATFN_STORE`), the model,
+//!   the agent and the turn runner. Nothing at init does I/O beyond building clients.
+//! - [`serve_buffered`] runs a router as a buffered function (session start, token refresh).
+//! - [`serve_streaming`] runs a router with response streaming (agent turn), through
+//!   [`StreamingInvocations`]: the response body of an invocation keeps going until every turn
+//!   running in the process has finished and been persisted, so a turn survives its client
+//!   (Lambda freezes the process once the response is complete); and a turn that nears the
+//!   invocation's deadline is stopped early enough to close its reply cleanly.
+//!
+//! A Lambda execution environment runs one invocation at a time, so every turn live in the
+//! process belongs to the invocation in progress: "every live turn" is "this invocation's turns".
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use http_body::Frame;
+use lambda_http::{RequestExt, Service};
+
+use crate::agent::configured_agent;
+use crate::auth::SecretKeys;
+use crate::clock::now_ms;
+use crate::config::{Config, ModelProvider};
+use crate::http::{App, HttpSettings};
+use crate::store::Store;
+use crate::turn::TurnRunner;
+
+pub use lambda_http::Error;
+
+/// How long before the invocation's deadline a running turn is told to stop, so that it can
+/// close its reply and persist it before Lambda ends the invocation.
+pub const STOP_MARGIN: Duration = Duration::from_secs(10);
+/// How long before the deadline the response ends regardless (a reader still following the log
+/// gets a clean end of stream and reconnects, instead of a timeout).
+pub const END_MARGIN: Duration = Duration::from_secs(1);
+
+/// Logs to stderr (CloudWatch), plain text; `RUST_LOG` filters as on the local server.
+pub fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false),
+        )
+        .with(filter)
+        .try_init();
+}
+
+/// The application of the configuration: its store, model, agent and turn runner. A function
+/// refuses to start without `CHATFN_SECRET_KEY`: tokens minted by one function must verify in
+/// the others, so the key cannot be made up per process.
+pub async fn app(config: &Config) -> Result<App, Error> {
+    let keys = secret_keys(config)?;
+    let store = store(config).await?;
+    let model = crate::model::from_config(config)?;
+    if config.model_provider == ModelProvider::Offline {
+        tracing::warn!(
+            "no model provider configured: the offline model answers. Set CHATFN_MODEL_API_KEY \
+             (or choose CHATFN_MODEL_PROVIDER) for a real model"
+        );
+    }
+    let agent = Arc::new(configured_agent(config, model));
+    let runner = TurnRunner::new(store, agent);
+    Ok(App::new(HttpSettings::from_config(config, keys), runner))
+}
+
+fn secret_keys(config: &Config) -> Result<SecretKeys, Error> {
+    config.secret_keys.clone().ok_or_else(|| {
+        "CHATFN_SECRET_KEY is not set: every function needs the same secret key (the SAM \
+         template passes it from the secret named by SecretKeyParameterName)"
+            .into()
+    })
+}
+
+/// Which store the functions use, from `CHATFN_STORE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// `dynamodb` (the default): the table `CHATFN_TABLE_NAME`.
+    DynamoDb,
+    /// `memory`: local development only. Nothing persists, and functions share nothing.
+    Memory,
+    /// `sqlite:PATH`: local development only. One file several local processes share.
+    Sqlite(std::path::PathBuf),
+}
+
+impl StoreChoice {
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value.map(str::trim).filter(|v| !v.is_empty()) {
+            None | Some("dynamodb") => Ok(StoreChoice::DynamoDb),
+            Some("memory") => Ok(StoreChoice::Memory),
+            Some(other) => match other.strip_prefix("sqlite:") {
+                Some(path) if !path.is_empty() => Ok(StoreChoice::Sqlite(path.into())),
+                _ => Err(format!(
+                    "CHATFN_STORE must be `dynamodb`, or for local development `memory` or \
+                     `sqlite:PATH` (got `{other}`)"
+                )),
+            },
+        }
+    }
+
+    pub fn from_env() -> Result<Self, String> {
+        Self::parse(std::env::var("CHATFN_STORE").ok().as_deref())
+    }
+}
+
+/// Whether this process runs on AWS rather than under a local emulator (`cargo lambda watch`).
+/// Lambda sets `AWS_LAMBDA_INITIALIZATION_TYPE` in every execution environment; the emulators
+/// do not.
+fn on_aws() -> bool {
+    std::env::var_os("AWS_LAMBDA_INITIALIZATION_TYPE").is_some()
+}
+
+/// The store `CHATFN_STORE` selects: DynamoDB in production; the local stand-ins only off AWS.
+pub async fn store(config: &Config) -> Result<Arc<dyn Store>, Error> {
+    let choice = StoreChoice::from_env()?;
+    if choice != StoreChoice::DynamoDb && on_aws() {
+        return Err(format!(
+            "CHATFN_STORE={} is for local development only and is refused on AWS Lambda: \
+             use the DynamoDB store (CHATFN_STORE=dynamodb, the default)",
+            std::env::var("CHATFN_STORE").unwrap_or_default()
+        )
+        .into());
+    }
+    match choice {
+        StoreChoice::DynamoDb => dynamo::store(config).await,
+        StoreChoice::Memory => {
+            tracing::error!(
+                "CHATFN_STORE=memory: LOCAL DEVELOPMENT ONLY. Nothing persists (every chat is \
+                 lost when this process ends), and the functions do not share state: a session \
+                 created by session-start is unknown to agent-turn, and two instances of one \
+                 function see different chats. Use CHATFN_STORE=dynamodb (DynamoDB Local works)"
+            );
+            Ok(Arc::new(crate::store::memory::MemoryStore::new()))
+        }
+        StoreChoice::Sqlite(path) => sqlite_store(&path),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_store(path: &std::path::Path) -> Result<Arc<dyn Store>, Error> {
+    tracing::warn!(
+        path = %path.display(),
+        "CHATFN_STORE=sqlite: local development only; every local function process must use \
+         the same file. Deployed functions use DynamoDB"
+    );
+    Ok(Arc::new(
+        crate::store::sqlite::SqliteStore::open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+    ))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite_store(_path: &std::path::Path) -> Result<Arc<dyn Store>, Error> {
+    Err(
+        "CHATFN_STORE=sqlite:… needs a build with the `sqlite` feature \
+         (cargo lambda watch --features sqlite)"
+            .into(),
+    )
+}
+
+/// The DynamoDB store. The crate's `dynamodb` feature comes with that store; a build without it
+/// says so at start-up instead.
+mod dynamo {
+    // Until the DynamoDB store is merged, this crate has no `dynamodb` feature to check against.
+    #![allow(unexpected_cfgs)]
+
+    use std::sync::Arc;
+
+    use super::Error;
+    use crate::config::Config;
+    use crate::store::Store;
+
+    #[cfg(feature = "dynamodb")]
+    pub async fn store(config: &Config) -> Result<Arc<dyn Store>, Error> {
+        use crate::store::dynamodb::DynamoStore;
+
+        /// `DynamoStore::from_env` either is infallible or returns a `Result`; take both.
+        trait Built {
+            fn built(self) -> Result<DynamoStore, String>;
+        }
+        impl Built for DynamoStore {
+            fn built(self) -> Result<DynamoStore, String> {
+                Ok(self)
+            }
+        }
+        impl<E: std::fmt::Display> Built for Result<DynamoStore, E> {
+            fn built(self) -> Result<DynamoStore, String> {
+                self.map_err(|e| e.to_string())
+            }
+        }
+
+        let table = config.table_name.clone().ok_or(
+            "CHATFN_TABLE_NAME is not set: name the DynamoDB table (or set CHATFN_STORE for \
+             local development)",
+        )?;
+        // Builds the client only (credentials and region from the environment, and
+        // AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local); no request is made at init.
+        let store = DynamoStore::from_env(table.clone())
+            .await
+            .built()
+            .map_err(|e| format!("cannot set up the DynamoDB store for table `{table}`: {e}"))?;
+        tracing::info!(table = %table, "store: DynamoDB");
+        Ok(Arc::new(store))
+    }
+
+    #[cfg(not(feature = "dynamodb"))]
+    pub async fn store(_config: &Config) -> Result<Arc<dyn Store>, Error> {
+        Err(
+            "this build of chatfn has no DynamoDB store: build it with the `dynamodb` feature, \
+             or set CHATFN_STORE=memory or CHATFN_STORE=sqlite:PATH for local development"
+                .into(),
+        )
+    }
+}
+
+/// Runs `router` as a buffered function: the whole response is returned at once.
+pub async fn serve_buffered(router: Router) -> Result<(), Error> {
+    lambda_http::run(cors_by_url(router)).await
+}
+
+/// Runs `router` with response streaming, keeping each invocation open until the turns it
+/// started are finished (see [`StreamingInvocations`]).
+pub async fn serve_streaming(router: Router, runner: TurnRunner) -> Result<(), Error> {
+    lambda_http::run_with_streaming_response(StreamingInvocations::new(cors_by_url(router), runner))
+        .await
+}
+
+/// With `CHATFN_LAMBDA_URL_CORS=true` (the SAM template sets it), the function URL's own CORS
+/// settings answer browsers: the URL answers preflight requests without invoking the function
+/// and adds the CORS headers to every response. It adds them even when the function sent its
+/// own, and a browser refuses two `Access-Control-Allow-Origin` values, so the router's CORS
+/// headers are dropped.
+fn cors_by_url(router: Router) -> Router {
+    let enabled = std::env::var("CHATFN_LAMBDA_URL_CORS")
+        .is_ok_and(|value| matches!(value.trim(), "1" | "true"));
+    if enabled {
+        router.layer(axum::middleware::map_response(without_cors_headers))
+    } else {
+        router
+    }
+}
+
+/// The response without any `Access-Control-*` header.
+pub async fn without_cors_headers(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    let headers = response.headers_mut();
+    let names: Vec<_> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+    response
+}
+
+/// The streaming function's service: the router, with each response body extended until the
+/// process has no running turn left, and a watch on the invocation's deadline.
+#[derive(Clone)]
+pub struct StreamingInvocations {
+    router: Router,
+    runner: TurnRunner,
+    stop_margin: Duration,
+    end_margin: Duration,
+}
+
+impl StreamingInvocations {
+    pub fn new(router: Router, runner: TurnRunner) -> Self {
+        StreamingInvocations {
+            router,
+            runner,
+            stop_margin: STOP_MARGIN,
+            end_margin: END_MARGIN,
+        }
+    }
+
+    /// Stops turns `stop` before the deadline and ends the response `end` before it.
+    pub fn with_margins(mut self, stop: Duration, end: Duration) -> Self {
+        self.stop_margin = stop;
+        self.end_margin = end;
+        self
+    }
+}
+
+impl Service<lambda_http::Request> for StreamingInvocations {
+    type Response = axum::http::Response<InvocationBody>;
+    type Error = Infallible;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: lambda_http::Request) -> Self::Future {
+        // Lambda always gives a deadline; a request without one (a test) has no time limit.
+        let deadline_ms = request
+            .lambda_context_ref()
+            .map(|context| context.deadline)
+            .filter(|deadline| *deadline > 0)
+            .map(|deadline| absolute_deadline_ms(deadline, now_ms()));
+        if let Some(deadline) = deadline_ms {
+            tracing::debug!(
+                remaining_ms = deadline.saturating_sub(now_ms()),
+                "invocation deadline"
+            );
+        }
+        let watch = deadline_ms.map(|deadline| {
+            DeadlineWatch::start(
+                self.runner.clone(),
+                deadline.saturating_sub(millis(self.stop_margin)),
+            )
+        });
+        let end_at_ms =
+            deadline_ms.map(|deadline| deadline.saturating_sub(millis(self.end_margin)));
+        let mut router = self.router.clone();
+        let runner = self.runner.clone();
+        Box::pin(async move {
+            let response = match router.call(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            let (parts, body) = response.into_parts();
+            Ok(axum::http::Response::from_parts(
+                parts,
+                InvocationBody::new(body, runner, end_at_ms, watch),
+            ))
+        })
+    }
+}
+
+/// The invocation's deadline in milliseconds since the epoch. Lambda sends just that;
+/// `cargo lambda watch` (1.9.2) sends its `--timeout` in milliseconds instead (600000 by
+/// default). A value too small to be a time this century is read as such a timeout, from now.
+fn absolute_deadline_ms(deadline: u64, now: u64) -> u64 {
+    const YEAR_2001_MS: u64 = 1_000_000_000_000;
+    if deadline < YEAR_2001_MS {
+        now.saturating_add(deadline)
+    } else {
+        deadline
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn sleep_until_ms(at_ms: u64) -> tokio::time::Sleep {
+    tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms())))
+}
+
+/// Stops every live turn once the invocation nears its deadline (and any turn started after
+/// that), so each closes its reply and persists it while the invocation still runs. Ends with
+/// the invocation's response.
+struct DeadlineWatch(tokio::task::JoinHandle<()>);
+
+impl DeadlineWatch {
+    fn start(runner: TurnRunner, stop_at_ms: u64) -> Self {
+        DeadlineWatch(tokio::spawn(async move {
+            sleep_until_ms(stop_at_ms).await;
+            loop {
+                for turn in runner.live_turns().all() {
+                    if !turn.stop_signal().is_cancelled() {
+                        tracing::warn!(
+                            chat = %turn.chat_id(),
+                            "stopping the turn: the invocation is about to reach its time limit"
+                        );
+                        turn.stop_signal().cancel();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for DeadlineWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+enum BodyState {
+    /// Passing on the router's body.
+    Streaming,
+    /// The router's body ended; waiting for the process's running turns to finish.
+    Settling(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Done,
+}
+
+/// A response body that ends only once no turn runs in the process any more (or just before the
+/// invocation's deadline). A turn runs detached from its request; on Lambda, the invocation (and
+/// so the process) stops when the response ends, so the response carries on, sending nothing
+/// more, until the turn has persisted its reply.
+pub struct InvocationBody {
+    inner: axum::body::Body,
+    runner: TurnRunner,
+    state: BodyState,
+    end: Option<Pin<Box<tokio::time::Sleep>>>,
+    _watch: Option<DeadlineWatch>,
+}
+
+impl InvocationBody {
+    fn new(
+        inner: axum::body::Body,
+        runner: TurnRunner,
+        end_at_ms: Option<u64>,
+        watch: Option<DeadlineWatch>,
+    ) -> Self {
+        InvocationBody {
+            inner,
+            runner,
+            state: BodyState::Streaming,
+            end: end_at_ms.map(|at| Box::pin(sleep_until_ms(at))),
+            _watch: watch,
+        }
+    }
+}
+
+/// Resolves when every turn running in the process has finished.
+async fn turns_finished(runner: TurnRunner) {
+    loop {
+        let running: Vec<_> = runner
+            .live_turns()
+            .all()
+            .into_iter()
+            .filter(|turn| !turn.is_done())
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        for turn in running {
+            turn.finished().await;
+        }
+    }
+}
+
+impl http_body::Body for InvocationBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if let Some(end) = this.end.as_mut()
+            && end.as_mut().poll(cx).is_ready()
+            && !matches!(this.state, BodyState::Done)
+        {
+            tracing::warn!("ending the response: the invocation is about to reach its time limit");
+            this.state = BodyState::Done;
+        }
+        loop {
+            match &mut this.state {
+                BodyState::Streaming => match Pin::new(&mut this.inner).poll_frame(cx) {
+                    Poll::Ready(None) => {
+                        this.state =
+                            BodyState::Settling(Box::pin(turns_finished(this.runner.clone())));
+                    }
+                    other => return other,
+                },
+                BodyState::Settling(settling) => match settling.as_mut().poll(cx) {
+                    Poll::Ready(()) => this.state = BodyState::Done,
+                    Poll::Pending => return Poll::Pending,
+                },
+                BodyState::Done => return Poll::Ready(None),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, BodyState::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_dynamodb_unless_told_otherwise() {
+        assert_eq!(StoreChoice::parse(None), Ok(StoreChoice::DynamoDb));
+        assert_eq!(StoreChoice::parse(Some(" ")), Ok(StoreChoice::DynamoDb));
+        assert_eq!(
+            StoreChoice::parse(Some("dynamodb")),
+            Ok(StoreChoice::DynamoDb)
+        );
+        assert_eq!(StoreChoice::parse(Some("memory")), Ok(StoreChoice::Memory));
+        assert_eq!(
+            StoreChoice::parse(Some("sqlite:/tmp/x.db")),
+            Ok(StoreChoice::Sqlite("/tmp/x.db".into()))
+        );
+        assert!(StoreChoice::parse(Some("sqlite:")).is_err());
+        assert!(StoreChoice::parse(Some("redis")).is_err());
+    }
+
+    #[tokio::test]
+    async fn cors_headers_can_be_left_to_the_function_url() {
+        let response = axum::http::Response::builder()
+            .header("access-control-allow-origin", "*")
+            .header("access-control-expose-headers", "x-stream-version")
+            .header("content-type", "text/event-stream")
+            .body(axum::body::Body::empty())
+            .expect("response");
+        let response = without_cors_headers(response).await;
+        let names: Vec<&str> = response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-type"]);
+    }
+
+    #[test]
+    fn deadlines_are_points_in_time_or_emulator_timeouts() {
+        let now = 1_795_470_000_000;
+        assert_eq!(absolute_deadline_ms(now + 5_000, now), now + 5_000);
+        assert_eq!(absolute_deadline_ms(600_000, now), now + 600_000);
+    }
+}

@@ -20,6 +20,18 @@ pub struct FoldError {
     pub reason: String,
 }
 
+/// The fields `tool-input-available` and `tool-input-error` share.
+struct ToolInput<'a> {
+    tool_call_id: &'a String,
+    tool_name: &'a String,
+    input: &'a Value,
+    provider_executed: &'a Option<bool>,
+    provider_metadata: &'a Option<Value>,
+    tool_metadata: &'a Option<Value>,
+    dynamic: &'a Option<bool>,
+    title: &'a Option<String>,
+}
+
 /// Folds chunks into the assistant message they describe.
 #[derive(Debug, Clone)]
 pub struct MessageFold {
@@ -235,26 +247,19 @@ impl MessageFold {
                 tool_metadata,
                 dynamic,
                 title,
-            } => {
-                self.tool_input_text.remove(tool_call_id);
-                let mut part = ToolPart::new(
-                    tool_name.clone(),
-                    tool_call_id.clone(),
-                    ToolState::InputAvailable,
-                );
-                if let Some(existing) = self.tool_mut(tool_call_id) {
-                    part = existing.clone();
-                    part.state = ToolState::InputAvailable;
-                }
-                part.input = Some(input.clone());
-                part.dynamic = dynamic.unwrap_or(part.dynamic);
-                part.provider_executed = provider_executed.or(part.provider_executed);
-                part.call_provider_metadata =
-                    provider_metadata.clone().or(part.call_provider_metadata);
-                part.tool_metadata = tool_metadata.clone().or(part.tool_metadata);
-                part.title = title.clone().or(part.title);
-                self.upsert_tool(part);
-            }
+            } => self.settle_input(
+                ToolInput {
+                    tool_call_id,
+                    tool_name,
+                    input,
+                    provider_executed,
+                    provider_metadata,
+                    tool_metadata,
+                    dynamic,
+                    title,
+                },
+                None,
+            ),
             UIMessageChunk::ToolInputError {
                 tool_call_id,
                 tool_name,
@@ -265,28 +270,19 @@ impl MessageFold {
                 tool_metadata,
                 dynamic,
                 title,
-            } => {
-                self.tool_input_text.remove(tool_call_id);
-                let mut part = ToolPart::new(
-                    tool_name.clone(),
-                    tool_call_id.clone(),
-                    ToolState::OutputError,
-                );
-                if let Some(existing) = self.tool_mut(tool_call_id) {
-                    part = existing.clone();
-                    part.state = ToolState::OutputError;
-                }
-                part.input = Some(input.clone());
-                part.raw_input = Some(input.clone());
-                part.error_text = Some(error_text.clone());
-                part.dynamic = dynamic.unwrap_or(part.dynamic);
-                part.provider_executed = provider_executed.or(part.provider_executed);
-                part.call_provider_metadata =
-                    provider_metadata.clone().or(part.call_provider_metadata);
-                part.tool_metadata = tool_metadata.clone().or(part.tool_metadata);
-                part.title = title.clone().or(part.title);
-                self.upsert_tool(part);
-            }
+            } => self.settle_input(
+                ToolInput {
+                    tool_call_id,
+                    tool_name,
+                    input,
+                    provider_executed,
+                    provider_metadata,
+                    tool_metadata,
+                    dynamic,
+                    title,
+                },
+                Some(error_text),
+            ),
             UIMessageChunk::ToolApprovalRequest {
                 approval_id,
                 tool_call_id,
@@ -492,6 +488,34 @@ impl MessageFold {
             self.open_parts(reasoning).remove(id);
         }
         Some(())
+    }
+
+    /// The tool call's whole input arrived: valid (`error` is `None`), or refused.
+    fn settle_input(&mut self, call: ToolInput<'_>, error: Option<&String>) {
+        self.tool_input_text.remove(call.tool_call_id);
+        let state = match error {
+            None => ToolState::InputAvailable,
+            Some(_) => ToolState::OutputError,
+        };
+        let mut part = match self.tool_mut(call.tool_call_id) {
+            Some(existing) => existing.clone(),
+            None => ToolPart::new(call.tool_name.clone(), call.tool_call_id.clone(), state),
+        };
+        part.state = state;
+        part.input = Some(call.input.clone());
+        if let Some(error) = error {
+            part.raw_input = Some(call.input.clone());
+            part.error_text = Some(error.clone());
+        }
+        part.dynamic = call.dynamic.unwrap_or(part.dynamic);
+        part.provider_executed = call.provider_executed.or(part.provider_executed);
+        part.call_provider_metadata = call
+            .provider_metadata
+            .clone()
+            .or(part.call_provider_metadata);
+        part.tool_metadata = call.tool_metadata.clone().or(part.tool_metadata);
+        part.title = call.title.clone().or(part.title);
+        self.upsert_tool(part);
     }
 
     fn tool_mut(&mut self, tool_call_id: &str) -> Option<&mut ToolPart> {

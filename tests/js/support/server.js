@@ -186,8 +186,11 @@ function tail(text, max = 8000) {
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
 
-/** `fetch` with a JSON body; returns `{ status, headers, text, json }` (json undefined if not JSON). */
-export async function request(url, { method = 'GET', token, body, rawBody, headers = {}, timeout = 15000 } = {}) {
+/**
+ * `fetch` with a JSON body; returns `{ status, headers, text, json }` (json undefined if not JSON).
+ * `fetchImpl` replaces the global `fetch` (e.g. an untapped one).
+ */
+export async function request(url, { method = 'GET', token, body, rawBody, headers = {}, timeout = 15000, fetchImpl = fetch } = {}) {
   const init = { method, headers: { ...headers }, signal: AbortSignal.timeout(timeout) };
   if (token) init.headers.authorization = `Bearer ${token}`;
   if (rawBody !== undefined) {
@@ -197,7 +200,7 @@ export async function request(url, { method = 'GET', token, body, rawBody, heade
     init.body = JSON.stringify(body);
     init.headers['content-type'] = 'application/json';
   }
-  const response = await fetch(url, init);
+  const response = await fetchImpl(url, init);
   const text = await response.text();
   let json;
   try {

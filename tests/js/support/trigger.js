@@ -17,6 +17,7 @@ import { auth, configure, sessions } from '@trigger.dev/sdk';
 import { chat } from '@trigger.dev/sdk/ai';
 import { TriggerChatTransport } from '@trigger.dev/sdk/chat';
 import { nowSeconds, sessionClaims, signHs256 } from './jwt.js';
+import { request } from './server.js';
 import { describeChunks } from './stream.js';
 
 const nativeFetch = globalThis.fetch.bind(globalThis);
@@ -244,26 +245,9 @@ export function dataSequence(records) {
 // ---------------------------------------------------------------------------------------------
 // Raw requests (never recorded by a tap)
 
-/** `fetch` returning `{ status, headers, text, json }`. */
-export async function rawFetch(url, { method = 'GET', token, body, rawBody, headers = {}, timeout = 15000 } = {}) {
-  const init = { method, headers: { ...headers }, signal: AbortSignal.timeout(timeout) };
-  if (token) init.headers.authorization = `Bearer ${token}`;
-  if (rawBody !== undefined) {
-    init.body = rawBody;
-    init.headers['content-type'] ??= 'application/json';
-  } else if (body !== undefined) {
-    init.body = JSON.stringify(body);
-    init.headers['content-type'] = 'application/json';
-  }
-  const response = await nativeFetch(url, init);
-  const text = await response.text();
-  let json;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, text, json };
+/** `fetch` returning `{ status, headers, text, json }`, never seen by a tap. */
+export function rawFetch(url, options = {}) {
+  return request(url, { ...options, fetchImpl: nativeFetch });
 }
 
 export const sessionUrl = (server, chatId, suffix) =>

@@ -10,6 +10,7 @@ use app::{TestApp, kinds, read_events, submit, user_message};
 use async_trait::async_trait;
 use chatfn::agent::{Agent, ChatHooks, ChatState, FunctionTool, HookError, TurnInfo, TurnOutcome};
 use chatfn::model::openai::OpenAiCompatible;
+use chatfn::turn::ChatRecord;
 use chatfn::ui::UIMessage;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -166,13 +167,8 @@ async fn hooks_fire_in_order_and_state_survives_between_turns() {
             "turn-complete Stop error=false"
         ]
     );
-    let state = app
-        .store
-        .state("h-state")
-        .await
-        .expect("store")
-        .expect("state saved");
-    assert_eq!(state, json!({"turns": 2, "tool_calls": 2}));
+    let record = ChatRecord::decode(app.store.state("h-state").await.expect("store"));
+    assert_eq!(record.state, Some(json!({"turns": 2, "tool_calls": 2})));
     // The model saw the hydrated history, not only what chatfn stored.
     let first = &mock.requests()[0];
     assert_eq!(first["messages"][0]["content"], "My name is Ada.");

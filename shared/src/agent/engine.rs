@@ -10,7 +10,8 @@ use futures::future::{Either, select};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Agent, ToolContext};
+use super::approval::{ApprovalClaim, ApprovalSigner};
+use super::{Agent, ToolContext, TurnControls};
 use crate::model::{FinishReason, ModelEvent, ModelMessage, ModelRequest, Usage};
 use crate::ui::{ConvertOptions, MessageFold, UIMessage, UIMessageChunk, to_model_messages};
 
@@ -36,6 +37,25 @@ pub struct TurnRequest {
     pub reply: UIMessage,
     /// The chat's state, shared with the tools.
     pub state: super::ChatState,
+    /// Signs approval requests and checks the answers. Without one, approval requests go out
+    /// unsigned and answers are trusted as the host hands them over.
+    pub approvals: Option<ApprovalSigner>,
+    /// Injected messages and deferred work of the turn, shared with hooks and tools.
+    pub controls: TurnControls,
+}
+
+impl TurnRequest {
+    /// A turn of `chat_id` answering `history` with `reply`, with no state, signer or controls.
+    pub fn new(chat_id: impl Into<String>, history: Vec<UIMessage>, reply: UIMessage) -> Self {
+        TurnRequest {
+            chat_id: chat_id.into(),
+            history,
+            reply,
+            state: Default::default(),
+            approvals: None,
+            controls: Default::default(),
+        }
+    }
 }
 
 /// How a turn ended.
@@ -45,6 +65,9 @@ pub struct TurnOutcome {
     pub message: UIMessage,
     pub finish_reason: FinishReason,
     pub usage: Usage,
+    /// The usage of every turn of the chat so far, this one included (the engine only knows
+    /// this turn's; the runner adds the chat's earlier turns).
+    pub total_usage: Usage,
     pub steps: usize,
     pub stopped: bool,
     /// The first error shown to the client, if any.
@@ -56,6 +79,11 @@ struct Run<'a> {
     fold: MessageFold,
     error: Option<String>,
     state: super::ChatState,
+    chat_id: String,
+    approvals: Option<ApprovalSigner>,
+    controls: TurnControls,
+    /// Messages injected during the turn, which the model sees after the reply so far.
+    injected: Vec<UIMessage>,
 }
 
 impl Run<'_> {
@@ -86,6 +114,10 @@ pub async fn refuse_turn(reply: UIMessage, sink: &mut dyn ChunkSink, reason: &st
         fold: MessageFold::continuing(reply),
         error: None,
         state: super::ChatState::default(),
+        chat_id: String::new(),
+        approvals: None,
+        controls: TurnControls::default(),
+        injected: Vec::new(),
     };
     let message_id = run.fold.message().id.clone();
     let chunks = [
@@ -110,6 +142,7 @@ pub async fn refuse_turn(reply: UIMessage, sink: &mut dyn ChunkSink, reason: &st
         message: run.fold.into_message(),
         finish_reason: FinishReason::Error,
         usage: Usage::default(),
+        total_usage: Usage::default(),
         steps: 0,
         stopped: false,
         error: Some(reason.to_owned()),
@@ -146,6 +179,10 @@ pub async fn run_turn(
         fold: MessageFold::continuing(request.reply),
         error: None,
         state: request.state.clone(),
+        chat_id: request.chat_id.clone(),
+        approvals: request.approvals.clone(),
+        controls: request.controls.clone(),
+        injected: Vec::new(),
     };
     let mut usage = Usage::default();
     let mut steps = 0;
@@ -174,6 +211,7 @@ pub async fn run_turn(
         message: run.fold.into_message(),
         finish_reason,
         usage,
+        total_usage: usage,
         steps,
         stopped,
         error: run.error,
@@ -237,8 +275,13 @@ async fn finish(run: &mut Run<'_>, reason: FinishReason) -> Result<(), SinkClose
     .await
 }
 
-fn model_messages(agent: &Agent, history: &[UIMessage], reply: &UIMessage) -> Vec<ModelMessage> {
-    let mut messages = Vec::with_capacity(history.len() + 2);
+fn model_messages(
+    agent: &Agent,
+    history: &[UIMessage],
+    reply: &UIMessage,
+    injected: &[UIMessage],
+) -> Vec<ModelMessage> {
+    let mut messages = Vec::with_capacity(history.len() + injected.len() + 2);
     if let Some(system) = agent.system_prompt() {
         messages.push(ModelMessage::System {
             content: system.to_owned(),
@@ -249,6 +292,7 @@ fn model_messages(agent: &Agent, history: &[UIMessage], reply: &UIMessage) -> Ve
     };
     messages.extend(to_model_messages(history, options));
     messages.extend(to_model_messages(std::slice::from_ref(reply), options));
+    messages.extend(to_model_messages(injected, options));
     messages
 }
 
@@ -297,8 +341,10 @@ async fn step(
     usage: &mut Usage,
     stop: &CancellationToken,
 ) -> Result<StepEnd, SinkClosed> {
+    let pending = run.controls.take_pending();
+    run.injected.extend(pending);
     let request = ModelRequest {
-        messages: model_messages(agent, history, run.fold.message()),
+        messages: model_messages(agent, history, run.fold.message(), &run.injected),
         tools: agent.tools().iter().map(|tool| tool.spec()).collect(),
         ..ModelRequest::default()
     };
@@ -370,11 +416,21 @@ async fn step(
                 ids.reasoning = None;
                 match accept_call(agent, run, id, name, &arguments).await? {
                     Some(call) if agent.needs_approval(&call.name, &call.input) => {
+                        let approval_id = format!("approval_{}", uuid::Uuid::new_v4().simple());
+                        let signature = run.approvals.as_ref().map(|signer| {
+                            signer.sign(ApprovalClaim {
+                                chat_id: &run.chat_id,
+                                approval_id: &approval_id,
+                                tool_call_id: &call.id,
+                                tool_name: &call.name,
+                                input: &call.input,
+                            })
+                        });
                         run.emit(UIMessageChunk::ToolApprovalRequest {
-                            approval_id: format!("approval_{}", uuid::Uuid::new_v4().simple()),
+                            approval_id,
                             tool_call_id: call.id,
                             is_automatic: None,
-                            signature: None,
+                            signature,
                         })
                         .await?;
                         awaiting_approval += 1;
@@ -443,32 +499,65 @@ async fn run_answered_approvals(
     run: &mut Run<'_>,
     stop: &CancellationToken,
 ) -> Result<bool, SinkClosed> {
-    let answered: Vec<(String, String, Value, bool)> = run
+    let answered: Vec<(PendingCall, bool, bool)> = run
         .fold
         .message()
         .tool_parts()
         .filter(|part| part.state == crate::ui::ToolState::ApprovalResponded)
         .map(|part| {
-            let approved = part.approval.as_ref().and_then(|a| a.approved) == Some(true);
-            let input = part
-                .input
-                .clone()
-                .unwrap_or(Value::Object(Default::default()));
-            (
-                part.tool_call_id.clone(),
-                part.tool_name.clone(),
-                input,
-                approved,
-            )
+            let approval = part.approval.as_ref();
+            let approved = approval.and_then(|a| a.approved) == Some(true);
+            let call = PendingCall {
+                id: part.tool_call_id.clone(),
+                name: part.tool_name.clone(),
+                input: part
+                    .input
+                    .clone()
+                    .unwrap_or(Value::Object(Default::default())),
+            };
+            let signed = match (&run.approvals, approval) {
+                (None, _) => true,
+                (Some(signer), Some(approval)) => {
+                    approval.signature.as_deref().is_some_and(|sig| {
+                        signer.verify(
+                            ApprovalClaim {
+                                chat_id: &run.chat_id,
+                                approval_id: &approval.id,
+                                tool_call_id: &call.id,
+                                tool_name: &call.name,
+                                input: &call.input,
+                            },
+                            sig,
+                        )
+                    })
+                }
+                (Some(_), None) => false,
+            };
+            (call, approved, signed)
         })
         .collect();
     let mut approved = Vec::new();
-    for (id, name, input, yes) in answered {
-        if yes && agent.tool(&name).is_some() {
-            approved.push(PendingCall { id, name, input });
+    for (call, yes, signed) in answered {
+        if !signed {
+            tracing::warn!(chat = %chat_id, tool = %call.name, "refused an approval this server did not sign");
+            run.emit(UIMessageChunk::ToolOutputError {
+                tool_call_id: call.id,
+                error_text: "the approval was refused: it does not match a request this server \
+                             signed for this call"
+                    .to_owned(),
+                provider_executed: None,
+                provider_metadata: None,
+                tool_metadata: None,
+                dynamic: None,
+            })
+            .await?;
+        } else if yes && agent.tool(&call.name).is_some() {
+            approved.push(call);
         } else {
-            run.emit(UIMessageChunk::ToolOutputDenied { tool_call_id: id })
-                .await?;
+            run.emit(UIMessageChunk::ToolOutputDenied {
+                tool_call_id: call.id,
+            })
+            .await?;
         }
     }
     if approved.is_empty() {
@@ -564,6 +653,7 @@ async fn execute_tools(
                 tool_call_id: call.id.clone(),
                 stop: stop.clone(),
                 state: run.state.clone(),
+                controls: run.controls.clone(),
                 writer: super::DataWriter::new(sender.clone(), Some(call.id.clone())),
             };
             Some(async move {

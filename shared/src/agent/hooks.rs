@@ -21,6 +21,8 @@ pub struct TurnInfo {
     pub first_turn: bool,
     /// The `metadata` the client sent with the message (its client data).
     pub client_data: Option<Value>,
+    /// Injects messages into the conversation and defers work the turn waits for.
+    pub controls: super::TurnControls,
 }
 
 /// A hook refused the turn; the message is shown to the client.

@@ -1,6 +1,8 @@
 //! Agents: what a user defines (model, instructions, tools, limits) and the engine that runs a
 //! turn with them.
 
+mod approval;
+mod controls;
 mod engine;
 mod hooks;
 mod subagent;
@@ -10,6 +12,8 @@ mod writer;
 
 use std::sync::Arc;
 
+pub use approval::{ApprovalClaim, ApprovalSigner};
+pub use controls::{DeferredReport, TurnControls};
 pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, refuse_turn, run_turn};
 pub use hooks::{ChatHooks, ChatState, HookError, NoHooks, StateError, TurnInfo};
 pub use subagent::SubAgentTool;
@@ -51,10 +55,13 @@ pub struct Agent {
     /// Tools that only run after a person approves the call.
     approval_required: Vec<String>,
     hooks: Arc<dyn ChatHooks>,
+    defer_timeout: std::time::Duration,
 }
 
 impl Agent {
     pub const DEFAULT_MAX_STEPS: usize = 10;
+    /// How long a turn waits for its deferred work unless the agent says otherwise.
+    pub const DEFAULT_DEFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
     pub fn builder(model: Arc<dyn Model>) -> AgentBuilder {
         AgentBuilder {
@@ -65,6 +72,7 @@ impl Agent {
                 max_steps: Self::DEFAULT_MAX_STEPS,
                 approval_required: Vec::new(),
                 hooks: Arc::new(NoHooks),
+                defer_timeout: Self::DEFAULT_DEFER_TIMEOUT,
             },
         }
     }
@@ -99,6 +107,11 @@ impl Agent {
 
     pub fn hooks(&self) -> &Arc<dyn ChatHooks> {
         &self.hooks
+    }
+
+    /// How long a turn waits for the work its hooks and tools deferred.
+    pub fn defer_timeout(&self) -> std::time::Duration {
+        self.defer_timeout
     }
 
     /// Whether this call of `tool` waits for a person's approval before it runs.
@@ -145,6 +158,14 @@ impl AgentBuilder {
         self.agent
             .approval_required
             .extend(tools.into_iter().map(Into::into));
+        self
+    }
+
+    /// How long a turn waits for deferred work before it completes (work still running then
+    /// is dropped and logged). At most half the turn lease (15 s by default): the chat stays
+    /// locked while the turn waits.
+    pub fn defer_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.agent.defer_timeout = timeout;
         self
     }
 

@@ -74,15 +74,14 @@ impl Tool for SubAgentTool {
             format!("{}-{}", self.name, context.tool_call_id),
             Role::Assistant,
         );
-        let request = TurnRequest {
-            chat_id: context.chat_id.clone(),
-            history: vec![UIMessage::user_text(
+        let request = TurnRequest::new(
+            context.chat_id.clone(),
+            vec![UIMessage::user_text(
                 format!("{}-task", context.tool_call_id),
                 task,
             )],
-            reply: reply.clone(),
-            state: Default::default(),
-        };
+            reply.clone(),
+        );
         let mut progress = Progress {
             fold: MessageFold::continuing(reply),
             context: &context,

@@ -19,6 +19,8 @@ pub struct ToolContext {
     pub stop: CancellationToken,
     /// The chat's state that survives between turns.
     pub state: super::ChatState,
+    /// Injects messages into the conversation and defers work the turn waits for.
+    pub controls: super::TurnControls,
     /// Writes data parts, metadata and preliminary outputs into the reply.
     pub writer: super::DataWriter,
 }
@@ -198,6 +200,7 @@ mod tests {
             tool_call_id: "t".into(),
             stop: CancellationToken::new(),
             state: Default::default(),
+            controls: Default::default(),
             writer: super::super::DataWriter::detached(),
         }
     }

@@ -93,7 +93,15 @@ struct AppInner {
 }
 
 impl App {
+    /// The application of `runner`'s routes. Its turns' approval requests are signed with the
+    /// settings' secret keys unless the runner already has a signer.
     pub fn new(settings: HttpSettings, runner: TurnRunner) -> Self {
+        let runner = match runner.approval_signer() {
+            Some(_) => runner,
+            None => runner.with_approval_signer(crate::agent::ApprovalSigner::new(
+                settings.secret_keys.clone(),
+            )),
+        };
         App {
             inner: Arc::new(AppInner { settings, runner }),
         }

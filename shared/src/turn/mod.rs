@@ -3,11 +3,13 @@
 
 mod input;
 pub mod live;
+mod record;
 mod runner;
 mod writer;
 
 pub use input::{ChatInput, ChatTrigger, MessagePayload};
 pub use live::{LiveTurn, LiveTurns};
+pub use record::ChatRecord;
 pub use runner::{StartedTurn, TurnError, TurnRunner, TurnSource, TurnTask};
 pub use writer::{OutputWriter, WriterSettings};
 

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use futures::Stream;
 
 use super::live::{LiveTurn, LiveTurns};
+use super::record::ChatRecord;
 use super::writer::{OutputWriter, WriterSettings};
 use super::{ChatInput, ChatTrigger, MessagePayload};
-use crate::agent::{Agent, ChatState, TurnInfo, TurnRequest, refuse_turn, run_turn};
+use crate::agent::{
+    Agent, ApprovalSigner, ChatState, TurnControls, TurnInfo, TurnRequest, refuse_turn, run_turn,
+};
 use crate::clock::now_ms;
 use crate::store::{
     InputAppend, LeaseAcquire, OutputBody, OutputRecord, Session, Store, StoreError, TurnLease,
@@ -59,6 +62,7 @@ pub struct TurnRunner {
     agent: Arc<Agent>,
     live: Arc<LiveTurns>,
     settings: WriterSettings,
+    approvals: Option<ApprovalSigner>,
 }
 
 impl TurnRunner {
@@ -68,7 +72,19 @@ impl TurnRunner {
             agent,
             live: Arc::new(LiveTurns::default()),
             settings: WriterSettings::default(),
+            approvals: None,
         }
+    }
+
+    /// Signs the approval requests of this runner's turns and checks the answers (hosts set it
+    /// from the environment's secret keys when they build their `App`).
+    pub fn with_approval_signer(mut self, signer: ApprovalSigner) -> Self {
+        self.approvals = Some(signer);
+        self
+    }
+
+    pub fn approval_signer(&self) -> Option<&ApprovalSigner> {
+        self.approvals.as_ref()
     }
 
     pub fn with_settings(mut self, settings: WriterSettings) -> Self {
@@ -308,6 +324,7 @@ impl TurnRunner {
             input_seq: Some(input_seq),
             first_turn: history.is_empty(),
             client_data: payload.metadata.clone(),
+            controls: TurnControls::default(),
         };
         let (history, reply) = self.apply_input(chat_id, &info, history, payload).await?;
         let history = self
@@ -427,13 +444,14 @@ impl TurnRunner {
             self.settings,
             stop_after,
         );
-        let state = match self.store.state(&chat_id).await {
-            Ok(value) => ChatState::loaded(value),
+        let record = match self.store.state(&chat_id).await {
+            Ok(value) => ChatRecord::decode(value),
             Err(error) => {
                 tracing::error!(chat = %chat_id, "could not load the chat state: {error}");
-                ChatState::loaded(None)
+                ChatRecord::default()
             }
         };
+        let state = ChatState::loaded(record.state.clone());
         let hooks = self.agent.hooks().clone();
         let started = match info.first_turn {
             true => hooks.on_chat_start(&info, &state).await,
@@ -450,6 +468,8 @@ impl TurnRunner {
                     history,
                     reply,
                     state: state.clone(),
+                    approvals: self.approvals.clone(),
+                    controls: info.controls.clone(),
                 };
                 let stop = live.stop_signal().clone();
                 let agent = match hooks.choose_model(&info, &state).await {
@@ -460,11 +480,37 @@ impl TurnRunner {
             }
             Err(refusal) => refuse_turn(reply, &mut writer, &refusal.0).await,
         };
+        let mut outcome = outcome;
+        let mut total_usage = record.usage;
+        total_usage += outcome.usage;
+        outcome.total_usage = total_usage;
         hooks.on_turn_complete(&info, &state, &outcome).await;
-        if let Some(changed) = state.changed_value()
-            && let Err(error) = self.store.put_state(&chat_id, &changed).await
-        {
-            tracing::error!(chat = %chat_id, "could not save the chat state: {error}");
+        // Deferred work (from hooks and tools, `on_turn_complete` included) ends before the turn
+        // does: its effects on the state are saved, and the next turn sees them.
+        // The lease is not renewed while nothing is written: the wait stays well inside it.
+        let cap = self
+            .agent
+            .defer_timeout()
+            .min(std::time::Duration::from_millis(
+                self.settings.lease_ttl_ms / 2,
+            ));
+        let deferred = info.controls.settle_deferred(cap).await;
+        if deferred.timed_out > 0 {
+            tracing::warn!(
+                chat = %chat_id,
+                timed_out = deferred.timed_out,
+                "deferred work still ran at the agent's cap and was dropped"
+            );
+        }
+        let changed_state = state.changed_value();
+        if changed_state.is_some() || total_usage != record.usage {
+            let saved = ChatRecord {
+                state: changed_state.or(record.state),
+                usage: total_usage,
+            };
+            if let Err(error) = self.store.put_state(&chat_id, &saved.encode()).await {
+                tracing::error!(chat = %chat_id, "could not save the chat state: {error}");
+            }
         }
         tracing::info!(
             chat = %chat_id,
@@ -482,7 +528,13 @@ impl TurnRunner {
             return;
         }
         if let Err(error) = self
-            .settle(&chat_id, &mut writer, &outcome.message, &lease)
+            .settle(
+                &chat_id,
+                &mut writer,
+                &outcome.message,
+                &info.controls.injected(),
+                &lease,
+            )
             .await
         {
             tracing::error!(chat = %chat_id, "could not settle the turn: {error}");
@@ -505,12 +557,19 @@ impl TurnRunner {
         chat_id: &str,
         writer: &mut OutputWriter,
         message: &UIMessage,
+        injected: &[UIMessage],
         lease: &TurnLease,
     ) -> Result<(), String> {
         writer.flush().await.map_err(|e| e.to_string())?;
         if has_content(message) {
             self.store
                 .put_message(chat_id, message)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        for injected in injected {
+            self.store
+                .put_message(chat_id, injected)
                 .await
                 .map_err(|e| e.to_string())?;
         }

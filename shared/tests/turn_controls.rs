@@ -346,3 +346,65 @@ async fn injected_messages_reach_the_model_and_the_history_deferred_work_and_usa
         "nothing else joined the history"
     );
 }
+
+#[derive(Debug, serde::Deserialize)]
+struct Plan {
+    plan: String,
+}
+
+/// Answers with the plan its typed client data names.
+struct PlanAware(Arc<Mutex<Vec<String>>>);
+
+#[async_trait]
+impl ChatHooks for PlanAware {
+    async fn on_turn_start(
+        &self,
+        turn: &TurnInfo,
+        _state: &ChatState,
+    ) -> Result<(), chatfn::agent::HookError> {
+        let plan: Plan = turn.client_data_as()?;
+        self.0.lock().expect("lock").push(plan.plan);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn client_data_is_typed_and_invalid_data_is_refused_with_the_reason() {
+    let plans = Arc::new(Mutex::new(Vec::new()));
+    let agent = Agent::builder(Arc::new(
+        chatfn::model::offline::OfflineModel::new().with_word_delay(Duration::ZERO),
+    ))
+    .client_data::<Plan>()
+    .hooks(PlanAware(plans.clone()))
+    .build();
+    let app = TestApp::start(agent).await;
+    let token = app.session("typed-data").await;
+
+    for (body_metadata, expected) in [
+        (None, "invalid type: null, expected struct Plan"),
+        (Some(json!({"plan": 3})), "invalid type: integer `3`"),
+    ] {
+        let mut body = submit("typed-data", vec![user_message("u1", "hello")]);
+        if let Some(metadata) = body_metadata {
+            body["metadata"] = metadata;
+        }
+        let response = app.send(&token, body).await;
+        assert_eq!(response.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+        let error: Value = response.json().await.expect("json");
+        let message = error["error"].as_str().expect("message");
+        assert!(
+            message.starts_with("the client data is not valid") && message.contains(expected),
+            "{message}"
+        );
+    }
+    assert!(
+        app.messages(&token, "typed-data").await.is_empty(),
+        "nothing joined the history"
+    );
+
+    let mut body = submit("typed-data", vec![user_message("u1", "hello")]);
+    body["metadata"] = json!({"plan": "pro"});
+    let events = read_events(app.send(&token, body).await, None).await;
+    assert!(kinds(&events).contains(&"text-delta".to_owned()));
+    assert_eq!(plans.lock().expect("lock").as_slice(), ["pro"]);
+}

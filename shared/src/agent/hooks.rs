@@ -25,6 +25,15 @@ pub struct TurnInfo {
     pub controls: super::TurnControls,
 }
 
+impl TurnInfo {
+    /// The client data as `T` (the type the agent declared with `AgentBuilder::client_data`,
+    /// which every turn has been checked against). `null` when the client sent none.
+    pub fn client_data_as<T: DeserializeOwned>(&self) -> Result<T, HookError> {
+        T::deserialize(self.client_data.as_ref().unwrap_or(&Value::Null))
+            .map_err(|error| HookError(format!("the client data is not valid: {error}")))
+    }
+}
+
 /// A hook refused the turn; the message is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

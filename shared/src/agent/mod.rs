@@ -56,7 +56,12 @@ pub struct Agent {
     approval_required: Vec<String>,
     hooks: Arc<dyn ChatHooks>,
     defer_timeout: std::time::Duration,
+    /// Checks the client data of every turn against the agent's type for it.
+    client_data: Option<ClientDataCheck>,
 }
+
+/// Checks a turn's client data (JSON, `null` when the client sent none) against a type.
+type ClientDataCheck = Arc<dyn Fn(&serde_json::Value) -> Result<(), String> + Send + Sync>;
 
 impl Agent {
     pub const DEFAULT_MAX_STEPS: usize = 10;
@@ -73,6 +78,7 @@ impl Agent {
                 approval_required: Vec::new(),
                 hooks: Arc::new(NoHooks),
                 defer_timeout: Self::DEFAULT_DEFER_TIMEOUT,
+                client_data: None,
             },
         }
     }
@@ -107,6 +113,15 @@ impl Agent {
 
     pub fn hooks(&self) -> &Arc<dyn ChatHooks> {
         &self.hooks
+    }
+
+    /// Checks a turn's client data against the type the agent declared with
+    /// [`AgentBuilder::client_data`]; the error says what does not fit.
+    pub fn check_client_data(&self, data: Option<&serde_json::Value>) -> Result<(), String> {
+        match &self.client_data {
+            None => Ok(()),
+            Some(check) => check(data.unwrap_or(&serde_json::Value::Null)),
+        }
     }
 
     /// How long a turn waits for the work its hooks and tools deferred.
@@ -150,6 +165,20 @@ impl AgentBuilder {
     /// Hooks into the chat's life (chat start, turn start and end, validation, hydration).
     pub fn hooks(mut self, hooks: impl ChatHooks + 'static) -> Self {
         self.agent.hooks = Arc::new(hooks);
+        self
+    }
+
+    /// Declares the type of the client data (the `metadata` a client sends with its messages):
+    /// every turn's data must deserialize into `T`, or the message is refused with a 422 that
+    /// says why, before it joins the history. Hooks read it typed with
+    /// [`TurnInfo::client_data_as`]. `null` stands for no data, so make `T` an `Option` or give
+    /// it defaults if clients may send none.
+    pub fn client_data<T: serde::de::DeserializeOwned + 'static>(mut self) -> Self {
+        self.agent.client_data = Some(Arc::new(|value: &serde_json::Value| {
+            T::deserialize(value)
+                .map(drop)
+                .map_err(|error| format!("the client data is not valid: {error}"))
+        }));
         self
     }
 

@@ -326,6 +326,9 @@ impl TurnRunner {
             client_data: payload.metadata.clone(),
             controls: TurnControls::default(),
         };
+        self.agent
+            .check_client_data(info.client_data.as_ref())
+            .map_err(TurnError::InvalidInput)?;
         let (history, reply) = self.apply_input(chat_id, &info, history, payload).await?;
         let history = self
             .agent

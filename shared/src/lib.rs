@@ -15,6 +15,8 @@ pub mod http;
 pub mod model;
 pub mod runtime;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod trigger;
 pub mod turn;
 pub mod ui;

@@ -47,6 +47,17 @@ impl DataWriter {
         self.send_data(name, id, data, None);
     }
 
+    /// A part of one of your data types (`data-{T::NAME}`), kept in the message; a later write
+    /// with the same id replaces it in place.
+    pub fn part<T: crate::ui::DataType>(&self, id: Option<&str>, part: &T) {
+        self.send_data(T::NAME, id, part, None);
+    }
+
+    /// Merges your typed metadata into the reply's message metadata.
+    pub fn typed_metadata(&self, metadata: &impl Serialize) {
+        self.metadata(serde_json::to_value(metadata).unwrap_or(Value::Null));
+    }
+
     /// A `data-<name>` part for the client's `onData` only: never stored in the message.
     pub fn transient(&self, name: &str, data: impl Serialize) {
         self.send_data(name, None, data, Some(true));

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod fold;
 mod message;
 pub mod sse;
+mod typed;
 
 pub use chunk::{DataChunk, UIMessageChunk};
 pub use convert::{ConvertOptions, to_model_messages};
@@ -13,3 +14,4 @@ pub use message::{
     CustomPart, DataPart, FilePart, PartState, ReasoningFilePart, Role, SourceDocumentPart,
     SourceUrlPart, TextPart, ToolApproval, ToolPart, ToolState, UIMessage, UIPart,
 };
+pub use typed::DataType;

@@ -1,0 +1,6 @@
+//! The bank teller on localhost: `cargo run -p bank-teller`, then chat at http://127.0.0.1:8787/
+//! (set `CHATFN_MODEL_API_KEY` for a model that calls the tools).
+
+fn main() -> std::process::ExitCode {
+    chatfn_local::serve_agent(|_config, model| bank_teller::agent(model))
+}

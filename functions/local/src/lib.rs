@@ -1,0 +1,262 @@
+//! chatfn on localhost: every route of every function in one process, with an embedded file
+//! store so chats survive a restart. Works with no keys at all (the offline model answers). Also
+//! serves the chat page (`web/`) at `/`, with the dev routes it gets its tokens from (`web.rs`).
+//!
+//! The `chatfn-local` binary serves the configured stock agent; your own agent runs the same way
+//! from a `main` of a few lines:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     chatfn_local::serve_agent(|config, model| {
+//!         chatfn::agent::Agent::builder(model)
+//!             .system_prompt("You are a terse assistant.")
+//!             .max_steps(config.max_steps)
+//!             .build()
+//!     })
+//! }
+//! ```
+
+mod web;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatfn::agent::Agent;
+use chatfn::auth::SecretKeys;
+use chatfn::config::{Config, ModelProvider};
+use chatfn::http::{App, HttpSettings, Routes, router};
+use chatfn::model::Model;
+use chatfn::store::Store;
+use chatfn::store::memory::MemoryStore;
+use chatfn::store::sqlite::SqliteStore;
+use chatfn::turn::TurnRunner;
+use clap::Parser;
+
+/// Serve chatfn's routes on localhost.
+#[derive(Debug, Parser)]
+#[command(name = "chatfn-local", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8787)]
+    port: u16,
+    /// Keep everything in memory: nothing survives a restart.
+    #[arg(long)]
+    memory: bool,
+    /// Where the embedded store keeps its files.
+    #[arg(long, env = "CHATFN_DATA_DIR", default_value = ".chatfn-data")]
+    data_dir: PathBuf,
+    /// The built chat page (default: `web/dist` of this repository).
+    #[arg(long, env = "CHATFN_WEB_DIR")]
+    web_dir: Option<PathBuf>,
+}
+
+/// Serves the agent `make_agent` builds (from the configuration and its model) on localhost,
+/// with the command line and environment of `chatfn-local`; returns when the server stops.
+pub fn serve_agent(make_agent: impl FnOnce(&Config, Arc<dyn Model>) -> Agent) -> ExitCode {
+    init_logging();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("chatfn-local: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, make_agent)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("chatfn-local: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(filter)
+        .init();
+}
+
+async fn run(
+    args: Args,
+    make_agent: impl FnOnce(&Config, Arc<dyn Model>) -> Agent,
+) -> Result<(), String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let store: Arc<dyn Store> = if args.memory {
+        tracing::info!("store: in memory (nothing survives a restart)");
+        Arc::new(MemoryStore::new())
+    } else {
+        let path = args.data_dir.join("chatfn.sqlite3");
+        tracing::info!(path = %path.display(), "store: embedded SQLite");
+        Arc::new(
+            SqliteStore::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+        )
+    };
+    let keys = match &config.secret_keys {
+        Some(keys) => keys.clone(),
+        None => local_secret_key(&args)?,
+    };
+    let model = chatfn::model::from_config(&config).map_err(|e| e.to_string())?;
+    let model_id = model.id();
+    if config.model_provider == ModelProvider::Offline {
+        tracing::warn!(
+            "no model provider configured: the offline model answers. Set CHATFN_MODEL_API_KEY \
+             (or OPENAI_API_KEY) for a real model"
+        );
+    } else {
+        tracing::info!(model = %model.id(), "model provider configured");
+    }
+    let agent = Arc::new(make_agent(&config, model));
+    let runner = TurnRunner::new(store, agent);
+    let dev = web::DevSettings {
+        secret_key: keys.signing_key().to_owned(),
+        model: model_id,
+        offline: config.model_provider == ModelProvider::Offline,
+        approval_tools: config.approval_tools.clone(),
+        extra_hosts: vec![args.host.clone()],
+    };
+    let app = App::new(HttpSettings::from_config(&config, keys), runner);
+    if !is_loopback(&args.host) {
+        tracing::warn!(
+            host = %args.host,
+            "listening beyond this machine: the dev routes (/dev/…) give session tokens to anyone \
+             who reaches them"
+        );
+    }
+    let web_dir = args.web_dir.clone().unwrap_or_else(web::default_web_dir);
+    if !web_dir.join("index.html").is_file() {
+        tracing::warn!(
+            folder = %web_dir.display(),
+            "the chat page is not built: `/` says how to build it (bash scripts/run.sh does)"
+        );
+    }
+    let router = web::local_router(router(app, Routes::All), dev, web_dir);
+
+    let address = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Scripts and tests wait for this line.
+    println!("chatfn listening on http://{local}");
+    println!("chat page: http://{local}/");
+    let server = axum::serve(listener, router);
+    tokio::select! {
+        result = server => result.map_err(|e| format!("server failed: {e}")),
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            // Streams in flight get a moment to write their last records.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// With no `CHATFN_SECRET_KEY`, a key made once and kept in the data folder (so tokens outlive a
+/// restart), or a fresh one per run with `--memory`.
+fn local_secret_key(args: &Args) -> Result<SecretKeys, String> {
+    if args.memory {
+        let keys = SecretKeys::generate();
+        announce_key(&keys, None);
+        return Ok(keys);
+    }
+    let path = args.data_dir.join("secret-key");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && let Some(keys) = SecretKeys::parse(&existing)
+    {
+        announce_key(&keys, Some(&path));
+        return Ok(keys);
+    }
+    let keys = SecretKeys::generate();
+    write_private(&path, keys.signing_key())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    announce_key(&keys, Some(&path));
+    Ok(keys)
+}
+
+fn announce_key(keys: &SecretKeys, path: Option<&Path>) {
+    let kept = path.map_or_else(
+        || " (this run only)".to_owned(),
+        |p| format!(" (kept in {})", p.display()),
+    );
+    // Printed on purpose: it is the local development key, and the user needs it to mint tokens.
+    println!(
+        "CHATFN_SECRET_KEY is not set; the local secret key is {}{kept}",
+        keys.signing_key()
+    );
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(contents.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, contents)
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

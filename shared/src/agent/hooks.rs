@@ -81,6 +81,17 @@ pub trait ChatHooks: Send + Sync {
         Ok(())
     }
 
+    /// A summary of `older` (the messages a compacting agent no longer shows the model as
+    /// they are); `None` lets the agent's model write it. Only called for agents with
+    /// compaction.
+    async fn summarize_history(
+        &self,
+        _turn: &TurnInfo,
+        _older: &[UIMessage],
+    ) -> Result<Option<String>, HookError> {
+        Ok(None)
+    }
+
     /// The history the model sees: return your own copy (from your database) instead of the
     /// one chatfn keeps.
     async fn hydrate_messages(

@@ -2,6 +2,7 @@
 //! turn with them.
 
 mod approval;
+pub mod compaction;
 mod controls;
 mod engine;
 mod hooks;
@@ -13,6 +14,7 @@ mod writer;
 use std::sync::Arc;
 
 pub use approval::{ApprovalClaim, ApprovalSigner};
+pub use compaction::{Compaction, HistorySummary};
 pub use controls::{DeferredReport, TurnControls};
 pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, refuse_turn, run_turn};
 pub use hooks::{ChatHooks, ChatState, HookError, NoHooks, StateError, TurnInfo};
@@ -58,6 +60,7 @@ pub struct Agent {
     defer_timeout: std::time::Duration,
     /// Checks the client data of every turn against the agent's type for it.
     client_data: Option<ClientDataCheck>,
+    compaction: Option<Compaction>,
 }
 
 /// Checks a turn's client data (JSON, `null` when the client sent none) against a type.
@@ -79,6 +82,7 @@ impl Agent {
                 hooks: Arc::new(NoHooks),
                 defer_timeout: Self::DEFAULT_DEFER_TIMEOUT,
                 client_data: None,
+                compaction: None,
             },
         }
     }
@@ -122,6 +126,11 @@ impl Agent {
             None => Ok(()),
             Some(check) => check(data.unwrap_or(&serde_json::Value::Null)),
         }
+    }
+
+    /// When and how the agent compacts a long history (none by default).
+    pub fn compaction(&self) -> Option<&Compaction> {
+        self.compaction.as_ref()
     }
 
     /// How long a turn waits for the work its hooks and tools deferred.
@@ -179,6 +188,14 @@ impl AgentBuilder {
                 .map(drop)
                 .map_err(|error| format!("the client data is not valid: {error}"))
         }));
+        self
+    }
+
+    /// Compacts long chats: once the history passes the budget, the model sees a summary of the
+    /// older messages and the recent ones as they are (see [`compaction`]). The summary comes
+    /// from [`ChatHooks::summarize_history`], or from the agent's own model.
+    pub fn compaction(mut self, compaction: Compaction) -> Self {
+        self.agent.compaction = Some(compaction);
         self
     }
 

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::agent::HistorySummary;
 use crate::model::Usage;
 
 /// Marks a state slot written by this version of the record, so that a slot holding an older
@@ -19,6 +20,9 @@ pub struct ChatRecord {
     /// The usage of every finished turn of the chat.
     #[serde(default)]
     pub usage: Usage,
+    /// What the model sees instead of the older history, for agents that compact it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<HistorySummary>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -39,7 +43,7 @@ impl ChatRecord {
             // Written before the record existed: the whole slot is the agent's state.
             _ => ChatRecord {
                 state: Some(value),
-                usage: Usage::default(),
+                ..ChatRecord::default()
             },
         }
     }
@@ -68,6 +72,10 @@ mod tests {
                 output_tokens: 5,
                 ..Usage::default()
             },
+            summary: Some(HistorySummary {
+                through: "m3".into(),
+                text: "earlier".into(),
+            }),
         };
         assert_eq!(ChatRecord::decode(Some(record.encode())), record);
         assert_eq!(ChatRecord::decode(None), ChatRecord::default());

@@ -464,8 +464,18 @@ impl TurnRunner {
             Ok(()) => hooks.on_turn_start(&info, &state).await,
             refused => refused,
         };
+        let mut new_summary = None;
         let outcome = match started {
             Ok(()) => {
+                let compacted = crate::agent::compaction::compact(
+                    &self.agent,
+                    &info,
+                    &history,
+                    record.summary.as_ref(),
+                )
+                .await;
+                new_summary = compacted.new_summary;
+                let history = compacted.history;
                 let request = TurnRequest {
                     chat_id: chat_id.clone(),
                     history,
@@ -506,10 +516,11 @@ impl TurnRunner {
             );
         }
         let changed_state = state.changed_value();
-        if changed_state.is_some() || total_usage != record.usage {
+        if changed_state.is_some() || total_usage != record.usage || new_summary.is_some() {
             let saved = ChatRecord {
                 state: changed_state.or(record.state),
                 usage: total_usage,
+                summary: new_summary.or(record.summary),
             };
             if let Err(error) = self.store.put_state(&chat_id, &saved.encode()).await {
                 tracing::error!(chat = %chat_id, "could not save the chat state: {error}");

@@ -314,6 +314,22 @@ impl TestChat<'_> {
         read_reply(checked(response).await?, continuing).await
     }
 
+    /// Stops the chat's running turn (on the server too); true when one was running.
+    pub async fn stop(&self) -> Result<bool, TestError> {
+        let response = self
+            .server
+            .client
+            .post(format!(
+                "{}/api/chat/{}/stop",
+                self.server.base, self.chat_id
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let body = checked(response).await?.json::<Value>().await?;
+        Ok(body["stopped"].as_bool().unwrap_or(false))
+    }
+
     /// The chat's history as the server keeps it.
     pub async fn messages(&self) -> Result<Vec<UIMessage>, TestError> {
         let response = self

@@ -17,6 +17,7 @@ pub use approval::{ApprovalClaim, ApprovalSigner};
 pub use compaction::{Compaction, HistorySummary};
 pub use controls::{DeferredReport, TurnControls};
 pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, refuse_turn, run_turn};
+pub use engine::{RawTurn, TurnHandler};
 pub use hooks::{ChatHooks, ChatState, HookError, NoHooks, StateError, TurnInfo};
 pub use subagent::SubAgentTool;
 pub use tool::{FunctionTool, Tool, ToolContext, ToolError};
@@ -61,6 +62,8 @@ pub struct Agent {
     /// Checks the client data of every turn against the agent's type for it.
     client_data: Option<ClientDataCheck>,
     compaction: Option<Compaction>,
+    /// Drives turns in place of the model loop, when set.
+    handler: Option<Arc<dyn TurnHandler>>,
 }
 
 /// Checks a turn's client data (JSON, `null` when the client sent none) against a type.
@@ -83,6 +86,7 @@ impl Agent {
                 defer_timeout: Self::DEFAULT_DEFER_TIMEOUT,
                 client_data: None,
                 compaction: None,
+                handler: None,
             },
         }
     }
@@ -126,6 +130,11 @@ impl Agent {
             None => Ok(()),
             Some(check) => check(data.unwrap_or(&serde_json::Value::Null)),
         }
+    }
+
+    /// The code that drives this agent's turns in place of the model loop, if any.
+    pub fn handler(&self) -> Option<&Arc<dyn TurnHandler>> {
+        self.handler.as_ref()
     }
 
     /// When and how the agent compacts a long history (none by default).
@@ -196,6 +205,14 @@ impl AgentBuilder {
     /// from [`ChatHooks::summarize_history`], or from the agent's own model.
     pub fn compaction(mut self, compaction: Compaction) -> Self {
         self.agent.compaction = Some(compaction);
+        self
+    }
+
+    /// Drives every turn with `handler` instead of the model loop: the raw primitives (the
+    /// turn's input and history, the reply's fold, the stop signal, writing chunks to the log)
+    /// with everything else of a turn (lease, log, persistence, hooks, state) as usual.
+    pub fn handler(mut self, handler: impl TurnHandler + 'static) -> Self {
+        self.agent.handler = Some(Arc::new(handler));
         self
     }
 

@@ -1,5 +1,30 @@
 //! Agents: what a user defines (model, instructions, tools, limits) and the engine that runs a
 //! turn with them.
+//!
+//! An [`Agent`] is built once per process with [`Agent::builder`] and shared by every turn:
+//!
+//! - **Tools** ([`FunctionTool::typed`] for a Rust input type with a derived JSON schema,
+//!   [`FunctionTool::new`] for raw JSON, [`FunctionTool::client_side`] for tools the browser runs,
+//!   [`SubAgentTool`] for an agent used as a tool). A tool gets a [`ToolContext`]: the chat's
+//!   [`ChatState`], a [`DataWriter`] for `data-*` parts, metadata and preliminary output, the stop
+//!   signal and the turn's [`TurnControls`]. A [`ToolError`] reaches the model and the client as
+//!   `tool-output-error`.
+//! - **Approvals** ([`AgentBuilder::require_approval`], or [`Tool::needs_approval`] per call): the
+//!   turn ends on the request and continues when the client answers. Requests are signed by the
+//!   server ([`ApprovalSigner`]); an answer whose signature does not match the call is refused.
+//! - **Hooks** ([`ChatHooks`]): chat start, turn start, turn complete (with the chat's total
+//!   usage), message validation, history hydration, per-turn model choice, history summaries.
+//! - **Typed client data** ([`AgentBuilder::client_data`]) and **per-chat state** ([`ChatState`]).
+//! - **Inject and defer** ([`TurnControls`], on [`TurnInfo::controls`] and
+//!   [`ToolContext::controls`]): messages the model sees from its next step on and the history
+//!   keeps; work the turn awaits (with a cap) before it completes.
+//! - **Compaction** ([`Compaction`]): past a token budget the model sees a summary of the older
+//!   history; the history itself keeps every message.
+//! - **Raw turns** ([`AgentBuilder::handler`], [`TurnHandler`], [`RawTurn`]): your own code in
+//!   place of the model loop, on the same lease, log, persistence and hooks.
+//!
+//! [`run_turn`] is the engine; hosts call it through [`crate::turn::TurnRunner`], which owns
+//! the input log, the lease, the output log and persistence.
 
 mod approval;
 pub mod compaction;

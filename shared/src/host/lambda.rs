@@ -63,6 +63,16 @@ pub fn init_logging() {
 /// refuses to start without `CHATFN_SECRET_KEY`: tokens minted by one function must verify in
 /// the others, so the key cannot be made up per process.
 pub async fn app(config: &Config) -> Result<App, Error> {
+    app_with_agent(config, configured_agent).await
+}
+
+/// The application of the configuration serving the agent `make_agent` builds (from the
+/// configuration and its model): an agent-turn function with your own agent is
+/// `router(app_with_agent(&config, my_agent).await?, Routes::AgentTurn)`.
+pub async fn app_with_agent(
+    config: &Config,
+    make_agent: impl FnOnce(&Config, Arc<dyn crate::model::Model>) -> crate::agent::Agent,
+) -> Result<App, Error> {
     let keys = secret_keys(config)?;
     let store = store(config).await?;
     let model = crate::model::from_config(config)?;
@@ -72,7 +82,7 @@ pub async fn app(config: &Config) -> Result<App, Error> {
              (or choose CHATFN_MODEL_PROVIDER) for a real model"
         );
     }
-    let agent = Arc::new(configured_agent(config, model));
+    let agent = Arc::new(make_agent(config, model));
     let runner = TurnRunner::new(store, agent);
     Ok(App::new(HttpSettings::from_config(config, keys), runner))
 }

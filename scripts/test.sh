@@ -39,6 +39,10 @@ bash "$root/scripts/npm-install.sh" "$root/tests/js"
 step "end-to-end tests with the stock npm clients"
 (cd tests/js && npm test)
 
+step "the research desk's generated TypeScript against the ai package's types (tsc)"
+bash "$root/scripts/npm-install.sh" "$root/examples/research-desk/web"
+(cd examples/research-desk/web && npx --no-install tsc --noEmit)
+
 step "AWS: the SAM template (sam validate --lint) and the Lambda functions end to end (cargo lambda watch)"
 bash "$root/scripts/lambda-e2e.sh"
 

@@ -72,6 +72,9 @@ e2eSuite('trigger: tool approval', (ctx, e2e) => {
     const u1 = userMessage('Roll two dice');
     const { turn, approvalId } = await requestApproval(transport, chatId, u1);
     const answered = answerApproval(turn.message, approvalId, true);
+    // The server signs its approval requests; the stock client sends the signature back.
+    const signature = turn.message.parts.find((p) => p.type === 'tool-roll_dice')?.approval?.signature;
+    assert.match(signature ?? '', /^[A-Za-z0-9_-]{43}$/, 'an HMAC-SHA256, base64url');
 
     const tap = tapFetch();
     let next;
@@ -95,7 +98,7 @@ e2eSuite('trigger: tool approval', (ctx, e2e) => {
         message: {
           id: answered.id,
           role: 'assistant',
-          parts: [{ type: 'tool-roll_dice', toolCallId: CALL_ID, state: 'approval-responded', approval: { id: approvalId, approved: true } }],
+          parts: [{ type: 'tool-roll_dice', toolCallId: CALL_ID, state: 'approval-responded', approval: { id: approvalId, approved: true, signature } }],
         },
         chatId,
         trigger: 'submit-message',

@@ -1,13 +1,22 @@
 //! Wall-clock time, in one place so hosts without `SystemTime` can substitute their own.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+#[cfg(not(target_arch = "wasm32"))]
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
 
 /// Milliseconds since the Unix epoch.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch, from JavaScript's clock: `SystemTime` panics on wasm32.
+#[cfg(target_arch = "wasm32")]
+pub fn now_ms() -> u64 {
+    js_sys::Date::now().max(0.0) as u64
 }
 
 /// An RFC 3339 timestamp with milliseconds, as JavaScript's `Date.toISOString` writes it.

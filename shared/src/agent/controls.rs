@@ -12,10 +12,7 @@ use futures::stream::FuturesUnordered;
 
 use crate::ui::UIMessage;
 
-#[cfg(not(target_arch = "wasm32"))]
 type DeferredWork = Pin<Box<dyn Future<Output = ()> + Send>>;
-#[cfg(target_arch = "wasm32")]
-type DeferredWork = Pin<Box<dyn Future<Output = ()>>>;
 
 /// The turn's controls. Cheap to clone: every clone (in hooks, in tools) acts on the same turn.
 #[derive(Clone, Default)]
@@ -70,14 +67,7 @@ impl TurnControls {
 
     /// Work the turn waits for (up to the agent's cap) before it completes: the turn's lease is
     /// held and its end is not recorded until the work is done, so a next turn sees its effects.
-    #[cfg(not(target_arch = "wasm32"))]
     pub fn defer(&self, work: impl Future<Output = ()> + Send + 'static) {
-        self.lock().deferred.push(Box::pin(work));
-    }
-
-    /// Work the turn waits for (up to the agent's cap) before it completes.
-    #[cfg(target_arch = "wasm32")]
-    pub fn defer(&self, work: impl Future<Output = ()> + 'static) {
         self.lock().deferred.push(Box::pin(work));
     }
 

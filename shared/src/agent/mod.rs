@@ -57,7 +57,6 @@ pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant. Answer con
 
 /// The agent every host serves unless its `main` builds its own: the configured model and
 /// instructions, the stock tools, the configured step limit.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn configured_agent(config: &Config, model: Arc<dyn Model>) -> Agent {
     Agent::builder(model)
         .system_prompt(

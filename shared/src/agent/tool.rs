@@ -66,10 +66,7 @@ pub trait Tool: Send + Sync {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 type ToolFuture = Pin<Box<dyn Future<Output = Result<Value, ToolError>> + Send>>;
-#[cfg(target_arch = "wasm32")]
-type ToolFuture = Pin<Box<dyn Future<Output = Result<Value, ToolError>>>>;
 
 type ToolHandler = Arc<dyn Fn(Value, ToolContext) -> ToolFuture + Send + Sync>;
 
@@ -82,7 +79,6 @@ pub struct FunctionTool {
 }
 
 impl FunctionTool {
-    #[cfg(not(target_arch = "wasm32"))]
     pub fn new<F, Fut>(
         name: impl Into<String>,
         description: impl Into<String>,
@@ -106,7 +102,6 @@ impl FunctionTool {
     /// A server tool whose input is a Rust type: the JSON schema the model sees is derived from
     /// it, and the model's input is checked against it before `handler` runs (a mismatch is a
     /// tool error the model can read and fix).
-    #[cfg(not(target_arch = "wasm32"))]
     pub fn typed<I, O, F, Fut>(
         name: impl Into<String>,
         description: impl Into<String>,
@@ -176,7 +171,7 @@ impl Tool for FunctionTool {
     }
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde::{Deserialize, Serialize};

@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 use super::{FunctionTool, ToolError};
 
 /// `current_time`: the server's clock, in UTC.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn current_time() -> FunctionTool {
     FunctionTool::new(
         "current_time",
@@ -19,7 +18,6 @@ pub fn current_time() -> FunctionTool {
 }
 
 /// `roll_dice`: fair dice from the operating system's random source.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn roll_dice() -> FunctionTool {
     FunctionTool::new(
         "roll_dice",

@@ -153,7 +153,7 @@ pub async fn stop(
     let live = runner.live_turns().get(&chat_id);
     let stopped = runner.stop(&chat_id).await?;
     let settled = match live {
-        Some(live) => tokio::time::timeout(Duration::from_secs(10), live.finished())
+        Some(live) => crate::runtime::timeout(Duration::from_secs(10), live.finished())
             .await
             .is_ok(),
         None => !stopped,

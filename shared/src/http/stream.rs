@@ -30,27 +30,18 @@ pub fn ui_message_events(
 }
 
 /// Interleaves comment lines whenever `events` is silent for `interval`.
-#[cfg(feature = "native")]
 pub fn with_keepalive(
     events: impl Stream<Item = Bytes> + Send + 'static,
     interval: Duration,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
     let events = Box::pin(events);
     futures::stream::unfold(events, move |mut events| async move {
-        match tokio::time::timeout(interval, events.next()).await {
+        match crate::runtime::timeout(interval, events.next()).await {
             Ok(Some(bytes)) => Some((bytes, events)),
             Ok(None) => None,
             Err(_) => Some((Bytes::from_static(KEEPALIVE_EVENT.as_bytes()), events)),
         }
     })
-}
-
-#[cfg(not(feature = "native"))]
-pub fn with_keepalive(
-    events: impl Stream<Item = Bytes> + Send + 'static,
-    _interval: Duration,
-) -> impl Stream<Item = Bytes> + Send + 'static {
-    events
 }
 
 /// A 200 streaming response with the UI message stream headers.

@@ -295,9 +295,9 @@ impl Reader {
                 self.send(ping_event(now)).await?;
                 last_ping = now;
             }
-            tokio::select! {
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
-                () = self.sender.closed() => return Err(Gone),
+            let closed = std::pin::pin!(self.sender.closed());
+            if crate::runtime::timeout(POLL_INTERVAL, closed).await.is_ok() {
+                return Err(Gone);
             }
         }
     }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::sse::SseEvent;
-use super::transport::{EventDecoder, decode_sse_stream, error_chain, error_message, send_checked};
+use super::transport::{EventDecoder, decode_sse_stream, error_message, send_checked};
 use super::{
     AssistantContent, FinishReason, Model, ModelError, ModelEvent, ModelMessage, ModelRequest,
     ModelStream, ToolContent, ToolOutput, Usage, UserContent,
@@ -345,15 +345,8 @@ impl Anthropic {
         api_key: impl Into<String>,
         model: impl Into<String>,
     ) -> Result<Self, ModelError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(super::openai::CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| {
-                ModelError::Transport(format!(
-                    "could not build the HTTP client: {}",
-                    error_chain(&e)
-                ))
-            })?;
+        let client = super::transport::http_client()?;
+
         Ok(Anthropic {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             api_key: api_key.into(),
@@ -381,7 +374,7 @@ impl Model for Anthropic {
             .body(body.to_string());
         let response = send_checked(request).await?;
         Ok(decode_sse_stream(
-            response.bytes_stream(),
+            response.into_body(),
             MessagesDecoder::new(),
         ))
     }

@@ -4,13 +4,13 @@
 //! code (request building, stream decoding) is sans-IO and unit tested; only `Model::stream`
 //! does IO, through the crate's HTTP client port.
 
-#[cfg(feature = "native")]
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod anthropic;
 pub mod offline;
-#[cfg(feature = "native")]
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod openai;
 pub mod sse;
-#[cfg(feature = "native")]
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod transport;
 
 use std::pin::Pin;
@@ -239,10 +239,9 @@ impl ModelError {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+/// The events of one model call. `Send` on every host: in the Worker, whose JavaScript futures
+/// are not, providers wrap them ([`crate::runtime::SingleThreaded`]).
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>> + Send>>;
-#[cfg(target_arch = "wasm32")]
-pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>>>>;
 
 /// A language model that streams its reply.
 #[async_trait]
@@ -261,7 +260,7 @@ pub fn from_config(
     use crate::config::{ConfigError, ModelProvider};
     match config.model_provider {
         ModelProvider::Offline => Ok(Arc::new(offline::OfflineModel::new())),
-        #[cfg(feature = "native")]
+        #[cfg(any(feature = "native", target_arch = "wasm32"))]
         ModelProvider::OpenAi => Ok(Arc::new(
             openai::OpenAiCompatible::new(
                 config
@@ -276,7 +275,7 @@ pub fn from_config(
             )
             .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
         )),
-        #[cfg(feature = "native")]
+        #[cfg(any(feature = "native", target_arch = "wasm32"))]
         ModelProvider::Anthropic => {
             let key = config
                 .model_api_key

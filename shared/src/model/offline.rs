@@ -177,13 +177,9 @@ impl Model for OfflineModel {
     }
 }
 
-#[cfg(feature = "native")]
 async fn pause(delay: Duration) {
-    tokio::time::sleep(delay).await;
+    crate::runtime::sleep(delay).await;
 }
-
-#[cfg(not(feature = "native"))]
-async fn pause(_delay: Duration) {}
 
 #[cfg(test)]
 mod tests {

@@ -17,8 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::transport::{
-    EventDecoder, MAX_ERROR_MESSAGE_CHARS, decode_sse_stream, error_chain, error_message,
-    send_checked, truncate,
+    EventDecoder, MAX_ERROR_MESSAGE_CHARS, decode_sse_stream, error_message, send_checked, truncate,
 };
 use super::{
     AssistantContent, FinishReason, Model, ModelError, ModelEvent, ModelMessage, ModelRequest,
@@ -28,6 +27,8 @@ use super::{
 /// How long to wait for a TCP (and TLS) connection. There is no overall timeout: a reply may
 /// stream for minutes.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most of a whole (non-streamed) completion read.
+const MAX_COMPLETION_BYTES: usize = 16 * 1024 * 1024;
 
 /// Which request field carries the output token limit. OpenAI's reasoning models reject the
 /// older `max_tokens`, while several compatible servers only know `max_tokens`.
@@ -777,16 +778,12 @@ impl OpenAiCompatible {
         api_key: Option<String>,
         model: impl Into<String>,
     ) -> Result<Self, ModelError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|error| {
-                ModelError::Transport(format!(
-                    "could not build the HTTP client: {}",
-                    error_chain(&error)
-                ))
-            })?;
-        Ok(Self::with_client(base_url, api_key, model, client))
+        Ok(Self::with_client(
+            base_url,
+            api_key,
+            model,
+            super::transport::http_client()?,
+        ))
     }
 
     /// Like [`new`](Self::new) with a client of the caller's (proxies, timeouts, shared pool).
@@ -864,26 +861,13 @@ impl Model for OpenAiCompatible {
         }
         let response = send_checked(http_request).await?;
 
-        let is_json = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| {
-                value
-                    .trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("application/json")
-            });
-        if is_json {
+        if response.is_json() {
             // The server ignored `stream` and answered with the whole completion.
-            let body = response
-                .bytes()
-                .await
-                .map_err(|error| ModelError::Transport(error_chain(&error)))?;
+            let body = response.bytes(MAX_COMPLETION_BYTES).await?;
             let events = ChatCompletionsDecoder::decode_completion(&body)?;
             return Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))));
         }
-        Ok(decode_chat_completions_stream(response.bytes_stream()))
+        Ok(decode_chat_completions_stream(response.into_body()))
     }
 }
 

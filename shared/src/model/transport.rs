@@ -25,27 +25,87 @@ pub trait EventDecoder: Send + 'static {
     fn is_finished(&self) -> bool;
 }
 
+/// The HTTP client providers use by default. Workers' fetch has no connect timeout to set.
+pub(crate) fn http_client() -> Result<reqwest::Client, ModelError> {
+    let builder = reqwest::Client::builder();
+    #[cfg(not(target_arch = "wasm32"))]
+    let builder = builder.connect_timeout(super::openai::CONNECT_TIMEOUT);
+    builder.build().map_err(|error| {
+        ModelError::Transport(format!(
+            "could not build the HTTP client: {}",
+            error_chain(&error)
+        ))
+    })
+}
+
+/// A provider's 2xx answer: its headers, and its body as it arrives. Unlike the HTTP client's
+/// response it is `Send` on every host.
+pub struct ProviderResponse {
+    pub headers: reqwest::header::HeaderMap,
+    body: ProviderBody,
+}
+
+type ProviderBody = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+impl ProviderResponse {
+    fn new(response: reqwest::Response) -> Self {
+        ProviderResponse {
+            headers: response.headers().clone(),
+            body: Box::pin(crate::runtime::sendable_stream(response.bytes_stream())),
+        }
+    }
+
+    /// Whether the body is JSON rather than an event stream.
+    pub fn is_json(&self) -> bool {
+        self.headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            })
+    }
+
+    /// The body as it arrives.
+    pub fn into_body(self) -> ProviderBody {
+        self.body
+    }
+
+    /// The whole body, up to `limit` bytes.
+    pub async fn bytes(mut self, limit: usize) -> Result<Bytes, ModelError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.body.next().await {
+            let chunk = chunk.map_err(|error| ModelError::Transport(error_chain(&error)))?;
+            body.extend_from_slice(&chunk);
+            if body.len() >= limit {
+                break;
+            }
+        }
+        Ok(Bytes::from(body))
+    }
+}
+
 /// Sends the request; a non-2xx answer becomes `ModelError::Provider` with the provider's own
 /// message when its body has one.
 pub async fn send_checked(
     request: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, ModelError> {
-    let mut response = request
-        .send()
-        .await
-        .map_err(|error| ModelError::Transport(error_chain(&error)))?;
-    let status = response.status();
+) -> Result<ProviderResponse, ModelError> {
+    let (status, response) = crate::runtime::sendable(async move {
+        let response = request.send().await?;
+        Ok((response.status(), ProviderResponse::new(response)))
+    })
+    .await
+    .map_err(|error: reqwest::Error| ModelError::Transport(error_chain(&error)))?;
     if status.is_success() {
         return Ok(response);
     }
-    let mut body = Vec::new();
     // A failure to read the body leaves the status as the whole story.
-    while let Ok(Some(chunk)) = response.chunk().await {
-        body.extend_from_slice(&chunk);
-        if body.len() >= MAX_ERROR_BODY_BYTES {
-            break;
-        }
-    }
+    let body = response
+        .bytes(MAX_ERROR_BODY_BYTES)
+        .await
+        .unwrap_or_default();
     let mut message = provider_error_message(&body);
     if message.is_empty() {
         message = status

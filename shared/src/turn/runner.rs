@@ -729,7 +729,6 @@ impl TurnRunner {
 
     /// Follows the log of a turn from `after` until its turn-complete, polling the store: for
     /// turns running in another process.
-    #[cfg(feature = "native")]
     pub fn follow_log(
         &self,
         chat_id: &str,
@@ -769,7 +768,7 @@ impl TurnRunner {
                             if !running {
                                 return None;
                             }
-                            tokio::time::sleep(POLL).await;
+                            crate::runtime::sleep(POLL).await;
                         }
                         Err(error) => {
                             tracing::warn!(chat = %chat_id, "log follow failed: {error}");

@@ -1,6 +1,7 @@
 //! The HTTP application: every route of both wires over the `Store` and `Model` ports. Hosts
 //! serve [`router`] (all routes, or one function's share of them) and nothing else.
 
+mod addressing;
 mod ai_sdk;
 mod extract;
 mod sessions;
@@ -20,6 +21,7 @@ use crate::auth::SecretKeys;
 use crate::error::ApiError;
 use crate::turn::TurnRunner;
 
+pub use addressing::{addressed_chat, chat_in_body};
 pub use extract::{ApiJson, validate_chat_id};
 
 /// The settings of the HTTP application.

@@ -9,6 +9,7 @@ pub mod conformance;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod memory;
+pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::sql;
 use super::{
     InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
     StoreError, StoreResult, TurnLease, check_output_batch,
@@ -30,66 +31,6 @@ const SCHEMA_VERSION: i64 = 1;
 
 /// How long a write waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-const SCHEMA_V1: &str = "
-CREATE TABLE IF NOT EXISTS sessions (
-    chat_id         TEXT PRIMARY KEY,
-    session_id      TEXT NOT NULL UNIQUE,
-    kind            TEXT NOT NULL,
-    task_identifier TEXT NOT NULL,
-    trigger_config  TEXT NOT NULL,  -- JSON
-    tags            TEXT NOT NULL,  -- JSON array of strings
-    metadata        TEXT,           -- JSON
-    owner           TEXT,
-    created_at_ms   INTEGER NOT NULL,
-    updated_at_ms   INTEGER NOT NULL,
-    expires_at_ms   INTEGER,
-    closed_at_ms    INTEGER,
-    closed_reason   TEXT,
-    -- The highest input seq a finished turn consumed. It lives with the session because
-    -- release_lease needs a lease, a lease needs a session, and the value outlives the lease.
-    consumed_input  INTEGER
-);
-CREATE TABLE IF NOT EXISTS inputs (
-    chat_id      TEXT NOT NULL REFERENCES sessions(chat_id),
-    seq          INTEGER NOT NULL,
-    part_id      TEXT NOT NULL,
-    body         TEXT NOT NULL,
-    timestamp_ms INTEGER NOT NULL,
-    PRIMARY KEY (chat_id, seq),
-    UNIQUE (chat_id, part_id)
-);
-CREATE TABLE IF NOT EXISTS outputs (
-    chat_id      TEXT NOT NULL REFERENCES sessions(chat_id),
-    seq          INTEGER NOT NULL,
-    timestamp_ms INTEGER NOT NULL,
-    body         TEXT NOT NULL,  -- JSON of OutputBody
-    PRIMARY KEY (chat_id, seq)
-);
-CREATE TABLE IF NOT EXISTS leases (
-    chat_id        TEXT PRIMARY KEY REFERENCES sessions(chat_id),
-    holder         TEXT NOT NULL,
-    acquired_at_ms INTEGER NOT NULL,
-    expires_at_ms  INTEGER NOT NULL,
-    first_seq      INTEGER NOT NULL,
-    input_seq      INTEGER
-);
-CREATE TABLE IF NOT EXISTS messages (
-    chat_id  TEXT NOT NULL REFERENCES sessions(chat_id),
-    position INTEGER NOT NULL,
-    id       TEXT NOT NULL,
-    json     TEXT NOT NULL,  -- JSON of UIMessage
-    PRIMARY KEY (chat_id, position),
-    UNIQUE (chat_id, id)
-);
-CREATE TABLE IF NOT EXISTS state (
-    chat_id TEXT PRIMARY KEY REFERENCES sessions(chat_id),
-    json    TEXT NOT NULL
-);
-";
-
-const SESSION_COLUMNS: &str = "session_id, chat_id, kind, task_identifier, trigger_config, tags, \
-     metadata, owner, created_at_ms, updated_at_ms, expires_at_ms, closed_at_ms, closed_reason";
 
 /// A [`Store`] in one SQLite file (or in memory, for tests).
 #[derive(Clone)]
@@ -181,7 +122,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         .map_err(backend)?;
     match version {
         SCHEMA_VERSION => return Ok(()),
-        0 => tx.execute_batch(SCHEMA_V1).map_err(backend)?,
+        0 => tx.execute_batch(sql::SCHEMA_V1).map_err(backend)?,
         other => {
             return Err(StoreError::Backend(format!(
                 "unknown database schema version {other} (this chatfn writes {SCHEMA_VERSION}); \
@@ -244,7 +185,7 @@ fn no_session(chat_id: &str) -> StoreError {
 /// Fails with `NoSession` unless the chat has a session; every write starts with it.
 fn require_session(tx: &Transaction<'_>, chat_id: &str) -> StoreResult<()> {
     let found = tx
-        .prepare("SELECT 1 FROM sessions WHERE chat_id = ?1")
+        .prepare(sql::SESSION_EXISTS)
         .and_then(|mut stmt| stmt.exists([chat_id]))
         .map_err(backend)?;
     if found {
@@ -310,9 +251,8 @@ impl SessionRow {
 }
 
 /// The session of the row `column = key`, if any.
-fn select_session(conn: &Connection, column: &str, key: &str) -> StoreResult<Option<Session>> {
-    let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE {column} = ?1");
-    conn.prepare(&sql)
+fn select_session(conn: &Connection, statement: &str, key: &str) -> StoreResult<Option<Session>> {
+    conn.prepare(statement)
         .and_then(|mut stmt| stmt.query_row([key], SessionRow::read).optional())
         .map_err(backend)?
         .map(SessionRow::into_session)
@@ -320,12 +260,8 @@ fn select_session(conn: &Connection, column: &str, key: &str) -> StoreResult<Opt
 }
 
 fn insert_session(tx: &Transaction<'_>, session: &Session) -> StoreResult<()> {
-    let sql = format!(
-        "INSERT INTO sessions ({SESSION_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-    );
     let metadata = session.metadata.as_ref().map(to_json).transpose()?;
-    tx.prepare(&sql)
+    tx.prepare(sql::INSERT_SESSION)
         .and_then(|mut stmt| {
             stmt.execute(params![
                 session.id,
@@ -363,16 +299,13 @@ fn read_lease(row: &Row<'_>) -> rusqlite::Result<TurnLease> {
 }
 
 fn select_lease(conn: &Connection, chat_id: &str) -> StoreResult<Option<TurnLease>> {
-    conn.prepare(
-        "SELECT holder, acquired_at_ms, expires_at_ms, first_seq, input_seq \
-         FROM leases WHERE chat_id = ?1",
-    )
-    .and_then(|mut stmt| stmt.query_row([chat_id], read_lease).optional())
-    .map_err(backend)
+    conn.prepare(sql::LEASE)
+        .and_then(|mut stmt| stmt.query_row([chat_id], read_lease).optional())
+        .map_err(backend)
 }
 
 fn max_output_seq(conn: &Connection, chat_id: &str) -> StoreResult<Option<u64>> {
-    conn.prepare("SELECT MAX(seq) FROM outputs WHERE chat_id = ?1")
+    conn.prepare(sql::MAX_OUTPUT_SEQ)
         .and_then(|mut stmt| stmt.query_row([chat_id], |row| opt_u64_at(row, 0)))
         .map_err(backend)
 }
@@ -401,7 +334,7 @@ fn limit_bound(limit: usize) -> i64 {
 impl Store for SqliteStore {
     async fn create_session(&self, session: Session) -> StoreResult<SessionCreate> {
         self.write(move |tx| {
-            if let Some(existing) = select_session(tx, "chat_id", &session.chat_id)? {
+            if let Some(existing) = select_session(tx, sql::SESSION_BY_CHAT, &session.chat_id)? {
                 return Ok(SessionCreate::Existing(existing));
             }
             insert_session(tx, &session)?;
@@ -412,13 +345,13 @@ impl Store for SqliteStore {
 
     async fn session(&self, chat_id: &str) -> StoreResult<Option<Session>> {
         let chat_id = chat_id.to_owned();
-        self.with(move |conn| select_session(conn, "chat_id", &chat_id))
+        self.with(move |conn| select_session(conn, sql::SESSION_BY_CHAT, &chat_id))
             .await
     }
 
     async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
         let session_id = session_id.to_owned();
-        self.with(move |conn| select_session(conn, "session_id", &session_id))
+        self.with(move |conn| select_session(conn, sql::SESSION_BY_ID, &session_id))
             .await
     }
 
@@ -431,13 +364,10 @@ impl Store for SqliteStore {
         let chat_id = chat_id.to_owned();
         self.write(move |tx| {
             // Only the first close sets the time and reason.
-            tx.prepare(
-                "UPDATE sessions SET closed_at_ms = ?2, closed_reason = ?3, updated_at_ms = ?2 \
-                 WHERE chat_id = ?1 AND closed_at_ms IS NULL",
-            )
-            .and_then(|mut stmt| stmt.execute(params![chat_id, Int(now_ms), reason]))
-            .map_err(backend)?;
-            select_session(tx, "chat_id", &chat_id)?.ok_or_else(|| no_session(&chat_id))
+            tx.prepare(sql::CLOSE_SESSION)
+                .and_then(|mut stmt| stmt.execute(params![chat_id, Int(now_ms), reason]))
+                .map_err(backend)?;
+            select_session(tx, sql::SESSION_BY_CHAT, &chat_id)?.ok_or_else(|| no_session(&chat_id))
         })
         .await
     }
@@ -453,7 +383,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             require_session(tx, &chat_id)?;
             let existing = tx
-                .prepare("SELECT seq FROM inputs WHERE chat_id = ?1 AND part_id = ?2")
+                .prepare(sql::INPUT_SEQ_OF_PART)
                 .and_then(|mut stmt| {
                     stmt.query_row([&chat_id, &part_id], |row| u64_at(row, 0))
                         .optional()
@@ -466,11 +396,7 @@ impl Store for SqliteStore {
                 });
             }
             let seq = tx
-                .prepare(
-                    "INSERT INTO inputs (chat_id, seq, part_id, body, timestamp_ms) \
-                     SELECT ?1, COALESCE(MAX(seq) + 1, 0), ?2, ?3, ?4 FROM inputs WHERE chat_id = ?1 \
-                     RETURNING seq",
-                )
+                .prepare(sql::INSERT_INPUT)
                 .and_then(|mut stmt| {
                     stmt.query_row(params![chat_id, part_id, body, Int(now_ms)], |row| {
                         u64_at(row, 0)
@@ -494,15 +420,12 @@ impl Store for SqliteStore {
         let chat_id = chat_id.to_owned();
         let after = after_bound(after);
         self.with(move |conn| {
-            conn.prepare(
-                "SELECT seq, part_id, body, timestamp_ms FROM inputs \
-                 WHERE chat_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map(params![chat_id, after, limit_bound(limit)], read_input)?
-                    .collect()
-            })
-            .map_err(backend)
+            conn.prepare(sql::INPUTS_AFTER)
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![chat_id, after, limit_bound(limit)], read_input)?
+                        .collect()
+                })
+                .map_err(backend)
         })
         .await
     }
@@ -510,7 +433,7 @@ impl Store for SqliteStore {
     async fn consumed_input(&self, chat_id: &str) -> StoreResult<Option<u64>> {
         let chat_id = chat_id.to_owned();
         self.with(move |conn| {
-            conn.prepare("SELECT consumed_input FROM sessions WHERE chat_id = ?1")
+            conn.prepare(sql::CONSUMED_INPUT)
                 .and_then(|mut stmt| {
                     stmt.query_row([chat_id], |row| opt_u64_at(row, 0))
                         .optional()
@@ -533,11 +456,7 @@ impl Store for SqliteStore {
                 rows.iter().map(|(seq, _, _)| *seq),
                 max_output_seq(tx, &chat_id)?,
             )?;
-            let mut insert = tx
-                .prepare(
-                    "INSERT INTO outputs (chat_id, seq, timestamp_ms, body) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(backend)?;
+            let mut insert = tx.prepare(sql::INSERT_OUTPUT).map_err(backend)?;
             for (seq, timestamp_ms, body) in rows {
                 insert
                     .execute(params![chat_id, Int(seq), Int(timestamp_ms), body])
@@ -558,10 +477,7 @@ impl Store for SqliteStore {
         let after = after_bound(after);
         self.with(move |conn| {
             let rows: Vec<(u64, u64, String)> = conn
-                .prepare(
-                    "SELECT seq, timestamp_ms, body FROM outputs \
-                     WHERE chat_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                )
+                .prepare(sql::OUTPUT_AFTER)
                 .and_then(|mut stmt| {
                     stmt.query_map(params![chat_id, after, limit_bound(limit)], |row| {
                         Ok((u64_at(row, 0)?, u64_at(row, 1)?, row.get(2)?))
@@ -600,22 +516,18 @@ impl Store for SqliteStore {
             if let Some(current) = current.as_ref().filter(|l| !l.is_expired(now_ms)) {
                 return Ok(LeaseAcquire::Held(current.clone()));
             }
-            tx.prepare(
-                "INSERT OR REPLACE INTO leases \
-                 (chat_id, holder, acquired_at_ms, expires_at_ms, first_seq, input_seq) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    chat_id,
-                    lease.holder,
-                    Int(lease.acquired_at_ms),
-                    Int(lease.expires_at_ms),
-                    Int(lease.first_seq),
-                    lease.input_seq.map(Int),
-                ])
-            })
-            .map_err(backend)?;
+            tx.prepare(sql::PUT_LEASE)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        chat_id,
+                        lease.holder,
+                        Int(lease.acquired_at_ms),
+                        Int(lease.expires_at_ms),
+                        Int(lease.first_seq),
+                        lease.input_seq.map(Int),
+                    ])
+                })
+                .map_err(backend)?;
             Ok(LeaseAcquire::Acquired {
                 lease,
                 expired: current,
@@ -635,14 +547,11 @@ impl Store for SqliteStore {
         // One conditional UPDATE is atomic on its own.
         let renewed = self
             .with(move |conn| {
-                conn.prepare(
-                    "UPDATE leases SET expires_at_ms = ?3 \
-                     WHERE chat_id = ?1 AND holder = ?2 AND expires_at_ms > ?4",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![chat_id, holder, Int(expires_at_ms), Int(now_ms)])
-                })
-                .map_err(backend)
+                conn.prepare(sql::RENEW_LEASE)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![chat_id, holder, Int(expires_at_ms), Int(now_ms)])
+                    })
+                    .map_err(backend)
             })
             .await?;
         if renewed == 0 {
@@ -660,7 +569,7 @@ impl Store for SqliteStore {
         let (chat_id, holder) = (chat_id.to_owned(), holder.to_owned());
         self.write(move |tx| {
             let released = tx
-                .prepare("DELETE FROM leases WHERE chat_id = ?1 AND holder = ?2")
+                .prepare(sql::DELETE_LEASE)
                 .and_then(|mut stmt| stmt.execute([&chat_id, &holder]))
                 .map_err(backend)?;
             if released == 0 {
@@ -668,12 +577,9 @@ impl Store for SqliteStore {
             }
             if let Some(consumed) = consumed_input {
                 // Never moves back: it is the highest input a finished turn consumed.
-                tx.prepare(
-                    "UPDATE sessions SET consumed_input = ?2 \
-                     WHERE chat_id = ?1 AND (consumed_input IS NULL OR consumed_input < ?2)",
-                )
-                .and_then(|mut stmt| stmt.execute(params![chat_id, Int(consumed)]))
-                .map_err(backend)?;
+                tx.prepare(sql::RECORD_CONSUMED)
+                    .and_then(|mut stmt| stmt.execute(params![chat_id, Int(consumed)]))
+                    .map_err(backend)?;
             }
             Ok(())
         })
@@ -689,7 +595,7 @@ impl Store for SqliteStore {
         let chat_id = chat_id.to_owned();
         self.with(move |conn| {
             let rows: Vec<String> = conn
-                .prepare("SELECT json FROM messages WHERE chat_id = ?1 ORDER BY position")
+                .prepare(sql::MESSAGES)
                 .and_then(|mut stmt| stmt.query_map([chat_id], |row| row.get(0))?.collect())
                 .map_err(backend)?;
             rows.iter().map(|json| from_json(json)).collect()
@@ -704,17 +610,13 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             require_session(tx, &chat_id)?;
             let replaced = tx
-                .prepare("UPDATE messages SET json = ?3 WHERE chat_id = ?1 AND id = ?2")
+                .prepare(sql::REPLACE_MESSAGE)
                 .and_then(|mut stmt| stmt.execute([&chat_id, &id, &json]))
                 .map_err(backend)?;
             if replaced == 0 {
-                tx.prepare(
-                    "INSERT INTO messages (chat_id, position, id, json) \
-                     SELECT ?1, COALESCE(MAX(position) + 1, 0), ?2, ?3 \
-                     FROM messages WHERE chat_id = ?1",
-                )
-                .and_then(|mut stmt| stmt.execute([&chat_id, &id, &json]))
-                .map_err(backend)?;
+                tx.prepare(sql::APPEND_MESSAGE)
+                    .and_then(|mut stmt| stmt.execute([&chat_id, &id, &json]))
+                    .map_err(backend)?;
             }
             Ok(())
         })
@@ -726,12 +628,9 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             require_session(tx, &chat_id)?;
             // An unknown id makes the subquery NULL, and `position >= NULL` deletes nothing.
-            tx.prepare(
-                "DELETE FROM messages WHERE chat_id = ?1 AND position >= \
-                 (SELECT position FROM messages WHERE chat_id = ?1 AND id = ?2)",
-            )
-            .and_then(|mut stmt| stmt.execute([&chat_id, &from_id]))
-            .map_err(backend)?;
+            tx.prepare(sql::TRUNCATE_MESSAGES)
+                .and_then(|mut stmt| stmt.execute([&chat_id, &from_id]))
+                .map_err(backend)?;
             Ok(())
         })
         .await
@@ -740,7 +639,7 @@ impl Store for SqliteStore {
     async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {
         let chat_id = chat_id.to_owned();
         self.with(move |conn| {
-            conn.prepare("SELECT json FROM state WHERE chat_id = ?1")
+            conn.prepare(sql::STATE)
                 .and_then(|mut stmt| {
                     stmt.query_row([chat_id], |row| row.get::<_, String>(0))
                         .optional()
@@ -758,12 +657,9 @@ impl Store for SqliteStore {
         let json = to_json(state)?;
         self.write(move |tx| {
             require_session(tx, &chat_id)?;
-            tx.prepare(
-                "INSERT INTO state (chat_id, json) VALUES (?1, ?2) \
-                 ON CONFLICT (chat_id) DO UPDATE SET json = excluded.json",
-            )
-            .and_then(|mut stmt| stmt.execute([&chat_id, &json]))
-            .map_err(backend)?;
+            tx.prepare(sql::PUT_STATE)
+                .and_then(|mut stmt| stmt.execute([&chat_id, &json]))
+                .map_err(backend)?;
             Ok(())
         })
         .await

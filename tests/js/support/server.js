@@ -8,6 +8,8 @@
 //   CHATFN_TEST_LOG=1  echo the server's stdout/stderr while the tests run
 //   CHATFN_LAMBDA_URL  test the three Lambda functions under `cargo lambda watch` at this address,
 //                      through a path router (support/lambda-router.js; scripts/lambda-e2e.sh)
+//   CHATFN_WORKER=1    test the Cloudflare Worker: each file starts its own `wrangler dev`
+//                      (support/worker.js; scripts/worker-e2e.sh)
 
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -17,6 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DefaultChatTransport } from 'ai';
 import { attachToLambda } from './lambda-router.js';
+import { startWorker } from './worker.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const JS_ROOT = path.resolve(here, '..');
@@ -46,6 +49,7 @@ process.once('exit', () => {
  */
 export async function startChatfn({ modelBaseUrl, env = {}, args = [] } = {}) {
   if (process.env.CHATFN_LAMBDA_URL) return attachToLambda();
+  if (process.env.CHATFN_WORKER === '1') return startWorker({ modelBaseUrl, env });
   if (process.env.CHATFN_BASE_URL) {
     const secretKey = process.env.CHATFN_SECRET_KEY;
     if (!secretKey) {

@@ -1,0 +1,158 @@
+//! The Durable Object of one chat: its state in the object's SQLite storage, its turns run by the
+//! core engine in the object, its live chunks fanned out from the object's memory to every reader
+//! (reload-resume, other tabs, stop), and an alarm that keeps a running turn alive and removes the
+//! chat once its session has expired.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::IntoResponse;
+use chatfn::clock::now_ms;
+use chatfn::error::ApiError;
+use chatfn::http::{App, Routes, router};
+use tower::ServiceExt;
+use worker::{DurableObject, Env, HttpRequest, ScheduledTime, State, durable_object, wasm_bindgen};
+
+use crate::settings;
+use crate::store::DurableObjectStore;
+
+/// While a turn runs, the object wakes itself this often: an object with no request and no alarm
+/// may be evicted, which would cut a turn whose client went away.
+const TURN_HEARTBEAT: Duration = Duration::from_secs(20);
+
+#[durable_object]
+pub struct ChatObject {
+    state: State,
+    env: Env,
+    chat: RefCell<Option<Chat>>,
+}
+
+/// What the object builds on its first request and keeps while it lives in memory: the live
+/// turns of the chat are in the app's runner.
+#[derive(Clone)]
+struct Chat {
+    app: App,
+    router: Router,
+    store: Arc<DurableObjectStore>,
+}
+
+impl DurableObject for ChatObject {
+    fn new(state: State, env: Env) -> Self {
+        ChatObject {
+            state,
+            env,
+            chat: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, request: worker::Request) -> worker::Result<worker::Response> {
+        let response = match self.serve(request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        };
+        worker::Response::try_from(response)
+    }
+
+    async fn alarm(&self) -> worker::Result<worker::Response> {
+        if let Err(error) = self.on_alarm().await {
+            worker::console_error!("chat alarm: {}", error.message);
+        }
+        worker::Response::empty()
+    }
+}
+
+impl ChatObject {
+    fn chat(&self) -> Result<Chat, ApiError> {
+        if let Some(chat) = self.chat.borrow().as_ref() {
+            return Ok(chat.clone());
+        }
+        let config = settings::config(&self.env)?;
+        let store = Arc::new(
+            DurableObjectStore::open(self.state.storage().sql())
+                .map_err(|error| ApiError::internal(error.to_string()))?,
+        );
+        let app = settings::app(&config, store.clone())?;
+        let chat = Chat {
+            router: router(app.clone(), Routes::All),
+            app,
+            store,
+        };
+        *self.chat.borrow_mut() = Some(chat.clone());
+        Ok(chat)
+    }
+
+    async fn serve(&self, request: worker::Request) -> Result<axum::response::Response, ApiError> {
+        let chat = self.chat()?;
+        let request = HttpRequest::try_from(request)
+            .map_err(|error| ApiError::internal(format!("could not read the request: {error}")))?;
+        let response = match chat.router.clone().oneshot(request.map(Body::new)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        if let Err(error) = self.schedule_alarm(&chat).await {
+            worker::console_error!("chat alarm: {}", error.message);
+        }
+        Ok(response)
+    }
+
+    /// Wakes the object while a turn runs, and at the session's expiry to remove the chat.
+    async fn schedule_alarm(&self, chat: &Chat) -> Result<(), ApiError> {
+        let Some(chat_id) = chat.store.chat_id().map_err(ApiError::from)? else {
+            return Ok(());
+        };
+        let runner = chat.app.runner();
+        let wake_at = if runner.turn_running(&chat_id).await? {
+            Some(now_ms() + TURN_HEARTBEAT.as_millis() as u64)
+        } else {
+            runner
+                .store()
+                .session(&chat_id)
+                .await
+                .map_err(ApiError::from)?
+                .and_then(|session| session.expires_at_ms)
+        };
+        let storage = self.state.storage();
+        let current = storage.get_alarm().await.map_err(storage_error)?;
+        match wake_at {
+            Some(at) if current.is_none_or(|current| current as u64 > at) => storage
+                .set_alarm(ScheduledTime::new(worker::js_sys::Date::new(
+                    &worker::wasm_bindgen::JsValue::from_f64(at as f64),
+                )))
+                .await
+                .map_err(storage_error),
+            _ => Ok(()),
+        }
+    }
+
+    async fn on_alarm(&self) -> Result<(), ApiError> {
+        let chat = self.chat()?;
+        let Some(chat_id) = chat.store.chat_id().map_err(ApiError::from)? else {
+            return Ok(());
+        };
+        let runner = chat.app.runner();
+        let expired = runner
+            .store()
+            .session(&chat_id)
+            .await
+            .map_err(ApiError::from)?
+            .is_some_and(|session| session.is_expired(now_ms()));
+        if expired && !runner.turn_running(&chat_id).await? {
+            // The chat is gone for good: free its storage, and forget the app built over it.
+            self.state
+                .storage()
+                .delete_all()
+                .await
+                .map_err(storage_error)?;
+            *self.chat.borrow_mut() = None;
+            return Ok(());
+        }
+        self.schedule_alarm(&chat).await
+    }
+}
+
+fn storage_error(error: worker::Error) -> ApiError {
+    ApiError::internal(format!("Durable Object storage: {error}"))
+}

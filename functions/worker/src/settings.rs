@@ -1,0 +1,64 @@
+//! The Worker's configuration (vars and secrets of the Worker's environment, with the same names
+//! as everywhere else) and the core application it builds.
+
+use std::sync::Arc;
+
+use axum::Router;
+use chatfn::agent::configured_agent;
+use chatfn::config::Config;
+use chatfn::error::ApiError;
+use chatfn::http::{App, HttpSettings, Routes, router};
+use chatfn::model::offline::OfflineModel;
+use chatfn::store::Store;
+use chatfn::store::memory::MemoryStore;
+use chatfn::turn::TurnRunner;
+use worker::Env;
+
+/// The configuration from the Worker's vars (`[vars]` in wrangler.toml) and secrets (`wrangler
+/// secret put`), which take the `CHATFN_…` names of the other hosts.
+pub fn config(env: &Env) -> Result<Config, ApiError> {
+    let lookup = |name: &str| {
+        env.secret(name)
+            .map(|secret| secret.to_string())
+            .or_else(|_| env.var(name).map(|var| var.to_string()))
+            .ok()
+    };
+    let config =
+        Config::from_lookup(lookup).map_err(|error| ApiError::internal(error.to_string()))?;
+    if config.secret_keys.is_none() {
+        return Err(ApiError::internal(
+            "CHATFN_SECRET_KEY is not set: add it with `wrangler secret put CHATFN_SECRET_KEY`",
+        ));
+    }
+    Ok(config)
+}
+
+/// The application over `store`, with the configured model and stock agent.
+pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<App, ApiError> {
+    let model = chatfn::model::from_config(config)
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    let agent = Arc::new(configured_agent(config, model));
+    let keys = config
+        .secret_keys
+        .clone()
+        .ok_or_else(|| ApiError::internal("CHATFN_SECRET_KEY is not set"))?;
+    Ok(App::new(
+        HttpSettings::from_config(config, keys),
+        TurnRunner::new(store, agent),
+    ))
+}
+
+/// The routes for requests that name no chat: they never read or write a chat, so they run over
+/// an empty store and a model that is never called.
+pub fn stateless_router(config: &Config) -> Result<Router, ApiError> {
+    let agent = Arc::new(configured_agent(config, Arc::new(OfflineModel::new())));
+    let keys = config
+        .secret_keys
+        .clone()
+        .ok_or_else(|| ApiError::internal("CHATFN_SECRET_KEY is not set"))?;
+    let app = App::new(
+        HttpSettings::from_config(config, keys),
+        TurnRunner::new(Arc::new(MemoryStore::new()), agent),
+    );
+    Ok(router(app, Routes::All))
+}

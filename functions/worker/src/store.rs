@@ -1,0 +1,502 @@
+//! The `Store` port on a Durable Object's own SQLite storage, with the schema and statements of
+//! the core's SQL stores.
+//!
+//! A Durable Object runs one request's synchronous code at a time, and every method here is
+//! synchronous SQL with no `await` inside: each is atomic and isolated without explicit
+//! transactions (which the object's SQL API does not accept anyway). A batch of output records is
+//! one statement, so it is written all or nothing.
+
+use async_trait::async_trait;
+use chatfn::store::{
+    InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
+    StoreError, StoreResult, TurnLease, check_output_batch, sql,
+};
+use chatfn::ui::UIMessage;
+use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use worker::{SqlCursor, SqlStorage, SqlStorageValue};
+
+/// A [`Store`] in the calling Durable Object's storage.
+pub struct DurableObjectStore {
+    sql: SqlStorage,
+}
+
+impl DurableObjectStore {
+    /// The store of the object whose storage this is, creating its tables on first use.
+    pub fn open(sql: SqlStorage) -> StoreResult<Self> {
+        let store = DurableObjectStore { sql };
+        store.exec(sql::SCHEMA_V1, Vec::new())?;
+        Ok(store)
+    }
+
+    /// The chat this object holds: an object is named after its chat and holds its one session.
+    pub fn chat_id(&self) -> StoreResult<Option<String>> {
+        #[derive(Deserialize)]
+        struct Row {
+            chat_id: String,
+        }
+        Ok(self
+            .first::<Row>("SELECT chat_id FROM sessions LIMIT 1", Vec::new())?
+            .map(|row| row.chat_id))
+    }
+
+    fn exec(&self, query: &str, params: Vec<SqlStorageValue>) -> StoreResult<SqlCursor> {
+        self.sql.exec(query, params).map_err(backend)
+    }
+
+    fn rows<T: DeserializeOwned>(
+        &self,
+        query: &str,
+        params: Vec<SqlStorageValue>,
+    ) -> StoreResult<Vec<T>> {
+        self.exec(query, params)?.to_array().map_err(backend)
+    }
+
+    fn first<T: DeserializeOwned>(
+        &self,
+        query: &str,
+        params: Vec<SqlStorageValue>,
+    ) -> StoreResult<Option<T>> {
+        Ok(self.rows(query, params)?.into_iter().next())
+    }
+
+    /// Runs a write and says how many rows it changed.
+    fn write(&self, query: &str, params: Vec<SqlStorageValue>) -> StoreResult<usize> {
+        Ok(self.exec(query, params)?.rows_written())
+    }
+
+    fn require_session(&self, chat_id: &str) -> StoreResult<()> {
+        let found: Option<Value> = self.first(sql::SESSION_EXISTS, vec![text(chat_id)])?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NoSession(chat_id.to_owned())),
+        }
+    }
+
+    fn select_session(&self, statement: &str, key: &str) -> StoreResult<Option<Session>> {
+        self.first::<SessionRow>(statement, vec![text(key)])?
+            .map(SessionRow::into_session)
+            .transpose()
+    }
+
+    fn max_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        #[derive(Deserialize)]
+        struct Max {
+            seq: Option<u64>,
+        }
+        Ok(self
+            .first::<Max>(sql::MAX_OUTPUT_SEQ, vec![text(chat_id)])?
+            .and_then(|max| max.seq))
+    }
+
+    fn select_lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>> {
+        Ok(self
+            .first::<LeaseRow>(sql::LEASE, vec![text(chat_id)])?
+            .map(LeaseRow::into_lease))
+    }
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("durable object storage: {error}"))
+}
+
+fn text(value: &str) -> SqlStorageValue {
+    SqlStorageValue::String(value.to_owned())
+}
+
+fn optional_text(value: Option<&str>) -> SqlStorageValue {
+    value.map_or(SqlStorageValue::Null, text)
+}
+
+/// A `u64` as an integer JavaScript can carry exactly (up to 2^53 - 1), or an error.
+fn int(value: u64) -> StoreResult<SqlStorageValue> {
+    const MAX_SAFE: u64 = (1 << 53) - 1;
+    if value > MAX_SAFE {
+        return Err(StoreError::Backend(format!(
+            "{value} is too large for Durable Object storage"
+        )));
+    }
+    Ok(SqlStorageValue::Integer(value as i64))
+}
+
+fn optional_int(value: Option<u64>) -> StoreResult<SqlStorageValue> {
+    value.map_or(Ok(SqlStorageValue::Null), int)
+}
+
+/// `seq > after` as a bound: -1 when reading from the start.
+fn after_bound(after: Option<u64>) -> StoreResult<SqlStorageValue> {
+    match after {
+        None => Ok(SqlStorageValue::Integer(-1)),
+        Some(after) => int(after),
+    }
+}
+
+fn limit_bound(limit: usize) -> SqlStorageValue {
+    SqlStorageValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX).min((1 << 53) - 1))
+}
+
+fn to_json(value: &impl Serialize) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(backend)
+}
+
+/// Parses a JSON column; a corrupt row is a backend error, never a panic.
+fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt JSON row: {e}")))
+}
+
+#[derive(Deserialize)]
+struct SessionRow {
+    session_id: String,
+    chat_id: String,
+    kind: String,
+    task_identifier: String,
+    trigger_config: String,
+    tags: String,
+    metadata: Option<String>,
+    owner: Option<String>,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    expires_at_ms: Option<u64>,
+    closed_at_ms: Option<u64>,
+    closed_reason: Option<String>,
+}
+
+impl SessionRow {
+    fn into_session(self) -> StoreResult<Session> {
+        Ok(Session {
+            id: self.session_id,
+            chat_id: self.chat_id,
+            kind: self.kind,
+            task_identifier: self.task_identifier,
+            trigger_config: from_json(&self.trigger_config)?,
+            tags: from_json(&self.tags)?,
+            metadata: self.metadata.as_deref().map(from_json).transpose()?,
+            owner: self.owner,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            closed_at_ms: self.closed_at_ms,
+            closed_reason: self.closed_reason,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct LeaseRow {
+    holder: String,
+    acquired_at_ms: u64,
+    expires_at_ms: u64,
+    first_seq: u64,
+    input_seq: Option<u64>,
+}
+
+impl LeaseRow {
+    fn into_lease(self) -> TurnLease {
+        TurnLease {
+            holder: self.holder,
+            acquired_at_ms: self.acquired_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            first_seq: self.first_seq,
+            input_seq: self.input_seq,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Seq {
+    seq: u64,
+}
+
+#[derive(Deserialize)]
+struct Json {
+    json: String,
+}
+
+#[async_trait]
+impl Store for DurableObjectStore {
+    async fn create_session(&self, session: Session) -> StoreResult<SessionCreate> {
+        if let Some(existing) = self.select_session(sql::SESSION_BY_CHAT, &session.chat_id)? {
+            return Ok(SessionCreate::Existing(existing));
+        }
+        let metadata = session.metadata.as_ref().map(to_json).transpose()?;
+        self.write(
+            sql::INSERT_SESSION,
+            vec![
+                text(&session.id),
+                text(&session.chat_id),
+                text(&session.kind),
+                text(&session.task_identifier),
+                SqlStorageValue::String(to_json(&session.trigger_config)?),
+                SqlStorageValue::String(to_json(&session.tags)?),
+                optional_text(metadata.as_deref()),
+                optional_text(session.owner.as_deref()),
+                int(session.created_at_ms)?,
+                int(session.updated_at_ms)?,
+                optional_int(session.expires_at_ms)?,
+                optional_int(session.closed_at_ms)?,
+                optional_text(session.closed_reason.as_deref()),
+            ],
+        )?;
+        Ok(SessionCreate::Created(session))
+    }
+
+    async fn session(&self, chat_id: &str) -> StoreResult<Option<Session>> {
+        self.select_session(sql::SESSION_BY_CHAT, chat_id)
+    }
+
+    async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
+        self.select_session(sql::SESSION_BY_ID, session_id)
+    }
+
+    async fn close_session(
+        &self,
+        chat_id: &str,
+        reason: Option<String>,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        self.write(
+            sql::CLOSE_SESSION,
+            vec![
+                text(chat_id),
+                int(now_ms)?,
+                optional_text(reason.as_deref()),
+            ],
+        )?;
+        self.select_session(sql::SESSION_BY_CHAT, chat_id)?
+            .ok_or_else(|| StoreError::NoSession(chat_id.to_owned()))
+    }
+
+    async fn append_input(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+    ) -> StoreResult<InputAppend> {
+        self.require_session(chat_id)?;
+        if let Some(existing) =
+            self.first::<Seq>(sql::INPUT_SEQ_OF_PART, vec![text(chat_id), text(part_id)])?
+        {
+            return Ok(InputAppend {
+                seq: existing.seq,
+                duplicate: true,
+            });
+        }
+        let inserted = self
+            .first::<Seq>(
+                sql::INSERT_INPUT,
+                vec![text(chat_id), text(part_id), text(body), int(now_ms)?],
+            )?
+            .ok_or_else(|| StoreError::Backend("the input insert returned no seq".into()))?;
+        Ok(InputAppend {
+            seq: inserted.seq,
+            duplicate: false,
+        })
+    }
+
+    async fn inputs(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<InputRecord>> {
+        #[derive(Deserialize)]
+        struct Row {
+            seq: u64,
+            part_id: String,
+            body: String,
+            timestamp_ms: u64,
+        }
+        let rows: Vec<Row> = self.rows(
+            sql::INPUTS_AFTER,
+            vec![text(chat_id), after_bound(after)?, limit_bound(limit)],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|row| InputRecord {
+                seq: row.seq,
+                part_id: row.part_id,
+                body: row.body,
+                timestamp_ms: row.timestamp_ms,
+            })
+            .collect())
+    }
+
+    async fn consumed_input(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        #[derive(Deserialize)]
+        struct Row {
+            consumed_input: Option<u64>,
+        }
+        Ok(self
+            .first::<Row>(sql::CONSUMED_INPUT, vec![text(chat_id)])?
+            .and_then(|row| row.consumed_input))
+    }
+
+    async fn append_output(&self, chat_id: &str, records: &[OutputRecord]) -> StoreResult<()> {
+        self.require_session(chat_id)?;
+        check_output_batch(
+            records.iter().map(|record| record.seq),
+            self.max_output_seq(chat_id)?,
+        )?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Vec::with_capacity(records.len());
+        for record in records {
+            int(record.seq)?;
+            int(record.timestamp_ms)?;
+            batch.push(json!({
+                "seq": record.seq,
+                "timestampMs": record.timestamp_ms,
+                "body": to_json(&record.body)?,
+            }));
+        }
+        self.write(
+            sql::INSERT_OUTPUT_BATCH,
+            vec![text(chat_id), SqlStorageValue::String(to_json(&batch)?)],
+        )?;
+        Ok(())
+    }
+
+    async fn output(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutputRecord>> {
+        #[derive(Deserialize)]
+        struct Row {
+            seq: u64,
+            timestamp_ms: u64,
+            body: String,
+        }
+        let rows: Vec<Row> = self.rows(
+            sql::OUTPUT_AFTER,
+            vec![text(chat_id), after_bound(after)?, limit_bound(limit)],
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(OutputRecord {
+                    seq: row.seq,
+                    timestamp_ms: row.timestamp_ms,
+                    body: from_json(&row.body)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        self.max_output_seq(chat_id)
+    }
+
+    async fn acquire_lease(
+        &self,
+        chat_id: &str,
+        lease: TurnLease,
+        now_ms: u64,
+    ) -> StoreResult<LeaseAcquire> {
+        self.require_session(chat_id)?;
+        let current = self.select_lease(chat_id)?;
+        if let Some(current) = current.as_ref().filter(|l| !l.is_expired(now_ms)) {
+            return Ok(LeaseAcquire::Held(current.clone()));
+        }
+        self.write(
+            sql::PUT_LEASE,
+            vec![
+                text(chat_id),
+                text(&lease.holder),
+                int(lease.acquired_at_ms)?,
+                int(lease.expires_at_ms)?,
+                int(lease.first_seq)?,
+                optional_int(lease.input_seq)?,
+            ],
+        )?;
+        Ok(LeaseAcquire::Acquired {
+            lease,
+            expired: current,
+        })
+    }
+
+    async fn renew_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        let renewed = self.write(
+            sql::RENEW_LEASE,
+            vec![
+                text(chat_id),
+                text(holder),
+                int(expires_at_ms)?,
+                int(now_ms)?,
+            ],
+        )?;
+        if renewed == 0 {
+            return Err(StoreError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    async fn release_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        consumed_input: Option<u64>,
+    ) -> StoreResult<()> {
+        let released = self.write(sql::DELETE_LEASE, vec![text(chat_id), text(holder)])?;
+        if released == 0 {
+            return Err(StoreError::LeaseLost);
+        }
+        if let Some(consumed) = consumed_input {
+            self.write(sql::RECORD_CONSUMED, vec![text(chat_id), int(consumed)?])?;
+        }
+        Ok(())
+    }
+
+    async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>> {
+        self.select_lease(chat_id)
+    }
+
+    async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>> {
+        let rows: Vec<Json> = self.rows(sql::MESSAGES, vec![text(chat_id)])?;
+        rows.iter().map(|row| from_json(&row.json)).collect()
+    }
+
+    async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()> {
+        self.require_session(chat_id)?;
+        let params = vec![
+            text(chat_id),
+            text(&message.id),
+            SqlStorageValue::String(to_json(message)?),
+        ];
+        if self.write(sql::REPLACE_MESSAGE, params.clone())? == 0 {
+            self.write(sql::APPEND_MESSAGE, params)?;
+        }
+        Ok(())
+    }
+
+    async fn truncate_messages(&self, chat_id: &str, from_id: &str) -> StoreResult<()> {
+        self.require_session(chat_id)?;
+        self.write(sql::TRUNCATE_MESSAGES, vec![text(chat_id), text(from_id)])?;
+        Ok(())
+    }
+
+    async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {
+        self.first::<Json>(sql::STATE, vec![text(chat_id)])?
+            .map(|row| from_json(&row.json))
+            .transpose()
+    }
+
+    async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {
+        self.require_session(chat_id)?;
+        self.write(
+            sql::PUT_STATE,
+            vec![text(chat_id), SqlStorageValue::String(to_json(state)?)],
+        )?;
+        Ok(())
+    }
+}

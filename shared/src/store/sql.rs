@@ -1,0 +1,157 @@
+//! The SQL schema and statements of the stores built on SQLite: the local server's file
+//! ([`super::sqlite`], through rusqlite) and the Worker's Durable Object storage (SQLite behind
+//! workerd's `ctx.storage.sql`). One text for both, so the two cannot drift; each store only
+//! binds parameters (`?1`, `?2`, … in the order the comments give) and reads rows.
+
+/// Version 1 of the schema. Durable Objects hold one chat each, but keep `chat_id` columns so the
+/// statements stay the same as in a file shared by every chat.
+pub const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    chat_id         TEXT PRIMARY KEY,
+    session_id      TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL,
+    task_identifier TEXT NOT NULL,
+    trigger_config  TEXT NOT NULL,  -- JSON
+    tags            TEXT NOT NULL,  -- JSON array of strings
+    metadata        TEXT,           -- JSON
+    owner           TEXT,
+    created_at_ms   INTEGER NOT NULL,
+    updated_at_ms   INTEGER NOT NULL,
+    expires_at_ms   INTEGER,
+    closed_at_ms    INTEGER,
+    closed_reason   TEXT,
+    -- The highest input seq a finished turn consumed. It lives with the session because
+    -- release_lease needs a lease, a lease needs a session, and the value outlives the lease.
+    consumed_input  INTEGER
+);
+CREATE TABLE IF NOT EXISTS inputs (
+    chat_id      TEXT NOT NULL REFERENCES sessions(chat_id),
+    seq          INTEGER NOT NULL,
+    part_id      TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (chat_id, seq),
+    UNIQUE (chat_id, part_id)
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    chat_id      TEXT NOT NULL REFERENCES sessions(chat_id),
+    seq          INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    body         TEXT NOT NULL,  -- JSON of OutputBody
+    PRIMARY KEY (chat_id, seq)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    chat_id        TEXT PRIMARY KEY REFERENCES sessions(chat_id),
+    holder         TEXT NOT NULL,
+    acquired_at_ms INTEGER NOT NULL,
+    expires_at_ms  INTEGER NOT NULL,
+    first_seq      INTEGER NOT NULL,
+    input_seq      INTEGER
+);
+CREATE TABLE IF NOT EXISTS messages (
+    chat_id  TEXT NOT NULL REFERENCES sessions(chat_id),
+    position INTEGER NOT NULL,
+    id       TEXT NOT NULL,
+    json     TEXT NOT NULL,  -- JSON of UIMessage
+    PRIMARY KEY (chat_id, position),
+    UNIQUE (chat_id, id)
+);
+CREATE TABLE IF NOT EXISTS state (
+    chat_id TEXT PRIMARY KEY REFERENCES sessions(chat_id),
+    json    TEXT NOT NULL
+);
+";
+
+macro_rules! session_columns {
+    () => {
+        "session_id, chat_id, kind, task_identifier, trigger_config, tags, metadata, owner, \
+         created_at_ms, updated_at_ms, expires_at_ms, closed_at_ms, closed_reason"
+    };
+}
+
+/// The columns of a session row, in the order the session statements read and write them.
+pub const SESSION_COLUMNS: &str = session_columns!();
+
+/// ?1 chat id.
+pub const SESSION_BY_CHAT: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions WHERE chat_id = ?1"
+);
+/// ?1 session id.
+pub const SESSION_BY_ID: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions WHERE session_id = ?1"
+);
+/// ?1–?13 the session's columns in [`SESSION_COLUMNS`] order.
+pub const INSERT_SESSION: &str = concat!(
+    "INSERT INTO sessions (",
+    session_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+);
+/// ?1 chat id. Any row means the session exists.
+pub const SESSION_EXISTS: &str = "SELECT 1 FROM sessions WHERE chat_id = ?1";
+/// ?1 chat id, ?2 now, ?3 reason. Only the first close sets the time and reason.
+pub const CLOSE_SESSION: &str = "UPDATE sessions SET closed_at_ms = ?2, closed_reason = ?3, \
+     updated_at_ms = ?2 WHERE chat_id = ?1 AND closed_at_ms IS NULL";
+
+/// ?1 chat id, ?2 part id.
+pub const INPUT_SEQ_OF_PART: &str = "SELECT seq FROM inputs WHERE chat_id = ?1 AND part_id = ?2";
+/// ?1 chat id, ?2 part id, ?3 body, ?4 timestamp. Returns the new seq.
+pub const INSERT_INPUT: &str = "INSERT INTO inputs (chat_id, seq, part_id, body, timestamp_ms) \
+     SELECT ?1, COALESCE(MAX(seq) + 1, 0), ?2, ?3, ?4 FROM inputs WHERE chat_id = ?1 \
+     RETURNING seq";
+/// ?1 chat id, ?2 after (-1 for all), ?3 limit.
+pub const INPUTS_AFTER: &str = "SELECT seq, part_id, body, timestamp_ms FROM inputs \
+     WHERE chat_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+/// ?1 chat id.
+pub const CONSUMED_INPUT: &str = "SELECT consumed_input FROM sessions WHERE chat_id = ?1";
+
+/// ?1 chat id.
+pub const MAX_OUTPUT_SEQ: &str = "SELECT MAX(seq) AS seq FROM outputs WHERE chat_id = ?1";
+/// ?1 chat id, ?2 seq, ?3 timestamp, ?4 body.
+pub const INSERT_OUTPUT: &str =
+    "INSERT INTO outputs (chat_id, seq, timestamp_ms, body) VALUES (?1, ?2, ?3, ?4)";
+/// ?1 chat id, ?2 a JSON array of `{"seq", "timestampMs", "body"}`: a whole batch in one
+/// statement, so it is written all or nothing.
+pub const INSERT_OUTPUT_BATCH: &str = "INSERT INTO outputs (chat_id, seq, timestamp_ms, body) \
+     SELECT ?1, json_extract(value, '$.seq'), json_extract(value, '$.timestampMs'), \
+     json_extract(value, '$.body') FROM json_each(?2)";
+/// ?1 chat id, ?2 after (-1 for all), ?3 limit.
+pub const OUTPUT_AFTER: &str = "SELECT seq, timestamp_ms, body FROM outputs \
+     WHERE chat_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+
+/// ?1 chat id.
+pub const LEASE: &str = "SELECT holder, acquired_at_ms, expires_at_ms, first_seq, input_seq \
+     FROM leases WHERE chat_id = ?1";
+/// ?1 chat id, ?2 holder, ?3 acquired at, ?4 expires at, ?5 first seq, ?6 input seq.
+pub const PUT_LEASE: &str = "INSERT OR REPLACE INTO leases \
+     (chat_id, holder, acquired_at_ms, expires_at_ms, first_seq, input_seq) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// ?1 chat id, ?2 holder, ?3 new expiry, ?4 now. One conditional update: atomic on its own.
+pub const RENEW_LEASE: &str = "UPDATE leases SET expires_at_ms = ?3 \
+     WHERE chat_id = ?1 AND holder = ?2 AND expires_at_ms > ?4";
+/// ?1 chat id, ?2 holder.
+pub const DELETE_LEASE: &str = "DELETE FROM leases WHERE chat_id = ?1 AND holder = ?2";
+/// ?1 chat id, ?2 consumed input. Never moves back.
+pub const RECORD_CONSUMED: &str = "UPDATE sessions SET consumed_input = ?2 \
+     WHERE chat_id = ?1 AND (consumed_input IS NULL OR consumed_input < ?2)";
+
+/// ?1 chat id.
+pub const MESSAGES: &str = "SELECT json FROM messages WHERE chat_id = ?1 ORDER BY position";
+/// ?1 chat id, ?2 message id, ?3 JSON.
+pub const REPLACE_MESSAGE: &str = "UPDATE messages SET json = ?3 WHERE chat_id = ?1 AND id = ?2";
+/// ?1 chat id, ?2 message id, ?3 JSON.
+pub const APPEND_MESSAGE: &str = "INSERT INTO messages (chat_id, position, id, json) \
+     SELECT ?1, COALESCE(MAX(position) + 1, 0), ?2, ?3 FROM messages WHERE chat_id = ?1";
+/// ?1 chat id, ?2 message id. An unknown id makes the subquery NULL, and `position >= NULL`
+/// deletes nothing.
+pub const TRUNCATE_MESSAGES: &str = "DELETE FROM messages WHERE chat_id = ?1 AND position >= \
+     (SELECT position FROM messages WHERE chat_id = ?1 AND id = ?2)";
+
+/// ?1 chat id.
+pub const STATE: &str = "SELECT json FROM state WHERE chat_id = ?1";
+/// ?1 chat id, ?2 JSON.
+pub const PUT_STATE: &str = "INSERT INTO state (chat_id, json) VALUES (?1, ?2) \
+     ON CONFLICT (chat_id) DO UPDATE SET json = excluded.json";

@@ -1,0 +1,116 @@
+// What only the Worker must do: chats live in their Durable Objects' storage and survive a restart
+// of the runtime (wrangler dev with persistence, as a deploy or an eviction would), a turn keeps
+// running and is persisted after its client hung up, and requests that name no chat are answered
+// by the Worker itself. Run by scripts/worker-e2e.sh.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { validateUIMessages } from 'ai';
+import { contentText, lastMessage, startMockOpenAI } from '../support/mock-openai.js';
+import { createSession, getMessages, makeTransport, newChatId, request } from '../support/server.js';
+import { assertSameMessages, assertWellFormedReply, readChunks, sendTurn, textOf, userMessage } from '../support/stream.js';
+import { startWorker } from '../support/worker.js';
+
+const TIMEOUT = { timeout: 120_000 };
+
+describe('the Worker: Durable Object per chat', () => {
+  let mock;
+  let worker;
+  let persistDir;
+  let secretKey;
+
+  before(async () => {
+    mock = await startMockOpenAI();
+    worker = await startWorker({ modelBaseUrl: mock.baseUrl });
+    ({ persistDir, secretKey } = worker);
+  }, TIMEOUT);
+
+  after(async () => {
+    await worker?.stop();
+    await mock?.close();
+  }, TIMEOUT);
+
+  test('a chat survives a restart of the runtime, and its next turn sees the history', TIMEOUT, async () => {
+    mock.reset();
+    const chatId = newChatId('restart');
+    const token = await createSession(worker, chatId);
+    mock.handle((req) => {
+      const user = contentText(lastMessage(req.messages, 'user')?.content);
+      return { text: [`You said: `, user], delayMs: 5 };
+    });
+    const u1 = userMessage('remember the number 42');
+    const turn1 = await sendTurn(makeTransport(worker, token), { chatId, messages: [u1] });
+    assertWellFormedReply(turn1.chunks);
+    const before = await getMessages(worker, chatId, token);
+    assertSameMessages(before, [u1, turn1.message]);
+
+    await worker.stop();
+    worker = await startWorker({ modelBaseUrl: mock.baseUrl, persistDir, secretKey });
+
+    const after = await getMessages(worker, chatId, token);
+    await validateUIMessages({ messages: after });
+    assert.deepEqual(after, before, 'the restarted runtime serves the same history from storage');
+
+    const u2 = userMessage('what number?');
+    const turn2 = await sendTurn(makeTransport(worker, token), { chatId, messages: [u1, turn1.message, u2] });
+    assertWellFormedReply(turn2.chunks);
+    assert.equal(textOf(turn2.message), 'You said: what number?');
+    const texts = mock.requests.at(-1).messages.filter((m) => m.role !== 'system').map((m) => contentText(m.content));
+    assert.deepEqual(texts, ['remember the number 42', 'You said: remember the number 42', 'what number?']);
+  });
+
+  test('a turn whose client hangs up runs to the end in its Durable Object and is persisted', TIMEOUT, async () => {
+    mock.reset();
+    const chatId = newChatId('hangup');
+    const token = await createSession(worker, chatId);
+    const words = Array.from({ length: 30 }, (_, i) => `w${i} `);
+    mock.handle(() => ({ text: words, delayMs: 40 }));
+    const controller = new AbortController();
+    const u1 = userMessage('a long answer please');
+    const stream = await makeTransport(worker, token).sendMessages({
+      chatId,
+      messages: [u1],
+      trigger: 'submit-message',
+      messageId: undefined,
+      abortSignal: controller.signal,
+    });
+    let deltas = 0;
+    await readChunks(stream, {
+      expectAbort: true,
+      onChunk: (chunk) => {
+        if (chunk.type === 'text-delta' && ++deltas === 3) controller.abort();
+      },
+    });
+    // The reply goes on without the client; wait for it to be complete in storage.
+    let messages = [];
+    for (let i = 0; i < 100; i += 1) {
+      messages = await getMessages(worker, chatId, token);
+      if (messages.length === 2 && textOf(messages[1]) === words.join('')) break;
+      await sleep(100);
+    }
+    assert.equal(messages.length, 2, 'the user message and the whole reply are persisted');
+    assert.equal(textOf(messages[1]), words.join(''));
+  });
+
+  test('requests that name no chat are answered by the Worker without a Durable Object', TIMEOUT, async () => {
+    const claims = await request(`${worker.baseUrl}/api/v1/auth/jwt/claims`, { method: 'POST', token: worker.secretKey, body: {} });
+    assert.equal(claims.status, 200, claims.text);
+    assert.equal(claims.json.pub, true);
+
+    const unknown = await request(`${worker.baseUrl}/no/such/route`);
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.json.code, 'not_found');
+
+    const noChat = await request(`${worker.baseUrl}/api/chat`, { method: 'POST', token: 'x', body: { messages: [] } });
+    assert.ok([400, 401, 422].includes(noChat.status), `a send naming no chat is refused: ${noChat.status} ${noChat.text}`);
+    assert.match(noChat.json?.error ?? '', /missing field `id`/, noChat.text);
+
+    const preflight = await fetch(`${worker.baseUrl}/api/chat`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+    });
+    assert.ok(preflight.status < 300, `CORS preflight: ${preflight.status}`);
+    assert.equal(preflight.headers.get('access-control-allow-origin'), '*');
+  });
+});

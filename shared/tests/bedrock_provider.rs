@@ -115,7 +115,11 @@ async fn streamed_text_arrives_incrementally_and_its_usage_is_recorded() {
         call.raw_path
     );
     assert_eq!(call.headers["content-type"], "application/json");
-    assert_eq!(call.headers["accept"], "application/vnd.amazon.eventstream");
+    let signed = call.headers["authorization"].to_str().unwrap_or_default();
+    assert!(
+        signed.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,"),
+        "{signed}"
+    );
     assert!(call.body["system"][0]["text"].is_string());
     assert_eq!(
         call.body["messages"],

@@ -193,9 +193,19 @@ fn assistant_blocks(content: &[AssistantContent]) -> Vec<Value> {
                 tool_name,
                 input,
                 provider_executed: false,
-            } => Some(json!({
-                "toolUse": { "toolUseId": tool_call_id, "name": tool_name, "input": input }
-            })),
+            } => {
+                // The API takes only an object. A call the engine refused as malformed keeps its
+                // raw text as input; sending that would fail every later call of the chat, and
+                // its error result already tells the model what went wrong.
+                let input = if input.is_object() {
+                    input.clone()
+                } else {
+                    json!({})
+                };
+                Some(json!({
+                    "toolUse": { "toolUseId": tool_call_id, "name": tool_name, "input": input }
+                }))
+            }
             // Reasoning can only go back with the signature the model gave it, which the UI
             // message does not keep; the model does not need its old thoughts.
             _ => None,
@@ -410,6 +420,8 @@ impl ConverseDecoder {
                 out.extend(self.finish_if_complete());
             }
             "metadata" => {
+                // `inputTokens` leaves out the cached part: the whole input is the sum, as the
+                // Anthropic provider counts it.
                 let usage = &data["usage"];
                 let cache_read = count(&usage["cacheReadInputTokens"]);
                 self.usage = Usage {
@@ -777,6 +789,12 @@ mod tests {
                             input: json!({"sides": 6}),
                             provider_executed: false,
                         },
+                        AssistantContent::ToolCall {
+                            tool_call_id: "t2".into(),
+                            tool_name: "x".into(),
+                            input: json!("{not json"),
+                            provider_executed: false,
+                        },
                     ],
                 },
                 ModelMessage::Tool {
@@ -847,7 +865,8 @@ mod tests {
                 {"role": "user", "content": [{"text": "Roll"}]},
                 {"role": "assistant", "content": [
                     {"text": "Sure."},
-                    {"toolUse": {"toolUseId": "t1", "name": "roll_dice", "input": {"sides": 6}}}
+                    {"toolUse": {"toolUseId": "t1", "name": "roll_dice", "input": {"sides": 6}}},
+                    {"toolUse": {"toolUseId": "t2", "name": "x", "input": {}}}
                 ]},
                 {"role": "user", "content": [
                     {"toolResult": {"toolUseId": "t1", "content": [{"json": {"total": 4}}], "status": "success"}},

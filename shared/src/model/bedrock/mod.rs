@@ -232,10 +232,8 @@ impl Model for Bedrock {
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
         let body = converse::request_body(&request).to_string();
         let url = self.url();
-        let headers = [
-            ("content-type", "application/json"),
-            ("accept", "application/vnd.amazon.eventstream"),
-        ];
+        // As the API reference's request syntax has it: the body's type, nothing else.
+        let headers = [("content-type", "application/json")];
         let credentials = self.credentials().await?;
         let signature = signature_headers(
             &url,

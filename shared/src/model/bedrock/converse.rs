@@ -1,5 +1,9 @@
 //! The ConverseStream protocol, sans IO: the request body from the core's model messages, and the
 //! stream's event-stream messages mapped to [`ModelEvent`]s.
+//!
+//! Reasoning is streamed whenever a model sends it (`reasoningContent` deltas). The request does
+//! not turn on Claude's extended thinking: with it, every later step of a tool loop must send
+//! each earlier thought back with the signature the model gave it, which UI messages do not keep.
 
 use std::collections::BTreeMap;
 

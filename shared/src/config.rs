@@ -28,7 +28,10 @@ pub enum ConfigError {
     UnknownProvider(String),
     #[error("{name} must be a whole number (got `{value}`)")]
     NotANumber { name: &'static str, value: String },
-    #[error("CHATFN_MODEL_PROVIDER={0} is not available in this build of chatfn yet")]
+    #[error(
+        "CHATFN_MODEL_PROVIDER={0} is not in this build of chatfn: build it with chatfn's `{0}` \
+         feature (agent-turn and the local server have it)"
+    )]
     Unavailable(&'static str),
     #[error("CHATFN_MODEL_PROVIDER={0} needs an API key: set CHATFN_MODEL_API_KEY")]
     MissingApiKey(&'static str),

@@ -28,12 +28,17 @@ pub enum ConfigError {
     UnknownProvider(String),
     #[error("{name} must be a whole number (got `{value}`)")]
     NotANumber { name: &'static str, value: String },
-    #[error("CHATFN_MODEL_PROVIDER={0} is not available in this build of chatfn yet")]
+    #[error(
+        "CHATFN_MODEL_PROVIDER={0} is not in this build of chatfn: build it with chatfn's `{0}` \
+         feature (agent-turn and the local server have it)"
+    )]
     Unavailable(&'static str),
     #[error("CHATFN_MODEL_PROVIDER={0} needs an API key: set CHATFN_MODEL_API_KEY")]
     MissingApiKey(&'static str),
     #[error("the model client could not be set up: {0}")]
     ModelClient(String),
+    #[error("CHATFN_MODEL_PROVIDER=bedrock needs an AWS region: set AWS_REGION")]
+    MissingRegion,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +49,8 @@ pub struct Config {
     pub model: Option<String>,
     pub model_base_url: Option<String>,
     pub model_api_key: Option<String>,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`): where Bedrock is called. Lambda always sets it.
+    pub aws_region: Option<String>,
     pub system_prompt: Option<String>,
     pub table_name: Option<String>,
     pub oidc_issuer: Option<String>,
@@ -109,6 +116,7 @@ impl Config {
             model: get("CHATFN_MODEL"),
             model_base_url: get("CHATFN_MODEL_BASE_URL"),
             model_api_key,
+            aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
             system_prompt: get("CHATFN_SYSTEM_PROMPT"),
             table_name: get("CHATFN_TABLE_NAME"),
             oidc_issuer: get("CHATFN_OIDC_ISSUER"),
@@ -200,6 +208,22 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn bedrock_takes_its_region_from_aws_region_and_no_key() {
+        let config = config(&[
+            ("CHATFN_MODEL_PROVIDER", "bedrock"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("OPENAI_API_KEY", "o"),
+        ])
+        .expect("valid");
+        assert_eq!(config.model_provider, ModelProvider::Bedrock);
+        assert_eq!(config.aws_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.model_api_key, None);
+        let both = self::config(&[("AWS_REGION", "us-west-2"), ("AWS_DEFAULT_REGION", "x")])
+            .expect("valid");
+        assert_eq!(both.aws_region.as_deref(), Some("us-west-2"));
     }
 
     fn config_any() -> Config {

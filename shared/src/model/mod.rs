@@ -6,6 +6,8 @@
 
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod anthropic;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 pub mod offline;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod openai;
@@ -224,6 +226,9 @@ pub enum ModelError {
     /// The provider reported an error inside the stream.
     #[error("the model failed: {0}")]
     Stream(String),
+    /// No credentials to sign the call with (AWS): a setup problem, not worth a retry.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 impl ModelError {
@@ -234,7 +239,7 @@ impl ModelError {
                 *status == 429 || *status == 408 || *status >= 500
             }
             ModelError::Transport(_) => true,
-            ModelError::Protocol(_) | ModelError::Stream(_) => false,
+            ModelError::Protocol(_) | ModelError::Stream(_) | ModelError::Credentials(_) => false,
         }
     }
 }
@@ -296,6 +301,60 @@ pub fn from_config(
                 .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
             ))
         }
+        #[cfg(feature = "bedrock")]
+        ModelProvider::Bedrock => {
+            let region = config
+                .aws_region
+                .clone()
+                .ok_or(ConfigError::MissingRegion)?;
+            let endpoint = config
+                .model_base_url
+                .clone()
+                .unwrap_or_else(|| bedrock::Bedrock::default_endpoint(&region));
+            let model = config
+                .model
+                .clone()
+                .unwrap_or_else(|| bedrock::Bedrock::DEFAULT_MODEL.to_owned());
+            Ok(Arc::new(
+                bedrock::Bedrock::new(endpoint, region, model)
+                    .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
+            ))
+        }
+        #[allow(unreachable_patterns)]
         other => Err(ConfigError::Unavailable(other.name())),
+    }
+}
+
+#[cfg(all(test, feature = "bedrock"))]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigError};
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+        .expect("config")
+    }
+
+    #[test]
+    fn bedrock_needs_a_region_and_takes_the_model_id_and_endpoint() {
+        let missing = from_config(&config(&[("CHATFN_MODEL_PROVIDER", "bedrock")]));
+        assert_eq!(missing.err(), Some(ConfigError::MissingRegion));
+        let model = from_config(&config(&[
+            ("CHATFN_MODEL_PROVIDER", "bedrock"),
+            ("AWS_REGION", "eu-central-1"),
+            ("CHATFN_MODEL", "amazon.nova-lite-v1:0"),
+        ]))
+        .expect("model");
+        assert_eq!(model.id(), "bedrock:amazon.nova-lite-v1:0");
+        let bad_endpoint = from_config(&config(&[
+            ("CHATFN_MODEL_PROVIDER", "bedrock"),
+            ("AWS_REGION", "eu-central-1"),
+            ("CHATFN_MODEL_BASE_URL", "not a url"),
+        ]));
+        assert!(matches!(bad_endpoint, Err(ConfigError::ModelClient(_))));
     }
 }

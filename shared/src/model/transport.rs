@@ -251,3 +251,76 @@ where
         }
     }))
 }
+
+/// A provider's stream protocol over raw bytes, sans IO, for wires that are not SSE (Bedrock's
+/// binary event stream).
+pub trait ByteStreamDecoder: Send + 'static {
+    /// Adds bytes; the events they complete go to `out`, also when an error follows them.
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<ModelEvent>) -> Result<(), ModelError>;
+    /// The byte stream ended.
+    fn end(&mut self) -> Result<Vec<ModelEvent>, ModelError>;
+    /// `Finish` was produced: nothing after it matters.
+    fn is_finished(&self) -> bool;
+}
+
+/// Decodes a provider's byte stream as it arrives, like [`decode_sse_stream`] does for SSE: each
+/// event is yielded as soon as its bytes are in; the stream ends after `Finish` or the first
+/// error.
+pub fn decode_byte_stream<S, E, D>(bytes: S, decoder: D) -> ModelStream
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::error::Error,
+    D: ByteStreamDecoder,
+{
+    struct State<S, D> {
+        bytes: Pin<Box<S>>,
+        decoder: D,
+        ready: VecDeque<Result<ModelEvent, ModelError>>,
+        done: bool,
+    }
+
+    let state = State {
+        bytes: Box::pin(bytes),
+        decoder,
+        ready: VecDeque::new(),
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(item) = state.ready.pop_front() {
+                return Some((item, state));
+            }
+            if state.done {
+                return None;
+            }
+            match state.bytes.next().await {
+                Some(Ok(chunk)) => {
+                    let mut events = Vec::new();
+                    let pushed = state.decoder.push(&chunk, &mut events);
+                    state.ready.extend(events.into_iter().map(Ok));
+                    if let Err(error) = pushed {
+                        state.ready.push_back(Err(error));
+                        state.done = true;
+                    }
+                    if state.decoder.is_finished() {
+                        state.done = true;
+                    }
+                }
+                Some(Err(error)) => {
+                    state.ready.push_back(Err(ModelError::Transport(format!(
+                        "the stream broke: {}",
+                        error_chain(&error)
+                    ))));
+                    state.done = true;
+                }
+                None => {
+                    match state.decoder.end() {
+                        Ok(events) => state.ready.extend(events.into_iter().map(Ok)),
+                        Err(error) => state.ready.push_back(Err(error)),
+                    }
+                    state.done = true;
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,887 @@
+//! The ConverseStream protocol, sans IO: the request body from the core's model messages, and the
+//! stream's event-stream messages mapped to [`ModelEvent`]s.
+//!
+//! Reasoning is streamed whenever a model sends it (`reasoningContent` deltas). The request does
+//! not turn on Claude's extended thinking: with it, every later step of a tool loop must send
+//! each earlier thought back with the signature the model gave it, which UI messages do not keep.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::event_stream::{FrameDecoder, Message};
+use crate::model::transport::{ByteStreamDecoder, MAX_ERROR_MESSAGE_CHARS, truncate};
+use crate::model::{
+    AssistantContent, FinishReason, ModelError, ModelEvent, ModelMessage, ModelRequest,
+    ToolContent, ToolOutput, Usage, UserContent,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Request
+
+/// The ConverseStream request body for `request` (the model id goes in the path, not here).
+pub fn request_body(request: &ModelRequest) -> Value {
+    let mut system = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    for message in &request.messages {
+        let (role, blocks) = match message {
+            ModelMessage::System { content } => {
+                if !content.trim().is_empty() {
+                    system.push(json!({ "text": content }));
+                }
+                continue;
+            }
+            ModelMessage::User { content } => ("user", user_blocks(content)),
+            ModelMessage::Assistant { content } => ("assistant", assistant_blocks(content)),
+            // Tool results travel in a user message.
+            ModelMessage::Tool { content } => ("user", tool_blocks(content)),
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        // Converse wants roles to alternate: consecutive messages of one role become one.
+        match messages.last_mut() {
+            Some(last) if last["role"] == role => {
+                if let Some(existing) = last["content"].as_array_mut() {
+                    existing.extend(blocks);
+                }
+            }
+            _ => messages.push(json!({ "role": role, "content": blocks })),
+        }
+    }
+
+    let mut body = Map::new();
+    body.insert("messages".into(), messages.into());
+    if !system.is_empty() {
+        body.insert("system".into(), system.into());
+    }
+    if !request.tools.is_empty() {
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|tool| {
+                let schema = if tool.input_schema.is_object() {
+                    tool.input_schema.clone()
+                } else {
+                    json!({ "type": "object", "properties": {} })
+                };
+                let mut spec = json!({ "name": tool.name, "inputSchema": { "json": schema } });
+                // The API refuses an empty description.
+                if !tool.description.trim().is_empty() {
+                    spec["description"] = tool.description.clone().into();
+                }
+                json!({ "toolSpec": spec })
+            })
+            .collect();
+        body.insert("toolConfig".into(), json!({ "tools": tools }));
+    }
+    let mut inference = Map::new();
+    if let Some(max) = request.max_output_tokens {
+        inference.insert("maxTokens".into(), max.into());
+    }
+    if let Some(temperature) = request.temperature.and_then(f32_to_json) {
+        inference.insert("temperature".into(), temperature);
+    }
+    if !inference.is_empty() {
+        body.insert("inferenceConfig".into(), inference.into());
+    }
+    Value::Object(body)
+}
+
+/// An `f32` as the decimal people wrote (`0.7`, not `0.699999988079071`).
+fn f32_to_json(value: f32) -> Option<Value> {
+    let value: f64 = value.to_string().parse().ok()?;
+    serde_json::Number::from_f64(value).map(Value::Number)
+}
+
+fn user_blocks(content: &[UserContent]) -> Vec<Value> {
+    content
+        .iter()
+        .filter_map(|item| match item {
+            // The API refuses blank text blocks.
+            UserContent::Text { text } if text.trim().is_empty() => None,
+            UserContent::Text { text } => Some(json!({ "text": text })),
+            UserContent::File {
+                data,
+                media_type,
+                filename,
+            } => Some(file_block(data, media_type, filename.as_deref())),
+        })
+        .collect()
+}
+
+/// Images and documents go inline as bytes (Converse takes no web URLs); anything it cannot take
+/// becomes a note, so one unsupported attachment does not fail the whole request.
+fn file_block(data: &str, media_type: &str, filename: Option<&str>) -> Value {
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let base64 = data
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+        .map(|(_, base64)| base64);
+    let note = || json!({ "text": format!("[attached file of type {media_type}]") });
+    let Some(base64) = base64 else {
+        return note();
+    };
+    let image_format = match essence.as_str() {
+        "image/png" => Some("png"),
+        "image/jpeg" | "image/jpg" => Some("jpeg"),
+        "image/gif" => Some("gif"),
+        "image/webp" => Some("webp"),
+        _ => None,
+    };
+    if let Some(format) = image_format {
+        return json!({ "image": { "format": format, "source": { "bytes": base64 } } });
+    }
+    let document_format = match essence.as_str() {
+        "application/pdf" => Some("pdf"),
+        "text/csv" => Some("csv"),
+        "application/msword" => Some("doc"),
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => Some("docx"),
+        "application/vnd.ms-excel" => Some("xls"),
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => Some("xlsx"),
+        "text/html" => Some("html"),
+        "text/plain" => Some("txt"),
+        "text/markdown" => Some("md"),
+        _ => None,
+    };
+    match document_format {
+        Some(format) => json!({
+            "document": {
+                "format": format,
+                "name": document_name(filename.unwrap_or("document")),
+                "source": { "bytes": base64 },
+            }
+        }),
+        None => note(),
+    }
+}
+
+/// A document name as the API accepts it: letters, digits, single spaces, hyphens, parentheses
+/// and square brackets (the extension goes in `format`).
+fn document_name(filename: &str) -> String {
+    let stem = filename.rsplit_once('.').map_or(filename, |(stem, _)| stem);
+    let mut name = String::new();
+    for ch in stem.chars() {
+        let ch = if ch.is_alphanumeric() || matches!(ch, '-' | '(' | ')' | '[' | ']') {
+            ch
+        } else {
+            ' '
+        };
+        if ch == ' ' && (name.is_empty() || name.ends_with(' ')) {
+            continue;
+        }
+        name.push(ch);
+    }
+    let name = name.trim_end();
+    if name.is_empty() {
+        "document".to_owned()
+    } else {
+        name.chars().take(200).collect()
+    }
+}
+
+fn assistant_blocks(content: &[AssistantContent]) -> Vec<Value> {
+    content
+        .iter()
+        .filter_map(|item| match item {
+            AssistantContent::Text { text } if !text.trim().is_empty() => {
+                Some(json!({ "text": text }))
+            }
+            AssistantContent::ToolCall {
+                tool_call_id,
+                tool_name,
+                input,
+                provider_executed: false,
+            } => {
+                // The API takes only an object. A call the engine refused as malformed keeps its
+                // raw text as input; sending that would fail every later call of the chat, and
+                // its error result already tells the model what went wrong.
+                let input = if input.is_object() {
+                    input.clone()
+                } else {
+                    json!({})
+                };
+                Some(json!({
+                    "toolUse": { "toolUseId": tool_call_id, "name": tool_name, "input": input }
+                }))
+            }
+            // Reasoning can only go back with the signature the model gave it, which the UI
+            // message does not keep; the model does not need its old thoughts.
+            _ => None,
+        })
+        .collect()
+}
+
+fn tool_blocks(content: &[ToolContent]) -> Vec<Value> {
+    content
+        .iter()
+        .filter_map(|item| match item {
+            ToolContent::ToolResult(result) => {
+                let content = match &result.output {
+                    ToolOutput::Json(value) if value.is_object() => json!([{ "json": value }]),
+                    other => json!([{ "text": other.to_text() }]),
+                };
+                let status = match result.output {
+                    ToolOutput::ErrorText(_) | ToolOutput::ExecutionDenied(_) => "error",
+                    ToolOutput::Text(_) | ToolOutput::Json(_) => "success",
+                };
+                Some(json!({
+                    "toolResult": {
+                        "toolUseId": result.tool_call_id,
+                        "content": content,
+                        "status": status,
+                    }
+                }))
+            }
+            // The engine has acted on the approval; the model only needs the result.
+            ToolContent::ToolApprovalResponse { .. } => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream
+
+/// A tool use block being streamed; text and reasoning blocks need no state.
+struct ToolUseBlock {
+    id: String,
+    name: String,
+    input: String,
+}
+
+/// The ConverseStream events, message by message. `Finish` comes with `metadata` (which follows
+/// `messageStop` and carries the usage), or at the end of the stream when it never came.
+#[derive(Default)]
+pub struct ConverseDecoder {
+    tool_uses: BTreeMap<u64, ToolUseBlock>,
+    usage: Usage,
+    stop_reason: Option<FinishReason>,
+    saw_metadata: bool,
+    finished: bool,
+}
+
+fn protocol(what: &str) -> ModelError {
+    ModelError::Protocol(format!("unexpected ConverseStream event: {what}"))
+}
+
+fn count(value: &Value) -> u64 {
+    value.as_u64().unwrap_or(0)
+}
+
+pub fn stop_reason(reason: &str) -> FinishReason {
+    match reason {
+        "end_turn" | "stop_sequence" => FinishReason::Stop,
+        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCalls,
+        "guardrail_intervened" | "content_filtered" => FinishReason::ContentFilter,
+        _ => FinishReason::Other,
+    }
+}
+
+/// The error an exception message stands for. Throttling, overload and server errors keep the
+/// HTTP status the API gives them elsewhere, so the engine retries them before the first token;
+/// the rest (validation, access, a broken model stream) are final and say what they are.
+pub fn exception_error(kind: &str, message: &str) -> ModelError {
+    let message = truncate(message.trim(), MAX_ERROR_MESSAGE_CHARS);
+    let described = if message.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {message}")
+    };
+    let status = match kind {
+        "throttlingException" | "ThrottlingException" => Some(429),
+        "serviceUnavailableException" | "ServiceUnavailableException" => Some(503),
+        "internalServerException" | "InternalServerException" => Some(500),
+        "modelTimeoutException" | "ModelTimeoutException" => Some(408),
+        _ => None,
+    };
+    match status {
+        Some(status) => ModelError::Provider {
+            status,
+            message: described,
+        },
+        None => ModelError::Stream(described),
+    }
+}
+
+impl ConverseDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// One event-stream message.
+    pub fn push(&mut self, message: &Message) -> Result<Vec<ModelEvent>, ModelError> {
+        if self.finished {
+            return Ok(Vec::new());
+        }
+        match message.header_str(":message-type").unwrap_or("event") {
+            "event" => {}
+            "exception" => {
+                let kind = message
+                    .header_str(":exception-type")
+                    .unwrap_or("unknownException");
+                let payload: Value = serde_json::from_slice(&message.payload).unwrap_or_default();
+                let text = match payload.get("message").or_else(|| payload.get("Message")) {
+                    Some(Value::String(text)) => text.clone(),
+                    _ => String::from_utf8_lossy(&message.payload).into_owned(),
+                };
+                return Err(exception_error(kind, &text));
+            }
+            "error" => {
+                let code = message.header_str(":error-code").unwrap_or("error");
+                let text = message.header_str(":error-message").unwrap_or_default();
+                return Err(ModelError::Stream(truncate(
+                    &format!("{code}: {text}"),
+                    MAX_ERROR_MESSAGE_CHARS,
+                )));
+            }
+            other => return Err(protocol(&format!("message type `{other}`"))),
+        }
+        let Some(kind) = message.header_str(":event-type") else {
+            return Err(protocol("an event without :event-type"));
+        };
+        let data: Value = serde_json::from_slice(&message.payload)
+            .map_err(|e| ModelError::Protocol(format!("a `{kind}` event is not JSON: {e}")))?;
+        let index = data["contentBlockIndex"].as_u64().unwrap_or(0);
+        let mut out = Vec::new();
+        match kind {
+            "contentBlockStart" => {
+                if let Some(tool_use) = data["start"].get("toolUse") {
+                    let id = tool_use["toolUseId"]
+                        .as_str()
+                        .ok_or_else(|| protocol("toolUse without toolUseId"))?;
+                    let name = tool_use["name"]
+                        .as_str()
+                        .ok_or_else(|| protocol("toolUse without name"))?;
+                    out.push(ModelEvent::ToolCallStart {
+                        id: id.to_owned(),
+                        name: name.to_owned(),
+                    });
+                    self.tool_uses.insert(
+                        index,
+                        ToolUseBlock {
+                            id: id.to_owned(),
+                            name: name.to_owned(),
+                            input: String::new(),
+                        },
+                    );
+                }
+            }
+            "contentBlockDelta" => {
+                let delta = &data["delta"];
+                if let Some(text) = delta.get("text").and_then(Value::as_str) {
+                    if !text.is_empty() {
+                        out.push(ModelEvent::TextDelta(text.to_owned()));
+                    }
+                } else if let Some(tool_use) = delta.get("toolUse") {
+                    let block = self
+                        .tool_uses
+                        .get_mut(&index)
+                        .ok_or_else(|| protocol("toolUse input for a block never started"))?;
+                    let partial = tool_use["input"].as_str().unwrap_or_default();
+                    if !partial.is_empty() {
+                        block.input.push_str(partial);
+                        out.push(ModelEvent::ToolCallDelta {
+                            id: block.id.clone(),
+                            arguments_delta: partial.to_owned(),
+                        });
+                    }
+                } else if let Some(reasoning) = delta.get("reasoningContent") {
+                    // `signature` and `redactedContent` deltas carry nothing to show.
+                    if let Some(text) = reasoning.get("text").and_then(Value::as_str)
+                        && !text.is_empty()
+                    {
+                        out.push(ModelEvent::ReasoningDelta(text.to_owned()));
+                    }
+                }
+            }
+            "contentBlockStop" => {
+                if let Some(block) = self.tool_uses.remove(&index) {
+                    let arguments = if block.input.trim().is_empty() {
+                        "{}".to_owned()
+                    } else {
+                        block.input
+                    };
+                    out.push(ModelEvent::ToolCall {
+                        id: block.id,
+                        name: block.name,
+                        arguments,
+                    });
+                }
+            }
+            "messageStop" => {
+                let reason = data["stopReason"].as_str().unwrap_or("end_turn");
+                self.stop_reason = Some(stop_reason(reason));
+                out.extend(self.finish_if_complete());
+            }
+            "metadata" => {
+                // `inputTokens` leaves out the cached part: the whole input is the sum, as the
+                // Anthropic provider counts it.
+                let usage = &data["usage"];
+                let cache_read = count(&usage["cacheReadInputTokens"]);
+                self.usage = Usage {
+                    input_tokens: count(&usage["inputTokens"])
+                        + cache_read
+                        + count(&usage["cacheWriteInputTokens"]),
+                    output_tokens: count(&usage["outputTokens"]),
+                    reasoning_tokens: 0,
+                    cached_input_tokens: cache_read,
+                };
+                self.saw_metadata = true;
+                out.extend(self.finish_if_complete());
+            }
+            // `messageStart`, and event types added after this was written.
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    fn finish_if_complete(&mut self) -> Option<ModelEvent> {
+        let reason = self.stop_reason?;
+        if !self.saw_metadata {
+            return None;
+        }
+        self.finished = true;
+        Some(ModelEvent::Finish {
+            reason,
+            usage: self.usage,
+        })
+    }
+
+    /// The byte stream ended.
+    pub fn end(&mut self) -> Result<Vec<ModelEvent>, ModelError> {
+        if self.finished {
+            return Ok(Vec::new());
+        }
+        match self.stop_reason {
+            // `metadata` never came: the reply is whole, only its usage is unknown.
+            Some(reason) => {
+                self.finished = true;
+                Ok(vec![ModelEvent::Finish {
+                    reason,
+                    usage: self.usage,
+                }])
+            }
+            None => Err(ModelError::Transport(
+                "the stream ended before `messageStop`".into(),
+            )),
+        }
+    }
+}
+
+/// The whole response body: event-stream framing, then ConverseStream events.
+#[derive(Default)]
+pub struct ConverseStreamDecoder {
+    frames: FrameDecoder,
+    converse: ConverseDecoder,
+    messages: Vec<Message>,
+}
+
+impl ConverseStreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl ByteStreamDecoder for ConverseStreamDecoder {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<ModelEvent>) -> Result<(), ModelError> {
+        let framed = self.frames.push(bytes, &mut self.messages);
+        // The messages completed before a framing error still count.
+        for message in std::mem::take(&mut self.messages) {
+            out.extend(self.converse.push(&message)?);
+            if self.converse.is_finished() {
+                return Ok(());
+            }
+        }
+        framed
+            .map_err(|error| ModelError::Protocol(format!("a corrupt event-stream frame: {error}")))
+    }
+
+    fn end(&mut self) -> Result<Vec<ModelEvent>, ModelError> {
+        if !self.converse.is_finished() {
+            self.frames.finish().map_err(|error| {
+                ModelError::Transport(format!("the event stream broke off: {error}"))
+            })?;
+        }
+        self.converse.end()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.converse.is_finished()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::event_stream::{Header, encode_message};
+    use super::*;
+    use crate::model::{ToolResult, ToolSpec};
+
+    fn event(kind: &str, payload: Value) -> Vec<u8> {
+        encode_message(
+            &[
+                Header::string(":event-type", kind),
+                Header::string(":content-type", "application/json"),
+                Header::string(":message-type", "event"),
+            ],
+            payload.to_string().as_bytes(),
+        )
+    }
+
+    fn exception(kind: &str, message: &str) -> Vec<u8> {
+        encode_message(
+            &[
+                Header::string(":exception-type", kind),
+                Header::string(":content-type", "application/json"),
+                Header::string(":message-type", "exception"),
+            ],
+            json!({ "message": message }).to_string().as_bytes(),
+        )
+    }
+
+    /// Decodes `bytes` fed in chunks of `chunk` bytes; the events up to the first error.
+    fn decode(bytes: &[u8], chunk: usize) -> (Vec<ModelEvent>, Result<(), ModelError>) {
+        let mut decoder = ConverseStreamDecoder::new();
+        let mut out = Vec::new();
+        for piece in bytes.chunks(chunk.max(1)) {
+            if let Err(error) = decoder.push(piece, &mut out) {
+                return (out, Err(error));
+            }
+            if decoder.is_finished() {
+                return (out, Ok(()));
+            }
+        }
+        match decoder.end() {
+            Ok(events) => {
+                out.extend(events);
+                (out, Ok(()))
+            }
+            Err(error) => (out, Err(error)),
+        }
+    }
+
+    fn tool_turn() -> Vec<u8> {
+        [
+            event("messageStart", json!({"role": "assistant", "p": "abc"})),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Dice."}}}),
+            ),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "sig"}}}),
+            ),
+            event("contentBlockStop", json!({"contentBlockIndex": 0})),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 1, "delta": {"text": "Rolling."}}),
+            ),
+            event("contentBlockStop", json!({"contentBlockIndex": 1})),
+            event(
+                "contentBlockStart",
+                json!({"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "tooluse_1", "name": "roll_dice"}}}),
+            ),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 2, "delta": {"toolUse": {"input": "{\"sides\": "}}}),
+            ),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 2, "delta": {"toolUse": {"input": "20}"}}}),
+            ),
+            event("contentBlockStop", json!({"contentBlockIndex": 2})),
+            event("messageStop", json!({"stopReason": "tool_use"})),
+            event(
+                "metadata",
+                json!({"usage": {"inputTokens": 12, "outputTokens": 40, "totalTokens": 52, "cacheReadInputTokens": 3}, "metrics": {"latencyMs": 80}}),
+            ),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn text_reasoning_and_tool_use_become_model_events_in_any_chunking() {
+        let expected = vec![
+            ModelEvent::ReasoningDelta("Dice.".into()),
+            ModelEvent::TextDelta("Rolling.".into()),
+            ModelEvent::ToolCallStart {
+                id: "tooluse_1".into(),
+                name: "roll_dice".into(),
+            },
+            ModelEvent::ToolCallDelta {
+                id: "tooluse_1".into(),
+                arguments_delta: "{\"sides\": ".into(),
+            },
+            ModelEvent::ToolCallDelta {
+                id: "tooluse_1".into(),
+                arguments_delta: "20}".into(),
+            },
+            ModelEvent::ToolCall {
+                id: "tooluse_1".into(),
+                name: "roll_dice".into(),
+                arguments: "{\"sides\": 20}".into(),
+            },
+            ModelEvent::Finish {
+                reason: FinishReason::ToolCalls,
+                usage: Usage {
+                    input_tokens: 15,
+                    output_tokens: 40,
+                    reasoning_tokens: 0,
+                    cached_input_tokens: 3,
+                },
+            },
+        ];
+        let stream = tool_turn();
+        for chunk in [1, 5, 64, stream.len()] {
+            let (events, result) = decode(&stream, chunk);
+            assert_eq!(result, Ok(()), "chunks of {chunk}");
+            assert_eq!(events, expected, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_missing_metadata_event_still_finishes_and_an_early_end_is_an_error() {
+        let stream = [
+            event("contentBlockDelta", json!({"delta": {"text": "Hi"}})),
+            event("messageStop", json!({"stopReason": "max_tokens"})),
+        ]
+        .concat();
+        let (events, result) = decode(&stream, 7);
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            events.last(),
+            Some(&ModelEvent::Finish {
+                reason: FinishReason::Length,
+                usage: Usage::default()
+            })
+        );
+        let early = event("contentBlockDelta", json!({"delta": {"text": "Hi"}}));
+        let (events, result) = decode(&early, 100);
+        assert_eq!(events, vec![ModelEvent::TextDelta("Hi".into())]);
+        assert!(matches!(result, Err(ModelError::Transport(_))));
+        // Cut inside a frame: the framing says so.
+        let (_, result) = decode(&early[..early.len() - 3], 100);
+        assert!(
+            matches!(&result, Err(ModelError::Transport(m)) if m.contains("inside a message")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn exceptions_map_to_transient_or_final_errors() {
+        let (_, throttled) = decode(&exception("throttlingException", "Too many tokens"), 9);
+        let throttled = throttled.expect_err("an error");
+        assert!(throttled.is_transient());
+        assert_eq!(
+            throttled,
+            ModelError::Provider {
+                status: 429,
+                message: "throttlingException: Too many tokens".into()
+            }
+        );
+        let (_, unavailable) = decode(&exception("serviceUnavailableException", "busy"), 9);
+        assert!(unavailable.expect_err("an error").is_transient());
+        let stream = [
+            event("contentBlockDelta", json!({"delta": {"text": "Half"}})),
+            exception("validationException", "Input is too long"),
+        ]
+        .concat();
+        let (events, result) = decode(&stream, stream.len());
+        assert_eq!(events, vec![ModelEvent::TextDelta("Half".into())]);
+        let error = result.expect_err("an error");
+        assert!(!error.is_transient());
+        assert_eq!(
+            error.to_string(),
+            "the model failed: validationException: Input is too long"
+        );
+        let error_frame = encode_message(
+            &[
+                Header::string(":message-type", "error"),
+                Header::string(":error-code", "InternalFailure"),
+                Header::string(":error-message", "boom"),
+            ],
+            b"",
+        );
+        let (_, result) = decode(&error_frame, 3);
+        assert_eq!(
+            result,
+            Err(ModelError::Stream("InternalFailure: boom".into()))
+        );
+    }
+
+    #[test]
+    fn corrupt_frames_and_bad_events_are_protocol_errors_after_the_good_ones() {
+        let good = event("contentBlockDelta", json!({"delta": {"text": "ok"}}));
+        let mut corrupt = event("contentBlockDelta", json!({"delta": {"text": "no"}}));
+        let middle = corrupt.len() / 2;
+        corrupt[middle] ^= 0x55;
+        let stream = [good.clone(), corrupt].concat();
+        let (events, result) = decode(&stream, stream.len());
+        assert_eq!(events, vec![ModelEvent::TextDelta("ok".into())]);
+        assert!(
+            matches!(&result, Err(ModelError::Protocol(m)) if m.contains("checksum")),
+            "{result:?}"
+        );
+        let not_json = encode_message(
+            &[
+                Header::string(":message-type", "event"),
+                Header::string(":event-type", "contentBlockDelta"),
+            ],
+            b"{nope",
+        );
+        assert!(matches!(
+            decode(&not_json, 4).1,
+            Err(ModelError::Protocol(_))
+        ));
+        let stray = event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 4, "delta": {"toolUse": {"input": "{}"}}}),
+        );
+        assert!(matches!(decode(&stray, 4).1, Err(ModelError::Protocol(_))));
+    }
+
+    #[test]
+    fn stop_reasons_map_to_finish_reasons() {
+        for (reason, expected) in [
+            ("end_turn", FinishReason::Stop),
+            ("stop_sequence", FinishReason::Stop),
+            ("max_tokens", FinishReason::Length),
+            ("tool_use", FinishReason::ToolCalls),
+            ("guardrail_intervened", FinishReason::ContentFilter),
+            ("content_filtered", FinishReason::ContentFilter),
+            ("something_new", FinishReason::Other),
+        ] {
+            assert_eq!(stop_reason(reason), expected);
+        }
+    }
+
+    #[test]
+    fn requests_carry_system_tools_results_and_inference_settings() {
+        let request = ModelRequest {
+            messages: vec![
+                ModelMessage::System {
+                    content: "Be brief.".into(),
+                },
+                ModelMessage::User {
+                    content: vec![
+                        UserContent::Text {
+                            text: "Roll".into(),
+                        },
+                        UserContent::Text { text: " ".into() },
+                    ],
+                },
+                ModelMessage::Assistant {
+                    content: vec![
+                        AssistantContent::Reasoning {
+                            text: "thinking".into(),
+                        },
+                        AssistantContent::Text {
+                            text: "Sure.".into(),
+                        },
+                        AssistantContent::ToolCall {
+                            tool_call_id: "t1".into(),
+                            tool_name: "roll_dice".into(),
+                            input: json!({"sides": 6}),
+                            provider_executed: false,
+                        },
+                        AssistantContent::ToolCall {
+                            tool_call_id: "t2".into(),
+                            tool_name: "x".into(),
+                            input: json!("{not json"),
+                            provider_executed: false,
+                        },
+                    ],
+                },
+                ModelMessage::Tool {
+                    content: vec![
+                        ToolContent::ToolResult(ToolResult {
+                            tool_call_id: "t1".into(),
+                            tool_name: "roll_dice".into(),
+                            output: ToolOutput::Json(json!({"total": 4})),
+                        }),
+                        ToolContent::ToolResult(ToolResult {
+                            tool_call_id: "t2".into(),
+                            tool_name: "x".into(),
+                            output: ToolOutput::ErrorText("boom".into()),
+                        }),
+                    ],
+                },
+                ModelMessage::User {
+                    content: vec![
+                        UserContent::File {
+                            data: "data:image/png;base64,AAAA".into(),
+                            media_type: "image/png".into(),
+                            filename: None,
+                        },
+                        UserContent::File {
+                            data: "data:application/pdf;base64,JVBE".into(),
+                            media_type: "application/pdf".into(),
+                            filename: Some("Q3 report (final).v2.pdf".into()),
+                        },
+                        UserContent::File {
+                            data: "https://example.com/cat.png".into(),
+                            media_type: "image/png".into(),
+                            filename: None,
+                        },
+                    ],
+                },
+            ],
+            tools: vec![
+                ToolSpec {
+                    name: "roll_dice".into(),
+                    description: "Rolls.".into(),
+                    input_schema: json!({"type": "object"}),
+                },
+                ToolSpec {
+                    name: "now".into(),
+                    description: String::new(),
+                    input_schema: Value::Null,
+                },
+            ],
+            max_output_tokens: Some(500),
+            temperature: Some(0.7),
+        };
+        let body = request_body(&request);
+        assert_eq!(body["system"], json!([{"text": "Be brief."}]));
+        assert_eq!(
+            body["inferenceConfig"],
+            json!({"maxTokens": 500, "temperature": 0.7})
+        );
+        assert_eq!(
+            body["toolConfig"]["tools"],
+            json!([
+                {"toolSpec": {"name": "roll_dice", "description": "Rolls.", "inputSchema": {"json": {"type": "object"}}}},
+                {"toolSpec": {"name": "now", "inputSchema": {"json": {"type": "object", "properties": {}}}}}
+            ])
+        );
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": [{"text": "Roll"}]},
+                {"role": "assistant", "content": [
+                    {"text": "Sure."},
+                    {"toolUse": {"toolUseId": "t1", "name": "roll_dice", "input": {"sides": 6}}},
+                    {"toolUse": {"toolUseId": "t2", "name": "x", "input": {}}}
+                ]},
+                {"role": "user", "content": [
+                    {"toolResult": {"toolUseId": "t1", "content": [{"json": {"total": 4}}], "status": "success"}},
+                    {"toolResult": {"toolUseId": "t2", "content": [{"text": "boom"}], "status": "error"}},
+                    {"image": {"format": "png", "source": {"bytes": "AAAA"}}},
+                    {"document": {"format": "pdf", "name": "Q3 report (final) v2", "source": {"bytes": "JVBE"}}},
+                    {"text": "[attached file of type image/png]"}
+                ]}
+            ])
+        );
+        let bare = request_body(&ModelRequest::default());
+        assert_eq!(bare, json!({"messages": []}));
+    }
+}

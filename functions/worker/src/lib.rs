@@ -40,33 +40,62 @@ async fn fetch(
 async fn route(request: HttpRequest, env: &Env) -> Result<Response<Body>, ApiError> {
     let config = settings::config(env)?;
     let (parts, body) = request.into_parts();
-    let body = Body::new(body);
-    // Only session start and the AI SDK's send name their chat in the body: read those (within
-    // the body limit), stream the rest through untouched.
-    let (chat, body) = if chat_in_body(&parts.method, parts.uri.path()) {
-        let bytes = axum::body::to_bytes(body, config.max_body_bytes)
-            .await
-            .map_err(|_| ApiError::too_large(config.max_body_bytes))?;
-        let chat = addressed_chat(&parts.method, parts.uri.path(), &bytes);
-        (chat, Body::from(bytes))
+    // Bodies are small (at most the body limit) and every route reads them whole: read them
+    // here, so the chat's object gets bytes rather than a stream it might leave unread, and an
+    // oversized body is refused before anything is forwarded.
+    let body = read_body(Body::new(body), config.max_body_bytes).await?;
+    let inspected: &[u8] = if chat_in_body(&parts.method, parts.uri.path()) {
+        &body
     } else {
-        (addressed_chat(&parts.method, parts.uri.path(), &[]), body)
+        &[]
     };
-    let request = Request::from_parts(parts, body);
-    match chat {
-        Some(chat) => forward(env, &chat, request).await,
+    match addressed_chat(&parts.method, parts.uri.path(), inspected) {
+        Some(chat) => forward(env, &chat, &parts, body).await,
         None => {
             let router = settings::stateless_router(&config)?;
+            let request = Request::from_parts(parts, Body::from(body));
             Ok(router.oneshot(request).await.into_response())
         }
     }
 }
 
-/// Hands the request to the chat's Durable Object and its answer (streamed) back.
+/// Past the body limit, how much more of a body is read (and dropped) before the 413, so the
+/// client's connection is left clean for its next request.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The whole body, or 413 when it is over `limit`. An oversized body is read to its end (up to
+/// [`DRAIN_LIMIT`]) before the answer: a body left unread wedges the client's connection in the
+/// local runtime.
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|error| ApiError::invalid(format!("could not read the body: {error}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok(kept.freeze())
+}
+
+/// Hands the request to the chat's Durable Object, and its answer (streamed) back.
 async fn forward(
     env: &Env,
     chat: &str,
-    request: Request<Body>,
+    parts: &axum::http::request::Parts,
+    body: bytes::Bytes,
 ) -> Result<Response<Body>, ApiError> {
     let unavailable =
         |error: worker::Error| ApiError::internal(format!("the chat's Durable Object: {error}"));
@@ -74,7 +103,15 @@ async fn forward(
         .durable_object(CHATS_BINDING)
         .and_then(|namespace| namespace.id_from_name(chat)?.get_stub())
         .map_err(unavailable)?;
-    let request = worker::Request::try_from(request).map_err(unavailable)?;
+    let headers = worker::Headers::from(&parts.headers);
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::from(parts.method.as_str().to_owned()))
+        .with_headers(headers);
+    if !body.is_empty() {
+        init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_ref()).into()));
+    }
+    let request =
+        worker::Request::new_with_init(&parts.uri.to_string(), &init).map_err(unavailable)?;
     let response = stub
         .fetch_with_request(request)
         .await

@@ -46,6 +46,9 @@ bash "$root/scripts/npm-install.sh" "$root/examples/research-desk/web"
 step "AWS: the SAM template (sam validate --lint) and the Lambda functions end to end (cargo lambda watch)"
 bash "$root/scripts/lambda-e2e.sh"
 
+step "Cloudflare: the Worker built for wasm32 and the stock npm clients against it under wrangler dev"
+bash "$root/scripts/worker-e2e.sh"
+
 # --- The chat page (web/) in a real browser: Debian's Chromium driven by playwright-core. ---
 step "install Chromium for the browser tests (Debian's package; skipped when present)"
 if [[ ! -x /usr/bin/chromium ]]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Cloudflare side of chatfn: builds the Worker for wasm32 (functions/worker, toolchain from
-# scripts/worker-tools.sh, cached) and runs the scenario files of the stock npm clients against
+# scripts/worker-tools.sh, cached; with the store conformance routes) and runs the store
+# conformance suite on Durable Object storage and the scenario files of the stock npm clients against
 # it under `wrangler dev` (workerd) with infra/wrangler.toml: each file starts its own Worker with
 # persisted Durable Object storage and a mock model (tests/js/support/worker.js).
 #
@@ -18,7 +19,7 @@ cargo check -p chatfn-worker
 
 echo "==> build the Worker for wasm32 (worker-build; toolchain installed once and cached)"
 start=$SECONDS
-bash scripts/worker-build.sh --dev
+bash scripts/worker-build.sh --test
 echo "built in $((SECONDS - start)) s: $(du -h functions/worker/build/index_bg.wasm 2>/dev/null | cut -f1) of wasm"
 
 if [[ $# -gt 0 ]]; then

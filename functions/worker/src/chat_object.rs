@@ -86,6 +86,21 @@ impl ChatObject {
 
     async fn serve(&self, request: worker::Request) -> Result<axum::response::Response, ApiError> {
         let chat = self.chat()?;
+        #[cfg(feature = "store-conformance")]
+        if let Ok(url) = request.url()
+            && url.path().starts_with(crate::conformance::PREFIX)
+        {
+            return crate::conformance::run_case(url.path(), &chat.store)
+                .await
+                .map(|body| {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                        .into_response()
+                })
+                .map_err(ApiError::not_found);
+        }
         let request = HttpRequest::try_from(request)
             .map_err(|error| ApiError::internal(format!("could not read the request: {error}")))?;
         let response = match chat.router.clone().oneshot(request.map(Body::new)).await {

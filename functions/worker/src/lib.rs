@@ -8,6 +8,8 @@
 //! to workerd.
 
 mod chat_object;
+#[cfg(feature = "store-conformance")]
+mod conformance;
 mod settings;
 mod store;
 
@@ -49,6 +51,17 @@ async fn route(request: HttpRequest, env: &Env) -> Result<Response<Body>, ApiErr
     } else {
         &[]
     };
+    #[cfg(feature = "store-conformance")]
+    if parts.uri.path().starts_with(conformance::PREFIX) {
+        return match conformance::object_name(parts.uri.path()) {
+            Some(object) => forward(env, &object, &parts, body).await,
+            None => Ok((
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                conformance::case_names(),
+            )
+                .into_response()),
+        };
+    }
     match addressed_chat(&parts.method, parts.uri.path(), inspected) {
         Some(chat) => forward(env, &chat, &parts, body).await,
         None => {

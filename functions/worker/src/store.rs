@@ -110,9 +110,11 @@ fn optional_text(value: Option<&str>) -> SqlStorageValue {
     value.map_or(SqlStorageValue::Null, text)
 }
 
-/// A `u64` as an integer JavaScript can carry exactly (up to 2^53 - 1), or an error.
+/// The largest integer JavaScript carries exactly, and so the largest this storage keeps.
+const MAX_SAFE: u64 = (1 << 53) - 1;
+
+/// A `u64` as an integer JavaScript can carry exactly, or an error.
 fn int(value: u64) -> StoreResult<SqlStorageValue> {
-    const MAX_SAFE: u64 = (1 << 53) - 1;
     if value > MAX_SAFE {
         return Err(StoreError::Backend(format!(
             "{value} is too large for Durable Object storage"
@@ -125,16 +127,17 @@ fn optional_int(value: Option<u64>) -> StoreResult<SqlStorageValue> {
     value.map_or(Ok(SqlStorageValue::Null), int)
 }
 
-/// `seq > after` as a bound: -1 when reading from the start.
-fn after_bound(after: Option<u64>) -> StoreResult<SqlStorageValue> {
+/// `seq > after` as a bound: -1 when reading from the start. No stored seq exceeds
+/// [`MAX_SAFE`], so clamping a larger cursor still reads nothing.
+fn after_bound(after: Option<u64>) -> SqlStorageValue {
     match after {
-        None => Ok(SqlStorageValue::Integer(-1)),
-        Some(after) => int(after),
+        None => SqlStorageValue::Integer(-1),
+        Some(after) => SqlStorageValue::Integer(after.min(MAX_SAFE) as i64),
     }
 }
 
 fn limit_bound(limit: usize) -> SqlStorageValue {
-    SqlStorageValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX).min((1 << 53) - 1))
+    SqlStorageValue::Integer((limit as u64).min(MAX_SAFE) as i64)
 }
 
 fn to_json(value: &impl Serialize) -> StoreResult<String> {
@@ -311,7 +314,7 @@ impl Store for DurableObjectStore {
         }
         let rows: Vec<Row> = self.rows(
             sql::INPUTS_AFTER,
-            vec![text(chat_id), after_bound(after)?, limit_bound(limit)],
+            vec![text(chat_id), after_bound(after), limit_bound(limit)],
         )?;
         Ok(rows
             .into_iter()
@@ -374,7 +377,7 @@ impl Store for DurableObjectStore {
         }
         let rows: Vec<Row> = self.rows(
             sql::OUTPUT_AFTER,
-            vec![text(chat_id), after_bound(after)?, limit_bound(limit)],
+            vec![text(chat_id), after_bound(after), limit_bound(limit)],
         )?;
         rows.into_iter()
             .map(|row| {

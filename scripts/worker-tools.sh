@@ -81,8 +81,10 @@ install_crate() { # crate version binary [extra cargo install flags]
   if [[ -x "$tools/bin/$binary" && -f "$stamp" && "$(cat "$stamp")" == "$version" ]]; then
     return
   fi
-  log "installing $crate $version (once, a few minutes on 2 cores)"
-  cargo install --quiet --root "$tools" --version "$version" --force "$@" "$crate" >&2
+  log "installing $crate $version (once, a minute or two on 2 cores)"
+  # Unoptimised: they only drive the build (wasm-bindgen takes seconds either way), and an
+  # optimised install costs about ten minutes more on 2 cores.
+  cargo install --quiet --debug --root "$tools" --version "$version" --force "$@" "$crate" >&2
   echo "$version" >"$stamp"
 }
 install_crate worker-build "$WORKER_BUILD_VERSION" worker-build --locked

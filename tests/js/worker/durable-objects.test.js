@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { validateUIMessages } from 'ai';
 import { contentText, lastMessage, startMockOpenAI } from '../support/mock-openai.js';
-import { createSession, getMessages, makeTransport, newChatId, request } from '../support/server.js';
+import { createSession, getMessages, makeTransport, newChatId, request, sessionBody } from '../support/server.js';
 import { assertSameMessages, assertWellFormedReply, readChunks, sendTurn, textOf, userMessage } from '../support/stream.js';
 import { startWorker } from '../support/worker.js';
 
@@ -91,6 +91,31 @@ describe('the Worker: Durable Object per chat', () => {
     }
     assert.equal(messages.length, 2, 'the user message and the whole reply are persisted');
     assert.equal(textOf(messages[1]), words.join(''));
+  });
+
+  test('an alarm deletes a chat once its session has expired', TIMEOUT, async () => {
+    const chatId = newChatId('expiring');
+    const created = await request(`${worker.baseUrl}/api/v1/sessions`, {
+      method: 'POST',
+      token: worker.secretKey,
+      body: { ...sessionBody(chatId), expiresAt: new Date(Date.now() + 2_000).toISOString() },
+    });
+    assert.equal(created.status, 201, created.text);
+    const token = created.json.publicAccessToken;
+    const messagesUrl = `${worker.baseUrl}/api/chat/${chatId}/messages`;
+    const live = await request(messagesUrl, { token });
+    assert.equal(live.status, 200, live.text);
+
+    // Expired, the chat refuses work at once; then its alarm removes it from storage.
+    let last;
+    for (let i = 0; i < 150; i += 1) {
+      last = await request(messagesUrl, { token });
+      if (last.status === 404) break;
+      assert.ok([200, 409].includes(last.status), `before its removal the chat answers 200 or 409: ${last.status} ${last.text}`);
+      await sleep(100);
+    }
+    assert.equal(last.status, 404, `the expired chat is gone: ${last.text}`);
+    assert.match(last.json.error, /no chat session/);
   });
 
   test('requests that name no chat are answered by the Worker without a Durable Object', TIMEOUT, async () => {

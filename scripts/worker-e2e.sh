@@ -22,6 +22,14 @@ start=$SECONDS
 bash scripts/worker-build.sh --test
 echo "built in $((SECONDS - start)) s: $(du -h functions/worker/build/index_bg.wasm 2>/dev/null | cut -f1) of wasm"
 
+echo "==> wrangler deploy --dry-run (infra/wrangler.toml: bindings, migrations, the bundle; offline)"
+dry_run="$(mktemp -d "${TMPDIR:-/tmp}/chatfn-worker-deploy.XXXXXX")"
+CHATFN_WORKER_PREBUILT=1 WRANGLER_SEND_METRICS=false CI=true \
+  functions/worker/node_modules/.bin/wrangler deploy --dry-run --config infra/wrangler.toml \
+  --outdir "$dry_run" 2>&1 | grep -E "Total Upload|env\.|dry-run|ERROR|✘" || true
+compgen -G "$dry_run/*index_bg.wasm" > /dev/null || { echo "wrangler deploy --dry-run produced no bundle" >&2; exit 1; }
+rm -rf "$dry_run"
+
 if [[ $# -gt 0 ]]; then
   tests=("$@")
 else

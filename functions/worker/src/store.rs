@@ -7,6 +7,7 @@
 //! one statement, so it is written all or nothing.
 
 use async_trait::async_trait;
+use chatfn::store::sql::{SessionRow, json_column};
 use chatfn::store::{
     InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
     StoreError, StoreResult, TurnLease, check_output_batch, sql,
@@ -142,48 +143,6 @@ fn limit_bound(limit: usize) -> SqlStorageValue {
 
 fn to_json(value: &impl Serialize) -> StoreResult<String> {
     serde_json::to_string(value).map_err(backend)
-}
-
-/// Parses a JSON column; a corrupt row is a backend error, never a panic.
-fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt JSON row: {e}")))
-}
-
-#[derive(Deserialize)]
-struct SessionRow {
-    session_id: String,
-    chat_id: String,
-    kind: String,
-    task_identifier: String,
-    trigger_config: String,
-    tags: String,
-    metadata: Option<String>,
-    owner: Option<String>,
-    created_at_ms: u64,
-    updated_at_ms: u64,
-    expires_at_ms: Option<u64>,
-    closed_at_ms: Option<u64>,
-    closed_reason: Option<String>,
-}
-
-impl SessionRow {
-    fn into_session(self) -> StoreResult<Session> {
-        Ok(Session {
-            id: self.session_id,
-            chat_id: self.chat_id,
-            kind: self.kind,
-            task_identifier: self.task_identifier,
-            trigger_config: from_json(&self.trigger_config)?,
-            tags: from_json(&self.tags)?,
-            metadata: self.metadata.as_deref().map(from_json).transpose()?,
-            owner: self.owner,
-            created_at_ms: self.created_at_ms,
-            updated_at_ms: self.updated_at_ms,
-            expires_at_ms: self.expires_at_ms,
-            closed_at_ms: self.closed_at_ms,
-            closed_reason: self.closed_reason,
-        })
-    }
 }
 
 #[derive(Deserialize)]
@@ -384,7 +343,7 @@ impl Store for DurableObjectStore {
                 Ok(OutputRecord {
                     seq: row.seq,
                     timestamp_ms: row.timestamp_ms,
-                    body: from_json(&row.body)?,
+                    body: json_column(&row.body)?,
                 })
             })
             .collect()
@@ -466,7 +425,7 @@ impl Store for DurableObjectStore {
 
     async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>> {
         let rows: Vec<Json> = self.rows(sql::MESSAGES, vec![text(chat_id)])?;
-        rows.iter().map(|row| from_json(&row.json)).collect()
+        rows.iter().map(|row| json_column(&row.json)).collect()
     }
 
     async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()> {
@@ -490,7 +449,7 @@ impl Store for DurableObjectStore {
 
     async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {
         self.first::<Json>(sql::STATE, vec![text(chat_id)])?
-            .map(|row| from_json(&row.json))
+            .map(|row| json_column(&row.json))
             .transpose()
     }
 

@@ -181,75 +181,57 @@ where
     E: std::error::Error,
     D: EventDecoder,
 {
-    struct State<S, D> {
-        bytes: Pin<Box<S>>,
-        parser: SseParser,
-        decoder: D,
-        ready: VecDeque<Result<ModelEvent, ModelError>>,
-        done: bool,
-    }
+    decode_byte_stream(
+        bytes,
+        SseBytes {
+            parser: SseParser::new(),
+            decoder,
+        },
+    )
+}
 
-    impl<S, D: EventDecoder> State<S, D> {
-        fn decode(&mut self, events: impl IntoIterator<Item = SseEvent>) {
-            for event in events {
-                match self.decoder.push(&event) {
-                    Ok(decoded) => self.ready.extend(decoded.into_iter().map(Ok)),
-                    Err(error) => {
-                        self.ready.push_back(Err(error));
-                        self.done = true;
-                        return;
-                    }
-                }
-                if self.decoder.is_finished() {
-                    // Whatever follows `Finish` (usually `[DONE]`) changes nothing.
-                    self.done = true;
-                    return;
-                }
+/// An SSE provider's decoder over raw bytes: the SSE framing, then the provider's events.
+struct SseBytes<D> {
+    parser: SseParser,
+    decoder: D,
+}
+
+impl<D: EventDecoder> SseBytes<D> {
+    fn decode(
+        &mut self,
+        events: impl IntoIterator<Item = SseEvent>,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<(), ModelError> {
+        for event in events {
+            out.extend(self.decoder.push(&event)?);
+            if self.decoder.is_finished() {
+                // Whatever follows `Finish` (usually `[DONE]`) changes nothing.
+                return Ok(());
             }
         }
+        Ok(())
+    }
+}
+
+impl<D: EventDecoder> ByteStreamDecoder for SseBytes<D> {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<ModelEvent>) -> Result<(), ModelError> {
+        let events = self.parser.push(bytes);
+        self.decode(events, out)
     }
 
-    let state = State {
-        bytes: Box::pin(bytes),
-        parser: SseParser::new(),
-        decoder,
-        ready: VecDeque::new(),
-        done: false,
-    };
-    Box::pin(futures::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(item) = state.ready.pop_front() {
-                return Some((item, state));
-            }
-            if state.done {
-                return None;
-            }
-            match state.bytes.next().await {
-                Some(Ok(chunk)) => {
-                    let events = state.parser.push(&chunk);
-                    state.decode(events);
-                }
-                Some(Err(error)) => {
-                    state.ready.push_back(Err(ModelError::Transport(format!(
-                        "the stream broke: {}",
-                        error_chain(&error)
-                    ))));
-                    state.done = true;
-                }
-                None => {
-                    let last = state.parser.finish();
-                    state.decode(last);
-                    if !state.done {
-                        match state.decoder.end() {
-                            Ok(events) => state.ready.extend(events.into_iter().map(Ok)),
-                            Err(error) => state.ready.push_back(Err(error)),
-                        }
-                        state.done = true;
-                    }
-                }
-            }
+    fn end(&mut self) -> Result<Vec<ModelEvent>, ModelError> {
+        let mut out = Vec::new();
+        let last = self.parser.finish();
+        self.decode(last, &mut out)?;
+        if !self.decoder.is_finished() {
+            out.extend(self.decoder.end()?);
         }
-    }))
+        Ok(out)
+    }
+
+    fn is_finished(&self) -> bool {
+        self.decoder.is_finished()
+    }
 }
 
 /// A provider's stream protocol over raw bytes, sans IO, for wires that are not SSE (Bedrock's

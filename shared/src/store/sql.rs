@@ -3,6 +3,11 @@
 //! workerd's `ctx.storage.sql`). One text for both, so the two cannot drift; each store only
 //! binds parameters (`?1`, `?2`, … in the order the comments give) and reads rows.
 
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{Session, StoreError, StoreResult};
+
 /// Version 1 of the schema. Durable Objects hold one chat each, but keep `chat_id` columns so the
 /// statements stay the same as in a file shared by every chat.
 pub const SCHEMA_V1: &str = "
@@ -155,3 +160,48 @@ pub const STATE: &str = "SELECT json FROM state WHERE chat_id = ?1";
 /// ?1 chat id, ?2 JSON.
 pub const PUT_STATE: &str = "INSERT INTO state (chat_id, json) VALUES (?1, ?2) \
      ON CONFLICT (chat_id) DO UPDATE SET json = excluded.json";
+
+/// A session row as both stores read it: the JSON columns are still text. The field names are
+/// the column names, so a store that reads rows as objects deserialises it directly.
+#[derive(Debug, Deserialize)]
+pub struct SessionRow {
+    pub session_id: String,
+    pub chat_id: String,
+    pub kind: String,
+    pub task_identifier: String,
+    pub trigger_config: String,
+    pub tags: String,
+    pub metadata: Option<String>,
+    pub owner: Option<String>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub expires_at_ms: Option<u64>,
+    pub closed_at_ms: Option<u64>,
+    pub closed_reason: Option<String>,
+}
+
+impl SessionRow {
+    /// The session, with its JSON columns parsed; a corrupt row is a backend error.
+    pub fn into_session(self) -> StoreResult<Session> {
+        Ok(Session {
+            id: self.session_id,
+            chat_id: self.chat_id,
+            kind: self.kind,
+            task_identifier: self.task_identifier,
+            trigger_config: json_column(&self.trigger_config)?,
+            tags: json_column(&self.tags)?,
+            metadata: self.metadata.as_deref().map(json_column).transpose()?,
+            owner: self.owner,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            closed_at_ms: self.closed_at_ms,
+            closed_reason: self.closed_reason,
+        })
+    }
+}
+
+/// Parses a JSON column; a corrupt row is a backend error, never a panic.
+pub fn json_column<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt JSON row: {e}")))
+}

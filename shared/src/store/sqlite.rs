@@ -15,10 +15,9 @@ use rusqlite::{
     Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params,
 };
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::sql;
+use super::sql::{self, SessionRow, json_column};
 use super::{
     InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
     StoreError, StoreResult, TurnLease, check_output_batch,
@@ -173,11 +172,6 @@ fn to_json(value: &impl Serialize) -> StoreResult<String> {
     serde_json::to_string(value).map_err(backend)
 }
 
-/// Parses a JSON column; a corrupt row is a backend error, never a panic.
-fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt JSON row: {e}")))
-}
-
 fn no_session(chat_id: &str) -> StoreError {
     StoreError::NoSession(chat_id.to_owned())
 }
@@ -195,65 +189,29 @@ fn require_session(tx: &Transaction<'_>, chat_id: &str) -> StoreResult<()> {
     }
 }
 
-/// The raw columns of a session row; JSON is parsed after the row is read.
-struct SessionRow {
-    id: String,
-    chat_id: String,
-    kind: String,
-    task_identifier: String,
-    trigger_config: String,
-    tags: String,
-    metadata: Option<String>,
-    owner: Option<String>,
-    created_at_ms: u64,
-    updated_at_ms: u64,
-    expires_at_ms: Option<u64>,
-    closed_at_ms: Option<u64>,
-    closed_reason: Option<String>,
-}
-
-impl SessionRow {
-    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(SessionRow {
-            id: row.get(0)?,
-            chat_id: row.get(1)?,
-            kind: row.get(2)?,
-            task_identifier: row.get(3)?,
-            trigger_config: row.get(4)?,
-            tags: row.get(5)?,
-            metadata: row.get(6)?,
-            owner: row.get(7)?,
-            created_at_ms: u64_at(row, 8)?,
-            updated_at_ms: u64_at(row, 9)?,
-            expires_at_ms: opt_u64_at(row, 10)?,
-            closed_at_ms: opt_u64_at(row, 11)?,
-            closed_reason: row.get(12)?,
-        })
-    }
-
-    fn into_session(self) -> StoreResult<Session> {
-        Ok(Session {
-            id: self.id,
-            chat_id: self.chat_id,
-            kind: self.kind,
-            task_identifier: self.task_identifier,
-            trigger_config: from_json(&self.trigger_config)?,
-            tags: from_json(&self.tags)?,
-            metadata: self.metadata.as_deref().map(from_json).transpose()?,
-            owner: self.owner,
-            created_at_ms: self.created_at_ms,
-            updated_at_ms: self.updated_at_ms,
-            expires_at_ms: self.expires_at_ms,
-            closed_at_ms: self.closed_at_ms,
-            closed_reason: self.closed_reason,
-        })
-    }
+/// A session row in [`sql::SESSION_COLUMNS`] order.
+fn read_session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        session_id: row.get(0)?,
+        chat_id: row.get(1)?,
+        kind: row.get(2)?,
+        task_identifier: row.get(3)?,
+        trigger_config: row.get(4)?,
+        tags: row.get(5)?,
+        metadata: row.get(6)?,
+        owner: row.get(7)?,
+        created_at_ms: u64_at(row, 8)?,
+        updated_at_ms: u64_at(row, 9)?,
+        expires_at_ms: opt_u64_at(row, 10)?,
+        closed_at_ms: opt_u64_at(row, 11)?,
+        closed_reason: row.get(12)?,
+    })
 }
 
 /// The session of the row `column = key`, if any.
 fn select_session(conn: &Connection, statement: &str, key: &str) -> StoreResult<Option<Session>> {
     conn.prepare(statement)
-        .and_then(|mut stmt| stmt.query_row([key], SessionRow::read).optional())
+        .and_then(|mut stmt| stmt.query_row([key], read_session_row).optional())
         .map_err(backend)?
         .map(SessionRow::into_session)
         .transpose()
@@ -490,7 +448,7 @@ impl Store for SqliteStore {
                     Ok(OutputRecord {
                         seq,
                         timestamp_ms,
-                        body: from_json(&body)?,
+                        body: json_column(&body)?,
                     })
                 })
                 .collect()
@@ -598,7 +556,7 @@ impl Store for SqliteStore {
                 .prepare(sql::MESSAGES)
                 .and_then(|mut stmt| stmt.query_map([chat_id], |row| row.get(0))?.collect())
                 .map_err(backend)?;
-            rows.iter().map(|json| from_json(json)).collect()
+            rows.iter().map(|json| json_column(json)).collect()
         })
         .await
     }
@@ -646,7 +604,7 @@ impl Store for SqliteStore {
                 })
                 .map_err(backend)?
                 .as_deref()
-                .map(from_json)
+                .map(json_column)
                 .transpose()
         })
         .await

@@ -57,11 +57,13 @@ const ALLOWED: [Algorithm; 7] = [
 
 impl OidcVerifier {
     pub fn new(issuer: impl Into<String>, audience: Option<String>) -> Self {
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        // The Worker's fetch has no timeouts to set; workerd bounds a subrequest itself.
+        #[cfg(not(target_arch = "wasm32"))]
+        let builder = builder
             .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+            .timeout(std::time::Duration::from_secs(10));
+        let client = builder.build().unwrap_or_default();
         OidcVerifier {
             issuer: issuer.into().trim_end_matches('/').to_owned(),
             audience,
@@ -162,22 +164,24 @@ impl OidcVerifier {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, OidcError> {
-        let response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| OidcError::Unavailable(format!("{url}: {e}")))?;
-        if !response.status().is_success() {
-            return Err(OidcError::Unavailable(format!(
-                "{url} answered {}",
-                response.status()
-            )));
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| OidcError::Unavailable(format!("{url}: {e}")))?;
+        let request = self.client.get(url);
+        let bytes = crate::runtime::sendable(async move {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| OidcError::Unavailable(format!("{url}: {e}")))?;
+            if !response.status().is_success() {
+                return Err(OidcError::Unavailable(format!(
+                    "{url} answered {}",
+                    response.status()
+                )));
+            }
+            response
+                .bytes()
+                .await
+                .map_err(|e| OidcError::Unavailable(format!("{url}: {e}")))
+        })
+        .await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| OidcError::Unavailable(format!("{url} is not what was expected: {e}")))
     }

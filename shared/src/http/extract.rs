@@ -80,8 +80,7 @@ pub enum Caller {
     /// The holder of the environment's secret key: trusted with every chat.
     Server,
     /// An end user proven by an OpenID Connect ID token: trusted with the chats they own.
-    /// (OIDC callers need a native host: the Worker has no JWKS fetch and clock for it yet.)
-    #[cfg_attr(not(feature = "native"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "native", target_arch = "wasm32")), allow(dead_code))]
     EndUser(String),
 }
 
@@ -95,7 +94,7 @@ pub async fn authenticate_caller(app: &App, headers: &HeaderMap) -> Result<Calle
     if app.settings().secret_keys.matches(credential) {
         return Ok(Caller::Server);
     }
-    #[cfg(feature = "native")]
+    #[cfg(any(feature = "native", target_arch = "wasm32"))]
     if let Some(oidc) = &app.settings().oidc {
         use crate::auth::OidcError;
         return match oidc.verify(credential).await {

@@ -37,7 +37,7 @@ pub struct HttpSettings {
     /// Comment lines sent on an idle stream, so proxies keep it open.
     pub keepalive_interval: Duration,
     /// End users may start sessions and refresh tokens with an ID token from this issuer.
-    #[cfg(feature = "native")]
+    #[cfg(any(feature = "native", target_arch = "wasm32"))]
     pub oidc: Option<Arc<crate::auth::OidcVerifier>>,
 }
 
@@ -50,7 +50,7 @@ impl HttpSettings {
             cors_origins: Vec::new(),
             max_body_bytes: crate::config::Config::DEFAULT_MAX_BODY_BYTES,
             keepalive_interval: Duration::from_secs(15),
-            #[cfg(feature = "native")]
+            #[cfg(any(feature = "native", target_arch = "wasm32"))]
             oidc: None,
         }
     }
@@ -61,7 +61,7 @@ impl HttpSettings {
             token_ttl_seconds: config.token_ttl_seconds,
             cors_origins: config.cors_origins.clone(),
             max_body_bytes: config.max_body_bytes,
-            #[cfg(feature = "native")]
+            #[cfg(any(feature = "native", target_arch = "wasm32"))]
             oidc: config.oidc_issuer.as_ref().map(|issuer| {
                 Arc::new(crate::auth::OidcVerifier::new(
                     issuer.clone(),

@@ -21,6 +21,8 @@ echo "==> build the Worker for wasm32 (worker-build; toolchain installed once an
 start=$SECONDS
 bash scripts/worker-build.sh --test
 echo "built in $((SECONDS - start)) s: $(du -h functions/worker/build/index_bg.wasm 2>/dev/null | cut -f1) of wasm"
+echo "==> build the bank teller example's Worker (chatfn's Worker serving an agent of its own)"
+bash scripts/worker-build.sh --dev examples/bank-teller/worker
 
 echo "==> wrangler deploy --dry-run (infra/wrangler.toml: bindings, migrations, the bundle; offline)"
 dry_run="$(mktemp -d "${TMPDIR:-/tmp}/chatfn-worker-deploy.XXXXXX")"

@@ -6,6 +6,18 @@
 //! minting, CORS preflights, errors) are answered by the core's routes in the entry itself, with
 //! no chat state at all. Routes, protocol and engine are the core's; this crate only wires them
 //! to workerd.
+//!
+//! It serves the stock agent the environment configures. To serve your own, make a Worker crate
+//! (`crate-type = ["cdylib"]`) that depends on this one and names your agent at start-up:
+//!
+//! ```ignore
+//! #[worker::event(start)]
+//! fn start() {
+//!     chatfn_worker::serve_agent(|_config, model| my_agent::agent(model));
+//! }
+//! ```
+//!
+//! `examples/bank-teller/worker` is one.
 
 mod chat_object;
 #[cfg(feature = "store-conformance")]
@@ -14,6 +26,7 @@ mod settings;
 mod store;
 
 pub use chat_object::ChatObject;
+pub use settings::{AgentFactory, serve_agent};
 pub use store::DurableObjectStore;
 
 use axum::body::Body;

@@ -1,13 +1,14 @@
 //! The Worker's configuration (vars and secrets of the Worker's environment, with the same names
 //! as everywhere else) and the core application it builds.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use chatfn::agent::configured_agent;
+use chatfn::agent::{Agent, configured_agent};
 use chatfn::config::Config;
 use chatfn::error::ApiError;
 use chatfn::http::{App, HttpSettings, Routes, router};
+use chatfn::model::Model;
 use chatfn::model::offline::OfflineModel;
 use chatfn::store::Store;
 use chatfn::store::memory::MemoryStore;
@@ -33,11 +34,23 @@ pub fn config(env: &Env) -> Result<Config, ApiError> {
     Ok(config)
 }
 
-/// The application over `store`, with the configured model and stock agent.
+/// What builds the agent a Worker serves, from the configuration and its model.
+pub type AgentFactory = fn(&Config, Arc<dyn Model>) -> Agent;
+
+static AGENT: OnceLock<AgentFactory> = OnceLock::new();
+
+/// Serves the agent `make` builds instead of the stock one (configured by the environment).
+/// Call it once, from your Worker crate's `#[event(start)]`; later calls are ignored.
+pub fn serve_agent(make: AgentFactory) {
+    let _ = AGENT.set(make);
+}
+
+/// The application over `store`, with the configured model and the agent this Worker serves.
 pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<App, ApiError> {
     let model = chatfn::model::from_config(config)
         .map_err(|error| ApiError::internal(error.to_string()))?;
-    let agent = Arc::new(configured_agent(config, model));
+    let make_agent = AGENT.get().copied().unwrap_or(configured_agent);
+    let agent = Arc::new(make_agent(config, model));
     let keys = config
         .secret_keys
         .clone()

@@ -17,7 +17,8 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = path.resolve(here, '..', '..', '..');
 const WRANGLER = path.join(REPO_ROOT, 'functions', 'worker', 'node_modules', '.bin', 'wrangler');
-const BUILT = path.join(REPO_ROOT, 'functions', 'worker', 'build', 'index.js');
+/** chatfn's Worker; other Worker crates (examples) pass their own `crate` folder. */
+const DEFAULT_CRATE = { dir: 'functions/worker', config: 'infra/wrangler.toml' };
 const START_TIMEOUT_MS = 90_000;
 const STOP_GRACE_MS = 5_000;
 const READY = /Ready on (http:\/\/[^\s]+)/;
@@ -50,11 +51,13 @@ export async function freePort() {
  * Starts the Worker wired to the mock model at `modelBaseUrl`. `env` adds Worker vars (the
  * `CHATFN_…` settings); `persistDir` keeps the Durable Objects' storage across restarts.
  * Returns the same shape as startChatfn: `{ baseUrl, secretKey, pid, logs(), mark(), alive(),
- * stop(), persistDir }`, and `kill()` (SIGKILL, no grace).
+ * stop(), persistDir }`, and `kill()` (SIGKILL, no grace). `crate` is `{ dir, config }`: the
+ * Worker crate's folder and its wrangler.toml (default: chatfn's Worker and infra/wrangler.toml).
  */
-export async function startWorker({ modelBaseUrl, env = {}, persistDir, secretKey } = {}) {
-  if (!existsSync(BUILT)) {
-    throw new Error(`the Worker is not built (${BUILT}): run bash scripts/worker-build.sh --dev`);
+export async function startWorker({ modelBaseUrl, env = {}, persistDir, secretKey, crate = DEFAULT_CRATE } = {}) {
+  const built = path.join(REPO_ROOT, crate.dir, 'build', 'index.js');
+  if (!existsSync(built)) {
+    throw new Error(`the Worker is not built (${built}): run bash scripts/worker-build.sh --test ${crate.dir}`);
   }
   if (!existsSync(WRANGLER)) {
     throw new Error(`wrangler is not installed (${WRANGLER}): run bash scripts/worker-tools.sh`);
@@ -77,7 +80,7 @@ export async function startWorker({ modelBaseUrl, env = {}, persistDir, secretKe
   const inspectorPort = await freePort();
   const args = [
     'dev',
-    '--config', path.join(REPO_ROOT, 'infra', 'wrangler.toml'),
+    '--config', path.join(REPO_ROOT, crate.config),
     '--ip', '127.0.0.1',
     '--port', String(port),
     '--inspector-port', String(inspectorPort),

@@ -39,6 +39,9 @@ bash "$root/scripts/npm-install.sh" "$root/tests/js"
 step "end-to-end tests with the stock npm clients"
 (cd tests/js && npm test)
 
+step "the benchmark command, briefly (scripts/bench.sh --quick: debug builds, a few seconds of load)"
+bash "$root/scripts/bench.sh" --quick
+
 step "the research desk's generated TypeScript against the ai package's types (tsc)"
 bash "$root/scripts/npm-install.sh" "$root/examples/research-desk/web"
 (cd examples/research-desk/web && npx --no-install tsc --noEmit)

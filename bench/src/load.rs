@@ -1,0 +1,163 @@
+//! The load driver: concurrent chats speaking the AI SDK wire (`POST /api/chat`, a UI message
+//! stream back), each turn timed chunk by chunk.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::server::{Server, Target};
+
+/// What one turn looked like from the client.
+#[derive(Debug, Clone, Default)]
+pub struct TurnTiming {
+    /// Request sent to first response byte.
+    pub first_byte: Duration,
+    /// Request sent to the first `text-delta` chunk.
+    pub first_text: Duration,
+    /// Gaps between consecutive `text-delta` chunks.
+    pub gaps: Vec<Duration>,
+    pub text_deltas: usize,
+    pub bytes: usize,
+    pub error: Option<String>,
+}
+
+/// A chat ready to send: its id and, for chatfn, its session token.
+struct Chat {
+    id: String,
+    token: Option<String>,
+}
+
+async fn open_chat(
+    client: &reqwest::Client,
+    target: &Target,
+    server: &Server,
+) -> Result<Chat, String> {
+    let id = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    if !target.needs_session() {
+        return Ok(Chat { id, token: None });
+    }
+    let response = client
+        .post(format!("{}/api/v1/sessions", server.base_url))
+        .bearer_auth(&server.secret_key)
+        .json(&json!({"type": "chat.agent", "externalId": id, "taskIdentifier": "bench"}))
+        .send()
+        .await
+        .map_err(|error| format!("session start: {error}"))?;
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|error| format!("session start: {error}"))?;
+    let token = body["publicAccessToken"]
+        .as_str()
+        .ok_or_else(|| format!("session start gave no token: {body}"))?
+        .to_owned();
+    Ok(Chat {
+        id,
+        token: Some(token),
+    })
+}
+
+async fn send_turn(client: &reqwest::Client, server: &Server, chat: &Chat) -> TurnTiming {
+    let body = json!({
+        "id": chat.id,
+        "messages": [{"id": uuid::Uuid::new_v4().to_string(), "role": "user", "parts": [{"type": "text", "text": "Tell me something."}]}],
+        "trigger": "submit-message",
+    });
+    let mut request = client
+        .post(format!("{}/api/chat", server.base_url))
+        .json(&body);
+    if let Some(token) = &chat.token {
+        request = request.bearer_auth(token);
+    }
+    let mut timing = TurnTiming::default();
+    let sent = Instant::now();
+    let response = match request.send().await {
+        Ok(response) if response.status().is_success() => response,
+        Ok(response) => {
+            timing.error = Some(format!("status {}", response.status()));
+            return timing;
+        }
+        Err(error) => {
+            timing.error = Some(error.to_string());
+            return timing;
+        }
+    };
+    timing.first_byte = sent.elapsed();
+    let mut body = response.bytes_stream();
+    let mut pending = Vec::new();
+    let mut last_text: Option<Instant> = None;
+    let mut finished = false;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                timing.error = Some(error.to_string());
+                return timing;
+            }
+        };
+        let now = Instant::now();
+        timing.bytes += chunk.len();
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = find_event_end(&pending) {
+            let event: Vec<u8> = pending.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&event);
+            if text.contains("\"type\":\"text-delta\"") {
+                timing.text_deltas += 1;
+                match last_text {
+                    None => timing.first_text = now - sent,
+                    Some(previous) => timing.gaps.push(now - previous),
+                }
+                last_text = Some(now);
+            } else if text.contains("\"type\":\"finish\"") {
+                finished = true;
+            }
+        }
+    }
+    if !finished {
+        timing.error = Some("the stream ended without a finish chunk".into());
+    }
+    timing
+}
+
+fn find_event_end(buffer: &[u8]) -> Option<usize> {
+    buffer.windows(2).position(|pair| pair == b"\n\n")
+}
+
+/// Runs `concurrency` chats at once, one turn each, after opening them all.
+pub async fn run_level(target: &Target, server: &Server, concurrency: usize) -> Vec<TurnTiming> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap_or_default();
+    let opened = futures::stream::iter(0..concurrency)
+        .map(|_| open_chat(&client, target, server))
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let mut chats = Vec::new();
+    let mut failed = Vec::new();
+    for chat in opened {
+        match chat {
+            Ok(chat) => chats.push(chat),
+            Err(error) => failed.push(TurnTiming {
+                error: Some(error),
+                ..TurnTiming::default()
+            }),
+        }
+    }
+    let turns =
+        futures::future::join_all(chats.iter().map(|chat| send_turn(&client, server, chat)));
+    let mut timings = turns.await;
+    timings.extend(failed);
+    timings
+}
+
+/// Runs `turns` turns one after another (one chat each), for latency without contention.
+pub async fn run_sequential(target: &Target, server: &Server, turns: usize) -> Vec<TurnTiming> {
+    let mut timings = Vec::with_capacity(turns);
+    for _ in 0..turns {
+        timings.extend(run_level(target, server, 1).await);
+    }
+    timings
+}

@@ -1,0 +1,205 @@
+//! chatfn against the Node AI SDK doing the same job, in one run on one machine with one mock
+//! model: `cargo run --release -p bench` (see `docs/benchmarks.md`). The two servers take turns
+//! (chatfn, then the baseline, phase by phase), and the table gives each figure for both and
+//! their ratio.
+
+mod load;
+mod mock_model;
+mod report;
+mod server;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::load::TurnTiming;
+use crate::mock_model::ModelScript;
+use crate::server::{Server, Target};
+
+#[derive(Debug, Parser)]
+#[command(about = "chatfn against the Node AI SDK on the same mock model")]
+struct Args {
+    /// A short run (a few seconds per server) that checks the command works: CI runs it.
+    #[arg(long)]
+    quick: bool,
+    /// chatfn's local server binary (build it with `cargo build --release -p local`).
+    #[arg(long, default_value = "target/release/chatfn-local")]
+    chatfn: PathBuf,
+    /// The baseline server (its npm packages installed with scripts/npm-install.sh bench/baseline).
+    #[arg(long, default_value = "bench/baseline/server.mjs")]
+    baseline: PathBuf,
+    /// Tokens per reply.
+    #[arg(long)]
+    tokens: Option<usize>,
+    /// Milliseconds between tokens.
+    #[arg(long)]
+    interval_ms: Option<u64>,
+    /// The mock's own time to first token, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    first_token_ms: u64,
+    /// Concurrent streams per load level, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    levels: Option<Vec<usize>>,
+    /// Writes docs/benchmarks.md with the figures.
+    #[arg(long)]
+    write_docs: bool,
+}
+
+/// What one server did in the run.
+#[derive(Debug, Default)]
+pub struct Measured {
+    pub name: String,
+    pub cold_starts: Vec<Duration>,
+    pub sequential: Vec<TurnTiming>,
+    pub levels: Vec<Level>,
+}
+
+#[derive(Debug, Default)]
+pub struct Level {
+    pub concurrency: usize,
+    pub timings: Vec<TurnTiming>,
+    pub cpu_seconds: f64,
+    pub peak_rss_kib: u64,
+    pub wall: Duration,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let script = ModelScript {
+        tokens: args.tokens.unwrap_or(if args.quick { 20 } else { 200 }),
+        first_token: Duration::from_millis(args.first_token_ms),
+        interval: Duration::from_millis(args.interval_ms.unwrap_or(10)),
+    };
+    let levels = args.levels.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![1, 10]
+        } else {
+            vec![1, 10, 100, 250, 500, 1000]
+        }
+    });
+    let sequential_turns = if args.quick { 5 } else { 20 };
+    let cold_runs = if args.quick { 1 } else { 5 };
+    for path in [&args.chatfn, &args.baseline] {
+        if !path.exists() {
+            return Err(format!(
+                "{} is missing (see the README, \"Benchmarks\")",
+                path.display()
+            ));
+        }
+    }
+    let model_url = mock_model::start(script)
+        .await
+        .map_err(|error| format!("mock model: {error}"))?;
+    let targets = [
+        Target::Chatfn {
+            binary: args.chatfn.clone(),
+        },
+        Target::Baseline {
+            script: args.baseline.clone(),
+        },
+    ];
+    let mut measured: Vec<Measured> = targets
+        .iter()
+        .map(|target| Measured {
+            name: target.name().to_owned(),
+            ..Measured::default()
+        })
+        .collect();
+
+    eprintln!(
+        "bench: {} tokens per reply, one every {} ms after {} ms; levels {levels:?}",
+        script.tokens,
+        script.interval.as_millis(),
+        script.first_token.as_millis()
+    );
+    // Phase by phase, the servers take turns, so a change in the machine's load hits both.
+    for _ in 0..cold_runs {
+        for (target, into) in targets.iter().zip(measured.iter_mut()) {
+            let server = Server::start(target, &model_url).await?;
+            into.cold_starts.push(server.cold_start);
+            server.stop().await;
+        }
+    }
+    for (target, into) in targets.iter().zip(measured.iter_mut()) {
+        let server = Server::start(target, &model_url).await?;
+        eprintln!(
+            "bench: {}: {sequential_turns} turns one at a time",
+            target.name()
+        );
+        into.sequential = load::run_sequential(target, &server, sequential_turns).await;
+        server.stop().await;
+    }
+    for &concurrency in &levels {
+        for (target, into) in targets.iter().zip(measured.iter_mut()) {
+            // A fresh process per level, so each peak is that level's own.
+            let server = Server::start(target, &model_url).await?;
+            eprintln!("bench: {}: {concurrency} concurrent streams", target.name());
+            into.levels
+                .push(measure_level(target, &server, concurrency).await);
+            server.stop().await;
+        }
+    }
+
+    let table = report::table(&measured, &script);
+    println!("{table}");
+    if args.write_docs {
+        report::write_docs(&table, &script, &levels).map_err(|error| format!("docs: {error}"))?;
+        eprintln!("bench: wrote docs/benchmarks.md");
+    }
+    let errors: usize = measured
+        .iter()
+        .flat_map(|m| {
+            m.sequential
+                .iter()
+                .chain(m.levels.iter().flat_map(|l| &l.timings))
+        })
+        .filter(|timing| timing.error.is_some())
+        .count();
+    if args.quick && errors > 0 {
+        return Err(format!("{errors} turns failed"));
+    }
+    Ok(())
+}
+
+/// One load level, with the server's CPU time and peak memory while it ran.
+async fn measure_level(target: &Target, server: &Server, concurrency: usize) -> Level {
+    let cpu_before = server.cpu_seconds();
+    let started = std::time::Instant::now();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(server.rss_kib()));
+    let pid = server.pid();
+    let sampler = {
+        let sampling = sampling.clone();
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(rss) = pid.and_then(report::rss_of) {
+                    peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let timings = load::run_level(target, server, concurrency).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.await;
+    Level {
+        concurrency,
+        cpu_seconds: server.cpu_seconds() - cpu_before,
+        peak_rss_kib: peak.load(std::sync::atomic::Ordering::Relaxed),
+        wall: started.elapsed(),
+        timings,
+    }
+}

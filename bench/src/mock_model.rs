@@ -1,0 +1,90 @@
+//! The model both servers call: an OpenAI-compatible `POST /v1/chat/completions` that streams a
+//! fixed number of tokens at a fixed rate after a fixed time to first token. Both servers get the
+//! same stream, so what the driver measures beyond it is what each server adds.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use axum::routing::post;
+use bytes::Bytes;
+
+/// The stream the mock answers every request with.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelScript {
+    /// Text tokens per reply.
+    pub tokens: usize,
+    /// Time to the first token.
+    pub first_token: Duration,
+    /// Time between tokens.
+    pub interval: Duration,
+}
+
+/// Starts the mock on a free loopback port; returns its base URL (`…/v1`).
+pub async fn start(script: ModelScript) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address: SocketAddr = listener.local_addr()?;
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move || async move { completion(script) }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(format!("http://{address}/v1"))
+}
+
+/// The SSE event of one chunk.
+fn event(delta: &str, finish: Option<&str>, usage: Option<(usize, usize)>) -> Bytes {
+    let mut chunk = serde_json::json!({
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "mock-model",
+        "choices": [{"index": 0, "delta": serde_json::from_str::<serde_json::Value>(delta).unwrap_or_default(), "finish_reason": finish}],
+    });
+    if let Some((prompt, completion)) = usage {
+        chunk["usage"] = serde_json::json!({
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        });
+    }
+    Bytes::from(format!("data: {chunk}\n\n"))
+}
+
+fn completion(script: ModelScript) -> Response {
+    let stream = async_stream(script);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn async_stream(
+    script: ModelScript,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    futures::stream::unfold(0usize, move |step| async move {
+        let total = script.tokens;
+        let bytes = match step {
+            0 => {
+                tokio::time::sleep(script.first_token).await;
+                event(r#"{"role":"assistant","content":"tok0 "}"#, None, None)
+            }
+            n if n < total => {
+                tokio::time::sleep(script.interval).await;
+                event(&format!(r#"{{"content":"tok{n} "}}"#), None, None)
+            }
+            n if n == total => event("{}", Some("stop"), Some((10, total))),
+            n if n == total + 1 => Bytes::from_static(b"data: [DONE]\n\n"),
+            _ => return None,
+        };
+        Some((Ok(bytes), step + 1))
+    })
+}

@@ -1,0 +1,294 @@
+//! The figures: medians and p99s of what the driver timed, per server, side by side with their
+//! ratio, as a Markdown table; and `docs/benchmarks.md` around it.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::Measured;
+use crate::mock_model::ModelScript;
+
+/// The p99 inter-chunk gap the goals allow.
+const GAP_LIMIT: Duration = Duration::from_millis(50);
+
+/// The `q`-quantile (0..=1) of `values`, nearest rank.
+fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// Resident memory of `pid` in KiB.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+struct Row {
+    label: String,
+    values: Vec<Option<f64>>,
+    unit: &'static str,
+    /// The ratio is baseline / chatfn (higher is better for chatfn) unless noted.
+    ratio: bool,
+}
+
+fn figures(measured: &[Measured], script: &ModelScript) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let added_ttft = |m: &Measured, q: f64| {
+        let mut values: Vec<f64> = m
+            .sequential
+            .iter()
+            .filter(|t| t.error.is_none() && t.text_deltas > 0)
+            .map(|t| ms(t.first_text) - ms(script.first_token))
+            .collect();
+        quantile(&mut values, q)
+    };
+    rows.push(Row {
+        label: "added time to first token, median".into(),
+        values: measured.iter().map(|m| added_ttft(m, 0.5)).collect(),
+        unit: "ms",
+        ratio: true,
+    });
+    rows.push(Row {
+        label: "added time to first token, p99".into(),
+        values: measured.iter().map(|m| added_ttft(m, 0.99)).collect(),
+        unit: "ms",
+        ratio: true,
+    });
+    rows.push(Row {
+        label: "cold start (exec to first byte), median".into(),
+        values: measured
+            .iter()
+            .map(|m| {
+                quantile(
+                    &mut m.cold_starts.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+                    0.5,
+                )
+            })
+            .collect(),
+        unit: "ms",
+        ratio: true,
+    });
+    // CPU per 1,000 streamed tokens at the busiest level both servers finished.
+    if let Some(level_index) = measured.first().map(|m| m.levels.len()).filter(|n| *n > 0) {
+        let index = level_index - 1;
+        let concurrency = measured[0].levels[index].concurrency;
+        rows.push(Row {
+            label: format!("CPU seconds per 1,000 tokens ({concurrency} streams)"),
+            values: measured
+                .iter()
+                .map(|m| {
+                    let level = m.levels.get(index)?;
+                    let tokens: usize = level.timings.iter().map(|t| t.text_deltas).sum();
+                    (tokens > 0).then(|| level.cpu_seconds / tokens as f64 * 1000.0)
+                })
+                .collect(),
+            unit: "s",
+            ratio: true,
+        });
+    }
+    let level_count = measured.iter().map(|m| m.levels.len()).min().unwrap_or(0);
+    for index in 0..level_count {
+        let concurrency = measured[0].levels[index].concurrency;
+        rows.push(Row {
+            label: format!("peak RSS, {concurrency} streams"),
+            values: measured
+                .iter()
+                .map(|m| Some(m.levels[index].peak_rss_kib as f64 / 1024.0))
+                .collect(),
+            unit: "MiB",
+            ratio: true,
+        });
+    }
+    for index in 0..level_count {
+        let concurrency = measured[0].levels[index].concurrency;
+        rows.push(Row {
+            label: format!("p99 inter-chunk gap, {concurrency} streams"),
+            values: measured
+                .iter()
+                .map(|m| {
+                    let mut gaps: Vec<f64> = m.levels[index]
+                        .timings
+                        .iter()
+                        .flat_map(|t| t.gaps.iter().map(|gap| ms(*gap)))
+                        .collect();
+                    quantile(&mut gaps, 0.99)
+                })
+                .collect(),
+            unit: "ms",
+            ratio: true,
+        });
+    }
+    rows.push(Row {
+        label: format!(
+            "streams at which p99 gap passes {} ms",
+            GAP_LIMIT.as_millis()
+        ),
+        values: measured
+            .iter()
+            .map(|m| {
+                m.levels
+                    .iter()
+                    .find(|level| {
+                        let mut gaps: Vec<f64> = level
+                            .timings
+                            .iter()
+                            .flat_map(|t| t.gaps.iter().map(|gap| ms(*gap)))
+                            .collect();
+                        quantile(&mut gaps, 0.99).is_some_and(|p99| p99 > ms(GAP_LIMIT))
+                    })
+                    .map(|level| level.concurrency as f64)
+            })
+            .collect(),
+        unit: "",
+        ratio: false,
+    });
+    rows.push(Row {
+        label: "failed turns".into(),
+        values: measured
+            .iter()
+            .map(|m| {
+                Some(
+                    m.sequential
+                        .iter()
+                        .chain(m.levels.iter().flat_map(|l| &l.timings))
+                        .filter(|t| t.error.is_some())
+                        .count() as f64,
+                )
+            })
+            .collect(),
+        unit: "",
+        ratio: false,
+    });
+    rows
+}
+
+fn cell(value: Option<f64>, unit: &str) -> String {
+    match value {
+        None => "—".into(),
+        Some(v) if unit.is_empty() => format!("{v:.0}"),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.0} {unit}"),
+        Some(v) if v.abs() >= 10.0 => format!("{v:.1} {unit}"),
+        Some(v) => format!("{v:.3} {unit}"),
+    }
+}
+
+/// The figures as a Markdown table: one column per server, and the baseline/chatfn ratio.
+pub fn table(measured: &[Measured], script: &ModelScript) -> String {
+    let mut out = String::new();
+    let names: Vec<&str> = measured.iter().map(|m| m.name.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "| figure | {} | ratio (node / chatfn) |",
+        names.join(" | ")
+    );
+    let _ = writeln!(out, "|---|{}---|", "---|".repeat(names.len()));
+    for row in figures(measured, script) {
+        let cells: Vec<String> = row.values.iter().map(|v| cell(*v, row.unit)).collect();
+        let ratio = match (
+            row.ratio,
+            row.values.first().copied().flatten(),
+            row.values.get(1).copied().flatten(),
+        ) {
+            (true, Some(chatfn), Some(node)) if chatfn > 0.0 => format!("{:.1}×", node / chatfn),
+            _ => "".into(),
+        };
+        let _ = writeln!(out, "| {} | {} | {ratio} |", row.label, cells.join(" | "));
+    }
+    let stream: f64 = measured
+        .first()
+        .map(|m| m.levels.iter().map(|l| l.wall.as_secs_f64()).sum())
+        .unwrap_or(0.0);
+    let _ = writeln!(
+        out,
+        "\n{} tokens per reply at one per {} ms after {} ms; {stream:.0} s of load per server.",
+        script.tokens,
+        script.interval.as_millis(),
+        script.first_token.as_millis()
+    );
+    out
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, name)| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{cores} cores ({cpu}); load average before the run: {load}")
+}
+
+/// Writes docs/benchmarks.md: the method, the machine, and the table.
+pub fn write_docs(table: &str, script: &ModelScript, levels: &[usize]) -> std::io::Result<()> {
+    let doc = format!(
+        "# Benchmarks: chatfn and the Node AI SDK doing the same job
+
+Regenerated by `bash scripts/bench.sh` (which builds what it needs and runs
+`cargo run --release -p bench -- --write-docs`). Do not edit the figures by hand.
+
+## Method
+
+One command, one machine, one mock model. The mock (in the bench process) is an
+OpenAI-compatible `POST /v1/chat/completions` that streams {tokens} tokens, one every
+{interval} ms after {first} ms. Two servers call it:
+
+- **chatfn**: the local server (`target/release/chatfn-local --memory`: in-memory store, the
+  stock agent with its tools, the OpenAI-compatible provider). Each chat first gets its session
+  and token (`POST /api/v1/sessions`, counted in its CPU time), then sends its turn.
+- **node ai-sdk**: `bench/baseline/server.mjs`, what one writes with the `ai` package:
+  `streamText` with `@ai-sdk/openai-compatible` and `pipeUIMessageStreamToResponse` in a
+  `node:http` handler. It keeps no history and checks no token.
+
+The driver speaks the AI SDK wire (`POST /api/chat`, a UI message stream back) and times each
+turn: first byte, first `text-delta` (the *added* time to first token is that minus the mock's
+own {first} ms), the gaps between `text-delta` chunks, bytes, errors. The servers take turns
+phase by phase: cold starts (exec to the first byte served, {cold} runs each), 20 turns one at a
+time (latency), then {levels:?} concurrent streams, each level in a fresh process so its peak
+resident memory (sampled every 10 ms from `/proc`) is its own. CPU is the server process's user +
+system time from `/proc/<pid>/stat` over the level. The driver and the mock share the machine
+with the server, as they would share the 2 cores of a small instance.
+
+## Machine
+
+{machine}
+
+## Latest figures
+
+{table}
+## Not yet
+
+The DynamoDB figures (read and write units per turn and per 1,000 tokens) and a plot of latency
+and memory against concurrency are not produced by this command yet.
+",
+        tokens = script.tokens,
+        interval = script.interval.as_millis(),
+        first = script.first_token.as_millis(),
+        cold = 5,
+        machine = machine(),
+    );
+    std::fs::create_dir_all("docs")?;
+    std::fs::write("docs/benchmarks.md", doc)
+}

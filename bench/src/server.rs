@@ -1,0 +1,171 @@
+//! The two servers under test as child processes: started, timed from exec to the first byte
+//! they serve, and read from the OS accounting (CPU time and resident memory in `/proc`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Which server a run measures.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// chatfn's local server binary, with its in-memory store.
+    Chatfn { binary: PathBuf },
+    /// The Node baseline (`bench/baseline/server.mjs`).
+    Baseline { script: PathBuf },
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Chatfn { .. } => "chatfn",
+            Target::Baseline { .. } => "node ai-sdk",
+        }
+    }
+
+    /// chatfn needs a session token per chat; the baseline takes any request.
+    pub fn needs_session(&self) -> bool {
+        matches!(self, Target::Chatfn { .. })
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub base_url: String,
+    pub secret_key: String,
+    pub cold_start: Duration,
+    child: Child,
+}
+
+pub const SECRET_KEY: &str = "sk_bench_0123456789abcdef0123456789abcdef";
+
+impl Server {
+    /// Starts `target` against the mock model at `model_url`, and waits until it serves.
+    pub async fn start(target: &Target, model_url: &str) -> Result<Server, String> {
+        let mut command = match target {
+            Target::Chatfn { binary } => {
+                let mut command = Command::new(binary);
+                command
+                    .args(["--host", "127.0.0.1", "--port", "0", "--memory"])
+                    .env("CHATFN_SECRET_KEY", SECRET_KEY)
+                    .env("CHATFN_MODEL_PROVIDER", "openai")
+                    .env("CHATFN_MODEL_BASE_URL", model_url)
+                    .env("CHATFN_MODEL", "mock-model")
+                    .env("CHATFN_MODEL_API_KEY", "bench")
+                    .env("RUST_LOG", "warn");
+                command
+            }
+            Target::Baseline { script } => {
+                let mut command = Command::new("node");
+                command
+                    .arg(script)
+                    .env("PORT", "0")
+                    .env("MODEL_BASE_URL", model_url);
+                command
+            }
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let started = Instant::now();
+        let mut child = command
+            .spawn()
+            .map_err(|error| format!("could not start {}: {error}", target.name()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base_url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(at) = line.find("listening on http://") {
+                    let url = line[at + "listening on ".len()..].trim();
+                    return Some(url.trim_end_matches('/').to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("{} did not say where it listens", target.name()))?;
+        // Keep reading so a chatty server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Exec to the first byte of an answer: poll a route every server answers (a 404).
+        let client = reqwest::Client::new();
+        let probe = format!("{base_url}/bench-ready");
+        loop {
+            if client.get(&probe).send().await.is_ok() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("{} does not answer", target.name()));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let cold_start = started.elapsed();
+        Ok(Server {
+            base_url,
+            secret_key: SECRET_KEY.to_owned(),
+            cold_start,
+            child,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// CPU seconds (user + system) the process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let Some(pid) = self.pid() else { return 0.0 };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return 0.0;
+        };
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            return 0.0;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<f64>().ok());
+        // utime and stime are fields 14 and 15 of stat: 12 and 13 after the state field.
+        match (ticks(11), ticks(12)) {
+            (Some(user), Some(system)) => (user + system) / clock_ticks_per_second(),
+            _ => 0.0,
+        }
+    }
+
+    /// Resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let Some(pid) = self.pid() else { return 0 };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|line| line.starts_with("VmRSS:"))
+                    .and_then(|line| line.split_whitespace().nth(1))
+                    .and_then(|kib| kib.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), 100 on Linux almost everywhere.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}

@@ -138,6 +138,7 @@ else
     test/07-bad-input.test.js
     test/08-disconnect.test.js
     lambda/
+    load/
   )
 fi
 bash scripts/npm-install.sh tests/js
@@ -145,5 +146,6 @@ echo "==> the stock npm clients against the Lambda functions"
 (
   cd tests/js
   CHATFN_LAMBDA_URL="http://127.0.0.1:$lambda_port" CHATFN_LAMBDA_LOG="$work/watch.log" \
+    CHATFN_LAMBDA_WATCH_PGID="$watch_pid" \
     MOCK_OPENAI_PORT="$mock_port" node --test --test-concurrency=1 "${tests[@]}"
 )

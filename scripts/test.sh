@@ -29,6 +29,11 @@ export AWS_ENDPOINT_URL_DYNAMODB
 step "Rust tests"
 cargo test --workspace --all-features
 
+step "fuzz the parsers for a bounded time (scripts/fuzz.sh: cargo fuzz, every target)"
+# The fuzz build is kept beside the tools, so a later run rebuilds only what changed.
+CHATFN_FUZZ_TARGET_DIR="${CHATFN_TOOLS_DIR:-$HOME/.cache/chatfn}/fuzz-target" \
+  bash "$root/scripts/fuzz.sh" "${CHATFN_FUZZ_SECONDS:-10}"
+
 step "build the local server for the end-to-end tests"
 cargo build -p local
 export CHATFN_LOCAL_BIN="$root/target/debug/chatfn-local"
@@ -38,6 +43,9 @@ bash "$root/scripts/npm-install.sh" "$root/tests/js"
 
 step "end-to-end tests with the stock npm clients"
 (cd tests/js && npm test)
+
+step "load: 1,000 chats at once on the local server, each with a resume and a stop; invariants checked"
+(cd tests/js && node --test load/)
 
 step "the benchmark command, briefly (scripts/bench.sh --quick: debug builds, a few seconds of load)"
 bash "$root/scripts/bench.sh" --quick

@@ -23,7 +23,7 @@ pub struct TurnTiming {
 }
 
 /// A chat ready to send: its id and, for chatfn, its session token.
-struct Chat {
+pub struct Chat {
     id: String,
     token: Option<String>,
 }
@@ -126,12 +126,29 @@ fn find_event_end(buffer: &[u8]) -> Option<usize> {
 
 /// Runs `concurrency` chats at once, one turn each, after opening them all.
 pub async fn run_level(target: &Target, server: &Server, concurrency: usize) -> Vec<TurnTiming> {
-    let client = reqwest::Client::builder()
+    let client = client(concurrency);
+    let (chats, failed) = open_chats(&client, target, server, concurrency).await;
+    let mut timings = send_turns(&client, server, &chats).await;
+    timings.extend(failed);
+    timings
+}
+
+pub fn client(concurrency: usize) -> reqwest::Client {
+    reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
-        .unwrap_or_default();
-    let opened = futures::stream::iter(0..concurrency)
-        .map(|_| open_chat(&client, target, server))
+        .unwrap_or_default()
+}
+
+/// Opens `count` chats; the ones that failed to open come back as failed turns.
+pub async fn open_chats(
+    client: &reqwest::Client,
+    target: &Target,
+    server: &Server,
+    count: usize,
+) -> (Vec<Chat>, Vec<TurnTiming>) {
+    let opened = futures::stream::iter(0..count)
+        .map(|_| open_chat(client, target, server))
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await;
@@ -146,11 +163,16 @@ pub async fn run_level(target: &Target, server: &Server, concurrency: usize) -> 
             }),
         }
     }
-    let turns =
-        futures::future::join_all(chats.iter().map(|chat| send_turn(&client, server, chat)));
-    let mut timings = turns.await;
-    timings.extend(failed);
-    timings
+    (chats, failed)
+}
+
+/// One turn in each chat, all at once.
+pub async fn send_turns(
+    client: &reqwest::Client,
+    server: &Server,
+    chats: &[Chat],
+) -> Vec<TurnTiming> {
+    futures::future::join_all(chats.iter().map(|chat| send_turn(client, server, chat))).await
 }
 
 /// Runs `turns` turns one after another (one chat each), for latency without contention.

@@ -3,8 +3,10 @@
 //! (chatfn, then the baseline, phase by phase), and the table gives each figure for both and
 //! their ratio.
 
+mod dynamodb;
 mod load;
 mod mock_model;
+mod plot;
 mod report;
 mod server;
 
@@ -41,9 +43,22 @@ struct Args {
     /// Concurrent streams per load level, comma-separated.
     #[arg(long, value_delimiter = ',')]
     levels: Option<Vec<usize>>,
-    /// Writes docs/benchmarks.md with the figures.
+    /// Writes docs/benchmarks.md with the figures, and the plot to docs/benchmarks.png.
     #[arg(long)]
     write_docs: bool,
+    /// Draws the plot (latency and memory against concurrency) into this PNG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Also runs chatfn on DynamoDB (at AWS_ENDPOINT_URL_DYNAMODB: DynamoDB Local) and reports
+    /// the read and write units per turn (needs chatfn-local built with `--features dynamodb`).
+    #[arg(long)]
+    dynamodb: bool,
+    /// Tokens per reply in the DynamoDB phase.
+    #[arg(long, default_value_t = 500)]
+    dynamodb_tokens: usize,
+    /// Turns in the DynamoDB phase (one chat each).
+    #[arg(long)]
+    dynamodb_turns: Option<usize>,
 }
 
 /// What one server did in the run.
@@ -105,6 +120,7 @@ async fn run(args: Args) -> Result<(), String> {
     let targets = [
         Target::Chatfn {
             binary: args.chatfn.clone(),
+            dynamodb: None,
         },
         Target::Baseline {
             script: args.baseline.clone(),
@@ -152,10 +168,45 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
 
+    let dynamo = if args.dynamodb {
+        let dynamo_script = ModelScript {
+            tokens: args.dynamodb_tokens,
+            ..script
+        };
+        let turns = args
+            .dynamodb_turns
+            .unwrap_or(if args.quick { 2 } else { 20 });
+        eprintln!(
+            "bench: chatfn on DynamoDB: {turns} turns of {} tokens",
+            dynamo_script.tokens
+        );
+        Some(dynamodb::measure(&args.chatfn, dynamo_script, turns, 10).await?)
+    } else {
+        None
+    };
+
     let table = report::table(&measured, &script);
     println!("{table}");
+    let dynamo_table = dynamo.as_ref().map(report::dynamo_table);
+    if let Some(dynamo_table) = &dynamo_table {
+        println!("{dynamo_table}");
+    }
+    let plot_path = args.plot.clone().or_else(|| {
+        args.write_docs
+            .then(|| PathBuf::from("docs/benchmarks.png"))
+    });
+    let mut plotted = false;
+    if let Some(path) = &plot_path {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        plot::write(path, &measured, &script)?;
+        eprintln!("bench: wrote {}", path.display());
+        plotted = true;
+    }
     if args.write_docs {
-        report::write_docs(&table, &script, &levels).map_err(|error| format!("docs: {error}"))?;
+        report::write_docs(&table, dynamo_table.as_deref(), &script, &levels, plotted)
+            .map_err(|error| format!("docs: {error}"))?;
         eprintln!("bench: wrote docs/benchmarks.md");
     }
     let errors: usize = measured
@@ -166,7 +217,8 @@ async fn run(args: Args) -> Result<(), String> {
                 .chain(m.levels.iter().flat_map(|l| &l.timings))
         })
         .filter(|timing| timing.error.is_some())
-        .count();
+        .count()
+        + dynamo.as_ref().map_or(0, |figures| figures.failed);
     if args.quick && errors > 0 {
         return Err(format!("{errors} turns failed"));
     }

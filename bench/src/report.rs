@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::Measured;
+use crate::load::TurnTiming;
 use crate::mock_model::ModelScript;
 
 /// The p99 inter-chunk gap the goals allow.
@@ -36,6 +37,26 @@ pub fn rss_of(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The `q`-quantile of the added time to first token (first `text-delta` minus the mock's own
+/// time to first token) over the turns that streamed text.
+pub fn added_ttft_ms(timings: &[TurnTiming], script: &ModelScript, q: f64) -> Option<f64> {
+    let mut values: Vec<f64> = timings
+        .iter()
+        .filter(|t| t.error.is_none() && t.text_deltas > 0)
+        .map(|t| ms(t.first_text) - ms(script.first_token))
+        .collect();
+    quantile(&mut values, q)
+}
+
+/// The p99 of the gaps between `text-delta` chunks over all the turns.
+pub fn p99_gap_ms(timings: &[TurnTiming]) -> Option<f64> {
+    let mut gaps: Vec<f64> = timings
+        .iter()
+        .flat_map(|t| t.gaps.iter().map(|gap| ms(*gap)))
+        .collect();
+    quantile(&mut gaps, 0.99)
+}
+
 struct Row {
     label: String,
     values: Vec<Option<f64>>,
@@ -46,15 +67,7 @@ struct Row {
 
 fn figures(measured: &[Measured], script: &ModelScript) -> Vec<Row> {
     let mut rows = Vec::new();
-    let added_ttft = |m: &Measured, q: f64| {
-        let mut values: Vec<f64> = m
-            .sequential
-            .iter()
-            .filter(|t| t.error.is_none() && t.text_deltas > 0)
-            .map(|t| ms(t.first_text) - ms(script.first_token))
-            .collect();
-        quantile(&mut values, q)
-    };
+    let added_ttft = |m: &Measured, q: f64| added_ttft_ms(&m.sequential, script, q);
     rows.push(Row {
         label: "added time to first token, median".into(),
         values: measured.iter().map(|m| added_ttft(m, 0.5)).collect(),
@@ -112,20 +125,34 @@ fn figures(measured: &[Measured], script: &ModelScript) -> Vec<Row> {
             ratio: true,
         });
     }
+    if level_count > 1 {
+        let last = level_count - 1;
+        let concurrency = measured[0].levels[last].concurrency;
+        rows.push(Row {
+            label: format!(
+                "memory per stream at {concurrency} streams (peak RSS over the 1-level's)"
+            ),
+            values: measured
+                .iter()
+                .map(|m| {
+                    let streams = m.levels[last].concurrency - m.levels[0].concurrency;
+                    let grown = m.levels[last]
+                        .peak_rss_kib
+                        .saturating_sub(m.levels[0].peak_rss_kib);
+                    (streams > 0).then(|| grown as f64 / streams as f64)
+                })
+                .collect(),
+            unit: "KiB",
+            ratio: true,
+        });
+    }
     for index in 0..level_count {
         let concurrency = measured[0].levels[index].concurrency;
         rows.push(Row {
             label: format!("p99 inter-chunk gap, {concurrency} streams"),
             values: measured
                 .iter()
-                .map(|m| {
-                    let mut gaps: Vec<f64> = m.levels[index]
-                        .timings
-                        .iter()
-                        .flat_map(|t| t.gaps.iter().map(|gap| ms(*gap)))
-                        .collect();
-                    quantile(&mut gaps, 0.99)
-                })
+                .map(|m| p99_gap_ms(&m.levels[index].timings))
                 .collect(),
             unit: "ms",
             ratio: true,
@@ -141,14 +168,7 @@ fn figures(measured: &[Measured], script: &ModelScript) -> Vec<Row> {
             .map(|m| {
                 m.levels
                     .iter()
-                    .find(|level| {
-                        let mut gaps: Vec<f64> = level
-                            .timings
-                            .iter()
-                            .flat_map(|t| t.gaps.iter().map(|gap| ms(*gap)))
-                            .collect();
-                        quantile(&mut gaps, 0.99).is_some_and(|p99| p99 > ms(GAP_LIMIT))
-                    })
+                    .find(|level| p99_gap_ms(&level.timings).is_some_and(|p99| p99 > ms(GAP_LIMIT)))
                     .map(|level| level.concurrency as f64)
             })
             .collect(),
@@ -221,6 +241,90 @@ pub fn table(measured: &[Measured], script: &ModelScript) -> String {
     out
 }
 
+/// The DynamoDB phase's figures, held against the goal of at most 10 write units per 500-token
+/// turn.
+pub fn dynamo_table(figures: &crate::dynamodb::DynamoFigures) -> String {
+    let mut out = String::new();
+    let thousand = figures.per_thousand_tokens();
+    let tokens = figures.tokens_per_turn;
+    let goal_units = 10.0 * tokens as f64 / 500.0;
+    let _ = writeln!(out, "| figure | chatfn on DynamoDB Local | goal |");
+    let _ = writeln!(out, "|---|---|---|");
+    let rows: [(String, String, String); 8] = [
+        (
+            format!("write units per {tokens}-token turn"),
+            format!("{:.1}", figures.turn.write_units),
+            format!(
+                "≤ {goal_units:.0} ({})",
+                if figures.turn.write_units <= goal_units {
+                    "met".to_owned()
+                } else {
+                    format!("missed by {:.1}", figures.turn.write_units - goal_units)
+                }
+            ),
+        ),
+        (
+            format!("read units per {tokens}-token turn"),
+            format!("{:.1}", figures.turn.read_units),
+            String::new(),
+        ),
+        (
+            "write units per 1,000 tokens".into(),
+            format!("{:.1}", thousand.write_units),
+            String::new(),
+        ),
+        (
+            "read units per 1,000 tokens".into(),
+            format!("{:.1}", thousand.read_units),
+            String::new(),
+        ),
+        (
+            "of which every turn pays (a 1-token turn): write / read units".into(),
+            format!(
+                "{:.1} / {:.1}",
+                figures.fixed.write_units, figures.fixed.read_units
+            ),
+            String::new(),
+        ),
+        (
+            "DynamoDB calls per turn".into(),
+            figures.turn.calls.to_string(),
+            String::new(),
+        ),
+        (
+            "session start (once per chat): write / read units".into(),
+            format!(
+                "{:.1} / {:.1}",
+                figures.session.write_units, figures.session.read_units
+            ),
+            String::new(),
+        ),
+        (
+            "failed turns".into(),
+            figures.failed.to_string(),
+            String::new(),
+        ),
+    ];
+    for (label, value, goal) in rows {
+        let _ = writeln!(out, "| {label} | {value} | {goal} |");
+    }
+    let log = figures.turn.write_units - figures.fixed.write_units;
+    let _ = writeln!(
+        out,
+        "\nOf the {:.1} write units of a {tokens}-token turn, {:.1} are what a 1-token turn costs \
+         (its bookkeeping) and {log:.1} the output log of the other tokens.",
+        figures.turn.write_units, figures.fixed.write_units
+    );
+    let streamed = figures.tokens_streamed as f64 / figures.turns.max(1) as f64;
+    let _ = writeln!(
+        out,
+        "\n{} turns (one chat each), {tokens} tokens per reply ({streamed:.0} text deltas seen per \
+         turn by the client).",
+        figures.turns
+    );
+    out
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -241,13 +345,54 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}); load average before the run: {load}")
 }
 
-/// Writes docs/benchmarks.md: the method, the machine, and the table.
-pub fn write_docs(table: &str, script: &ModelScript, levels: &[usize]) -> std::io::Result<()> {
+/// Writes docs/benchmarks.md: the method, the machine, the tables and the plot's link.
+pub fn write_docs(
+    table: &str,
+    dynamo: Option<&str>,
+    script: &ModelScript,
+    levels: &[usize],
+    plotted: bool,
+) -> std::io::Result<()> {
+    let dynamo_section = match dynamo {
+        Some(dynamo) => format!(
+            "## On DynamoDB
+
+`chatfn-local --dynamodb <table>` (built with `--features dynamodb`) keeps everything in one
+DynamoDB table on DynamoDB Local, on a fresh table per run. Every store call asks for
+`ReturnConsumedCapacity`; the store's meter adds up what DynamoDB reports, and the server shows it
+at `GET /dev/store/capacity` (a dev route that exists only in that mode). The driver reads it
+before and after opening the chats (the session start) and after their turns have settled (the
+turn: its input, lease, history, output log, stored messages and state).
+DynamoDB Local rounds a transaction's items together where AWS rounds each item up to 1 KB on
+its own, so on AWS a transaction of small items costs up to one unit more per item.
+
+{dynamo}
+Where the units go. Every turn, however long, appends its input (a transaction: the head item's
+counter, the part id's claim, the record), takes the lease, reads the history and state, stores
+the user's message and the reply (transactions: counter, id index, message), saves the state and
+releases the lease (a transaction with the consumed mark): the 1-token row. The reply's output log
+adds one transaction per batch (the head's `out_next` guard and the batch item). The writer
+batches deltas and the markers around them for 800 ms (live readers are fed from memory at once;
+a reader in another process polls the log every 100 ms, so it lags by under a second) and writes
+tool calls, errors and the turn's end at once. A batch is packed (consecutive seqs, timestamp
+differences, record ids implied) and deflated, so 80 deltas take a few hundred bytes instead of
+12 KB. Each transaction costs at least two units, so the bookkeeping's transactions and one per
+batch set the floor.
+"
+        ),
+        None => String::new(),
+    };
+    let plot = if plotted {
+        "![p99 inter-chunk gap, added time to first token and peak memory against concurrent \
+         streams](benchmarks.png)\n\n"
+    } else {
+        ""
+    };
     let doc = format!(
         "# Benchmarks: chatfn and the Node AI SDK doing the same job
 
-Regenerated by `bash scripts/bench.sh` (which builds what it needs and runs
-`cargo run --release -p bench -- --write-docs`). Do not edit the figures by hand.
+Regenerated by `bash scripts/bench.sh` (which builds what it needs, starts DynamoDB Local and runs
+`target/release/bench --write-docs --dynamodb`). Do not edit the figures by hand.
 
 ## Method
 
@@ -278,11 +423,7 @@ with the server, as they would share the 2 cores of a small instance.
 ## Latest figures
 
 {table}
-## Not yet
-
-The DynamoDB figures (read and write units per turn and per 1,000 tokens) and a plot of latency
-and memory against concurrency are not produced by this command yet.
-",
+{plot}{dynamo_section}",
         tokens = script.tokens,
         interval = script.interval.as_millis(),
         first = script.first_token.as_millis(),

@@ -11,8 +11,12 @@ use tokio::process::{Child, Command};
 /// Which server a run measures.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// chatfn's local server binary, with its in-memory store.
-    Chatfn { binary: PathBuf },
+    /// chatfn's local server binary, with its in-memory store, or with `dynamodb` the DynamoDB
+    /// store on that table (at `AWS_ENDPOINT_URL_DYNAMODB`: DynamoDB Local).
+    Chatfn {
+        binary: PathBuf,
+        dynamodb: Option<String>,
+    },
     /// The Node baseline (`bench/baseline/server.mjs`).
     Baseline { script: PathBuf },
 }
@@ -45,10 +49,28 @@ impl Server {
     /// Starts `target` against the mock model at `model_url`, and waits until it serves.
     pub async fn start(target: &Target, model_url: &str) -> Result<Server, String> {
         let mut command = match target {
-            Target::Chatfn { binary } => {
+            Target::Chatfn { binary, dynamodb } => {
                 let mut command = Command::new(binary);
+                command.args(["--host", "127.0.0.1", "--port", "0"]);
+                match dynamodb {
+                    Some(table) => {
+                        command.args(["--dynamodb", table]);
+                        // DynamoDB Local takes any credentials and region; real ones win.
+                        for (name, value) in [
+                            ("AWS_REGION", "us-east-1"),
+                            ("AWS_ACCESS_KEY_ID", "local"),
+                            ("AWS_SECRET_ACCESS_KEY", "local"),
+                        ] {
+                            if std::env::var_os(name).is_none() {
+                                command.env(name, value);
+                            }
+                        }
+                    }
+                    None => {
+                        command.arg("--memory");
+                    }
+                }
                 command
-                    .args(["--host", "127.0.0.1", "--port", "0", "--memory"])
                     .env("CHATFN_SECRET_KEY", SECRET_KEY)
                     .env("CHATFN_MODEL_PROVIDER", "openai")
                     .env("CHATFN_MODEL_BASE_URL", model_url)

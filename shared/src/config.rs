@@ -41,7 +41,7 @@ pub enum ConfigError {
     MissingRegion,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// `None` when no key is configured; the local server then generates one.
     pub secret_keys: Option<SecretKeys>,
@@ -65,6 +65,51 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Tools whose calls wait for a person's approval.
     pub approval_tools: Vec<String>,
+}
+
+impl std::fmt::Debug for Config {
+    // A configuration gets printed when a host starts or fails to; the model's API key must not
+    // travel with it (the secret keys redact themselves). Destructured, so a new field cannot be
+    // added without deciding here whether it is a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Config {
+            secret_keys,
+            model_provider,
+            model,
+            model_base_url,
+            model_api_key,
+            aws_region,
+            system_prompt,
+            table_name,
+            oidc_issuer,
+            oidc_audience,
+            cors_origins,
+            token_ttl_seconds,
+            max_steps,
+            max_body_bytes,
+            approval_tools,
+        } = self;
+        f.debug_struct("Config")
+            .field("secret_keys", secret_keys)
+            .field("model_provider", model_provider)
+            .field("model", model)
+            .field("model_base_url", model_base_url)
+            .field(
+                "model_api_key",
+                &model_api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("aws_region", aws_region)
+            .field("system_prompt", system_prompt)
+            .field("table_name", table_name)
+            .field("oidc_issuer", oidc_issuer)
+            .field("oidc_audience", oidc_audience)
+            .field("cors_origins", cors_origins)
+            .field("token_ttl_seconds", token_ttl_seconds)
+            .field("max_steps", max_steps)
+            .field("max_body_bytes", max_body_bytes)
+            .field("approval_tools", approval_tools)
+            .finish()
+    }
 }
 
 impl Config {

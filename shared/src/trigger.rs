@@ -59,7 +59,8 @@ pub fn batch_event(records: &[OutputRecord], token: Option<&str>) -> String {
         .collect();
     let tail = records.last().map_or(
         Value::Null,
-        |last| json!({"seq_num": last.seq + 1, "timestamp": last.timestamp_ms}),
+        // Saturating: a record at u64::MAX has no next one, and must not overflow.
+        |last| json!({"seq_num": last.seq.saturating_add(1), "timestamp": last.timestamp_ms}),
     );
     let data = json!({"records": wire, "tail": tail});
     format!("event: batch\ndata: {data}\n\n")
@@ -162,6 +163,22 @@ mod tests {
         assert_eq!(parse_timeout_seconds(Some("0")), 1);
         assert_eq!(parse_timeout_seconds(Some("9999")), 600);
         assert_eq!(parse_timeout_seconds(Some("soon")), 60);
+    }
+
+    #[test]
+    fn the_tail_after_the_last_possible_seq_does_not_overflow() {
+        // Found by fuzzing: `seq + 1` overflowed for a record at u64::MAX.
+        let record = OutputRecord {
+            seq: u64::MAX,
+            timestamp_ms: 1,
+            body: OutputBody::Chunk {
+                record_id: "r".into(),
+                chunk: "{}".into(),
+            },
+        };
+        let batch = parse_batch(&batch_event(&[record], None));
+        assert_eq!(batch["records"][0]["seq_num"], u64::MAX);
+        assert_eq!(batch["tail"]["seq_num"], u64::MAX);
     }
 
     #[test]

@@ -55,6 +55,50 @@ struct Args {
     /// The built chat page (default: `web/dist` of this repository).
     #[arg(long, env = "CHATFN_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    /// Keep everything in this DynamoDB table (created if missing), with the AWS SDK's
+    /// configuration from the environment: `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB
+    /// Local. `GET /dev/store/capacity` then reports the capacity units used.
+    #[cfg(feature = "dynamodb")]
+    #[arg(long, value_name = "TABLE", conflicts_with = "memory")]
+    dynamodb: Option<String>,
+}
+
+/// The store the arguments ask for, and how to read its capacity units when it counts them.
+type ChosenStore = (
+    Arc<dyn Store>,
+    Option<Arc<dyn Fn() -> serde_json::Value + Send + Sync>>,
+);
+
+async fn open_store(args: &Args) -> Result<ChosenStore, String> {
+    #[cfg(feature = "dynamodb")]
+    if let Some(table) = &args.dynamodb {
+        use chatfn::store::dynamodb::DynamoStore;
+        tracing::info!(table, "store: DynamoDB");
+        let store = Arc::new(DynamoStore::from_env(table.clone()).await);
+        store
+            .create_table()
+            .await
+            .map_err(|e| format!("cannot create the DynamoDB table {table}: {e}"))?;
+        let meter = store.clone();
+        let capacity = move || {
+            let used = meter.capacity().snapshot();
+            serde_json::json!({
+                "readUnits": used.read_units,
+                "writeUnits": used.write_units,
+                "calls": used.calls,
+            })
+        };
+        return Ok((store, Some(Arc::new(capacity))));
+    }
+    if args.memory {
+        tracing::info!("store: in memory (nothing survives a restart)");
+        return Ok((Arc::new(MemoryStore::new()), None));
+    }
+    let path = args.data_dir.join("chatfn.sqlite3");
+    tracing::info!(path = %path.display(), "store: embedded SQLite");
+    let store =
+        SqliteStore::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    Ok((Arc::new(store), None))
 }
 
 /// Serves the agent `make_agent` builds (from the configuration and its model) on localhost,
@@ -104,16 +148,7 @@ async fn run(
     make_agent: impl FnOnce(&Config, Arc<dyn Model>) -> Agent,
 ) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    let store: Arc<dyn Store> = if args.memory {
-        tracing::info!("store: in memory (nothing survives a restart)");
-        Arc::new(MemoryStore::new())
-    } else {
-        let path = args.data_dir.join("chatfn.sqlite3");
-        tracing::info!(path = %path.display(), "store: embedded SQLite");
-        Arc::new(
-            SqliteStore::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?,
-        )
-    };
+    let (store, store_capacity) = open_store(&args).await?;
     let keys = match &config.secret_keys {
         Some(keys) => keys.clone(),
         None => local_secret_key(&args)?,
@@ -136,6 +171,7 @@ async fn run(
         offline: config.model_provider == ModelProvider::Offline,
         approval_tools: config.approval_tools.clone(),
         extra_hosts: vec![args.host.clone()],
+        store_capacity,
     };
     let app = App::new(HttpSettings::from_config(&config, keys), runner);
     if !is_loopback(&args.host) {

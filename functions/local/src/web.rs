@@ -9,6 +9,7 @@
 //! | `GET /dev/info` | `{model, offline, approvalTools}` |
 //! | `POST /dev/sessions` `{chatId}` | creates the chat's session (idempotent): `{publicAccessToken, chatId, model, offline, isCached}` |
 //! | `POST /dev/sessions/{chatId}/token` | a fresh token: `{publicAccessToken, expiresAt, chatId}` |
+//! | `GET /dev/store/capacity` | with `--dynamodb` only: `{readUnits, writeUnits, calls}` consumed so far |
 //!
 //! Anyone who reaches these routes gets tokens for any chat, as anyone who reaches a local dev
 //! server can: they answer only requests addressed to a loopback name (or the `--host` given), and
@@ -51,6 +52,9 @@ pub struct DevSettings {
     pub approval_tools: Vec<String>,
     /// Host names (without port) the dev routes answer to, besides the loopback names.
     pub extra_hosts: Vec<String>,
+    /// The store's capacity units consumed so far, when it counts them (DynamoDB): the
+    /// benchmarks read it before and after their turns.
+    pub store_capacity: Option<Arc<dyn Fn() -> Value + Send + Sync>>,
 }
 
 struct DevBackend {
@@ -75,10 +79,14 @@ pub fn local_router(core: Router, settings: DevSettings, web_dir: PathBuf) -> Ro
         core: core.clone(),
         settings,
     });
-    let dev_routes = Router::new()
+    let mut dev_routes = Router::new()
         .route("/dev/info", get(info))
         .route("/dev/sessions", post(create_session))
-        .route("/dev/sessions/{chat_id}/token", post(refresh_token))
+        .route("/dev/sessions/{chat_id}/token", post(refresh_token));
+    if dev.settings.store_capacity.is_some() {
+        dev_routes = dev_routes.route("/dev/store/capacity", get(store_capacity));
+    }
+    let dev_routes = dev_routes
         .route_layer(middleware::from_fn_with_state(dev.clone(), local_only))
         .with_state(dev.clone());
     page.merge(dev_routes).merge(core)
@@ -192,6 +200,18 @@ async fn info(State(dev): State<Arc<DevBackend>>) -> Response {
         })),
     )
         .into_response()
+}
+
+/// `GET /dev/store/capacity`: the capacity units the store consumed since the server started.
+async fn store_capacity(State(dev): State<Arc<DevBackend>>) -> Response {
+    match &dev.settings.store_capacity {
+        Some(capacity) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(capacity()),
+        )
+            .into_response(),
+        None => ApiError::not_found("this store does not count capacity").into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +334,7 @@ mod tests {
             offline: true,
             approval_tools: vec!["roll_dice".to_owned()],
             extra_hosts: Vec::new(),
+            store_capacity: None,
         };
         let agent = Agent::builder(Arc::new(OfflineModel::new())).build();
         let runner = TurnRunner::new(Arc::new(MemoryStore::new()), Arc::new(agent));

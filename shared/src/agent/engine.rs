@@ -399,9 +399,13 @@ async fn open_stream(
     chat_id: &str,
     request: ModelRequest,
 ) -> Result<crate::model::ModelStream, crate::model::ModelError> {
+    let idle = agent.model_idle_timeout();
     let mut attempt = 0;
     loop {
-        let error = match agent.model().stream(request.clone()).await {
+        let opened = crate::runtime::timeout(idle, agent.model().stream(request.clone()))
+            .await
+            .unwrap_or(Err(crate::model::ModelError::Idle(idle)));
+        let error = match opened.map(|stream| crate::model::idle_limited(stream, idle)) {
             Ok(mut stream) => match stream.next().await {
                 Some(Err(error)) if error.is_transient() && attempt < MODEL_RETRIES => error,
                 first => {

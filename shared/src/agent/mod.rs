@@ -83,6 +83,7 @@ pub struct Agent {
     approval_required: Vec<String>,
     hooks: Arc<dyn ChatHooks>,
     defer_timeout: std::time::Duration,
+    model_idle_timeout: std::time::Duration,
     /// Checks the client data of every turn against the agent's type for it.
     client_data: Option<ClientDataCheck>,
     compaction: Option<Compaction>,
@@ -97,6 +98,9 @@ impl Agent {
     pub const DEFAULT_MAX_STEPS: usize = 10;
     /// How long a turn waits for its deferred work unless the agent says otherwise.
     pub const DEFAULT_DEFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+    /// How long the model may send nothing (before its first token or between two events)
+    /// before the turn gives up on it, unless the agent says otherwise.
+    pub const DEFAULT_MODEL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
     pub fn builder(model: Arc<dyn Model>) -> AgentBuilder {
         AgentBuilder {
@@ -108,6 +112,7 @@ impl Agent {
                 approval_required: Vec::new(),
                 hooks: Arc::new(NoHooks),
                 defer_timeout: Self::DEFAULT_DEFER_TIMEOUT,
+                model_idle_timeout: Self::DEFAULT_MODEL_IDLE_TIMEOUT,
                 client_data: None,
                 compaction: None,
                 handler: None,
@@ -169,6 +174,11 @@ impl Agent {
     /// How long a turn waits for the work its hooks and tools deferred.
     pub fn defer_timeout(&self) -> std::time::Duration {
         self.defer_timeout
+    }
+
+    /// How long the model may send nothing before the turn gives up on it.
+    pub fn model_idle_timeout(&self) -> std::time::Duration {
+        self.model_idle_timeout
     }
 
     /// Whether this call of `tool` waits for a person's approval before it runs.
@@ -253,6 +263,14 @@ impl AgentBuilder {
     /// locked while the turn waits.
     pub fn defer_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.agent.defer_timeout = timeout;
+        self
+    }
+
+    /// How long the model may send nothing, before its first event or between two, before the
+    /// turn ends with an error chunk saying so (a call that has sent nothing yet is retried
+    /// first). Two minutes by default: long enough for a model that thinks before it speaks.
+    pub fn model_idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.agent.model_idle_timeout = timeout;
         self
     }
 

@@ -1,6 +1,7 @@
 //! The environment's secret keys. Several may be live during a rotation: the first signs, all
 //! verify.
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 #[derive(Clone)]
@@ -54,11 +55,16 @@ impl SecretKeys {
         &self.keys
     }
 
-    /// Whether `candidate` is one of the live keys, in time independent of where they differ.
+    /// Whether `candidate` is one of the live keys, in time independent of where they differ and
+    /// of the keys' lengths: digests are compared, and a comparison of unequal lengths would
+    /// return early.
     pub fn matches(&self, candidate: &str) -> bool {
+        let candidate = Sha256::digest(candidate.as_bytes());
         let mut found = subtle::Choice::from(0);
         for key in &self.keys {
-            found |= key.as_bytes().ct_eq(candidate.as_bytes());
+            found |= Sha256::digest(key.as_bytes())
+                .as_slice()
+                .ct_eq(candidate.as_slice());
         }
         found.into()
     }

@@ -87,7 +87,8 @@ impl SessionToken {
             public: true,
             scopes,
             iat: now_seconds,
-            exp: now_seconds + ttl_seconds,
+            // A lifetime to the end of time is the caller's to ask for; it must not overflow.
+            exp: now_seconds.saturating_add(ttl_seconds),
             nbf: None,
         };
         // The protected header is exactly `{"alg":"HS256"}`, as the Trigger SDK writes it.
@@ -109,13 +110,20 @@ impl SessionToken {
         now_seconds: u64,
     ) -> Result<SessionClaims, TokenError> {
         let claims = Self::decode(token, keys)?;
-        if claims.exp + Self::LEEWAY_SECONDS <= now_seconds {
+        // Checked: a validly signed `exp` near `u64::MAX` must not overflow; past it, the token
+        // cannot have expired.
+        if claims
+            .exp
+            .checked_add(Self::LEEWAY_SECONDS)
+            .is_some_and(|end| end <= now_seconds)
+        {
             return Err(TokenError::Expired);
         }
-        if claims
-            .nbf
-            .is_some_and(|nbf| nbf > now_seconds + Self::LEEWAY_SECONDS)
-        {
+        if claims.nbf.is_some_and(|nbf| {
+            now_seconds
+                .checked_add(Self::LEEWAY_SECONDS)
+                .is_some_and(|latest| nbf > latest)
+        }) {
             return Err(TokenError::NotYetValid);
         }
         if !claims.allows(access, chat_id) {
@@ -215,6 +223,38 @@ mod tests {
     }
 
     #[test]
+    fn times_at_the_edge_of_u64_do_not_overflow() {
+        // Found by fuzzing: `exp + leeway` wrapped, so a token valid forever read as expired
+        // (and a debug build panicked).
+        let forever = format!(
+            r#"{{"scopes":["read:sessions:c"],"iat":{NOW},"exp":{}}}"#,
+            u64::MAX
+        );
+        let token = hs256(r#"{"alg":"HS256"}"#, &forever, b"tr_dev_secret");
+        SessionToken::verify(&token, &keys(), "c", Access::Read, NOW).expect("valid");
+        let late = format!(
+            r#"{{"scopes":["read:sessions:c"],"iat":0,"exp":{},"nbf":{}}}"#,
+            u64::MAX,
+            u64::MAX
+        );
+        let token = hs256(r#"{"alg":"HS256"}"#, &late, b"tr_dev_secret");
+        assert_eq!(
+            SessionToken::verify(&token, &keys(), "c", Access::Read, u64::MAX - 1),
+            Ok(SessionClaims {
+                sub: String::new(),
+                public: false,
+                scopes: vec!["read:sessions:c".into()],
+                iat: 0,
+                exp: u64::MAX,
+                nbf: Some(u64::MAX),
+            })
+        );
+        let minted = SessionToken::mint(&keys(), "env", "c", NOW, u64::MAX);
+        let claims = SessionToken::verify(&minted, &keys(), "c", Access::Read, NOW).expect("valid");
+        assert_eq!(claims.exp, u64::MAX);
+    }
+
+    #[test]
     fn forged_tokens_are_rejected() {
         let payload = format!(
             r#"{{"scopes":["read:sessions:c"],"iat":{NOW},"exp":{}}}"#,
@@ -250,6 +290,34 @@ mod tests {
                 "{token}"
             );
         }
+    }
+
+    #[test]
+    fn times_at_the_end_of_u64_neither_overflow_nor_flip() {
+        let payload = |exp: u64, nbf: u64| {
+            format!(r#"{{"scopes":["read:sessions:c"],"iat":0,"exp":{exp},"nbf":{nbf}}}"#)
+        };
+        let forever = hs256(
+            r#"{"alg":"HS256"}"#,
+            &payload(u64::MAX, 0),
+            b"tr_dev_secret",
+        );
+        for now in [0, NOW, u64::MAX - 5, u64::MAX] {
+            assert!(
+                SessionToken::verify(&forever, &keys(), "c", Access::Read, now).is_ok(),
+                "{now}"
+            );
+        }
+        let late = hs256(
+            r#"{"alg":"HS256"}"#,
+            &payload(u64::MAX, u64::MAX),
+            b"tr_dev_secret",
+        );
+        assert_eq!(
+            SessionToken::verify(&late, &keys(), "c", Access::Read, NOW),
+            Err(TokenError::NotYetValid)
+        );
+        assert!(SessionToken::verify(&late, &keys(), "c", Access::Read, u64::MAX - 5).is_ok());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::App;
-use super::extract::{bearer, parse_json, read_body, require_token, validate_chat_id};
+use super::extract::{
+    ApiPath, bearer, parse_json, read_body, require_token, validate_chat_id, validate_path_chat_id,
+};
 use super::stream::{ui_message_events, ui_message_response, with_keepalive};
 use crate::auth::Access;
 use crate::error::ApiError;
@@ -87,13 +89,46 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
     };
     let part_id = uuid::Uuid::new_v4().to_string();
     let appended = runner.record_input(&chat_id, &part_id, &input).await?;
-    let (started, task) = runner.start(&chat_id, appended.seq, payload).await?;
+    let (started, task) = match runner.start(&chat_id, appended.seq, payload).await {
+        Ok(started) => started,
+        Err(crate::turn::TurnError::InProgress) => {
+            // The message is recorded, and the turn that just ended claimed it as the chat's
+            // next (it answers what arrived while it ran): follow that turn.
+            return follow_turn_answering(&app, &chat_id, appended.seq).await;
+        }
+        Err(error) => return Err(error.into()),
+    };
     crate::runtime::spawn_turn(task);
     let records = started
         .live
         .clone()
         .follow(started.live.first_seq().checked_sub(1));
     Ok(stream_response(&app, records, &started.message_id))
+}
+
+/// The stream of the running turn if it answers input `input_seq`; a 409 if another turn holds
+/// the chat (the message then waits its turn in the input log, and is answered after that one).
+async fn follow_turn_answering(
+    app: &App,
+    chat_id: &str,
+    input_seq: u64,
+) -> Result<Response, ApiError> {
+    let runner = app.runner();
+    let lease = runner.store().lease(chat_id).await?;
+    if lease.is_none_or(|lease| lease.input_seq != Some(input_seq)) {
+        return Err(ApiError::turn_in_progress());
+    }
+    match runner.running_turn(chat_id).await? {
+        Some(TurnSource::Live(live)) => {
+            let after = live.first_seq().checked_sub(1);
+            Ok(stream_response(app, live.follow(after), ""))
+        }
+        Some(TurnSource::Log { first_seq }) => {
+            let records = runner.follow_log(chat_id, first_seq.checked_sub(1));
+            Ok(stream_response(app, records, ""))
+        }
+        None => Err(ApiError::turn_in_progress()),
+    }
 }
 
 fn stream_response(
@@ -109,8 +144,7 @@ fn stream_response(
 }
 
 fn checked_chat_id(chat_id: &str) -> Result<(), ApiError> {
-    validate_chat_id(chat_id)
-        .map_err(|_| ApiError::not_found(format!("no chat session `{chat_id}`")))
+    validate_path_chat_id(chat_id)
 }
 
 /// `GET /api/chat/{chatId}/stream`: the reply in flight from its `start`, then live; 204 when
@@ -118,7 +152,7 @@ fn checked_chat_id(chat_id: &str) -> Result<(), ApiError> {
 pub async fn resume(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(chat_id): Path<String>,
+    ApiPath(chat_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     checked_chat_id(&chat_id)?;
     require_token(&app, &headers, &chat_id, Access::Read)?;
@@ -144,7 +178,7 @@ pub async fn resume(
 pub async fn stop(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(chat_id): Path<String>,
+    ApiPath(chat_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     checked_chat_id(&chat_id)?;
     require_token(&app, &headers, &chat_id, Access::Write)?;
@@ -167,7 +201,7 @@ pub async fn stop(
 pub async fn messages(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(chat_id): Path<String>,
+    ApiPath(chat_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     checked_chat_id(&chat_id)?;
     require_token(&app, &headers, &chat_id, Access::Read)?;

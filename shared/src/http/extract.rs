@@ -1,7 +1,8 @@
 //! Request parsing that fails with the one JSON error type.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
@@ -23,6 +24,45 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A path's parameters. A segment that is not UTF-8 once percent-decoded names no chat: a JSON
+/// 404 instead of axum's plain-text rejection.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection| {
+                ApiError::not_found(format!(
+                    "no chat session at this path: {}",
+                    rejection.body_text()
+                ))
+            })
+    }
+}
+
+/// A query string, with axum's plain-text rejection as a JSON 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| {
+                ApiError::bad_request(format!(
+                    "the query string is not valid: {}",
+                    rejection.body_text()
+                ))
+            })
+    }
+}
+
 /// The body's bytes, with the size limit as a JSON 413.
 pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, state)
@@ -41,7 +81,15 @@ pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<By
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|error| {
+    // Checked whole: the parser checks only the strings it keeps, and would pass bytes that are
+    // not UTF-8 in the fields it skips.
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        ApiError::bad_request(format!(
+            "the body is not valid JSON: it is not UTF-8 ({error})"
+        ))
+    })?;
+    check_depth(bytes)?;
+    serde_json::from_str(text).map_err(|error| {
         use serde_json::error::Category;
         match error.classify() {
             Category::Data => ApiError::invalid(format!("invalid request: {error}")),
@@ -50,6 +98,44 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
         }
     })
+}
+
+/// The deepest nesting a body may have. The parser stops at 128 levels in the values it keeps but
+/// skips ignored fields at any depth; and a stored input wraps a body's values a few levels
+/// deeper, so it must stay under the parser's limit when read back.
+const MAX_JSON_DEPTH: usize = 100;
+
+/// Refuses bodies nested deeper than [`MAX_JSON_DEPTH`], counting brackets outside strings. A
+/// body that is not JSON at all is left to the parser to explain.
+fn check_depth(bytes: &[u8]) -> Result<(), ApiError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ApiError::bad_request(format!(
+                        "the body nests deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The bearer credential of the request, if any.
@@ -138,20 +224,32 @@ pub fn require_token(
     .map_err(ApiError::from)
 }
 
-/// Chat ids travel in paths, headers and store keys: keep them to a safe alphabet.
+const CHAT_ID_RULE: &str =
+    "a chat id is 1 to 256 characters of letters, digits and - _ . : @, and not `.` or `..`";
+
+/// Chat ids travel in paths, headers and store keys: keep them to a safe alphabet. `.` and `..`
+/// are in it but not allowed alone: clients and proxies resolve them as path segments, so such a
+/// chat's routes would reach another path.
 pub fn validate_chat_id(chat_id: &str) -> Result<(), ApiError> {
     let valid = !chat_id.is_empty()
         && chat_id.len() <= 256
+        && chat_id != "."
+        && chat_id != ".."
         && chat_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'));
     if valid {
         Ok(())
     } else {
-        Err(ApiError::invalid(
-            "a chat id is 1 to 256 characters of letters, digits and - _ . : @",
-        ))
+        Err(ApiError::invalid(CHAT_ID_RULE))
     }
+}
+
+/// A chat id from a path: an invalid one names no chat (404). The id is not echoed: it may be
+/// kilobytes long or made of control characters.
+pub fn validate_path_chat_id(chat_id: &str) -> Result<(), ApiError> {
+    validate_chat_id(chat_id)
+        .map_err(|_| ApiError::not_found(format!("no chat session with that id: {CHAT_ID_RULE}")))
 }
 
 #[cfg(test)]
@@ -175,9 +273,28 @@ mod tests {
         for good in ["chat-basic", "c1", "user@x:chat_2.3", &"a".repeat(256)] {
             assert!(validate_chat_id(good).is_ok(), "{good}");
         }
-        for bad in ["", "a/b", "a b", "x\r\ny", "../etc", "é", &"a".repeat(257)] {
+        for bad in [
+            "",
+            "a/b",
+            "a b",
+            "x\r\ny",
+            "../etc",
+            "é",
+            ".",
+            "..",
+            &"a".repeat(257),
+        ] {
             assert!(validate_chat_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn depth_is_counted_outside_strings_only() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(check_depth(deep(MAX_JSON_DEPTH).as_bytes()).is_ok());
+        assert!(check_depth(deep(MAX_JSON_DEPTH + 1).as_bytes()).is_err());
+        let quoted = format!(r#"{{"text": "{}\" {}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(check_depth(quoted.as_bytes()).is_ok(), "{quoted}");
     }
 
     #[test]

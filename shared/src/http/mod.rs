@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::turn::TurnRunner;
 
 pub use addressing::{addressed_chat, chat_in_body};
-pub use extract::{ApiJson, validate_chat_id};
+pub use extract::{ApiJson, bearer, validate_chat_id};
 
 /// The settings of the HTTP application.
 #[derive(Clone)]

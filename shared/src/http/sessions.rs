@@ -3,14 +3,17 @@
 //! so both wires share them.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::App;
-use super::extract::{ApiJson, Caller, authenticate_caller, require_secret_key, validate_chat_id};
-use crate::auth::SessionToken;
+use super::extract::{
+    ApiJson, ApiPath, Caller, authenticate_caller, require_secret_key, validate_chat_id,
+    validate_path_chat_id,
+};
+use crate::auth::{Access, SessionClaims, SessionToken, scope};
 use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::store::{Session, SessionCreate};
@@ -126,12 +129,21 @@ fn validate_trigger_config(config: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z): formatting a later time
+/// fails, and a stored session with one could never be shown again.
+const LAST_WRITABLE_MS: u64 = 253_402_300_799_999;
+
 /// An ISO 8601 string or epoch milliseconds.
 fn parse_time(value: &Value) -> Result<u64, ApiError> {
     match value {
         Value::Number(n) => n
             .as_u64()
-            .ok_or_else(|| ApiError::invalid("`expiresAt` must be a positive time")),
+            .ok_or_else(|| ApiError::invalid("`expiresAt` must be a positive time"))
+            .and_then(|ms| {
+                (ms <= LAST_WRITABLE_MS)
+                    .then_some(ms)
+                    .ok_or_else(|| ApiError::invalid("`expiresAt` must be before the year 10000"))
+            }),
         Value::String(text) => humantime::parse_rfc3339_weak(text)
             .ok()
             .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
@@ -143,8 +155,14 @@ fn parse_time(value: &Value) -> Result<u64, ApiError> {
     }
 }
 
+/// Clamped: a time past the year 9999 (a session stored before such times were refused, or a
+/// token lifetime configured as forever) shows as the last writable one instead of failing.
+fn iso(ms: u64) -> String {
+    iso8601(ms.min(LAST_WRITABLE_MS))
+}
+
 fn time_or_null(ms: Option<u64>) -> Value {
-    ms.map_or(Value::Null, |ms| Value::String(iso8601(ms)))
+    ms.map_or(Value::Null, |ms| Value::String(iso(ms)))
 }
 
 /// The session as the Trigger SDK reads it.
@@ -161,8 +179,8 @@ pub fn session_json(session: &Session) -> Value {
         "closedAt": time_or_null(session.closed_at_ms),
         "closedReason": session.closed_reason,
         "expiresAt": time_or_null(session.expires_at_ms),
-        "createdAt": iso8601(session.created_at_ms),
-        "updatedAt": iso8601(session.updated_at_ms),
+        "createdAt": iso(session.created_at_ms),
+        "updatedAt": iso(session.updated_at_ms),
     })
 }
 
@@ -191,12 +209,30 @@ fn mint(app: &App, chat_id: &str) -> (String, u64) {
         now,
         settings.token_ttl_seconds,
     );
-    (token, (now + settings.token_ttl_seconds) * 1000)
+    let expires_s = now.saturating_add(settings.token_ttl_seconds);
+    (token, expires_s.saturating_mul(1000))
 }
 
-/// A fresh read/write token for one chat.
-pub fn mint_scoped(app: &App, chat_id: &str) -> String {
-    mint(app, chat_id).0
+/// A fresh token for one chat, for a reader to continue with: read/write for the holder of the
+/// secret key, else exactly the access to this chat that `claims` grant, so a read-only token
+/// never comes back read-write.
+pub fn refreshed_token(app: &App, chat_id: &str, claims: Option<&SessionClaims>) -> String {
+    let Some(claims) = claims else {
+        return mint(app, chat_id).0;
+    };
+    let scopes = [Access::Read, Access::Write]
+        .into_iter()
+        .filter(|access| claims.allows(*access, chat_id))
+        .map(|access| scope(access, chat_id))
+        .collect();
+    let settings = app.settings();
+    SessionToken::mint_with_scopes(
+        &settings.secret_keys,
+        &settings.token_subject,
+        scopes,
+        now_ms() / 1000,
+        settings.token_ttl_seconds,
+    )
 }
 
 /// `POST /api/v1/sessions`: idempotent on the chat id; 201 on create, 200 with `isCached` after.
@@ -230,17 +266,16 @@ pub async fn create(
 pub async fn refresh_token(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(chat_id): Path<String>,
+    ApiPath(chat_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = authenticate_caller(&app, &headers).await?;
-    validate_chat_id(&chat_id)
-        .map_err(|_| ApiError::not_found(format!("no chat session `{chat_id}`")))?;
+    validate_path_chat_id(&chat_id)?;
     let session = app.runner().open_session(&chat_id).await?;
     check_owner(&caller, &session)?;
     let (token, expires_ms) = mint(&app, &chat_id);
     Ok(Json(json!({
         "publicAccessToken": token,
-        "expiresAt": iso8601(expires_ms),
+        "expiresAt": iso(expires_ms),
     })))
 }
 
@@ -295,7 +330,7 @@ pub async fn public_token(
             .as_u64()
             .ok_or_else(|| ApiError::invalid("`expirationTime` must be a positive time"))?,
         Some(Value::String(text)) => match humantime::parse_duration(text.trim()) {
-            Ok(duration) => now + duration.as_secs(),
+            Ok(duration) => now.saturating_add(duration.as_secs()),
             Err(_) => parse_time(&Value::String(text.clone()))? / 1000,
         },
         Some(_) => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -15,9 +15,12 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::App;
-use super::extract::{bearer, parse_json, read_body, require_secret_key, require_token};
-use super::sessions::{mint_scoped, session_json};
-use crate::auth::Access;
+use super::extract::{
+    ApiPath, ApiQuery, bearer, parse_json, read_body, require_secret_key, require_token,
+    validate_path_chat_id,
+};
+use super::sessions::{refreshed_token, session_json};
+use crate::auth::{Access, SessionClaims};
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::store::{OutputRecord, Session};
@@ -40,28 +43,47 @@ pub async fn resolve_session(app: &App, id: &str) -> Result<Session, ApiError> {
     let session = if id.starts_with("session_") {
         store.session_by_id(id).await?
     } else {
-        super::extract::validate_chat_id(id)
-            .map_err(|_| ApiError::not_found(format!("no chat session `{id}`")))?;
+        validate_path_chat_id(id)?;
         store.session(id).await?
     };
     session.ok_or_else(|| ApiError::not_found(format!("no chat session `{id}`")))
 }
 
-/// `POST /realtime/v1/sessions/{id}/in/append`: records one `ChatInputChunk`.
-pub async fn append(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Result<Json<Value>, ApiError> {
-    let headers = request.headers().clone();
-    if bearer(&headers).is_none() {
+/// Resolves `{id}` for a caller whose credential grants `access` on its chat. A chat id is
+/// checked against the credential before it is looked up, so a caller without a token for a chat
+/// cannot learn whether it exists (401/403, never 404); a `session_…` id is random, and is looked
+/// up first because only the session says which chat it is.
+async fn authorized_session(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    access: Access,
+) -> Result<(Session, Option<SessionClaims>), ApiError> {
+    if bearer(headers).is_none() {
         return Err(ApiError::unauthorized(
             "send the chat's session token as `Authorization: Bearer …`",
         ));
     }
-    let session = resolve_session(&app, &id).await?;
+    if id.starts_with("session_") {
+        let session = resolve_session(app, id).await?;
+        let claims = require_token(app, headers, &session.chat_id, access)?;
+        return Ok((session, claims));
+    }
+    validate_path_chat_id(id)?;
+    let claims = require_token(app, headers, id, access)?;
+    Ok((resolve_session(app, id).await?, claims))
+}
+
+/// `POST /realtime/v1/sessions/{id}/in/append`: records one `ChatInputChunk`.
+pub async fn append(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
+    let (session, claims) = authorized_session(&app, &headers, &id, Access::Write).await?;
     let chat_id = session.chat_id.clone();
-    let headless = require_token(&app, &headers, &chat_id, Access::Write)?.is_none();
+    let headless = claims.is_none();
     if session.is_closed() {
         return Err(ApiError::session_closed(session.closed_reason.as_deref()));
     }
@@ -131,17 +153,16 @@ impl ReadOptions {
 /// client's cursor, running the next unanswered turn if nobody is.
 pub async fn read(
     State(app): State<App>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let session = resolve_session(&app, &id).await?;
+    let (session, claims) = authorized_session(&app, &headers, &id, Access::Read).await?;
     let chat_id = session.chat_id.clone();
-    require_token(&app, &headers, &chat_id, Access::Read)?;
     let options = ReadOptions::from_headers(&headers);
     let runner = app.runner().clone();
     let settled = options.peek_settled && is_settled(&runner, &chat_id).await?;
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
-    let token = mint_scoped(&app, &chat_id);
+    let token = refreshed_token(&app, &chat_id, claims.as_ref());
     crate::runtime::spawn_detached(produce(runner, chat_id, options, settled, token, sender));
     let body =
         Body::from_stream(tokio_stream_from(receiver).map(Ok::<_, std::convert::Infallible>));
@@ -306,11 +327,10 @@ impl Reader {
 /// `HEAD /realtime/v1/sessions/{id}/out`: whether the stream exists, and its last index.
 pub async fn head(
     State(app): State<App>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let session = resolve_session(&app, &id).await?;
-    require_token(&app, &headers, &session.chat_id, Access::Read)?;
+    let (session, _) = authorized_session(&app, &headers, &id, Access::Read).await?;
     let last = app
         .runner()
         .store()
@@ -335,13 +355,12 @@ pub struct RecordsQuery {
 /// `GET /realtime/v1/sessions/{id}/{in|out}/records?afterEventId=N`: records as JSON.
 pub async fn records(
     State(app): State<App>,
-    Path((id, io)): Path<(String, String)>,
-    Query(query): Query<RecordsQuery>,
+    ApiPath((id, io)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<RecordsQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = resolve_session(&app, &id).await?;
+    let (session, _) = authorized_session(&app, &headers, &id, Access::Read).await?;
     let chat_id = session.chat_id;
-    require_token(&app, &headers, &chat_id, Access::Read)?;
     let after = parse_last_event_id(query.after_event_id.as_deref());
     let store = app.runner().store();
     let records: Vec<Value> = match io.as_str() {
@@ -381,11 +400,10 @@ pub async fn records(
 /// `GET /api/v1/sessions/{id}`: the session (secret key, or a token of the chat).
 pub async fn get_session(
     State(app): State<App>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let session = resolve_session(&app, &id).await?;
-    require_token(&app, &headers, &session.chat_id, Access::Read)?;
+    let (session, _) = authorized_session(&app, &headers, &id, Access::Read).await?;
     Ok(Json(session_json(&session)))
 }
 
@@ -398,7 +416,7 @@ pub struct CloseRequest {
 /// `POST /api/v1/sessions/{id}/close`: closes the chat for good (idempotent; secret key).
 pub async fn close_session(
     State(app): State<App>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let headers = request.headers().clone();

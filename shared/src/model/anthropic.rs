@@ -328,12 +328,23 @@ impl EventDecoder for MessagesDecoder {
 }
 
 /// A model behind Anthropic's Messages API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Anthropic {
     base_url: String,
     api_key: String,
     model: String,
     client: reqwest::Client,
+}
+
+/// Never the key: clients end up in logs and panics.
+impl std::fmt::Debug for Anthropic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anthropic")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Anthropic {

@@ -229,6 +229,13 @@ pub enum ModelError {
     /// No credentials to sign the call with (AWS): a setup problem, not worth a retry.
     #[error("{0}")]
     Credentials(String),
+    /// The provider sent nothing for this long: it hangs, and the turn must not hang with it.
+    #[error("the model provider sent nothing for {}", seconds(.0))]
+    Idle(std::time::Duration),
+}
+
+fn seconds(duration: &std::time::Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
 }
 
 impl ModelError {
@@ -238,7 +245,7 @@ impl ModelError {
             ModelError::Provider { status, .. } => {
                 *status == 429 || *status == 408 || *status >= 500
             }
-            ModelError::Transport(_) => true,
+            ModelError::Transport(_) | ModelError::Idle(_) => true,
             ModelError::Protocol(_) | ModelError::Stream(_) | ModelError::Credentials(_) => false,
         }
     }
@@ -247,6 +254,20 @@ impl ModelError {
 /// The events of one model call. `Send` on every host: in the Worker, whose JavaScript futures
 /// are not, providers wrap them ([`crate::runtime::SingleThreaded`]).
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>> + Send>>;
+
+/// Ends `stream` with [`ModelError::Idle`] when it yields nothing for `limit`. A provider that
+/// hangs would otherwise keep the turn, and the chat's lease, alive for as long as the host lets it.
+pub fn idle_limited(stream: ModelStream, limit: std::time::Duration) -> ModelStream {
+    let limited = futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match crate::runtime::timeout(limit, futures::StreamExt::next(&mut stream)).await {
+            Ok(Some(item)) => Some((item, Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((Err(ModelError::Idle(limit)), None)),
+        }
+    });
+    Box::pin(crate::runtime::sendable_stream(limited))
+}
 
 /// A language model that streams its reply.
 #[async_trait]

@@ -754,7 +754,7 @@ impl EventDecoder for ChatCompletionsDecoder {
 // Provider
 
 /// A model behind an OpenAI-compatible `/chat/completions` endpoint.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OpenAiCompatible {
     /// Without a trailing slash.
     base_url: String,
@@ -763,6 +763,18 @@ pub struct OpenAiCompatible {
     provider: String,
     max_tokens_param: MaxTokensParam,
     client: reqwest::Client,
+}
+
+/// Names the key's presence, never the key: clients end up in logs and panics.
+impl std::fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OpenAiCompatible {

@@ -190,18 +190,12 @@ impl TurnRunner {
         error: &TurnError,
     ) {
         let live = Arc::new(LiveTurn::new(chat_id, lease.first_seq));
-        let mut writer = OutputWriter::new(
-            self.store.clone(),
-            lease.holder.clone(),
-            live,
-            self.settings,
-            None,
-        );
+        let mut writer = OutputWriter::new(self.store.clone(), live, self.settings, None);
         let chunk = UIMessageChunk::Error {
             error_text: error.to_string(),
         };
         let written = match crate::agent::ChunkSink::emit(&mut writer, &chunk).await {
-            Ok(()) => writer.complete(Some(input_seq)).await,
+            Ok(()) => writer.complete(Some(input_seq)).await.map(drop),
             Err(closed) => Err(closed),
         };
         if let Err(closed) = written {
@@ -280,7 +274,7 @@ impl TurnRunner {
                     lease,
                     expired: Some(expired),
                 } => {
-                    self.recover(chat_id, &lease, &expired).await?;
+                    self.recover(chat_id, &expired).await?;
                     self.store
                         .release_lease(chat_id, &lease.holder, expired.input_seq)
                         .await?;
@@ -439,14 +433,15 @@ impl TurnRunner {
             info,
         } = prepared;
         let chat_id = live.chat_id().to_owned();
-        let stop_after = self.last_input_seq(&chat_id, lease.input_seq).await;
-        let mut writer = OutputWriter::new(
+        let heartbeat = super::heartbeat::LeaseHeartbeat::start(
             self.store.clone(),
+            chat_id.clone(),
             lease.holder.clone(),
-            live.clone(),
-            self.settings,
-            stop_after,
+            self.settings.lease_ttl_ms,
         );
+        let stop_after = self.last_input_seq(&chat_id, lease.input_seq).await;
+        let mut writer =
+            OutputWriter::new(self.store.clone(), live.clone(), self.settings, stop_after);
         let record = match self.store.state(&chat_id).await {
             Ok(value) => ChatRecord::decode(value),
             Err(error) => {
@@ -535,6 +530,7 @@ impl TurnRunner {
             output_tokens = outcome.usage.output_tokens,
             "turn finished"
         );
+        drop(heartbeat);
         if writer.lease_lost() {
             // Someone recovered this chat while we stalled; the turn is theirs to close.
             live.finish();
@@ -587,14 +583,22 @@ impl TurnRunner {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        writer
+        let closing = writer
             .complete(lease.input_seq)
             .await
             .map_err(|e| e.to_string())?;
-        self.store
+        let released = match self
+            .store
             .release_lease(chat_id, &lease.holder, lease.input_seq)
             .await
-            .map_err(|e| e.to_string())
+        {
+            // The turn-complete is written, so nobody took the turn over: an earlier attempt
+            // of this release landed and its answer was lost (the store retried it).
+            Err(StoreError::LeaseLost) => Ok(()),
+            released => released.map_err(|e| e.to_string()),
+        };
+        writer.announce(closing);
+        released
     }
 
     async fn last_input_seq(&self, chat_id: &str, after: Option<u64>) -> Option<u64> {
@@ -609,12 +613,7 @@ impl TurnRunner {
 
     /// Closes a turn whose executor died: folds what it wrote, ends the open parts, marks it
     /// aborted, keeps the partial reply and writes its turn-complete.
-    async fn recover(
-        &self,
-        chat_id: &str,
-        lease: &TurnLease,
-        expired: &TurnLease,
-    ) -> Result<(), TurnError> {
+    async fn recover(&self, chat_id: &str, expired: &TurnLease) -> Result<(), TurnError> {
         tracing::warn!(chat = %chat_id, first_seq = expired.first_seq, "recovering an interrupted turn");
         let records = self
             .read_log(chat_id, expired.first_seq.checked_sub(1))
@@ -649,13 +648,7 @@ impl TurnRunner {
             }
         }
         let live = Arc::new(LiveTurn::new(chat_id, self.next_output_seq(chat_id).await?));
-        let mut writer = OutputWriter::new(
-            self.store.clone(),
-            lease.holder.clone(),
-            live,
-            self.settings,
-            None,
-        );
+        let mut writer = OutputWriter::new(self.store.clone(), live, self.settings, None);
         if let Some(fold) = fold.as_mut() {
             let mut closing = fold.closing_chunks();
             if !fold.is_aborted() && fold.finish_reason().is_none() {

@@ -17,7 +17,10 @@ use crate::ui::UIMessageChunk;
 /// How the writer batches and how often it does its chores.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterSettings {
-    /// Write at least this often while deltas stream.
+    /// Write at least this often while deltas stream. Live readers get every chunk from memory
+    /// at once; this bounds how far a reader in another process (which polls the log every
+    /// 100 ms) lags behind: under a second. Each write costs the store a request (on DynamoDB a
+    /// transaction, so write units), so fewer, larger batches are much cheaper.
     pub flush_interval_ms: u64,
     /// Write when this many records wait.
     pub max_batch: usize,
@@ -29,8 +32,8 @@ pub struct WriterSettings {
 impl Default for WriterSettings {
     fn default() -> Self {
         WriterSettings {
-            flush_interval_ms: 100,
-            max_batch: 64,
+            flush_interval_ms: 800,
+            max_batch: 256,
             lease_ttl_ms: 30_000,
             stop_poll_interval_ms: 500,
         }
@@ -40,13 +43,11 @@ impl Default for WriterSettings {
 pub struct OutputWriter {
     store: Arc<dyn Store>,
     chat_id: String,
-    holder: String,
     live: Arc<LiveTurn>,
     settings: WriterSettings,
     next_seq: u64,
     pending: Vec<OutputRecord>,
     last_flush_ms: u64,
-    last_renew_ms: u64,
     last_stop_poll_ms: u64,
     /// Stops in the input log after this sequence number are meant for this turn.
     stop_after_input: Option<u64>,
@@ -56,7 +57,6 @@ pub struct OutputWriter {
 impl OutputWriter {
     pub fn new(
         store: Arc<dyn Store>,
-        holder: String,
         live: Arc<LiveTurn>,
         settings: WriterSettings,
         stop_after_input: Option<u64>,
@@ -65,13 +65,11 @@ impl OutputWriter {
         OutputWriter {
             store,
             chat_id: live.chat_id().to_owned(),
-            holder,
             next_seq: live.first_seq(),
             live,
             settings,
             pending: Vec::new(),
             last_flush_ms: now,
-            last_renew_ms: now,
             last_stop_poll_ms: now,
             stop_after_input,
             lease_lost: false,
@@ -115,34 +113,34 @@ impl OutputWriter {
         }
     }
 
-    /// Appends the turn-complete control record and writes everything.
-    pub async fn complete(&mut self, input_seq: Option<u64>) -> Result<(), SinkClosed> {
+    /// Appends the turn-complete control record and writes everything. Live readers do not get
+    /// the record yet: it ends their streams, so it waits for [`announce`](Self::announce),
+    /// which the runner calls once the chat's lease is released. A client that sends its next
+    /// message the moment its stream ends then finds the chat free.
+    pub async fn complete(&mut self, input_seq: Option<u64>) -> Result<OutputRecord, SinkClosed> {
         let mut headers = vec![(CONTROL_HEADER.to_owned(), TURN_COMPLETE.to_owned())];
         if let Some(seq) = input_seq {
             headers.push(("session-in-event-id".to_owned(), seq.to_string()));
         }
-        self.push(OutputBody::Control { headers });
-        self.flush().await
+        let record = OutputRecord {
+            seq: self.next_seq,
+            timestamp_ms: now_ms(),
+            body: OutputBody::Control { headers },
+        };
+        self.next_seq += 1;
+        self.pending.push(record.clone());
+        self.flush().await?;
+        Ok(record)
+    }
+
+    /// Gives live readers a record written without them (the turn-complete).
+    pub fn announce(&self, record: OutputRecord) {
+        self.live.push(record);
     }
 
     async fn chores(&mut self, stop: &CancellationToken) -> Result<(), SinkClosed> {
+        // The lease is renewed by the turn's heartbeat (`LeaseHeartbeat`), on a timer.
         let now = now_ms();
-        if now.saturating_sub(self.last_renew_ms) >= self.settings.lease_ttl_ms / 3 {
-            let expires = now + self.settings.lease_ttl_ms;
-            match self
-                .store
-                .renew_lease(&self.chat_id, &self.holder, expires, now)
-                .await
-            {
-                Ok(()) => self.last_renew_ms = now,
-                Err(StoreError::LeaseLost) => {
-                    self.lease_lost = true;
-                    return Err(SinkClosed("the turn lease was taken over".into()));
-                }
-                // A failed renewal is retried on the next chunk; the lease has time left.
-                Err(error) => tracing::warn!(chat = %self.chat_id, "lease renewal failed: {error}"),
-            }
-        }
         if !stop.is_cancelled()
             && now.saturating_sub(self.last_stop_poll_ms) >= self.settings.stop_poll_interval_ms
         {
@@ -180,6 +178,28 @@ impl OutputWriter {
     }
 }
 
+/// Whether a chunk is made durable at once rather than with the next batch. Deltas are the bulk
+/// of a reply and cheap to lose in a crash (recovery closes the open part); so are the markers
+/// that open and close parts and steps, which come right before or after deltas (and the turn's
+/// end writes whatever is pending). Tool calls and their results, approvals, errors and the
+/// rest are written at once: they are what a crash must not lose.
+fn forces_flush(chunk: &UIMessageChunk) -> bool {
+    !matches!(
+        chunk,
+        UIMessageChunk::TextDelta { .. }
+            | UIMessageChunk::ReasoningDelta { .. }
+            | UIMessageChunk::ToolInputDelta { .. }
+            | UIMessageChunk::Start { .. }
+            | UIMessageChunk::StartStep
+            | UIMessageChunk::FinishStep
+            | UIMessageChunk::TextStart { .. }
+            | UIMessageChunk::TextEnd { .. }
+            | UIMessageChunk::ReasoningStart { .. }
+            | UIMessageChunk::ReasoningEnd { .. }
+            | UIMessageChunk::Finish { .. }
+    )
+}
+
 #[async_trait]
 impl ChunkSink for OutputWriter {
     async fn emit(&mut self, chunk: &UIMessageChunk) -> Result<(), SinkClosed> {
@@ -192,19 +212,91 @@ impl ChunkSink for OutputWriter {
             record_id,
             chunk: json,
         });
-        let is_delta = matches!(
-            chunk,
-            UIMessageChunk::TextDelta { .. }
-                | UIMessageChunk::ReasoningDelta { .. }
-                | UIMessageChunk::ToolInputDelta { .. }
-        );
         let due = now_ms().saturating_sub(self.last_flush_ms) >= self.settings.flush_interval_ms;
-        // Deltas are the bulk of a reply and cheap to lose in a crash (recovery closes the part);
-        // everything else marks a boundary worth making durable at once.
-        if !is_delta || due || self.pending.len() >= self.settings.max_batch {
+        if forces_flush(chunk) || due || self.pending.len() >= self.settings.max_batch {
             self.flush().await?;
         }
         let stop = self.live.stop_signal().clone();
         self.chores(&stop).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Session;
+    use crate::store::memory::MemoryStore;
+    use serde_json::json;
+
+    fn chunk(value: serde_json::Value) -> UIMessageChunk {
+        serde_json::from_value(value).expect("a chunk")
+    }
+
+    #[tokio::test]
+    async fn deltas_and_part_markers_wait_for_the_batch_and_tool_calls_do_not() {
+        let store = Arc::new(MemoryStore::new());
+        let now = now_ms();
+        store
+            .create_session(Session {
+                id: "session_w".into(),
+                chat_id: "w".into(),
+                kind: "chat.agent".into(),
+                task_identifier: "t".into(),
+                trigger_config: json!({}),
+                tags: Vec::new(),
+                metadata: None,
+                owner: None,
+                created_at_ms: now,
+                updated_at_ms: now,
+                expires_at_ms: None,
+                closed_at_ms: None,
+                closed_reason: None,
+            })
+            .await
+            .expect("session");
+        let live = Arc::new(LiveTurn::new("w", 0));
+        let settings = WriterSettings {
+            flush_interval_ms: 60_000,
+            ..WriterSettings::default()
+        };
+        let mut writer = OutputWriter::new(store.clone(), live, settings, None);
+        let written = |store: Arc<MemoryStore>| async move {
+            store.output("w", None, 100).await.expect("output").len()
+        };
+        for value in [
+            json!({"type": "start"}),
+            json!({"type": "start-step"}),
+            json!({"type": "text-start", "id": "t"}),
+            json!({"type": "text-delta", "id": "t", "delta": "a"}),
+            json!({"type": "text-end", "id": "t"}),
+        ] {
+            writer.emit(&chunk(value)).await.expect("emit");
+        }
+        assert_eq!(
+            written(store.clone()).await,
+            0,
+            "all of it waits for the batch"
+        );
+        let call = json!({"type": "tool-input-available", "toolCallId": "c", "toolName": "x", "input": {}});
+        writer.emit(&chunk(call)).await.expect("emit");
+        assert_eq!(
+            written(store.clone()).await,
+            6,
+            "a tool call is written at once, with what waited"
+        );
+        writer
+            .emit(&chunk(json!({"type": "finish-step"})))
+            .await
+            .expect("emit");
+        assert_eq!(written(store.clone()).await, 6);
+        writer
+            .emit(&chunk(json!({"type": "error", "errorText": "boom"})))
+            .await
+            .expect("emit");
+        assert_eq!(
+            written(store.clone()).await,
+            8,
+            "an error is written at once"
+        );
     }
 }

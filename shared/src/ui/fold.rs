@@ -525,7 +525,12 @@ impl MessageFold {
         })
     }
 
-    fn upsert_tool(&mut self, part: ToolPart) {
+    fn upsert_tool(&mut self, mut part: ToolPart) {
+        // `tool-` with no name does not load back: a call without a name cannot be one of the
+        // app's declared tools, so it is kept as a dynamic one.
+        if part.tool_name.is_empty() {
+            part.dynamic = true;
+        }
         match self.tool_mut(&part.tool_call_id) {
             Some(existing) => *existing = part,
             None => self.message.parts.push(UIPart::Tool(part)),
@@ -644,6 +649,30 @@ mod tests {
             fold.apply(&chunk(value.clone())).expect("applies");
         }
         fold
+    }
+
+    #[test]
+    fn a_tool_call_without_a_name_is_kept_as_a_dynamic_tool() {
+        // Found by fuzzing: the part was stored as `tool-`, which does not load back, so the
+        // chat's history could no longer be read.
+        for chunks in [
+            vec![
+                json!({"type":"tool-input-error","toolCallId":"c1","toolName":"","input":"{","errorText":"bad"}),
+            ],
+            vec![
+                json!({"type":"tool-input-start","toolCallId":"c1","toolName":"","dynamic":true}),
+                json!({"type":"tool-input-available","toolCallId":"c1","toolName":"","input":{},"dynamic":false}),
+            ],
+        ] {
+            let fold = fold(&chunks);
+            let stored = serde_json::to_string(fold.message()).expect("json");
+            let loaded: UIMessage = serde_json::from_str(&stored).expect("loads back");
+            assert_eq!(&loaded, fold.message());
+            let part = loaded.tool_parts().next().expect("a tool part");
+            assert!(part.dynamic);
+            assert_eq!(part.tool_name, "");
+            assert!(stored.contains(r#""type":"dynamic-tool""#), "{stored}");
+        }
     }
 
     #[test]

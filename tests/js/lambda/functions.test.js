@@ -5,14 +5,38 @@
 // invocation the same 600 s deadline, whatever its --timeout.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { e2eSuite } from '../support/harness.js';
 import { functionFor } from '../support/lambda-router.js';
-import { getMessages, request, sessionBody } from '../support/server.js';
+import { chatUrl, getMessages, request, sessionBody } from '../support/server.js';
 import { textOf, userMessage } from '../support/stream.js';
 
 const lambdaUrl = () => process.env.CHATFN_LAMBDA_URL.replace(/\/+$/, '');
 const direct = (fn, path) => `${lambdaUrl()}/lambda-url/${fn}${path}`;
+
+/**
+ * The PIDs of the agent-turn function's processes: cargo lambda watch runs each instance, in the
+ * process group scripts/lambda-e2e.sh gave it (CHATFN_LAMBDA_WATCH_PGID).
+ */
+function agentTurnPids() {
+  const group = process.env.CHATFN_LAMBDA_WATCH_PGID;
+  assert.ok(group, 'run this file with scripts/lambda-e2e.sh (CHATFN_LAMBDA_WATCH_PGID)');
+  const ps = execFileSync('ps', ['-eo', 'pid=,pgid=,args='], { encoding: 'utf8' });
+  return ps
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, pgid, command]) => pgid === group && command?.endsWith('/agent-turn'))
+    .map(([pid]) => Number(pid));
+}
+
+/** The data chunks of an SSE body, parsed. */
+function chunksOf(text) {
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('data: ') && line !== 'data: [DONE]')
+    .map((line) => JSON.parse(line.slice(6)));
+}
 
 e2eSuite('the Lambda functions', (ctx, e2e) => {
   e2e('each function answers only its own routes', async () => {
@@ -40,6 +64,67 @@ e2eSuite('the Lambda functions', (ctx, e2e) => {
       }
     }
   });
+
+  e2e('killing the agent-turn process mid-turn loses nothing: the next reader gets the reply closed', async () => {
+    const { chatId, token } = await ctx.newChat('killed');
+    const deltas = Array.from({ length: 400 }, (_, i) => `k${i} `);
+    ctx.mock.handle(() => ({ text: deltas, delayMs: 50 }));
+    const controller = new AbortController();
+    const response = await fetch(`${ctx.server.baseUrl}/api/chat`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: chatId, trigger: 'submit-message', messages: [userMessage('Talk until killed')] }),
+      signal: controller.signal,
+    });
+    assert.equal(response.status, 200);
+    const reader = response.body.getReader();
+    let seen = '';
+    while (chunksOf(seen).filter((c) => c.type === 'text-delta').length < 40) {
+      const { done, value } = await reader.read();
+      assert.ok(!done, 'the stream ended before the kill');
+      seen += new TextDecoder().decode(value);
+    }
+    const pids = agentTurnPids();
+    assert.ok(pids.length > 0, 'found the agent-turn process');
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    // The stream breaks with the process (cargo lambda watch may end it or error it).
+    await reader.read().then(() => reader.cancel()).catch(() => {});
+    controller.abort();
+    // The lease of the killed turn expires (30 s); the next reader then recovers and closes it.
+    let replay;
+    const deadline = Date.now() + 90_000;
+    while (Date.now() < deadline) {
+      const res = await request(chatUrl(ctx.server, chatId, 'stream'), { token, timeout: 60_000 });
+      if (res.status === 204) break;
+      assert.equal(res.status, 200, res.text);
+      const chunks = chunksOf(res.text);
+      if (chunks.at(-1)?.type === 'finish' || chunks.some((c) => c.type === 'abort')) {
+        replay = chunks;
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+    const live = chunksOf(seen);
+    const records = replay ?? [];
+    // What was written before the kill is replayed exactly as it was streamed; the recovery
+    // closes the reply and says it was interrupted.
+    const logged = replay ? replay.slice(0, replay.findIndex((c) => c.type === 'error' || c.type === 'abort')) : [];
+    assert.deepEqual(live.slice(0, logged.length), logged, 'the replay is what was streamed live');
+    assert.ok(logged.filter((c) => c.type === 'text-delta').length >= 10, `the deltas flushed before the kill were kept: ${records.length}`);
+    const messages = await getMessages(ctx.server, chatId, token);
+    assert.equal(messages.length, 2, `the message and the partial reply are in the history: ${JSON.stringify(messages)}`);
+    assert.ok(textOf(messages[1]).startsWith('k0 k1 k2 '), textOf(messages[1]));
+    // The chat is free: the next turn runs on a fresh instance.
+    ctx.mock.handle(() => ({ text: ['after ', 'the kill'] }));
+    const next = await fetch(`${ctx.server.baseUrl}/api/chat`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: chatId, trigger: 'submit-message', messages: [userMessage('Still there?')] }),
+    });
+    assert.equal(next.status, 200);
+    const nextChunks = chunksOf(await next.text());
+    assert.equal(nextChunks.filter((c) => c.type === 'text-delta').map((c) => c.delta).join(''), 'after the kill');
+  }, { timeout: 150_000 });
 
   e2e('a turn started without a reader is persisted before the response ends', async () => {
     // A server-side append (secret key) runs the turn in the background. On Lambda the process

@@ -222,7 +222,7 @@ export async function startMockOpenAI({ port } = {}) {
 
   await new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(fixedPort, '127.0.0.1', () => {
+    server.listen({ port: fixedPort, host: '127.0.0.1', backlog: 4096 }, () => {
       server.off('error', reject);
       resolve();
     });

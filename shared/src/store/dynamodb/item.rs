@@ -26,6 +26,34 @@ pub(super) const PARTS: &str = "np";
 pub(super) const VERSION: &str = "v";
 /// On a continuation item: its number, from 1.
 pub(super) const PART_NO: &str = "pn";
+/// How a payload is encoded when it is not plain JSON: `deflate` (raw DEFLATE of the JSON) or,
+/// for output batches, `packed` (raw DEFLATE of the packed form, see `batch.rs`).
+pub(super) const ENCODING: &str = "z";
+pub(super) const DEFLATE: &str = "deflate";
+pub(super) const PACKED: &str = "packed";
+
+/// The largest payload a deflated one may inflate to: a batch is written whole in one
+/// transaction of at most 4 MB, and JSON deflates by far less than 16 times.
+const MAX_INFLATED: usize = 64 * 1024 * 1024;
+
+/// `data` deflated, when that makes it smaller (then the item gets `ENCODING`).
+pub(super) fn deflate(data: &[u8]) -> Option<Vec<u8>> {
+    let packed = miniz_oxide::deflate::compress_to_vec(data, 6);
+    (packed.len() < data.len()).then_some(packed)
+}
+
+/// A payload read back as JSON bytes (packed or not): inflated when the item says it was
+/// deflated.
+pub(super) fn inflated(item: &Item, data: Vec<u8>) -> StoreResult<Vec<u8>> {
+    match opt_str(item, ENCODING)? {
+        None => Ok(data),
+        Some(DEFLATE | PACKED) => {
+            miniz_oxide::inflate::decompress_to_vec_with_limit(&data, MAX_INFLATED)
+                .map_err(|e| malformed(item, format!("`{DATA}` does not inflate: {e}")))
+        }
+        Some(other) => Err(malformed(item, format!("unknown encoding `{other}`"))),
+    }
+}
 
 // The session item.
 pub(super) const ID: &str = "id";
@@ -430,6 +458,21 @@ mod tests {
         let logical = assemble(vec![small[0].clone(), items[1].clone(), items[2].clone()])
             .expect("stale pieces are skipped");
         assert_eq!(logical[0].data, b"{}");
+    }
+
+    #[test]
+    fn deflated_payloads_inflate_and_bad_ones_are_errors() {
+        let data = br#"{"seq":1,"body":"text-delta"}"#.repeat(50);
+        let packed = deflate(&data).expect("repetitive JSON deflates smaller");
+        assert!(packed.len() * 10 < data.len(), "{} bytes", packed.len());
+        let mut item = key("p", "out#1");
+        assert_eq!(inflated(&item, data.clone()).expect("plain"), data);
+        item.insert(ENCODING.to_owned(), s(DEFLATE));
+        assert_eq!(inflated(&item, packed).expect("inflates"), data);
+        assert!(inflated(&item, b"not deflate".to_vec()).is_err());
+        item.insert(ENCODING.to_owned(), s("zstd"));
+        assert!(inflated(&item, data).is_err());
+        assert!(deflate(b"{}").is_none(), "tiny payloads stay plain");
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! | `chat#{chatId}` | `head` | counters: `in_next`, `out_next`, `msg_next`, `consumed` |
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
-//! | `chat#{chatId}` | `out#{last:020}` | one output batch: `first`, `last`, `n`, records as JSON |
+//! | `chat#{chatId}` | `out#{last:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
 //! | `chat#{chatId}` | `lease` | the turn lease |
-//! | `chat#{chatId}` | `msg#{pos:020}` | one finished message (JSON), in conversation order |
+//! | `chat#{chatId}` | `msg#{pos:020}` | one finished message (JSON, deflated when `z` = `deflate`), in conversation order |
 //! | `chat#{chatId}` | `msgid#{messageId}` | index: message id → position |
 //! | `chat#{chatId}` | `state` | per-chat state (JSON) |
 //! | … | `{sk}#p{n:03}` | continuation `n` of a payload over 350 KB (`np` items, one token `v`) |
@@ -26,6 +26,7 @@
 //! Every write needs the session. Sessions are never deleted before they expire, so a handle
 //! remembers the chats it has seen a session for (and their expiry) and checks each chat once.
 
+mod batch;
 mod call;
 mod codec;
 mod item;
@@ -118,11 +119,31 @@ impl DynamoStore {
     /// credentials, and `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` for DynamoDB Local).
     /// Throttled calls are retried by the SDK's standard retry mode, then by the store.
     pub async fn from_env(table: impl Into<String>) -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(5))
-            .load()
-            .await;
+        let config = Self::sdk_config().load().await;
         Self::new(Client::new(&config), table)
+    }
+
+    /// The SDK configuration [`from_env`](Self::from_env) loads, for callers that add to it
+    /// (an endpoint, credentials) before loading.
+    ///
+    /// Each attempt has a deadline: a call that hangs (a half-open connection, an overloaded
+    /// endpoint) is retried instead of holding the turn, and the chat's lease, with it. The store's
+    /// writes are idempotent, so a retried write that had landed is recognised, not repeated.
+    pub fn sdk_config() -> aws_config::ConfigLoader {
+        aws_config::defaults(BehaviorVersion::latest())
+            // DynamoDB answers in milliseconds: a throttled call is worth another try after
+            // tens of them, not after the SDK's default second (a live reply waits meanwhile).
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(5)
+                    .with_initial_backoff(Duration::from_millis(50)),
+            )
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .build(),
+            )
     }
 
     pub fn table(&self) -> &str {
@@ -499,7 +520,11 @@ impl Store for DynamoStore {
         let next = last
             .checked_add(1)
             .ok_or_else(|| StoreError::Backend("output seqs ran out".into()))?;
-        let data = to_json(&sorted)?;
+        let mut attrs = Item::new();
+        // Write units are billed per KB of item: a batch of deltas packs and deflates to a
+        // tenth of its JSON or less.
+        let (data, encoding) = batch::encode(&sorted)?;
+        insert_opt(&mut attrs, ENCODING, encoding.map(s));
         if data.len() > MAX_BATCH_BYTES {
             return Err(StoreError::Backend(format!(
                 "an output batch of {} bytes is more than DynamoDB takes in one transaction \
@@ -508,7 +533,6 @@ impl Store for DynamoStore {
             )));
         }
         let pk = chat_pk(chat_id);
-        let mut attrs = Item::new();
         insert(&mut attrs, FIRST, n(first));
         insert(&mut attrs, LAST, n(last));
         insert(&mut attrs, COUNT, n(sorted.len() as u64));
@@ -566,8 +590,8 @@ impl Store for DynamoStore {
             )
             .await?;
         let mut records = Vec::new();
-        for batch in logical {
-            let parsed: Vec<OutputRecord> = json(&batch.item, DATA, &batch.data)?;
+        for stored in logical {
+            let parsed = batch::decode(&stored.item, stored.data)?;
             records.extend(parsed.into_iter().filter(|record| record.seq >= from));
             if records.len() >= limit {
                 break;
@@ -608,11 +632,25 @@ impl Store for DynamoStore {
                     expired: expired_lease,
                 })
             }
-            Err(Failure::Condition(Some(held))) => Ok(LeaseAcquire::Held(parse_lease(&held)?)),
-            Err(Failure::Condition(None)) => match self.lease(chat_id).await? {
-                Some(held) => Ok(LeaseAcquire::Held(held)),
-                None => Err(StoreError::Backend("the lease vanished".into())),
-            },
+            Err(Failure::Condition(held)) => {
+                let held = match held {
+                    Some(held) => parse_lease(&held)?,
+                    None => self
+                        .lease(chat_id)
+                        .await?
+                        .ok_or_else(|| StoreError::Backend("the lease vanished".into()))?,
+                };
+                // This very lease (holders are unique per take): our put landed on an earlier
+                // attempt whose answer was lost. (Which expired lease it replaced, if any, is
+                // lost with that answer.)
+                if held == lease {
+                    return Ok(LeaseAcquire::Acquired {
+                        lease,
+                        expired: None,
+                    });
+                }
+                Ok(LeaseAcquire::Held(held))
+            }
             Err(failure) => Err(failure.into_store_error()),
         }
     }
@@ -692,18 +730,22 @@ impl Store for DynamoStore {
             .query_logical(&chat_pk(chat_id), (&lo, &hi), None, |_| false)
             .await?;
         logical
-            .iter()
-            .map(|message| json(&message.item, DATA, &message.data))
+            .into_iter()
+            .map(|message| json(&message.item, DATA, &inflated(&message.item, message.data)?))
             .collect()
     }
 
     async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()> {
         let expiry = self.require_session(chat_id).await?;
         let pk = chat_pk(chat_id);
-        let data = to_json(message)?;
+        let mut data = to_json(message)?;
         let index_sk = message_id_sk(&message.id);
         let mut attrs = Item::new();
         insert(&mut attrs, MESSAGE_ID, s(&message.id));
+        if let Some(packed) = deflate(&data) {
+            data = packed;
+            insert(&mut attrs, ENCODING, s(DEFLATE));
+        }
         let mut backoff = Backoff::new();
         loop {
             if let Some(index) = self.get(&pk, &index_sk).await? {

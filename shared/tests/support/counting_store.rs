@@ -1,0 +1,170 @@
+//! A store that counts its writes, so a test can prove a refused request left no trace: not in a
+//! chat the test knows about, and not under a key (a hostile id) it could not think to look up.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use chatfn::store::memory::MemoryStore;
+use chatfn::store::{
+    InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
+    StoreResult, TurnLease,
+};
+use chatfn::ui::UIMessage;
+use serde_json::Value;
+
+/// A [`MemoryStore`] behind a counter of every call that may change what is stored.
+#[derive(Default)]
+pub struct CountingStore {
+    inner: MemoryStore,
+    writes: AtomicUsize,
+}
+
+impl CountingStore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(CountingStore::default())
+    }
+
+    /// Calls that may have written, successful or not.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    async fn create_session(&self, session: Session) -> StoreResult<SessionCreate> {
+        self.wrote();
+        self.inner.create_session(session).await
+    }
+
+    async fn session(&self, chat_id: &str) -> StoreResult<Option<Session>> {
+        self.inner.session(chat_id).await
+    }
+
+    async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
+        self.inner.session_by_id(session_id).await
+    }
+
+    async fn close_session(
+        &self,
+        chat_id: &str,
+        reason: Option<String>,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        self.wrote();
+        self.inner.close_session(chat_id, reason, now_ms).await
+    }
+
+    async fn append_input(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+    ) -> StoreResult<InputAppend> {
+        self.wrote();
+        self.inner
+            .append_input(chat_id, part_id, body, now_ms)
+            .await
+    }
+
+    async fn inputs(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<InputRecord>> {
+        self.inner.inputs(chat_id, after, limit).await
+    }
+
+    async fn consumed_input(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        self.inner.consumed_input(chat_id).await
+    }
+
+    async fn append_output(&self, chat_id: &str, records: &[OutputRecord]) -> StoreResult<()> {
+        self.wrote();
+        self.inner.append_output(chat_id, records).await
+    }
+
+    async fn output(
+        &self,
+        chat_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<OutputRecord>> {
+        self.inner.output(chat_id, after, limit).await
+    }
+
+    async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        self.inner.last_output_seq(chat_id).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        chat_id: &str,
+        lease: TurnLease,
+        now_ms: u64,
+    ) -> StoreResult<LeaseAcquire> {
+        self.wrote();
+        self.inner.acquire_lease(chat_id, lease, now_ms).await
+    }
+
+    async fn renew_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        self.wrote();
+        self.inner
+            .renew_lease(chat_id, holder, expires_at_ms, now_ms)
+            .await
+    }
+
+    async fn release_lease(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        consumed_input: Option<u64>,
+    ) -> StoreResult<()> {
+        self.wrote();
+        self.inner
+            .release_lease(chat_id, holder, consumed_input)
+            .await
+    }
+
+    async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>> {
+        self.inner.lease(chat_id).await
+    }
+
+    async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>> {
+        self.inner.messages(chat_id).await
+    }
+
+    async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()> {
+        self.wrote();
+        self.inner.put_message(chat_id, message).await
+    }
+
+    async fn truncate_messages(&self, chat_id: &str, from_id: &str) -> StoreResult<()> {
+        self.wrote();
+        self.inner.truncate_messages(chat_id, from_id).await
+    }
+
+    async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {
+        self.inner.state(chat_id).await
+    }
+
+    async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {
+        self.wrote();
+        self.inner.put_state(chat_id, state).await
+    }
+}

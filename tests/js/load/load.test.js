@@ -1,0 +1,188 @@
+// Load: many chats at once, each a few turns with a reload-resume and a stop, then the same
+// invariants as the fault suite (shared/tests/faults.rs), checked from outside through the routes:
+//
+// - every message sent got exactly one turn (one turn-complete naming it in the chat's log) and
+//   one reply in the history, in order, with no message stored twice;
+// - what the client saw live equals the turn's chunks in the log, chunk for chunk (for the
+//   resumed turn: what it saw before hanging up is the start of the replay, and the replay is the
+//   log);
+// - no chat stays locked: every chat is settled at the end (no turn running or waiting);
+// - no error chunk anywhere.
+//
+// Hosts: the local server (default 1,000 chats), the Lambda functions under cargo lambda watch
+// (scripts/lambda-e2e.sh sets CHATFN_LOAD_CHATS=200) or the Worker. CHATFN_LOAD_CHATS sets the
+// number of chats; CHATFN_SOAK=1 makes it a soak: more turns per chat and five times the chats.
+
+import assert from 'node:assert/strict';
+import { e2eSuite } from '../support/harness.js';
+import { chatUrl, createSession, getMessages, newChatId, request } from '../support/server.js';
+import { readWholeLog } from '../support/trigger.js';
+import { userMessage } from '../support/stream.js';
+
+const soak = process.env.CHATFN_SOAK === '1';
+const defaultChats = process.env.CHATFN_LAMBDA_URL ? 200 : 1000;
+const CHATS = Number(process.env.CHATFN_LOAD_CHATS ?? defaultChats) * (soak ? 5 : 1);
+const ROUNDS = soak ? 5 : 1;
+const WORDS = 12;
+const LONG_WORDS = 80;
+
+/** Runs `fn` over `items` with at most `limit` at a time. */
+async function pool(items, limit, fn) {
+  const results = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index], index);
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}
+
+/**
+ * Reads a UI message stream (SSE). Returns the parsed chunks in order; with `hangUpAfter`, stops
+ * reading after that many chunks and aborts the request; `onChunk` sees each chunk as it comes.
+ */
+async function readStream(response, { hangUpAfter, abort, onChunk } = {}) {
+  const chunks = [];
+  const decoder = new TextDecoder();
+  const reader = response.body.getReader();
+  let text = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+    let boundary;
+    while ((boundary = text.indexOf('\n\n')) >= 0) {
+      const event = text.slice(0, boundary);
+      text = text.slice(boundary + 2);
+      for (const line of event.split('\n')) {
+        if (!line.startsWith('data: ')) continue;
+        const data = line.slice(6);
+        if (data === '[DONE]') continue;
+        const chunk = JSON.parse(data);
+        chunks.push(chunk);
+        await onChunk?.(chunk, chunks);
+      }
+      if (hangUpAfter !== undefined && chunks.length >= hangUpAfter) {
+        abort();
+        await reader.cancel().catch(() => {});
+        return chunks;
+      }
+    }
+  }
+  return chunks;
+}
+
+async function send(server, chatId, token, text, options = {}) {
+  const controller = new AbortController();
+  const response = await fetch(`${server.baseUrl}/api/chat`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ id: chatId, trigger: 'submit-message', messages: [userMessage(text)] }),
+    signal: controller.signal,
+  });
+  assert.equal(response.status, 200, `${chatId}: "${text}" answered ${response.status}: ${await response.clone().text()}`);
+  return readStream(response, { ...options, abort: () => controller.abort() });
+}
+
+/** One chat's turns; returns what its client saw of each turn. */
+async function runChat(server, chatId, token) {
+  const seen = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    // A whole turn.
+    seen.push({ chunks: await send(server, chatId, token, `r${round} whole`), whole: true });
+    // A reload mid-turn: hang up, then resume from the start.
+    const before = await send(server, chatId, token, `r${round} long reload`, { hangUpAfter: 6 });
+    const resumed = await fetch(chatUrl(server, chatId, 'stream'), {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    if (resumed.status === 200) {
+      const replay = await readStream(resumed);
+      assert.deepEqual(replay.slice(0, before.length), before, `${chatId}: the replay starts with what was seen live`);
+      seen.push({ chunks: replay, whole: true });
+    } else {
+      assert.equal(resumed.status, 204, `${chatId}: resume`);
+      seen.push({ chunks: before, whole: false });
+    }
+    // A stop mid-turn.
+    let stopped = null;
+    const stopTurn = await send(server, chatId, token, `r${round} long stop`, {
+      onChunk: (chunk, chunks) => {
+        if (!stopped && chunk.type === 'text-delta' && chunks.length >= 8) {
+          stopped = request(chatUrl(server, chatId, 'stop'), { method: 'POST', token, body: {}, timeout: 30_000 });
+        }
+      },
+    });
+    assert.ok(stopped, `${chatId}: the stop was sent`);
+    const stopAnswer = await stopped;
+    assert.ok(stopAnswer.status < 300, `${chatId}: stop answered ${stopAnswer.status}: ${stopAnswer.text}`);
+    seen.push({ chunks: stopTurn, whole: true, stopped: true });
+  }
+  // The last turn, after everything else.
+  seen.push({ chunks: await send(server, chatId, token, 'last'), whole: true });
+  return seen;
+}
+
+/** Cuts the chat's log into turns: `{ inputSeq, chunks }` per turn-complete. */
+function turnsOf(records) {
+  const turns = [];
+  let chunks = [];
+  for (const record of records) {
+    if (record.control === 'turn-complete') {
+      turns.push({ inputSeq: record.headerMap['session-in-event-id'], chunks });
+      chunks = [];
+    } else if (record.chunk !== undefined) {
+      chunks.push(record.chunk);
+    }
+  }
+  assert.deepEqual(chunks, [], 'no chunks after the last turn-complete');
+  return turns;
+}
+
+async function checkChat(server, chatId, token, seen) {
+  const records = await readWholeLog(server, chatId, token, { timeout: 60_000 });
+  const turns = turnsOf(records);
+  assert.equal(turns.length, seen.length, `${chatId}: one turn per message sent`);
+  const inputs = turns.map((turn) => turn.inputSeq);
+  assert.ok(inputs.every((seq) => seq !== undefined), `${chatId}: every turn names its message`);
+  assert.equal(new Set(inputs).size, inputs.length, `${chatId}: no message answered twice`);
+  turns.forEach((turn, index) => {
+    const live = seen[index];
+    if (live.whole) {
+      assert.deepEqual(turn.chunks, live.chunks, `${chatId}: turn ${index} as seen live and as logged`);
+    } else {
+      assert.deepEqual(turn.chunks.slice(0, live.chunks.length), live.chunks, `${chatId}: turn ${index}'s start`);
+    }
+    const errors = turn.chunks.filter((chunk) => chunk.type === 'error');
+    assert.deepEqual(errors, [], `${chatId}: turn ${index} has no error chunk`);
+  });
+  const messages = await getMessages(server, chatId, token);
+  assert.equal(messages.length, seen.length * 2, `${chatId}: a reply per message in the history`);
+  messages.forEach((message, index) => {
+    assert.equal(message.role, index % 2 === 0 ? 'user' : 'assistant', `${chatId}: message ${index}`);
+  });
+  assert.equal(new Set(messages.map((m) => m.id)).size, messages.length, `${chatId}: no message stored twice`);
+}
+
+e2eSuite('load', (ctx, e2e) => {
+  e2e(`${CHATS} chats at once, ${ROUNDS * 3 + 1} turns each with a resume and a stop`, async () => {
+    ctx.mock.handle((req) => {
+      const last = req.messages.filter((m) => m.role === 'user').at(-1);
+      const text = typeof last?.content === 'string' ? last.content : JSON.stringify(last?.content ?? '');
+      const words = text.includes('long') ? LONG_WORDS : WORDS;
+      return { text: Array.from({ length: words }, (_, i) => `w${i} `), delayMs: text.includes('long') ? 15 : 2 };
+    });
+    const started = Date.now();
+    const chats = await pool(Array.from({ length: CHATS }, (_, i) => i), 100, async (i) => {
+      const chatId = newChatId(`load-${i}`);
+      return { chatId, token: await createSession(ctx.server, chatId) };
+    });
+    const seen = await Promise.all(chats.map(({ chatId, token }) => runChat(ctx.server, chatId, token)));
+    const ran = Date.now() - started;
+    await pool(chats, 50, ({ chatId, token }, i) => checkChat(ctx.server, chatId, token, seen[i]));
+    const turns = seen.reduce((sum, chat) => sum + chat.length, 0);
+    console.log(`load: ${CHATS} chats, ${turns} turns in ${(ran / 1000).toFixed(1)} s; invariants checked in ${((Date.now() - started - ran) / 1000).toFixed(1)} s`);
+  }, { timeout: soak ? 3_600_000 : 600_000 });
+});

@@ -107,7 +107,9 @@ cargo build -p session-start -p token-refresh -p agent-turn --features "$feature
 # No --timeout: with one, cargo lambda watch 1.9.2 ends idle instances' long polls without an
 # invocation and lambda_runtime panics (it still gives every invocation a 600 s deadline).
 echo "==> cargo lambda watch on 127.0.0.1:$lambda_port (store: $store)"
-setsid cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$lambda_port" --concurrency 4 \
+# Up to 32 instances of each function, as Lambda scales out: the load test runs 200 chats at once,
+# and a stop or a resume must not queue behind the streams it is about.
+setsid cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$lambda_port" --concurrency 32 \
   --features "$features" > "$work/watch.log" 2>&1 < /dev/null &
 watch_pid=$!
 
@@ -125,27 +127,26 @@ for fn in session-start token-refresh agent-turn; do
 done
 
 # --- the scenarios -------------------------------------------------------------------------------
+# Each group is one `node --test` run, in order: the load test last, on its own, so that a jam
+# under load cannot be mistaken for a scenario's failure.
 if [[ $# -gt 0 ]]; then
-  tests=("$@")
+  groups=("$*")
 else
-  tests=(
-    test/00-sessions.test.js
-    test/01-two-turns.test.js
-    test/02-incremental.test.js
-    test/03-tool-call.test.js
-    test/04-resume.test.js
-    test/05-stop.test.js
-    test/07-bad-input.test.js
-    test/08-disconnect.test.js
-    lambda/
-    load/
+  groups=(
+    "test/00-sessions.test.js test/01-two-turns.test.js test/02-incremental.test.js \
+     test/03-tool-call.test.js test/04-resume.test.js test/05-stop.test.js \
+     test/07-bad-input.test.js test/08-disconnect.test.js lambda/"
+    "load/"
   )
 fi
 bash scripts/npm-install.sh tests/js
-echo "==> the stock npm clients against the Lambda functions"
-(
-  cd tests/js
-  CHATFN_LAMBDA_URL="http://127.0.0.1:$lambda_port" CHATFN_LAMBDA_LOG="$work/watch.log" \
-    CHATFN_LAMBDA_WATCH_PGID="$watch_pid" \
-    MOCK_OPENAI_PORT="$mock_port" node --test --test-concurrency=1 "${tests[@]}"
-)
+for group in "${groups[@]}"; do
+  echo "==> the stock npm clients against the Lambda functions: $group"
+  (
+    cd tests/js
+    # shellcheck disable=SC2086 # a group is a list of paths
+    CHATFN_LAMBDA_URL="http://127.0.0.1:$lambda_port" CHATFN_LAMBDA_LOG="$work/watch.log" \
+      CHATFN_LAMBDA_WATCH_PID="$watch_pid" \
+      MOCK_OPENAI_PORT="$mock_port" node --test --test-concurrency=1 $group
+  )
+done

@@ -10,11 +10,12 @@
 // - no error chunk anywhere.
 //
 // Hosts: the local server (default 1,000 chats), the Lambda functions under cargo lambda watch
-// (default 50 chats: at 200, a request once went unanswered for 300 s; see SECURITY.md) or the
+// (default 50 chats: at 200, cargo lambda watch stops answering; see SECURITY.md) or the
 // Worker. CHATFN_LOAD_CHATS sets the
 // number of chats; CHATFN_SOAK=1 makes it a soak: more turns per chat and five times the chats.
 
 import assert from 'node:assert/strict';
+import { after } from 'node:test';
 import { e2eSuite } from '../support/harness.js';
 import { chatUrl, createSession, getMessages, newChatId, request } from '../support/server.js';
 import { readWholeLog } from '../support/trigger.js';
@@ -76,7 +77,31 @@ async function readStream(response, { hangUpAfter, abort, onChunk } = {}) {
   return chunks;
 }
 
+/** Requests in flight, for the report of what hangs: label → start time. */
+const inFlight = new Map();
+
+async function tracked(label, promise) {
+  inFlight.set(label, Date.now());
+  try {
+    return await promise;
+  } finally {
+    inFlight.delete(label);
+  }
+}
+
+function reportSlowRequests() {
+  const now = Date.now();
+  const slow = [...inFlight].filter(([, at]) => now - at > 20_000);
+  if (slow.length > 0) {
+    console.log(`load: ${slow.length} requests in flight for over 20 s: ${slow.slice(0, 10).map(([label, at]) => `${label} (${((now - at) / 1000).toFixed(0)} s)`).join(', ')}`);
+  }
+}
+
 async function send(server, chatId, token, text, options = {}) {
+  return tracked(`${chatId} send "${text}"`, sendUntracked(server, chatId, token, text, options));
+}
+
+async function sendUntracked(server, chatId, token, text, options = {}) {
   const controller = new AbortController();
   const response = await fetch(`${server.baseUrl}/api/chat`, {
     method: 'POST',
@@ -96,9 +121,9 @@ async function runChat(server, chatId, token) {
     seen.push({ chunks: await send(server, chatId, token, `r${round} whole`), whole: true });
     // A reload mid-turn: hang up, then resume from the start.
     const before = await send(server, chatId, token, `r${round} long reload`, { hangUpAfter: 6 });
-    const resumed = await fetch(chatUrl(server, chatId, 'stream'), {
+    const resumed = await tracked(`${chatId} resume`, fetch(chatUrl(server, chatId, 'stream'), {
       headers: { authorization: `Bearer ${token}` },
-    });
+    }));
     if (resumed.status === 200) {
       const replay = await readStream(resumed);
       assert.deepEqual(replay.slice(0, before.length), before, `${chatId}: the replay starts with what was seen live`);
@@ -112,7 +137,7 @@ async function runChat(server, chatId, token) {
     const stopTurn = await send(server, chatId, token, `r${round} long stop`, {
       onChunk: (chunk, chunks) => {
         if (!stopped && chunk.type === 'text-delta' && chunks.length >= 8) {
-          stopped = request(chatUrl(server, chatId, 'stop'), { method: 'POST', token, body: {}, timeout: 30_000 });
+          stopped = tracked(`${chatId} stop`, request(chatUrl(server, chatId, 'stop'), { method: 'POST', token, body: {}, timeout: 30_000 }));
         }
       },
     });
@@ -176,6 +201,8 @@ e2eSuite('load', (ctx, e2e) => {
       return { text: Array.from({ length: words }, (_, i) => `w${i} `), delayMs: text.includes('long') ? 15 : 2 };
     });
     const started = Date.now();
+    const watchdog = setInterval(reportSlowRequests, 10_000);
+    after(() => clearInterval(watchdog));
     const chats = await pool(Array.from({ length: CHATS }, (_, i) => i), 100, async (i) => {
       const chatId = newChatId(`load-${i}`);
       return { chatId, token: await createSession(ctx.server, chatId) };

@@ -119,15 +119,23 @@ async fn follow_turn_answering(
         return Err(ApiError::turn_in_progress());
     }
     match runner.running_turn(chat_id).await? {
-        Some(TurnSource::Live(live)) => {
-            let after = live.first_seq().checked_sub(1);
-            Ok(stream_response(app, live.follow(after), ""))
-        }
-        Some(TurnSource::Log { first_seq }) => {
-            let records = runner.follow_log(chat_id, first_seq.checked_sub(1));
-            Ok(stream_response(app, records, ""))
-        }
+        Some(source) => Ok(follow_from_start(app, chat_id, source)),
         None => Err(ApiError::turn_in_progress()),
+    }
+}
+
+/// The running turn's stream from its start: from memory when it runs in this process, from the
+/// log otherwise.
+fn follow_from_start(app: &App, chat_id: &str, source: TurnSource) -> Response {
+    match source {
+        TurnSource::Live(live) => {
+            let after = live.first_seq().checked_sub(1);
+            stream_response(app, live.follow(after), "")
+        }
+        TurnSource::Log { first_seq } => {
+            let records = app.runner().follow_log(chat_id, first_seq.checked_sub(1));
+            stream_response(app, records, "")
+        }
     }
 }
 
@@ -162,14 +170,7 @@ pub async fn resume(
     }
     match runner.running_turn(&chat_id).await? {
         None => Ok(StatusCode::NO_CONTENT.into_response()),
-        Some(TurnSource::Live(live)) => {
-            let after = live.first_seq().checked_sub(1);
-            Ok(stream_response(&app, live.follow(after), ""))
-        }
-        Some(TurnSource::Log { first_seq }) => {
-            let records = runner.follow_log(&chat_id, first_seq.checked_sub(1));
-            Ok(stream_response(&app, records, ""))
-        }
+        Some(source) => Ok(follow_from_start(&app, &chat_id, source)),
     }
 }
 

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The AWS side of chatfn: `sam validate --lint` of infra/template.yaml (offline), then
-# end-to-end tests of the three Lambda functions: `cargo lambda watch` runs them as Lambda does
-# (one process per instance, response streaming for agent-turn), DynamoDB Local holds the table
+# end-to-end tests of the three Lambda functions: `cargo lambda watch` serves Lambda's runtime
+# API and function URLs (response streaming for agent-turn), the script starts the instances (one
+# process each, one invocation at a time, as on Lambda), DynamoDB Local holds the table
 # of infra/template.yaml, a mock OpenAI server answers, and the stock npm clients drive them
 # through a path router like the template's CloudFront front door (tests/js/support/lambda-router.js).
 #
 #   bash scripts/lambda-e2e.sh [test files, default: the scenarios below]
+#
+# CHATFN_LAMBDA_INSTANCES sets the instances of each function (16); the load test gets two
+# agent-turn instances per chat.
 #
 # The store: DynamoDB Local when this checkout has the DynamoDB store (scripts/dynamodb-local.sh);
 # without it, a SQLite file the three functions share (a local stand-in, loudly so). Force one
@@ -27,10 +31,12 @@ AWS_ACCESS_KEY_ID=validate AWS_SECRET_ACCESS_KEY=validate AWS_SESSION_TOKEN= \
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/chatfn-lambda-e2e.XXXXXX")"
 watch_pid=""
+instance_pids=()
 dynamo_pid=""
 cleanup() {
   local status=$?
-  # cargo lambda watch leads its own process group (setsid): stop it and the functions it runs.
+  if (( ${#instance_pids[@]} > 0 )); then kill -KILL "${instance_pids[@]}" 2>/dev/null || true; fi
+  # cargo lambda watch leads its own process group (setsid).
   if [[ -n "$watch_pid" ]]; then
     kill -TERM -- "-$watch_pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$watch_pid" 2>/dev/null || break; sleep 0.1; done
@@ -104,26 +110,59 @@ export CHATFN_LAMBDA_URL_CORS=true
 echo "==> build the three functions (as cargo lambda watch runs them)"
 cargo build -p session-start -p token-refresh -p agent-turn --features "$features"
 
+# cargo lambda watch serves the Lambda APIs (the runtime API the functions poll, and the function
+# URLs) and this script starts the instances, as Lambda does: each one process that takes one
+# invocation at a time. Started by cargo lambda watch itself, each instance is a `cargo run`,
+# and these queue on cargo's package cache lock: asked for hundreds at once, it piles up cargo
+# processes (90 MB each) faster than they start. The load test needs about two instances per
+# chat, ready before its burst: with 100 invocations of one function waiting, cargo lambda
+# watch 1.9.2 deadlocks for good (its per-function queue is a channel of 100, pushed to while
+# holding the lock that instances need to take from it).
 # No --timeout: with one, cargo lambda watch 1.9.2 ends idle instances' long polls without an
 # invocation and lambda_runtime panics (it still gives every invocation a 600 s deadline).
 echo "==> cargo lambda watch on 127.0.0.1:$lambda_port (store: $store)"
-# Up to 32 instances of each function, as Lambda scales out: the load test runs 200 chats at once,
-# and a stop or a resume must not queue behind the streams it is about.
-setsid cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$lambda_port" --concurrency 32 \
-  --features "$features" > "$work/watch.log" 2>&1 < /dev/null &
+: > "$work/watch.log"
+setsid cargo lambda watch --only-lambda-apis --ignore-changes -A 127.0.0.1 -P "$lambda_port" \
+  --features "$features" >> "$work/watch.log" 2>&1 < /dev/null &
 watch_pid=$!
+until (: < "/dev/tcp/127.0.0.1/$lambda_port") 2>/dev/null; do
+  kill -0 "$watch_pid" 2>/dev/null || { echo "cargo lambda watch exited" >&2; exit 1; }
+  sleep 0.2
+done
 
-# Each function answers a JSON 404 for a route it does not own: that is the sign it runs. The
-# first answer also times a cold start (process start, init, first request).
-for fn in session-start token-refresh agent-turn; do
-  deadline=$((SECONDS + 300))
-  until body="$(curl -s --max-time 60 "http://127.0.0.1:$lambda_port/lambda-url/$fn/chatfn-ready" \
-      -w '\n%{time_starttransfer}')" && grep -q '"code":"not_found"' <<< "$body"; do
-    kill -0 "$watch_pid" 2>/dev/null || { echo "cargo lambda watch exited" >&2; exit 1; }
-    if (( SECONDS > deadline )); then echo "$fn did not answer within 300 s" >&2; exit 1; fi
-    sleep 1
+# The established connections to cargo lambda watch: an idle instance holds one, polling.
+connections() {
+  awk -v port="$(printf ':%04X' "$lambda_port")" '$3 ~ port "$" && $4 == "01"' /proc/net/tcp /proc/net/tcp6 | wc -l
+}
+# Starts `count` more instances of function `fn` and waits until they poll for invocations.
+start_instances() {
+  local fn="$1" count="$2" before i
+  before="$(connections)"
+  for ((i = 0; i < count; i++)); do
+    AWS_LAMBDA_FUNCTION_NAME="$fn" AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$lambda_port/.rt/$fn" \
+      AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
+      "$CARGO_TARGET_DIR/debug/$fn" >> "$work/watch.log" 2>&1 < /dev/null &
+    instance_pids+=("$!")
   done
-  echo "$fn answers (first request: $(tail -n1 <<< "$body") s to the first byte, including cargo run)"
+  local deadline=$((SECONDS + 120))
+  until (( $(connections) >= before + count )); do
+    if (( SECONDS > deadline )); then echo "$count instances of $fn did not start polling within 120 s" >&2; exit 1; fi
+    sleep 0.2
+  done
+}
+
+instances="${CHATFN_LAMBDA_INSTANCES:-16}"
+for fn in session-start token-refresh agent-turn; do
+  started=$SECONDS
+  start_instances "$fn" "$instances"
+  echo "$fn: $instances instances polling after $((SECONDS - started)) s"
+done
+
+# Each function answers a JSON 404 for a route it does not own: that is the sign it runs.
+for fn in session-start token-refresh agent-turn; do
+  body="$(curl -s --max-time 60 "http://127.0.0.1:$lambda_port/lambda-url/$fn/chatfn-ready" -w '\n%{time_starttransfer}')"
+  grep -q '"code":"not_found"' <<< "$body" || { echo "$fn did not answer: $body" >&2; exit 1; }
+  echo "$fn answers ($(tail -n1 <<< "$body") s to the first byte)"
 done
 
 # --- the scenarios -------------------------------------------------------------------------------
@@ -141,12 +180,25 @@ else
 fi
 bash scripts/npm-install.sh tests/js
 for group in "${groups[@]}"; do
+  if [[ " $group " == *" load/ "* ]]; then
+    # As Lambda scales out on a burst: two agent-turn instances per chat (a turn and its resume
+    # or its stop run at once), ready before the burst (see above).
+    chats="${CHATFN_LOAD_CHATS:-200}"
+    [[ "${CHATFN_SOAK:-}" == 1 ]] && chats=$((chats * 5))
+    more=$((2 * chats - instances))
+    if (( more > 0 )); then
+      started=$SECONDS
+      start_instances agent-turn "$more"
+      echo "agent-turn: $((instances + more)) instances polling ($more more after $((SECONDS - started)) s)"
+      instances=$((instances + more))
+    fi
+  fi
   echo "==> the stock npm clients against the Lambda functions: $group"
   (
     cd tests/js
     # shellcheck disable=SC2086 # a group is a list of paths
     CHATFN_LAMBDA_URL="http://127.0.0.1:$lambda_port" CHATFN_LAMBDA_LOG="$work/watch.log" \
-      CHATFN_LAMBDA_WATCH_PID="$watch_pid" \
+      CHATFN_LAMBDA_INSTANCES_PARENT="$$" \
       MOCK_OPENAI_PORT="$mock_port" node --test --test-concurrency=1 $group
   )
 done

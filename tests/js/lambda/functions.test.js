@@ -5,9 +5,9 @@
 // invocation the same 600 s deadline, whatever its --timeout.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { e2eSuite } from '../support/harness.js';
+import { lambdaInstances, pidsHoldingPort } from '../support/lambda-instances.js';
 import { functionFor } from '../support/lambda-router.js';
 import { chatUrl, getMessages, request, sessionBody } from '../support/server.js';
 import { textOf, userMessage } from '../support/stream.js';
@@ -15,19 +15,12 @@ import { textOf, userMessage } from '../support/stream.js';
 const lambdaUrl = () => process.env.CHATFN_LAMBDA_URL.replace(/\/+$/, '');
 const direct = (fn, path) => `${lambdaUrl()}/lambda-url/${fn}${path}`;
 
-/**
- * The PIDs of the agent-turn function's processes: cargo lambda watch (CHATFN_LAMBDA_WATCH_PID,
- * set by scripts/lambda-e2e.sh) starts each instance as a child of its own.
- */
-function agentTurnPids() {
-  const watch = process.env.CHATFN_LAMBDA_WATCH_PID;
-  assert.ok(watch, 'run this file with scripts/lambda-e2e.sh (CHATFN_LAMBDA_WATCH_PID)');
-  const ps = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' });
-  return ps
-    .split('\n')
-    .map((line) => line.trim().split(/\s+/))
-    .filter(([, parent, command]) => parent === watch && /(^|\/)agent-turn$/.test(command ?? ''))
-    .map(([pid]) => Number(pid));
+/** The agent-turn instance that made the model call from `clientPort`: the one to kill. */
+function agentTurnPidCalling(clientPort) {
+  const instances = lambdaInstances('agent-turn');
+  const owners = pidsHoldingPort(instances, clientPort);
+  assert.equal(owners.length, 1, `one of the ${instances.length} agent-turn instances holds port ${clientPort}: ${owners}`);
+  return owners[0];
 }
 
 /** The data chunks of an SSE body, parsed. */
@@ -84,9 +77,9 @@ e2eSuite('the Lambda functions', (ctx, e2e) => {
       assert.ok(!done, 'the stream ended before the kill');
       seen += new TextDecoder().decode(value);
     }
-    const pids = agentTurnPids();
-    assert.ok(pids.length > 0, 'found the agent-turn process');
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    const call = ctx.mock.requests.at(-1);
+    assert.ok(call && !call.completed, 'the model call of the turn is under way');
+    process.kill(agentTurnPidCalling(call.clientPort), 'SIGKILL');
     // The stream breaks with the process (cargo lambda watch may end it or error it).
     await reader.read().then(() => reader.cancel()).catch(() => {});
     controller.abort();
@@ -118,7 +111,7 @@ e2eSuite('the Lambda functions', (ctx, e2e) => {
     const messages = await getMessages(ctx.server, chatId, token);
     assert.equal(messages.length, 2, `the message and the partial reply are in the history: ${JSON.stringify(messages)}`);
     assert.ok(textOf(messages[1]).startsWith('k0 k1 k2 '), textOf(messages[1]));
-    // The chat is free: the next turn runs on a fresh instance.
+    // The chat is free: the next turn runs on another instance.
     ctx.mock.handle(() => ({ text: ['after ', 'the kill'] }));
     const next = await fetch(`${ctx.server.baseUrl}/api/chat`, {
       method: 'POST',

@@ -10,19 +10,21 @@
 // - no error chunk anywhere.
 //
 // Hosts: the local server (default 1,000 chats), the Lambda functions under cargo lambda watch
-// (default 50 chats: at 200, cargo lambda watch stops answering; see SECURITY.md) or the
-// Worker. CHATFN_LOAD_CHATS sets the
-// number of chats; CHATFN_SOAK=1 makes it a soak: more turns per chat and five times the chats.
+// (default 200 chats; scripts/lambda-e2e.sh starts the instances they need) or the Worker.
+// CHATFN_LOAD_CHATS sets the number of chats; CHATFN_SOAK=1 makes it a soak: more turns per chat
+// and five times the chats.
 
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
 import { e2eSuite } from '../support/harness.js';
 import { chatUrl, createSession, getMessages, newChatId, request } from '../support/server.js';
+import { lambdaInstances } from '../support/lambda-instances.js';
 import { readWholeLog } from '../support/trigger.js';
 import { userMessage } from '../support/stream.js';
 
 const soak = process.env.CHATFN_SOAK === '1';
-const defaultChats = process.env.CHATFN_LAMBDA_URL ? 50 : 1000;
+const onLambda = Boolean(process.env.CHATFN_LAMBDA_URL);
+const defaultChats = onLambda ? 200 : 1000;
 const CHATS = Number(process.env.CHATFN_LOAD_CHATS ?? defaultChats) * (soak ? 5 : 1);
 const ROUNDS = soak ? 5 : 1;
 const WORDS = 12;
@@ -200,6 +202,10 @@ e2eSuite('load', (ctx, e2e) => {
       const words = text.includes('long') ? LONG_WORDS : WORDS;
       return { text: Array.from({ length: words }, (_, i) => `w${i} `), delayMs: text.includes('long') ? 15 : 2 };
     });
+    if (onLambda) {
+      // scripts/lambda-e2e.sh starts two agent-turn instances per chat before this burst.
+      console.log(`load: ${lambdaInstances('agent-turn').length} agent-turn instances`);
+    }
     const started = Date.now();
     const watchdog = setInterval(reportSlowRequests, 10_000);
     after(() => clearInterval(watchdog));

@@ -17,8 +17,8 @@
 //   }
 //
 // Every request is recorded in `mock.requests` (in arrival order) with timestamps, and with
-// `aborted: true` when the caller hung up before the reply was complete. Handler exceptions
-// become 500 answers and are kept in `mock.errors`.
+// `aborted: true` when the caller hung up before the reply was complete, and with the caller's
+// port (`clientPort`). Handler exceptions become 500 answers and are kept in `mock.errors`.
 //
 // The mock listens on 127.0.0.1 and port 0, or on `MOCK_OPENAI_PORT` when set (used when the
 // chatfn server runs outside the tests; see README.md).
@@ -116,6 +116,8 @@ export async function startMockOpenAI({ port } = {}) {
       method: req.method,
       path: url.pathname,
       headers: req.headers,
+      // The caller's side of the connection: tells which process made the call.
+      clientPort: req.socket.remotePort,
       body,
       messages: Array.isArray(body.messages) ? body.messages : [],
       tools: Array.isArray(body.tools) ? body.tools : [],

@@ -140,7 +140,8 @@ async fn run_on_fresh_table(
 ) -> Result<DynamoFigures, String> {
     let model_url = mock_model::start(script)
         .await
-        .map_err(|error| format!("mock model: {error}"))?;
+        .map_err(|error| format!("mock model: {error}"))?
+        .url;
     let target = Target::Chatfn {
         binary: binary.to_owned(),
         dynamodb: Some(format!("chatfn-bench-{}", uuid::Uuid::new_v4().simple())),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::json;
 
+use crate::mock_model::MockModel;
 use crate::server::{Server, Target};
 
 /// What one turn looked like from the client.
@@ -15,6 +16,9 @@ pub struct TurnTiming {
     pub first_byte: Duration,
     /// Request sent to the first `text-delta` chunk.
     pub first_text: Duration,
+    /// The mock's own time to first token in this turn, as measured by the mock (turns run one
+    /// at a time only: concurrent turns' model calls cannot be told apart).
+    pub model_first_token: Option<Duration>,
     /// Gaps between consecutive `text-delta` chunks.
     pub gaps: Vec<Duration>,
     pub text_deltas: usize,
@@ -176,10 +180,20 @@ pub async fn send_turns(
 }
 
 /// Runs `turns` turns one after another (one chat each), for latency without contention.
-pub async fn run_sequential(target: &Target, server: &Server, turns: usize) -> Vec<TurnTiming> {
+pub async fn run_sequential(
+    target: &Target,
+    server: &Server,
+    mock: &MockModel,
+    turns: usize,
+) -> Vec<TurnTiming> {
     let mut timings = Vec::with_capacity(turns);
     for _ in 0..turns {
-        timings.extend(run_level(target, server, 1).await);
+        mock.take_first_tokens();
+        let mut turn = run_level(target, server, 1).await;
+        if let ([timing], [own]) = (turn.as_mut_slice(), mock.take_first_tokens().as_slice()) {
+            timing.model_first_token = Some(*own);
+        }
+        timings.extend(turn);
     }
     timings
 }

@@ -114,9 +114,10 @@ async fn run(args: Args) -> Result<(), String> {
             ));
         }
     }
-    let model_url = mock_model::start(script)
+    let mock = mock_model::start(script)
         .await
         .map_err(|error| format!("mock model: {error}"))?;
+    let model_url = &mock.url;
     let targets = [
         Target::Chatfn {
             binary: args.chatfn.clone(),
@@ -143,24 +144,24 @@ async fn run(args: Args) -> Result<(), String> {
     // Phase by phase, the servers take turns, so a change in the machine's load hits both.
     for _ in 0..cold_runs {
         for (target, into) in targets.iter().zip(measured.iter_mut()) {
-            let server = Server::start(target, &model_url).await?;
+            let server = Server::start(target, model_url).await?;
             into.cold_starts.push(server.cold_start);
             server.stop().await;
         }
     }
     for (target, into) in targets.iter().zip(measured.iter_mut()) {
-        let server = Server::start(target, &model_url).await?;
+        let server = Server::start(target, model_url).await?;
         eprintln!(
             "bench: {}: {sequential_turns} turns one at a time",
             target.name()
         );
-        into.sequential = load::run_sequential(target, &server, sequential_turns).await;
+        into.sequential = load::run_sequential(target, &server, &mock, sequential_turns).await;
         server.stop().await;
     }
     for &concurrency in &levels {
         for (target, into) in targets.iter().zip(measured.iter_mut()) {
             // A fresh process per level, so each peak is that level's own.
-            let server = Server::start(target, &model_url).await?;
+            let server = Server::start(target, model_url).await?;
             eprintln!("bench: {}: {concurrency} concurrent streams", target.name());
             into.levels
                 .push(measure_level(target, &server, concurrency).await);

@@ -4,7 +4,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -24,18 +25,49 @@ pub struct ModelScript {
     pub interval: Duration,
 }
 
-/// Starts the mock on a free loopback port; returns its base URL (`…/v1`).
-pub async fn start(script: ModelScript) -> std::io::Result<String> {
+/// The running mock.
+#[derive(Clone)]
+pub struct MockModel {
+    /// Its base URL (`…/v1`).
+    pub url: String,
+    /// For each request, in order, the mock's own time to first token as it happened: from its
+    /// handler being called to the first token handed to the connection. A timer fires late by
+    /// up to a millisecond, so this is what a server's added time is measured against.
+    first_tokens: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl MockModel {
+    /// The own time to first token of the requests since the last call.
+    pub fn take_first_tokens(&self) -> Vec<Duration> {
+        std::mem::take(
+            &mut *self
+                .first_tokens
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+}
+
+/// Starts the mock on a free loopback port.
+pub async fn start(script: ModelScript) -> std::io::Result<MockModel> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address: SocketAddr = listener.local_addr()?;
+    let first_tokens = Arc::new(Mutex::new(Vec::new()));
+    let record = first_tokens.clone();
     let app = Router::new().route(
         "/v1/chat/completions",
-        post(move || async move { completion(script) }),
+        post(move || {
+            let record = record.clone();
+            async move { completion(script, Instant::now(), record) }
+        }),
     );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok(format!("http://{address}/v1"))
+    Ok(MockModel {
+        url: format!("http://{address}/v1"),
+        first_tokens,
+    })
 }
 
 /// The SSE event of one chunk.
@@ -57,8 +89,12 @@ fn event(delta: &str, finish: Option<&str>, usage: Option<(usize, usize)>) -> By
     Bytes::from(format!("data: {chunk}\n\n"))
 }
 
-fn completion(script: ModelScript) -> Response {
-    let stream = async_stream(script);
+fn completion(
+    script: ModelScript,
+    received: Instant,
+    first_tokens: Arc<Mutex<Vec<Duration>>>,
+) -> Response {
+    let stream = async_stream(script, received, first_tokens);
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -69,22 +105,32 @@ fn completion(script: ModelScript) -> Response {
 
 fn async_stream(
     script: ModelScript,
+    received: Instant,
+    first_tokens: Arc<Mutex<Vec<Duration>>>,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    futures::stream::unfold(0usize, move |step| async move {
-        let total = script.tokens;
-        let bytes = match step {
-            0 => {
-                tokio::time::sleep(script.first_token).await;
-                event(r#"{"role":"assistant","content":"tok0 "}"#, None, None)
-            }
-            n if n < total => {
-                tokio::time::sleep(script.interval).await;
-                event(&format!(r#"{{"content":"tok{n} "}}"#), None, None)
-            }
-            n if n == total => event("{}", Some("stop"), Some((10, total))),
-            n if n == total + 1 => Bytes::from_static(b"data: [DONE]\n\n"),
-            _ => return None,
-        };
-        Some((Ok(bytes), step + 1))
+    futures::stream::unfold(0usize, move |step| {
+        let first_tokens = first_tokens.clone();
+        async move {
+            let total = script.tokens;
+            let bytes = match step {
+                0 => {
+                    tokio::time::sleep(script.first_token).await;
+                    let bytes = event(r#"{"role":"assistant","content":"tok0 "}"#, None, None);
+                    first_tokens
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(received.elapsed());
+                    bytes
+                }
+                n if n < total => {
+                    tokio::time::sleep(script.interval).await;
+                    event(&format!(r#"{{"content":"tok{n} "}}"#), None, None)
+                }
+                n if n == total => event("{}", Some("stop"), Some((10, total))),
+                n if n == total + 1 => Bytes::from_static(b"data: [DONE]\n\n"),
+                _ => return None,
+            };
+            Some((Ok(bytes), step + 1))
+        }
     })
 }

@@ -185,12 +185,13 @@ for group in "${groups[@]}"; do
     # or its stop run at once), ready before the burst (see above).
     chats="${CHATFN_LOAD_CHATS:-200}"
     [[ "${CHATFN_SOAK:-}" == 1 ]] && chats=$((chats * 5))
-    more=$((2 * chats - instances))
+    # Counted, not remembered: a scenario may have killed one.
+    running="$(pgrep -c -P $$ -x agent-turn || true)"
+    more=$((2 * chats - running))
     if (( more > 0 )); then
       started=$SECONDS
       start_instances agent-turn "$more"
-      echo "agent-turn: $((instances + more)) instances polling ($more more after $((SECONDS - started)) s)"
-      instances=$((instances + more))
+      echo "agent-turn: $((running + more)) instances polling ($more more after $((SECONDS - started)) s)"
     fi
   fi
   echo "==> the stock npm clients against the Lambda functions: $group"

@@ -59,6 +59,9 @@ struct Args {
     /// Turns in the DynamoDB phase (one chat each).
     #[arg(long)]
     dynamodb_turns: Option<usize>,
+    /// Runs only chatfn (for profiling it: pass a wrapper script as `--chatfn`).
+    #[arg(long)]
+    chatfn_only: bool,
 }
 
 /// What one server did in the run.
@@ -106,7 +109,15 @@ async fn run(args: Args) -> Result<(), String> {
     });
     let sequential_turns = if args.quick { 5 } else { 20 };
     let cold_runs = if args.quick { 1 } else { 5 };
-    for path in [&args.chatfn, &args.baseline] {
+    if args.chatfn_only && args.write_docs {
+        return Err("--write-docs needs both servers (drop --chatfn-only)".into());
+    }
+    let paths = if args.chatfn_only {
+        vec![&args.chatfn]
+    } else {
+        vec![&args.chatfn, &args.baseline]
+    };
+    for path in paths {
         if !path.exists() {
             return Err(format!(
                 "{} is missing (see the README, \"Benchmarks\")",
@@ -118,15 +129,15 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|error| format!("mock model: {error}"))?;
     let model_url = &mock.url;
-    let targets = [
-        Target::Chatfn {
-            binary: args.chatfn.clone(),
-            dynamodb: None,
-        },
-        Target::Baseline {
+    let mut targets = vec![Target::Chatfn {
+        binary: args.chatfn.clone(),
+        dynamodb: None,
+    }];
+    if !args.chatfn_only {
+        targets.push(Target::Baseline {
             script: args.baseline.clone(),
-        },
-    ];
+        });
+    }
     let mut measured: Vec<Measured> = targets
         .iter()
         .map(|target| Measured {

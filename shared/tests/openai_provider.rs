@@ -494,3 +494,33 @@ async fn rule_scripts_a_tool_conversation() {
         "{\"city\":\"Paris\"}"
     );
 }
+
+#[tokio::test]
+async fn the_next_call_reuses_the_connection_of_a_finished_stream() {
+    // The stream is over for the engine at the finish reason and usage; `[DONE]` and the end of
+    // the body come later, and the client reads them in the background to keep the connection.
+    let reply = |text: &str| {
+        ScriptedReply::stream()
+            .text(text)
+            .finish_reason("stop")
+            .usage(usage(5, 1))
+            .sleep_ms(100)
+            .done()
+    };
+    let mock = MockOpenAi::start(vec![reply("one"), reply("two")]).await;
+    let model = model(&mock);
+
+    let first = collect_ok(&model, user("hi")).await;
+    assert!(matches!(first.last(), Some(ModelEvent::Finish { .. })));
+    // The rest of the first body arrives 100 ms after its finish.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = collect_ok(&model, user("again")).await;
+    assert!(matches!(second.last(), Some(ModelEvent::Finish { .. })));
+
+    let clients: Vec<_> = mock.received().iter().map(|r| r.client).collect();
+    assert_eq!(clients.len(), 2);
+    assert_eq!(
+        clients[0], clients[1],
+        "the second call came on a new connection"
+    );
+}

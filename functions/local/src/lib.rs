@@ -195,10 +195,13 @@ async fn run(
         .await
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+
     // Scripts and tests wait for this line.
     println!("chatfn listening on http://{local}");
     println!("chat page: http://{local}/");
-    let server = axum::serve(listener, router);
+    // `into_make_service` readies the router's routes once; serving the router itself would
+    // rebuild them for every connection.
+    let server = axum::serve(listener, router.into_make_service());
     tokio::select! {
         result = server => result.map_err(|e| format!("server failed: {e}")),
         () = shutdown_signal() => {

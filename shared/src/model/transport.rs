@@ -255,37 +255,40 @@ where
     D: ByteStreamDecoder,
 {
     struct State<S, D> {
-        bytes: Pin<Box<S>>,
+        /// `None` once the body is no longer ours to read (finished, failed or handed to
+        /// [`drain_to_end`]).
+        bytes: Option<Pin<Box<S>>>,
         decoder: D,
         ready: VecDeque<Result<ModelEvent, ModelError>>,
-        done: bool,
     }
 
     let state = State {
-        bytes: Box::pin(bytes),
+        bytes: Some(Box::pin(bytes)),
         decoder,
         ready: VecDeque::new(),
-        done: false,
     };
     Box::pin(futures::stream::unfold(state, |mut state| async move {
         loop {
             if let Some(item) = state.ready.pop_front() {
                 return Some((item, state));
             }
-            if state.done {
-                return None;
-            }
-            match state.bytes.next().await {
+            let bytes = state.bytes.as_mut()?;
+            match bytes.next().await {
                 Some(Ok(chunk)) => {
                     let mut events = Vec::new();
                     let pushed = state.decoder.push(&chunk, &mut events);
                     state.ready.extend(events.into_iter().map(Ok));
                     if let Err(error) = pushed {
                         state.ready.push_back(Err(error));
-                        state.done = true;
-                    }
-                    if state.decoder.is_finished() {
-                        state.done = true;
+                        state.bytes = None;
+                    } else if state.decoder.is_finished() {
+                        // The engine stops reading at `Finish`; what is left of the body (`[DONE]`,
+                        // the chunked terminator) is read in the background so the connection
+                        // goes back to the pool instead of being closed: the next call skips the
+                        // connect and, on HTTPS, the TLS handshake.
+                        if let Some(rest) = state.bytes.take() {
+                            drain_to_end(rest);
+                        }
                     }
                 }
                 Some(Err(error)) => {
@@ -293,16 +296,48 @@ where
                         "the stream broke: {}",
                         error_chain(&error)
                     ))));
-                    state.done = true;
+                    state.bytes = None;
                 }
                 None => {
                     match state.decoder.end() {
                         Ok(events) => state.ready.extend(events.into_iter().map(Ok)),
                         Err(error) => state.ready.push_back(Err(error)),
                     }
-                    state.done = true;
+                    state.bytes = None;
                 }
             }
         }
     }))
+}
+
+/// The most read of a body after its `Finish`, and how long it may take, before the connection
+/// is given up rather than kept for reuse.
+#[cfg(not(target_arch = "wasm32"))]
+const DRAIN_MAX_BYTES: usize = 64 * 1024;
+#[cfg(not(target_arch = "wasm32"))]
+const DRAIN_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads the rest of a finished provider body in the background (bounded in bytes and time), so
+/// the HTTP client can reuse its connection. On the Worker the body is dropped: workerd's fetch
+/// manages its connections itself.
+fn drain_to_end<S, E>(rest: Pin<Box<S>>)
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+{
+    #[cfg(target_arch = "wasm32")]
+    drop(rest);
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::runtime::spawn_detached(async move {
+        let mut rest = rest;
+        let _ = crate::runtime::timeout(DRAIN_MAX_WAIT, async {
+            let mut read = 0;
+            while let Some(Ok(chunk)) = rest.next().await {
+                read += chunk.len();
+                if read > DRAIN_MAX_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
 }

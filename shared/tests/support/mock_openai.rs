@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -47,6 +47,9 @@ pub struct ReceivedRequest {
     pub authorization: Option<String>,
     /// The JSON body (`Value::Null` if it was not JSON).
     pub body: Value,
+    /// The caller's end of the connection: one address for two requests means the client reused
+    /// the connection.
+    pub client: SocketAddr,
 }
 
 type Rule = Box<dyn Fn(&Value) -> ScriptedReply + Send + Sync>;
@@ -89,9 +92,12 @@ impl MockOpenAi {
             .fallback(not_found)
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("mock server failed");
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .expect("mock server failed");
         });
         MockOpenAi {
             addr,
@@ -131,6 +137,7 @@ impl Drop for MockOpenAi {
 
 async fn chat_completions(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -145,6 +152,7 @@ async fn chat_completions(
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned),
             body: body.clone(),
+            client,
         });
         received.len()
     };

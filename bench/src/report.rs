@@ -445,7 +445,13 @@ with the server, as they would share the 2 cores of a small instance.
 ## Latest figures
 
 {table}
-{plot}{dynamo_section}",
+{plot}{dynamo_section}
+## Where the time and memory go
+
+[profiling.md](profiling.md) has the profiles behind these figures (perf, heaptrack, strace, each
+over `bench --chatfn-only` with a wrapper passed as `--chatfn`), what they changed, and what they
+show for the goals not met.
+",
         tokens = script.tokens,
         interval = script.interval.as_millis(),
         first = script.first_token.as_millis(),

@@ -497,23 +497,20 @@ async fn rule_scripts_a_tool_conversation() {
 
 #[tokio::test]
 async fn the_next_call_reuses_the_connection_of_a_finished_stream() {
-    // The stream is over for the engine at the finish reason and usage; `[DONE]` and the end of
-    // the body come later, and the client reads them in the background to keep the connection.
+    // The stream is over for the engine at `[DONE]`; the body's chunked end comes after it, and
+    // the client reads it in the background to keep the connection.
     let reply = |text: &str| {
         ScriptedReply::stream()
             .text(text)
-            .finish_reason("stop")
-            .usage(usage(5, 1))
-            .sleep_ms(100)
-            .done()
+            .finish("stop", usage(5, 1))
     };
     let mock = MockOpenAi::start(vec![reply("one"), reply("two")]).await;
     let model = model(&mock);
 
     let first = collect_ok(&model, user("hi")).await;
     assert!(matches!(first.last(), Some(ModelEvent::Finish { .. })));
-    // The rest of the first body arrives 100 ms after its finish.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The background read of the first body's end gets a moment to return the connection.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let second = collect_ok(&model, user("again")).await;
     assert!(matches!(second.last(), Some(ModelEvent::Finish { .. })));
 

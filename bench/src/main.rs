@@ -125,6 +125,10 @@ async fn run(args: Args) -> Result<(), String> {
             ));
         }
     }
+    if !args.quick {
+        wait_for_quiet_machine().await;
+    }
+    let machine = report::machine();
     let mock = mock_model::start(script)
         .await
         .map_err(|error| format!("mock model: {error}"))?;
@@ -217,8 +221,15 @@ async fn run(args: Args) -> Result<(), String> {
         plotted = true;
     }
     if args.write_docs {
-        report::write_docs(&table, dynamo_table.as_deref(), &script, &levels, plotted)
-            .map_err(|error| format!("docs: {error}"))?;
+        report::write_docs(
+            &machine,
+            &table,
+            dynamo_table.as_deref(),
+            &script,
+            &levels,
+            plotted,
+        )
+        .map_err(|error| format!("docs: {error}"))?;
         eprintln!("bench: wrote docs/benchmarks.md");
     }
     let errors: usize = measured
@@ -235,6 +246,29 @@ async fn run(args: Args) -> Result<(), String> {
         return Err(format!("{errors} turns failed"));
     }
     Ok(())
+}
+
+/// Waits (a minute at most) for the load left by whatever ran before, a build most often, to
+/// fade: CPU figures taken beside it would be the build's as much as the servers'.
+async fn wait_for_quiet_machine() {
+    const QUIET: f64 = 0.7;
+    let one_minute_load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|text| text.split_whitespace().next()?.parse::<f64>().ok())
+    };
+    let started = std::time::Instant::now();
+    let mut announced = false;
+    while let Some(load) = one_minute_load() {
+        if load < QUIET || started.elapsed() >= Duration::from_secs(60) {
+            break;
+        }
+        if !announced {
+            eprintln!("bench: waiting for the load average ({load:.2}) to fall below {QUIET}");
+            announced = true;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 /// One load level, with the server's CPU time and peak memory while it ran.

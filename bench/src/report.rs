@@ -194,8 +194,33 @@ fn figures(measured: &[Measured], script: &ModelScript) -> Vec<Row> {
         unit: "",
         ratio: false,
     });
+    // Failures per level: a server's peak memory and CPU at a level cover only the turns it
+    // served, so a level where one of them failed turns compares unequal loads.
+    for index in 0..level_count {
+        let failed: Vec<usize> = measured
+            .iter()
+            .map(|m| {
+                m.levels[index]
+                    .timings
+                    .iter()
+                    .filter(|t| t.error.is_some())
+                    .count()
+            })
+            .collect();
+        if failed.iter().any(|n| *n > 0) {
+            rows.push(Row {
+                label: format!(
+                    "failed turns, {} streams",
+                    measured[0].levels[index].concurrency
+                ),
+                values: failed.iter().map(|n| Some(*n as f64)).collect(),
+                unit: "",
+                ratio: false,
+            });
+        }
+    }
     rows.push(Row {
-        label: "failed turns".into(),
+        label: "failed turns, all phases".into(),
         values: measured
             .iter()
             .map(|m| {
@@ -344,7 +369,8 @@ pub fn dynamo_table(figures: &crate::dynamodb::DynamoFigures) -> String {
     out
 }
 
-fn machine() -> String {
+/// The machine and its load, read before the run starts.
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -366,6 +392,7 @@ fn machine() -> String {
 
 /// Writes docs/benchmarks.md: the method, the machine, the tables and the plot's link.
 pub fn write_docs(
+    machine: &str,
     table: &str,
     dynamo: Option<&str>,
     script: &ModelScript,
@@ -456,7 +483,6 @@ show for the goals not met.
         interval = script.interval.as_millis(),
         first = script.first_token.as_millis(),
         cold = 5,
-        machine = machine(),
     );
     std::fs::create_dir_all("docs")?;
     std::fs::write("docs/benchmarks.md", doc)

@@ -411,6 +411,12 @@ impl ChatCompletionsDecoder {
             };
             return Err(ModelError::Stream(message));
         }
+        if let Some(text) = plain_text_delta(data) {
+            if !text.is_empty() {
+                out.push(ModelEvent::TextDelta(text));
+            }
+            return Ok(out);
+        }
         let chunk: Value = serde_json::from_str(data).map_err(|error| {
             ModelError::Protocol(format!(
                 "invalid JSON in a stream chunk ({error}): {}",
@@ -736,6 +742,64 @@ where
     decode_sse_stream(bytes, ChatCompletionsDecoder::new())
 }
 
+/// The text of a chunk that carries nothing but text (almost every chunk of a reply), read
+/// without building a `Value` tree: most of the decoder's time went to building and dropping
+/// one per token. `None` for anything else (a finish reason, usage, tool calls, reasoning, an
+/// error, a shape this does not know), which the general path then decodes.
+fn plain_text_delta(data: &str) -> Option<String> {
+    use serde::Deserialize;
+    use serde::de::IgnoredAny;
+    use std::borrow::Cow;
+
+    #[derive(Deserialize)]
+    struct Chunk<'a> {
+        #[serde(borrow)]
+        choices: Vec<Choice<'a>>,
+        error: Option<IgnoredAny>,
+        usage: Option<IgnoredAny>,
+        x_groq: Option<IgnoredAny>,
+    }
+    #[derive(Deserialize)]
+    struct Choice<'a> {
+        index: Option<u64>,
+        #[serde(borrow)]
+        delta: Option<Delta<'a>>,
+        finish_reason: Option<IgnoredAny>,
+    }
+    #[derive(Deserialize)]
+    struct Delta<'a> {
+        #[serde(borrow)]
+        content: Option<Cow<'a, str>>,
+        reasoning_content: Option<IgnoredAny>,
+        reasoning: Option<IgnoredAny>,
+        tool_calls: Option<IgnoredAny>,
+    }
+
+    let chunk: Chunk<'_> = serde_json::from_str(data).ok()?;
+    if chunk.error.is_some() || chunk.usage.is_some() || chunk.x_groq.is_some() {
+        return None;
+    }
+    let mut text = None;
+    for choice in &chunk.choices {
+        if choice.finish_reason.is_some() {
+            return None;
+        }
+        let Some(delta) = &choice.delta else {
+            continue;
+        };
+        if delta.reasoning_content.is_some()
+            || delta.reasoning.is_some()
+            || delta.tool_calls.is_some()
+        {
+            return None;
+        }
+        if choice.index.unwrap_or(0) == 0 && text.is_none() {
+            text = Some(delta.content.as_deref().unwrap_or_default());
+        }
+    }
+    Some(text.unwrap_or_default().to_owned())
+}
+
 impl EventDecoder for ChatCompletionsDecoder {
     fn push(&mut self, event: &SseEvent) -> Result<Vec<ModelEvent>, ModelError> {
         ChatCompletionsDecoder::push(self, event)
@@ -889,6 +953,60 @@ mod tests {
     use super::*;
     use crate::model::transport::provider_error_message;
     use futures::StreamExt;
+
+    #[test]
+    fn plain_text_chunks_decode_as_the_general_path_does() {
+        let chunks = [
+            text("Hel"),
+            text(""),
+            text("quote \" and \\ and \u{e9} and \n"),
+            r#"{"choices":[{"index":0,"delta":{"content":"caf\u00e9 \"q\""}}]}"#.to_owned(),
+            json!({ "choices": [{ "delta": { "content": "no index", "role": "assistant" } }] })
+                .to_string(),
+            json!({ "choices": [{ "index": 1, "delta": { "content": "other" } },
+                                { "index": 0, "delta": { "content": "mine" } }] })
+            .to_string(),
+            json!({ "choices": [], "usage": null, "id": "x", "object": "chat.completion.chunk" })
+                .to_string(),
+            json!({ "choices": [{ "index": 0, "delta": { "content": null } }] }).to_string(),
+            json!({ "choices": [{ "index": 0, "delta": null }] }).to_string(),
+            json!({ "choices": [{ "index": 0, "delta": "odd" }] }).to_string(),
+            json!({ "choices": [{ "index": 0, "delta": { "content": ["odd"] } }] }).to_string(),
+            json!({ "choices": [{ "index": 0, "delta": { "content": "a", "reasoning_content": "r" } }] })
+                .to_string(),
+            json!({ "choices": [{ "index": 0, "delta": { "reasoning": "" } }] }).to_string(),
+            json!({ "choices": "odd" }).to_string(),
+            json!({ "choices": [{ "index": 0, "delta": { "content": "x" } }], "x_groq": { "id": "g" } })
+                .to_string(),
+            json!({ "choices": [{ "index": 0, "delta": { "content": "x" } }], "usage": { "prompt_tokens": 1 } })
+                .to_string(),
+            tool_fragment(0, Some("call_1"), Some("roll_dice"), "{\"sides\""),
+            finish_chunk("stop"),
+            json!({ "error": { "message": "overloaded" } }).to_string(),
+            json!([1, 2]).to_string(),
+            "{\"choices\": [".to_owned(),
+        ];
+        for chunk in &chunks {
+            let mut fast = ChatCompletionsDecoder::new();
+            let mut general = ChatCompletionsDecoder::new();
+            let fast_events = fast.push(&sse(chunk));
+            let mut general_events = Vec::new();
+            let general_result = serde_json::from_str::<Value>(chunk)
+                .map_err(|error| ModelError::Protocol(error.to_string()))
+                .and_then(|value| general.push_chunk(&value, &mut general_events));
+            match (fast_events, general_result) {
+                (Ok(fast_events), Ok(())) => assert_eq!(
+                    format!("{fast_events:?}"),
+                    format!("{general_events:?}"),
+                    "chunk {chunk}"
+                ),
+                (Err(_), Err(_)) => {}
+                (fast_events, general_result) => {
+                    panic!("chunk {chunk}: {fast_events:?} against {general_result:?}")
+                }
+            }
+        }
+    }
 
     fn sse(data: &str) -> SseEvent {
         SseEvent {

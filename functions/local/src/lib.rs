@@ -17,6 +17,7 @@
 //! ```
 
 mod web;
+mod workers;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -55,6 +56,10 @@ struct Args {
     /// The built chat page (default: `web/dist` of this repository).
     #[arg(long, env = "CHATFN_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    /// Worker threads serving connections, each with its own single-threaded runtime (default:
+    /// one per CPU).
+    #[arg(long, env = "CHATFN_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// Keep everything in this DynamoDB table (created if missing), with the AWS SDK's
     /// configuration from the environment: `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB
     /// Local. `GET /dev/store/capacity` then reports the capacity units used.
@@ -106,7 +111,9 @@ async fn open_store(args: &Args) -> Result<ChosenStore, String> {
 pub fn serve_agent(make_agent: impl FnOnce(&Config, Arc<dyn Model>) -> Agent) -> ExitCode {
     init_logging();
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The main thread readies the server and accepts connections; the worker threads serve
+    // them (`workers.rs`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -199,11 +206,14 @@ async fn run(
     // Scripts and tests wait for this line.
     println!("chatfn listening on http://{local}");
     println!("chat page: http://{local}/");
-    // `into_make_service` readies the router's routes once; serving the router itself would
-    // rebuild them for every connection.
-    let server = axum::serve(listener, router.into_make_service());
+    let count = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let workers = workers::Workers::start(&router, count, local)
+        .map_err(|e| format!("cannot start the worker threads: {e}"))?;
     tokio::select! {
-        result = server => result.map_err(|e| format!("server failed: {e}")),
+        result = workers.accept(listener) => result.map_err(|e| format!("server failed: {e}")),
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             // Streams in flight get a moment to write their last records.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::Stream;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::OutputRecord;
@@ -16,9 +16,8 @@ pub struct LiveTurn {
     chat_id: String,
     first_seq: u64,
     state: Mutex<LiveState>,
-    /// Wakes the readers waiting for a change. A `Notify` rather than a `watch` channel: a
-    /// `watch` send wakes through eight locks, once per streamed chunk, with usually one reader.
-    changed: Notify,
+    /// Bumped on every change; readers wait on it.
+    version: watch::Sender<u64>,
     stop: CancellationToken,
 }
 
@@ -34,7 +33,7 @@ impl LiveTurn {
             chat_id: chat_id.into(),
             first_seq,
             state: Mutex::new(LiveState::default()),
-            changed: Notify::new(),
+            version: watch::Sender::new(0),
             stop: CancellationToken::new(),
         }
     }
@@ -62,13 +61,13 @@ impl LiveTurn {
 
     pub fn push(&self, record: OutputRecord) {
         self.state().records.push(record);
-        self.changed.notify_waiters();
+        self.version.send_modify(|version| *version += 1);
     }
 
     /// Marks the turn finished: readers drain what is left and end.
     pub fn finish(&self) {
         self.state().done = true;
-        self.changed.notify_waiters();
+        self.version.send_modify(|version| *version += 1);
     }
 
     pub fn is_done(&self) -> bool {
@@ -77,15 +76,11 @@ impl LiveTurn {
 
     /// Resolves once the turn is finished.
     pub async fn finished(&self) {
-        loop {
-            let changed = self.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            // Registered before the check, so a finish that lands after it wakes us.
-            changed.as_mut().enable();
-            if self.is_done() {
+        let mut receiver = self.version.subscribe();
+        while !self.is_done() {
+            if receiver.changed().await.is_err() {
                 return;
             }
-            changed.await;
         }
     }
 
@@ -102,27 +97,35 @@ impl LiveTurn {
     /// Follows the turn from after `after`: every record once, in order, ending when the turn is
     /// finished and drained.
     pub fn follow(self: Arc<Self>, after: Option<u64>) -> impl Stream<Item = OutputRecord> + Send {
+        let receiver = self.version.subscribe();
         futures::stream::unfold(
-            (self, after, Vec::<OutputRecord>::new().into_iter(), false),
-            |(turn, mut cursor, mut buffered, mut finished)| async move {
+            (
+                self,
+                receiver,
+                after,
+                Vec::<OutputRecord>::new().into_iter(),
+                false,
+            ),
+            |(turn, mut receiver, mut cursor, mut buffered, mut finished)| async move {
                 loop {
                     if let Some(record) = buffered.next() {
                         cursor = Some(record.seq);
-                        return Some((record, (turn, cursor, buffered, finished)));
+                        return Some((record, (turn, receiver, cursor, buffered, finished)));
                     }
                     if finished {
                         return None;
                     }
-                    let changed = turn.changed.notified();
-                    let mut changed = std::pin::pin!(changed);
-                    // Registered before the read, so a push that lands after the read wakes us.
-                    changed.as_mut().enable();
+                    // Mark the current version seen before reading, so a push that lands after
+                    // the read wakes us.
+                    receiver.borrow_and_update();
                     let (records, done) = turn.records_after(cursor);
                     if records.is_empty() {
                         if done {
                             return None;
                         }
-                        changed.await;
+                        if receiver.changed().await.is_err() {
+                            finished = true;
+                        }
                         continue;
                     }
                     finished = done;

@@ -10,7 +10,7 @@
 // - no error chunk anywhere.
 //
 // Hosts: the local server (default 1,000 chats), the Lambda functions under cargo lambda watch
-// (default 200 chats; scripts/lambda-e2e.sh starts the instances they need) or the Worker.
+// (default 100 chats; scripts/lambda-e2e.sh starts the instances they need) or the Worker.
 // CHATFN_LOAD_CHATS sets the number of chats; CHATFN_SOAK=1 makes it a soak: more turns per chat
 // and five times the chats.
 
@@ -24,7 +24,7 @@ import { userMessage } from '../support/stream.js';
 
 const soak = process.env.CHATFN_SOAK === '1';
 const onLambda = Boolean(process.env.CHATFN_LAMBDA_URL);
-const defaultChats = onLambda ? 200 : 1000;
+const defaultChats = onLambda ? 100 : 1000;
 const CHATS = Number(process.env.CHATFN_LOAD_CHATS ?? defaultChats) * (soak ? 5 : 1);
 const ROUNDS = soak ? 5 : 1;
 const WORDS = 12;

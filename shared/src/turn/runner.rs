@@ -533,8 +533,8 @@ impl TurnRunner {
         drop(heartbeat);
         if writer.lease_lost() {
             // Someone recovered this chat while we stalled; the turn is theirs to close.
-            live.finish();
             self.live.remove(&live);
+            live.finish();
             return;
         }
         if let Err(error) = self
@@ -549,8 +549,10 @@ impl TurnRunner {
         {
             tracing::error!(chat = %chat_id, "could not settle the turn: {error}");
         }
-        live.finish();
+        // Unlisted before its readers end: a client that saw the end and sends the next message
+        // at once must not find this turn still running.
         self.live.remove(&live);
+        live.finish();
         // Messages that arrived during this turn queue as the next turns: run them now, so a
         // chat with no reader attached (server-side appends) does not stall.
         match self.claim_next(chat_id.clone()).await {
@@ -728,6 +730,9 @@ impl TurnRunner {
         after: Option<u64>,
     ) -> impl Stream<Item = OutputRecord> + Send + 'static {
         const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+        // A store read can fail after its own retries (throttling, a reset connection): the turn
+        // goes on regardless, so the follower tries again rather than end a reply half-read.
+        const READ_ATTEMPTS: u32 = 20;
         let store = self.store.clone();
         let chat_id = chat_id.to_owned();
         futures::stream::unfold(
@@ -737,36 +742,45 @@ impl TurnRunner {
                 after,
                 Vec::<OutputRecord>::new().into_iter(),
                 false,
+                0_u32,
             ),
-            |(store, chat_id, mut cursor, mut buffered, mut done)| async move {
+            |(store, chat_id, mut cursor, mut buffered, mut done, mut failures)| async move {
                 loop {
                     if let Some(record) = buffered.next() {
                         cursor = Some(record.seq);
                         if record.body.is_turn_complete() {
                             done = true;
                         }
-                        return Some((record, (store, chat_id, cursor, buffered, done)));
+                        return Some((record, (store, chat_id, cursor, buffered, done, failures)));
                     }
                     if done {
                         return None;
                     }
-                    match store.output(&chat_id, cursor, 256).await {
-                        Ok(page) if !page.is_empty() => buffered = page.into_iter(),
-                        Ok(_) => {
-                            // Nothing new: end if no live turn is left to write more.
-                            let running = matches!(
-                                store.lease(&chat_id).await,
-                                Ok(Some(lease)) if !lease.is_expired(now_ms())
-                            );
-                            if !running {
+                    let failure = match store.output(&chat_id, cursor, 256).await {
+                        Ok(page) if !page.is_empty() => {
+                            buffered = page.into_iter();
+                            None
+                        }
+                        // Nothing new: end if no live turn is left to write more.
+                        Ok(_) => match store.lease(&chat_id).await {
+                            Ok(Some(lease)) if !lease.is_expired(now_ms()) => None,
+                            Ok(_) => return None,
+                            Err(error) => Some(error),
+                        },
+                        Err(error) => Some(error),
+                    };
+                    match failure {
+                        None => failures = 0,
+                        Some(error) => {
+                            failures += 1;
+                            if failures >= READ_ATTEMPTS {
+                                tracing::warn!(chat = %chat_id, "log follow failed: {error}");
                                 return None;
                             }
-                            crate::runtime::sleep(POLL).await;
                         }
-                        Err(error) => {
-                            tracing::warn!(chat = %chat_id, "log follow failed: {error}");
-                            return None;
-                        }
+                    }
+                    if buffered.len() == 0 {
+                        crate::runtime::sleep(POLL).await;
                     }
                 }
             },

@@ -9,9 +9,9 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
+use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -53,19 +53,11 @@ impl Workers {
     }
 
     /// Accepts connections for ever, dealing them to the workers in turn.
-    pub(crate) async fn accept(self, listener: TcpListener) -> io::Result<()> {
+    pub(crate) async fn accept(self, mut listener: TcpListener) -> io::Result<()> {
         for inbox in self.inboxes.iter().cycle() {
-            let (stream, peer) = loop {
-                match listener.accept().await {
-                    Ok(accepted) => break accepted,
-                    Err(error) if is_connection_error(&error) => {}
-                    Err(error) => {
-                        // Out of file descriptors, most likely: wait for some to be closed.
-                        tracing::warn!("cannot accept a connection: {error}");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            };
+            // axum's own accept: it skips connections reset before they were accepted, and
+            // waits out errors of the listener itself (out of file descriptors).
+            let (stream, peer) = Listener::accept(&mut listener).await;
             // `into_std` leaves the socket non-blocking, as the worker's runtime needs it.
             inbox
                 .send((stream.into_std()?, peer))
@@ -75,23 +67,13 @@ impl Workers {
     }
 }
 
-/// Errors about one connection (it was reset before it was accepted), not the listener.
-fn is_connection_error(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
 /// A worker's side: the connections dealt to it, registered with its own runtime.
 struct HandedOff {
     connections: mpsc::UnboundedReceiver<Accepted>,
     local: SocketAddr,
 }
 
-impl axum::serve::Listener for HandedOff {
+impl Listener for HandedOff {
     type Io = TcpStream;
     type Addr = SocketAddr;
 

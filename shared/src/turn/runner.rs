@@ -756,22 +756,23 @@ impl TurnRunner {
                     if done {
                         return None;
                     }
-                    let failure = match store.output(&chat_id, cursor, 256).await {
+                    let read = match store.output(&chat_id, cursor, 256).await {
                         Ok(page) if !page.is_empty() => {
                             buffered = page.into_iter();
-                            None
+                            failures = 0;
+                            continue;
                         }
                         // Nothing new: end if no live turn is left to write more.
                         Ok(_) => match store.lease(&chat_id).await {
-                            Ok(Some(lease)) if !lease.is_expired(now_ms()) => None,
+                            Ok(Some(lease)) if !lease.is_expired(now_ms()) => Ok(()),
                             Ok(_) => return None,
-                            Err(error) => Some(error),
+                            Err(error) => Err(error),
                         },
-                        Err(error) => Some(error),
+                        Err(error) => Err(error),
                     };
-                    match failure {
-                        None => failures = 0,
-                        Some(error) => {
+                    match read {
+                        Ok(()) => failures = 0,
+                        Err(error) => {
                             failures += 1;
                             if failures >= READ_ATTEMPTS {
                                 tracing::warn!(chat = %chat_id, "log follow failed: {error}");
@@ -779,9 +780,7 @@ impl TurnRunner {
                             }
                         }
                     }
-                    if buffered.len() == 0 {
-                        crate::runtime::sleep(POLL).await;
-                    }
+                    crate::runtime::sleep(POLL).await;
                 }
             },
         )

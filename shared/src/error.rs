@@ -166,6 +166,13 @@ impl From<TurnError> for ApiError {
             TurnError::NoSession(chat) => ApiError::not_found(format!("no chat session `{chat}`")),
             TurnError::SessionClosed(reason) => ApiError::session_closed(reason.as_deref()),
             TurnError::InProgress => ApiError::turn_in_progress(),
+            // A caller that can follow the other turn does so; these reach clients only when not.
+            TurnError::Answering { .. } | TurnError::Stale => ApiError::turn_in_progress(),
+            TurnError::Answered { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "already_answered",
+                "this message has been answered already: reload the chat to see the reply",
+            ),
             TurnError::InvalidInput(message) => ApiError::invalid(message),
             TurnError::Store(error) => error.into(),
         }

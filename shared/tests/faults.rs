@@ -53,6 +53,11 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Rig {
+        // The server's warnings go with a failing test's output: they say which store call broke.
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_test_writer()
+            .try_init();
         let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_default();
         assert!(!upstream.is_empty(), "{HOW_TO_START}");
         let proxy = FaultProxy::start(&upstream).await;

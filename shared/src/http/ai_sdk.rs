@@ -20,7 +20,7 @@ use super::stream::{ui_message_events, ui_message_response, with_keepalive};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::store::OutputRecord;
-use crate::turn::{ChatInput, ChatTrigger, MessagePayload, TurnSource};
+use crate::turn::{ChatInput, ChatTrigger, MessagePayload, TurnError, TurnSource};
 use crate::ui::UIMessage;
 
 /// The body `DefaultChatTransport` posts.
@@ -91,10 +91,22 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
     let appended = runner.record_input(&chat_id, &part_id, &input).await?;
     let (started, task) = match runner.start(&chat_id, appended.seq, payload).await {
         Ok(started) => started,
-        Err(crate::turn::TurnError::InProgress) => {
-            // The message is recorded, and the turn that just ended claimed it as the chat's
-            // next (it answers what arrived while it ran): follow that turn.
-            return follow_turn_answering(&app, &chat_id, appended.seq).await;
+        // The message is recorded, and a turn that ended just before claimed it as the chat's
+        // next (it answers what arrived while it ran): follow that turn.
+        Err(TurnError::Answering { first_seq }) => {
+            let source = runner.turn_source(&chat_id, first_seq);
+            return Ok(follow_from_start(&app, &chat_id, source));
+        }
+        // That turn has even ended already: replay it from the log.
+        Err(TurnError::Answered { input_seq, before }) => {
+            return match runner.turn_answering(&chat_id, input_seq, before).await? {
+                Some(first_seq) => Ok(follow_from_start(
+                    &app,
+                    &chat_id,
+                    TurnSource::Log { first_seq },
+                )),
+                None => Err(TurnError::Answered { input_seq, before }.into()),
+            };
         }
         Err(error) => return Err(error.into()),
     };
@@ -104,24 +116,6 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
         .clone()
         .follow(started.live.first_seq().checked_sub(1));
     Ok(stream_response(&app, records, &started.message_id))
-}
-
-/// The stream of the running turn if it answers input `input_seq`; a 409 if another turn holds
-/// the chat (the message then waits its turn in the input log, and is answered after that one).
-async fn follow_turn_answering(
-    app: &App,
-    chat_id: &str,
-    input_seq: u64,
-) -> Result<Response, ApiError> {
-    let runner = app.runner();
-    let lease = runner.store().lease(chat_id).await?;
-    if lease.is_none_or(|lease| lease.input_seq != Some(input_seq)) {
-        return Err(ApiError::turn_in_progress());
-    }
-    match runner.running_turn(chat_id).await? {
-        Some(source) => Ok(follow_from_start(app, chat_id, source)),
-        None => Err(ApiError::turn_in_progress()),
-    }
 }
 
 /// The running turn's stream from its start: from memory when it runs in this process, from the

@@ -18,3 +18,5 @@ pub use writer::{OutputWriter, WriterSettings};
 pub const CONTROL_HEADER: &str = "trigger-control";
 /// The control subtype that closes a turn.
 pub const TURN_COMPLETE: &str = "turn-complete";
+/// The turn-complete header naming the input seq the turn answered.
+pub const ANSWERED_INPUT_HEADER: &str = "session-in-event-id";

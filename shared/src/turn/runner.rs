@@ -28,6 +28,17 @@ pub enum TurnError {
     SessionClosed(Option<String>),
     #[error("a reply is still streaming in this chat")]
     InProgress,
+    /// The chat's output log grew since the caller read the input log: what it read may be
+    /// answered already. Read again.
+    #[error("the chat moved on since its inputs were read")]
+    Stale,
+    /// Another turn answers this input; it starts at `first_seq` in the output log.
+    #[error("another turn is answering this input")]
+    Answering { first_seq: u64 },
+    /// Another turn answered the input between its caller's look at the input log and the lease;
+    /// it ended before output seq `before`.
+    #[error("input {input_seq} has been answered already")]
+    Answered { input_seq: u64, before: u64 },
     #[error("{0}")]
     InvalidInput(String),
     #[error(transparent)]
@@ -120,11 +131,10 @@ impl TurnRunner {
         Ok(session)
     }
 
-    /// Whether a live (unexpired) turn holds the chat.
+    /// Whether a live (unexpired) turn holds the chat. The lease says, not this process's list
+    /// of live turns: a turn stays listed for a moment after it frees the chat (while the answer
+    /// to its release is still on its way), and its readers may have seen its end by then.
     pub async fn turn_running(&self, chat_id: &str) -> Result<bool, TurnError> {
-        if self.live.get(chat_id).is_some() {
-            return Ok(true);
-        }
         Ok(self
             .store
             .lease(chat_id)
@@ -153,7 +163,39 @@ impl TurnRunner {
         input_seq: u64,
         payload: MessagePayload,
     ) -> Result<(StartedTurn, TurnTask), TurnError> {
-        let lease = self.acquire(chat_id, Some(input_seq)).await?;
+        self.begin(chat_id, input_seq, payload, None).await
+    }
+
+    /// [`start`](Self::start); with `log_end`, the output log's next seq when the caller read the
+    /// input log, and [`TurnError::Stale`] without taking the lease if the log has grown since.
+    async fn begin(
+        &self,
+        chat_id: &str,
+        input_seq: u64,
+        payload: MessagePayload,
+        log_end: Option<u64>,
+    ) -> Result<(StartedTurn, TurnTask), TurnError> {
+        let lease = self.acquire(chat_id, Some(input_seq), log_end).await?;
+        // What the caller read of the input log may be stale by now: a turn that ended meanwhile
+        // (its release raises the mark and frees the lease in one write) may have answered this
+        // very input. Only under the lease is the mark settled.
+        let answered = self
+            .store
+            .consumed_input(chat_id)
+            .await
+            .map(|consumed| consumed.is_some_and(|consumed| consumed >= input_seq));
+        if !matches!(answered, Ok(false)) {
+            self.store
+                .release_lease(chat_id, &lease.holder, None)
+                .await?;
+            return Err(match answered {
+                Err(error) => error.into(),
+                _ => TurnError::Answered {
+                    input_seq,
+                    before: lease.first_seq,
+                },
+            });
+        }
         match self.prepare(chat_id, input_seq, &payload).await {
             Ok(prepared) => {
                 let live = Arc::new(LiveTurn::new(chat_id, lease.first_seq));
@@ -213,6 +255,10 @@ impl TurnRunner {
             if self.turn_running(chat_id).await? {
                 return Ok(None);
             }
+            // Read first: a turn that ends while this claim looks at the inputs moves the log
+            // on, and the claim then looks again rather than briefly lock the chat for an input
+            // that turn answered.
+            let log_end = self.next_output_seq(chat_id).await?;
             let consumed = self.store.consumed_input(chat_id).await?;
             let inputs = self.store.inputs(chat_id, consumed, 64).await?;
             let next = inputs.into_iter().find_map(|input| {
@@ -224,9 +270,11 @@ impl TurnRunner {
             let Some((seq, payload)) = next else {
                 return Ok(None);
             };
-            match self.start(chat_id, seq, payload).await {
+            match self.begin(chat_id, seq, payload, Some(log_end)).await {
                 Ok(started) => return Ok(Some(started)),
-                Err(TurnError::InProgress) => return Ok(None),
+                Err(TurnError::InProgress | TurnError::Answering { .. }) => return Ok(None),
+                // A turn ended after the look above, maybe answering this input: look again.
+                Err(TurnError::Stale | TurnError::Answered { .. }) => {}
                 // Recorded and consumed by `start`: go on with the next input.
                 Err(TurnError::InvalidInput(reason)) => {
                     tracing::warn!(chat = %chat_id, seq, "input refused: {reason}");
@@ -256,10 +304,18 @@ impl TurnRunner {
     }
 
     /// Takes the lease, recovering an expired turn first.
-    async fn acquire(&self, chat_id: &str, input_seq: Option<u64>) -> Result<TurnLease, TurnError> {
+    async fn acquire(
+        &self,
+        chat_id: &str,
+        input_seq: Option<u64>,
+        log_end: Option<u64>,
+    ) -> Result<TurnLease, TurnError> {
         // A few rounds: each recovery or lost race moves the log forward and tries again.
         for _ in 0..4 {
             let first_seq = self.next_output_seq(chat_id).await?;
+            if log_end.is_some_and(|end| end != first_seq) {
+                return Err(TurnError::Stale);
+            }
             let now = now_ms();
             let wanted = TurnLease {
                 holder: uuid::Uuid::new_v4().to_string(),
@@ -269,6 +325,12 @@ impl TurnRunner {
                 input_seq,
             };
             match self.store.acquire_lease(chat_id, wanted, now).await? {
+                // Another claimer took this very input: its turn is the answer to follow.
+                LeaseAcquire::Held(held) if input_seq.is_some() && held.input_seq == input_seq => {
+                    return Err(TurnError::Answering {
+                        first_seq: held.first_seq,
+                    });
+                }
                 LeaseAcquire::Held(_) => return Err(TurnError::InProgress),
                 LeaseAcquire::Acquired {
                     lease,
@@ -697,6 +759,58 @@ impl TurnRunner {
         }
     }
 
+    /// Where to follow the turn that starts at `first_seq`: from memory while it runs in this
+    /// process, from the log otherwise.
+    pub fn turn_source(&self, chat_id: &str, first_seq: u64) -> TurnSource {
+        match self.live.get(chat_id) {
+            Some(live) if live.first_seq() == first_seq => TurnSource::Live(live),
+            _ => TurnSource::Log { first_seq },
+        }
+    }
+
+    /// The first output seq of the finished turn that answered input `input_seq`, looking back
+    /// from output seq `before` (exclusive) over a few pages of the log: the answer to a message
+    /// whose sender lost the race to start it and found it answered already.
+    pub async fn turn_answering(
+        &self,
+        chat_id: &str,
+        input_seq: u64,
+        before: u64,
+    ) -> Result<Option<u64>, TurnError> {
+        const PAGE: u64 = 256;
+        const PAGES: usize = 16;
+        let answers = |record: &OutputRecord| {
+            record
+                .body
+                .control_header(super::ANSWERED_INPUT_HEADER)
+                .and_then(|seq| seq.parse::<u64>().ok())
+                == Some(input_seq)
+        };
+        let mut end = before;
+        let mut found = false;
+        for _ in 0..PAGES {
+            let start = end.saturating_sub(PAGE);
+            let page = self
+                .store
+                .output(chat_id, start.checked_sub(1), (end - start) as usize)
+                .await?;
+            for record in page.iter().rev().filter(|record| record.seq < end) {
+                if !record.body.is_turn_complete() {
+                    continue;
+                }
+                if found {
+                    return Ok(Some(record.seq + 1));
+                }
+                found = answers(record);
+            }
+            if start == 0 {
+                return Ok(found.then_some(0));
+            }
+            end = start;
+        }
+        Ok(None)
+    }
+
     /// Where a resuming reader finds the chat's running turn, if there is one. An expired turn is
     /// recovered first, so the reader gets a cleanly closed reply instead of a hang.
     pub async fn running_turn(&self, chat_id: &str) -> Result<Option<TurnSource>, TurnError> {
@@ -707,7 +821,7 @@ impl TurnRunner {
             return Ok(None);
         };
         if lease.is_expired(now_ms()) {
-            match self.acquire(chat_id, None).await {
+            match self.acquire(chat_id, None, None).await {
                 Ok(mine) => {
                     self.store
                         .release_lease(chat_id, &mine.holder, None)
@@ -733,57 +847,63 @@ impl TurnRunner {
         // A store read can fail after its own retries (throttling, a reset connection): the turn
         // goes on regardless, so the follower tries again rather than end a reply half-read.
         const READ_ATTEMPTS: u32 = 20;
-        let store = self.store.clone();
-        let chat_id = chat_id.to_owned();
-        futures::stream::unfold(
-            (
-                store,
-                chat_id,
-                after,
-                Vec::<OutputRecord>::new().into_iter(),
-                false,
-                0_u32,
-            ),
-            |(store, chat_id, mut cursor, mut buffered, mut done, mut failures)| async move {
-                loop {
-                    if let Some(record) = buffered.next() {
-                        cursor = Some(record.seq);
-                        if record.body.is_turn_complete() {
-                            done = true;
-                        }
-                        return Some((record, (store, chat_id, cursor, buffered, done, failures)));
+        let follower = LogFollower {
+            store: self.store.clone(),
+            chat_id: chat_id.to_owned(),
+            cursor: after,
+            buffered: Vec::new().into_iter(),
+            done: false,
+            freed: false,
+            failures: 0,
+        };
+        futures::stream::unfold(follower, |mut follower| async move {
+            loop {
+                if let Some(record) = follower.buffered.next() {
+                    follower.cursor = Some(record.seq);
+                    if record.body.is_turn_complete() {
+                        follower.done = true;
+                        follower.wait_until_free(record.seq).await;
                     }
-                    if done {
-                        return None;
+                    return Some((record, follower));
+                }
+                if follower.done {
+                    return None;
+                }
+                let store = &follower.store;
+                let chat_id = follower.chat_id.as_str();
+                let read = match store.output(chat_id, follower.cursor, 256).await {
+                    Ok(page) if !page.is_empty() => {
+                        follower.buffered = page.into_iter();
+                        follower.failures = 0;
+                        continue;
                     }
-                    let read = match store.output(&chat_id, cursor, 256).await {
-                        Ok(page) if !page.is_empty() => {
-                            buffered = page.into_iter();
-                            failures = 0;
+                    Ok(_) if follower.freed => return None,
+                    // Nothing new: end if no live turn is left to write more, after one more
+                    // read. A turn writes its last records, then frees the chat: what it wrote
+                    // between the read above and the look at the lease is there now.
+                    Ok(_) => match store.lease(chat_id).await {
+                        Ok(Some(lease)) if !lease.is_expired(now_ms()) => Ok(()),
+                        Ok(_) => {
+                            follower.freed = true;
                             continue;
                         }
-                        // Nothing new: end if no live turn is left to write more.
-                        Ok(_) => match store.lease(&chat_id).await {
-                            Ok(Some(lease)) if !lease.is_expired(now_ms()) => Ok(()),
-                            Ok(_) => return None,
-                            Err(error) => Err(error),
-                        },
                         Err(error) => Err(error),
-                    };
-                    match read {
-                        Ok(()) => failures = 0,
-                        Err(error) => {
-                            failures += 1;
-                            if failures >= READ_ATTEMPTS {
-                                tracing::warn!(chat = %chat_id, "log follow failed: {error}");
-                                return None;
-                            }
+                    },
+                    Err(error) => Err(error),
+                };
+                match read {
+                    Ok(()) => follower.failures = 0,
+                    Err(error) => {
+                        follower.failures += 1;
+                        if follower.failures >= READ_ATTEMPTS {
+                            tracing::warn!(chat = %chat_id, "log follow failed: {error}");
+                            return None;
                         }
                     }
-                    crate::runtime::sleep(POLL).await;
                 }
-            },
-        )
+                crate::runtime::sleep(POLL).await;
+            }
+        })
     }
 
     /// Asks the running turn to stop: in this process at once, elsewhere through the input log.
@@ -797,6 +917,39 @@ impl TurnRunner {
             return Ok(true);
         }
         self.turn_running(chat_id).await
+    }
+}
+
+/// Where [`TurnRunner::follow_log`] is in a turn's log.
+struct LogFollower {
+    store: Arc<dyn Store>,
+    chat_id: String,
+    cursor: Option<u64>,
+    buffered: std::vec::IntoIter<OutputRecord>,
+    /// The turn-complete was passed on.
+    done: bool,
+    /// The chat was seen free: the next empty read ends the turn.
+    freed: bool,
+    failures: u32,
+}
+
+impl LogFollower {
+    /// Holds a turn's end back until the turn has freed the chat (or a later turn holds it), as
+    /// a live turn's readers are held: a client that sees the end and sends its next message at
+    /// once must find the chat free. Bounded: a turn whose release fails leaves the lease to
+    /// expire, and its readers are not held that long.
+    async fn wait_until_free(&self, complete_seq: u64) {
+        const WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+        const ATTEMPTS: u32 = 150;
+        for _ in 0..ATTEMPTS {
+            match self.store.lease(&self.chat_id).await {
+                Ok(Some(lease)) if lease.is_expired(now_ms()) => return,
+                Ok(Some(lease)) if lease.first_seq > complete_seq => return,
+                Ok(None) => return,
+                // Still held by the ending turn, or unreadable for now.
+                Ok(Some(_)) | Err(_) => crate::runtime::sleep(WAIT).await,
+            }
+        }
     }
 }
 
@@ -864,4 +1017,91 @@ fn overlay_client_answers(mut stored: UIMessage, client: &UIMessage, agent: &Age
         }
     }
     stored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::offline::OfflineModel;
+    use crate::store::memory::MemoryStore;
+
+    async fn chat_with_input(
+        store: &Arc<MemoryStore>,
+        runner: &TurnRunner,
+    ) -> (u64, MessagePayload) {
+        let now = now_ms();
+        let session = Session {
+            id: "session_answered".into(),
+            chat_id: "answered".into(),
+            kind: "chat.agent".into(),
+            task_identifier: "agent".into(),
+            trigger_config: serde_json::Value::Null,
+            tags: Vec::new(),
+            metadata: None,
+            owner: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            expires_at_ms: None,
+            closed_at_ms: None,
+            closed_reason: None,
+        };
+        store.create_session(session).await.expect("session");
+        let mut message = UIMessage::new("u1", Role::User);
+        message.parts.push(UIPart::text("hello there"));
+        let payload = MessagePayload {
+            message: Some(message),
+            chat_id: "answered".into(),
+            trigger: ChatTrigger::SubmitMessage,
+            message_id: None,
+            metadata: None,
+            extra: Default::default(),
+        };
+        let input = ChatInput::Message {
+            payload: payload.clone(),
+        };
+        let appended = runner
+            .record_input("answered", "part-1", &input)
+            .await
+            .expect("input");
+        (appended.seq, payload)
+    }
+
+    /// A claimer that read the input log before another turn answered the input, and reached
+    /// the lease after that turn ended, must not answer it a second time.
+    #[tokio::test]
+    async fn a_stale_claim_does_not_answer_an_input_twice() {
+        let store = Arc::new(MemoryStore::new());
+        let agent = Arc::new(Agent::builder(Arc::new(OfflineModel::new())).build());
+        let runner = TurnRunner::new(store.clone(), agent);
+        let (seq, payload) = chat_with_input(&store, &runner).await;
+        let (_, task) = runner
+            .start("answered", seq, payload.clone())
+            .await
+            .expect("the first claim starts the turn");
+        task.await;
+        match runner.start("answered", seq, payload).await {
+            Err(TurnError::Answered { input_seq, before }) => {
+                assert_eq!(input_seq, seq);
+                let first_seq = runner
+                    .turn_answering("answered", seq, before)
+                    .await
+                    .expect("the log");
+                assert_eq!(first_seq, Some(0), "the answer is found in the log");
+            }
+            Err(other) => panic!("expected Answered, got {other}"),
+            Ok(_) => panic!("the input was answered twice"),
+        }
+        let lease = store.lease("answered").await.expect("lease");
+        assert!(lease.is_none(), "the chat is free: {lease:?}");
+        let log = runner.read_log("answered", None).await.expect("log");
+        let completes = log.iter().filter(|r| r.body.is_turn_complete()).count();
+        assert_eq!(completes, 1, "one turn answered the input");
+        assert!(
+            runner
+                .claim_pending("answered")
+                .await
+                .expect("claim")
+                .is_none()
+        );
+    }
 }

@@ -120,7 +120,7 @@ impl OutputWriter {
     pub async fn complete(&mut self, input_seq: Option<u64>) -> Result<OutputRecord, SinkClosed> {
         let mut headers = vec![(CONTROL_HEADER.to_owned(), TURN_COMPLETE.to_owned())];
         if let Some(seq) = input_seq {
-            headers.push(("session-in-event-id".to_owned(), seq.to_string()));
+            headers.push((super::ANSWERED_INPUT_HEADER.to_owned(), seq.to_string()));
         }
         let record = OutputRecord {
             seq: self.next_seq,

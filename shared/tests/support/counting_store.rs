@@ -1,10 +1,13 @@
 //! A store that counts its writes, so a test can prove a refused request left no trace: not in a
 //! chat the test knows about, and not under a key (a hostile id) it could not think to look up.
+//! It can also run a piece of work right before its next lease read, to put a race in a test.
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chatfn::store::memory::MemoryStore;
@@ -16,10 +19,13 @@ use chatfn::ui::UIMessage;
 use serde_json::Value;
 
 /// A [`MemoryStore`] behind a counter of every call that may change what is stored.
+type Work = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 #[derive(Default)]
 pub struct CountingStore {
     inner: MemoryStore,
     writes: AtomicUsize,
+    before_lease_read: Mutex<Option<Work>>,
 }
 
 impl CountingStore {
@@ -30,6 +36,11 @@ impl CountingStore {
     /// Calls that may have written, successful or not.
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Runs `work` once, right before the next lease read answers.
+    pub fn before_next_lease_read(&self, work: impl Future<Output = ()> + Send + 'static) {
+        *self.before_lease_read.lock().unwrap() = Some(Box::pin(work));
     }
 
     fn wrote(&self) {
@@ -142,6 +153,10 @@ impl Store for CountingStore {
     }
 
     async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>> {
+        let work = self.before_lease_read.lock().unwrap().take();
+        if let Some(work) = work {
+            work.await;
+        }
         self.inner.lease(chat_id).await
     }
 

@@ -35,6 +35,25 @@ fn session(now: u64) -> Session {
     }
 }
 
+/// The chat, with its lease held by a turn running elsewhere (`the-other-executor`).
+async fn chat_held_by_another_executor() -> Arc<CountingStore> {
+    let store = CountingStore::new();
+    let now = now_ms();
+    store.create_session(session(now)).await.expect("session");
+    let lease = TurnLease {
+        holder: "the-other-executor".into(),
+        acquired_at_ms: now,
+        expires_at_ms: now + 30_000,
+        first_seq: 0,
+        input_seq: None,
+    };
+    store
+        .acquire_lease(CHAT, lease, now)
+        .await
+        .expect("the lease");
+    store
+}
+
 fn chunk(seq: u64, text: &str) -> OutputRecord {
     OutputRecord {
         seq,
@@ -62,20 +81,7 @@ fn turn_complete(seq: u64) -> OutputRecord {
 /// must still pass the whole turn on, not end the reply empty.
 #[tokio::test]
 async fn a_turn_that_ends_between_the_log_read_and_the_lease_read_is_followed_whole() {
-    let store = CountingStore::new();
-    let now = now_ms();
-    store.create_session(session(now)).await.expect("session");
-    let lease = TurnLease {
-        holder: "the-other-executor".into(),
-        acquired_at_ms: now,
-        expires_at_ms: now + 30_000,
-        first_seq: 0,
-        input_seq: None,
-    };
-    store
-        .acquire_lease(CHAT, lease, now)
-        .await
-        .expect("the lease");
+    let store = chat_held_by_another_executor().await;
     let writer = store.clone();
     store.before_next_lease_read(async move {
         let records = [chunk(0, "hello "), chunk(1, "there"), turn_complete(2)];
@@ -107,20 +113,7 @@ async fn a_turn_that_ends_between_the_log_read_and_the_lease_read_is_followed_wh
 /// client that sees the end and sends its next message at once must not be refused.
 #[tokio::test]
 async fn the_end_of_a_followed_turn_waits_until_the_chat_is_free() {
-    let store = CountingStore::new();
-    let now = now_ms();
-    store.create_session(session(now)).await.expect("session");
-    let lease = TurnLease {
-        holder: "the-other-executor".into(),
-        acquired_at_ms: now,
-        expires_at_ms: now + 30_000,
-        first_seq: 0,
-        input_seq: None,
-    };
-    store
-        .acquire_lease(CHAT, lease, now)
-        .await
-        .expect("the lease");
+    let store = chat_held_by_another_executor().await;
     let records = [chunk(0, "hello "), chunk(1, "there"), turn_complete(2)];
     store
         .append_output(CHAT, &records)

@@ -94,10 +94,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         match error.classify() {
             Category::Data => ApiError::invalid(format!("invalid request: {error}")),
             Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::bad_request(format!("the body is not valid JSON: {error}"))
+                shape_or_syntax_error::<T>(text, error)
             }
         }
     })
+}
+
+/// The parser also reports some wrong shapes as syntax (an array where an enum's string goes is
+/// "expected value"), so a syntax error is trusted only when the text is not JSON at all; for
+/// JSON of the wrong shape the typed read of its value says what is wrong (a 422).
+fn shape_or_syntax_error<T: DeserializeOwned>(text: &str, error: serde_json::Error) -> ApiError {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Err(_) => ApiError::bad_request(format!("the body is not valid JSON: {error}")),
+        Ok(value) => match serde_json::from_value::<T>(value) {
+            Err(shape) => ApiError::invalid(format!("invalid request: {shape}")),
+            // Only the streaming read refused it (a field given twice, say).
+            Ok(_) => ApiError::invalid(format!("invalid request: {error}")),
+        },
+    }
 }
 
 /// The deepest nesting a body may have. The parser stops at 128 levels in the values it keeps but
@@ -313,6 +327,43 @@ mod tests {
                 .map_err(|e| e.status)
                 .err(),
             Some(StatusCode::UNPROCESSABLE_ENTITY)
+        );
+    }
+
+    #[test]
+    fn json_of_the_wrong_shape_is_never_called_a_syntax_error() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(rename_all = "kebab-case")]
+        enum Trigger {
+            SubmitMessage,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            id: String,
+            trigger: Trigger,
+            #[serde(flatten)]
+            extra: serde_json::Map<String, serde_json::Value>,
+        }
+        // The parser itself answers "expected value" (a syntax error) for the array.
+        for body in [
+            r#"{"id": "c", "trigger": []}"#,
+            r#"{"id": "c", "trigger": [], "trigger": "nope"}"#,
+        ] {
+            let error = parse_json::<Body>(body.as_bytes()).expect_err(body);
+            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert!(
+                error.message.contains("invalid"),
+                "{body}: {}",
+                error.message
+            );
+        }
+        let error = parse_json::<Body>(br#"{"id": "c", "trigger": [}"#).expect_err("syntax");
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(
+            error.message.starts_with("the body is not valid JSON"),
+            "{}",
+            error.message
         );
     }
 }

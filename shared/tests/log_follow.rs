@@ -17,29 +17,14 @@ use futures::StreamExt;
 
 const CHAT: &str = "followed";
 
-fn session(now: u64) -> Session {
-    Session {
-        id: "session_followed".into(),
-        chat_id: CHAT.into(),
-        kind: "chat.agent".into(),
-        task_identifier: "agent".into(),
-        trigger_config: serde_json::Value::Null,
-        tags: Vec::new(),
-        metadata: None,
-        owner: None,
-        created_at_ms: now,
-        updated_at_ms: now,
-        expires_at_ms: None,
-        closed_at_ms: None,
-        closed_reason: None,
-    }
-}
-
 /// The chat, with its lease held by a turn running elsewhere (`the-other-executor`).
 async fn chat_held_by_another_executor() -> Arc<CountingStore> {
     let store = CountingStore::new();
     let now = now_ms();
-    store.create_session(session(now)).await.expect("session");
+    store
+        .create_session(Session::new(CHAT, now))
+        .await
+        .expect("session");
     let lease = TurnLease {
         holder: "the-other-executor".into(),
         acquired_at_ms: now,

@@ -74,19 +74,12 @@ async fn sqlite_shared_file_conforms() {
 
 fn session(chat_id: &str, now: u64) -> Session {
     Session {
-        id: format!("session_{}", uuid::Uuid::new_v4().simple()),
-        chat_id: chat_id.to_owned(),
-        kind: "chat.agent".into(),
         task_identifier: "agent".into(),
         trigger_config: json!({ "basePath": "/chat" }),
         tags: vec!["t".into()],
         metadata: Some(json!({ "a": 1 })),
-        owner: None,
-        created_at_ms: now,
-        updated_at_ms: now,
-        expires_at_ms: None,
-        closed_at_ms: None,
-        closed_reason: None,
+
+        ..Session::new(chat_id, now)
     }
 }
 

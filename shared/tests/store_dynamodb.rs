@@ -85,19 +85,12 @@ async fn dynamodb_conforms() {
 
 fn session(chat_id: &str, now: u64, expires_at_ms: Option<u64>) -> Session {
     Session {
-        id: format!("session_{}", uuid::Uuid::new_v4().simple()),
-        chat_id: chat_id.to_owned(),
-        kind: "chat.agent".into(),
         task_identifier: "agent".into(),
         trigger_config: json!({ "basePath": "/chat" }),
         tags: vec!["t".into()],
         metadata: Some(json!({ "a": 1 })),
-        owner: None,
-        created_at_ms: now,
-        updated_at_ms: now,
         expires_at_ms,
-        closed_at_ms: None,
-        closed_reason: None,
+        ..Session::new(chat_id, now)
     }
 }
 

@@ -36,8 +36,6 @@ pub struct CreateSessionRequest {
     expires_at: Option<Value>,
 }
 
-const SESSION_KIND: &str = "chat.agent";
-
 impl CreateSessionRequest {
     /// The session this request describes, or what is wrong with it (422).
     fn into_session(self, now: u64) -> Result<Session, ApiError> {
@@ -51,10 +49,11 @@ impl CreateSessionRequest {
             ));
         }
         if let Some(kind) = &self.kind
-            && kind != SESSION_KIND
+            && kind != Session::KIND
         {
             return Err(ApiError::invalid(format!(
-                "`type` must be `{SESSION_KIND}` (got `{kind}`)"
+                "`type` must be `{}` (got `{kind}`)",
+                Session::KIND
             )));
         }
         let trigger_config = match self.trigger_config {
@@ -75,21 +74,14 @@ impl CreateSessionRequest {
             .expires_at
             .map(|value| parse_time(&value))
             .transpose()?;
-        let id = format!("session_{}", uuid::Uuid::new_v4().simple());
+        let session = Session::new(chat_id, now);
         Ok(Session {
-            id,
-            chat_id,
-            kind: SESSION_KIND.to_owned(),
-            task_identifier: self.task_identifier.unwrap_or_else(|| "chat".to_owned()),
+            task_identifier: self.task_identifier.unwrap_or(session.task_identifier),
             trigger_config,
             tags,
             metadata: self.metadata.filter(|m| !m.is_null()),
-            owner: None,
-            created_at_ms: now,
-            updated_at_ms: now,
             expires_at_ms,
-            closed_at_ms: None,
-            closed_reason: None,
+            ..session
         })
     }
 }

@@ -43,6 +43,29 @@ pub struct Session {
 }
 
 impl Session {
+    /// The only session type chatfn serves (the Trigger wire's `type`).
+    pub const KIND: &'static str = "chat.agent";
+
+    /// A new open session for `chat_id` with a fresh id, created at `now_ms`: task `chat`, an
+    /// empty trigger config, no tags, metadata, owner or expiry.
+    pub fn new(chat_id: impl Into<String>, now_ms: u64) -> Session {
+        Session {
+            id: format!("session_{}", uuid::Uuid::new_v4().simple()),
+            chat_id: chat_id.into(),
+            kind: Session::KIND.to_owned(),
+            task_identifier: "chat".to_owned(),
+            trigger_config: Value::Object(serde_json::Map::new()),
+            tags: Vec::new(),
+            metadata: None,
+            owner: None,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            expires_at_ms: None,
+            closed_at_ms: None,
+            closed_reason: None,
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed_at_ms.is_some()
     }

@@ -1030,21 +1030,7 @@ mod tests {
         runner: &TurnRunner,
     ) -> (u64, MessagePayload) {
         let now = now_ms();
-        let session = Session {
-            id: "session_answered".into(),
-            chat_id: "answered".into(),
-            kind: "chat.agent".into(),
-            task_identifier: "agent".into(),
-            trigger_config: serde_json::Value::Null,
-            tags: Vec::new(),
-            metadata: None,
-            owner: None,
-            created_at_ms: now,
-            updated_at_ms: now,
-            expires_at_ms: None,
-            closed_at_ms: None,
-            closed_reason: None,
-        };
+        let session = Session::new("answered", now);
         store.create_session(session).await.expect("session");
         let mut message = UIMessage::new("u1", Role::User);
         message.parts.push(UIPart::text("hello there"));

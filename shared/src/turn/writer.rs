@@ -237,21 +237,7 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let now = now_ms();
         store
-            .create_session(Session {
-                id: "session_w".into(),
-                chat_id: "w".into(),
-                kind: "chat.agent".into(),
-                task_identifier: "t".into(),
-                trigger_config: json!({}),
-                tags: Vec::new(),
-                metadata: None,
-                owner: None,
-                created_at_ms: now,
-                updated_at_ms: now,
-                expires_at_ms: None,
-                closed_at_ms: None,
-                closed_reason: None,
-            })
+            .create_session(Session::new("w", now))
             .await
             .expect("session");
         let live = Arc::new(LiveTurn::new("w", 0));

@@ -182,11 +182,9 @@ bash scripts/npm-install.sh tests/js
 for group in "${groups[@]}"; do
   if [[ " $group " == *" load/ "* ]]; then
     # As Lambda scales out on a burst: two agent-turn instances per chat (a turn and its resume
-    # or its stop run at once), ready before the burst (see above). 100 chats by default: at 200
-    # (400 debug-build instances and the emulator on two cores) requests queued in cargo lambda
-    # watch for over 30 s and the run failed about one time in two, whatever the functions did.
-    chats="${CHATFN_LOAD_CHATS:-100}"
-    [[ "${CHATFN_SOAK:-}" == 1 ]] && chats=$((chats * 5))
+    # or its stop run at once), ready before the burst (see above). The test's plan says how many
+    # chats (CHATFN_LOAD_CHATS, CHATFN_SOAK; tests/js/load/plan.js).
+    chats="$(cd tests/js && CHATFN_LOAD_HOST=lambda node load/plan.js)"
     # Counted, not remembered: a scenario may have killed one.
     running="$(pgrep -c -P $$ -x agent-turn || true)"
     more=$((2 * chats - running))

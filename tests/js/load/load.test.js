@@ -9,10 +9,7 @@
 // - no chat stays locked: every chat is settled at the end (no turn running or waiting);
 // - no error chunk anywhere.
 //
-// Hosts: the local server (default 1,000 chats), the Lambda functions under cargo lambda watch
-// (default 100 chats; scripts/lambda-e2e.sh starts the instances they need) or the Worker.
-// CHATFN_LOAD_CHATS sets the number of chats; CHATFN_SOAK=1 makes it a soak: more turns per chat
-// and five times the chats.
+// How many chats and turns: load/plan.js (CHATFN_LOAD_CHATS, CHATFN_SOAK=1).
 
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
@@ -21,12 +18,9 @@ import { chatUrl, createSession, getMessages, newChatId, request } from '../supp
 import { lambdaInstances } from '../support/lambda-instances.js';
 import { readWholeLog } from '../support/trigger.js';
 import { userMessage } from '../support/stream.js';
+import { loadPlan } from './plan.js';
 
-const soak = process.env.CHATFN_SOAK === '1';
-const onLambda = Boolean(process.env.CHATFN_LAMBDA_URL);
-const defaultChats = onLambda ? 100 : 1000;
-const CHATS = Number(process.env.CHATFN_LOAD_CHATS ?? defaultChats) * (soak ? 5 : 1);
-const ROUNDS = soak ? 5 : 1;
+const { soak, onLambda, chats: CHATS, rounds: ROUNDS } = loadPlan();
 const WORDS = 12;
 const LONG_WORDS = 80;
 

@@ -93,6 +93,9 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
+        // Built before the clock starts: loading the TLS roots takes the driver milliseconds,
+        // which are not the server's.
+        let client = reqwest::Client::new();
         let started = Instant::now();
         let mut child = command
             .spawn()
@@ -115,7 +118,6 @@ impl Server {
         // Keep reading so a chatty server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         // Exec to the first byte of an answer: poll a route every server answers (a 404).
-        let client = reqwest::Client::new();
         let probe = format!("{base_url}/bench-ready");
         loop {
             if client.get(&probe).send().await.is_ok() {

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::sse::SseEvent;
-use super::transport::{EventDecoder, decode_sse_stream, error_message, send_checked};
+use super::transport::{
+    EventDecoder, ProviderClient, decode_sse_stream, error_message, send_checked,
+};
 use super::{
     AssistantContent, FinishReason, Model, ModelError, ModelEvent, ModelMessage, ModelRequest,
     ModelStream, ToolContent, ToolOutput, Usage, UserContent,
@@ -333,7 +335,7 @@ pub struct Anthropic {
     base_url: String,
     api_key: String,
     model: String,
-    client: reqwest::Client,
+    client: ProviderClient,
 }
 
 /// Never the key: clients end up in logs and panics.
@@ -356,13 +358,11 @@ impl Anthropic {
         api_key: impl Into<String>,
         model: impl Into<String>,
     ) -> Result<Self, ModelError> {
-        let client = super::transport::http_client()?;
-
         Ok(Anthropic {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             api_key: api_key.into(),
             model: model.into(),
-            client,
+            client: ProviderClient::new(),
         })
     }
 }
@@ -377,7 +377,7 @@ impl Model for Anthropic {
         let body = request_body(&self.model, &request);
         let request = self
             .client
-            .post(format!("{}/messages", self.base_url))
+            .post(&format!("{}/messages", self.base_url))?
             .header("x-api-key", &self.api_key)
             .header("anthropic-version", API_VERSION)
             .header("content-type", "application/json")

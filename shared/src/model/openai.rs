@@ -17,7 +17,8 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::transport::{
-    EventDecoder, MAX_ERROR_MESSAGE_CHARS, decode_sse_stream, error_message, send_checked, truncate,
+    EventDecoder, MAX_ERROR_MESSAGE_CHARS, ProviderClient, decode_sse_stream, error_message,
+    send_checked, truncate,
 };
 use super::{
     AssistantContent, FinishReason, Model, ModelError, ModelEvent, ModelMessage, ModelRequest,
@@ -826,7 +827,7 @@ pub struct OpenAiCompatible {
     model: String,
     provider: String,
     max_tokens_param: MaxTokensParam,
-    client: reqwest::Client,
+    client: ProviderClient,
 }
 
 /// Names the key's presence, never the key: clients end up in logs and panics.
@@ -858,16 +859,17 @@ impl OpenAiCompatible {
             base_url,
             api_key,
             model,
-            super::transport::http_client()?,
+            ProviderClient::new(),
         ))
     }
 
-    /// Like [`new`](Self::new) with a client of the caller's (proxies, timeouts, shared pool).
+    /// Like [`new`](Self::new) with a client of the caller's (a `reqwest::Client`: proxies,
+    /// timeouts, a pool of its own).
     pub fn with_client(
         base_url: impl Into<String>,
         api_key: Option<String>,
         model: impl Into<String>,
-        client: reqwest::Client,
+        client: impl Into<ProviderClient>,
     ) -> Self {
         let base_url = base_url.into().trim_end_matches('/').to_owned();
         let is_openai = base_url.contains("://api.openai.com");
@@ -886,7 +888,7 @@ impl OpenAiCompatible {
             base_url,
             api_key: api_key.filter(|key| !key.is_empty()),
             model: model.into(),
-            client,
+            client: client.into(),
         }
     }
 
@@ -928,7 +930,7 @@ impl Model for OpenAiCompatible {
         })?;
         let mut http_request = self
             .client
-            .post(self.endpoint())
+            .post(&self.endpoint())?
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "text/event-stream")
             .body(body);

@@ -25,8 +25,81 @@ pub trait EventDecoder: Send + 'static {
     fn is_finished(&self) -> bool;
 }
 
-/// The HTTP client providers use by default. Workers' fetch has no connect timeout to set.
-pub(crate) fn http_client() -> Result<reqwest::Client, ModelError> {
+/// The HTTP client a provider posts with: one of the caller's, or chatfn's own.
+///
+/// chatfn's own is built on the first model call, not with the provider: building it loads the
+/// platform's TLS roots (a few milliseconds), which a process that never calls a model (session
+/// start, token refresh) should not pay for, and a server's first byte should not wait for. On a
+/// single-threaded runtime (the local server's workers) each thread gets its own client, so its
+/// own connection pool: a pooled connection is driven by a task on the runtime that opened it,
+/// and one shared by two workers would pass every token of a reply from one thread to the other.
+#[derive(Clone, Default)]
+pub struct ProviderClient {
+    given: Option<reqwest::Client>,
+}
+
+impl ProviderClient {
+    /// chatfn's own client (see above).
+    pub fn new() -> Self {
+        ProviderClient::default()
+    }
+
+    /// A POST to `url` on this client; fails only when chatfn's own cannot be built.
+    pub(crate) fn post(&self, url: &str) -> Result<reqwest::RequestBuilder, ModelError> {
+        match &self.given {
+            Some(client) => Ok(client.post(url)),
+            None => Ok(own_client()?.post(url)),
+        }
+    }
+}
+
+impl From<reqwest::Client> for ProviderClient {
+    fn from(client: reqwest::Client) -> Self {
+        ProviderClient {
+            given: Some(client),
+        }
+    }
+}
+
+/// chatfn's own client for the calling thread: its thread's on a single-threaded runtime (and on
+/// the Worker, which has one thread), else the process's.
+fn own_client() -> Result<reqwest::Client, ModelError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let single_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+        });
+        if !single_threaded {
+            return process_client();
+        }
+    }
+    thread_client()
+}
+
+fn thread_client() -> Result<reqwest::Client, ModelError> {
+    thread_local! {
+        static CLIENT: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
+    }
+    if let Some(client) = CLIENT.with(|cell| cell.get().cloned()) {
+        return Ok(client);
+    }
+    let client = build_client()?;
+    Ok(CLIENT.with(|cell| cell.get_or_init(|| client).clone()))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn process_client() -> Result<reqwest::Client, ModelError> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    // Two first calls at once may both build one; the first stored is kept.
+    let client = build_client()?;
+    Ok(CLIENT.get_or_init(|| client).clone())
+}
+
+/// Workers' fetch has no connect timeout to set.
+fn build_client() -> Result<reqwest::Client, ModelError> {
     let builder = reqwest::Client::builder();
     #[cfg(not(target_arch = "wasm32"))]
     let builder = builder.connect_timeout(super::openai::CONNECT_TIMEOUT);

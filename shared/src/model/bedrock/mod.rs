@@ -19,7 +19,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use tokio::sync::OnceCell;
 
-use super::transport::{decode_byte_stream, error_chain, send_checked};
+use super::transport::{ProviderClient, decode_byte_stream, error_chain, send_checked};
 use super::{Model, ModelError, ModelRequest, ModelStream};
 use converse::ConverseStreamDecoder;
 
@@ -37,7 +37,7 @@ pub struct Bedrock {
     /// first call (building it is async, and hosts build models synchronously at start-up).
     provider: OnceCell<SharedCredentialsProvider>,
     cached: Mutex<Option<Credentials>>,
-    client: reqwest::Client,
+    client: ProviderClient,
 }
 
 impl std::fmt::Debug for Bedrock {
@@ -112,14 +112,13 @@ impl Bedrock {
                 "no AWS region for Bedrock: set AWS_REGION".into(),
             ));
         }
-        let client = super::transport::http_client()?;
         Ok(Bedrock {
             endpoint,
             region,
             model,
             provider,
             cached: Mutex::new(None),
-            client,
+            client: ProviderClient::new(),
         })
     }
 
@@ -243,7 +242,7 @@ impl Model for Bedrock {
             &self.region,
             SystemTime::now(),
         )?;
-        let mut call = self.client.post(&url).body(body);
+        let mut call = self.client.post(&url)?.body(body);
         for (name, value) in headers {
             call = call.header(name, value);
         }

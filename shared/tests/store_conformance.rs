@@ -78,7 +78,6 @@ fn session(chat_id: &str, now: u64) -> Session {
         trigger_config: json!({ "basePath": "/chat" }),
         tags: vec!["t".into()],
         metadata: Some(json!({ "a": 1 })),
-
         ..Session::new(chat_id, now)
     }
 }

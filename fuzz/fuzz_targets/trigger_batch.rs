@@ -17,8 +17,8 @@ impl<'a> Arbitrary<'a> for Record {
             // The store keeps chunks as the JSON text they were serialized to.
             let chunk = chatfn_fuzz::json_value(u, 3)?.to_string();
             OutputBody::Chunk {
-                record_id: u.arbitrary()?,
-                chunk,
+                record_id: u.arbitrary::<String>()?.into(),
+                chunk: chunk.into(),
             }
         } else {
             let mut headers: Vec<(String, String)> = u.arbitrary()?;
@@ -64,7 +64,7 @@ fn run(records: &[OutputRecord], token: Option<&str>, ping: u64) {
                 let body: Value = serde_json::from_str(body).expect("the record body is JSON");
                 let chunk: Value = serde_json::from_str(chunk).expect("the stored chunk is JSON");
                 assert_eq!(body["data"], chunk);
-                assert_eq!(body["id"], record_id.as_str());
+                assert_eq!(body["id"], &**record_id);
                 assert!(wire.get("headers").is_none());
             }
             OutputBody::Control { headers } => {
@@ -106,8 +106,8 @@ fuzz_target!(|data: &[u8]| {
                 .map(|(index, line)| {
                     let body = if serde_json::from_str::<Value>(line).is_ok() {
                         OutputBody::Chunk {
-                            record_id: format!("r{index}"),
-                            chunk: line.to_owned(),
+                            record_id: format!("r{index}").into(),
+                            chunk: line.into(),
                         }
                     } else {
                         let headers = line

@@ -94,8 +94,8 @@ mod tests {
             seq,
             timestamp_ms: 1_000 + seq,
             body: OutputBody::Chunk {
-                record_id: format!("r{seq}"),
-                chunk: chunk.to_owned(),
+                record_id: format!("r{seq}").into(),
+                chunk: chunk.into(),
             },
         }
     }

@@ -331,8 +331,8 @@ async fn an_interrupted_turn_is_recovered_and_closed() {
             seq: seq as u64,
             timestamp_ms: 1,
             body: OutputBody::Chunk {
-                record_id: format!("r{seq}"),
-                chunk: chunk.to_string(),
+                record_id: format!("r{seq}").into(),
+                chunk: chunk.to_string().into(),
             },
         })
         .collect();

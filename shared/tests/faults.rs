@@ -225,7 +225,7 @@ async fn logged_turns(store: &dyn Store, chat_id: &str) -> Vec<LoggedTurn> {
     let mut chunks = Vec::new();
     for record in records {
         match &record.body {
-            OutputBody::Chunk { chunk, .. } => chunks.push(chunk.clone()),
+            OutputBody::Chunk { chunk, .. } => chunks.push(chunk.to_string()),
             body if body.is_turn_complete() => turns.push(LoggedTurn {
                 input_seq: body
                     .control_header("session-in-event-id")

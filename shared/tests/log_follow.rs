@@ -44,9 +44,10 @@ fn chunk(seq: u64, text: &str) -> OutputRecord {
         seq,
         timestamp_ms: now_ms(),
         body: OutputBody::Chunk {
-            record_id: format!("0:{seq}"),
+            record_id: format!("0:{seq}").into(),
             chunk: serde_json::json!({ "type": "text-delta", "id": "t", "delta": text })
-                .to_string(),
+                .to_string()
+                .into(),
         },
     }
 }

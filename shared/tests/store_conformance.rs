@@ -97,7 +97,7 @@ fn chunk(seq: u64, now: u64) -> OutputRecord {
         seq,
         timestamp_ms: now,
         body: OutputBody::Chunk {
-            record_id: format!("r{seq}"),
+            record_id: format!("r{seq}").into(),
             chunk: r#"{"type":"start"}"#.into(),
         },
     }

@@ -109,8 +109,8 @@ fn record(seq: u64, chunk: String) -> OutputRecord {
         seq,
         timestamp_ms: now_ms(),
         body: OutputBody::Chunk {
-            record_id: format!("r{seq}"),
-            chunk,
+            record_id: format!("r{seq}").into(),
+            chunk: chunk.into(),
         },
     }
 }

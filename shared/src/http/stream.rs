@@ -77,8 +77,8 @@ mod tests {
             seq,
             timestamp_ms: 0,
             body: OutputBody::Chunk {
-                record_id: seq.to_string(),
-                chunk: json.to_owned(),
+                record_id: seq.to_string().into(),
+                chunk: json.into(),
             },
         }
     }

@@ -170,8 +170,8 @@ fn chunk(seq: u64, now: u64) -> OutputRecord {
         seq,
         timestamp_ms: now + seq,
         body: OutputBody::Chunk {
-            record_id: format!("record-{seq}"),
-            chunk: format!(r#"{{"type":"text-delta","id":"t","delta":"{seq} ✓"}}"#),
+            record_id: format!("record-{seq}").into(),
+            chunk: format!(r#"{{"type":"text-delta","id":"t","delta":"{seq} ✓"}}"#).into(),
         },
     }
 }

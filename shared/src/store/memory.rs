@@ -4,7 +4,7 @@
 //! whole read or check-then-write under one lock, so each is atomic like the conditional writes
 //! of the durable stores.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -38,7 +38,9 @@ struct Chat {
     /// part id → seq, for idempotent appends.
     part_ids: HashMap<String, u64>,
     consumed_input: Option<u64>,
-    output: BTreeMap<u64, OutputRecord>,
+    /// In seq order. Seqs only grow (`check_output_batch`), so a batch goes at the end; a Vec
+    /// rather than a map, as a reply's records are most of what a chat holds.
+    output: Vec<OutputRecord>,
     lease: Option<TurnLease>,
     messages: Vec<UIMessage>,
     state: Option<Value>,
@@ -51,7 +53,7 @@ impl Chat {
             inputs: Vec::new(),
             part_ids: HashMap::new(),
             consumed_input: None,
-            output: BTreeMap::new(),
+            output: Vec::new(),
             lease: None,
             messages: Vec::new(),
             state: None,
@@ -209,10 +211,11 @@ impl Store for MemoryStore {
         // Check the whole batch first so a refusal writes nothing.
         check_output_batch(
             records.iter().map(|record| record.seq),
-            chat.output.keys().next_back().copied(),
+            chat.output.last().map(|record| record.seq),
         )?;
-        chat.output
-            .extend(records.iter().map(|record| (record.seq, record.clone())));
+        let first_new = chat.output.len();
+        chat.output.extend_from_slice(records);
+        chat.output[first_new..].sort_unstable_by_key(|record| record.seq);
         Ok(())
     }
 
@@ -223,13 +226,16 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> StoreResult<Vec<OutputRecord>> {
         self.read(chat_id, Vec::new(), |chat| {
-            page(chat.output.range(start(after)..).map(|(_, r)| r), limit)
+            let from = chat
+                .output
+                .partition_point(|record| record.seq < start(after));
+            page(chat.output[from..].iter(), limit)
         })
     }
 
     async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
         self.read(chat_id, None, |chat| {
-            chat.output.keys().next_back().copied()
+            chat.output.last().map(|record| record.seq)
         })
     }
 

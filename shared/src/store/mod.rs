@@ -13,6 +13,8 @@ pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -114,7 +116,12 @@ pub struct OutputRecord {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum OutputBody {
     /// A UI message chunk, kept as the JSON text it is sent as. `record_id` is unique per record.
-    Chunk { record_id: String, chunk: String },
+    /// Both are shared, not copied, between the live feed, the pending batch and an in-memory
+    /// store: a reply's chunks are most of what a streaming turn holds.
+    Chunk {
+        record_id: Arc<str>,
+        chunk: Arc<str>,
+    },
     /// A control record (turn boundaries and the like), as name/value headers.
     Control { headers: Vec<(String, String)> },
 }

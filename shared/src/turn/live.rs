@@ -193,7 +193,7 @@ mod tests {
             seq,
             timestamp_ms: 0,
             body: OutputBody::Chunk {
-                record_id: format!("r{seq}"),
+                record_id: format!("r{seq}").into(),
                 chunk: "{}".into(),
             },
         }

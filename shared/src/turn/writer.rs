@@ -209,8 +209,8 @@ impl ChunkSink for OutputWriter {
         let json = serde_json::to_string(chunk).map_err(|e| SinkClosed(e.to_string()))?;
         let record_id = format!("{}:{}", self.live.first_seq(), self.next_seq);
         self.push(OutputBody::Chunk {
-            record_id,
-            chunk: json,
+            record_id: record_id.into(),
+            chunk: json.into(),
         });
         let due = now_ms().saturating_sub(self.last_flush_ms) >= self.settings.flush_interval_ms;
         if forces_flush(chunk) || due || self.pending.len() >= self.settings.max_batch {

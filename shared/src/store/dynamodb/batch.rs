@@ -100,12 +100,12 @@ fn unpack(value: &Value) -> Option<Vec<OutputRecord>> {
         timestamp = timestamp.checked_add_signed(row.first()?.as_i64()?)?;
         let body = match (row.get(1)?, row.get(2)) {
             (Value::String(chunk), None) => OutputBody::Chunk {
-                record_id: format!("{}:{seq}", prefix?),
-                chunk: chunk.clone(),
+                record_id: format!("{}:{seq}", prefix?).into(),
+                chunk: chunk.as_str().into(),
             },
             (Value::String(chunk), Some(Value::String(record_id))) => OutputBody::Chunk {
-                record_id: record_id.clone(),
-                chunk: chunk.clone(),
+                record_id: record_id.as_str().into(),
+                chunk: chunk.as_str().into(),
             },
             (Value::Object(control), None) => OutputBody::Control {
                 headers: serde_json::from_value(control.get("h")?.clone()).ok()?,
@@ -130,8 +130,10 @@ mod tests {
             seq,
             timestamp_ms,
             body: OutputBody::Chunk {
-                record_id: record_id.to_owned(),
-                chunk: json!({"type": "text-delta", "id": "t", "delta": text}).to_string(),
+                record_id: record_id.into(),
+                chunk: json!({"type": "text-delta", "id": "t", "delta": text})
+                    .to_string()
+                    .into(),
             },
         }
     }

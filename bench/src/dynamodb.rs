@@ -16,7 +16,12 @@ use crate::server::{Server, Target};
 #[serde(rename_all = "camelCase")]
 pub struct Units {
     pub read_units: f64,
+    /// As DynamoDB (Local) reported them.
     pub write_units: f64,
+    /// As AWS bills the same writes, from the items' sizes (DynamoDB Local reports a
+    /// transaction's items as if they were one).
+    #[serde(default)]
+    pub billed_write_units: f64,
     pub calls: u64,
 }
 
@@ -27,6 +32,7 @@ impl std::ops::Sub for Units {
         Units {
             read_units: self.read_units - earlier.read_units,
             write_units: self.write_units - earlier.write_units,
+            billed_write_units: self.billed_write_units - earlier.billed_write_units,
             calls: self.calls.saturating_sub(earlier.calls),
         }
     }
@@ -38,6 +44,7 @@ impl Units {
         Units {
             read_units: self.read_units / count,
             write_units: self.write_units / count,
+            billed_write_units: self.billed_write_units / count,
             calls: (self.calls as f64 / count).round() as u64,
         }
     }
@@ -67,6 +74,7 @@ impl DynamoFigures {
         Units {
             read_units: self.turn.read_units / tokens * 1000.0,
             write_units: self.turn.write_units / tokens * 1000.0,
+            billed_write_units: self.turn.billed_write_units / tokens * 1000.0,
             calls: (self.turn.calls as f64 / tokens * 1000.0).round() as u64,
         }
     }
@@ -189,6 +197,7 @@ fn add(a: Units, b: Units) -> Units {
     Units {
         read_units: a.read_units + b.read_units,
         write_units: a.write_units + b.write_units,
+        billed_write_units: a.billed_write_units + b.billed_write_units,
         calls: a.calls + b.calls,
     }
 }
@@ -205,6 +214,7 @@ mod tests {
             turn: Units {
                 read_units: 40.0,
                 write_units: 36.0,
+                billed_write_units: 72.0,
                 calls: 60,
             }
             .per(4),
@@ -214,6 +224,7 @@ mod tests {
         assert_eq!(figures.turn.calls, 15);
         let thousand = figures.per_thousand_tokens();
         assert_eq!(thousand.write_units, 18.0);
+        assert_eq!(thousand.billed_write_units, 36.0);
         assert_eq!(thousand.read_units, 20.0);
     }
 }

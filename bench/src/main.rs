@@ -40,6 +40,10 @@ struct Args {
     /// The mock's own time to first token, in milliseconds.
     #[arg(long, default_value_t = 50)]
     first_token_ms: u64,
+    /// Turns one at a time, whose medians give the time to first token (20; 5 with `--quick`).
+    /// More narrow the median when comparing two builds.
+    #[arg(long)]
+    sequential_turns: Option<usize>,
     /// Concurrent streams per load level, comma-separated.
     #[arg(long, value_delimiter = ',')]
     levels: Option<Vec<usize>>,
@@ -107,7 +111,9 @@ async fn run(args: Args) -> Result<(), String> {
             vec![1, 10, 100, 250, 500, 1000]
         }
     });
-    let sequential_turns = if args.quick { 5 } else { 20 };
+    let sequential_turns = args
+        .sequential_turns
+        .unwrap_or(if args.quick { 5 } else { 20 });
     let cold_runs = if args.quick { 1 } else { 5 };
     if args.chatfn_only && args.write_docs {
         return Err("--write-docs needs both servers (drop --chatfn-only)".into());

@@ -90,6 +90,7 @@ async fn open_store(args: &Args) -> Result<ChosenStore, String> {
             serde_json::json!({
                 "readUnits": used.read_units,
                 "writeUnits": used.write_units,
+                "billedWriteUnits": used.billed_write_units,
                 "calls": used.calls,
             })
         };

@@ -199,13 +199,15 @@ impl Backoff {
 }
 
 /// Capacity units the store's calls consumed, as DynamoDB reported them
-/// (`ReturnConsumedCapacity::Total` on every call). Failed conditional writes also cost capacity,
-/// but DynamoDB does not report it on an error, so they are not counted.
+/// (`ReturnConsumedCapacity::Total` on every call), and the write units AWS bills for the same
+/// writes (see `billing.rs`: DynamoDB Local reports transactions low). Failed conditional writes
+/// also cost capacity, but DynamoDB does not report it on an error, so they are not counted.
 #[derive(Debug, Default)]
 pub struct CapacityMeter {
     /// In thousandths of a unit.
     read_milli: AtomicU64,
     write_milli: AtomicU64,
+    billed_write: AtomicU64,
     calls: AtomicU64,
 }
 
@@ -213,7 +215,10 @@ pub struct CapacityMeter {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Capacity {
     pub read_units: f64,
+    /// As DynamoDB reported them.
     pub write_units: f64,
+    /// As AWS bills the writes, worked out from the items written.
+    pub billed_write_units: f64,
     /// Calls that reported capacity.
     pub calls: u64,
 }
@@ -225,6 +230,7 @@ impl std::ops::Sub for Capacity {
         Capacity {
             read_units: self.read_units - earlier.read_units,
             write_units: self.write_units - earlier.write_units,
+            billed_write_units: self.billed_write_units - earlier.billed_write_units,
             calls: self.calls.saturating_sub(earlier.calls),
         }
     }
@@ -242,8 +248,14 @@ impl CapacityMeter {
         Capacity {
             read_units: self.read_milli.load(Ordering::Relaxed) as f64 / 1000.0,
             write_units: self.write_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+            billed_write_units: self.billed_write.load(Ordering::Relaxed) as f64,
             calls: self.calls.load(Ordering::Relaxed),
         }
+    }
+
+    /// Adds the write units AWS bills for a write that succeeded.
+    pub(super) fn bill(&self, write_units: u64) {
+        self.billed_write.fetch_add(write_units, Ordering::Relaxed);
     }
 
     pub(super) fn record<'a>(

@@ -27,6 +27,7 @@
 //! remembers the chats it has seen a session for (and their expiry) and checks each chat once.
 
 mod batch;
+mod billing;
 mod call;
 mod codec;
 mod item;

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 
+use super::billing::{put_units, transaction_units};
 use super::call::{Backoff, Failure, Kind, classify, failed_at, item_at};
 use super::item::*;
 use super::{BATCH_WRITE, DynamoStore, Expiry, TORN_READS, build_error};
@@ -164,6 +165,7 @@ impl DynamoStore {
                 .await
                 .map_err(|e| classify("PutItem", e))?;
             self.meter.record(Kind::Write, output.consumed_capacity());
+            self.meter.bill(put_units(&item));
             Ok(output.attributes)
         })
         .await
@@ -193,6 +195,8 @@ impl DynamoStore {
                 .await
                 .map_err(|e| classify("UpdateItem", e))?;
             self.meter.record(Kind::Write, output.consumed_capacity());
+            // Billed on the stored item: only small ones are updated (see `billing.rs`).
+            self.meter.bill(1);
             Ok(output.attributes)
         })
         .await
@@ -213,6 +217,7 @@ impl DynamoStore {
                 .await
                 .map_err(|e| classify("DeleteItem", e))?;
             self.meter.record(Kind::Write, output.consumed_capacity());
+            self.meter.bill(1);
             Ok(())
         })
         .await
@@ -231,6 +236,7 @@ impl DynamoStore {
                 .await
                 .map_err(|e| classify("TransactWriteItems", e))?;
             self.meter.record(Kind::Write, output.consumed_capacity());
+            self.meter.bill(transaction_units(&actions));
             Ok(())
         })
         .await
@@ -264,10 +270,14 @@ impl DynamoStore {
                     .await
                     .map_err(Failure::into_store_error)?;
                 self.meter.record(Kind::Write, output.consumed_capacity());
+                let sent = requests.len();
                 requests = output
                     .unprocessed_items
                     .and_then(|mut unprocessed| unprocessed.remove(&self.table))
                     .unwrap_or_default();
+                // One unit per deleted item: deletes are billed on the stored item's size,
+                // which is not known here (see `billing.rs`).
+                self.meter.bill(sent.saturating_sub(requests.len()) as u64);
                 if !requests.is_empty() {
                     backoff
                         .wait(|| "BatchWriteItem left items unprocessed".to_owned())

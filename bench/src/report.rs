@@ -413,6 +413,7 @@ pub fn write_docs(
     table: &str,
     dynamo: Option<&str>,
     script: &ModelScript,
+    sequential_turns: usize,
     levels: &[usize],
     plotted: bool,
 ) -> std::io::Result<()> {
@@ -481,7 +482,7 @@ turn: first byte, first `text-delta`, the gaps between `text-delta` chunks, byte
 for turns one at a time as the mock measured it in that turn (from its handler being called to
 the first token handed to the connection: {first} ms scripted, and the timer fires up to a
 millisecond late), under concurrent load the scripted {first} ms. The servers take turns
-phase by phase: cold starts (exec to the first byte served, {cold} runs each), 20 turns one at a
+phase by phase: cold starts (exec to the first byte served, {cold} runs each), {sequential_turns} turns one at a
 time (latency), then {levels:?} concurrent streams, each level in a fresh process so its peak
 resident memory (sampled every 10 ms from `/proc`) is its own. CPU is the server process's user +
 system time from `/proc/<pid>/stat` over the level. The driver and the mock share the machine

@@ -179,7 +179,9 @@ pub async fn send_turns(
     futures::future::join_all(chats.iter().map(|chat| send_turn(client, server, chat))).await
 }
 
-/// Runs `turns` turns one after another (one chat each), for latency without contention.
+/// Runs `turns` turns one after another (one chat each), for latency without contention. Each
+/// turn goes on a connection already open, so no server's figure holds a TCP handshake: chatfn's
+/// is opened by the chat's session start, the others' by a request to a route they do not have.
 pub async fn run_sequential(
     target: &Target,
     server: &Server,
@@ -188,8 +190,17 @@ pub async fn run_sequential(
 ) -> Vec<TurnTiming> {
     let mut timings = Vec::with_capacity(turns);
     for _ in 0..turns {
+        let client = client(1);
+        let (chats, mut turn) = open_chats(&client, target, server, 1).await;
+        if !target.needs_session() {
+            let probe = format!("{}/bench-ready", server.base_url);
+            if let Ok(response) = client.get(probe).send().await {
+                // Read to the end, so the connection goes back to the pool.
+                let _ = response.bytes().await;
+            }
+        }
         mock.take_first_tokens();
-        let mut turn = run_level(target, server, 1).await;
+        turn.extend(send_turns(&client, server, &chats).await);
         if let ([timing], [own]) = (turn.as_mut_slice(), mock.take_first_tokens().as_slice()) {
             timing.model_first_token = Some(*own);
         }

@@ -67,6 +67,10 @@ struct Args {
     /// Runs only chatfn (for profiling it: pass a wrapper script as `--chatfn`).
     #[arg(long)]
     chatfn_only: bool,
+    /// The server that only forwards, whose turns one at a time give the floor under the added
+    /// time to first token (default: `bench-passthrough` beside this binary).
+    #[arg(long)]
+    passthrough: Option<PathBuf>,
 }
 
 /// What one server did in the run.
@@ -76,6 +80,13 @@ pub struct Measured {
     pub cold_starts: Vec<Duration>,
     pub sequential: Vec<TurnTiming>,
     pub levels: Vec<Level>,
+}
+
+/// The run's figures beside the servers': the turns one at a time of the server that only
+/// forwards.
+#[derive(Debug, Default)]
+pub struct Floor {
+    pub sequential: Vec<TurnTiming>,
 }
 
 #[derive(Debug, Default)]
@@ -119,10 +130,16 @@ async fn run(args: Args) -> Result<(), String> {
     if args.chatfn_only && args.write_docs {
         return Err("--write-docs needs both servers (drop --chatfn-only)".into());
     }
+    let passthrough = match &args.passthrough {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .map_err(|error| format!("where the bench runs from: {error}"))?
+            .with_file_name("bench-passthrough"),
+    };
     let paths = if args.chatfn_only {
-        vec![&args.chatfn]
+        vec![&args.chatfn, &passthrough]
     } else {
-        vec![&args.chatfn, &args.baseline]
+        vec![&args.chatfn, &args.baseline, &passthrough]
     };
     for path in paths {
         if !path.exists() {
@@ -171,13 +188,21 @@ async fn run(args: Args) -> Result<(), String> {
             server.stop().await;
         }
     }
-    for (target, into) in targets.iter().zip(measured.iter_mut()) {
+    let floor_target = Target::Passthrough {
+        binary: passthrough,
+    };
+    let mut floor = Floor::default();
+    let sequential_targets = targets
+        .iter()
+        .zip(measured.iter_mut().map(|m| &mut m.sequential))
+        .chain([(&floor_target, &mut floor.sequential)]);
+    for (target, into) in sequential_targets {
         let server = Server::start(target, model_url).await?;
         eprintln!(
             "bench: {}: {sequential_turns} turns one at a time",
             target.name()
         );
-        into.sequential = load::run_sequential(target, &server, &mock, sequential_turns).await;
+        *into = load::run_sequential(target, &server, &mock, sequential_turns).await;
         server.stop().await;
     }
     for &concurrency in &levels {
@@ -208,7 +233,7 @@ async fn run(args: Args) -> Result<(), String> {
         None
     };
 
-    let table = report::table(&measured, &script);
+    let table = report::table(&measured, &floor, &script);
     println!("{table}");
     let dynamo_table = dynamo.as_ref().map(report::dynamo_table);
     if let Some(dynamo_table) = &dynamo_table {
@@ -247,6 +272,7 @@ async fn run(args: Args) -> Result<(), String> {
                 .iter()
                 .chain(m.levels.iter().flat_map(|l| &l.timings))
         })
+        .chain(&floor.sequential)
         .filter(|timing| timing.error.is_some())
         .count()
         + dynamo.as_ref().map_or(0, |figures| figures.failed);

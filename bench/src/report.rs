@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::Measured;
 use crate::load::TurnTiming;
 use crate::mock_model::ModelScript;
+use crate::{Floor, Measured};
 
 /// The p99 inter-chunk gap the goals allow.
 const GAP_LIMIT: Duration = Duration::from_millis(50);
@@ -250,7 +250,7 @@ fn cell(value: Option<f64>, unit: &str) -> String {
 }
 
 /// The figures as a Markdown table: one column per server, and the baseline/chatfn ratio.
-pub fn table(measured: &[Measured], script: &ModelScript) -> String {
+pub fn table(measured: &[Measured], floor: &Floor, script: &ModelScript) -> String {
     let mut out = String::new();
     let names: Vec<&str> = measured.iter().map(|m| m.name.as_str()).collect();
     let _ = writeln!(
@@ -282,6 +282,22 @@ pub fn table(measured: &[Measured], script: &ModelScript) -> String {
         script.interval.as_millis(),
         script.first_token.as_millis()
     );
+    let added = |q| added_ttft_ms(&floor.sequential, script, q);
+    if let (Some(median), Some(p99)) = (added(0.5), added(0.99)) {
+        let above = measured
+            .first()
+            .and_then(|chatfn| added_ttft_ms(&chatfn.sequential, script, 0.5))
+            .map(|chatfn| format!(": chatfn's median is {:.3} ms above it", chatfn - median))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\nThe floor: a server that only forwards (`bench-passthrough`: chatfn's stack, the \
+             model's tokens mapped to `text-delta` chunks, nothing else) adds {median:.3} ms to \
+             the time to first token at the median ({p99:.3} ms at p99) over the same {} turns \
+             one at a time{above}.",
+            floor.sequential.len()
+        );
+    }
     out
 }
 
@@ -481,12 +497,22 @@ turn: first byte, first `text-delta`, the gaps between `text-delta` chunks, byte
 *added* time to first token is the first `text-delta` minus the mock's own time to first token:
 for turns one at a time as the mock measured it in that turn (from its handler being called to
 the first token handed to the connection: {first} ms scripted, and the timer fires up to a
-millisecond late), under concurrent load the scripted {first} ms. The servers take turns
+millisecond late), under concurrent load the scripted {first} ms. Turns one at a time each go
+on a connection already open (chatfn's by the session start, the baseline's by a request to a
+route it does not have), so neither figure holds a TCP handshake. The servers take turns
 phase by phase: cold starts (exec to the first byte served, {cold} runs each), {sequential_turns} turns one at a
 time (latency), then {levels:?} concurrent streams, each level in a fresh process so its peak
 resident memory (sampled every 10 ms from `/proc`) is its own. CPU is the server process's user +
 system time from `/proc/<pid>/stat` over the level. The driver and the mock share the machine
 with the server, as they would share the 2 cores of a small instance.
+
+Every server between a client and a model adds the hops between three processes: the request
+read, the model's request written, the model's token read, the chunk written, each process woken
+by another's socket. What that costs on the machine is measured with a third server in the
+latency phase, `bench-passthrough` (`bench/src/bin/passthrough.rs`): chatfn's stack (Tokio on one
+thread, axum, reqwest) doing nothing but mapping the model's tokens to `text-delta` chunks. Its
+figure, below the table, is the floor under the added time to first token; chatfn's own work is
+what it adds above it.
 
 ## Machine
 

@@ -1,4 +1,4 @@
-//! The two servers under test as child processes: started, timed from exec to the first byte
+//! The servers under test as child processes: started, timed from exec to the first byte
 //! they serve, and read from the OS accounting (CPU time and resident memory in `/proc`).
 
 use std::path::PathBuf;
@@ -19,6 +19,8 @@ pub enum Target {
     },
     /// The Node baseline (`bench/baseline/server.mjs`).
     Baseline { script: PathBuf },
+    /// `bench-passthrough`: a server that only forwards, the floor under the time to first token.
+    Passthrough { binary: PathBuf },
 }
 
 impl Target {
@@ -26,6 +28,7 @@ impl Target {
         match self {
             Target::Chatfn { .. } => "chatfn",
             Target::Baseline { .. } => "node ai-sdk",
+            Target::Passthrough { .. } => "pass-through",
         }
     }
 
@@ -85,6 +88,11 @@ impl Server {
                     .arg(script)
                     .env("PORT", "0")
                     .env("MODEL_BASE_URL", model_url);
+                command
+            }
+            Target::Passthrough { binary } => {
+                let mut command = Command::new(binary);
+                command.env("PORT", "0").env("MODEL_BASE_URL", model_url);
                 command
             }
         };

@@ -82,13 +82,6 @@ pub struct Measured {
     pub levels: Vec<Level>,
 }
 
-/// The run's figures beside the servers': the turns one at a time of the server that only
-/// forwards.
-#[derive(Debug, Default)]
-pub struct Floor {
-    pub sequential: Vec<TurnTiming>,
-}
-
 #[derive(Debug, Default)]
 pub struct Level {
     pub concurrency: usize,
@@ -191,11 +184,12 @@ async fn run(args: Args) -> Result<(), String> {
     let floor_target = Target::Passthrough {
         binary: passthrough,
     };
-    let mut floor = Floor::default();
+    // The floor's turns one at a time: beside the servers' figures, not a column of the table.
+    let mut floor: Vec<TurnTiming> = Vec::new();
     let sequential_targets = targets
         .iter()
         .zip(measured.iter_mut().map(|m| &mut m.sequential))
-        .chain([(&floor_target, &mut floor.sequential)]);
+        .chain([(&floor_target, &mut floor)]);
     for (target, into) in sequential_targets {
         let server = Server::start(target, model_url).await?;
         eprintln!(
@@ -272,7 +266,7 @@ async fn run(args: Args) -> Result<(), String> {
                 .iter()
                 .chain(m.levels.iter().flat_map(|l| &l.timings))
         })
-        .chain(&floor.sequential)
+        .chain(&floor)
         .filter(|timing| timing.error.is_some())
         .count()
         + dynamo.as_ref().map_or(0, |figures| figures.failed);

@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::Measured;
 use crate::load::TurnTiming;
 use crate::mock_model::ModelScript;
-use crate::{Floor, Measured};
 
 /// The p99 inter-chunk gap the goals allow.
 const GAP_LIMIT: Duration = Duration::from_millis(50);
@@ -250,7 +250,8 @@ fn cell(value: Option<f64>, unit: &str) -> String {
 }
 
 /// The figures as a Markdown table: one column per server, and the baseline/chatfn ratio.
-pub fn table(measured: &[Measured], floor: &Floor, script: &ModelScript) -> String {
+/// `floor` is the turns one at a time of the server that only forwards.
+pub fn table(measured: &[Measured], floor: &[TurnTiming], script: &ModelScript) -> String {
     let mut out = String::new();
     let names: Vec<&str> = measured.iter().map(|m| m.name.as_str()).collect();
     let _ = writeln!(
@@ -282,7 +283,7 @@ pub fn table(measured: &[Measured], floor: &Floor, script: &ModelScript) -> Stri
         script.interval.as_millis(),
         script.first_token.as_millis()
     );
-    let added = |q| added_ttft_ms(&floor.sequential, script, q);
+    let added = |q| added_ttft_ms(floor, script, q);
     if let (Some(median), Some(p99)) = (added(0.5), added(0.99)) {
         let above = measured
             .first()
@@ -295,7 +296,7 @@ pub fn table(measured: &[Measured], floor: &Floor, script: &ModelScript) -> Stri
              model's tokens mapped to `text-delta` chunks, nothing else) adds {median:.3} ms to \
              the time to first token at the median ({p99:.3} ms at p99) over the same {} turns \
              one at a time{above}.",
-            floor.sequential.len()
+            floor.len()
         );
     }
     out

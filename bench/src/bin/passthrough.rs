@@ -120,11 +120,8 @@ async fn forward(
     chunks: mpsc::Sender<Bytes>,
 ) {
     // A send fails only when the client has gone: then there is no one to forward to.
-    let send = |chunk: Bytes| {
-        let chunks = chunks.clone();
-        async move { chunks.send(chunk).await.is_ok() }
-    };
-    if !send(ui_chunk(&json!({"type": "start"}))).await {
+    let send = |chunk: Bytes| chunks.send(chunk);
+    if send(ui_chunk(&json!({"type": "start"}))).await.is_err() {
         return;
     }
     let request = json!({"model": "mock-model", "stream": true, "messages": messages});
@@ -138,16 +135,19 @@ async fn forward(
         Ok(response) if response.status().is_success() => response,
         Ok(response) => {
             let error = format!("the model answered {}", response.status());
-            send(ui_chunk(&json!({"type": "error", "errorText": error}))).await;
+            let _ = send(ui_chunk(&json!({"type": "error", "errorText": error}))).await;
             return;
         }
         Err(error) => {
             let error = format!("the model could not be reached: {error}");
-            send(ui_chunk(&json!({"type": "error", "errorText": error}))).await;
+            let _ = send(ui_chunk(&json!({"type": "error", "errorText": error}))).await;
             return;
         }
     };
-    if !send(ui_chunk(&json!({"type": "text-start", "id": "0"}))).await {
+    if send(ui_chunk(&json!({"type": "text-start", "id": "0"})))
+        .await
+        .is_err()
+    {
         return;
     }
     let mut body = response.bytes_stream();
@@ -167,10 +167,11 @@ async fn forward(
                     continue;
                 };
                 if let Some(delta) = chunk["choices"][0]["delta"]["content"].as_str()
-                    && !send(ui_chunk(
+                    && send(ui_chunk(
                         &json!({"type": "text-delta", "id": "0", "delta": delta}),
                     ))
                     .await
+                    .is_err()
                 {
                     return;
                 }
@@ -181,9 +182,9 @@ async fn forward(
         json!({"type": "text-end", "id": "0"}),
         json!({"type": "finish"}),
     ] {
-        if !send(ui_chunk(&chunk)).await {
+        if send(ui_chunk(&chunk)).await.is_err() {
             return;
         }
     }
-    send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    let _ = send(Bytes::from_static(b"data: [DONE]\n\n")).await;
 }

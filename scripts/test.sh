@@ -8,7 +8,41 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's wall time, printed at the end (or where a step failed), so a slow run shows where
+# its minutes went: a fresh machine's installs and builds against a warm cache's.
+step_names=()
+step_seconds=()
+current_step=""
+current_start=$SECONDS
+end_step() {
+  if [[ -n "$current_step" ]]; then
+    step_names+=("$current_step")
+    step_seconds+=("$((SECONDS - current_start))")
+  fi
+  current_step=""
+}
+step() {
+  end_step
+  current_step="$*"
+  current_start=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
+print_step_times() {
+  end_step
+  ((${#step_names[@]})) || return 0
+  printf '\n==> time per step (%d s in all)\n' "$SECONDS"
+  local i
+  for i in "${!step_names[@]}"; do
+    printf '%6d s  %.90s\n' "${step_seconds[$i]}" "${step_names[$i]}"
+  done
+}
+
+stop_dynamodb_local() {
+  if [[ -n "${CHATFN_DYNAMODB_LOCAL_PID:-}" ]]; then
+    kill "$CHATFN_DYNAMODB_LOCAL_PID" 2>/dev/null || true
+  fi
+}
+trap 'stop_dynamodb_local; print_step_times' EXIT
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -17,12 +51,6 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "start DynamoDB Local (for the DynamoDB store's tests)"
-stop_dynamodb_local() {
-  if [[ -n "${CHATFN_DYNAMODB_LOCAL_PID:-}" ]]; then
-    kill "$CHATFN_DYNAMODB_LOCAL_PID" 2>/dev/null || true
-  fi
-}
-trap stop_dynamodb_local EXIT
 eval "$(bash "$root/scripts/dynamodb-local.sh" start)"
 export AWS_ENDPOINT_URL_DYNAMODB
 
@@ -79,4 +107,6 @@ step "the chat page in Chromium (tests/browser)"
 (cd tests/browser && npm test)
 # --- end of the browser tests ---
 
-step "all tests passed"
+end_step
+echo
+echo "==> all tests passed"

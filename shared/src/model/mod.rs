@@ -6,7 +6,8 @@
 
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod anthropic;
-#[cfg(feature = "bedrock")]
+// Its wire decoding needs `native` only; the signed client, `bedrock` (which implies `native`).
+#[cfg(feature = "native")]
 pub mod bedrock;
 pub mod offline;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]

@@ -13,7 +13,6 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step_names=()
 step_seconds=()
 current_step=""
-current_start=$SECONDS
 end_step() {
   if [[ -n "$current_step" ]]; then
     step_names+=("$current_step")
@@ -107,6 +106,5 @@ step "the chat page in Chromium (tests/browser)"
 (cd tests/browser && npm test)
 # --- end of the browser tests ---
 
-end_step
 echo
 echo "==> all tests passed"

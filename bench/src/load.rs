@@ -88,6 +88,33 @@ async fn send_turn(client: &reqwest::Client, server: &Server, chat: &Chat) -> Tu
         }
     };
     timing.first_byte = sent.elapsed();
+    time_events(response, sent, &mut timing, |event| {
+        if event.contains("\"type\":\"text-delta\"") {
+            Event::Text
+        } else if event.contains("\"type\":\"finish\"") {
+            Event::End
+        } else {
+            Event::Other
+        }
+    })
+    .await;
+    timing
+}
+
+/// What an event of a stream is to the timing.
+enum Event {
+    Text,
+    End,
+    Other,
+}
+
+/// Reads an SSE body to its end, timing its text events into `timing` (from `sent`).
+async fn time_events(
+    response: reqwest::Response,
+    sent: Instant,
+    timing: &mut TurnTiming,
+    kind: impl Fn(&str) -> Event,
+) {
     let mut body = response.bytes_stream();
     let mut pending = Vec::new();
     let mut last_text: Option<Instant> = None;
@@ -97,7 +124,7 @@ async fn send_turn(client: &reqwest::Client, server: &Server, chat: &Chat) -> Tu
             Ok(chunk) => chunk,
             Err(error) => {
                 timing.error = Some(error.to_string());
-                return timing;
+                return;
             }
         };
         let now = Instant::now();
@@ -105,23 +132,23 @@ async fn send_turn(client: &reqwest::Client, server: &Server, chat: &Chat) -> Tu
         pending.extend_from_slice(&chunk);
         while let Some(end) = find_event_end(&pending) {
             let event: Vec<u8> = pending.drain(..end + 2).collect();
-            let text = String::from_utf8_lossy(&event);
-            if text.contains("\"type\":\"text-delta\"") {
-                timing.text_deltas += 1;
-                match last_text {
-                    None => timing.first_text = now - sent,
-                    Some(previous) => timing.gaps.push(now - previous),
+            match kind(&String::from_utf8_lossy(&event)) {
+                Event::Text => {
+                    timing.text_deltas += 1;
+                    match last_text {
+                        None => timing.first_text = now - sent,
+                        Some(previous) => timing.gaps.push(now - previous),
+                    }
+                    last_text = Some(now);
                 }
-                last_text = Some(now);
-            } else if text.contains("\"type\":\"finish\"") {
-                finished = true;
+                Event::End => finished = true,
+                Event::Other => {}
             }
         }
     }
     if !finished {
-        timing.error = Some("the stream ended without a finish chunk".into());
+        timing.error = Some("the stream ended without its last event".into());
     }
-    timing
 }
 
 fn find_event_end(buffer: &[u8]) -> Option<usize> {
@@ -205,6 +232,57 @@ pub async fn run_sequential(
             timing.model_first_token = Some(*own);
         }
         timings.extend(turn);
+    }
+    timings
+}
+
+/// Runs `turns` calls to the mock model itself, one at a time, as a client with no server in
+/// between would make them (the same HTTP client, a connection already open, the model's own
+/// SSE read event by event). Their time to first token over the mock's own is the two hops
+/// between a client and a model, which any client pays; what a server adds is measured over it.
+pub async fn run_direct(mock: &MockModel, turns: usize) -> Vec<TurnTiming> {
+    let body = json!({
+        "model": "mock-model",
+        "stream": true,
+        "messages": [{"role": "user", "content": "Tell me something."}],
+    });
+    let mut timings = Vec::with_capacity(turns);
+    for _ in 0..turns {
+        let client = client(1);
+        // Opens the connection (the mock has no such route) and reads to the end, so the call
+        // below reuses it.
+        if let Ok(response) = client.get(format!("{}/models", mock.url)).send().await {
+            let _ = response.bytes().await;
+        }
+        mock.take_first_tokens();
+        let mut timing = TurnTiming::default();
+        let sent = Instant::now();
+        match client
+            .post(format!("{}/chat/completions", mock.url))
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => {
+                timing.first_byte = sent.elapsed();
+                time_events(response, sent, &mut timing, |event| {
+                    if event.contains("\"content\"") {
+                        Event::Text
+                    } else if event.starts_with("data: [DONE]") {
+                        Event::End
+                    } else {
+                        Event::Other
+                    }
+                })
+                .await;
+            }
+            Ok(response) => timing.error = Some(format!("status {}", response.status())),
+            Err(error) => timing.error = Some(error.to_string()),
+        }
+        if let [own] = mock.take_first_tokens().as_slice() {
+            timing.model_first_token = Some(*own);
+        }
+        timings.push(timing);
     }
     timings
 }

@@ -199,6 +199,8 @@ async fn run(args: Args) -> Result<(), String> {
         *into = load::run_sequential(target, &server, &mock, sequential_turns).await;
         server.stop().await;
     }
+    eprintln!("bench: the model called directly: {sequential_turns} calls one at a time");
+    let direct = load::run_direct(&mock, sequential_turns).await;
     for &concurrency in &levels {
         for (target, into) in targets.iter().zip(measured.iter_mut()) {
             // A fresh process per level, so each peak is that level's own.
@@ -227,7 +229,7 @@ async fn run(args: Args) -> Result<(), String> {
         None
     };
 
-    let table = report::table(&measured, &floor, &script);
+    let table = report::table(&measured, &floor, &direct, &script);
     println!("{table}");
     let dynamo_table = dynamo.as_ref().map(report::dynamo_table);
     if let Some(dynamo_table) = &dynamo_table {
@@ -267,6 +269,7 @@ async fn run(args: Args) -> Result<(), String> {
                 .chain(m.levels.iter().flat_map(|l| &l.timings))
         })
         .chain(&floor)
+        .chain(&direct)
         .filter(|timing| timing.error.is_some())
         .count()
         + dynamo.as_ref().map_or(0, |figures| figures.failed);

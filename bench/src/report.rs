@@ -154,18 +154,19 @@ fn figures(measured: &[Measured], direct: &[TurnTiming], script: &ModelScript) -
             ratio: true,
         });
     }
-    if level_count > 1 {
-        let last = level_count - 1;
-        let concurrency = measured[0].levels[last].concurrency;
+    // Per stream at every level, not only the busiest: Node's peak at a level is set by when
+    // its garbage collector last ran, so its figure (and the ratio) moves from level to level.
+    for index in 1..level_count {
+        let concurrency = measured[0].levels[index].concurrency;
         rows.push(Row {
             label: format!(
-                "memory per stream at {concurrency} streams (peak RSS over the 1-level's)"
+                "memory per stream at {concurrency} streams (peak RSS over the first level's)"
             ),
             values: measured
                 .iter()
                 .map(|m| {
-                    let streams = m.levels[last].concurrency - m.levels[0].concurrency;
-                    let grown = m.levels[last]
+                    let streams = m.levels[index].concurrency - m.levels[0].concurrency;
+                    let grown = m.levels[index]
                         .peak_rss_kib
                         .saturating_sub(m.levels[0].peak_rss_kib);
                     (streams > 0).then(|| grown as f64 / streams as f64)
@@ -599,10 +600,18 @@ mod tests {
         };
         let chatfn = Measured {
             name: "chatfn".into(),
-            sequential: vec![turn(51_900, 50_700), turn(52_000, 51_000), turn(53_000, 50_000)],
+            sequential: vec![
+                turn(51_900, 50_700),
+                turn(52_000, 51_000),
+                turn(53_000, 50_000),
+            ],
             ..Measured::default()
         };
-        let direct = vec![turn(50_900, 50_500), turn(51_400, 51_000), turn(52_000, 51_000)];
+        let direct = vec![
+            turn(50_900, 50_500),
+            turn(51_400, 51_000),
+            turn(52_000, 51_000),
+        ];
         let rows = figures(&[chatfn], &direct, &script);
         let value = |label: &str| {
             rows.iter()
@@ -614,8 +623,14 @@ mod tests {
         let own = value("added time to first token over the mock's own timing, median");
         let over_direct = value("added time to first token over a direct call");
         assert!(own.is_some_and(|ms| (ms - 1.2).abs() < 1e-9), "{own:?}");
-        assert!(over_direct.is_some_and(|ms| (ms - 0.8).abs() < 1e-9), "{over_direct:?}");
+        assert!(
+            over_direct.is_some_and(|ms| (ms - 0.8).abs() < 1e-9),
+            "{over_direct:?}"
+        );
         let table = table(&[], &[], &direct, &script);
-        assert!(table.contains("sees the first token 0.400 ms after"), "{table}");
+        assert!(
+            table.contains("sees the first token 0.400 ms after"),
+            "{table}"
+        );
     }
 }

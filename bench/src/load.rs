@@ -88,32 +88,25 @@ async fn send_turn(client: &reqwest::Client, server: &Server, chat: &Chat) -> Tu
         }
     };
     timing.first_byte = sent.elapsed();
-    time_events(response, sent, &mut timing, |event| {
-        if event.contains("\"type\":\"text-delta\"") {
-            Event::Text
-        } else if event.contains("\"type\":\"finish\"") {
-            Event::End
-        } else {
-            Event::Other
-        }
-    })
+    time_events(
+        response,
+        sent,
+        &mut timing,
+        "\"type\":\"text-delta\"",
+        "\"type\":\"finish\"",
+    )
     .await;
     timing
 }
 
-/// What an event of a stream is to the timing.
-enum Event {
-    Text,
-    End,
-    Other,
-}
-
-/// Reads an SSE body to its end, timing its text events into `timing` (from `sent`).
+/// Reads an SSE body to its end, timing into `timing` (from `sent`) the events that hold
+/// `text_marker`; the stream is whole once an event holds `end_marker`.
 async fn time_events(
     response: reqwest::Response,
     sent: Instant,
     timing: &mut TurnTiming,
-    kind: impl Fn(&str) -> Event,
+    text_marker: &str,
+    end_marker: &str,
 ) {
     let mut body = response.bytes_stream();
     let mut pending = Vec::new();
@@ -132,17 +125,16 @@ async fn time_events(
         pending.extend_from_slice(&chunk);
         while let Some(end) = find_event_end(&pending) {
             let event: Vec<u8> = pending.drain(..end + 2).collect();
-            match kind(&String::from_utf8_lossy(&event)) {
-                Event::Text => {
-                    timing.text_deltas += 1;
-                    match last_text {
-                        None => timing.first_text = now - sent,
-                        Some(previous) => timing.gaps.push(now - previous),
-                    }
-                    last_text = Some(now);
+            let event = String::from_utf8_lossy(&event);
+            if event.contains(text_marker) {
+                timing.text_deltas += 1;
+                match last_text {
+                    None => timing.first_text = now - sent,
+                    Some(previous) => timing.gaps.push(now - previous),
                 }
-                Event::End => finished = true,
-                Event::Other => {}
+                last_text = Some(now);
+            } else if event.contains(end_marker) {
+                finished = true;
             }
         }
     }
@@ -265,16 +257,7 @@ pub async fn run_direct(mock: &MockModel, turns: usize) -> Vec<TurnTiming> {
         {
             Ok(response) if response.status().is_success() => {
                 timing.first_byte = sent.elapsed();
-                time_events(response, sent, &mut timing, |event| {
-                    if event.contains("\"content\"") {
-                        Event::Text
-                    } else if event.starts_with("data: [DONE]") {
-                        Event::End
-                    } else {
-                        Event::Other
-                    }
-                })
-                .await;
+                time_events(response, sent, &mut timing, "\"content\"", "data: [DONE]").await;
             }
             Ok(response) => timing.error = Some(format!("status {}", response.status())),
             Err(error) => timing.error = Some(error.to_string()),

@@ -74,6 +74,16 @@ async fn send_turn(client: &reqwest::Client, server: &Server, chat: &Chat) -> Tu
     if let Some(token) = &chat.token {
         request = request.bearer_auth(token);
     }
+    time_stream(request, "\"type\":\"text-delta\"", "\"type\":\"finish\"").await
+}
+
+/// Sends `request` and reads its SSE response to the end, timing the events that hold
+/// `text_marker`; the stream is whole once an event holds `end_marker`.
+async fn time_stream(
+    request: reqwest::RequestBuilder,
+    text_marker: &str,
+    end_marker: &str,
+) -> TurnTiming {
     let mut timing = TurnTiming::default();
     let sent = Instant::now();
     let response = match request.send().await {
@@ -88,19 +98,11 @@ async fn send_turn(client: &reqwest::Client, server: &Server, chat: &Chat) -> Tu
         }
     };
     timing.first_byte = sent.elapsed();
-    time_events(
-        response,
-        sent,
-        &mut timing,
-        "\"type\":\"text-delta\"",
-        "\"type\":\"finish\"",
-    )
-    .await;
+    time_events(response, sent, &mut timing, text_marker, end_marker).await;
     timing
 }
 
-/// Reads an SSE body to its end, timing into `timing` (from `sent`) the events that hold
-/// `text_marker`; the stream is whole once an event holds `end_marker`.
+/// Reads an SSE body to its end, timing its text events into `timing` (from `sent`).
 async fn time_events(
     response: reqwest::Response,
     sent: Instant,
@@ -139,7 +141,9 @@ async fn time_events(
         }
     }
     if !finished {
-        timing.error = Some("the stream ended without its last event".into());
+        timing.error = Some(format!(
+            "the stream ended without an event holding {end_marker}"
+        ));
     }
 }
 
@@ -212,11 +216,7 @@ pub async fn run_sequential(
         let client = client(1);
         let (chats, mut turn) = open_chats(&client, target, server, 1).await;
         if !target.needs_session() {
-            let probe = format!("{}/bench-ready", server.base_url);
-            if let Ok(response) = client.get(probe).send().await {
-                // Read to the end, so the connection goes back to the pool.
-                let _ = response.bytes().await;
-            }
+            open_connection(&client, &format!("{}/bench-ready", server.base_url)).await;
         }
         mock.take_first_tokens();
         turn.extend(send_turns(&client, server, &chats).await);
@@ -226,6 +226,14 @@ pub async fn run_sequential(
         timings.extend(turn);
     }
     timings
+}
+
+/// Opens `client`'s connection with a request to `url`, read to the end so the connection goes
+/// back to the pool for the request that is timed next.
+async fn open_connection(client: &reqwest::Client, url: &str) {
+    if let Ok(response) = client.get(url).send().await {
+        let _ = response.bytes().await;
+    }
 }
 
 /// Runs `turns` calls to the mock model itself, one at a time, as a client with no server in
@@ -241,27 +249,13 @@ pub async fn run_direct(mock: &MockModel, turns: usize) -> Vec<TurnTiming> {
     let mut timings = Vec::with_capacity(turns);
     for _ in 0..turns {
         let client = client(1);
-        // Opens the connection (the mock has no such route) and reads to the end, so the call
-        // below reuses it.
-        if let Ok(response) = client.get(format!("{}/models", mock.url)).send().await {
-            let _ = response.bytes().await;
-        }
+        // The mock has no such route: the request only opens the connection.
+        open_connection(&client, &format!("{}/models", mock.url)).await;
         mock.take_first_tokens();
-        let mut timing = TurnTiming::default();
-        let sent = Instant::now();
-        match client
+        let request = client
             .post(format!("{}/chat/completions", mock.url))
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(response) if response.status().is_success() => {
-                timing.first_byte = sent.elapsed();
-                time_events(response, sent, &mut timing, "\"content\"", "data: [DONE]").await;
-            }
-            Ok(response) => timing.error = Some(format!("status {}", response.status())),
-            Err(error) => timing.error = Some(error.to_string()),
-        }
+            .json(&body);
+        let mut timing = time_stream(request, "\"content\"", "data: [DONE]").await;
         if let [own] = mock.take_first_tokens().as_slice() {
             timing.model_first_token = Some(*own);
         }

@@ -415,6 +415,121 @@ async fn concurrent_appends_from_two_handles_stay_exclusive() {
     assert_eq!(winners, 1);
 }
 
+/// Output batches and new messages are written in several plain writes, not one transaction.
+/// One cut short between its writes (a crash, a deadline) leaves nothing a reader sees: the
+/// same append made again lands, and otherwise the next one goes on past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_cut_short_between_their_writes_are_taken_up_or_skipped() {
+    let store = store().await;
+    let client = client().await;
+    let chat_id = new_chat(&store, "cut-short", None).await;
+    let at = |sk: &str| {
+        HashMap::from([
+            (
+                "pk".to_owned(),
+                AttributeValue::S(format!("chat#{chat_id}")),
+            ),
+            ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+        ])
+    };
+    // What the first write of an append leaves: the head's counter moved.
+    let take = |counter: &'static str, next: u64| {
+        client
+            .update_item()
+            .table_name(table())
+            .set_key(Some(at("head")))
+            .update_expression(format!("SET {counter} = :next"))
+            .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
+            .send()
+    };
+    let deltas = |seqs: std::ops::Range<u64>, text: &str| -> Vec<OutputRecord> {
+        seqs.map(|seq| delta(seq, text)).collect()
+    };
+    let seqs = |records: Vec<OutputRecord>| -> Vec<u64> {
+        records.iter().map(|record| record.seq).collect()
+    };
+
+    store
+        .append_output(&chat_id, &deltas(0..3, "a"))
+        .await
+        .unwrap();
+    // 3 to 5 taken, their batch never put: unseen, and the same batch again lands.
+    take("out_next", 6).await.unwrap();
+    assert_eq!(
+        seqs(store.output(&chat_id, None, 100).await.unwrap()),
+        [0, 1, 2]
+    );
+    store
+        .append_output(&chat_id, &deltas(3..6, "b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        seqs(store.output(&chat_id, None, 100).await.unwrap()),
+        [0, 1, 2, 3, 4, 5]
+    );
+    // 6 to 8 taken and never put: the next writer starts past them, and they stay a gap.
+    take("out_next", 9).await.unwrap();
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), Some(8));
+    store
+        .append_output(&chat_id, &deltas(9..12, "c"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.append_output(&chat_id, &deltas(6..9, "late")).await,
+        Err(StoreError::SequenceTaken(6))
+    ));
+    assert_eq!(
+        seqs(store.output(&chat_id, None, 100).await.unwrap()),
+        [0, 1, 2, 3, 4, 5, 9, 10, 11]
+    );
+
+    // A message appended as far as its index (position 1), not written: unseen, then written
+    // there when it is put again.
+    let message = |id: &str| UIMessage::user_text(id, format!("text of {id}"));
+    let index = |id: &str, position: u64| {
+        let mut item = at(&format!("msgid#{id}"));
+        item.insert("pos".to_owned(), AttributeValue::N(position.to_string()));
+        client
+            .put_item()
+            .table_name(table())
+            .set_item(Some(item))
+            .send()
+    };
+    let ids = |messages: Vec<UIMessage>| -> Vec<String> {
+        messages.into_iter().map(|message| message.id).collect()
+    };
+    store.put_message(&chat_id, &message("m1")).await.unwrap();
+    take("msg_next", 2).await.unwrap();
+    index("m2", 1).await.unwrap();
+    assert_eq!(ids(store.messages(&chat_id).await.unwrap()), ["m1"]);
+    store.put_message(&chat_id, &message("m2")).await.unwrap();
+    assert_eq!(ids(store.messages(&chat_id).await.unwrap()), ["m1", "m2"]);
+    let positions: Vec<String> = raw_items(&client, &chat_id)
+        .await
+        .iter()
+        .filter_map(|item| match item.get("sk") {
+            Some(AttributeValue::S(sk)) if sk.starts_with("msg#") => Some(sk.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        positions,
+        [format!("msg#{:020}", 0), format!("msg#{:020}", 1)]
+    );
+    // One indexed at position 2 and not written, with a message after it: put again, it goes
+    // to the end, in the order it was put.
+    take("msg_next", 3).await.unwrap();
+    index("m3", 2).await.unwrap();
+    store.put_message(&chat_id, &message("m4")).await.unwrap();
+    store.put_message(&chat_id, &message("m3")).await.unwrap();
+    assert_eq!(
+        ids(store.messages(&chat_id).await.unwrap()),
+        ["m1", "m2", "m4", "m3"]
+    );
+    store.put_message(&chat_id, &message("m3")).await.unwrap();
+    assert_eq!(store.messages(&chat_id).await.unwrap().len(), 4);
+}
+
 /// What each step of a typical turn costs, from the store's own meter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_meter_counts_a_turn() {
@@ -538,18 +653,29 @@ async fn capacity_meter_counts_a_turn() {
     assert!(cost("last_output_seq").read_units >= 1.0);
     assert!(cost("output (120 records)").read_units >= 1.0);
     let appends = cost("append_output x30");
-    assert_eq!(appends.calls, 30);
+    assert_eq!(appends.calls, 30 * 2);
     assert!(appends.write_units >= 30.0 * 2.0, "{appends:?}");
     assert_eq!(appends.read_units, 0.0);
     assert!(cost("renew_lease").write_units >= 1.0);
-    assert!(cost("release_lease").write_units >= 2.0);
+    assert!(cost("release_lease").write_units >= 1.0);
     assert!(total.read_units > 0.0 && total.write_units > total.read_units);
     // As AWS bills them: two units per item of a transaction (counter, claim, record), one per
-    // plain write of a small item, whatever DynamoDB Local reports.
+    // plain write of a small item, whatever DynamoDB Local reports. A batch is two plain writes
+    // (the counter, the batch), a new message three (the counter, its index, the message). The
+    // lease is on the head item, so its release raises the consumed mark in the same write.
     assert_eq!(cost("append_input").billed_write_units, 6.0);
     assert_eq!(cost("acquire_lease").billed_write_units, 1.0);
     assert_eq!(cost("renew_lease").billed_write_units, 1.0);
-    assert_eq!(appends.billed_write_units, 30.0 * 4.0);
+    assert_eq!(cost("release_lease").billed_write_units, 1.0);
+    assert_eq!(appends.billed_write_units, 30.0 * 2.0);
+    let new_messages: Vec<Capacity> = costs
+        .iter()
+        .filter(|(step, _)| step == "put_message (new)")
+        .map(|(_, cost)| *cost)
+        .collect();
+    assert_eq!(new_messages.len(), 2);
+    assert_eq!(new_messages[0].billed_write_units, 3.0, "{new_messages:?}");
+    assert_eq!(new_messages[1].billed_write_units, 3.0, "{new_messages:?}");
     assert!(total.billed_write_units >= total.write_units, "{total:?}");
 }
 
@@ -672,9 +798,15 @@ async fn malformed_items_are_backend_errors() {
     )
     .await
     .unwrap();
-    put("head", vec![("out_next", AttributeValue::S("many".into()))])
-        .await
-        .unwrap();
+    put(
+        "head",
+        vec![
+            ("out_next", AttributeValue::S("many".into())),
+            ("holder", AttributeValue::Bool(true)),
+        ],
+    )
+    .await
+    .unwrap();
     put(
         "out#00000000000000000003",
         vec![("d", AttributeValue::B(b"not json".to_vec().into()))],
@@ -682,9 +814,6 @@ async fn malformed_items_are_backend_errors() {
     .await
     .unwrap();
     put("state", vec![("d", AttributeValue::S("a string".into()))])
-        .await
-        .unwrap();
-    put("lease", vec![("holder", AttributeValue::Bool(true))])
         .await
         .unwrap();
 

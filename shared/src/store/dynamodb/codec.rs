@@ -3,7 +3,6 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
-use super::Expiry;
 use super::item::*;
 use crate::store::{InputRecord, Session, StoreError, StoreResult, TurnLease};
 
@@ -76,15 +75,23 @@ pub(super) fn parse_session(item: &Item) -> StoreResult<Session> {
     })
 }
 
-pub(super) fn lease_item(chat_id: &str, lease: &TurnLease, expiry: Expiry) -> Item {
-    let mut item = key(&chat_pk(chat_id), LEASE);
-    insert(&mut item, HOLDER, s(&lease.holder));
-    insert(&mut item, ACQUIRED_MS, n(lease.acquired_at_ms));
-    insert(&mut item, LEASE_MS, n(lease.expires_at_ms));
-    insert(&mut item, FIRST_SEQ, n(lease.first_seq));
-    insert_opt(&mut item, INPUT_SEQ, lease.input_seq.map(n));
-    insert_opt(&mut item, EXPIRES_AT, expiry.map(|at| n(ttl_seconds(at))));
-    item
+/// Drops the lease from the head item.
+pub(super) const DROP_LEASE: &str =
+    "REMOVE #holder, #acquired_ms, #lease_ms, #first_seq, #input_seq";
+
+/// Puts `lease` on the head item, in place of any it held.
+pub(super) fn lease_update(lease: &TurnLease) -> Expr {
+    let set = "SET #holder = :holder, #acquired_ms = :acquired, #lease_ms = :until, \
+               #first_seq = :first";
+    let update = match lease.input_seq {
+        Some(input) => Expr::new(format!("{set}, #input_seq = :input")).value(":input", n(input)),
+        None => Expr::new(format!("{set} REMOVE #input_seq")),
+    };
+    update
+        .value(":holder", s(&lease.holder))
+        .value(":acquired", n(lease.acquired_at_ms))
+        .value(":until", n(lease.expires_at_ms))
+        .value(":first", n(lease.first_seq))
 }
 
 pub(super) fn parse_lease(item: &Item) -> StoreResult<TurnLease> {

@@ -99,7 +99,6 @@ pub(super) const POSITION: &str = "pos";
 // Sort keys.
 pub(super) const SESSION: &str = "session";
 pub(super) const HEAD: &str = "head";
-pub(super) const LEASE: &str = "lease";
 pub(super) const STATE: &str = "state";
 /// Sorts after every digit, so `prefix#~` closes a range of zero-padded keys.
 pub(super) const RANGE_END: &str = "~";

@@ -4,11 +4,10 @@
 //! |---|---|---|
 //! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings) |
 //! | `sid#{sessionId}` | `session` | alias: the chat of a `session_…` id |
-//! | `chat#{chatId}` | `head` | counters: `in_next`, `out_next`, `msg_next`, `consumed` |
+//! | `chat#{chatId}` | `head` | counters: `in_next`, `out_next`, `msg_next`, `consumed`; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`) |
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
 //! | `chat#{chatId}` | `out#{last:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
-//! | `chat#{chatId}` | `lease` | the turn lease |
 //! | `chat#{chatId}` | `msg#{pos:020}` | one finished message (JSON, deflated when `z` = `deflate`), in conversation order |
 //! | `chat#{chatId}` | `msgid#{messageId}` | index: message id → position |
 //! | `chat#{chatId}` | `state` | per-chat state (JSON) |
@@ -16,10 +15,13 @@
 //!
 //! Output batches are keyed by the *last* seq they hold, so "records after `seq`" is one Query
 //! from `out#{seq+1}` (the batch that straddles the cursor sorts there too). Appends are guarded
-//! by `out_next` on the head item: a transaction moves it from at most the batch's first seq to
-//! past its last, and puts the batch, so no seq is written twice (output seqs only grow; see the
-//! conformance suite). Inputs and messages take their numbers from the head item's counters in
-//! the same way. Items of a session with `expires_at_ms` carry `expires_at` (epoch seconds, the
+//! by `out_next` on the head item: a conditional update moves it from at most the batch's first
+//! seq to past its last, then the batch is put where no live item is, so no seq is written twice
+//! (output seqs only grow; see the conformance suite). Two plain writes rather than a transaction:
+//! AWS bills a transaction's items twice, and a reply streams a batch every few hundred ms (a
+//! batch over one item still goes in a transaction). New messages take their position from the
+//! head item's `msg_next` the same way, then the index, then the message; inputs take theirs in
+//! one transaction with their claim and record, as an input accepted must never be half written. Items of a session with `expires_at_ms` carry `expires_at` (epoch seconds, the
 //! table's TTL attribute); reads skip expired items themselves, as TTL deletion is eventual, so a
 //! chat whose session expired reads as gone.
 //!
@@ -283,6 +285,46 @@ impl DynamoStore {
             .await?
             .ok_or_else(|| no_session(chat_id))
     }
+
+    /// Appends an output batch that fits one item (every batch a reply streams) in two plain
+    /// writes, at half the units of a transaction: the head's `out_next` is moved past the
+    /// batch (`update`), then the batch is put where no live item is.
+    ///
+    /// The move fails when a seq of the batch is at or below the highest one written, as in a
+    /// transaction; it lets through a batch ending where `out_next` already ends (`next`), so an
+    /// append that was cut short between its two writes can be made again. Two writers of one
+    /// range then collide on the batch's key, which holds its last seq. A crash between the
+    /// writes leaves the batch's seqs unused, as a gap a later append never fills.
+    async fn append_batch_item(
+        &self,
+        chat_id: &str,
+        batch: Item,
+        update: &Expr,
+        first: u64,
+        next: u64,
+        fresh: &Expr,
+    ) -> StoreResult<()> {
+        let free =
+            Expr::new("attribute_exists(#pk) AND (#out_next <= :first OR #out_next = :next)")
+                .value(":first", n(first))
+                .value(":next", n(next));
+        let head = key(&chat_pk(chat_id), HEAD);
+        match self.update(head, update, &free, ReturnValue::None).await {
+            Ok(_) => {}
+            Err(Failure::Condition(Some(head))) if expired(&head, now_ms()) => {
+                return Err(no_session(chat_id));
+            }
+            Err(Failure::Condition(_)) => return Err(StoreError::SequenceTaken(first)),
+            Err(failure) => return Err(failure.into_store_error()),
+        }
+        match self.put(batch.clone(), Some(fresh), true).await {
+            Ok(_) => Ok(()),
+            // This very batch: an earlier attempt landed and its answer was lost.
+            Err(Failure::Condition(Some(stored))) if stored == batch => Ok(()),
+            Err(Failure::Condition(_)) => Err(StoreError::SequenceTaken(first)),
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
 }
 
 /// `seq > after` as the first seq to read; `None` when nothing can follow `after`.
@@ -537,7 +579,7 @@ impl Store for DynamoStore {
         insert(&mut attrs, FIRST, n(first));
         insert(&mut attrs, LAST, n(last));
         insert(&mut attrs, COUNT, n(sorted.len() as u64));
-        let batch = split_payload(
+        let mut batch = split_payload(
             &pk,
             &seq_sk("out", last),
             attrs,
@@ -545,9 +587,14 @@ impl Store for DynamoStore {
             expiry.map(ttl_seconds),
         );
         let update = Expr::new("SET #out_next = :next").value(":next", n(next));
+        let fresh = absent_or_expired(now_ms());
+        if batch.len() == 1 {
+            return self
+                .append_batch_item(chat_id, batch.remove(0), &update, first, next, &fresh)
+                .await;
+        }
         let condition =
             Expr::new("attribute_exists(#pk) AND #out_next <= :first").value(":first", n(first));
-        let fresh = absent_or_expired(now_ms());
         let mut actions = vec![self.tx_update(key(&pk, HEAD), &update, &condition)?];
         for (index, item) in batch.into_iter().enumerate() {
             actions.push(self.tx_put(item, Some(&fresh).filter(|_| index == 0))?);
@@ -615,17 +662,20 @@ impl Store for DynamoStore {
         lease: TurnLease,
         now: u64,
     ) -> StoreResult<LeaseAcquire> {
-        let expiry = self.require_session(chat_id).await?;
-        let item = lease_item(chat_id, &lease, expiry);
-        // Free: no lease, an expired one, or one TTL is about to delete (of an expired session).
-        let free =
-            Expr::new("attribute_not_exists(#pk) OR #lease_ms <= :now OR #expires_at <= :now_s")
-                .value(":now", n(now))
-                .value(":now_s", n(now_ms() / 1000));
-        match self.put(item, Some(&free), true).await {
+        self.require_session(chat_id).await?;
+        let update = lease_update(&lease);
+        // Free: no lease, or an expired one; and the session has not expired.
+        let free = Expr::new(
+            "attribute_exists(#pk) AND (attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms) \
+             AND (attribute_not_exists(#holder) OR #lease_ms <= :now)",
+        )
+        .value(":now", n(now))
+        .value(":now_ms", n(now_ms()));
+        let head = key(&chat_pk(chat_id), HEAD);
+        match self.update(head, &update, &free, ReturnValue::AllOld).await {
             Ok(old) => {
                 let expired_lease = old
-                    .filter(|old| !expired(old, now_ms()))
+                    .filter(|old| old.contains_key(HOLDER))
                     .map(|old| parse_lease(&old))
                     .transpose()?;
                 Ok(LeaseAcquire::Acquired {
@@ -633,17 +683,13 @@ impl Store for DynamoStore {
                     expired: expired_lease,
                 })
             }
-            Err(Failure::Condition(held)) => {
-                let held = match held {
-                    Some(held) => parse_lease(&held)?,
-                    None => self
-                        .lease(chat_id)
-                        .await?
-                        .ok_or_else(|| StoreError::Backend("the lease vanished".into()))?,
-                };
-                // This very lease (holders are unique per take): our put landed on an earlier
-                // attempt whose answer was lost. (Which expired lease it replaced, if any, is
-                // lost with that answer.)
+            Err(Failure::Condition(Some(head)))
+                if !expired(&head, now_ms()) && head.contains_key(HOLDER) =>
+            {
+                let held = parse_lease(&head)?;
+                // This very lease (holders are unique per take): our update landed on an
+                // earlier attempt whose answer was lost. (Which expired lease it replaced, if
+                // any, is lost with that answer.)
                 if held == lease {
                     return Ok(LeaseAcquire::Acquired {
                         lease,
@@ -652,6 +698,7 @@ impl Store for DynamoStore {
                 }
                 Ok(LeaseAcquire::Held(held))
             }
+            Err(Failure::Condition(_)) => Err(no_session(chat_id)),
             Err(failure) => Err(failure.into_store_error()),
         }
     }
@@ -668,7 +715,7 @@ impl Store for DynamoStore {
             .value(":holder", s(holder))
             .value(":now", n(now))
             .value(":now_s", n(now_ms() / 1000));
-        let key = key(&chat_pk(chat_id), LEASE);
+        let key = key(&chat_pk(chat_id), HEAD);
         match self
             .update(key, &update, &condition, ReturnValue::None)
             .await
@@ -685,42 +732,47 @@ impl Store for DynamoStore {
         holder: &str,
         consumed_input: Option<u64>,
     ) -> StoreResult<()> {
-        let pk = chat_pk(chat_id);
-        let held = Expr::new(format!("#holder = :holder AND {LIVE}"))
-            .value(":holder", s(holder))
-            .value(":now_s", n(now_ms() / 1000));
+        let head = key(&chat_pk(chat_id), HEAD);
+        // Held by `holder`, and the session is live; and `also`.
+        let held = |also: &str| {
+            Expr::new(format!("#holder = :holder AND {LIVE}{also}"))
+                .value(":holder", s(holder))
+                .value(":now_s", n(now_ms() / 1000))
+        };
         if let Some(consumed) = consumed_input {
-            // Drop the lease and raise the mark in one transaction; the mark only goes up, so
-            // when it is already as high the condition fails and the lease alone is dropped.
-            let update = Expr::new("SET #consumed = :consumed").value(":consumed", n(consumed));
-            let upward = Expr::new(
-                "attribute_exists(#pk) AND (attribute_not_exists(#consumed) OR #consumed < :consumed)",
-            )
-            .value(":consumed", n(consumed));
-            let actions = vec![
-                self.tx_delete(key(&pk, LEASE), &held)?,
-                self.tx_update(key(&pk, HEAD), &update, &upward)?,
-            ];
-            match self.transact(actions).await {
-                Ok(()) => return Ok(()),
-                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
-                    return Err(StoreError::LeaseLost);
-                }
-                Err(Failure::Canceled(_)) => {}
+            // Drop the lease and raise the mark in one write; the mark only goes up, so when
+            // it is already as high the condition fails and the lease alone is dropped.
+            let update = Expr::new(format!("{DROP_LEASE} SET #consumed = :consumed"))
+                .value(":consumed", n(consumed));
+            let upward = held(" AND (attribute_not_exists(#consumed) OR #consumed < :consumed)")
+                .value(":consumed", n(consumed));
+            match self
+                .update(head.clone(), &update, &upward, ReturnValue::None)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(Failure::Condition(Some(item)))
+                    if !expired(&item, now_ms())
+                        && opt_str(&item, HOLDER).ok().flatten() == Some(holder) => {}
+                Err(Failure::Condition(_)) => return Err(StoreError::LeaseLost),
                 Err(failure) => return Err(failure.into_store_error()),
             }
         }
-        match self.delete(key(&pk, LEASE), &held).await {
-            Ok(()) => Ok(()),
+        match self
+            .update(head, &Expr::new(DROP_LEASE), &held(""), ReturnValue::None)
+            .await
+        {
+            Ok(_) => Ok(()),
             Err(Failure::Condition(_)) => Err(StoreError::LeaseLost),
             Err(failure) => Err(failure.into_store_error()),
         }
     }
 
     async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>> {
-        self.get(&chat_pk(chat_id), LEASE)
+        self.get(&chat_pk(chat_id), HEAD)
             .await?
-            .map(|item| parse_lease(&item))
+            .filter(|head| head.contains_key(HOLDER))
+            .map(|head| parse_lease(&head))
             .transpose()
     }
 
@@ -747,6 +799,10 @@ impl Store for DynamoStore {
             data = packed;
             insert(&mut attrs, ENCODING, s(DEFLATE));
         }
+        // Written where no message is, or where this one is: a position taken for it by an
+        // append that was cut short, or is under way in another call.
+        let unclaimed =
+            Expr::new("attribute_not_exists(#pk) OR #mid = :mid").value(":mid", s(&message.id));
         let mut backoff = Backoff::new();
         loop {
             if let Some(index) = self.get(&pk, &index_sk).await? {
@@ -761,8 +817,20 @@ impl Store for DynamoStore {
                 {
                     return Ok(());
                 }
-                // The position no longer holds this message (a truncation removed it, or was
-                // cut short), and positions are never reused: the index entry is stale.
+                // The position is empty. When it is the last one taken, the append that indexed
+                // it stopped (or has yet to go on) before writing the message: write it there,
+                // still in order, and never twice.
+                let last_taken = get_num(&self.head(chat_id).await?, MSG_NEXT)?.checked_sub(1);
+                if last_taken == Some(position)
+                    && self
+                        .replace_logical(&pk, &sk, attrs.clone(), &data, Some(&unclaimed), expiry)
+                        .await?
+                        .is_ok()
+                {
+                    return Ok(());
+                }
+                // A truncation removed the message (or was cut short), and positions are never
+                // reused: the index entry is stale.
                 let stale = Expr::new("#pos = :pos").value(":pos", n(position));
                 match self.delete(key(&pk, &index_sk), &stale).await {
                     Ok(()) | Err(Failure::Condition(_)) => {}
@@ -773,37 +841,54 @@ impl Store for DynamoStore {
                     .await?;
                 continue;
             }
-            // Append at the next position.
+            // Append at the next position in three plain writes, a third of a transaction's
+            // units: take the position from the head's counter, index the id to it, write the
+            // message there. Cut short, the first leaves a position unused, the second an index
+            // entry whose position is empty, which the path above fills or moves.
             let position = get_num(&self.head(chat_id).await?, MSG_NEXT)?;
             let update =
                 Expr::new("SET #msg_next = :next").value(":next", n(position.saturating_add(1)));
             let condition = Expr::new("attribute_exists(#pk) AND #msg_next = :position")
                 .value(":position", n(position));
-            let fresh = absent_or_expired(now_ms());
-            let ttl = expiry.map(ttl_seconds);
-            let mut index = key(&pk, &index_sk);
-            insert(&mut index, POSITION, n(position));
-            insert_opt(&mut index, EXPIRES_AT, ttl.map(n));
-            let mut actions = vec![
-                self.tx_update(key(&pk, HEAD), &update, &condition)?,
-                self.tx_put(index, Some(&fresh))?,
-            ];
-            let items = split_payload(&pk, &seq_sk("msg", position), attrs.clone(), &data, ttl);
-            for (number, item) in items.into_iter().enumerate() {
-                actions.push(self.tx_put(item, Some(&fresh).filter(|_| number == 0))?);
-            }
-            match self.transact(actions).await {
-                Ok(()) => return Ok(()),
-                // Another message took the position, or this id was added meanwhile.
-                Err(Failure::Canceled(reasons))
-                    if failed_at(&reasons, 0) || failed_at(&reasons, 1) =>
-                {
+            match self
+                .update(key(&pk, HEAD), &update, &condition, ReturnValue::None)
+                .await
+            {
+                Ok(_) => {}
+                // Another message took the position (or an attempt of this call whose answer
+                // was lost did: the position stays unused).
+                Err(Failure::Condition(_)) => {
                     backoff
-                        .wait(|| format!("put_message raced: {}", reason_codes(&reasons)))
+                        .wait(|| "put_message raced for a position".to_owned())
                         .await?;
+                    continue;
                 }
                 Err(failure) => return Err(failure.into_store_error()),
             }
+            let mut index = key(&pk, &index_sk);
+            insert(&mut index, POSITION, n(position));
+            insert_opt(&mut index, EXPIRES_AT, expiry.map(ttl_seconds).map(n));
+            match self
+                .put(index.clone(), Some(&absent_or_expired(now_ms())), true)
+                .await
+            {
+                Ok(_) => {}
+                // This very entry: an earlier attempt landed and its answer was lost.
+                Err(Failure::Condition(Some(stored))) if stored == index => {}
+                // This id was added meanwhile: replace it where it is.
+                Err(Failure::Condition(_)) => {
+                    backoff
+                        .wait(|| "put_message raced for its id".to_owned())
+                        .await?;
+                    continue;
+                }
+                Err(failure) => return Err(failure.into_store_error()),
+            }
+            let sk = seq_sk("msg", position);
+            return self
+                .replace_logical(&pk, &sk, attrs.clone(), &data, Some(&unclaimed), expiry)
+                .await?
+                .map_err(Failure::into_store_error);
         }
     }
 

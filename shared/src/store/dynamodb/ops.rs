@@ -5,8 +5,8 @@
 use std::future::Future;
 
 use aws_sdk_dynamodb::types::{
-    Delete, DeleteRequest, Put, ReturnConsumedCapacity, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+    DeleteRequest, Put, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update, WriteRequest,
 };
 
 use super::billing::{put_units, transaction_units};
@@ -322,18 +322,6 @@ impl DynamoStore {
             .build()
             .map_err(build_error)?;
         Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    pub(super) fn tx_delete(&self, key: Item, condition: &Expr) -> StoreResult<TransactWriteItem> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .condition_expression(&condition.text)
-            .set_expression_attribute_names(condition.names())
-            .set_expression_attribute_values(condition.values())
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
     /// Writes a logical item in place of the one at `sk`, under `condition` (checked on the

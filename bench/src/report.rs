@@ -485,17 +485,19 @@ a turn), and the goal is held against that figure. Reads are as DynamoDB Local r
 reports no units for a Query that finds nothing.
 
 {dynamo}
-Where the units go. Every turn, however long, appends its input (a transaction: the head item's
-counter, the part id's claim, the record), takes the lease, reads the history and state, stores
-the user's message and the reply (transactions: counter, id index, message), saves the state and
-releases the lease (a transaction with the consumed mark): the 1-token row. The reply's output log
-adds one transaction per batch (the head's `out_next` guard and the batch item). The writer
+Where the units go. Every turn, however long, appends its input (the one transaction left: the
+head item's counter, the part id's claim and the record, six units on AWS), takes the lease (an
+update of the head item), reads the history and state, stores the user's message and the reply
+(three plain writes each: the head's position counter, the id index, the message), saves the
+state and releases the lease, raising the consumed mark in the same update of the head item: the
+1-token row. The reply's output log adds one put per batch, keyed by the batch's first seq, so
+two writers of the same seqs collide on the key and no guard item is written. The writer
 batches deltas and the markers around them for 800 ms (live readers are fed from memory at once;
 a reader in another process polls the log every 100 ms, so it lags by under a second) and writes
 tool calls, errors and the turn's end at once. A batch is packed (consecutive seqs, timestamp
 differences, record ids implied) and deflated, so 80 deltas take a few hundred bytes instead of
-12 KB. On AWS each item of a transaction costs at least two units, so a batch costs four (the
-guard and the batch) and the bookkeeping's transactions about twenty: they set the floor.
+12 KB: one unit a batch. The bookkeeping sets the floor;
+[profiling.md](profiling.md#write-units-on-dynamodb) has what a turn of ten units would take.
 "
         ),
         None => String::new(),

@@ -4,24 +4,32 @@
 //! |---|---|---|
 //! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings) |
 //! | `sid#{sessionId}` | `session` | alias: the chat of a `session_…` id |
-//! | `chat#{chatId}` | `head` | counters: `in_next`, `out_next`, `msg_next`, `consumed`; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`) |
+//! | `chat#{chatId}` | `head` | counters: `in_next`, `msg_next`, `consumed`; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`) |
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
-//! | `chat#{chatId}` | `out#{last:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
+//! | `chat#{chatId}` | `out#{first:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
 //! | `chat#{chatId}` | `msg#{pos:020}` | one finished message (JSON, deflated when `z` = `deflate`), in conversation order |
 //! | `chat#{chatId}` | `msgid#{messageId}` | index: message id → position |
 //! | `chat#{chatId}` | `state` | per-chat state (JSON) |
 //! | … | `{sk}#p{n:03}` | continuation `n` of a payload over 350 KB (`np` items, one token `v`) |
 //!
-//! Output batches are keyed by the *last* seq they hold, so "records after `seq`" is one Query
-//! from `out#{seq+1}` (the batch that straddles the cursor sorts there too). Appends are guarded
-//! by `out_next` on the head item: a conditional update moves it from at most the batch's first
-//! seq to past its last, then the batch is put where no live item is, so no seq is written twice
-//! (output seqs only grow; see the conformance suite). Two plain writes rather than a transaction:
-//! AWS bills a transaction's items twice, and a reply streams a batch every few hundred ms (a
-//! batch over one item still goes in a transaction). New messages take their position from the
-//! head item's `msg_next` the same way, then the index, then the message; inputs take theirs in
-//! one transaction with their claim and record, as an input accepted must never be half written. Items of a session with `expires_at_ms` carry `expires_at` (epoch seconds, the
+//! Output batches are keyed by the *first* seq they hold and written with one conditional put
+//! each, where no live item is: AWS bills a transaction's items twice, and a reply streams a
+//! batch every few hundred ms (a batch over one item goes in a transaction of its pieces). Output
+//! seqs only grow (see the conformance suite): a batch's first seq must be above the highest
+//! batch's last, which a handle reads back from the end of the range unless the batch goes on
+//! from the last one it saw. Writers go on from where the log ends, so two that race for the
+//! same seqs (a turn, and the executor that took its expired lease over) begin their batches at
+//! the same seq, and only one put lands. "Records after `seq`" is a Query from `out#{seq+1}`,
+//! after a look back for a batch that begins before the cursor and holds it (skipped when the
+//! handle knows a batch ends at the cursor).
+//!
+//! New messages take their position from the head item's `msg_next` (a conditional update), then
+//! index it, then write the message; inputs take theirs in one transaction with their claim and
+//! record, as an accepted input must never be half written. The lease lives on the head item, so
+//! a turn's release raises the consumed mark in the same write.
+//!
+//! Items of a session with `expires_at_ms` carry `expires_at` (epoch seconds, the
 //! table's TTL attribute); reads skip expired items themselves, as TTL deletion is eventual, so a
 //! chat whose session expired reads as gone.
 //!
@@ -74,6 +82,10 @@ const LIVE: &str = "(attribute_not_exists(#expires_at) OR #expires_at > :now_s)"
 /// Items in one BatchWriteItem.
 const BATCH_WRITE: usize = 25;
 
+/// Items in one page of a Query back from a seq for the batch that holds it (its pieces, at most
+/// a dozen, come before it).
+const BATCHES_BACK: i32 = 16;
+
 /// How many times a read that saw a payload half written is tried again.
 const TORN_READS: u32 = 8;
 
@@ -87,6 +99,8 @@ pub struct DynamoStore {
     meter: CapacityMeter,
     /// The chats this handle has seen a session for, with their expiry.
     sessions: Mutex<HashMap<String, Expiry>>,
+    /// Per chat, the last seq of the highest output batch, as this handle last saw it.
+    output_ends: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -115,6 +129,7 @@ impl DynamoStore {
             table: table.into(),
             meter: CapacityMeter::default(),
             sessions: Mutex::new(HashMap::new()),
+            output_ends: Mutex::new(HashMap::new()),
         }
     }
 
@@ -254,6 +269,11 @@ impl DynamoStore {
             }
             sessions.insert(chat_id.to_owned(), expiry);
         }
+        // A session seen afresh may be a new one of the chat (the last expired): its log is not
+        // the one an output end was remembered from.
+        if let Ok(mut ends) = self.output_ends.lock() {
+            ends.remove(chat_id);
+        }
     }
 
     /// The chat's session expiry, or `NoSession`. Checked once per chat and handle: a session
@@ -286,44 +306,63 @@ impl DynamoStore {
             .ok_or_else(|| no_session(chat_id))
     }
 
-    /// Appends an output batch that fits one item (every batch a reply streams) in two plain
-    /// writes, at half the units of a transaction: the head's `out_next` is moved past the
-    /// batch (`update`), then the batch is put where no live item is.
-    ///
-    /// The move fails when a seq of the batch is at or below the highest one written, as in a
-    /// transaction; it lets through a batch ending where `out_next` already ends (`next`), so an
-    /// append that was cut short between its two writes can be made again. Two writers of one
-    /// range then collide on the batch's key, which holds its last seq. A crash between the
-    /// writes leaves the batch's seqs unused, as a gap a later append never fills.
-    async fn append_batch_item(
+    /// The last seq of the chat's highest output batch, as this handle last saw it: a batch
+    /// ends there, and unless another writer has appended since, it is the highest.
+    fn known_end(&self, chat_id: &str) -> Option<u64> {
+        self.output_ends
+            .lock()
+            .ok()
+            .and_then(|ends| ends.get(chat_id).copied())
+    }
+
+    fn remember_end(&self, chat_id: &str, last: u64) {
+        if let Ok(mut ends) = self.output_ends.lock() {
+            if ends.len() >= SESSION_CACHE && !ends.contains_key(chat_id) {
+                ends.clear();
+            }
+            ends.insert(chat_id.to_owned(), last);
+        }
+    }
+
+    /// The live output batch with the highest first seq at or below `seq` (of all, with
+    /// `None`): its main item, read from the end of the range.
+    async fn batch_at_or_before(
         &self,
         chat_id: &str,
-        batch: Item,
-        update: &Expr,
-        first: u64,
-        next: u64,
-        fresh: &Expr,
-    ) -> StoreResult<()> {
-        let free =
-            Expr::new("attribute_exists(#pk) AND (#out_next <= :first OR #out_next = :next)")
-                .value(":first", n(first))
-                .value(":next", n(next));
-        let head = key(&chat_pk(chat_id), HEAD);
-        match self.update(head, update, &free, ReturnValue::None).await {
-            Ok(_) => {}
-            Err(Failure::Condition(Some(head))) if expired(&head, now_ms()) => {
-                return Err(no_session(chat_id));
+        seq: Option<u64>,
+    ) -> StoreResult<Option<Item>> {
+        let pk = chat_pk(chat_id);
+        let lo = seq_sk("out", 0);
+        let hi = seq.map_or_else(|| format!("out#{RANGE_END}"), |seq| seq_sk("out", seq));
+        let now = now_ms();
+        let mut start = None;
+        loop {
+            let (items, next) = self
+                .query_page_in(&pk, (&lo, &hi), Some(BATCHES_BACK), None, start, false)
+                .await?;
+            // Pieces of a payload over one item sort after their main item, so come first.
+            let main = items
+                .into_iter()
+                .find(|item| !item.contains_key(PART_NO) && !expired(item, now));
+            if main.is_some() || next.is_none() {
+                return Ok(main);
             }
-            Err(Failure::Condition(_)) => return Err(StoreError::SequenceTaken(first)),
-            Err(failure) => return Err(failure.into_store_error()),
+            start = next;
         }
-        match self.put(batch.clone(), Some(fresh), true).await {
-            Ok(_) => Ok(()),
-            // This very batch: an earlier attempt landed and its answer was lost.
-            Err(Failure::Condition(Some(stored))) if stored == batch => Ok(()),
-            Err(Failure::Condition(_)) => Err(StoreError::SequenceTaken(first)),
-            Err(failure) => Err(failure.into_store_error()),
+    }
+
+    /// Reads the output batch whose main item is `main`, with its pieces, and decodes it.
+    async fn read_batch(&self, chat_id: &str, main: &Item) -> StoreResult<Vec<OutputRecord>> {
+        let sk = get_str(main, SK)?;
+        let hi = format!("{sk}#p{RANGE_END}");
+        let logical = self
+            .query_logical(&chat_pk(chat_id), (sk, &hi), None, |_| false)
+            .await?;
+        let mut records = Vec::new();
+        for stored in logical {
+            records.extend(batch::decode(&stored.item, stored.data)?);
         }
+        Ok(records)
     }
 }
 
@@ -352,7 +391,7 @@ impl Store for DynamoStore {
         insert(&mut alias, CHAT_ID, s(&session.chat_id));
         insert_opt(&mut alias, EXPIRES_AT, ttl.clone());
         let mut head = key(&pk, HEAD);
-        for counter in [IN_NEXT, OUT_NEXT, MSG_NEXT] {
+        for counter in [IN_NEXT, MSG_NEXT] {
             insert(&mut head, counter, n(0));
         }
         insert_opt(&mut head, EXP_MS, expiry.map(n));
@@ -560,9 +599,6 @@ impl Store for DynamoStore {
             return Ok(());
         };
         let (first, last) = (first.seq, last.seq);
-        let next = last
-            .checked_add(1)
-            .ok_or_else(|| StoreError::Backend("output seqs ran out".into()))?;
         let mut attrs = Item::new();
         // Write units are billed per KB of item: a batch of deltas packs and deflates to a
         // tenth of its JSON or less.
@@ -575,41 +611,48 @@ impl Store for DynamoStore {
                 data.len()
             )));
         }
+        // Output seqs only grow. A batch that goes on from the highest one this handle saw
+        // needs no look: were that one no longer the highest, the batch after it would begin
+        // at this batch's first seq, whose key this batch is then refused.
+        if self.known_end(chat_id).and_then(|end| end.checked_add(1)) != Some(first) {
+            check_output_batch([first], self.last_output_seq(chat_id).await?)?;
+        }
         let pk = chat_pk(chat_id);
         insert(&mut attrs, FIRST, n(first));
         insert(&mut attrs, LAST, n(last));
         insert(&mut attrs, COUNT, n(sorted.len() as u64));
         let mut batch = split_payload(
             &pk,
-            &seq_sk("out", last),
+            &seq_sk("out", first),
             attrs,
             &data,
             expiry.map(ttl_seconds),
         );
-        let update = Expr::new("SET #out_next = :next").value(":next", n(next));
         let fresh = absent_or_expired(now_ms());
         if batch.len() == 1 {
-            return self
-                .append_batch_item(chat_id, batch.remove(0), &update, first, next, &fresh)
-                .await;
-        }
-        let condition =
-            Expr::new("attribute_exists(#pk) AND #out_next <= :first").value(":first", n(first));
-        let mut actions = vec![self.tx_update(key(&pk, HEAD), &update, &condition)?];
-        for (index, item) in batch.into_iter().enumerate() {
-            actions.push(self.tx_put(item, Some(&fresh).filter(|_| index == 0))?);
-        }
-        match self.transact(actions).await {
-            Ok(()) => Ok(()),
-            Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
-                match item_at(&reasons, 0) {
-                    Some(head) if expired(&head, now_ms()) => Err(no_session(chat_id)),
-                    // out_next is past the batch's first seq: it is taken.
-                    _ => Err(StoreError::SequenceTaken(first)),
-                }
+            let item = batch.remove(0);
+            match self.put(item.clone(), Some(&fresh), true).await {
+                Ok(_) => {}
+                // This very batch: an earlier attempt landed and its answer was lost.
+                Err(Failure::Condition(Some(stored))) if stored == item => {}
+                Err(Failure::Condition(_)) => return Err(StoreError::SequenceTaken(first)),
+                Err(failure) => return Err(failure.into_store_error()),
             }
-            Err(failure) => Err(failure.into_store_error()),
+        } else {
+            let mut actions = Vec::with_capacity(batch.len());
+            for (index, item) in batch.into_iter().enumerate() {
+                actions.push(self.tx_put(item, Some(&fresh).filter(|_| index == 0))?);
+            }
+            match self.transact(actions).await {
+                Ok(()) => {}
+                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
+                    return Err(StoreError::SequenceTaken(first));
+                }
+                Err(failure) => return Err(failure.into_store_error()),
+            }
         }
+        self.remember_end(chat_id, last);
+        Ok(())
     }
 
     async fn output(
@@ -621,39 +664,63 @@ impl Store for DynamoStore {
         let Some(from) = first_after(after).filter(|_| limit > 0) else {
             return Ok(Vec::new());
         };
+        let mut records = Vec::new();
+        // The last seq of the last batch read.
+        let mut end = None;
+        // The batch that holds `from` may begin before it, unless a batch ends just before.
+        if let Some(before) = from.checked_sub(1)
+            && self.known_end(chat_id) != Some(before)
+            && let Some(main) = self.batch_at_or_before(chat_id, Some(before)).await?
+            && get_num(&main, LAST)? >= from
+        {
+            let held = self.read_batch(chat_id, &main).await?;
+            records.extend(held.into_iter().filter(|record| record.seq >= from));
+            end = Some(get_num(&main, LAST)?);
+        }
         let lo = seq_sk("out", from);
         let hi = format!("out#{RANGE_END}");
-        // A batch's records after the cursor: all of them, or at least its last one.
-        let after_cursor = |logical: &Logical| -> usize {
-            let first = opt_num(&logical.item, FIRST).ok().flatten().unwrap_or(0);
-            let count = opt_num(&logical.item, COUNT).ok().flatten().unwrap_or(1);
-            if first >= from { count as usize } else { 1 }
+        let count = |logical: &Logical| -> usize {
+            opt_num(&logical.item, COUNT)
+                .ok()
+                .flatten()
+                .map_or(1, |count| count as usize)
         };
-        let logical = self
-            .query_logical(
+        let wanted = limit.saturating_sub(records.len());
+        let logical = if wanted == 0 {
+            Vec::new()
+        } else {
+            self.query_logical(
                 &chat_pk(chat_id),
                 (&lo, &hi),
-                Some(page_size(limit)),
-                |done| done.iter().map(after_cursor).sum::<usize>() >= limit,
+                Some(page_size(wanted)),
+                |done| done.iter().map(count).sum::<usize>() >= wanted,
             )
-            .await?;
-        let mut records = Vec::new();
+            .await?
+        };
         for stored in logical {
-            let parsed = batch::decode(&stored.item, stored.data)?;
-            records.extend(parsed.into_iter().filter(|record| record.seq >= from));
+            end = Some(get_num(&stored.item, LAST)?);
+            records.extend(batch::decode(&stored.item, stored.data)?);
             if records.len() >= limit {
                 break;
             }
+        }
+        if records.len() < limit
+            && let Some(end) = end
+        {
+            // Read to the end of the log: the next read from there needs no look back.
+            self.remember_end(chat_id, end);
         }
         records.truncate(limit);
         Ok(records)
     }
 
     async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
-        match self.get(&chat_pk(chat_id), HEAD).await? {
-            Some(head) => Ok(get_num(&head, OUT_NEXT)?.checked_sub(1)),
-            None => Ok(None),
-        }
+        let Some(main) = self.batch_at_or_before(chat_id, None).await? else {
+            return Ok(None);
+        };
+        let last = get_num(&main, LAST)?;
+        self.remember_end(chat_id, last);
+        Ok(Some(last))
     }
 
     async fn acquire_lease(

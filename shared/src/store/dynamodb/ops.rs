@@ -69,6 +69,20 @@ impl DynamoStore {
         projection: Option<&str>,
         start: Option<Item>,
     ) -> StoreResult<(Vec<Item>, Option<Item>)> {
+        self.query_page_in(pk, range, limit, projection, start, true)
+            .await
+    }
+
+    /// A page of a Query, in sort-key order when `forward`, else from the end of the range.
+    pub(super) async fn query_page_in(
+        &self,
+        pk: &str,
+        range: (&str, &str),
+        limit: Option<i32>,
+        projection: Option<&str>,
+        start: Option<Item>,
+        forward: bool,
+    ) -> StoreResult<(Vec<Item>, Option<Item>)> {
         let condition = Expr::new("#pk = :pk AND #sk BETWEEN :lo AND :hi")
             .value(":pk", s(pk))
             .value(":lo", s(range.0))
@@ -88,6 +102,7 @@ impl DynamoStore {
                 .set_projection_expression(projection.map(str::to_owned))
                 .set_limit(limit)
                 .set_exclusive_start_key(start.clone())
+                .scan_index_forward(forward)
                 .consistent_read(true)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()

@@ -486,7 +486,8 @@ reports no units for a Query that finds nothing.
 
 {dynamo}
 Where the units go. Every turn, however long, appends its input (the one transaction left: the
-head item's counter, the part id's claim and the record, six units on AWS), takes the lease (an
+head item's counter and the record, four units on AWS; six with the claim of a part id the client
+sent, which the AI SDK's transport never does), takes the lease (an
 update of the head item), reads the history and state, stores the user's message and the reply
 (three plain writes each: the head's position counter, the id index, the message), saves the
 state and releases the lease, raising the consumed mark in the same update of the head item: the

@@ -559,6 +559,11 @@ async fn capacity_meter_counts_a_turn() {
         .await
         .unwrap();
     step("append_input", &store);
+    store
+        .append_minted_input(&chat_id, "minted-1", &body, now)
+        .await
+        .unwrap();
+    step("append_minted_input", &store);
     store.consumed_input(&chat_id).await.unwrap();
     step("consumed_input", &store);
     store.inputs(&chat_id, None, 64).await.unwrap();
@@ -667,6 +672,8 @@ async fn capacity_meter_counts_a_turn() {
     // message three plain writes (the counter, its index, the message). The lease is on the head
     // item, so its release raises the consumed mark in the same write.
     assert_eq!(cost("append_input").billed_write_units, 6.0);
+    // An input under a part id chatfn minted has no claim to write.
+    assert_eq!(cost("append_minted_input").billed_write_units, 4.0);
     assert_eq!(cost("acquire_lease").billed_write_units, 1.0);
     assert_eq!(cost("renew_lease").billed_write_units, 1.0);
     assert_eq!(cost("release_lease").billed_write_units, 1.0);

@@ -87,8 +87,7 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
     let input = ChatInput::Message {
         payload: payload.clone(),
     };
-    let part_id = uuid::Uuid::new_v4().to_string();
-    let appended = runner.record_input(&chat_id, &part_id, &input).await?;
+    let appended = runner.record_input(&chat_id, None, &input).await?;
     let (started, task) = match runner.start(&chat_id, appended.seq, payload).await {
         Ok(started) => started,
         // The message is recorded, and a turn that ended just before claimed it as the chat's

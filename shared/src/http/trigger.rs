@@ -104,8 +104,8 @@ pub async fn append(
         )));
     }
     let part_id = match headers.get("x-part-id").map(|v| v.to_str()) {
-        None => uuid::Uuid::new_v4().to_string(),
-        Some(Ok(part)) if !part.is_empty() && part.len() <= 256 => part.to_owned(),
+        None => None,
+        Some(Ok(part)) if !part.is_empty() && part.len() <= 256 => Some(part),
         Some(_) => {
             return Err(ApiError::bad_request(
                 "`X-Part-Id` must be 1 to 256 visible characters",
@@ -113,7 +113,7 @@ pub async fn append(
         }
     };
     let runner = app.runner();
-    let appended = runner.record_input(&chat_id, &part_id, &input).await?;
+    let appended = runner.record_input(&chat_id, part_id, &input).await?;
     match input {
         ChatInput::Stop { .. } => {
             if let Some(live) = runner.live_turns().get(&chat_id) {

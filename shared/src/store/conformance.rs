@@ -80,6 +80,7 @@ cases![
     unknown_chats_read_empty,
     input_seqs_start_at_zero,
     duplicate_part_ids_return_the_original_seq,
+    minted_inputs_are_numbered_with_the_others,
     inputs_page_after_a_seq,
     output_is_read_in_order,
     taken_output_seqs_write_nothing,
@@ -389,6 +390,60 @@ pub async fn input_seqs_start_at_zero(store: &dyn Store) {
     }
     // Nothing is consumed until a turn says so.
     assert_eq!(store.consumed_input(&chat_id).await.unwrap(), None);
+}
+
+/// An input under a part id chatfn minted takes the next seq like any other, and is read back
+/// with its part id.
+pub async fn minted_inputs_are_numbered_with_the_others(store: &dyn Store) {
+    let chat_id = new_chat(store, "minted-inputs").await;
+    let now = now_ms();
+    let first = store
+        .append_input(&chat_id, "client-1", "first", now)
+        .await
+        .unwrap();
+    assert_eq!(first.seq, 0);
+    let minted = store
+        .append_minted_input(&chat_id, "minted-1", "second", now + 1)
+        .await
+        .unwrap();
+    assert_eq!(minted, 1);
+    let again = store
+        .append_input(&chat_id, "client-1", "first", now + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        InputAppend {
+            seq: 0,
+            duplicate: true
+        }
+    );
+    assert_eq!(
+        store
+            .append_minted_input(&chat_id, "minted-2", "third", now + 3)
+            .await
+            .unwrap(),
+        2
+    );
+    let inputs = store.inputs(&chat_id, None, 100).await.unwrap();
+    let read: Vec<(u64, &str, &str)> = inputs
+        .iter()
+        .map(|input| (input.seq, input.part_id.as_str(), input.body.as_str()))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            (0, "client-1", "first"),
+            (1, "minted-1", "second"),
+            (2, "minted-2", "third")
+        ]
+    );
+    assert!(matches!(
+        store
+            .append_minted_input("no-such-chat", "minted-3", "x", now)
+            .await,
+        Err(StoreError::NoSession(_))
+    ));
 }
 
 pub async fn duplicate_part_ids_return_the_original_seq(store: &dyn Store) {

@@ -242,6 +242,19 @@ pub trait Store: Send + Sync {
         body: &str,
         now_ms: u64,
     ) -> StoreResult<InputAppend>;
+    /// Appends an input under a part id chatfn minted for it just now, which no client can send
+    /// again: there is nothing to deduplicate, so a store may keep no claim for it. Returns its
+    /// seq, numbered as [`append_input`](Self::append_input) numbers them.
+    async fn append_minted_input(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+    ) -> StoreResult<u64> {
+        Ok(self.append_input(chat_id, part_id, body, now_ms).await?.seq)
+    }
+
     /// Inputs with `seq > after` (all with `None`), in order, at most `limit`.
     async fn inputs(
         &self,

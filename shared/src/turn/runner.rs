@@ -146,13 +146,28 @@ impl TurnRunner {
     pub async fn record_input(
         &self,
         chat_id: &str,
-        part_id: &str,
+        part_id: Option<&str>,
         input: &ChatInput,
     ) -> Result<InputAppend, TurnError> {
-        Ok(self
-            .store
-            .append_input(chat_id, part_id, &input.to_json(), now_ms())
-            .await?)
+        let body = input.to_json();
+        match part_id {
+            Some(part_id) => Ok(self
+                .store
+                .append_input(chat_id, part_id, &body, now_ms())
+                .await?),
+            // No idempotency key from the client: one of our own, which nobody can send again.
+            None => {
+                let part_id = uuid::Uuid::new_v4().to_string();
+                let seq = self
+                    .store
+                    .append_minted_input(chat_id, &part_id, &body, now_ms())
+                    .await?;
+                Ok(InputAppend {
+                    seq,
+                    duplicate: false,
+                })
+            }
+        }
     }
 
     /// Takes the chat's lease and starts the turn answering input `input_seq`. The returned task
@@ -909,8 +924,7 @@ impl TurnRunner {
     /// Asks the running turn to stop: in this process at once, elsewhere through the input log.
     /// Returns whether a turn was running.
     pub async fn stop(&self, chat_id: &str) -> Result<bool, TurnError> {
-        let part_id = uuid::Uuid::new_v4().to_string();
-        self.record_input(chat_id, &part_id, &ChatInput::Stop { message: None })
+        self.record_input(chat_id, None, &ChatInput::Stop { message: None })
             .await?;
         if let Some(live) = self.live.get(chat_id) {
             live.stop_signal().cancel();
@@ -1046,7 +1060,7 @@ mod tests {
             payload: payload.clone(),
         };
         let appended = runner
-            .record_input("answered", "part-1", &input)
+            .record_input("answered", Some("part-1"), &input)
             .await
             .expect("input");
         (appended.seq, payload)

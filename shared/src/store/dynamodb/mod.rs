@@ -351,6 +351,89 @@ impl DynamoStore {
         }
     }
 
+    /// Appends an input in one transaction: the head's counter, the part id's claim when
+    /// `claimed` (a part id chatfn minted has nothing to deduplicate: two units less on AWS),
+    /// and the record.
+    async fn append_input_claimed(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now: u64,
+        claimed: bool,
+    ) -> StoreResult<InputAppend> {
+        let expiry = self.require_session(chat_id).await?;
+        let pk = chat_pk(chat_id);
+        let real_now = now_ms();
+        let claim_expiry = real_now + CLAIM_TTL_MS;
+        let claim_expiry = expiry.map_or(claim_expiry, |at| at.min(claim_expiry));
+        let mut seq = get_num(&self.head(chat_id).await?, IN_NEXT)?;
+        let mut backoff = Backoff::new();
+        loop {
+            let next = seq
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Backend("input seqs ran out".into()))?;
+            let update = Expr::new("SET #in_next = :next").value(":next", n(next));
+            let condition =
+                Expr::new("attribute_exists(#pk) AND #in_next = :seq").value(":seq", n(seq));
+            let mut attrs = Item::new();
+            insert(&mut attrs, SEQ, n(seq));
+            insert(&mut attrs, PART_ID, s(part_id));
+            insert(&mut attrs, TIMESTAMP_MS, n(now));
+            let record = split_payload(
+                &pk,
+                &seq_sk("in", seq),
+                attrs,
+                body.as_bytes(),
+                expiry.map(ttl_seconds),
+            );
+            let fresh = absent_or_expired(real_now);
+            let mut actions = vec![self.tx_update(key(&pk, HEAD), &update, &condition)?];
+            if claimed {
+                let mut claim = key(&pk, &claim_sk(part_id));
+                insert(&mut claim, SEQ, n(seq));
+                insert(&mut claim, EXPIRES_AT, n(ttl_seconds(claim_expiry)));
+                actions.push(self.tx_put(claim, Some(&fresh))?);
+            }
+            for (index, item) in record.into_iter().enumerate() {
+                actions.push(self.tx_put(item, Some(&fresh).filter(|_| index == 0))?);
+            }
+            match self.transact(actions).await {
+                Ok(()) => {
+                    return Ok(InputAppend {
+                        seq,
+                        duplicate: false,
+                    });
+                }
+                Err(Failure::Canceled(reasons)) if claimed && failed_at(&reasons, 1) => {
+                    let claim = match item_at(&reasons, 1) {
+                        Some(claim) => claim,
+                        None => self
+                            .get(&pk, &claim_sk(part_id))
+                            .await?
+                            .ok_or_else(|| StoreError::Backend("claim vanished".into()))?,
+                    };
+                    return Ok(InputAppend {
+                        seq: get_num(&claim, SEQ)?,
+                        duplicate: true,
+                    });
+                }
+                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
+                    // Another input took the seq: go again with the counter as it is now.
+                    seq = match item_at(&reasons, 0) {
+                        Some(head) if !expired(&head, real_now) => get_num(&head, IN_NEXT)?,
+                        Some(_) => return Err(no_session(chat_id)),
+                        None => get_num(&self.head(chat_id).await?, IN_NEXT)?,
+                    };
+                    backoff
+                        .wait(|| format!("append_input raced: {}", reason_codes(&reasons)))
+                        .await?;
+                }
+                Err(failure) => return Err(failure.into_store_error()),
+            }
+        }
+    }
+
     /// Reads the output batch whose main item is `main`, with its pieces, and decodes it.
     async fn read_batch(&self, chat_id: &str, main: &Item) -> StoreResult<Vec<OutputRecord>> {
         let sk = get_str(main, SK)?;
@@ -489,76 +572,21 @@ impl Store for DynamoStore {
         body: &str,
         now: u64,
     ) -> StoreResult<InputAppend> {
-        let expiry = self.require_session(chat_id).await?;
-        let pk = chat_pk(chat_id);
-        let real_now = now_ms();
-        let claim_expiry = real_now + CLAIM_TTL_MS;
-        let claim_expiry = expiry.map_or(claim_expiry, |at| at.min(claim_expiry));
-        let mut seq = get_num(&self.head(chat_id).await?, IN_NEXT)?;
-        let mut backoff = Backoff::new();
-        loop {
-            let next = seq
-                .checked_add(1)
-                .ok_or_else(|| StoreError::Backend("input seqs ran out".into()))?;
-            let update = Expr::new("SET #in_next = :next").value(":next", n(next));
-            let condition =
-                Expr::new("attribute_exists(#pk) AND #in_next = :seq").value(":seq", n(seq));
-            let mut claim = key(&pk, &claim_sk(part_id));
-            insert(&mut claim, SEQ, n(seq));
-            insert(&mut claim, EXPIRES_AT, n(ttl_seconds(claim_expiry)));
-            let mut attrs = Item::new();
-            insert(&mut attrs, SEQ, n(seq));
-            insert(&mut attrs, PART_ID, s(part_id));
-            insert(&mut attrs, TIMESTAMP_MS, n(now));
-            let record = split_payload(
-                &pk,
-                &seq_sk("in", seq),
-                attrs,
-                body.as_bytes(),
-                expiry.map(ttl_seconds),
-            );
-            let fresh = absent_or_expired(real_now);
-            let mut actions = vec![
-                self.tx_update(key(&pk, HEAD), &update, &condition)?,
-                self.tx_put(claim, Some(&fresh))?,
-            ];
-            for (index, item) in record.into_iter().enumerate() {
-                actions.push(self.tx_put(item, Some(&fresh).filter(|_| index == 0))?);
-            }
-            match self.transact(actions).await {
-                Ok(()) => {
-                    return Ok(InputAppend {
-                        seq,
-                        duplicate: false,
-                    });
-                }
-                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 1) => {
-                    let claim = match item_at(&reasons, 1) {
-                        Some(claim) => claim,
-                        None => self
-                            .get(&pk, &claim_sk(part_id))
-                            .await?
-                            .ok_or_else(|| StoreError::Backend("claim vanished".into()))?,
-                    };
-                    return Ok(InputAppend {
-                        seq: get_num(&claim, SEQ)?,
-                        duplicate: true,
-                    });
-                }
-                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
-                    // Another input took the seq: go again with the counter as it is now.
-                    seq = match item_at(&reasons, 0) {
-                        Some(head) if !expired(&head, real_now) => get_num(&head, IN_NEXT)?,
-                        Some(_) => return Err(no_session(chat_id)),
-                        None => get_num(&self.head(chat_id).await?, IN_NEXT)?,
-                    };
-                    backoff
-                        .wait(|| format!("append_input raced: {}", reason_codes(&reasons)))
-                        .await?;
-                }
-                Err(failure) => return Err(failure.into_store_error()),
-            }
-        }
+        self.append_input_claimed(chat_id, part_id, body, now, true)
+            .await
+    }
+
+    async fn append_minted_input(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now: u64,
+    ) -> StoreResult<u64> {
+        let appended = self
+            .append_input_claimed(chat_id, part_id, body, now, false)
+            .await?;
+        Ok(appended.seq)
     }
 
     async fn inputs(

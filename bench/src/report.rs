@@ -487,11 +487,10 @@ reports no units for a Query that finds nothing.
 {dynamo}
 Where the units go. Every turn, however long, appends its input (the one transaction left: the
 head item's counter and the record, four units on AWS; six with the claim of a part id the client
-sent, which the AI SDK's transport never does), takes the lease (an
-update of the head item), reads the history and state, stores the user's message and the reply
-(three plain writes each: the head's position counter, the id index, the message), saves the
-state and releases the lease, raising the consumed mark in the same update of the head item: the
-1-token row. The reply's output log adds one put per batch, keyed by the batch's first seq, so
+sent, which the AI SDK's transport never does), takes the lease (an update of the head item),
+reads the history and state, stores the user's message and the reply (three plain writes each:
+the head's position counter, the id index, the message), saves the state and releases the lease,
+raising the consumed mark in the same update of the head item: the 1-token row. The reply's output log adds one put per batch, keyed by the batch's first seq, so
 two writers of the same seqs collide on the key and no guard item is written. The writer
 batches deltas and the markers around them for 800 ms (live readers are fed from memory at once;
 a reader in another process polls the log every 100 ms, so it lags by under a second) and writes

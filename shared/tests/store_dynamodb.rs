@@ -458,6 +458,73 @@ async fn appends_from_a_stale_view_of_the_output_are_refused() {
     assert_eq!(all, [a, b, c].concat());
 }
 
+/// Tables written before batches were keyed by their first seq hold them under their last: a
+/// chat's log from then reads the same, and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_keyed_by_their_last_seq_read_as_before() {
+    let (store, reader) = (store().await, store().await);
+    let client = client().await;
+    let chat_id = new_chat(&store, "last-keyed", None).await;
+    let batches: Vec<Vec<OutputRecord>> = [0..3, 3..6, 6..8]
+        .into_iter()
+        .map(|seqs| seqs.map(|seq| delta(seq, "x")).collect())
+        .collect();
+    for batch in &batches[..2] {
+        store.append_output(&chat_id, batch).await.unwrap();
+    }
+    // Each batch moved from its first seq's key to its last's, as the older layout had it.
+    for item in raw_items(&client, &chat_id).await {
+        let Some(AttributeValue::S(sk)) = item.get("sk") else {
+            continue;
+        };
+        let (Some(AttributeValue::N(first)), Some(AttributeValue::N(last))) =
+            (item.get("first"), item.get("last"))
+        else {
+            continue;
+        };
+        assert_eq!(sk, &format!("out#{:020}", first.parse::<u64>().unwrap()));
+        let mut moved = item.clone();
+        let last_key = format!("out#{:020}", last.parse::<u64>().unwrap());
+        moved.insert("sk".to_owned(), AttributeValue::S(last_key));
+        client
+            .put_item()
+            .table_name(table())
+            .set_item(Some(moved))
+            .send()
+            .await
+            .unwrap();
+        client
+            .delete_item()
+            .table_name(table())
+            .key("pk", item["pk"].clone())
+            .key("sk", item["sk"].clone())
+            .send()
+            .await
+            .unwrap();
+    }
+    let seqs = |records: Vec<OutputRecord>| -> Vec<u64> {
+        records.iter().map(|record| record.seq).collect()
+    };
+    assert_eq!(
+        seqs(reader.output(&chat_id, None, 100).await.unwrap()),
+        [0, 1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        seqs(reader.output(&chat_id, Some(0), 2).await.unwrap()),
+        [1, 2]
+    );
+    assert_eq!(
+        seqs(reader.output(&chat_id, Some(3), 100).await.unwrap()),
+        [4, 5]
+    );
+    assert_eq!(reader.last_output_seq(&chat_id).await.unwrap(), Some(5));
+    reader.append_output(&chat_id, &batches[2]).await.unwrap();
+    assert_eq!(
+        store.output(&chat_id, None, 100).await.unwrap(),
+        batches.concat()
+    );
+}
+
 /// A new message is written in three plain writes (its position, its index, the message). One
 /// cut short between them (a crash, a deadline) leaves nothing a reader sees; put again, the
 /// message goes where the first attempt put its index when nothing came after it, else to the end.

@@ -25,13 +25,14 @@
 //! handle knows a batch ends at the cursor).
 //!
 //! New messages take their position from the head item's `msg_next` (a conditional update), then
-//! index it, then write the message; inputs take theirs in one transaction with their claim and
-//! record, as an accepted input must never be half written. The lease lives on the head item, so
-//! a turn's release raises the consumed mark in the same write.
+//! index it, then write the message. Inputs take theirs from `in_next` in one transaction with
+//! their record (and their part id's claim, unless chatfn minted the part id), so an accepted
+//! input is never half written and never read before one with a lower seq. The lease lives on the
+//! head item, so a turn's release raises the consumed mark in the same write.
 //!
-//! Items of a session with `expires_at_ms` carry `expires_at` (epoch seconds, the
-//! table's TTL attribute); reads skip expired items themselves, as TTL deletion is eventual, so a
-//! chat whose session expired reads as gone.
+//! Items of a session with `expires_at_ms` carry `expires_at` (epoch seconds, the table's TTL
+//! attribute); reads skip expired items themselves, as TTL deletion is eventual, so a chat whose
+//! session expired reads as gone.
 //!
 //! Every write needs the session. Sessions are never deleted before they expire, so a handle
 //! remembers the chats it has seen a session for (and their expiry) and checks each chat once.
@@ -707,11 +708,11 @@ impl Store for DynamoStore {
         }
         let lo = seq_sk("out", from);
         let hi = format!("out#{RANGE_END}");
+        // A batch's records from the cursor on: all of them, or at least its last one.
         let count = |logical: &Logical| -> usize {
-            opt_num(&logical.item, COUNT)
-                .ok()
-                .flatten()
-                .map_or(1, |count| count as usize)
+            let first = opt_num(&logical.item, FIRST).ok().flatten().unwrap_or(0);
+            let count = opt_num(&logical.item, COUNT).ok().flatten().unwrap_or(1);
+            if first >= from { count as usize } else { 1 }
         };
         let wanted = limit.saturating_sub(records.len());
         let logical = if wanted == 0 {
@@ -727,7 +728,10 @@ impl Store for DynamoStore {
         };
         for stored in logical {
             end = Some(get_num(&stored.item, LAST)?);
-            records.extend(batch::decode(&stored.item, stored.data)?);
+            // Only from the cursor on: a table written when batches were keyed by their last seq
+            // has the batch that holds the cursor here.
+            let held = batch::decode(&stored.item, stored.data)?;
+            records.extend(held.into_iter().filter(|record| record.seq >= from));
             if records.len() >= limit {
                 break;
             }

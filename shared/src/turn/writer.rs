@@ -20,7 +20,7 @@ pub struct WriterSettings {
     /// Write at least this often while deltas stream. Live readers get every chunk from memory
     /// at once; this bounds how far a reader in another process (which polls the log every
     /// 100 ms) lags behind: under a second. Each write costs the store a request (on DynamoDB a
-    /// transaction, so write units), so fewer, larger batches are much cheaper.
+    /// put, a write unit per KB), so fewer, larger batches are much cheaper.
     pub flush_interval_ms: u64,
     /// Write when this many records wait.
     pub max_batch: usize,

@@ -435,13 +435,20 @@ impl DynamoStore {
         }
     }
 
-    /// Reads the output batch whose main item is `main`, with its pieces, and decodes it.
-    async fn read_batch(&self, chat_id: &str, main: &Item) -> StoreResult<Vec<OutputRecord>> {
-        let sk = get_str(main, SK)?;
-        let hi = format!("{sk}#p{RANGE_END}");
-        let logical = self
-            .query_logical(&chat_pk(chat_id), (sk, &hi), None, |_| false)
-            .await?;
+    /// Decodes the output batch whose main item is `main`: at once when the item holds it whole
+    /// (every batch a reply streams), else read again with its pieces.
+    async fn read_batch(&self, chat_id: &str, main: Item) -> StoreResult<Vec<OutputRecord>> {
+        let mut whole = Assembler::new(now_ms());
+        whole.push(main.clone())?;
+        let logical = match whole.finish() {
+            Some(logical) => logical,
+            None => {
+                let sk = get_str(&main, SK)?;
+                let hi = format!("{sk}#p{RANGE_END}");
+                self.query_logical(&chat_pk(chat_id), (sk, &hi), None, |_| false)
+                    .await?
+            }
+        };
         let mut records = Vec::new();
         for stored in logical {
             records.extend(batch::decode(&stored.item, stored.data)?);
@@ -702,9 +709,9 @@ impl Store for DynamoStore {
             && let Some(main) = self.batch_at_or_before(chat_id, Some(before)).await?
             && get_num(&main, LAST)? >= from
         {
-            let held = self.read_batch(chat_id, &main).await?;
-            records.extend(held.into_iter().filter(|record| record.seq >= from));
             end = Some(get_num(&main, LAST)?);
+            let held = self.read_batch(chat_id, main).await?;
+            records.extend(held.into_iter().filter(|record| record.seq >= from));
         }
         let lo = seq_sk("out", from);
         let hi = format!("out#{RANGE_END}");

@@ -490,13 +490,20 @@ head item's counter and the record, four units on AWS; six with the claim of a p
 sent, which the AI SDK's transport never does), takes the lease (an update of the head item),
 reads the history and state, stores the user's message and the reply (three plain writes each:
 the head's position counter, the id index, the message), saves the state and releases the lease,
-raising the consumed mark in the same update of the head item: the 1-token row. The reply's output log adds one put per batch, keyed by the batch's first seq, so
-two writers of the same seqs collide on the key and no guard item is written. The writer
-batches deltas and the markers around them for 800 ms (live readers are fed from memory at once;
-a reader in another process polls the log every 100 ms, so it lags by under a second) and writes
-tool calls, errors and the turn's end at once. A batch is packed (consecutive seqs, timestamp
-differences, record ids implied) and deflated, so 80 deltas take a few hundred bytes instead of
-12 KB: one unit a batch. The bookkeeping sets the floor;
+raising the consumed mark in the same update of the head item: the 1-token row. The reply's
+output log adds one put per batch, keyed by the batch's first seq, so two writers of the same
+seqs collide on the key and no guard item is written. Live readers are fed from memory at once,
+so the log is written for readers in other processes (a reload served by another instance) and
+for recovery. The turn's first batch goes out after 800 ms (a crash keeps the reply's start);
+after it, while no reader elsewhere follows, the writer batches deltas and the markers around
+them for up to 5 s. A reader in another process marks the chat's head item as followed (a write
+every 2 s of following), and the writer, which looks for the mark at most every 800 ms (a read
+from a replica, half a unit), then writes every 800 ms, so that reader lags by a second or two
+at most. Tool calls and errors are written at once; the turn's end (the rest of the reply and
+the turn-complete, one batch) before the reply is stored. A batch is packed
+(consecutive seqs, timestamp differences, record ids implied) and deflated, so 80 deltas take a
+few hundred bytes instead of 12 KB, and the 500 deltas of these turns 1 to 2 KB. The bookkeeping
+sets the floor;
 [profiling.md](profiling.md#write-units-on-dynamodb) has what a turn of ten units would take.
 "
         ),

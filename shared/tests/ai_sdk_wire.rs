@@ -10,6 +10,7 @@ use std::time::Duration;
 use app::{TestApp, kinds, read_events, stock_agent, submit, user_message};
 use chatfn::model::offline::OfflineModel;
 use chatfn::store::{OutputBody, OutputRecord, TurnLease};
+use chatfn::turn::{CONTROL_HEADER, REPLY_HEADER, TURN_COMPLETE};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -313,18 +314,10 @@ fn kinds_of(events: &[app::Received]) -> Vec<String> {
     kinds(events)
 }
 
-#[tokio::test]
-async fn an_interrupted_turn_is_recovered_and_closed() {
-    let app = TestApp::start(offline(0)).await;
-    let token = app.session("chat-crash").await;
-    // What a crashed executor leaves: a started reply, an open text part, an expired lease.
-    let chunks = [
-        json!({"type": "start", "messageId": "m-crashed"}),
-        json!({"type": "start-step"}),
-        json!({"type": "text-start", "id": "t"}),
-        json!({"type": "text-delta", "id": "t", "delta": "Half a rep"}),
-    ];
-    let records: Vec<OutputRecord> = chunks
+/// What an executor that died mid-turn leaves: its records from seq 0 (with, when `reply` names
+/// one, a turn-complete naming that reply after them) and its lease, expired.
+async fn leave_a_dead_turn(app: &TestApp, chat_id: &str, chunks: &[Value], reply: Option<&str>) {
+    let mut records: Vec<OutputRecord> = chunks
         .iter()
         .enumerate()
         .map(|(seq, chunk)| OutputRecord {
@@ -336,8 +329,20 @@ async fn an_interrupted_turn_is_recovered_and_closed() {
             },
         })
         .collect();
+    if let Some(reply) = reply {
+        records.push(OutputRecord {
+            seq: records.len() as u64,
+            timestamp_ms: 1,
+            body: OutputBody::Control {
+                headers: vec![
+                    (CONTROL_HEADER.to_owned(), TURN_COMPLETE.to_owned()),
+                    (REPLY_HEADER.to_owned(), reply.to_owned()),
+                ],
+            },
+        });
+    }
     app.store
-        .append_output("chat-crash", &records)
+        .append_output(chat_id, &records)
         .await
         .expect("records");
     let now = chatfn::clock::now_ms();
@@ -349,20 +354,75 @@ async fn an_interrupted_turn_is_recovered_and_closed() {
         input_seq: None,
     };
     app.store
-        .acquire_lease("chat-crash", lease, now - 1)
+        .acquire_lease(chat_id, lease, now - 1)
         .await
         .expect("lease");
     tokio::time::sleep(Duration::from_millis(5)).await;
+}
 
+/// A reader's resume of the chat's turn: the kinds of its events.
+async fn resume_kinds(app: &TestApp, token: &str, chat_id: &str) -> Vec<String> {
     let resumed = app
         .client
-        .get(format!("{}/api/chat/chat-crash/stream", app.base))
-        .bearer_auth(&token)
+        .get(format!("{}/api/chat/{chat_id}/stream", app.base))
+        .bearer_auth(token)
         .send()
         .await
         .expect("resume");
     assert_eq!(resumed.status(), StatusCode::OK);
-    let kinds = kinds(&read_events(resumed, None).await);
+    kinds(&read_events(resumed, None).await)
+}
+
+/// A whole reply in the log, as a turn writes it before storing it.
+fn whole_reply(message_id: &str, text: &str) -> Vec<Value> {
+    vec![
+        json!({"type": "start", "messageId": message_id}),
+        json!({"type": "start-step"}),
+        json!({"type": "text-start", "id": "t"}),
+        json!({"type": "text-delta", "id": "t", "delta": text}),
+        json!({"type": "text-end", "id": "t"}),
+        json!({"type": "finish-step"}),
+        json!({"type": "finish", "finishReason": "stop"}),
+    ]
+}
+
+/// Stores an assistant message of one step that says `text`.
+async fn store_one_step(app: &TestApp, chat_id: &str, message_id: &str, text: &str) {
+    let mut message = chatfn::ui::UIMessage::new(message_id, chatfn::ui::Role::Assistant);
+    message.parts = vec![
+        chatfn::ui::UIPart::StepStart,
+        chatfn::ui::UIPart::text(text),
+    ];
+    app.store
+        .put_message(chat_id, &message)
+        .await
+        .expect("the message");
+}
+
+/// The texts of a stored message's text parts.
+fn texts(message: &Value) -> Vec<&str> {
+    message["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|part| part["text"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_interrupted_turn_is_recovered_and_closed() {
+    let app = TestApp::start(offline(0)).await;
+    let token = app.session("chat-crash").await;
+    // A started reply with an open text part.
+    let chunks = [
+        json!({"type": "start", "messageId": "m-crashed"}),
+        json!({"type": "start-step"}),
+        json!({"type": "text-start", "id": "t"}),
+        json!({"type": "text-delta", "id": "t", "delta": "Half a rep"}),
+    ];
+    leave_a_dead_turn(&app, "chat-crash", &chunks, None).await;
+
+    let kinds = resume_kinds(&app, &token, "chat-crash").await;
     assert_eq!(
         kinds,
         [
@@ -388,6 +448,68 @@ async fn an_interrupted_turn_is_recovered_and_closed() {
     )
     .await;
     assert!(kinds_of(&next).contains(&"finish".to_owned()));
+}
+
+/// A turn writes its end (naming its reply) before it stores the reply: one that died in
+/// between is recovered with its reply stored from the log, once.
+#[tokio::test]
+async fn a_turn_that_died_before_storing_its_reply_is_recovered_with_it() {
+    let app = TestApp::start(offline(0)).await;
+    let token = app.session("chat-unstored").await;
+    let chunks = whole_reply("m-whole", "The whole reply");
+    leave_a_dead_turn(&app, "chat-unstored", &chunks, Some("2 m-whole")).await;
+
+    let kinds = resume_kinds(&app, &token, "chat-unstored").await;
+    assert_eq!(
+        kinds,
+        [
+            "start",
+            "start-step",
+            "text-start",
+            "text-delta",
+            "text-end",
+            "finish-step",
+            "finish",
+            "[DONE]"
+        ],
+        "the reply as it was streamed, closed by its own end"
+    );
+    let messages = app.messages(&token, "chat-unstored").await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["id"], "m-whole");
+    assert_eq!(texts(&messages[0]), ["The whole reply"]);
+}
+
+/// ...and one that died after storing it (before freeing the chat) keeps it as it was.
+#[tokio::test]
+async fn a_turn_that_died_after_storing_its_reply_is_not_stored_twice() {
+    let app = TestApp::start(offline(0)).await;
+    let token = app.session("chat-stored").await;
+    store_one_step(&app, "chat-stored", "m-kept", "Stored once").await;
+    let chunks = whole_reply("m-kept", "Stored once");
+    leave_a_dead_turn(&app, "chat-stored", &chunks, Some("2 m-kept")).await;
+
+    let kinds = resume_kinds(&app, &token, "chat-stored").await;
+    assert_eq!(kinds.last().map(String::as_str), Some("[DONE]"));
+    let messages = app.messages(&token, "chat-stored").await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(texts(&messages[0]), ["Stored once"]);
+}
+
+/// A reply that continues a stored message (after a tool's result, say) builds on it when it
+/// is recovered from the log.
+#[tokio::test]
+async fn a_continued_reply_that_died_before_it_was_stored_builds_on_the_stored_message() {
+    let app = TestApp::start(offline(0)).await;
+    let token = app.session("chat-continued").await;
+    store_one_step(&app, "chat-continued", "m-cont", "First step.").await;
+    let chunks = whole_reply("m-cont", "Second step.");
+    leave_a_dead_turn(&app, "chat-continued", &chunks, Some("4 m-cont")).await;
+
+    resume_kinds(&app, &token, "chat-continued").await;
+    let messages = app.messages(&token, "chat-continued").await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(texts(&messages[0]), ["First step.", "Second step."]);
 }
 
 #[tokio::test]

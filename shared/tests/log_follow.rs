@@ -20,6 +20,11 @@ const CHAT: &str = "followed";
 /// The chat, with its lease held by a turn running elsewhere (`the-other-executor`).
 async fn chat_held_by_another_executor() -> Arc<CountingStore> {
     let store = CountingStore::new();
+    hold_chat_elsewhere(store.as_ref()).await;
+    store
+}
+
+async fn hold_chat_elsewhere(store: &dyn Store) {
     let now = now_ms();
     store
         .create_session(Session::new(CHAT, now))
@@ -36,7 +41,6 @@ async fn chat_held_by_another_executor() -> Arc<CountingStore> {
         .acquire_lease(CHAT, lease, now)
         .await
         .expect("the lease");
-    store
 }
 
 fn chunk(seq: u64, text: &str) -> OutputRecord {
@@ -132,4 +136,31 @@ async fn the_end_of_a_followed_turn_waits_until_the_chat_is_free() {
     }
     assert_eq!(seqs, [0, 1, 2]);
     release.await.expect("the releaser");
+}
+
+/// A reader following the log of a turn that runs elsewhere marks the log followed, so that a
+/// store which bills each write has the turn write short batches for it.
+#[tokio::test]
+async fn a_follower_marks_the_log_followed_while_it_reads() {
+    use chatfn::store::OutputCadence;
+    use chatfn::store::memory::MemoryStore;
+    let store = Arc::new(MemoryStore::with_output_cadence(
+        OutputCadence::WhileFollowed,
+    ));
+    hold_chat_elsewhere(store.as_ref()).await;
+    assert_eq!(store.output_followed_until(CHAT).await.expect("read"), None);
+    let runner = TurnRunner::new(
+        store.clone(),
+        Arc::new(Agent::builder(Arc::new(OfflineModel::new())).build()),
+    );
+    let mut follower = std::pin::pin!(runner.follow_log(CHAT, None));
+    // Nothing is written yet: the follower polls, and marks as it does.
+    let waited = tokio::time::timeout(Duration::from_millis(300), follower.next()).await;
+    assert!(waited.is_err(), "nothing to read yet");
+    let marked = store
+        .output_followed_until(CHAT)
+        .await
+        .expect("read")
+        .expect("the log is marked followed");
+    assert!(marked > now_ms(), "the mark reaches ahead: {marked}");
 }

@@ -676,6 +676,13 @@ async fn capacity_meter_counts_a_turn() {
         .await
         .unwrap();
     step("inputs (stop poll)", &store);
+    store
+        .follow_output(&chat_id, now_ms() + 4_000)
+        .await
+        .unwrap();
+    step("follow_output", &store);
+    store.output_followed_until(&chat_id).await.unwrap();
+    step("output_followed_until", &store);
     store.output(&chat_id, None, 1000).await.unwrap();
     step("output (120 records)", &store);
     let mut answer = UIMessage::new("a1", Role::Assistant);
@@ -744,6 +751,9 @@ async fn capacity_meter_counts_a_turn() {
     assert_eq!(cost("acquire_lease").billed_write_units, 1.0);
     assert_eq!(cost("renew_lease").billed_write_units, 1.0);
     assert_eq!(cost("release_lease").billed_write_units, 1.0);
+    // A reader elsewhere marks the head item; the writer reads the mark from a replica.
+    assert_eq!(cost("follow_output").billed_write_units, 1.0);
+    assert_eq!(cost("output_followed_until").read_units, 0.5);
     assert_eq!(appends.billed_write_units, 30.0);
     let new_messages: Vec<Capacity> = costs
         .iter()
@@ -902,4 +912,88 @@ async fn malformed_items_are_backend_errors() {
     backend(store.output(&chat_id, None, 10).await.map(drop), "output");
     backend(store.state(&chat_id).await.map(drop), "state");
     backend(store.lease(&chat_id).await.map(drop), "lease");
+}
+
+/// A reader in another process (its own store handle and runner, as a reload served by another
+/// Lambda instance) gets a running turn's deltas as they stream, not in one lump at the turn's
+/// end: it marks the log followed, and the turn's writer, which batches for seconds while
+/// nobody follows, writes short batches for it. What it got is the log as stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_in_another_process_gets_the_turn_as_it_streams() {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use chatfn::agent::Agent;
+    use chatfn::model::offline::OfflineModel;
+    use chatfn::turn::{ChatInput, ChatTrigger, MessagePayload, TurnRunner, TurnSource};
+    use futures::StreamExt;
+
+    let executor_store: Arc<dyn Store> = Arc::new(store().await);
+    let chat_id = new_chat(&store().await, "followed-elsewhere", None).await;
+    // About fifty words, 60 ms apart: a reply of some three seconds.
+    let model = OfflineModel::new().with_word_delay(Duration::from_millis(60));
+    let agent = Arc::new(Agent::builder(Arc::new(model)).build());
+    let executor = TurnRunner::new(executor_store, agent.clone());
+    let reader = TurnRunner::new(Arc::new(store().await), agent);
+
+    let payload = MessagePayload {
+        message: Some(UIMessage::user_text("u1", "hello from another process")),
+        chat_id: chat_id.clone(),
+        trigger: ChatTrigger::SubmitMessage,
+        message_id: None,
+        metadata: None,
+        extra: Default::default(),
+    };
+    let input = ChatInput::Message {
+        payload: payload.clone(),
+    };
+    let appended = executor
+        .record_input(&chat_id, None, &input)
+        .await
+        .expect("the input");
+    let (_, task) = executor
+        .start(&chat_id, appended.seq, payload)
+        .await
+        .expect("the turn starts");
+    let began = Instant::now();
+    let turn = tokio::spawn(task);
+
+    let first_seq = match reader.running_turn(&chat_id).await.expect("the lease") {
+        Some(TurnSource::Log { first_seq }) => first_seq,
+        Some(_) => panic!("the reader's runner has no live turn of its own"),
+        None => panic!("the turn is running"),
+    };
+    let mut followed = Vec::new();
+    let mut records = std::pin::pin!(reader.follow_log(&chat_id, first_seq.checked_sub(1)));
+    while let Some(record) = tokio::time::timeout(Duration::from_secs(30), records.next())
+        .await
+        .expect("the follower moves on")
+    {
+        followed.push((began.elapsed(), record));
+    }
+    turn.await.expect("the turn");
+
+    let deltas: Vec<Duration> = followed
+        .iter()
+        .filter(|(_, record)| matches!(&record.body, OutputBody::Chunk { chunk, .. } if chunk.contains("text-delta")))
+        .map(|(at, _)| *at)
+        .collect();
+    assert!(deltas.len() >= 30, "{} deltas", deltas.len());
+    let (first, last) = (deltas[0], deltas[deltas.len() - 1]);
+    assert!(
+        last - first >= Duration::from_millis(1_200),
+        "the deltas came in one lump: from {first:?} to {last:?}"
+    );
+    let batches = 1 + deltas
+        .windows(2)
+        .filter(|pair| pair[1] - pair[0] >= Duration::from_millis(200))
+        .count();
+    assert!(batches >= 3, "{batches} batches reached the reader");
+
+    let replay = reader
+        .read_log(&chat_id, first_seq.checked_sub(1))
+        .await
+        .expect("the log");
+    let followed: Vec<OutputRecord> = followed.into_iter().map(|(_, record)| record).collect();
+    assert_eq!(followed, replay, "the reader got the log as stored");
 }

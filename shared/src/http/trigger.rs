@@ -27,7 +27,7 @@ use crate::store::{OutputRecord, Session};
 use crate::trigger::{
     STREAM_VERSION, batch_event, parse_last_event_id, parse_timeout_seconds, ping_event,
 };
-use crate::turn::{ChatInput, TurnRunner};
+use crate::turn::{ChatInput, FollowNotice, TurnRunner};
 
 /// The largest input record, as on Trigger.dev.
 const MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -213,6 +213,7 @@ async fn produce(
     sender: mpsc::Sender<Bytes>,
 ) {
     let mut reader = Reader {
+        notice: FollowNotice::new(runner.store().clone(), &chat_id),
         runner,
         chat_id,
         cursor: options.cursor,
@@ -228,6 +229,8 @@ struct Gone;
 
 struct Reader {
     runner: TurnRunner,
+    /// Asks a turn running in another process for short batches while this reader follows.
+    notice: FollowNotice,
     chat_id: String,
     cursor: Option<u64>,
     token: String,
@@ -309,6 +312,9 @@ impl Reader {
                 .turn_running(&self.chat_id)
                 .await
                 .unwrap_or(false);
+            if remote_turn {
+                self.notice.renew().await;
+            }
             if !remote_turn && now.saturating_sub(idle_since) >= timeout_ms {
                 return Ok(());
             }

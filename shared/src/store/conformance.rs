@@ -33,6 +33,10 @@
 //!   still record what it consumed). `consumed_input` never moves back, and a release with `None`
 //!   keeps it.
 //! - `truncate_messages` with an unknown id changes nothing.
+//! - A store that asks for output [`OutputCadence::WhileFollowed`] keeps one follow mark per
+//!   chat: the latest `until_ms` it was given, never an earlier one; marking an unknown chat
+//!   fails with `NoSession`; a mark leaves the chat's lease as it was. Other stores take marks
+//!   and may keep none.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -42,8 +46,8 @@ use futures::future::join_all;
 use serde_json::json;
 
 use super::{
-    InputAppend, LeaseAcquire, OutputBody, OutputRecord, Session, SessionCreate, Store, StoreError,
-    TurnLease,
+    InputAppend, LeaseAcquire, OutputBody, OutputCadence, OutputRecord, Session, SessionCreate,
+    Store, StoreError, TurnLease,
 };
 use crate::clock::now_ms;
 use crate::turn::{CONTROL_HEADER, TURN_COMPLETE};
@@ -93,6 +97,7 @@ cases![
     release_by_another_holder_changes_nothing,
     messages_are_replaced_appended_and_truncated,
     state_round_trips,
+    follow_marks_only_move_forward,
     chats_are_isolated,
     concurrent_input_appends_get_distinct_seqs,
     concurrent_duplicate_appends_write_once,
@@ -937,6 +942,49 @@ pub async fn state_round_trips(store: &dyn Store) {
     assert_eq!(store.state(&chat_id).await.unwrap(), Some(second));
     store.put_state(&chat_id, &json!(null)).await.unwrap();
     assert_eq!(store.state(&chat_id).await.unwrap(), Some(json!(null)));
+}
+
+pub async fn follow_marks_only_move_forward(store: &dyn Store) {
+    let chat_id = new_chat(store, "follow").await;
+    let now = now_ms();
+    if store.output_cadence() == OutputCadence::Steady {
+        store.follow_output(&chat_id, now + 3_000).await.unwrap();
+        return;
+    }
+    assert_eq!(store.output_followed_until(&chat_id).await.unwrap(), None);
+    let held = lease("holder-1", now, 30_000);
+    store
+        .acquire_lease(&chat_id, held.clone(), now)
+        .await
+        .unwrap();
+    store.follow_output(&chat_id, now + 3_000).await.unwrap();
+    let followed = || store.output_followed_until(&chat_id);
+    assert_eq!(followed().await.unwrap(), Some(now + 3_000));
+    // A reader that marked less far ahead (its clock, its pace) does not cut another's short.
+    store.follow_output(&chat_id, now + 1_000).await.unwrap();
+    assert_eq!(followed().await.unwrap(), Some(now + 3_000));
+    store.follow_output(&chat_id, now + 5_000).await.unwrap();
+    assert_eq!(followed().await.unwrap(), Some(now + 5_000));
+    // The lease on the same chat is untouched, and the holder still renews and releases it.
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(held));
+    store
+        .renew_lease(&chat_id, "holder-1", now + 40_000, now)
+        .await
+        .unwrap();
+    store
+        .release_lease(&chat_id, "holder-1", Some(0))
+        .await
+        .unwrap();
+    assert_eq!(store.lease(&chat_id).await.unwrap(), None);
+
+    let other = new_chat(store, "follow-other").await;
+    assert_eq!(store.output_followed_until(&other).await.unwrap(), None);
+    let missing = unique_chat("follow-missing");
+    assert!(matches!(
+        store.follow_output(&missing, now + 3_000).await,
+        Err(StoreError::NoSession(chat)) if chat == missing
+    ));
+    assert_eq!(store.output_followed_until(&missing).await.unwrap(), None);
 }
 
 pub async fn chats_are_isolated(store: &dyn Store) {

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
-    StoreError, StoreResult, TurnLease, check_output_batch,
+    InputAppend, InputRecord, LeaseAcquire, OutputCadence, OutputRecord, Session, SessionCreate,
+    Store, StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::ui::UIMessage;
 
@@ -20,6 +20,7 @@ use crate::ui::UIMessage;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    cadence: OutputCadence,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +43,8 @@ struct Chat {
     /// rather than a map, as a reply's records are most of what a chat holds.
     output: Vec<OutputRecord>,
     lease: Option<TurnLease>,
+    /// Until when a reader in another process follows the output log.
+    followed_until: Option<u64>,
     messages: Vec<UIMessage>,
     state: Option<Value>,
 }
@@ -55,6 +58,7 @@ impl Chat {
             consumed_input: None,
             output: Vec::new(),
             lease: None,
+            followed_until: None,
             messages: Vec::new(),
             state: None,
         }
@@ -84,6 +88,15 @@ impl Inner {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that asks turns for the given cadence (it keeps follow marks either way): for
+    /// testing how turns write to a store that bills each write.
+    pub fn with_output_cadence(cadence: OutputCadence) -> Self {
+        MemoryStore {
+            cadence,
+            ..Self::default()
+        }
     }
 
     fn lock(&self) -> StoreResult<MutexGuard<'_, Inner>> {
@@ -239,6 +252,21 @@ impl Store for MemoryStore {
         })
     }
 
+    fn output_cadence(&self) -> OutputCadence {
+        self.cadence
+    }
+
+    async fn follow_output(&self, chat_id: &str, until_ms: u64) -> StoreResult<()> {
+        let mut inner = self.lock()?;
+        let followed = &mut inner.chat_mut(chat_id)?.followed_until;
+        *followed = Some(followed.map_or(until_ms, |at| at.max(until_ms)));
+        Ok(())
+    }
+
+    async fn output_followed_until(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        self.read(chat_id, None, |chat| chat.followed_until)
+    }
+
     async fn acquire_lease(
         &self,
         chat_id: &str,
@@ -327,9 +355,18 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::MemoryStore;
+    use crate::store::OutputCadence;
 
     #[tokio::test]
     async fn conforms() {
         crate::store::conformance::run_all(|| async { MemoryStore::new() }).await;
+    }
+
+    #[tokio::test]
+    async fn conforms_keeping_follow_marks() {
+        crate::store::conformance::run_all(|| async {
+            MemoryStore::with_output_cadence(OutputCadence::WhileFollowed)
+        })
+        .await;
     }
 }

@@ -174,6 +174,20 @@ pub enum LeaseAcquire {
     Held(TurnLease),
 }
 
+/// How often a running turn writes its output to a store. Readers in the turn's own process get
+/// every chunk from memory at once; the log's batches are for readers in other processes (a
+/// reload served elsewhere) and for recovering a turn whose process died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputCadence {
+    /// Short batches all the time: writes are cheap (a local database, a Durable Object).
+    #[default]
+    Steady,
+    /// Short batches while a reader in another process follows the log (it says so with
+    /// [`Store::follow_output`]), long ones otherwise: every write is billed (DynamoDB), and
+    /// most turns are read only where they run.
+    WhileFollowed,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No session for that chat.
@@ -276,6 +290,21 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> StoreResult<Vec<OutputRecord>>;
     async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>>;
+
+    /// How often a running turn wants its output written; see [`OutputCadence`].
+    fn output_cadence(&self) -> OutputCadence {
+        OutputCadence::Steady
+    }
+    /// A reader in another process follows the chat's output log live until `until_ms`. A
+    /// mark never moves back; stores with the steady cadence need none and keep none.
+    async fn follow_output(&self, _chat_id: &str, _until_ms: u64) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Until when a reader in another process said it follows the chat's output log: `None`
+    /// when nobody did (or the store keeps no marks).
+    async fn output_followed_until(&self, _chat_id: &str) -> StoreResult<Option<u64>> {
+        Ok(None)
+    }
 
     // The turn lease.
     async fn acquire_lease(

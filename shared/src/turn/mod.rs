@@ -1,6 +1,7 @@
 //! Turns: one at a time per chat, run inside the request that streams them, recorded in the
 //! output log so any reader can replay and follow them.
 
+mod follow;
 mod heartbeat;
 mod input;
 pub mod live;
@@ -8,11 +9,12 @@ mod record;
 mod runner;
 mod writer;
 
+pub use follow::FollowNotice;
 pub use input::{ChatInput, ChatTrigger, MessagePayload};
 pub use live::{LiveTurn, LiveTurns};
 pub use record::ChatRecord;
 pub use runner::{StartedTurn, TurnError, TurnRunner, TurnSource, TurnTask};
-pub use writer::{OutputWriter, WriterSettings};
+pub use writer::{OutputWriter, REPLY_HEADER, WriterSettings};
 
 /// The header that marks an output record as a control record.
 pub const CONTROL_HEADER: &str = "trigger-control";

@@ -9,8 +9,8 @@ use futures::Stream;
 
 use super::live::{LiveTurn, LiveTurns};
 use super::record::ChatRecord;
-use super::writer::{OutputWriter, WriterSettings};
-use super::{ChatInput, ChatTrigger, MessagePayload};
+use super::writer::{OutputWriter, REPLY_HEADER, WriterSettings, parse_reply_header};
+use super::{ChatInput, ChatTrigger, FollowNotice, MessagePayload};
 use crate::agent::{
     Agent, ApprovalSigner, ChatState, TurnControls, TurnInfo, TurnRequest, refuse_turn, run_turn,
 };
@@ -252,7 +252,7 @@ impl TurnRunner {
             error_text: error.to_string(),
         };
         let written = match crate::agent::ChunkSink::emit(&mut writer, &chunk).await {
-            Ok(()) => writer.complete(Some(input_seq)).await.map(drop),
+            Ok(()) => writer.complete(Some(input_seq), None).await.map(drop),
             Err(closed) => Err(closed),
         };
         if let Err(closed) = written {
@@ -639,8 +639,10 @@ impl TurnRunner {
         }
     }
 
-    /// Persists the reply, closes the turn in the log and frees the chat, in that order, so a
-    /// reader that sees the turn end also finds the reply in the history.
+    /// Closes the turn in the log (what is pending and the turn-complete, one batch), persists
+    /// the reply and frees the chat, in that order. Readers are given the turn's end only once
+    /// the chat is free, so they also find the reply in the history. The turn-complete names
+    /// the reply ([`REPLY_HEADER`]): a turn that dies before storing it is recovered with it.
     async fn settle(
         &self,
         chat_id: &str,
@@ -649,7 +651,11 @@ impl TurnRunner {
         injected: &[UIMessage],
         lease: &TurnLease,
     ) -> Result<(), String> {
-        writer.flush().await.map_err(|e| e.to_string())?;
+        let stored = has_content(message).then_some(message);
+        let closing = writer
+            .complete(lease.input_seq, stored)
+            .await
+            .map_err(|e| e.to_string())?;
         if has_content(message) {
             self.store
                 .put_message(chat_id, message)
@@ -662,10 +668,6 @@ impl TurnRunner {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let closing = writer
-            .complete(lease.input_seq)
-            .await
-            .map_err(|e| e.to_string())?;
         let released = match self
             .store
             .release_lease(chat_id, &lease.holder, lease.input_seq)
@@ -691,41 +693,32 @@ impl TurnRunner {
     }
 
     /// Closes a turn whose executor died: folds what it wrote, ends the open parts, marks it
-    /// aborted, keeps the partial reply and writes its turn-complete.
+    /// aborted, writes its turn-complete and keeps the partial reply. A turn that died after
+    /// writing its turn-complete only misses its reply, if that: it is stored from the log.
     async fn recover(&self, chat_id: &str, expired: &TurnLease) -> Result<(), TurnError> {
         tracing::warn!(chat = %chat_id, first_seq = expired.first_seq, "recovering an interrupted turn");
         let records = self
             .read_log(chat_id, expired.first_seq.checked_sub(1))
             .await?;
-        if records.iter().any(|record| record.body.is_turn_complete()) {
+        let history = self.store.messages(chat_id).await?;
+        if let Some(end) = records.iter().position(|r| r.body.is_turn_complete()) {
+            let named = records[end]
+                .body
+                .control_header(REPLY_HEADER)
+                .and_then(parse_reply_header);
+            if let Some((parts, id)) = named {
+                // A stored message with the reply's id and fewer parts is the one it continues.
+                let stored = history.iter().find(|m| m.id == id);
+                if stored.is_none_or(|m| m.parts.len() < parts)
+                    && let Some(fold) = fold_reply(&records[..end], &history)
+                    && has_content(fold.message())
+                {
+                    self.store.put_message(chat_id, fold.message()).await?;
+                }
+            }
             return Ok(());
         }
-        let mut fold: Option<MessageFold> = None;
-        let history = self.store.messages(chat_id).await?;
-        for record in &records {
-            let OutputBody::Chunk { chunk, .. } = &record.body else {
-                continue;
-            };
-            let Ok(chunk) = serde_json::from_str::<UIMessageChunk>(chunk) else {
-                continue;
-            };
-            if let UIMessageChunk::Start {
-                message_id: Some(id),
-                ..
-            } = &chunk
-            {
-                // A continued reply builds on the stored message with that id.
-                let base = history
-                    .iter()
-                    .find(|m| &m.id == id)
-                    .cloned()
-                    .unwrap_or_else(|| UIMessage::new(id.clone(), Role::Assistant));
-                fold = Some(MessageFold::continuing(base));
-            }
-            if let Some(fold) = fold.as_mut() {
-                let _ = fold.apply(&chunk);
-            }
-        }
+        let mut fold = fold_reply(&records, &history);
         let live = Arc::new(LiveTurn::new(chat_id, self.next_output_seq(chat_id).await?));
         let mut writer = OutputWriter::new(self.store.clone(), live, self.settings, None);
         if let Some(fold) = fold.as_mut() {
@@ -744,15 +737,19 @@ impl TurnRunner {
                     .await
                     .map_err(|e| StoreError::Backend(e.0))?;
             }
-            writer.flush().await.map_err(|e| StoreError::Backend(e.0))?;
-            if has_content(fold.message()) {
-                self.store.put_message(chat_id, fold.message()).await?;
-            }
         }
+        // As a turn settles: its end in the log naming the reply, then the reply.
+        let reply = fold
+            .as_ref()
+            .map(MessageFold::message)
+            .filter(|message| has_content(message));
         writer
-            .complete(expired.input_seq)
+            .complete(expired.input_seq, reply)
             .await
             .map_err(|e| StoreError::Backend(e.0))?;
+        if let Some(reply) = reply {
+            self.store.put_message(chat_id, reply).await?;
+        }
         Ok(())
     }
 
@@ -864,6 +861,7 @@ impl TurnRunner {
         const READ_ATTEMPTS: u32 = 20;
         let follower = LogFollower {
             store: self.store.clone(),
+            notice: FollowNotice::new(self.store.clone(), chat_id),
             chat_id: chat_id.to_owned(),
             cursor: after,
             buffered: Vec::new().into_iter(),
@@ -884,6 +882,7 @@ impl TurnRunner {
                 if follower.done {
                     return None;
                 }
+                follower.notice.renew().await;
                 let store = &follower.store;
                 let chat_id = follower.chat_id.as_str();
                 let read = match store.output(chat_id, follower.cursor, 256).await {
@@ -937,6 +936,8 @@ impl TurnRunner {
 /// Where [`TurnRunner::follow_log`] is in a turn's log.
 struct LogFollower {
     store: Arc<dyn Store>,
+    /// Asks the turn's writer for short batches while this reader follows.
+    notice: FollowNotice,
     chat_id: String,
     cursor: Option<u64>,
     buffered: std::vec::IntoIter<OutputRecord>,
@@ -979,6 +980,36 @@ fn new_reply() -> UIMessage {
         format!("msg_{}", uuid::Uuid::new_v4().simple()),
         Role::Assistant,
     )
+}
+
+/// The reply a turn's records build, from the `start` that names it on; a continued reply
+/// builds on the stored message with its id.
+fn fold_reply(records: &[OutputRecord], history: &[UIMessage]) -> Option<MessageFold> {
+    let mut fold: Option<MessageFold> = None;
+    for record in records {
+        let OutputBody::Chunk { chunk, .. } = &record.body else {
+            continue;
+        };
+        let Ok(chunk) = serde_json::from_str::<UIMessageChunk>(chunk) else {
+            continue;
+        };
+        if let UIMessageChunk::Start {
+            message_id: Some(id),
+            ..
+        } = &chunk
+        {
+            let base = history
+                .iter()
+                .find(|m| &m.id == id)
+                .cloned()
+                .unwrap_or_else(|| UIMessage::new(id.clone(), Role::Assistant));
+            fold = Some(MessageFold::continuing(base));
+        }
+        if let Some(fold) = fold.as_mut() {
+            let _ = fold.apply(&chunk);
+        }
+    }
+    fold
 }
 
 fn has_content(message: &UIMessage) -> bool {

@@ -11,18 +11,27 @@ use super::live::LiveTurn;
 use super::{CONTROL_HEADER, ChatInput, TURN_COMPLETE};
 use crate::agent::{ChunkSink, SinkClosed};
 use crate::clock::now_ms;
-use crate::store::{OutputBody, OutputRecord, Store, StoreError};
-use crate::ui::UIMessageChunk;
+use crate::store::{OutputBody, OutputCadence, OutputRecord, Store, StoreError};
+use crate::ui::{UIMessage, UIMessageChunk};
 
 /// How the writer batches and how often it does its chores.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterSettings {
-    /// Write at least this often while deltas stream. Live readers get every chunk from memory
-    /// at once; this bounds how far a reader in another process (which polls the log every
-    /// 100 ms) lags behind: under a second. Each write costs the store a request (on DynamoDB a
-    /// put, a write unit per KB), so fewer, larger batches are much cheaper.
+    /// Write at least this often while deltas stream and a reader in another process follows
+    /// the log (on a store with the steady cadence, always). Live readers get every chunk from
+    /// memory at once; this bounds how far a reader in another process (which polls the log
+    /// every 100 ms) lags behind: under a second.
     pub flush_interval_ms: u64,
-    /// Write when this many records wait.
+    /// Write at least this often while nobody in another process follows the log, on a store
+    /// that bills each write ([`OutputCadence::WhileFollowed`]: on DynamoDB a put, a write unit
+    /// per KB, so fewer, larger batches are much cheaper). The turn's first batch still goes
+    /// out after `flush_interval_ms`: a crash then keeps the start of the reply (recovery closes
+    /// it where the log ends), and a reader that reloads at once finds it. After that, this
+    /// bounds what a crash of the turn's process loses of the reply's deltas. A reader that
+    /// starts following asks for short batches and gets them within `flush_interval_ms` or two.
+    pub unfollowed_flush_interval_ms: u64,
+    /// Write when this many records wait. High enough that the long window's batches are cut
+    /// by time, not count: a store bills by the KB, so one 2 KB batch costs less than two of 1.1.
     pub max_batch: usize,
     pub lease_ttl_ms: u64,
     /// How often to look in the input log for a stop sent to another process.
@@ -33,7 +42,8 @@ impl Default for WriterSettings {
     fn default() -> Self {
         WriterSettings {
             flush_interval_ms: 800,
-            max_batch: 256,
+            unfollowed_flush_interval_ms: 5_000,
+            max_batch: 1024,
             lease_ttl_ms: 30_000,
             stop_poll_interval_ms: 500,
         }
@@ -48,6 +58,13 @@ pub struct OutputWriter {
     next_seq: u64,
     pending: Vec<OutputRecord>,
     last_flush_ms: u64,
+    /// Whether a batch of this turn has been written.
+    flushed_once: bool,
+    /// The store's cadence, and (for `WhileFollowed`) until when the log is known to be
+    /// followed and when the writer last looked.
+    cadence: OutputCadence,
+    followed_until_ms: u64,
+    last_follow_check_ms: u64,
     last_stop_poll_ms: u64,
     /// Stops in the input log after this sequence number are meant for this turn.
     stop_after_input: Option<u64>,
@@ -63,6 +80,7 @@ impl OutputWriter {
     ) -> Self {
         let now = now_ms();
         OutputWriter {
+            cadence: store.output_cadence(),
             store,
             chat_id: live.chat_id().to_owned(),
             next_seq: live.first_seq(),
@@ -70,6 +88,9 @@ impl OutputWriter {
             settings,
             pending: Vec::new(),
             last_flush_ms: now,
+            flushed_once: false,
+            followed_until_ms: 0,
+            last_follow_check_ms: 0,
             last_stop_poll_ms: now,
             stop_after_input,
             lease_lost: false,
@@ -101,6 +122,7 @@ impl OutputWriter {
             Ok(()) => {
                 self.pending.clear();
                 self.last_flush_ms = now_ms();
+                self.flushed_once = true;
                 Ok(())
             }
             Err(StoreError::SequenceTaken(seq)) => {
@@ -113,14 +135,22 @@ impl OutputWriter {
         }
     }
 
-    /// Appends the turn-complete control record and writes everything. Live readers do not get
-    /// the record yet: it ends their streams, so it waits for [`announce`](Self::announce),
-    /// which the runner calls once the chat's lease is released. A client that sends its next
-    /// message the moment its stream ends then finds the chat free.
-    pub async fn complete(&mut self, input_seq: Option<u64>) -> Result<OutputRecord, SinkClosed> {
+    /// Appends the turn-complete control record and writes everything, in one batch. Live
+    /// readers do not get the record yet: it ends their streams, so it waits for
+    /// [`announce`](Self::announce), which the runner calls once the chat's lease is released. A
+    /// client that sends its next message the moment its stream ends then finds the chat free.
+    /// `reply` is the message the turn stores next ([`REPLY_HEADER`]).
+    pub async fn complete(
+        &mut self,
+        input_seq: Option<u64>,
+        reply: Option<&UIMessage>,
+    ) -> Result<OutputRecord, SinkClosed> {
         let mut headers = vec![(CONTROL_HEADER.to_owned(), TURN_COMPLETE.to_owned())];
         if let Some(seq) = input_seq {
             headers.push((super::ANSWERED_INPUT_HEADER.to_owned(), seq.to_string()));
+        }
+        if let Some(reply) = reply {
+            headers.push((REPLY_HEADER.to_owned(), reply_header(reply)));
         }
         let record = OutputRecord {
             seq: self.next_seq,
@@ -136,6 +166,43 @@ impl OutputWriter {
     /// Gives live readers a record written without them (the turn-complete).
     pub fn announce(&self, record: OutputRecord) {
         self.live.push(record);
+    }
+
+    /// Whether the pending records have waited long enough: `flush_interval_ms` where writes
+    /// are cheap, for the turn's first batch, or while the log is followed; else
+    /// `unfollowed_flush_interval_ms`.
+    async fn batch_due(&mut self, now: u64) -> bool {
+        let waited = now.saturating_sub(self.last_flush_ms);
+        if waited < self.settings.flush_interval_ms {
+            return false;
+        }
+        self.cadence == OutputCadence::Steady
+            || !self.flushed_once
+            || waited >= self.settings.unfollowed_flush_interval_ms
+            || self.followed(now).await
+    }
+
+    /// Whether a reader in another process follows the log, looked up at most once per
+    /// `flush_interval_ms` (a read, where each batch saved is a write).
+    async fn followed(&mut self, now: u64) -> bool {
+        if self.followed_until_ms > now {
+            return true;
+        }
+        if now.saturating_sub(self.last_follow_check_ms) < self.settings.flush_interval_ms {
+            return false;
+        }
+        self.last_follow_check_ms = now;
+        match self.store.output_followed_until(&self.chat_id).await {
+            Ok(until) => {
+                self.followed_until_ms = until.unwrap_or(0);
+                self.followed_until_ms > now
+            }
+            Err(error) => {
+                // Unknown: write, as a reader may be waiting.
+                tracing::warn!(chat = %self.chat_id, "could not look for readers of the log: {error}");
+                true
+            }
+        }
     }
 
     async fn chores(&mut self, stop: &CancellationToken) -> Result<(), SinkClosed> {
@@ -178,6 +245,23 @@ impl OutputWriter {
     }
 }
 
+/// The turn-complete header that names the reply its turn stores right after writing it:
+/// `{parts} {message id}`, the parts the stored message has. A recovery that finds the
+/// turn-complete of a turn that died before the reply was stored (a stored message with that id
+/// and fewer parts is the one the reply continues) stores it from the log.
+pub const REPLY_HEADER: &str = "chatfn-reply";
+
+fn reply_header(reply: &UIMessage) -> String {
+    format!("{} {}", reply.parts.len(), reply.id)
+}
+
+/// The parts and message id of a [`REPLY_HEADER`].
+pub fn parse_reply_header(value: &str) -> Option<(usize, &str)> {
+    let (parts, id) = value.split_once(' ')?;
+    let parts = parts.parse().ok()?;
+    (!id.is_empty()).then_some((parts, id))
+}
+
 /// Whether a chunk is made durable at once rather than with the next batch. Deltas are the bulk
 /// of a reply and cheap to lose in a crash (recovery closes the open part); so are the markers
 /// that open and close parts and steps, which come right before or after deltas (and the turn's
@@ -212,8 +296,10 @@ impl ChunkSink for OutputWriter {
             record_id: record_id.into(),
             chunk: json.into(),
         });
-        let due = now_ms().saturating_sub(self.last_flush_ms) >= self.settings.flush_interval_ms;
-        if forces_flush(chunk) || due || self.pending.len() >= self.settings.max_batch {
+        if forces_flush(chunk)
+            || self.pending.len() >= self.settings.max_batch
+            || self.batch_due(now_ms()).await
+        {
             self.flush().await?;
         }
         let stop = self.live.stop_signal().clone();
@@ -224,12 +310,68 @@ impl ChunkSink for OutputWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_headers_round_trip_and_bad_ones_are_none() {
+        let mut reply = UIMessage::new("msg 1: with spaces", crate::ui::Role::Assistant);
+        reply.parts.push(crate::ui::UIPart::text("hi"));
+        let value = reply_header(&reply);
+        assert_eq!(parse_reply_header(&value), Some((1, "msg 1: with spaces")));
+        for bad in ["", "3", "x id", "-1 id", "2 "] {
+            assert_eq!(parse_reply_header(bad), None, "{bad:?}");
+        }
+    }
     use crate::store::Session;
     use crate::store::memory::MemoryStore;
     use serde_json::json;
 
     fn chunk(value: serde_json::Value) -> UIMessageChunk {
         serde_json::from_value(value).expect("a chunk")
+    }
+
+    /// On a store that bills each write, the turn's first batch goes out early; after it, deltas
+    /// wait for the long window while nobody follows the log elsewhere, and go out in short
+    /// batches once a reader marks it followed.
+    #[tokio::test]
+    async fn deltas_wait_longer_until_a_reader_elsewhere_follows() {
+        use crate::store::OutputCadence;
+        let store = Arc::new(MemoryStore::with_output_cadence(
+            OutputCadence::WhileFollowed,
+        ));
+        store
+            .create_session(Session::new("f", now_ms()))
+            .await
+            .expect("session");
+        let live = Arc::new(LiveTurn::new("f", 0));
+        let settings = WriterSettings {
+            flush_interval_ms: 20,
+            unfollowed_flush_interval_ms: 60_000,
+            ..WriterSettings::default()
+        };
+        let mut writer = OutputWriter::new(store.clone(), live, settings, None);
+        let delta = chunk(json!({"type": "text-delta", "id": "t", "delta": "a"}));
+        let written = || async { store.output("f", None, 100).await.expect("output").len() };
+        writer.emit(&delta).await.expect("emit");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        writer.emit(&delta).await.expect("emit");
+        assert_eq!(written().await, 2, "the turn's first batch goes out early");
+        for _ in 0..3 {
+            writer.emit(&delta).await.expect("emit");
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        writer.emit(&delta).await.expect("emit");
+        assert_eq!(written().await, 2, "unfollowed, the next batch waits");
+
+        store
+            .follow_output("f", now_ms() + 10_000)
+            .await
+            .expect("mark");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        writer.emit(&delta).await.expect("emit");
+        assert_eq!(written().await, 7, "followed, the batch goes out");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        writer.emit(&delta).await.expect("emit");
+        assert_eq!(written().await, 8, "and so does the next");
     }
 
     #[tokio::test]

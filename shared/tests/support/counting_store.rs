@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chatfn::store::memory::MemoryStore;
 use chatfn::store::{
-    InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
-    StoreResult, TurnLease,
+    InputAppend, InputRecord, LeaseAcquire, OutputCadence, OutputRecord, Session, SessionCreate,
+    Store, StoreResult, TurnLease,
 };
 use chatfn::ui::UIMessage;
 use serde_json::Value;
@@ -115,6 +115,19 @@ impl Store for CountingStore {
 
     async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
         self.inner.last_output_seq(chat_id).await
+    }
+
+    fn output_cadence(&self) -> OutputCadence {
+        self.inner.output_cadence()
+    }
+
+    async fn follow_output(&self, chat_id: &str, until_ms: u64) -> StoreResult<()> {
+        self.wrote();
+        self.inner.follow_output(chat_id, until_ms).await
+    }
+
+    async fn output_followed_until(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        self.inner.output_followed_until(chat_id).await
     }
 
     async fn acquire_lease(

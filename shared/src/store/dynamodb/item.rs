@@ -90,6 +90,8 @@ pub(super) const ACQUIRED_MS: &str = "acquired_ms";
 pub(super) const LEASE_MS: &str = "lease_ms";
 pub(super) const FIRST_SEQ: &str = "first_seq";
 pub(super) const INPUT_SEQ: &str = "input_seq";
+/// Until when a reader in another process follows the output log (on the head item).
+pub(super) const FOLLOWED_MS: &str = "followed_ms";
 
 // Messages.
 pub(super) const MESSAGE_ID: &str = "mid";

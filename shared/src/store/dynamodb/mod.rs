@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings) |
 //! | `sid#{sessionId}` | `session` | alias: the chat of a `session_…` id |
-//! | `chat#{chatId}` | `head` | counters: `in_next`, `msg_next`, `consumed`; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`) |
+//! | `chat#{chatId}` | `head` | counters: `in_next`, `msg_next`, `consumed`; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log |
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
 //! | `chat#{chatId}` | `out#{first:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
@@ -29,6 +29,10 @@
 //! their record (and their part id's claim, unless chatfn minted the part id), so an accepted
 //! input is never half written and never read before one with a lower seq. The lease lives on the
 //! head item, so a turn's release raises the consumed mark in the same write.
+//!
+//! Every write is billed, so the store asks turns for short output batches only while a reader
+//! in another process follows the log ([`OutputCadence::WhileFollowed`]): such a reader marks the
+//! head item (`followed_ms`), and the writer reads the mark from a replica before it writes early.
 //!
 //! Items of a session with `expires_at_ms` carry `expires_at` (epoch seconds, the table's TTL
 //! attribute); reads skip expired items themselves, as TTL deletion is eventual, so a chat whose
@@ -65,8 +69,8 @@ use codec::*;
 use item::*;
 
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
-    StoreError, StoreResult, TurnLease, check_output_batch,
+    InputAppend, InputRecord, LeaseAcquire, OutputCadence, OutputRecord, Session, SessionCreate,
+    Store, StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::clock::now_ms;
 use crate::ui::UIMessage;
@@ -760,6 +764,40 @@ impl Store for DynamoStore {
         let last = get_num(&main, LAST)?;
         self.remember_end(chat_id, last);
         Ok(Some(last))
+    }
+
+    fn output_cadence(&self) -> OutputCadence {
+        OutputCadence::WhileFollowed
+    }
+
+    async fn follow_output(&self, chat_id: &str, until_ms: u64) -> StoreResult<()> {
+        let update = Expr::new("SET #followed_ms = :until").value(":until", n(until_ms));
+        // On a live session's head only (a mark never brings a chat back), and only forward.
+        let condition = Expr::new(format!(
+            "attribute_exists(#pk) AND {LIVE} \
+             AND (attribute_not_exists(#followed_ms) OR #followed_ms < :until)"
+        ))
+        .value(":until", n(until_ms))
+        .value(":now_s", n(now_ms() / 1000));
+        let head = key(&chat_pk(chat_id), HEAD);
+        match self
+            .update(head, &update, &condition, ReturnValue::None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Another reader (or this one, its answer lost) marked as far or further.
+            Err(Failure::Condition(Some(head))) if !expired(&head, now_ms()) => Ok(()),
+            Err(Failure::Condition(_)) => Err(no_session(chat_id)),
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
+
+    async fn output_followed_until(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        // A hint for the writer's batching: a replica's view is enough.
+        match self.get_eventually(&chat_pk(chat_id), HEAD).await? {
+            Some(head) => opt_num(&head, FOLLOWED_MS),
+            None => Ok(None),
+        }
     }
 
     async fn acquire_lease(

@@ -42,13 +42,24 @@ impl DynamoStore {
     }
 
     pub(super) async fn get_raw(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>> {
+        self.get_item(pk, sk, true).await
+    }
+
+    /// The item at the key as a replica has it (half the read units; it may lag writes by a
+    /// moment), unless absent or expired: for what only hints.
+    pub(super) async fn get_eventually(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>> {
+        let item = self.get_item(pk, sk, false).await?;
+        Ok(item.filter(|item| !expired(item, now_ms())))
+    }
+
+    async fn get_item(&self, pk: &str, sk: &str, consistent: bool) -> StoreResult<Option<Item>> {
         self.retrying(|| async {
             let output = self
                 .client
                 .get_item()
                 .table_name(&self.table)
                 .set_key(Some(key(pk, sk)))
-                .consistent_read(true)
+                .consistent_read(consistent)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await

@@ -741,13 +741,14 @@ async fn capacity_meter_counts_a_turn() {
     assert!(cost("renew_lease").write_units >= 1.0);
     assert!(cost("release_lease").write_units >= 1.0);
     assert!(total.read_units > 0.0 && total.write_units > total.read_units);
-    // As AWS bills them: two units per item of a transaction (counter, claim, record), one per
-    // plain write of a small item, whatever DynamoDB Local reports. A batch is one put, a new
+    // As AWS bills them: two units per item of a transaction (an input's claim and record), one
+    // per plain write of a small item, whatever DynamoDB Local reports. A batch is one put, a new
     // message three plain writes (the counter, its index, the message). The lease is on the head
     // item, so its release raises the consumed mark in the same write.
-    assert_eq!(cost("append_input").billed_write_units, 6.0);
-    // An input under a part id chatfn minted has no claim to write.
-    assert_eq!(cost("append_minted_input").billed_write_units, 4.0);
+    // An input's seq is claimed by its record's key: no counter. One under a part id chatfn
+    // minted has no claim to write either, so it is one plain put.
+    assert_eq!(cost("append_input").billed_write_units, 4.0);
+    assert_eq!(cost("append_minted_input").billed_write_units, 1.0);
     assert_eq!(cost("acquire_lease").billed_write_units, 1.0);
     assert_eq!(cost("renew_lease").billed_write_units, 1.0);
     assert_eq!(cost("release_lease").billed_write_units, 1.0);
@@ -775,6 +776,12 @@ async fn expired_sessions_read_as_gone() {
     let chat_id = new_chat(&store, "expiring", Some(expires)).await;
     let original = store.session(&chat_id).await.unwrap().expect("session");
     store.append_input(&chat_id, "p", "{}", now).await.unwrap();
+    for part in ["p2", "p3"] {
+        store
+            .append_minted_input(&chat_id, part, "{}", now)
+            .await
+            .unwrap();
+    }
     store
         .append_output(&chat_id, &[delta(0, "x")])
         .await
@@ -839,6 +846,22 @@ async fn expired_sessions_read_as_gone() {
             duplicate: false
         }
     );
+    // Its seqs go on from its own records, over the old session's that TTL has yet to delete.
+    for (part, seq) in [("p2", 1), ("p3", 2), ("p4", 3)] {
+        assert_eq!(
+            store
+                .append_minted_input(&chat_id, part, "{}", now_ms())
+                .await
+                .unwrap(),
+            seq
+        );
+    }
+    let inputs = store.inputs(&chat_id, None, 10).await.unwrap();
+    let read: Vec<(u64, &str)> = inputs
+        .iter()
+        .map(|input| (input.seq, input.part_id.as_str()))
+        .collect();
+    assert_eq!(read, [(0, "p"), (1, "p2"), (2, "p3"), (3, "p4")]);
     assert_eq!(store.output(&chat_id, None, 10).await.unwrap(), Vec::new());
     store
         .append_output(&chat_id, &[delta(0, "y")])
@@ -996,4 +1019,64 @@ async fn a_reader_in_another_process_gets_the_turn_as_it_streams() {
         .expect("the log");
     let followed: Vec<OutputRecord> = followed.into_iter().map(|(_, record)| record).collect();
     assert_eq!(followed, replay, "the reader got the log as stored");
+}
+
+/// An input's seq is the one after the last record's, claimed by writing the record there:
+/// appends from two handles (two Lambda instances) racing for seqs collide on the record's key,
+/// and every input gets its own seq, with none skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_from_two_handles_take_the_seqs_after_the_last_record() {
+    let one = store().await;
+    let two = store().await;
+    let chat_id = new_chat(&one, "input-race", None).await;
+    let now = now_ms();
+    let appends = (0..12).map(|n| {
+        let store = if n % 2 == 0 { &one } else { &two };
+        let chat_id = chat_id.as_str();
+        async move {
+            if n % 3 == 0 {
+                let appended = store
+                    .append_input(
+                        chat_id,
+                        &format!("client-part-{n}"),
+                        &format!("input {n}"),
+                        now,
+                    )
+                    .await
+                    .unwrap();
+                assert!(!appended.duplicate);
+                appended.seq
+            } else {
+                store
+                    .append_minted_input(
+                        chat_id,
+                        &format!("minted-{n}"),
+                        &format!("input {n}"),
+                        now,
+                    )
+                    .await
+                    .unwrap()
+            }
+        }
+    });
+    let mut seqs = join_all(appends).await;
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..12).collect::<Vec<u64>>());
+    let inputs = one.inputs(&chat_id, None, 64).await.unwrap();
+    let read: Vec<u64> = inputs.iter().map(|input| input.seq).collect();
+    assert_eq!(read, seqs, "each read back at its seq");
+    // A client's part id sent again is still found, whichever handle sees it.
+    let again = two
+        .append_input(&chat_id, "client-part-3", "input 3", now)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(inputs[again.seq as usize].body, "input 3");
+    // The next input goes on after the last, on either handle.
+    assert_eq!(
+        two.append_minted_input(&chat_id, "minted-12", "input 12", now)
+            .await
+            .unwrap(),
+        12
+    );
 }

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings) |
 //! | `sid#{sessionId}` | `session` | alias: the chat of a `session_…` id |
-//! | `chat#{chatId}` | `head` | counters: `in_next`, `msg_next`, `consumed`; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log |
+//! | `chat#{chatId}` | `head` | counters: `msg_next`, `consumed`; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log |
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
 //! | `chat#{chatId}` | `out#{first:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
@@ -25,9 +25,11 @@
 //! handle knows a batch ends at the cursor).
 //!
 //! New messages take their position from the head item's `msg_next` (a conditional update), then
-//! index it, then write the message. Inputs take theirs from `in_next` in one transaction with
-//! their record (and their part id's claim, unless chatfn minted the part id), so an accepted
-//! input is never half written and never read before one with a lower seq. The lease lives on the
+//! index it, then write the message. An input takes the seq after the last record's, claimed by
+//! writing its record there (a put where no live item is; with its part id's claim in one
+//! transaction, unless chatfn minted the part id): no seq is taken without its record, so none
+//! is read before a lower one lands. (Tables written before 2026-12-06 also have an `in_next`
+//! counter on the head item, no longer read.) The lease lives on the
 //! head item, so a turn's release raises the consumed mark in the same write.
 //!
 //! Every write is billed, so the store asks turns for short output batches only while a reader
@@ -356,9 +358,12 @@ impl DynamoStore {
         }
     }
 
-    /// Appends an input in one transaction: the head's counter, the part id's claim when
-    /// `claimed` (a part id chatfn minted has nothing to deduplicate: two units less on AWS),
-    /// and the record.
+    /// Appends an input at the seq after the last one: the record's key is the seq, so two
+    /// appends racing for a seq collide on it and one goes again. No counter is written, and
+    /// no seq is ever taken without its record, so a reader never sees a seq before a lower one
+    /// lands. With `claimed`, the part id's claim goes in one transaction with the record (a
+    /// part id chatfn minted has nothing to deduplicate: one plain put, a quarter of the
+    /// transaction's units on AWS).
     async fn append_input_claimed(
         &self,
         chat_id: &str,
@@ -372,15 +377,9 @@ impl DynamoStore {
         let real_now = now_ms();
         let claim_expiry = real_now + CLAIM_TTL_MS;
         let claim_expiry = expiry.map_or(claim_expiry, |at| at.min(claim_expiry));
-        let mut seq = get_num(&self.head(chat_id).await?, IN_NEXT)?;
         let mut backoff = Backoff::new();
         loop {
-            let next = seq
-                .checked_add(1)
-                .ok_or_else(|| StoreError::Backend("input seqs ran out".into()))?;
-            let update = Expr::new("SET #in_next = :next").value(":next", n(next));
-            let condition =
-                Expr::new("attribute_exists(#pk) AND #in_next = :seq").value(":seq", n(seq));
+            let seq = self.next_input_seq(&pk).await?;
             let mut attrs = Item::new();
             insert(&mut attrs, SEQ, n(seq));
             insert(&mut attrs, PART_ID, s(part_id));
@@ -393,13 +392,32 @@ impl DynamoStore {
                 expiry.map(ttl_seconds),
             );
             let fresh = absent_or_expired(real_now);
-            let mut actions = vec![self.tx_update(key(&pk, HEAD), &update, &condition)?];
+            if !claimed && let [item] = record.as_slice() {
+                match self.put(item.clone(), Some(&fresh), true).await {
+                    Ok(_) => {}
+                    // This very record: an earlier attempt landed and its answer was lost.
+                    Err(Failure::Condition(Some(stored))) if &stored == item => {}
+                    Err(Failure::Condition(_)) => {
+                        backoff
+                            .wait(|| format!("append_input raced for seq {seq}"))
+                            .await?;
+                        continue;
+                    }
+                    Err(failure) => return Err(failure.into_store_error()),
+                }
+                return Ok(InputAppend {
+                    seq,
+                    duplicate: false,
+                });
+            }
+            let mut actions = Vec::new();
             if claimed {
                 let mut claim = key(&pk, &claim_sk(part_id));
                 insert(&mut claim, SEQ, n(seq));
                 insert(&mut claim, EXPIRES_AT, n(ttl_seconds(claim_expiry)));
                 actions.push(self.tx_put(claim, Some(&fresh))?);
             }
+            let record_at = actions.len();
             for (index, item) in record.into_iter().enumerate() {
                 actions.push(self.tx_put(item, Some(&fresh).filter(|_| index == 0))?);
             }
@@ -410,8 +428,8 @@ impl DynamoStore {
                         duplicate: false,
                     });
                 }
-                Err(Failure::Canceled(reasons)) if claimed && failed_at(&reasons, 1) => {
-                    let claim = match item_at(&reasons, 1) {
+                Err(Failure::Canceled(reasons)) if claimed && failed_at(&reasons, 0) => {
+                    let claim = match item_at(&reasons, 0) {
                         Some(claim) => claim,
                         None => self
                             .get(&pk, &claim_sk(part_id))
@@ -423,13 +441,8 @@ impl DynamoStore {
                         duplicate: true,
                     });
                 }
-                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
-                    // Another input took the seq: go again with the counter as it is now.
-                    seq = match item_at(&reasons, 0) {
-                        Some(head) if !expired(&head, real_now) => get_num(&head, IN_NEXT)?,
-                        Some(_) => return Err(no_session(chat_id)),
-                        None => get_num(&self.head(chat_id).await?, IN_NEXT)?,
-                    };
+                Err(Failure::Canceled(reasons)) if failed_at(&reasons, record_at) => {
+                    // Another input took the seq: go again after it.
                     backoff
                         .wait(|| format!("append_input raced: {}", reason_codes(&reasons)))
                         .await?;
@@ -437,6 +450,46 @@ impl DynamoStore {
                 Err(failure) => return Err(failure.into_store_error()),
             }
         }
+    }
+
+    /// The seq after the chat's last live input record (0 with none), read from the end of the
+    /// range: one item, unless records of an expired session of the chat (which TTL has yet to
+    /// delete) lie past the live ones.
+    async fn next_input_seq(&self, pk: &str) -> StoreResult<u64> {
+        let lo = seq_sk("in", 0);
+        let hi = format!("in#{RANGE_END}");
+        let now = now_ms();
+        let mut limit = 1;
+        let mut start = None;
+        let last = loop {
+            let (items, more) = self
+                .query_page_in(
+                    pk,
+                    (&lo, &hi),
+                    Some(limit),
+                    Some("#sk, #expires_at"),
+                    start,
+                    false,
+                )
+                .await?;
+            if let Some(live) = items.into_iter().find(|item| !expired(item, now)) {
+                break live;
+            }
+            match more {
+                Some(key) => start = Some(key),
+                None => return Ok(0),
+            }
+            limit = 100;
+        };
+        let sk = get_str(&last, SK)?;
+        // A record's continuation pieces share its seq (`in#{seq}#p…`).
+        let seq = sk
+            .strip_prefix("in#")
+            .and_then(|rest| rest.get(..20))
+            .and_then(|digits| digits.parse::<u64>().ok())
+            .ok_or_else(|| StoreError::Backend(format!("malformed input key `{sk}`")))?;
+        seq.checked_add(1)
+            .ok_or_else(|| StoreError::Backend("input seqs ran out".into()))
     }
 
     /// Decodes the output batch whose main item is `main`: at once when the item holds it whole
@@ -486,9 +539,7 @@ impl Store for DynamoStore {
         insert(&mut alias, CHAT_ID, s(&session.chat_id));
         insert_opt(&mut alias, EXPIRES_AT, ttl.clone());
         let mut head = key(&pk, HEAD);
-        for counter in [IN_NEXT, MSG_NEXT] {
-            insert(&mut head, counter, n(0));
-        }
+        insert(&mut head, MSG_NEXT, n(0));
         insert_opt(&mut head, EXP_MS, expiry.map(n));
         insert_opt(&mut head, EXPIRES_AT, ttl);
 

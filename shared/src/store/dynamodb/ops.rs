@@ -6,7 +6,7 @@ use std::future::Future;
 
 use aws_sdk_dynamodb::types::{
     DeleteRequest, Put, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update, WriteRequest,
+    TransactWriteItem, WriteRequest,
 };
 
 use super::billing::{put_units, transaction_units};
@@ -329,25 +329,6 @@ impl DynamoStore {
             .build()
             .map_err(build_error)?;
         Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    pub(super) fn tx_update(
-        &self,
-        key: Item,
-        update: &Expr,
-        condition: &Expr,
-    ) -> StoreResult<TransactWriteItem> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .update_expression(&update.text)
-            .condition_expression(&condition.text)
-            .set_expression_attribute_names(update.names_with(condition))
-            .set_expression_attribute_values(update.values_with(condition))
-            .return_values_on_condition_check_failure(on_failure(true))
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// Writes a logical item in place of the one at `sk`, under `condition` (checked on the

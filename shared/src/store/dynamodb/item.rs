@@ -70,7 +70,6 @@ pub(super) const CLOSED_MS: &str = "closed_ms";
 pub(super) const CLOSED_REASON: &str = "closed_reason";
 
 // The head item: the chat's counters.
-pub(super) const MSG_NEXT: &str = "msg_next";
 pub(super) const CONSUMED: &str = "consumed";
 
 // Input records and claims.

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings) |
 //! | `sid#{sessionId}` | `session` | alias: the chat of a `session_…` id |
-//! | `chat#{chatId}` | `head` | counters: `msg_next`, `consumed`; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log |
+//! | `chat#{chatId}` | `head` | `consumed`, the input seq the last finished turn answered; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log |
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
 //! | `chat#{chatId}` | `out#{first:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
@@ -24,13 +24,16 @@
 //! after a look back for a batch that begins before the cursor and holds it (skipped when the
 //! handle knows a batch ends at the cursor).
 //!
-//! New messages take their position from the head item's `msg_next` (a conditional update), then
-//! index it, then write the message. An input takes the seq after the last record's, claimed by
-//! writing its record there (a put where no live item is; with its part id's claim in one
-//! transaction, unless chatfn minted the part id): no seq is taken without its record, so none
-//! is read before a lower one lands. (Tables written before 2026-12-06 also have an `in_next`
-//! counter on the head item, no longer read.) The lease lives on the
-//! head item, so a turn's release raises the consumed mark in the same write.
+//! Inputs and messages keep no counters: an input takes the seq after the last record's,
+//! claimed by writing its record there (a put where no live item is; with its part id's claim in
+//! one transaction, unless chatfn minted the part id), so no seq is taken without its record and
+//! none is read before a lower one lands. A new message is indexed to the position after the
+//! last message's, then written there where no other message is; two appends racing for a
+//! position collide on the message's key, and the loser's index moves on. (Tables written before
+//! 2026-12-06 also have `in_next` and `msg_next` counters on the head item, no longer read.)
+//!
+//! The lease lives on the head item, so a turn's release raises the consumed mark in the same
+//! write.
 //!
 //! Every write is billed, so the store asks turns for short output batches only while a reader
 //! in another process follows the log ([`OutputCadence::WhileFollowed`]): such a reader marks the
@@ -306,13 +309,6 @@ impl DynamoStore {
         Ok(expiry)
     }
 
-    /// The head item (counters) of a chat with a session.
-    async fn head(&self, chat_id: &str) -> StoreResult<Item> {
-        self.get(&chat_pk(chat_id), HEAD)
-            .await?
-            .ok_or_else(|| no_session(chat_id))
-    }
-
     /// The last seq of the chat's highest output batch, as this handle last saw it: a batch
     /// ends there, and unless another writer has appended since, it is the highest.
     fn known_end(&self, chat_id: &str) -> Option<u64> {
@@ -379,7 +375,7 @@ impl DynamoStore {
         let claim_expiry = expiry.map_or(claim_expiry, |at| at.min(claim_expiry));
         let mut backoff = Backoff::new();
         loop {
-            let seq = self.next_input_seq(&pk).await?;
+            let seq = self.next_seq(&pk, "in").await?;
             let mut attrs = Item::new();
             insert(&mut attrs, SEQ, n(seq));
             insert(&mut attrs, PART_ID, s(part_id));
@@ -452,12 +448,12 @@ impl DynamoStore {
         }
     }
 
-    /// The seq after the chat's last live input record (0 with none), read from the end of the
-    /// range: one item, unless records of an expired session of the chat (which TTL has yet to
-    /// delete) lie past the live ones.
-    async fn next_input_seq(&self, pk: &str) -> StoreResult<u64> {
-        let lo = seq_sk("in", 0);
-        let hi = format!("in#{RANGE_END}");
+    /// The seq of the chat's last live item keyed `{prefix}#{seq}` (input records, messages),
+    /// read from the end of the range: one item, unless items of an expired session of the chat
+    /// (which TTL has yet to delete) lie past the live ones.
+    async fn last_live_seq(&self, pk: &str, prefix: &str) -> StoreResult<Option<u64>> {
+        let lo = seq_sk(prefix, 0);
+        let hi = format!("{prefix}#{RANGE_END}");
         let now = now_ms();
         let mut limit = 1;
         let mut start = None;
@@ -477,19 +473,28 @@ impl DynamoStore {
             }
             match more {
                 Some(key) => start = Some(key),
-                None => return Ok(0),
+                None => return Ok(None),
             }
             limit = 100;
         };
         let sk = get_str(&last, SK)?;
-        // A record's continuation pieces share its seq (`in#{seq}#p…`).
-        let seq = sk
-            .strip_prefix("in#")
+        // An item's continuation pieces share its seq (`{prefix}#{seq}#p…`).
+        sk.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('#'))
             .and_then(|rest| rest.get(..20))
             .and_then(|digits| digits.parse::<u64>().ok())
-            .ok_or_else(|| StoreError::Backend(format!("malformed input key `{sk}`")))?;
-        seq.checked_add(1)
-            .ok_or_else(|| StoreError::Backend("input seqs ran out".into()))
+            .map(Some)
+            .ok_or_else(|| StoreError::Backend(format!("malformed DynamoDB key `{sk}`")))
+    }
+
+    /// The seq after the last live item keyed `{prefix}#{seq}`: where the next one goes.
+    async fn next_seq(&self, pk: &str, prefix: &str) -> StoreResult<u64> {
+        match self.last_live_seq(pk, prefix).await? {
+            None => Ok(0),
+            Some(last) => last
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Backend(format!("`{prefix}` seqs ran out"))),
+        }
     }
 
     /// Decodes the output batch whose main item is `main`: at once when the item holds it whole
@@ -539,7 +544,6 @@ impl Store for DynamoStore {
         insert(&mut alias, CHAT_ID, s(&session.chat_id));
         insert_opt(&mut alias, EXPIRES_AT, ttl.clone());
         let mut head = key(&pk, HEAD);
-        insert(&mut head, MSG_NEXT, n(0));
         insert_opt(&mut head, EXP_MS, expiry.map(n));
         insert_opt(&mut head, EXPIRES_AT, ttl);
 
@@ -994,10 +998,12 @@ impl Store for DynamoStore {
             data = packed;
             insert(&mut attrs, ENCODING, s(DEFLATE));
         }
-        // Written where no message is, or where this one is: a position taken for it by an
-        // append that was cut short, or is under way in another call.
+        // Written where no message is (or an expired session's), or where this one is: a
+        // position indexed for it by an append that was cut short, or is under way elsewhere.
         let unclaimed =
-            Expr::new("attribute_not_exists(#pk) OR #mid = :mid").value(":mid", s(&message.id));
+            Expr::new("attribute_not_exists(#pk) OR #mid = :mid OR #expires_at <= :now_s")
+                .value(":mid", s(&message.id))
+                .value(":now_s", n(now_ms() / 1000));
         let mut backoff = Backoff::new();
         loop {
             if let Some(index) = self.get(&pk, &index_sk).await? {
@@ -1012,11 +1018,11 @@ impl Store for DynamoStore {
                 {
                     return Ok(());
                 }
-                // The position is empty. When it is the last one taken, the append that indexed
-                // it stopped (or has yet to go on) before writing the message: write it there,
-                // still in order, and never twice.
-                let last_taken = get_num(&self.head(chat_id).await?, MSG_NEXT)?.checked_sub(1);
-                if last_taken == Some(position)
+                // The position does not hold it. With no message there or after it, the append
+                // that indexed it stopped (or has yet to go on) before writing the message:
+                // write it there, still in order, and never twice.
+                let last = self.last_live_seq(&pk, "msg").await?;
+                if last.is_none_or(|last| last < position)
                     && self
                         .replace_logical(&pk, &sk, attrs.clone(), &data, Some(&unclaimed), expiry)
                         .await?
@@ -1024,42 +1030,23 @@ impl Store for DynamoStore {
                 {
                     return Ok(());
                 }
-                // A truncation removed the message (or was cut short), and positions are never
-                // reused: the index entry is stale.
+                // A truncation removed the message, or another message took the position
+                // first: the index entry is stale.
                 let stale = Expr::new("#pos = :pos").value(":pos", n(position));
                 match self.delete(key(&pk, &index_sk), &stale).await {
                     Ok(()) | Err(Failure::Condition(_)) => {}
                     Err(failure) => return Err(failure.into_store_error()),
                 }
                 backoff
-                    .wait(|| "put_message raced with a truncation".to_owned())
+                    .wait(|| "put_message raced for a position".to_owned())
                     .await?;
                 continue;
             }
-            // Append at the next position in three plain writes, a third of a transaction's
-            // units: take the position from the head's counter, index the id to it, write the
-            // message there. Cut short, the first leaves a position unused, the second an index
-            // entry whose position is empty, which the path above fills or moves.
-            let position = get_num(&self.head(chat_id).await?, MSG_NEXT)?;
-            let update =
-                Expr::new("SET #msg_next = :next").value(":next", n(position.saturating_add(1)));
-            let condition = Expr::new("attribute_exists(#pk) AND #msg_next = :position")
-                .value(":position", n(position));
-            match self
-                .update(key(&pk, HEAD), &update, &condition, ReturnValue::None)
-                .await
-            {
-                Ok(_) => {}
-                // Another message took the position (or an attempt of this call whose answer
-                // was lost did: the position stays unused).
-                Err(Failure::Condition(_)) => {
-                    backoff
-                        .wait(|| "put_message raced for a position".to_owned())
-                        .await?;
-                    continue;
-                }
-                Err(failure) => return Err(failure.into_store_error()),
-            }
+            // Append after the last message in two plain writes: index the id to that
+            // position, then write the message there, where no other is. Two appends racing
+            // for a position collide on the message's key; cut short, the index points at an
+            // empty position, which the path above fills or moves on from.
+            let position = self.next_seq(&pk, "msg").await?;
             let mut index = key(&pk, &index_sk);
             insert(&mut index, POSITION, n(position));
             insert_opt(&mut index, EXPIRES_AT, expiry.map(ttl_seconds).map(n));
@@ -1080,10 +1067,18 @@ impl Store for DynamoStore {
                 Err(failure) => return Err(failure.into_store_error()),
             }
             let sk = seq_sk("msg", position);
-            return self
+            match self
                 .replace_logical(&pk, &sk, attrs.clone(), &data, Some(&unclaimed), expiry)
                 .await?
-                .map_err(Failure::into_store_error);
+            {
+                Ok(()) => return Ok(()),
+                // Another message took the position: the index moves on above.
+                Err(_) => {
+                    backoff
+                        .wait(|| "put_message raced for a position".to_owned())
+                        .await?;
+                }
+            }
         }
     }
 

@@ -302,14 +302,15 @@ async fn megabyte_payloads_stay_under_400_kb_per_item() {
     assert!(deflated >= 2, "{deflated} deflated output batches");
     let largest = items.iter().map(item_size).max().unwrap_or(0);
     assert!(largest < 360_000, "an item of {largest} bytes");
-    // The pieces of the state's 1 MB were deleted when it shrank.
+    // The state's 1 MB item and its pieces were deleted when it shrank: a small state is kept
+    // on the head item.
     let state_items = items
         .iter()
         .filter(
             |item| matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk.starts_with("state")),
         )
         .count();
-    assert_eq!(state_items, 1);
+    assert_eq!(state_items, 0);
 
     // Truncation deletes every piece of the big message.
     store.truncate_messages(&chat_id, "m-big").await.unwrap();
@@ -679,15 +680,15 @@ async fn capacity_meter_counts_a_turn() {
     store.put_message(&chat_id, &answer).await.unwrap();
     step("put_message (replace)", &store);
     store
-        .put_state(&chat_id, &json!({ "turns": 1 }))
+        .release_lease_with_state(
+            &chat_id,
+            "executor",
+            Some(appended.seq),
+            &json!({ "turns": 1 }),
+        )
         .await
         .unwrap();
-    step("put_state", &store);
-    store
-        .release_lease(&chat_id, "executor", Some(appended.seq))
-        .await
-        .unwrap();
-    step("release_lease", &store);
+    step("release_lease_with_state", &store);
 
     let mut total = Capacity::default();
     eprintln!(
@@ -726,19 +727,20 @@ async fn capacity_meter_counts_a_turn() {
     assert_eq!(appends.calls, 30 + 1);
     assert!(appends.write_units >= 30.0, "{appends:?}");
     assert!(cost("renew_lease").write_units >= 1.0);
-    assert!(cost("release_lease").write_units >= 1.0);
+    assert!(cost("release_lease_with_state").write_units >= 1.0);
     assert!(total.read_units > 0.0 && total.write_units > total.read_units);
     // As AWS bills them: two units per item of a transaction (an input's claim and record), one
     // per plain write of a small item, whatever DynamoDB Local reports. A batch is one put, a new
     // message two plain writes (its index, the message). The lease is on the head item, so its
-    // release raises the consumed mark in the same write. An input's seq is claimed by its
+    // release raises the consumed mark (and saves a small state) in the same write. An input's seq is claimed by its
     // record's key (no counter); one under a part id chatfn minted has no claim to write either,
     // so it is one plain put.
     assert_eq!(cost("append_input").billed_write_units, 4.0);
     assert_eq!(cost("append_minted_input").billed_write_units, 1.0);
     assert_eq!(cost("acquire_lease").billed_write_units, 1.0);
     assert_eq!(cost("renew_lease").billed_write_units, 1.0);
-    assert_eq!(cost("release_lease").billed_write_units, 1.0);
+    // A small state rides on the release's update of the head item.
+    assert_eq!(cost("release_lease_with_state").billed_write_units, 1.0);
     // A reader elsewhere marks the head item; the writer reads the mark from a replica.
     assert_eq!(cost("follow_output").billed_write_units, 1.0);
     assert_eq!(cost("output_followed_until").read_units, 0.5);

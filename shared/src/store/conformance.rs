@@ -97,6 +97,7 @@ cases![
     release_by_another_holder_changes_nothing,
     messages_are_replaced_appended_and_truncated,
     state_round_trips,
+    release_with_state_saves_it,
     follow_marks_only_move_forward,
     chats_are_isolated,
     concurrent_input_appends_get_distinct_seqs,
@@ -985,6 +986,38 @@ pub async fn follow_marks_only_move_forward(store: &dyn Store) {
         Err(StoreError::NoSession(chat)) if chat == missing
     ));
     assert_eq!(store.output_followed_until(&missing).await.unwrap(), None);
+}
+
+/// A turn's end saves the chat's state with the release, whatever its size, and later saves
+/// (with a release or alone) replace it.
+pub async fn release_with_state_saves_it(store: &dyn Store) {
+    let chat_id = new_chat(store, "release-state").await;
+    let now = now_ms();
+    let input = store
+        .append_input(&chat_id, "p0", "{}", now)
+        .await
+        .unwrap()
+        .seq;
+    let small = json!({ "usage": { "input": 12, "output": 500 } });
+    let large = json!({ "summary": "a long summary of the chat so far. ".repeat(400) });
+    for (turn, state) in [&small, &large, &small].into_iter().enumerate() {
+        let holder = format!("holder-{turn}");
+        store
+            .acquire_lease(&chat_id, lease(&holder, now, 30_000), now)
+            .await
+            .unwrap();
+        store
+            .release_lease_with_state(&chat_id, &holder, Some(input), state)
+            .await
+            .unwrap();
+        assert_eq!(store.lease(&chat_id).await.unwrap(), None, "turn {turn}");
+        assert_eq!(store.consumed_input(&chat_id).await.unwrap(), Some(input));
+        assert_eq!(store.state(&chat_id).await.unwrap().as_ref(), Some(state));
+    }
+    store.put_state(&chat_id, &large).await.unwrap();
+    assert_eq!(store.state(&chat_id).await.unwrap(), Some(large));
+    store.put_state(&chat_id, &json!(7)).await.unwrap();
+    assert_eq!(store.state(&chat_id).await.unwrap(), Some(json!(7)));
 }
 
 pub async fn chats_are_isolated(store: &dyn Store) {

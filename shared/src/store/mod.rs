@@ -328,6 +328,20 @@ pub trait Store: Send + Sync {
         holder: &str,
         consumed_input: Option<u64>,
     ) -> StoreResult<()>;
+    /// Ends the turn as [`release_lease`](Self::release_lease) does, with the chat's state
+    /// saved: by default [`put_state`](Self::put_state), then the release; a store may do both in
+    /// one write. When the release lands, [`state`](Self::state) reads `state`; with `LeaseLost`,
+    /// the state may or may not have been saved.
+    async fn release_lease_with_state(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        consumed_input: Option<u64>,
+        state: &Value,
+    ) -> StoreResult<()> {
+        self.put_state(chat_id, state).await?;
+        self.release_lease(chat_id, holder, consumed_input).await
+    }
     async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>>;
 
     // Finished messages, in conversation order.

@@ -587,17 +587,19 @@ impl TurnRunner {
                 "deferred work still ran at the agent's cap and was dropped"
             );
         }
+        // Saved as the turn frees the chat (one write on DynamoDB), or alone if it cannot.
         let changed_state = state.changed_value();
-        if changed_state.is_some() || total_usage != record.usage || new_summary.is_some() {
-            let saved = ChatRecord {
+        let saved = (changed_state.is_some()
+            || total_usage != record.usage
+            || new_summary.is_some())
+        .then(|| {
+            ChatRecord {
                 state: changed_state.or(record.state),
                 usage: total_usage,
                 summary: new_summary.or(record.summary),
-            };
-            if let Err(error) = self.store.put_state(&chat_id, &saved.encode()).await {
-                tracing::error!(chat = %chat_id, "could not save the chat state: {error}");
             }
-        }
+            .encode()
+        });
         tracing::info!(
             chat = %chat_id,
             steps = outcome.steps,
@@ -610,6 +612,9 @@ impl TurnRunner {
         drop(heartbeat);
         if writer.lease_lost() {
             // Someone recovered this chat while we stalled; the turn is theirs to close.
+            if let Some(saved) = &saved {
+                self.save_state(&chat_id, saved).await;
+            }
             self.live.remove(&live);
             live.finish();
             return;
@@ -621,6 +626,7 @@ impl TurnRunner {
                 &outcome.message,
                 &info.controls.injected(),
                 &lease,
+                saved.as_ref(),
             )
             .await
         {
@@ -643,6 +649,8 @@ impl TurnRunner {
     /// the reply and frees the chat, in that order. Readers are given the turn's end only once
     /// the chat is free, so they also find the reply in the history. The turn-complete names
     /// the reply ([`REPLY_HEADER`]): a turn that dies before storing it is recovered with it.
+    /// `state`, when the turn changed it, is saved with the release, or alone when the turn
+    /// cannot free the chat.
     async fn settle(
         &self,
         chat_id: &str,
@@ -650,7 +658,57 @@ impl TurnRunner {
         message: &UIMessage,
         injected: &[UIMessage],
         lease: &TurnLease,
+        state: Option<&serde_json::Value>,
     ) -> Result<(), String> {
+        let closing = match self
+            .end_and_store(chat_id, writer, message, injected, lease)
+            .await
+        {
+            Ok(closing) => closing,
+            Err(error) => {
+                if let Some(state) = state {
+                    self.save_state(chat_id, state).await;
+                }
+                return Err(error);
+            }
+        };
+        let released = match state {
+            Some(state) => {
+                self.store
+                    .release_lease_with_state(chat_id, &lease.holder, lease.input_seq, state)
+                    .await
+            }
+            None => {
+                self.store
+                    .release_lease(chat_id, &lease.holder, lease.input_seq)
+                    .await
+            }
+        };
+        let released = match released {
+            // The turn-complete is written, so nobody took the turn over: an earlier attempt
+            // of this release landed and its answer was lost (the store retried it).
+            Err(StoreError::LeaseLost) => Ok(()),
+            Err(error) => {
+                if let Some(state) = state {
+                    self.save_state(chat_id, state).await;
+                }
+                Err(error.to_string())
+            }
+            Ok(()) => Ok(()),
+        };
+        writer.announce(closing);
+        released
+    }
+
+    /// The turn's end in the log, then its reply and the messages it injected in the history.
+    async fn end_and_store(
+        &self,
+        chat_id: &str,
+        writer: &mut OutputWriter,
+        message: &UIMessage,
+        injected: &[UIMessage],
+        lease: &TurnLease,
+    ) -> Result<OutputRecord, String> {
         let stored = has_content(message).then_some(message);
         let closing = writer
             .complete(lease.input_seq, stored)
@@ -668,18 +726,14 @@ impl TurnRunner {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let released = match self
-            .store
-            .release_lease(chat_id, &lease.holder, lease.input_seq)
-            .await
-        {
-            // The turn-complete is written, so nobody took the turn over: an earlier attempt
-            // of this release landed and its answer was lost (the store retried it).
-            Err(StoreError::LeaseLost) => Ok(()),
-            released => released.map_err(|e| e.to_string()),
-        };
-        writer.announce(closing);
-        released
+        Ok(closing)
+    }
+
+    /// Saves the chat's state on its own; a failure is logged (the turn goes on ending).
+    async fn save_state(&self, chat_id: &str, state: &serde_json::Value) {
+        if let Err(error) = self.store.put_state(chat_id, state).await {
+            tracing::error!(chat = %chat_id, "could not save the chat state: {error}");
+        }
     }
 
     async fn last_input_seq(&self, chat_id: &str, after: Option<u64>) -> Option<u64> {

@@ -75,9 +75,76 @@ pub(super) fn parse_session(item: &Item) -> StoreResult<Session> {
     })
 }
 
-/// Drops the lease from the head item.
-pub(super) const DROP_LEASE: &str =
-    "REMOVE #holder, #acquired_ms, #lease_ms, #first_seq, #input_seq";
+/// The lease's attributes on the head item.
+const LEASE_ATTRIBUTES: &str = "#holder, #acquired_ms, #lease_ms, #first_seq, #input_seq";
+
+/// The chat's state kept on the head item (`st`) when its JSON is this small: the head item is
+/// updated by every turn, and billed by its size, a unit per KB.
+pub(super) const STATE_ON_HEAD_MAX: usize = 512;
+
+/// The state's JSON, when it is small enough for the head item.
+pub(super) fn on_head(data: &[u8]) -> Option<&str> {
+    (data.len() <= STATE_ON_HEAD_MAX)
+        .then(|| std::str::from_utf8(data).ok())
+        .flatten()
+}
+
+/// What a release does with the state on the head item.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum HeadState<'a> {
+    Keep,
+    /// Saves this JSON there.
+    Set(&'a str),
+    /// Removes it, and marks the head item `st_item`: the state is in its own item.
+    Drop,
+}
+
+/// The update of the head item that drops the lease, raises the consumed mark to `consumed`
+/// (when given), and does `state`.
+pub(super) fn release_update(consumed: Option<u64>, state: HeadState<'_>) -> Expr {
+    let mut remove = LEASE_ATTRIBUTES.to_owned();
+    let mut set = Vec::new();
+    if consumed.is_some() {
+        set.push("#consumed = :consumed");
+    }
+    match state {
+        HeadState::Keep => {}
+        HeadState::Set(_) => {
+            set.push("#st = :st");
+            remove.push_str(", #st_item");
+        }
+        HeadState::Drop => {
+            remove.push_str(", #st");
+            set.push("#st_item = :true");
+        }
+    }
+    let mut text = format!("REMOVE {remove}");
+    if !set.is_empty() {
+        text.push_str(" SET ");
+        text.push_str(&set.join(", "));
+    }
+    let mut update = Expr::new(text);
+    if let Some(consumed) = consumed {
+        update = update.value(":consumed", n(consumed));
+    }
+    match state {
+        HeadState::Keep => {}
+        HeadState::Set(json) => update = update.value(":st", s(json)),
+        HeadState::Drop => update = update.value(":true", AttributeValue::Bool(true)),
+    }
+    update
+}
+
+/// The head item's update that keeps the state as `state` says (not `Keep`), as `put_state`
+/// does without a release.
+pub(super) fn state_update(state: HeadState<'_>) -> Expr {
+    match state {
+        HeadState::Set(json) => Expr::new("SET #st = :st REMOVE #st_item").value(":st", s(json)),
+        HeadState::Drop | HeadState::Keep => {
+            Expr::new("SET #st_item = :true REMOVE #st").value(":true", AttributeValue::Bool(true))
+        }
+    }
+}
 
 /// Puts `lease` on the head item, in place of any it held.
 pub(super) fn lease_update(lease: &TurnLease) -> Expr {
@@ -114,4 +181,41 @@ pub(super) fn parse_input(logical: Logical) -> StoreResult<InputRecord> {
             StoreError::Backend("malformed DynamoDB input record: body is not UTF-8".into())
         })?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_drops_the_lease_and_does_what_it_is_asked_to_the_state() {
+        let keep = release_update(None, HeadState::Keep);
+        assert_eq!(keep.text, format!("REMOVE {LEASE_ATTRIBUTES}"));
+        assert!(keep.values().is_none());
+
+        let set = release_update(Some(4), HeadState::Set("{\"n\":1}"));
+        assert_eq!(
+            set.text,
+            format!("REMOVE {LEASE_ATTRIBUTES}, #st_item SET #consumed = :consumed, #st = :st")
+        );
+        assert_eq!(set.values.get(":consumed"), Some(&n(4)));
+        assert_eq!(set.values.get(":st"), Some(&s("{\"n\":1}")));
+
+        let drop = release_update(Some(4), HeadState::Drop);
+        assert_eq!(
+            drop.text,
+            format!("REMOVE {LEASE_ATTRIBUTES}, #st SET #consumed = :consumed, #st_item = :true")
+        );
+        assert!(!drop.values.contains_key(":st"));
+    }
+
+    #[test]
+    fn only_small_states_go_on_the_head_item() {
+        assert_eq!(on_head(b"{\"usage\":1}"), Some("{\"usage\":1}"));
+        assert_eq!(
+            on_head(&vec![b'1'; STATE_ON_HEAD_MAX]).map(str::len),
+            Some(512)
+        );
+        assert_eq!(on_head(&vec![b'1'; STATE_ON_HEAD_MAX + 1]), None);
+    }
 }

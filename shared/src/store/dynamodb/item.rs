@@ -71,6 +71,10 @@ pub(super) const CLOSED_REASON: &str = "closed_reason";
 
 // The head item: the chat's counters.
 pub(super) const CONSUMED: &str = "consumed";
+/// The chat's state as JSON, when small (`codec::STATE_ON_HEAD_MAX`); else in the `state` item.
+pub(super) const STATE_ON_HEAD: &str = "st";
+/// Marks that the chat's state is in the `state` item.
+pub(super) const STATE_IN_ITEM: &str = "st_item";
 
 // Input records and claims.
 pub(super) const SEQ: &str = "seq";

@@ -497,6 +497,78 @@ impl DynamoStore {
         }
     }
 
+    /// Drops the lease held by `holder`, raises the consumed mark to `consumed_input` (it only
+    /// goes up: when it is already as high, the lease alone is dropped) and does `state` to the
+    /// state kept on the head item, in one update of the head item.
+    async fn release(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        consumed_input: Option<u64>,
+        state: HeadState<'_>,
+    ) -> StoreResult<()> {
+        let head = key(&chat_pk(chat_id), HEAD);
+        // Held by `holder`, and the session is live; and `also`.
+        let held = |also: &str| {
+            Expr::new(format!("#holder = :holder AND {LIVE}{also}"))
+                .value(":holder", s(holder))
+                .value(":now_s", n(now_ms() / 1000))
+        };
+        if let Some(consumed) = consumed_input {
+            let update = release_update(Some(consumed), state);
+            let upward = held(" AND (attribute_not_exists(#consumed) OR #consumed < :consumed)")
+                .value(":consumed", n(consumed));
+            match self
+                .update(head.clone(), &update, &upward, ReturnValue::UpdatedOld)
+                .await
+            {
+                Ok(old) => return self.state_moved_to_head(chat_id, state, old).await,
+                Err(Failure::Condition(Some(item)))
+                    if !expired(&item, now_ms())
+                        && opt_str(&item, HOLDER).ok().flatten() == Some(holder) => {}
+                Err(Failure::Condition(_)) => return Err(StoreError::LeaseLost),
+                Err(failure) => return Err(failure.into_store_error()),
+            }
+        }
+        let update = release_update(None, state);
+        match self
+            .update(head, &update, &held(""), ReturnValue::UpdatedOld)
+            .await
+        {
+            Ok(old) => self.state_moved_to_head(chat_id, state, old).await,
+            Err(Failure::Condition(_)) => Err(StoreError::LeaseLost),
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
+
+    /// After an update of the head item that did `state`, given the attributes it changed as
+    /// they were: deletes the `state` item when the state has just moved onto the head item.
+    async fn state_moved_to_head(
+        &self,
+        chat_id: &str,
+        state: HeadState<'_>,
+        old: Option<Item>,
+    ) -> StoreResult<()> {
+        let had_item = old.is_some_and(|old| old.contains_key(STATE_IN_ITEM));
+        if !matches!(state, HeadState::Set(_)) || !had_item {
+            return Ok(());
+        }
+        let pk = chat_pk(chat_id);
+        let hi = format!("{STATE}#p{RANGE_END}");
+        let (items, _) = self
+            .query_page(&pk, (STATE, &hi), None, Some("#pk, #sk"), None)
+            .await?;
+        self.delete_all(items).await
+    }
+
+    /// Writes a state too large for the head item as the chat's `state` item.
+    async fn put_state_item(&self, chat_id: &str, data: &[u8]) -> StoreResult<()> {
+        let expiry = self.require_session(chat_id).await?;
+        self.replace_logical(&chat_pk(chat_id), STATE, Item::new(), data, None, expiry)
+            .await?
+            .map_err(Failure::into_store_error)
+    }
+
     /// Decodes the output batch whose main item is `main`: at once when the item holds it whole
     /// (every batch a reply streams), else read again with its pieces.
     async fn read_batch(&self, chat_id: &str, main: Item) -> StoreResult<Vec<OutputRecord>> {
@@ -931,40 +1003,26 @@ impl Store for DynamoStore {
         holder: &str,
         consumed_input: Option<u64>,
     ) -> StoreResult<()> {
-        let head = key(&chat_pk(chat_id), HEAD);
-        // Held by `holder`, and the session is live; and `also`.
-        let held = |also: &str| {
-            Expr::new(format!("#holder = :holder AND {LIVE}{also}"))
-                .value(":holder", s(holder))
-                .value(":now_s", n(now_ms() / 1000))
-        };
-        if let Some(consumed) = consumed_input {
-            // Drop the lease and raise the mark in one write; the mark only goes up, so when
-            // it is already as high the condition fails and the lease alone is dropped.
-            let update = Expr::new(format!("{DROP_LEASE} SET #consumed = :consumed"))
-                .value(":consumed", n(consumed));
-            let upward = held(" AND (attribute_not_exists(#consumed) OR #consumed < :consumed)")
-                .value(":consumed", n(consumed));
-            match self
-                .update(head.clone(), &update, &upward, ReturnValue::None)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(Failure::Condition(Some(item)))
-                    if !expired(&item, now_ms())
-                        && opt_str(&item, HOLDER).ok().flatten() == Some(holder) => {}
-                Err(Failure::Condition(_)) => return Err(StoreError::LeaseLost),
-                Err(failure) => return Err(failure.into_store_error()),
-            }
-        }
-        match self
-            .update(head, &Expr::new(DROP_LEASE), &held(""), ReturnValue::None)
+        self.release(chat_id, holder, consumed_input, HeadState::Keep)
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(Failure::Condition(_)) => Err(StoreError::LeaseLost),
-            Err(failure) => Err(failure.into_store_error()),
+    }
+
+    async fn release_lease_with_state(
+        &self,
+        chat_id: &str,
+        holder: &str,
+        consumed_input: Option<u64>,
+        state: &Value,
+    ) -> StoreResult<()> {
+        let data = to_json(state)?;
+        if let Some(text) = on_head(&data) {
+            return self
+                .release(chat_id, holder, consumed_input, HeadState::Set(text))
+                .await;
         }
+        self.put_state_item(chat_id, &data).await?;
+        self.release(chat_id, holder, consumed_input, HeadState::Drop)
+            .await
     }
 
     async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>> {
@@ -1118,9 +1176,16 @@ impl Store for DynamoStore {
     }
 
     async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {
+        let pk = chat_pk(chat_id);
+        let Some(head) = self.get(&pk, HEAD).await? else {
+            return Ok(None);
+        };
+        if let Some(text) = opt_str(&head, STATE_ON_HEAD)? {
+            return json(&head, STATE_ON_HEAD, text.as_bytes()).map(Some);
+        }
         let hi = format!("{STATE}#p{RANGE_END}");
         let logical = self
-            .query_logical(&chat_pk(chat_id), (STATE, &hi), None, |_| false)
+            .query_logical(&pk, (STATE, &hi), None, |_| false)
             .await?;
         logical
             .first()
@@ -1129,10 +1194,24 @@ impl Store for DynamoStore {
     }
 
     async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {
-        let expiry = self.require_session(chat_id).await?;
         let data = to_json(state)?;
-        self.replace_logical(&chat_pk(chat_id), STATE, Item::new(), &data, None, expiry)
-            .await?
-            .map_err(Failure::into_store_error)
+        let head = key(&chat_pk(chat_id), HEAD);
+        let live = Expr::new(format!("attribute_exists(#pk) AND {LIVE}"))
+            .value(":now_s", n(now_ms() / 1000));
+        let state = match on_head(&data) {
+            Some(text) => HeadState::Set(text),
+            None => {
+                self.put_state_item(chat_id, &data).await?;
+                HeadState::Drop
+            }
+        };
+        match self
+            .update(head, &state_update(state), &live, ReturnValue::UpdatedOld)
+            .await
+        {
+            Ok(old) => self.state_moved_to_head(chat_id, state, old).await,
+            Err(Failure::Condition(_)) => Err(no_session(chat_id)),
+            Err(failure) => Err(failure.into_store_error()),
+        }
     }
 }

@@ -24,11 +24,10 @@ pub struct WriterSettings {
     pub flush_interval_ms: u64,
     /// Write at least this often while nobody in another process follows the log, on a store
     /// that bills each write ([`OutputCadence::WhileFollowed`]: on DynamoDB a put, a write unit
-    /// per KB, so fewer, larger batches are much cheaper). The turn's first batch still goes
-    /// out after `flush_interval_ms`: a crash then keeps the start of the reply (recovery closes
-    /// it where the log ends), and a reader that reloads at once finds it. After that, this
-    /// bounds what a crash of the turn's process loses of the reply's deltas. A reader that
-    /// starts following asks for short batches and gets them within `flush_interval_ms` or two.
+    /// per KB, so fewer, larger batches are much cheaper). It bounds what a crash of the turn's
+    /// process loses of the reply's deltas (recovery closes the reply where the log ends; tool
+    /// calls, errors and the turn's end are written at once). A reader that starts following
+    /// asks for short batches and gets them within `flush_interval_ms` or two.
     pub unfollowed_flush_interval_ms: u64,
     /// Write when this many records wait. High enough that the long window's batches are cut
     /// by time, not count: a store bills by the KB, so one 2 KB batch costs less than two of 1.1.
@@ -42,7 +41,7 @@ impl Default for WriterSettings {
     fn default() -> Self {
         WriterSettings {
             flush_interval_ms: 800,
-            unfollowed_flush_interval_ms: 5_000,
+            unfollowed_flush_interval_ms: 10_000,
             max_batch: 1024,
             lease_ttl_ms: 30_000,
             stop_poll_interval_ms: 500,
@@ -58,8 +57,6 @@ pub struct OutputWriter {
     next_seq: u64,
     pending: Vec<OutputRecord>,
     last_flush_ms: u64,
-    /// Whether a batch of this turn has been written.
-    flushed_once: bool,
     /// The store's cadence, and (for `WhileFollowed`) until when the log is known to be
     /// followed and when the writer last looked.
     cadence: OutputCadence,
@@ -88,7 +85,6 @@ impl OutputWriter {
             settings,
             pending: Vec::new(),
             last_flush_ms: now,
-            flushed_once: false,
             followed_until_ms: 0,
             last_follow_check_ms: 0,
             last_stop_poll_ms: now,
@@ -122,7 +118,6 @@ impl OutputWriter {
             Ok(()) => {
                 self.pending.clear();
                 self.last_flush_ms = now_ms();
-                self.flushed_once = true;
                 Ok(())
             }
             Err(StoreError::SequenceTaken(seq)) => {
@@ -169,15 +164,13 @@ impl OutputWriter {
     }
 
     /// Whether the pending records have waited long enough: `flush_interval_ms` where writes
-    /// are cheap, for the turn's first batch, or while the log is followed; else
-    /// `unfollowed_flush_interval_ms`.
+    /// are cheap or while the log is followed, else `unfollowed_flush_interval_ms`.
     async fn batch_due(&mut self, now: u64) -> bool {
         let waited = now.saturating_sub(self.last_flush_ms);
         if waited < self.settings.flush_interval_ms {
             return false;
         }
         self.cadence == OutputCadence::Steady
-            || !self.flushed_once
             || waited >= self.settings.unfollowed_flush_interval_ms
             || self.followed(now).await
     }
@@ -329,9 +322,8 @@ mod tests {
         serde_json::from_value(value).expect("a chunk")
     }
 
-    /// On a store that bills each write, the turn's first batch goes out early; after it, deltas
-    /// wait for the long window while nobody follows the log elsewhere, and go out in short
-    /// batches once a reader marks it followed.
+    /// On a store that bills each write, deltas wait for the long window while nobody follows
+    /// the log elsewhere, and go out in short batches once a reader marks it followed.
     #[tokio::test]
     async fn deltas_wait_longer_until_a_reader_elsewhere_follows() {
         use crate::store::OutputCadence;
@@ -351,16 +343,12 @@ mod tests {
         let mut writer = OutputWriter::new(store.clone(), live, settings, None);
         let delta = chunk(json!({"type": "text-delta", "id": "t", "delta": "a"}));
         let written = || async { store.output("f", None, 100).await.expect("output").len() };
-        writer.emit(&delta).await.expect("emit");
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-        writer.emit(&delta).await.expect("emit");
-        assert_eq!(written().await, 2, "the turn's first batch goes out early");
         for _ in 0..3 {
             writer.emit(&delta).await.expect("emit");
             tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         }
         writer.emit(&delta).await.expect("emit");
-        assert_eq!(written().await, 2, "unfollowed, the next batch waits");
+        assert_eq!(written().await, 0, "unfollowed, the batch waits");
 
         store
             .follow_output("f", now_ms() + 10_000)
@@ -368,10 +356,10 @@ mod tests {
             .expect("mark");
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         writer.emit(&delta).await.expect("emit");
-        assert_eq!(written().await, 7, "followed, the batch goes out");
+        assert_eq!(written().await, 5, "followed, the batch goes out");
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         writer.emit(&delta).await.expect("emit");
-        assert_eq!(written().await, 8, "and so does the next");
+        assert_eq!(written().await, 6, "and so does the next");
     }
 
     #[tokio::test]

@@ -72,7 +72,9 @@ e2eSuite('the Lambda functions', (ctx, e2e) => {
     assert.equal(response.status, 200);
     const reader = response.body.getReader();
     let seen = '';
-    while (chunksOf(seen).filter((c) => c.type === 'text-delta').length < 40) {
+    // Past the first batch: on DynamoDB, while no reader elsewhere follows, a turn writes its
+    // deltas every 10 s, so a crash loses at most the last 10 s of them.
+    while (chunksOf(seen).filter((c) => c.type === 'text-delta').length < 240) {
       const { done, value } = await reader.read();
       assert.ok(!done, 'the stream ended before the kill');
       seen += new TextDecoder().decode(value);
@@ -107,7 +109,7 @@ e2eSuite('the Lambda functions', (ctx, e2e) => {
     const closers = new Set(['text-end', 'reasoning-end', 'error', 'abort', 'finish-step', 'finish']);
     assert.ok(closing.every((type) => closers.has(type)), `after the kept chunks only closing ones: ${closing.join(' ')}`);
     assert.ok(closing.includes('abort') || closing.includes('error'), `the reply says it was interrupted: ${closing.join(' ')}`);
-    assert.ok(replay.slice(0, kept).filter((c) => c.type === 'text-delta').length >= 10, `the deltas flushed before the kill were kept: ${kept} chunks`);
+    assert.ok(replay.slice(0, kept).filter((c) => c.type === 'text-delta').length >= 100, `the deltas flushed before the kill were kept: ${kept} chunks`);
     const messages = await getMessages(ctx.server, chatId, token);
     assert.equal(messages.length, 2, `the message and the partial reply are in the history: ${JSON.stringify(messages)}`);
     assert.ok(textOf(messages[1]).startsWith('k0 k1 k2 '), textOf(messages[1]));

@@ -485,26 +485,24 @@ a turn), and the goal is held against that figure. Reads are as DynamoDB Local r
 reports no units for a Query that finds nothing.
 
 {dynamo}
-Where the units go. Every turn, however long, appends its input (the one transaction left: the
-head item's counter and the record, four units on AWS; six with the claim of a part id the client
-sent, which the AI SDK's transport never does), takes the lease (an update of the head item),
-reads the history and state, stores the user's message and the reply (three plain writes each:
-the head's position counter, the id index, the message), saves the state and releases the lease,
-raising the consumed mark in the same update of the head item: the 1-token row. The reply's
-output log adds one put per batch, keyed by the batch's first seq, so two writers of the same
-seqs collide on the key and no guard item is written. Live readers are fed from memory at once,
-so the log is written for readers in other processes (a reload served by another instance) and
-for recovery. The turn's first batch goes out after 800 ms (a crash keeps the reply's start);
-after it, while no reader elsewhere follows, the writer batches deltas and the markers around
-them for up to 5 s. A reader in another process marks the chat's head item as followed (a write
-every 2 s of following), and the writer, which looks for the mark at most every 800 ms (a read
-from a replica, half a unit), then writes every 800 ms, so that reader lags by a second or two
-at most. Tool calls and errors are written at once; the turn's end (the rest of the reply and
-the turn-complete, one batch) before the reply is stored. A batch is packed
-(consecutive seqs, timestamp differences, record ids implied) and deflated, so 80 deltas take a
-few hundred bytes instead of 12 KB, and the 500 deltas of these turns 1 to 2 KB. The bookkeeping
-sets the floor;
-[profiling.md](profiling.md#write-units-on-dynamodb) has what a turn of ten units would take.
+Where the units go. No turn writes a transaction or a counter. Every turn, however long,
+appends its input (one put at the seq after the last record's, where no live item is: two
+appends racing for a seq collide on the key; a client's part id, which the AI SDK's transport
+never sends, is claimed with it in a transaction of four units), takes the lease (an update of
+the head item), reads the history and state, stores the user's message and the reply (two plain
+writes each: the id's index to the position after the last message's, then the message there),
+and releases the lease, raising the consumed mark and saving a small state in the same update
+of the head item. Live readers are fed from memory at once, so the output log is written for
+readers in other processes (a reload served by another instance) and for recovery: while no
+reader elsewhere follows, the writer batches a reply's deltas for up to 10 s and writes the rest
+with the turn-complete, in one put keyed by the batch's first seq; a reader in another process
+marks the chat's head item as followed (a write every 2 s of following), and the writer, which
+looks for the mark at most every 800 ms (a read from a replica, half a unit), then writes every
+800 ms, so that reader lags by a second or two at most. Tool calls and errors are written at
+once. A batch is packed (consecutive seqs, timestamp differences, record ids implied) and
+deflated, so 80 deltas take a few hundred bytes instead of 12 KB, and the 500 deltas of these
+turns 1 to 2 KB. [profiling.md](profiling.md#write-units-on-dynamodb) has how a turn came down
+to these units, and its margins.
 "
         ),
         None => String::new(),

@@ -334,16 +334,30 @@ impl DynamoStore {
         chat_id: &str,
         seq: Option<u64>,
     ) -> StoreResult<Option<Item>> {
-        let pk = chat_pk(chat_id);
         let lo = seq_sk("out", 0);
         let hi = seq.map_or_else(|| format!("out#{RANGE_END}"), |seq| seq_sk("out", seq));
+        self.last_live_main(&chat_pk(chat_id), (&lo, &hi), [BATCHES_BACK; 2], None)
+            .await
+    }
+
+    /// The live main item with the highest sort key in the range, read from its end: `limits`
+    /// items the first page, then a page. Pieces of a payload over one item sort after their
+    /// main item, so come first; items of an expired session of the chat (which TTL has yet to
+    /// delete) may lie past the live ones.
+    async fn last_live_main(
+        &self,
+        pk: &str,
+        range: (&str, &str),
+        limits: [i32; 2],
+        projection: Option<&str>,
+    ) -> StoreResult<Option<Item>> {
         let now = now_ms();
+        let mut limit = limits[0];
         let mut start = None;
         loop {
             let (items, next) = self
-                .query_page_in(&pk, (&lo, &hi), Some(BATCHES_BACK), None, start, false)
+                .query_page_in(pk, range, Some(limit), projection, start, false)
                 .await?;
-            // Pieces of a payload over one item sort after their main item, so come first.
             let main = items
                 .into_iter()
                 .find(|item| !item.contains_key(PART_NO) && !expired(item, now));
@@ -351,6 +365,7 @@ impl DynamoStore {
                 return Ok(main);
             }
             start = next;
+            limit = limits[1];
         }
     }
 
@@ -450,38 +465,19 @@ impl DynamoStore {
 
     /// The seq of the chat's last live item keyed `{prefix}#{seq}` (input records, messages),
     /// read from the end of the range: one item, unless items of an expired session of the chat
-    /// (which TTL has yet to delete) lie past the live ones.
+    /// lie past the live ones.
     async fn last_live_seq(&self, pk: &str, prefix: &str) -> StoreResult<Option<u64>> {
         let lo = seq_sk(prefix, 0);
         let hi = format!("{prefix}#{RANGE_END}");
-        let now = now_ms();
-        let mut limit = 1;
-        let mut start = None;
-        let last = loop {
-            let (items, more) = self
-                .query_page_in(
-                    pk,
-                    (&lo, &hi),
-                    Some(limit),
-                    Some("#sk, #expires_at"),
-                    start,
-                    false,
-                )
-                .await?;
-            if let Some(live) = items.into_iter().find(|item| !expired(item, now)) {
-                break live;
-            }
-            match more {
-                Some(key) => start = Some(key),
-                None => return Ok(None),
-            }
-            limit = 100;
+        let Some(last) = self
+            .last_live_main(pk, (&lo, &hi), [1, 100], Some("#sk, #expires_at, #pn"))
+            .await?
+        else {
+            return Ok(None);
         };
         let sk = get_str(&last, SK)?;
-        // An item's continuation pieces share its seq (`{prefix}#{seq}#p…`).
         sk.strip_prefix(prefix)
             .and_then(|rest| rest.strip_prefix('#'))
-            .and_then(|rest| rest.get(..20))
             .and_then(|digits| digits.parse::<u64>().ok())
             .map(Some)
             .ok_or_else(|| StoreError::Backend(format!("malformed DynamoDB key `{sk}`")))
@@ -553,12 +549,14 @@ impl DynamoStore {
         if !matches!(state, HeadState::Set(_)) || !had_item {
             return Ok(());
         }
-        let pk = chat_pk(chat_id);
-        let hi = format!("{STATE}#p{RANGE_END}");
-        let (items, _) = self
-            .query_page(&pk, (STATE, &hi), None, Some("#pk, #sk"), None)
+        let keys = self
+            .query_all(
+                &chat_pk(chat_id),
+                (STATE, &state_range_end()),
+                Some("#pk, #sk"),
+            )
             .await?;
-        self.delete_all(items).await
+        self.delete_all(keys).await
     }
 
     /// Writes a state too large for the head item as the chat's `state` item.
@@ -592,6 +590,11 @@ impl DynamoStore {
 }
 
 /// `seq > after` as the first seq to read; `None` when nothing can follow `after`.
+/// The end of the sort-key range of the `state` item and its pieces.
+fn state_range_end() -> String {
+    format!("{STATE}#p{RANGE_END}")
+}
+
 fn first_after(after: Option<u64>) -> Option<u64> {
     match after {
         None => Some(0),
@@ -1148,18 +1151,9 @@ impl Store for DynamoStore {
         };
         let lo = seq_sk("msg", get_num(&index, POSITION)?);
         let hi = format!("msg#{RANGE_END}");
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let (page, next) = self
-                .query_page(&pk, (&lo, &hi), None, Some("#pk, #sk, #mid"), start)
-                .await?;
-            items.extend(page);
-            if next.is_none() {
-                break;
-            }
-            start = next;
-        }
+        let items = self
+            .query_all(&pk, (&lo, &hi), Some("#pk, #sk, #mid"))
+            .await?;
         // The messages from the end backwards, then their index items: an interrupted
         // truncation leaves the conversation's head whole, and at worst index items that point
         // at nothing, which put_message recognises and replaces.
@@ -1183,9 +1177,8 @@ impl Store for DynamoStore {
         if let Some(text) = opt_str(&head, STATE_ON_HEAD)? {
             return json(&head, STATE_ON_HEAD, text.as_bytes()).map(Some);
         }
-        let hi = format!("{STATE}#p{RANGE_END}");
         let logical = self
-            .query_logical(&pk, (STATE, &hi), None, |_| false)
+            .query_logical(&pk, (STATE, &state_range_end()), None, |_| false)
             .await?;
         logical
             .first()

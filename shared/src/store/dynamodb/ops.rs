@@ -126,6 +126,25 @@ impl DynamoStore {
         .map_err(Failure::into_store_error)
     }
 
+    /// Every item of `pk` with `lo <= sk <= hi`, page after page (a page stops at 1 MB read).
+    pub(super) async fn query_all(
+        &self,
+        pk: &str,
+        range: (&str, &str),
+        projection: Option<&str>,
+    ) -> StoreResult<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let (page, next) = self.query_page(pk, range, None, projection, start).await?;
+            items.extend(page);
+            match next {
+                Some(key) => start = Some(key),
+                None => return Ok(items),
+            }
+        }
+    }
+
     /// The logical items of `pk` in the sort-key range, put back together from their pieces,
     /// expired ones left out. Pages are read until `enough` says so (or the range ends).
     pub(super) async fn query_logical(

@@ -660,18 +660,31 @@ impl TurnRunner {
         lease: &TurnLease,
         state: Option<&serde_json::Value>,
     ) -> Result<(), String> {
-        let closing = match self
+        let ended = self
             .end_and_store(chat_id, writer, message, injected, lease)
-            .await
-        {
-            Ok(closing) => closing,
-            Err(error) => {
-                if let Some(state) = state {
-                    self.save_state(chat_id, state).await;
-                }
-                return Err(error);
-            }
+            .await;
+        let released = match &ended {
+            Ok(_) => self.free_chat(chat_id, lease, state).await,
+            Err(error) => Err(error.clone()),
         };
+        if released.is_err()
+            && let Some(state) = state
+        {
+            self.save_state(chat_id, state).await;
+        }
+        if let Ok(closing) = ended {
+            writer.announce(closing);
+        }
+        released
+    }
+
+    /// Releases the turn's lease, with the chat's state when the turn changed it.
+    async fn free_chat(
+        &self,
+        chat_id: &str,
+        lease: &TurnLease,
+        state: Option<&serde_json::Value>,
+    ) -> Result<(), String> {
         let released = match state {
             Some(state) => {
                 self.store
@@ -684,20 +697,12 @@ impl TurnRunner {
                     .await
             }
         };
-        let released = match released {
+        match released {
             // The turn-complete is written, so nobody took the turn over: an earlier attempt
             // of this release landed and its answer was lost (the store retried it).
             Err(StoreError::LeaseLost) => Ok(()),
-            Err(error) => {
-                if let Some(state) = state {
-                    self.save_state(chat_id, state).await;
-                }
-                Err(error.to_string())
-            }
-            Ok(()) => Ok(()),
-        };
-        writer.announce(closing);
-        released
+            released => released.map_err(|e| e.to_string()),
+        }
     }
 
     /// The turn's end in the log, then its reply and the messages it injected in the history.
@@ -709,14 +714,14 @@ impl TurnRunner {
         injected: &[UIMessage],
         lease: &TurnLease,
     ) -> Result<OutputRecord, String> {
-        let stored = has_content(message).then_some(message);
+        let reply = has_content(message).then_some(message);
         let closing = writer
-            .complete(lease.input_seq, stored)
+            .complete(lease.input_seq, reply)
             .await
             .map_err(|e| e.to_string())?;
-        if has_content(message) {
+        if let Some(reply) = reply {
             self.store
-                .put_message(chat_id, message)
+                .put_message(chat_id, reply)
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -57,9 +57,8 @@ pub struct OutputWriter {
     next_seq: u64,
     pending: Vec<OutputRecord>,
     last_flush_ms: u64,
-    /// The store's cadence, and (for `WhileFollowed`) until when the log is known to be
-    /// followed and when the writer last looked.
-    cadence: OutputCadence,
+    /// On a store with the `WhileFollowed` cadence: until when the log is known to be followed,
+    /// and when the writer last looked.
     followed_until_ms: u64,
     last_follow_check_ms: u64,
     last_stop_poll_ms: u64,
@@ -77,7 +76,6 @@ impl OutputWriter {
     ) -> Self {
         let now = now_ms();
         OutputWriter {
-            cadence: store.output_cadence(),
             store,
             chat_id: live.chat_id().to_owned(),
             next_seq: live.first_seq(),
@@ -170,7 +168,7 @@ impl OutputWriter {
         if waited < self.settings.flush_interval_ms {
             return false;
         }
-        self.cadence == OutputCadence::Steady
+        self.store.output_cadence() == OutputCadence::Steady
             || waited >= self.settings.unfollowed_flush_interval_ms
             || self.followed(now).await
     }

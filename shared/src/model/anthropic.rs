@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::data_url::DataUrl;
 use super::sse::SseEvent;
 use super::transport::{
     EventDecoder, ProviderClient, decode_sse_stream, error_message, send_checked,
@@ -95,12 +96,11 @@ fn file_block(data: &str, media_type: &str) -> Value {
             return json!({"type": "text", "text": format!("[attached file of type {media_type}]")});
         }
     };
-    let source = match data
-        .strip_prefix("data:")
-        .and_then(|rest| rest.split_once(";base64,"))
-    {
-        Some((media, base64)) => json!({"type": "base64", "media_type": media, "data": base64}),
-        None => json!({"type": "url", "url": data}),
+    let source = match DataUrl::parse(data) {
+        Some(url) if url.base64 => {
+            json!({"type": "base64", "media_type": url.media_type, "data": url.payload})
+        }
+        _ => json!({"type": "url", "url": data}),
     };
     json!({"type": kind, "source": source})
 }

@@ -9,6 +9,8 @@ pub mod anthropic;
 // Its wire decoding needs `native` only; the signed client, `bedrock` (which implies `native`).
 #[cfg(feature = "native")]
 pub mod bedrock;
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
+pub(crate) mod data_url;
 pub mod offline;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod openai;

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures::Stream;
 use serde_json::{Map, Value, json};
 
+use super::data_url::DataUrl;
 use super::sse::SseEvent;
 use super::transport::{
     EventDecoder, MAX_ERROR_MESSAGE_CHARS, ProviderClient, decode_sse_stream, error_message,
@@ -181,7 +182,7 @@ fn file_part(data: &str, media_type: &str, filename: Option<&str>) -> Value {
         .next()
         .unwrap_or_default()
         .trim();
-    let data_url = parse_data_url(data);
+    let data_url = DataUrl::parse(data);
 
     if essence.starts_with("image/") {
         return json!({ "type": "image_url", "image_url": { "url": data } });
@@ -277,80 +278,6 @@ fn assistant_message(content: &[AssistantContent]) -> Option<Value> {
         message.insert("tool_calls".into(), tool_calls.into());
     }
     Some(Value::Object(message))
-}
-
-struct DataUrl<'a> {
-    base64: bool,
-    payload: &'a str,
-}
-
-impl DataUrl<'_> {
-    fn bytes(&self) -> Option<Vec<u8>> {
-        if self.base64 {
-            decode_base64(self.payload)
-        } else {
-            Some(percent_decode(self.payload))
-        }
-    }
-}
-
-fn parse_data_url(url: &str) -> Option<DataUrl<'_>> {
-    let scheme = url.get(..5)?;
-    if !scheme.eq_ignore_ascii_case("data:") {
-        return None;
-    }
-    let (meta, payload) = url[5..].split_once(',')?;
-    let base64 = meta
-        .split(';')
-        .any(|param| param.trim().eq_ignore_ascii_case("base64"));
-    Some(DataUrl { base64, payload })
-}
-
-/// Standard or URL-safe base64, padding optional, whitespace ignored.
-fn decode_base64(input: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 2);
-    let mut buffer: u32 = 0;
-    let mut bits = 0;
-    for byte in input.bytes() {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' => break,
-            b' ' | b'\t' | b'\r' | b'\n' => continue,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
-fn percent_decode(input: &str) -> Vec<u8> {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = input.get(i + 1..i + 3)
-            && hex.bytes().all(|b| b.is_ascii_hexdigit())
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1966,20 +1893,6 @@ mod tests {
                 { "type": "text", "text": "[Attached file (application/pdf) at https://example.com/report.pdf, which this model cannot read]" },
             ])
         );
-    }
-
-    #[test]
-    fn base64_decoding() {
-        assert_eq!(decode_base64("").unwrap(), b"");
-        assert_eq!(decode_base64("Zg==").unwrap(), b"f");
-        assert_eq!(decode_base64("Zm8").unwrap(), b"fo");
-        assert_eq!(decode_base64("Zm9v").unwrap(), b"foo");
-        assert_eq!(decode_base64("Zm9v\nYmFy").unwrap(), b"foobar");
-        assert_eq!(
-            decode_base64("-_8=").unwrap(),
-            decode_base64("+/8=").unwrap()
-        );
-        assert!(decode_base64("Zm9v!").is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::event_stream::{FrameDecoder, Message};
+use crate::model::data_url::DataUrl;
 use crate::model::transport::{ByteStreamDecoder, MAX_ERROR_MESSAGE_CHARS, truncate};
 use crate::model::{
     AssistantContent, FinishReason, ModelError, ModelEvent, ModelMessage, ModelRequest,
@@ -119,10 +120,9 @@ fn file_block(data: &str, media_type: &str, filename: Option<&str>) -> Value {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    let base64 = data
-        .strip_prefix("data:")
-        .and_then(|rest| rest.split_once(";base64,"))
-        .map(|(_, base64)| base64);
+    let base64 = DataUrl::parse(data)
+        .filter(|url| url.base64)
+        .map(|url| url.payload);
     let note = || json!({ "text": format!("[attached file of type {media_type}]") });
     let Some(base64) = base64 else {
         return note();

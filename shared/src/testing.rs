@@ -80,7 +80,6 @@ pub mod script {
 
     use crate::model::{
         FinishReason, ModelEvent, ModelMessage, ModelRequest, ToolContent, ToolResult, Usage,
-        UserContent,
     };
 
     /// Says `text` (word by word) and stops.
@@ -136,23 +135,7 @@ pub mod script {
 
     /// The text of the last user message.
     pub fn last_user_text(request: &ModelRequest) -> Option<String> {
-        request
-            .messages
-            .iter()
-            .rev()
-            .find_map(|message| match message {
-                ModelMessage::User { content } => Some(
-                    content
-                        .iter()
-                        .filter_map(|part| match part {
-                            UserContent::Text { text } => Some(text.as_str()),
-                            UserContent::File { .. } => None,
-                        })
-                        .collect::<Vec<_>>()
-                        .join(""),
-                ),
-                _ => None,
-            })
+        request.last_user_text()
     }
 }
 

@@ -153,6 +153,28 @@ pub struct ModelRequest {
     pub temperature: Option<f32>,
 }
 
+impl ModelRequest {
+    /// The text of the last user message, its text parts joined as written; `None` when the
+    /// prompt has no user message.
+    pub fn last_user_text(&self) -> Option<String> {
+        self.messages
+            .iter()
+            .rev()
+            .find_map(|message| match message {
+                ModelMessage::User { content } => Some(
+                    content
+                        .iter()
+                        .filter_map(|part| match part {
+                            UserContent::Text { text } => Some(text.as_str()),
+                            UserContent::File { .. } => None,
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            })
+    }
+}
+
 /// What a model streams back. Tool calls arrive as start, argument deltas, then the whole call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelEvent {
@@ -349,11 +371,42 @@ pub fn from_config(
     }
 }
 
-#[cfg(all(test, feature = "bedrock"))]
+#[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "bedrock")]
     use crate::config::{Config, ConfigError};
 
+    #[test]
+    fn the_last_user_text_joins_its_text_parts_and_skips_files() {
+        let user = |content: Vec<UserContent>| ModelMessage::User { content };
+        let text = |text: &str| UserContent::Text { text: text.into() };
+        let request = ModelRequest {
+            messages: vec![
+                user(vec![text("first")]),
+                ModelMessage::Assistant {
+                    content: vec![AssistantContent::Text {
+                        text: "reply".into(),
+                    }],
+                },
+                user(vec![
+                    text("Look "),
+                    UserContent::File {
+                        data: "https://example.com/a.png".into(),
+                        media_type: "image/png".into(),
+                        filename: None,
+                    },
+                    text("here"),
+                ]),
+                ModelMessage::Tool { content: vec![] },
+            ],
+            ..ModelRequest::default()
+        };
+        assert_eq!(request.last_user_text().as_deref(), Some("Look here"));
+        assert_eq!(ModelRequest::default().last_user_text(), None);
+    }
+
+    #[cfg(feature = "bedrock")]
     fn config(vars: &[(&str, &str)]) -> Config {
         Config::from_lookup(|name| {
             vars.iter()
@@ -363,6 +416,7 @@ mod tests {
         .expect("config")
     }
 
+    #[cfg(feature = "bedrock")]
     #[test]
     fn bedrock_needs_a_region_and_takes_the_model_id_and_endpoint() {
         let missing = from_config(&config(&[("CHATFN_MODEL_PROVIDER", "bedrock")]));

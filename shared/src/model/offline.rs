@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{
     FinishReason, Model, ModelError, ModelEvent, ModelMessage, ModelRequest, ModelStream,
-    ToolContent, ToolOutput, Usage, UserContent,
+    ToolContent, ToolOutput, Usage,
 };
 
 pub struct OfflineModel {
@@ -66,7 +66,7 @@ pub fn offline_reply(request: &ModelRequest) -> OfflineReply {
             .collect();
         return OfflineReply::Text(format!("{NOTICE} {}.", results.join("; ")));
     }
-    let said = last_user_text(request);
+    let said = request.last_user_text().unwrap_or_default();
     let lower = said.to_lowercase();
     let has_tool = |name: &str| request.tools.iter().any(|tool| tool.name == name);
     if (lower.contains("dice") || lower.contains("roll")) && has_tool("roll_dice") {
@@ -92,27 +92,6 @@ pub fn offline_reply(request: &ModelRequest) -> OfflineReply {
          restart; CHATFN_MODEL_BASE_URL points chatfn at any OpenAI-compatible server. \
          Ask me to roll dice or for the time to see a tool call."
     ))
-}
-
-fn last_user_text(request: &ModelRequest) -> String {
-    request
-        .messages
-        .iter()
-        .rev()
-        .find_map(|message| match message {
-            ModelMessage::User { content } => Some(
-                content
-                    .iter()
-                    .filter_map(|c| match c {
-                        UserContent::Text { text } => Some(text.as_str()),
-                        UserContent::File { .. } => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            _ => None,
-        })
-        .unwrap_or_default()
 }
 
 /// The reply as model events: words as text deltas, or one tool call.
@@ -184,7 +163,7 @@ async fn pause(delay: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ToolResult, ToolSpec};
+    use crate::model::{ToolResult, ToolSpec, UserContent};
 
     fn user(text: &str) -> ModelMessage {
         ModelMessage::User {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::data_url::DataUrl;
 use super::sse::SseEvent;
+use super::tool_call::StreamedToolCall;
 use super::transport::{
     EventDecoder, ProviderClient, decode_sse_stream, error_message, send_checked,
 };
@@ -155,11 +156,7 @@ fn tool_blocks(content: &[ToolContent]) -> Vec<Value> {
 enum Block {
     Text,
     Thinking,
-    ToolUse {
-        id: String,
-        name: String,
-        input: String,
-    },
+    ToolUse(StreamedToolCall),
     Other,
 }
 
@@ -235,15 +232,11 @@ impl EventDecoder for MessagesDecoder {
                         let name = block["name"]
                             .as_str()
                             .ok_or_else(|| Self::protocol("tool_use without name"))?;
-                        out.push(ModelEvent::ToolCallStart {
-                            id: id.to_owned(),
-                            name: name.to_owned(),
-                        });
-                        Block::ToolUse {
-                            id: id.to_owned(),
-                            name: name.to_owned(),
-                            input: String::new(),
-                        }
+                        Block::ToolUse(StreamedToolCall::start(
+                            id.to_owned(),
+                            name.to_owned(),
+                            &mut out,
+                        ))
                     }
                     _ => Block::Other,
                 };
@@ -264,32 +257,17 @@ impl EventDecoder for MessagesDecoder {
                             delta["thinking"].as_str().unwrap_or_default().to_owned(),
                         ))
                     }
-                    (Some("input_json_delta"), Block::ToolUse { id, input, .. }) => {
-                        let partial = delta["partial_json"].as_str().unwrap_or_default();
-                        input.push_str(partial);
-                        if !partial.is_empty() {
-                            out.push(ModelEvent::ToolCallDelta {
-                                id: id.clone(),
-                                arguments_delta: partial.to_owned(),
-                            });
-                        }
-                    }
+                    (Some("input_json_delta"), Block::ToolUse(call)) => call.push_arguments(
+                        delta["partial_json"].as_str().unwrap_or_default(),
+                        &mut out,
+                    ),
                     // Signatures and deltas of blocks we do not surface.
                     _ => {}
                 }
             }
             "content_block_stop" => {
-                if let Some(Block::ToolUse { id, name, input }) = self.blocks.remove(&index) {
-                    let arguments = if input.trim().is_empty() {
-                        "{}".to_owned()
-                    } else {
-                        input
-                    };
-                    out.push(ModelEvent::ToolCall {
-                        id,
-                        name,
-                        arguments,
-                    });
+                if let Some(Block::ToolUse(call)) = self.blocks.remove(&index) {
+                    out.push(call.finish());
                 }
             }
             "message_delta" => {

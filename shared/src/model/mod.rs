@@ -16,6 +16,8 @@ pub mod offline;
 pub mod openai;
 pub mod sse;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
+mod tool_call;
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod transport;
 
 use std::pin::Pin;

@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::data_url::DataUrl;
 use super::sse::SseEvent;
+use super::tool_call::StreamedToolCall;
 use super::transport::{
     EventDecoder, MAX_ERROR_MESSAGE_CHARS, ProviderClient, decode_sse_stream, error_message,
     send_checked, truncate,
@@ -301,14 +302,42 @@ pub struct ChatCompletionsDecoder {
 
 #[derive(Debug, Default)]
 struct PendingToolCall {
-    /// Fixed once `ToolCallStart` is emitted (generated then if the provider sent none).
-    id: Option<String>,
     /// The provider sent the id, so a fragment with another id is a different call.
     id_from_provider: bool,
-    name: Option<String>,
-    arguments: String,
-    started: bool,
-    completed: bool,
+    stage: CallStage,
+}
+
+#[derive(Debug)]
+enum CallStage {
+    /// No name yet: the id, if any, and the argument fragments wait for it.
+    Unnamed {
+        id: Option<String>,
+        arguments: String,
+    },
+    /// Started (with an id generated then if the provider sent none).
+    Streaming(StreamedToolCall),
+    Completed {
+        id: String,
+    },
+}
+
+impl Default for CallStage {
+    fn default() -> Self {
+        CallStage::Unnamed {
+            id: None,
+            arguments: String::new(),
+        }
+    }
+}
+
+impl PendingToolCall {
+    fn id(&self) -> Option<&str> {
+        match &self.stage {
+            CallStage::Unnamed { id, .. } => id.as_deref(),
+            CallStage::Streaming(call) => Some(call.id()),
+            CallStage::Completed { id } => Some(id),
+        }
+    }
 }
 
 impl ChatCompletionsDecoder {
@@ -498,52 +527,44 @@ impl ChatCompletionsDecoder {
         // A server that gives every call the same index still gives each its own id.
         if let (Some(id), Some(call)) = (&id, self.calls.get(&index))
             && call.id_from_provider
-            && call.id.as_deref() != Some(id.as_str())
+            && call.id() != Some(id.as_str())
         {
             index = self.next_index();
         }
 
         let call = self.calls.entry(index).or_default();
-        if call.completed {
-            tracing::warn!(
-                index,
-                "ignoring a fragment of a tool call that already completed"
-            );
-            return;
-        }
-        if call.id.is_none() && id.is_some() {
-            call.id = id;
-            call.id_from_provider = true;
-        }
-        if call.name.is_none() {
-            call.name = name;
-        }
-        call.arguments.push_str(&arguments);
-
-        if call.started {
-            if !arguments.is_empty()
-                && let Some(id) = &call.id
-            {
-                out.push(ModelEvent::ToolCallDelta {
-                    id: id.clone(),
-                    arguments_delta: arguments,
-                });
+        let started = match &mut call.stage {
+            CallStage::Completed { .. } => {
+                tracing::warn!(
+                    index,
+                    "ignoring a fragment of a tool call that already completed"
+                );
+                return;
             }
-        } else if let Some(name) = &call.name {
-            let id = call.id.get_or_insert_with(generate_tool_call_id).clone();
-            call.started = true;
-            out.push(ModelEvent::ToolCallStart {
-                id: id.clone(),
-                name: name.clone(),
-            });
-            // Fragments that came before the name, and this one's.
-            if !call.arguments.is_empty() {
-                out.push(ModelEvent::ToolCallDelta {
-                    id,
-                    arguments_delta: call.arguments.clone(),
-                });
+            CallStage::Streaming(streamed) => {
+                streamed.push_arguments(&arguments, out);
+                return;
             }
-        }
+            CallStage::Unnamed {
+                id: pending_id,
+                arguments: pending_arguments,
+            } => {
+                if pending_id.is_none() && id.is_some() {
+                    *pending_id = id;
+                    call.id_from_provider = true;
+                }
+                pending_arguments.push_str(&arguments);
+                let Some(name) = name else {
+                    return;
+                };
+                let id = pending_id.take().unwrap_or_else(generate_tool_call_id);
+                let mut streamed = StreamedToolCall::start(id, name, out);
+                // Fragments that came before the name, and this one's.
+                streamed.push_arguments(pending_arguments, out);
+                streamed
+            }
+        };
+        call.stage = CallStage::Streaming(started);
     }
 
     /// Where a fragment without `index` belongs: the call with its id, else a new call if it
@@ -553,7 +574,7 @@ impl ChatCompletionsDecoder {
             Some(id) => self
                 .calls
                 .iter()
-                .find(|(_, call)| call.id.as_deref() == Some(id))
+                .find(|(_, call)| call.id() == Some(id))
                 .map(|(index, _)| *index)
                 .unwrap_or_else(|| self.next_index()),
             None => self.calls.keys().next_back().copied().unwrap_or(0),
@@ -569,26 +590,21 @@ impl ChatCompletionsDecoder {
 
     fn complete_tool_calls(&mut self, out: &mut Vec<ModelEvent>) -> Result<(), ModelError> {
         for (index, call) in &mut self.calls {
-            if call.completed {
-                continue;
+            match std::mem::take(&mut call.stage) {
+                CallStage::Streaming(streamed) => {
+                    call.stage = CallStage::Completed {
+                        id: streamed.id().to_owned(),
+                    };
+                    out.push(streamed.finish());
+                }
+                completed @ CallStage::Completed { .. } => call.stage = completed,
+                unnamed @ CallStage::Unnamed { .. } => {
+                    call.stage = unnamed;
+                    return Err(ModelError::Protocol(format!(
+                        "tool call {index} has no function name"
+                    )));
+                }
             }
-            let (Some(id), Some(name)) = (&call.id, &call.name) else {
-                return Err(ModelError::Protocol(format!(
-                    "tool call {index} has no function name"
-                )));
-            };
-            call.completed = true;
-            // A call without arguments means no input; `{}` is what the engine can parse.
-            let arguments = if call.arguments.trim().is_empty() {
-                "{}".to_owned()
-            } else {
-                call.arguments.clone()
-            };
-            out.push(ModelEvent::ToolCall {
-                id: id.clone(),
-                name: name.clone(),
-                arguments,
-            });
         }
         Ok(())
     }

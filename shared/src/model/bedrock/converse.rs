@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::event_stream::{FrameDecoder, Message};
 use crate::model::data_url::DataUrl;
+use crate::model::tool_call::StreamedToolCall;
 use crate::model::transport::{ByteStreamDecoder, MAX_ERROR_MESSAGE_CHARS, truncate};
 use crate::model::{
     AssistantContent, FinishReason, ModelError, ModelEvent, ModelMessage, ModelRequest,
@@ -247,18 +248,12 @@ fn tool_blocks(content: &[ToolContent]) -> Vec<Value> {
 // ---------------------------------------------------------------------------------------------
 // Stream
 
-/// A tool use block being streamed; text and reasoning blocks need no state.
-struct ToolUseBlock {
-    id: String,
-    name: String,
-    input: String,
-}
-
 /// The ConverseStream events, message by message. `Finish` comes with `metadata` (which follows
 /// `messageStop` and carries the usage), or at the end of the stream when it never came.
 #[derive(Default)]
 pub struct ConverseDecoder {
-    tool_uses: BTreeMap<u64, ToolUseBlock>,
+    /// Tool use blocks being streamed; text and reasoning blocks need no state.
+    tool_uses: BTreeMap<u64, StreamedToolCall>,
     usage: Usage,
     stop_reason: Option<FinishReason>,
     saw_metadata: bool,
@@ -362,18 +357,8 @@ impl ConverseDecoder {
                     let name = tool_use["name"]
                         .as_str()
                         .ok_or_else(|| protocol("toolUse without name"))?;
-                    out.push(ModelEvent::ToolCallStart {
-                        id: id.to_owned(),
-                        name: name.to_owned(),
-                    });
-                    self.tool_uses.insert(
-                        index,
-                        ToolUseBlock {
-                            id: id.to_owned(),
-                            name: name.to_owned(),
-                            input: String::new(),
-                        },
-                    );
+                    let call = StreamedToolCall::start(id.to_owned(), name.to_owned(), &mut out);
+                    self.tool_uses.insert(index, call);
                 }
             }
             "contentBlockDelta" => {
@@ -383,18 +368,11 @@ impl ConverseDecoder {
                         out.push(ModelEvent::TextDelta(text.to_owned()));
                     }
                 } else if let Some(tool_use) = delta.get("toolUse") {
-                    let block = self
+                    let call = self
                         .tool_uses
                         .get_mut(&index)
                         .ok_or_else(|| protocol("toolUse input for a block never started"))?;
-                    let partial = tool_use["input"].as_str().unwrap_or_default();
-                    if !partial.is_empty() {
-                        block.input.push_str(partial);
-                        out.push(ModelEvent::ToolCallDelta {
-                            id: block.id.clone(),
-                            arguments_delta: partial.to_owned(),
-                        });
-                    }
+                    call.push_arguments(tool_use["input"].as_str().unwrap_or_default(), &mut out);
                 } else if let Some(reasoning) = delta.get("reasoningContent") {
                     // `signature` and `redactedContent` deltas carry nothing to show.
                     if let Some(text) = reasoning.get("text").and_then(Value::as_str)
@@ -405,17 +383,8 @@ impl ConverseDecoder {
                 }
             }
             "contentBlockStop" => {
-                if let Some(block) = self.tool_uses.remove(&index) {
-                    let arguments = if block.input.trim().is_empty() {
-                        "{}".to_owned()
-                    } else {
-                        block.input
-                    };
-                    out.push(ModelEvent::ToolCall {
-                        id: block.id,
-                        name: block.name,
-                        arguments,
-                    });
+                if let Some(call) = self.tool_uses.remove(&index) {
+                    out.push(call.finish());
                 }
             }
             "messageStop" => {

@@ -1,0 +1,76 @@
+//! Anthropic's Messages API, streaming: text, extended thinking and tool use. The request
+//! builder (`request`) and the stream decoder (`decode`) are sans IO; `Model::stream` does the
+//! one HTTP call.
+
+mod decode;
+mod request;
+
+use async_trait::async_trait;
+
+pub use decode::MessagesDecoder;
+pub use request::{API_VERSION, DEFAULT_MAX_TOKENS, request_body};
+
+use super::transport::{ProviderClient, decode_sse_stream, send_checked};
+use super::{Model, ModelError, ModelRequest, ModelStream};
+
+/// A model behind Anthropic's Messages API.
+#[derive(Clone)]
+pub struct Anthropic {
+    base_url: String,
+    api_key: String,
+    model: String,
+    client: ProviderClient,
+}
+
+/// Never the key: clients end up in logs and panics.
+impl std::fmt::Debug for Anthropic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anthropic")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Anthropic {
+    pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
+    pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+
+    pub fn new(
+        base_url: impl Into<String>,
+        api_key: impl Into<String>,
+        model: impl Into<String>,
+    ) -> Result<Self, ModelError> {
+        Ok(Anthropic {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            api_key: api_key.into(),
+            model: model.into(),
+            client: ProviderClient::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl Model for Anthropic {
+    fn id(&self) -> String {
+        format!("anthropic:{}", self.model)
+    }
+
+    async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
+        let body = request_body(&self.model, &request);
+        let request = self
+            .client
+            .post(&format!("{}/messages", self.base_url))?
+            .header("x-api-key", &self.api_key)
+            .header("anthropic-version", API_VERSION)
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream")
+            .body(body.to_string());
+        let response = send_checked(request).await?;
+        Ok(decode_sse_stream(
+            response.into_body(),
+            MessagesDecoder::new(),
+        ))
+    }
+}

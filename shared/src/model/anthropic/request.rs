@@ -1,0 +1,228 @@
+//! The Messages request body, from the core's model messages.
+
+use serde_json::{Value, json};
+
+use crate::model::data_url::DataUrl;
+use crate::model::{
+    AssistantContent, ModelMessage, ModelRequest, ToolContent, ToolOutput, UserContent,
+};
+
+/// The API version header every request carries.
+pub const API_VERSION: &str = "2023-06-01";
+/// Anthropic requires a cap on output tokens; this one fits every current model.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// The Messages request body for `request`.
+pub fn request_body(model: &str, request: &ModelRequest) -> Value {
+    let mut system = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    for message in &request.messages {
+        let (role, blocks) = match message {
+            ModelMessage::System { content } => {
+                system.push(content.clone());
+                continue;
+            }
+            ModelMessage::User { content } => ("user", user_blocks(content)),
+            ModelMessage::Assistant { content } => ("assistant", assistant_blocks(content)),
+            ModelMessage::Tool { content } => ("user", tool_blocks(content)),
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        // The API wants roles to alternate: consecutive messages of one role become one.
+        match messages.last_mut() {
+            Some(last) if last["role"] == role => {
+                if let Some(existing) = last["content"].as_array_mut() {
+                    existing.extend(blocks);
+                }
+            }
+            _ => messages.push(json!({"role": role, "content": blocks})),
+        }
+    }
+    let mut body = json!({
+        "model": model,
+        "max_tokens": request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        "messages": messages,
+        "stream": true,
+    });
+    if !system.is_empty() {
+        body["system"] = Value::String(system.join("\n\n"));
+    }
+    if !request.tools.is_empty() {
+        body["tools"] = request
+            .tools
+            .iter()
+            .map(|tool| {
+                json!({"name": tool.name, "description": tool.description, "input_schema": tool.input_schema})
+            })
+            .collect();
+    }
+    if let Some(temperature) = request
+        .temperature
+        .and_then(|t| serde_json::Number::from_f64(f64::from(t)))
+    {
+        body["temperature"] = Value::Number(temperature);
+    }
+    body
+}
+
+fn user_blocks(content: &[UserContent]) -> Vec<Value> {
+    content
+        .iter()
+        .map(|item| match item {
+            UserContent::Text { text } => json!({"type": "text", "text": text}),
+            UserContent::File {
+                data, media_type, ..
+            } => file_block(data, media_type),
+        })
+        .collect()
+}
+
+/// Images and PDFs go as sources (base64 from a data URL, or a URL); anything else as a note.
+fn file_block(data: &str, media_type: &str) -> Value {
+    let kind = match media_type {
+        m if m.starts_with("image/") => "image",
+        "application/pdf" => "document",
+        _ => {
+            return json!({"type": "text", "text": format!("[attached file of type {media_type}]")});
+        }
+    };
+    let source = match DataUrl::parse(data) {
+        Some(url) if url.base64 => {
+            json!({"type": "base64", "media_type": url.media_type, "data": url.payload})
+        }
+        _ => json!({"type": "url", "url": data}),
+    };
+    json!({"type": kind, "source": source})
+}
+
+fn assistant_blocks(content: &[AssistantContent]) -> Vec<Value> {
+    content
+        .iter()
+        .filter_map(|item| match item {
+            AssistantContent::Text { text } if !text.is_empty() => {
+                Some(json!({"type": "text", "text": text}))
+            }
+            AssistantContent::ToolCall {
+                tool_call_id,
+                tool_name,
+                input,
+                provider_executed: false,
+            } => Some(
+                json!({"type": "tool_use", "id": tool_call_id, "name": tool_name, "input": input}),
+            ),
+            // Thinking can only be sent back with the signature the API gave it, which the UI
+            // message does not keep; the model does not need its old thoughts.
+            _ => None,
+        })
+        .collect()
+}
+
+fn tool_blocks(content: &[ToolContent]) -> Vec<Value> {
+    content
+        .iter()
+        .filter_map(|item| match item {
+            ToolContent::ToolResult(result) => {
+                let is_error = matches!(
+                    result.output,
+                    ToolOutput::ErrorText(_) | ToolOutput::ExecutionDenied(_)
+                );
+                let mut block = json!({
+                    "type": "tool_result",
+                    "tool_use_id": result.tool_call_id,
+                    "content": result.output.to_text(),
+                });
+                if is_error {
+                    block["is_error"] = Value::Bool(true);
+                }
+                Some(block)
+            }
+            ToolContent::ToolApprovalResponse { .. } => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ToolResult, ToolSpec};
+
+    #[test]
+    fn requests_merge_roles_and_carry_tools_and_results() {
+        let request = ModelRequest {
+            messages: vec![
+                ModelMessage::System {
+                    content: "Be brief.".into(),
+                },
+                ModelMessage::User {
+                    content: vec![UserContent::Text {
+                        text: "Roll".into(),
+                    }],
+                },
+                ModelMessage::Assistant {
+                    content: vec![
+                        AssistantContent::Reasoning {
+                            text: "thinking".into(),
+                        },
+                        AssistantContent::ToolCall {
+                            tool_call_id: "t1".into(),
+                            tool_name: "roll_dice".into(),
+                            input: json!({}),
+                            provider_executed: false,
+                        },
+                    ],
+                },
+                ModelMessage::Tool {
+                    content: vec![
+                        ToolContent::ToolResult(ToolResult {
+                            tool_call_id: "t1".into(),
+                            tool_name: "roll_dice".into(),
+                            output: ToolOutput::Json(json!({"total": 4})),
+                        }),
+                        ToolContent::ToolResult(ToolResult {
+                            tool_call_id: "t2".into(),
+                            tool_name: "x".into(),
+                            output: ToolOutput::ErrorText("boom".into()),
+                        }),
+                    ],
+                },
+                ModelMessage::User {
+                    content: vec![UserContent::File {
+                        data: "data:image/png;base64,AAAA".into(),
+                        media_type: "image/png".into(),
+                        filename: None,
+                    }],
+                },
+            ],
+            tools: vec![ToolSpec {
+                name: "roll_dice".into(),
+                description: "Rolls.".into(),
+                input_schema: json!({"type": "object"}),
+            }],
+            max_output_tokens: None,
+            temperature: None,
+        };
+        let body = request_body("claude-x", &request);
+        assert_eq!(body["system"], "Be brief.");
+        assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
+        assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
+        let messages = body["messages"].as_array().expect("messages");
+        assert_eq!(
+            messages.len(),
+            3,
+            "tool results and the next user turn merge"
+        );
+        assert_eq!(
+            messages[1]["content"],
+            json!([{"type": "tool_use", "id": "t1", "name": "roll_dice", "input": {}}])
+        );
+        assert_eq!(
+            messages[2]["content"],
+            json!([
+                {"type": "tool_result", "tool_use_id": "t1", "content": "{\"total\":4}"},
+                {"type": "tool_result", "tool_use_id": "t2", "content": "boom", "is_error": true},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+            ])
+        );
+    }
+}

@@ -1,13 +1,127 @@
-//! The Messages stream, event by event, as [`ModelEvent`]s.
+//! The Messages stream, event by event, as [`ModelEvent`]s. Each event is read into
+//! [`MessagesEvent`] by its `type`, and each kind has its own step of the decoder.
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::model::sse::SseEvent;
 use crate::model::tool_call::StreamedToolCall;
 use crate::model::transport::{EventDecoder, error_message};
 use crate::model::{FinishReason, ModelError, ModelEvent, Usage};
+
+/// One event of the Messages stream. Fields the API may leave out or send as `null` are
+/// optional; a known event of another shape is a protocol error.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum MessagesEvent {
+    MessageStart {
+        #[serde(default)]
+        message: StartedMessage,
+    },
+    ContentBlockStart {
+        #[serde(default)]
+        index: u64,
+        #[serde(default)]
+        content_block: ContentBlock,
+    },
+    ContentBlockDelta {
+        #[serde(default)]
+        index: u64,
+        #[serde(default)]
+        delta: BlockDelta,
+    },
+    ContentBlockStop {
+        #[serde(default)]
+        index: u64,
+    },
+    MessageDelta {
+        #[serde(default)]
+        delta: MessageDelta,
+        usage: Option<TokenCounts>,
+    },
+    MessageStop {},
+    Error {
+        #[serde(default)]
+        error: Value,
+    },
+    /// `ping`, and event types added after this was written.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StartedMessage {
+    usage: Option<TokenCounts>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TokenCounts {
+    input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ContentBlock {
+    Text {
+        text: Option<String>,
+    },
+    Thinking {},
+    ToolUse {
+        id: String,
+        name: String,
+    },
+    /// Server tools' blocks, redacted thinking, and block types added after this was written.
+    #[default]
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta {
+        text: Option<String>,
+    },
+    ThinkingDelta {
+        thinking: Option<String>,
+    },
+    InputJsonDelta {
+        partial_json: Option<String>,
+    },
+    /// Signatures, citations, and delta types added after this was written.
+    #[default]
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MessageDelta {
+    stop_reason: Option<String>,
+}
+
+impl MessagesEvent {
+    /// The event an SSE event carries. One whose data has no `type` goes by the SSE event name,
+    /// and one with neither says nothing this decoder knows.
+    fn parse(event: &SseEvent) -> Result<MessagesEvent, ModelError> {
+        let data: Value = serde_json::from_str(&event.data)
+            .map_err(|e| ModelError::Protocol(format!("an event is not JSON: {e}")))?;
+        let Value::Object(mut fields) = data else {
+            return Err(protocol("its data is not a JSON object"));
+        };
+        if !fields.get("type").is_some_and(Value::is_string) {
+            let Some(name) = event.event.as_deref() else {
+                return Ok(MessagesEvent::Other);
+            };
+            fields.insert("type".into(), name.into());
+        }
+        MessagesEvent::deserialize(Value::Object(fields)).map_err(|e| protocol(&e.to_string()))
+    }
+}
 
 /// A content block being streamed.
 enum Block {
@@ -26,14 +140,8 @@ pub struct MessagesDecoder {
     finished: bool,
 }
 
-impl MessagesDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn protocol(what: &str) -> ModelError {
-        ModelError::Protocol(format!("unexpected Messages event: {what}"))
-    }
+fn protocol(what: &str) -> ModelError {
+    ModelError::Protocol(format!("unexpected Messages event: {what}"))
 }
 
 fn stop_reason(reason: &str) -> FinishReason {
@@ -46,8 +154,87 @@ fn stop_reason(reason: &str) -> FinishReason {
     }
 }
 
-fn count(value: &Value) -> u64 {
-    value.as_u64().unwrap_or(0)
+impl MessagesDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The prompt's usage; the cache's reads and writes are part of the input.
+    fn message_started(&mut self, message: StartedMessage) {
+        let usage = message.usage.unwrap_or_default();
+        let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
+        self.usage.input_tokens = usage.input_tokens.unwrap_or(0)
+            + cache_read
+            + usage.cache_creation_input_tokens.unwrap_or(0);
+        self.usage.cached_input_tokens = cache_read;
+        self.usage.output_tokens = usage.output_tokens.unwrap_or(0);
+    }
+
+    fn block_started(&mut self, index: u64, block: ContentBlock, out: &mut Vec<ModelEvent>) {
+        let started = match block {
+            ContentBlock::Text { text } => {
+                if let Some(text) = text.filter(|text| !text.is_empty()) {
+                    out.push(ModelEvent::TextDelta(text));
+                }
+                Block::Text
+            }
+            ContentBlock::Thinking {} => Block::Thinking,
+            ContentBlock::ToolUse { id, name } => {
+                Block::ToolUse(StreamedToolCall::start(id, name, out))
+            }
+            ContentBlock::Other => Block::Other,
+        };
+        self.blocks.insert(index, started);
+    }
+
+    fn block_delta(
+        &mut self,
+        index: u64,
+        delta: BlockDelta,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<(), ModelError> {
+        let block = self
+            .blocks
+            .get_mut(&index)
+            .ok_or_else(|| protocol("a delta for a block never started"))?;
+        match (delta, block) {
+            (BlockDelta::TextDelta { text }, Block::Text) => {
+                out.push(ModelEvent::TextDelta(text.unwrap_or_default()))
+            }
+            (BlockDelta::ThinkingDelta { thinking }, Block::Thinking) => {
+                out.push(ModelEvent::ReasoningDelta(thinking.unwrap_or_default()))
+            }
+            (BlockDelta::InputJsonDelta { partial_json }, Block::ToolUse(call)) => {
+                call.push_arguments(partial_json.as_deref().unwrap_or_default(), out)
+            }
+            // Signatures, and deltas of blocks we do not surface.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn block_stopped(&mut self, index: u64, out: &mut Vec<ModelEvent>) {
+        if let Some(Block::ToolUse(call)) = self.blocks.remove(&index) {
+            out.push(call.finish());
+        }
+    }
+
+    fn message_delta(&mut self, delta: MessageDelta, usage: Option<TokenCounts>) {
+        if let Some(reason) = delta.stop_reason {
+            self.stop_reason = Some(stop_reason(&reason));
+        }
+        if let Some(output) = usage.and_then(|usage| usage.output_tokens) {
+            self.usage.output_tokens = output;
+        }
+    }
+
+    fn message_stopped(&mut self) -> ModelEvent {
+        self.finished = true;
+        ModelEvent::Finish {
+            reason: self.stop_reason.unwrap_or(FinishReason::Stop),
+            usage: self.usage,
+        }
+    }
 }
 
 impl EventDecoder for MessagesDecoder {
@@ -55,96 +242,23 @@ impl EventDecoder for MessagesDecoder {
         if self.finished || event.data.trim().is_empty() {
             return Ok(Vec::new());
         }
-        let data: Value = serde_json::from_str(&event.data)
-            .map_err(|e| ModelError::Protocol(format!("an event is not JSON: {e}")))?;
-        let kind = data["type"]
-            .as_str()
-            .or(event.event.as_deref())
-            .unwrap_or_default();
-        let index = data["index"].as_u64().unwrap_or(0);
         let mut out = Vec::new();
-        match kind {
-            "message_start" => {
-                let usage = &data["message"]["usage"];
-                self.usage.input_tokens = count(&usage["input_tokens"])
-                    + count(&usage["cache_read_input_tokens"])
-                    + count(&usage["cache_creation_input_tokens"]);
-                self.usage.cached_input_tokens = count(&usage["cache_read_input_tokens"]);
-                self.usage.output_tokens = count(&usage["output_tokens"]);
+        match MessagesEvent::parse(event)? {
+            MessagesEvent::MessageStart { message } => self.message_started(message),
+            MessagesEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => self.block_started(index, content_block, &mut out),
+            MessagesEvent::ContentBlockDelta { index, delta } => {
+                self.block_delta(index, delta, &mut out)?
             }
-            "content_block_start" => {
-                let block = &data["content_block"];
-                let started = match block["type"].as_str() {
-                    Some("text") => {
-                        if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
-                            out.push(ModelEvent::TextDelta(text.to_owned()));
-                        }
-                        Block::Text
-                    }
-                    Some("thinking") => Block::Thinking,
-                    Some("tool_use") => {
-                        let id = block["id"]
-                            .as_str()
-                            .ok_or_else(|| Self::protocol("tool_use without id"))?;
-                        let name = block["name"]
-                            .as_str()
-                            .ok_or_else(|| Self::protocol("tool_use without name"))?;
-                        Block::ToolUse(StreamedToolCall::start(
-                            id.to_owned(),
-                            name.to_owned(),
-                            &mut out,
-                        ))
-                    }
-                    _ => Block::Other,
-                };
-                self.blocks.insert(index, started);
+            MessagesEvent::ContentBlockStop { index } => self.block_stopped(index, &mut out),
+            MessagesEvent::MessageDelta { delta, usage } => self.message_delta(delta, usage),
+            MessagesEvent::MessageStop {} => out.push(self.message_stopped()),
+            MessagesEvent::Error { error } => {
+                return Err(ModelError::Stream(error_message(&error)));
             }
-            "content_block_delta" => {
-                let delta = &data["delta"];
-                let block = self
-                    .blocks
-                    .get_mut(&index)
-                    .ok_or_else(|| Self::protocol("a delta for a block never started"))?;
-                match (delta["type"].as_str(), block) {
-                    (Some("text_delta"), Block::Text) => out.push(ModelEvent::TextDelta(
-                        delta["text"].as_str().unwrap_or_default().to_owned(),
-                    )),
-                    (Some("thinking_delta"), Block::Thinking) => {
-                        out.push(ModelEvent::ReasoningDelta(
-                            delta["thinking"].as_str().unwrap_or_default().to_owned(),
-                        ))
-                    }
-                    (Some("input_json_delta"), Block::ToolUse(call)) => call.push_arguments(
-                        delta["partial_json"].as_str().unwrap_or_default(),
-                        &mut out,
-                    ),
-                    // Signatures and deltas of blocks we do not surface.
-                    _ => {}
-                }
-            }
-            "content_block_stop" => {
-                if let Some(Block::ToolUse(call)) = self.blocks.remove(&index) {
-                    out.push(call.finish());
-                }
-            }
-            "message_delta" => {
-                if let Some(reason) = data["delta"]["stop_reason"].as_str() {
-                    self.stop_reason = Some(stop_reason(reason));
-                }
-                if let Some(output) = data["usage"]["output_tokens"].as_u64() {
-                    self.usage.output_tokens = output;
-                }
-            }
-            "message_stop" => {
-                self.finished = true;
-                out.push(ModelEvent::Finish {
-                    reason: self.stop_reason.unwrap_or(FinishReason::Stop),
-                    usage: self.usage,
-                });
-            }
-            "error" => return Err(ModelError::Stream(error_message(&data["error"]))),
-            // `ping`, and event types added after this was written.
-            _ => {}
+            MessagesEvent::Other => {}
         }
         Ok(out)
     }
@@ -264,6 +378,75 @@ mod tests {
             decoder.push(&garbage),
             Err(ModelError::Protocol(_))
         ));
+    }
+
+    #[test]
+    fn unknown_events_blocks_and_deltas_are_ignored() {
+        let events = decode(&[
+            json!({"type":"message_start","message":{"usage":{"input_tokens":5,"cache_read_input_tokens":null}}}),
+            json!({"type":"ping"}),
+            json!({"type":"something_new","index":"x","payload":[1,2]}),
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"server_tool_use","id":"s1","name":"web_search","input":{}}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{}"}}),
+            json!({"type":"content_block_stop","index":0}),
+            json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":"Hi"}}),
+            json!({"type":"content_block_delta","index":1,"delta":{"type":"citations_delta","citation":{}}}),
+            json!({"type":"content_block_stop","index":1}),
+            json!({"type":"message_delta","delta":{"stop_reason":null},"usage":null}),
+            json!({"type":"message_stop"}),
+        ])
+        .expect("decodes");
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::TextDelta("Hi".into()),
+                ModelEvent::Finish {
+                    reason: FinishReason::Stop,
+                    usage: Usage {
+                        input_tokens: 5,
+                        ..Usage::default()
+                    },
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_without_a_type_goes_by_its_sse_name() {
+        let mut decoder = MessagesDecoder::new();
+        let stop = SseEvent {
+            event: Some("message_stop".into()),
+            data: "{}".into(),
+            id: None,
+        };
+        assert!(matches!(
+            decoder.push(&stop).as_deref(),
+            Ok([ModelEvent::Finish { .. }])
+        ));
+        let mut decoder = MessagesDecoder::new();
+        let nameless = SseEvent {
+            event: None,
+            data: r#"{"index":0}"#.into(),
+            id: None,
+        };
+        assert_eq!(decoder.push(&nameless), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn known_events_of_the_wrong_shape_are_protocol_errors() {
+        for malformed in [
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","name":"f"}}),
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t"}}),
+            json!({"type":"content_block_start","index":-1,"content_block":{"type":"text"}}),
+            json!({"type":"message_start","message":{"usage":{"input_tokens":"many"}}}),
+            json!(["message_stop"]),
+        ] {
+            let result = decode(std::slice::from_ref(&malformed));
+            assert!(
+                matches!(&result, Err(ModelError::Protocol(m)) if m.starts_with("unexpected Messages event")),
+                "{malformed}: {result:?}"
+            );
+        }
     }
 
     #[test]

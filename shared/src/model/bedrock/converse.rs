@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Map, Value, json};
 
 use super::event_stream::{FrameDecoder, Message};
@@ -248,6 +250,165 @@ fn tool_blocks(content: &[ToolContent]) -> Vec<Value> {
 // ---------------------------------------------------------------------------------------------
 // Stream
 
+/// One ConverseStream event. Its kind is the message's `:event-type` header and its payload a
+/// JSON object of that kind's shape. Fields the API may leave out are optional; a known event of
+/// another shape is a protocol error.
+#[derive(Debug)]
+enum ConverseEvent {
+    ContentBlockStart(ContentBlockStart),
+    ContentBlockDelta(ContentBlockDelta),
+    ContentBlockStop(ContentBlockStop),
+    MessageStop(MessageStop),
+    Metadata(Metadata),
+    /// `messageStart`, and event types added after this was written.
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContentBlockStart {
+    #[serde(default)]
+    content_block_index: u64,
+    #[serde(default)]
+    start: BlockStart,
+}
+
+/// Text and reasoning blocks start with their first delta; only a tool use says so first.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BlockStart {
+    tool_use: Option<ToolUseStart>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolUseStart {
+    tool_use_id: String,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContentBlockDelta {
+    #[serde(default)]
+    content_block_index: u64,
+    #[serde(default)]
+    delta: BlockDelta,
+}
+
+/// One of its fields is set, by the kind of block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BlockDelta {
+    text: Option<String>,
+    tool_use: Option<ToolUseDelta>,
+    reasoning_content: Option<ReasoningDelta>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ToolUseDelta {
+    input: Option<String>,
+}
+
+/// `signature` and `redactedContent` deltas carry nothing to show.
+#[derive(Debug, Deserialize)]
+struct ReasoningDelta {
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContentBlockStop {
+    #[serde(default)]
+    content_block_index: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageStop {
+    stop_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    usage: Option<TokenUsage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_write_input_tokens: Option<u64>,
+}
+
+/// The payload of an exception message.
+#[derive(Deserialize)]
+struct ExceptionBody {
+    #[serde(alias = "Message")]
+    message: Option<String>,
+}
+
+impl ConverseEvent {
+    /// The event a message carries, or the error an exception or error message stands for.
+    fn from_message(message: &Message) -> Result<ConverseEvent, ModelError> {
+        match message.header_str(":message-type").unwrap_or("event") {
+            "event" => {}
+            "exception" => return Err(exception_message_error(message)),
+            "error" => {
+                let code = message.header_str(":error-code").unwrap_or("error");
+                let text = message.header_str(":error-message").unwrap_or_default();
+                return Err(ModelError::Stream(truncate(
+                    &format!("{code}: {text}"),
+                    MAX_ERROR_MESSAGE_CHARS,
+                )));
+            }
+            other => return Err(protocol(&format!("message type `{other}`"))),
+        }
+        let Some(kind) = message.header_str(":event-type") else {
+            return Err(protocol("an event without :event-type"));
+        };
+        let payload = &message.payload;
+        Ok(match kind {
+            "contentBlockStart" => ConverseEvent::ContentBlockStart(payload_of(kind, payload)?),
+            "contentBlockDelta" => ConverseEvent::ContentBlockDelta(payload_of(kind, payload)?),
+            "contentBlockStop" => ConverseEvent::ContentBlockStop(payload_of(kind, payload)?),
+            "messageStop" => ConverseEvent::MessageStop(payload_of(kind, payload)?),
+            "metadata" => ConverseEvent::Metadata(payload_of(kind, payload)?),
+            _ => {
+                payload_of::<IgnoredAny>(kind, payload)?;
+                ConverseEvent::Other
+            }
+        })
+    }
+}
+
+/// The payload of a `kind` event, read as `T`.
+fn payload_of<T: DeserializeOwned>(kind: &str, payload: &[u8]) -> Result<T, ModelError> {
+    serde_json::from_slice(payload).map_err(|e| {
+        let what = if e.is_data() {
+            "is malformed"
+        } else {
+            "is not JSON"
+        };
+        ModelError::Protocol(format!("a `{kind}` event {what}: {e}"))
+    })
+}
+
+fn exception_message_error(message: &Message) -> ModelError {
+    let kind = message
+        .header_str(":exception-type")
+        .unwrap_or("unknownException");
+    let text = match serde_json::from_slice::<ExceptionBody>(&message.payload) {
+        Ok(ExceptionBody {
+            message: Some(text),
+        }) => text,
+        _ => String::from_utf8_lossy(&message.payload).into_owned(),
+    };
+    exception_error(kind, &text)
+}
+
 /// The ConverseStream events, message by message. `Finish` comes with `metadata` (which follows
 /// `messageStop` and carries the usage), or at the end of the stream when it never came.
 #[derive(Default)]
@@ -262,10 +423,6 @@ pub struct ConverseDecoder {
 
 fn protocol(what: &str) -> ModelError {
     ModelError::Protocol(format!("unexpected ConverseStream event: {what}"))
-}
-
-fn count(value: &Value) -> u64 {
-    value.as_u64().unwrap_or(0)
 }
 
 pub fn stop_reason(reason: &str) -> FinishReason {
@@ -318,100 +475,77 @@ impl ConverseDecoder {
         if self.finished {
             return Ok(Vec::new());
         }
-        match message.header_str(":message-type").unwrap_or("event") {
-            "event" => {}
-            "exception" => {
-                let kind = message
-                    .header_str(":exception-type")
-                    .unwrap_or("unknownException");
-                let payload: Value = serde_json::from_slice(&message.payload).unwrap_or_default();
-                let text = match payload.get("message").or_else(|| payload.get("Message")) {
-                    Some(Value::String(text)) => text.clone(),
-                    _ => String::from_utf8_lossy(&message.payload).into_owned(),
-                };
-                return Err(exception_error(kind, &text));
-            }
-            "error" => {
-                let code = message.header_str(":error-code").unwrap_or("error");
-                let text = message.header_str(":error-message").unwrap_or_default();
-                return Err(ModelError::Stream(truncate(
-                    &format!("{code}: {text}"),
-                    MAX_ERROR_MESSAGE_CHARS,
-                )));
-            }
-            other => return Err(protocol(&format!("message type `{other}`"))),
-        }
-        let Some(kind) = message.header_str(":event-type") else {
-            return Err(protocol("an event without :event-type"));
-        };
-        let data: Value = serde_json::from_slice(&message.payload)
-            .map_err(|e| ModelError::Protocol(format!("a `{kind}` event is not JSON: {e}")))?;
-        let index = data["contentBlockIndex"].as_u64().unwrap_or(0);
         let mut out = Vec::new();
-        match kind {
-            "contentBlockStart" => {
-                if let Some(tool_use) = data["start"].get("toolUse") {
-                    let id = tool_use["toolUseId"]
-                        .as_str()
-                        .ok_or_else(|| protocol("toolUse without toolUseId"))?;
-                    let name = tool_use["name"]
-                        .as_str()
-                        .ok_or_else(|| protocol("toolUse without name"))?;
-                    let call = StreamedToolCall::start(id.to_owned(), name.to_owned(), &mut out);
-                    self.tool_uses.insert(index, call);
-                }
-            }
-            "contentBlockDelta" => {
-                let delta = &data["delta"];
-                if let Some(text) = delta.get("text").and_then(Value::as_str) {
-                    if !text.is_empty() {
-                        out.push(ModelEvent::TextDelta(text.to_owned()));
-                    }
-                } else if let Some(tool_use) = delta.get("toolUse") {
-                    let call = self
-                        .tool_uses
-                        .get_mut(&index)
-                        .ok_or_else(|| protocol("toolUse input for a block never started"))?;
-                    call.push_arguments(tool_use["input"].as_str().unwrap_or_default(), &mut out);
-                } else if let Some(reasoning) = delta.get("reasoningContent") {
-                    // `signature` and `redactedContent` deltas carry nothing to show.
-                    if let Some(text) = reasoning.get("text").and_then(Value::as_str)
-                        && !text.is_empty()
-                    {
-                        out.push(ModelEvent::ReasoningDelta(text.to_owned()));
-                    }
-                }
-            }
-            "contentBlockStop" => {
-                if let Some(call) = self.tool_uses.remove(&index) {
-                    out.push(call.finish());
-                }
-            }
-            "messageStop" => {
-                let reason = data["stopReason"].as_str().unwrap_or("end_turn");
-                self.stop_reason = Some(stop_reason(reason));
-                out.extend(self.finish_if_complete());
-            }
-            "metadata" => {
-                // `inputTokens` leaves out the cached part: the whole input is the sum, as the
-                // Anthropic provider counts it.
-                let usage = &data["usage"];
-                let cache_read = count(&usage["cacheReadInputTokens"]);
-                self.usage = Usage {
-                    input_tokens: count(&usage["inputTokens"])
-                        + cache_read
-                        + count(&usage["cacheWriteInputTokens"]),
-                    output_tokens: count(&usage["outputTokens"]),
-                    reasoning_tokens: 0,
-                    cached_input_tokens: cache_read,
-                };
-                self.saw_metadata = true;
-                out.extend(self.finish_if_complete());
-            }
-            // `messageStart`, and event types added after this was written.
-            _ => {}
+        match ConverseEvent::from_message(message)? {
+            ConverseEvent::ContentBlockStart(start) => self.block_started(start, &mut out),
+            ConverseEvent::ContentBlockDelta(delta) => self.block_delta(delta, &mut out)?,
+            ConverseEvent::ContentBlockStop(stop) => self.block_stopped(stop, &mut out),
+            ConverseEvent::MessageStop(stop) => self.message_stopped(stop, &mut out),
+            ConverseEvent::Metadata(metadata) => self.metadata(metadata, &mut out),
+            ConverseEvent::Other => {}
         }
         Ok(out)
+    }
+
+    fn block_started(&mut self, start: ContentBlockStart, out: &mut Vec<ModelEvent>) {
+        if let Some(tool_use) = start.start.tool_use {
+            let call = StreamedToolCall::start(tool_use.tool_use_id, tool_use.name, out);
+            self.tool_uses.insert(start.content_block_index, call);
+        }
+    }
+
+    fn block_delta(
+        &mut self,
+        delta: ContentBlockDelta,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<(), ModelError> {
+        let index = delta.content_block_index;
+        let delta = delta.delta;
+        if let Some(text) = delta.text {
+            if !text.is_empty() {
+                out.push(ModelEvent::TextDelta(text));
+            }
+        } else if let Some(tool_use) = delta.tool_use {
+            let call = self
+                .tool_uses
+                .get_mut(&index)
+                .ok_or_else(|| protocol("toolUse input for a block never started"))?;
+            call.push_arguments(tool_use.input.as_deref().unwrap_or_default(), out);
+        } else if let Some(text) = delta.reasoning_content.and_then(|reasoning| reasoning.text)
+            && !text.is_empty()
+        {
+            out.push(ModelEvent::ReasoningDelta(text));
+        }
+        Ok(())
+    }
+
+    fn block_stopped(&mut self, stop: ContentBlockStop, out: &mut Vec<ModelEvent>) {
+        if let Some(call) = self.tool_uses.remove(&stop.content_block_index) {
+            out.push(call.finish());
+        }
+    }
+
+    fn message_stopped(&mut self, stop: MessageStop, out: &mut Vec<ModelEvent>) {
+        let reason = stop.stop_reason.as_deref().unwrap_or("end_turn");
+        self.stop_reason = Some(stop_reason(reason));
+        out.extend(self.finish_if_complete());
+    }
+
+    /// `inputTokens` leaves out the cached part: the whole input is the sum, as the Anthropic
+    /// provider counts it.
+    fn metadata(&mut self, metadata: Metadata, out: &mut Vec<ModelEvent>) {
+        let usage = metadata.usage.unwrap_or_default();
+        let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
+        self.usage = Usage {
+            input_tokens: usage.input_tokens.unwrap_or(0)
+                + cache_read
+                + usage.cache_write_input_tokens.unwrap_or(0),
+            output_tokens: usage.output_tokens.unwrap_or(0),
+            reasoning_tokens: 0,
+            cached_input_tokens: cache_read,
+        };
+        self.saw_metadata = true;
+        out.extend(self.finish_if_complete());
     }
 
     fn finish_if_complete(&mut self) -> Option<ModelEvent> {
@@ -716,6 +850,72 @@ mod tests {
             json!({"contentBlockIndex": 4, "delta": {"toolUse": {"input": "{}"}}}),
         );
         assert!(matches!(decode(&stray, 4).1, Err(ModelError::Protocol(_))));
+    }
+
+    #[test]
+    fn unknown_events_and_deltas_are_ignored_and_known_ones_of_the_wrong_shape_refused() {
+        let stream = [
+            event("messageStart", json!({"role": "assistant"})),
+            event("somethingNew", json!([1, 2])),
+            event(
+                "contentBlockStart",
+                json!({"contentBlockIndex": 0, "start": {"image": {}}}),
+            ),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"citation": {"title": "t"}}}),
+            ),
+            event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 1, "delta": {"reasoningContent": {"redactedContent": "eA=="}}}),
+            ),
+            event("contentBlockDelta", json!({"delta": {"text": "Hi"}})),
+            event("messageStop", json!({})),
+            event("metadata", json!({"usage": {"inputTokens": 2}})),
+        ]
+        .concat();
+        let (events, result) = decode(&stream, 11);
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::TextDelta("Hi".into()),
+                ModelEvent::Finish {
+                    reason: FinishReason::Stop,
+                    usage: Usage {
+                        input_tokens: 2,
+                        ..Usage::default()
+                    },
+                },
+            ]
+        );
+
+        for (kind, payload) in [
+            (
+                "contentBlockStart",
+                json!({"start": {"toolUse": {"name": "f"}}}),
+            ),
+            ("contentBlockDelta", json!({"contentBlockIndex": "one"})),
+            ("metadata", json!({"usage": {"inputTokens": -1}})),
+            ("messageStop", json!("end_turn")),
+        ] {
+            let (_, result) = decode(&event(kind, payload.clone()), 64);
+            assert!(
+                matches!(&result, Err(ModelError::Protocol(m)) if m.contains("is malformed")),
+                "{kind} {payload}: {result:?}"
+            );
+        }
+        let not_json = encode_message(
+            &[
+                Header::string(":message-type", "event"),
+                Header::string(":event-type", "somethingNew"),
+            ],
+            b"{nope",
+        );
+        assert!(matches!(
+            decode(&not_json, 64).1,
+            Err(ModelError::Protocol(m)) if m.contains("is not JSON")
+        ));
     }
 
     #[test]

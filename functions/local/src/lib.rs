@@ -31,9 +31,7 @@ use chatfn::auth::SecretKeys;
 use chatfn::config::{Config, ModelProvider};
 use chatfn::http::{App, HttpSettings, Routes, router};
 use chatfn::model::Model;
-use chatfn::store::Store;
-use chatfn::store::memory::MemoryStore;
-use chatfn::store::sqlite::SqliteStore;
+use chatfn::store::{Store, StoreChoice};
 use chatfn::turn::TurnRunner;
 use clap::Parser;
 
@@ -75,11 +73,17 @@ type ChosenStore = (
 );
 
 async fn open_store(args: &Args) -> Result<ChosenStore, String> {
+    let (choice, table) = store_choice(args);
+    match &choice {
+        StoreChoice::DynamoDb => tracing::info!(table, "store: DynamoDB"),
+        StoreChoice::Memory => tracing::info!("store: in memory (nothing survives a restart)"),
+        StoreChoice::Sqlite(path) => {
+            tracing::info!(path = %path.display(), "store: embedded SQLite")
+        }
+    }
+    let opened = choice.open(table).await.map_err(|e| e.to_string())?;
     #[cfg(feature = "dynamodb")]
-    if let Some(table) = &args.dynamodb {
-        use chatfn::store::dynamodb::DynamoStore;
-        tracing::info!(table, "store: DynamoDB");
-        let store = Arc::new(DynamoStore::from_env(table.clone()).await);
+    if let (chatfn::store::OpenedStore::DynamoDb(store), Some(table)) = (&opened, table) {
         store
             .create_table()
             .await
@@ -94,17 +98,25 @@ async fn open_store(args: &Args) -> Result<ChosenStore, String> {
                 "calls": used.calls,
             })
         };
-        return Ok((store, Some(Arc::new(capacity))));
+        return Ok((opened.into_store(), Some(Arc::new(capacity))));
+    }
+    Ok((opened.into_store(), None))
+}
+
+/// The store the flags ask for, and the DynamoDB table they name: `--dynamodb TABLE`, else
+/// `--memory`, else the SQLite file in the data folder.
+fn store_choice(args: &Args) -> (StoreChoice, Option<&str>) {
+    #[cfg(feature = "dynamodb")]
+    if let Some(table) = &args.dynamodb {
+        return (StoreChoice::DynamoDb, Some(table));
     }
     if args.memory {
-        tracing::info!("store: in memory (nothing survives a restart)");
-        return Ok((Arc::new(MemoryStore::new()), None));
+        return (StoreChoice::Memory, None);
     }
-    let path = args.data_dir.join("chatfn.sqlite3");
-    tracing::info!(path = %path.display(), "store: embedded SQLite");
-    let store =
-        SqliteStore::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    Ok((Arc::new(store), None))
+    (
+        StoreChoice::Sqlite(args.data_dir.join("chatfn.sqlite3")),
+        None,
+    )
 }
 
 /// Serves the agent `make_agent` builds (from the configuration and its model) on localhost,

@@ -25,11 +25,10 @@ use http_body::Frame;
 use lambda_http::{RequestExt, Service};
 
 use crate::agent::configured_agent;
-use crate::auth::SecretKeys;
 use crate::clock::now_ms;
-use crate::config::{Config, ModelProvider};
+use crate::config::{Config, ConfigError, ModelProvider};
 use crate::http::{App, HttpSettings};
-use crate::store::Store;
+use crate::store::StoreChoiceError;
 use crate::turn::TurnRunner;
 
 pub use lambda_http::Error;
@@ -62,7 +61,7 @@ pub fn init_logging() {
 /// The application of the configuration: its store, model, agent and turn runner. A function
 /// refuses to start without `CHATFN_SECRET_KEY`: tokens minted by one function must verify in
 /// the others, so the key cannot be made up per process.
-pub async fn app(config: &Config) -> Result<App, Error> {
+pub async fn app(config: &Config) -> Result<App, AppError> {
     app_with_agent(config, configured_agent).await
 }
 
@@ -72,9 +71,9 @@ pub async fn app(config: &Config) -> Result<App, Error> {
 pub async fn app_with_agent(
     config: &Config,
     make_agent: impl FnOnce(&Config, Arc<dyn crate::model::Model>) -> crate::agent::Agent,
-) -> Result<App, Error> {
-    let keys = secret_keys(config)?;
-    let store = store(config).await?;
+) -> Result<App, AppError> {
+    let keys = config.secret_keys.clone().ok_or(AppError::NoSecretKey)?;
+    let store = crate::store::from_config(config).await?;
     let model = crate::model::from_config(config)?;
     if config.model_provider == ModelProvider::Offline {
         tracing::warn!(
@@ -87,152 +86,25 @@ pub async fn app_with_agent(
     Ok(App::new(HttpSettings::from_config(config, keys), runner))
 }
 
-fn secret_keys(config: &Config) -> Result<SecretKeys, Error> {
-    config.secret_keys.clone().ok_or_else(|| {
+/// Why a function cannot start.
+#[derive(thiserror::Error)]
+pub enum AppError {
+    #[error(
         "CHATFN_SECRET_KEY is not set: every function needs the same secret key (the SAM \
          template passes it from the secret named by SecretKeyParameterName)"
-            .into()
-    })
+    )]
+    NoSecretKey,
+    #[error(transparent)]
+    Store(#[from] StoreChoiceError),
+    #[error(transparent)]
+    Model(#[from] ConfigError),
 }
 
-/// Which store the functions use, from `CHATFN_STORE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreChoice {
-    /// `dynamodb` (the default): the table `CHATFN_TABLE_NAME`.
-    DynamoDb,
-    /// `memory`: local development only. Nothing persists, and functions share nothing.
-    Memory,
-    /// `sqlite:PATH`: local development only. One file several local processes share.
-    Sqlite(std::path::PathBuf),
-}
-
-impl StoreChoice {
-    pub fn parse(value: Option<&str>) -> Result<Self, String> {
-        match value.map(str::trim).filter(|v| !v.is_empty()) {
-            None | Some("dynamodb") => Ok(StoreChoice::DynamoDb),
-            Some("memory") => Ok(StoreChoice::Memory),
-            Some(other) => match other.strip_prefix("sqlite:") {
-                Some(path) if !path.is_empty() => Ok(StoreChoice::Sqlite(path.into())),
-                _ => Err(format!(
-                    "CHATFN_STORE must be `dynamodb`, or for local development `memory` or \
-                     `sqlite:PATH` (got `{other}`)"
-                )),
-            },
-        }
-    }
-
-    pub fn from_env() -> Result<Self, String> {
-        Self::parse(std::env::var("CHATFN_STORE").ok().as_deref())
-    }
-}
-
-/// Whether this process runs on AWS rather than under a local emulator (`cargo lambda watch`).
-/// Lambda sets `AWS_LAMBDA_INITIALIZATION_TYPE` in every execution environment; the emulators
-/// do not.
-fn on_aws() -> bool {
-    std::env::var_os("AWS_LAMBDA_INITIALIZATION_TYPE").is_some()
-}
-
-/// The store `CHATFN_STORE` selects: DynamoDB in production; the local stand-ins only off AWS.
-pub async fn store(config: &Config) -> Result<Arc<dyn Store>, Error> {
-    let choice = StoreChoice::from_env()?;
-    if choice != StoreChoice::DynamoDb && on_aws() {
-        return Err(format!(
-            "CHATFN_STORE={} is for local development only and is refused on AWS Lambda: \
-             use the DynamoDB store (CHATFN_STORE=dynamodb, the default)",
-            std::env::var("CHATFN_STORE").unwrap_or_default()
-        )
-        .into());
-    }
-    match choice {
-        StoreChoice::DynamoDb => dynamo::store(config).await,
-        StoreChoice::Memory => {
-            tracing::error!(
-                "CHATFN_STORE=memory: LOCAL DEVELOPMENT ONLY. Nothing persists (every chat is \
-                 lost when this process ends), and the functions do not share state: a session \
-                 created by session-start is unknown to agent-turn, and two instances of one \
-                 function see different chats. Use CHATFN_STORE=dynamodb (DynamoDB Local works)"
-            );
-            Ok(Arc::new(crate::store::memory::MemoryStore::new()))
-        }
-        StoreChoice::Sqlite(path) => sqlite_store(&path),
-    }
-}
-
-#[cfg(feature = "sqlite")]
-fn sqlite_store(path: &std::path::Path) -> Result<Arc<dyn Store>, Error> {
-    tracing::warn!(
-        path = %path.display(),
-        "CHATFN_STORE=sqlite: local development only; every local function process must use \
-         the same file. Deployed functions use DynamoDB"
-    );
-    Ok(Arc::new(
-        crate::store::sqlite::SqliteStore::open(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
-    ))
-}
-
-#[cfg(not(feature = "sqlite"))]
-fn sqlite_store(_path: &std::path::Path) -> Result<Arc<dyn Store>, Error> {
-    Err(
-        "CHATFN_STORE=sqlite:… needs a build with the `sqlite` feature \
-         (cargo lambda watch --features sqlite)"
-            .into(),
-    )
-}
-
-/// The DynamoDB store. The crate's `dynamodb` feature comes with that store; a build without it
-/// says so at start-up instead.
-mod dynamo {
-    // Until the DynamoDB store is merged, this crate has no `dynamodb` feature to check against.
-    #![allow(unexpected_cfgs)]
-
-    use std::sync::Arc;
-
-    use super::Error;
-    use crate::config::Config;
-    use crate::store::Store;
-
-    #[cfg(feature = "dynamodb")]
-    pub async fn store(config: &Config) -> Result<Arc<dyn Store>, Error> {
-        use crate::store::dynamodb::DynamoStore;
-
-        /// `DynamoStore::from_env` either is infallible or returns a `Result`; take both.
-        trait Built {
-            fn built(self) -> Result<DynamoStore, String>;
-        }
-        impl Built for DynamoStore {
-            fn built(self) -> Result<DynamoStore, String> {
-                Ok(self)
-            }
-        }
-        impl<E: std::fmt::Display> Built for Result<DynamoStore, E> {
-            fn built(self) -> Result<DynamoStore, String> {
-                self.map_err(|e| e.to_string())
-            }
-        }
-
-        let table = config.table_name.clone().ok_or(
-            "CHATFN_TABLE_NAME is not set: name the DynamoDB table (or set CHATFN_STORE for \
-             local development)",
-        )?;
-        // Builds the client only (credentials and region from the environment, and
-        // AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local); no request is made at init.
-        let store = DynamoStore::from_env(table.clone())
-            .await
-            .built()
-            .map_err(|e| format!("cannot set up the DynamoDB store for table `{table}`: {e}"))?;
-        tracing::info!(table = %table, "store: DynamoDB");
-        Ok(Arc::new(store))
-    }
-
-    #[cfg(not(feature = "dynamodb"))]
-    pub async fn store(_config: &Config) -> Result<Arc<dyn Store>, Error> {
-        Err(
-            "this build of chatfn has no DynamoDB store: build it with the `dynamodb` feature, \
-             or set CHATFN_STORE=memory or CHATFN_STORE=sqlite:PATH for local development"
-                .into(),
-        )
+/// A function's `main` returns this error, and Rust reports what `main` returns by its `Debug`
+/// form: the message, for the function's log.
+impl std::fmt::Debug for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 
@@ -502,23 +374,6 @@ impl http_body::Body for InvocationBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_store_is_dynamodb_unless_told_otherwise() {
-        assert_eq!(StoreChoice::parse(None), Ok(StoreChoice::DynamoDb));
-        assert_eq!(StoreChoice::parse(Some(" ")), Ok(StoreChoice::DynamoDb));
-        assert_eq!(
-            StoreChoice::parse(Some("dynamodb")),
-            Ok(StoreChoice::DynamoDb)
-        );
-        assert_eq!(StoreChoice::parse(Some("memory")), Ok(StoreChoice::Memory));
-        assert_eq!(
-            StoreChoice::parse(Some("sqlite:/tmp/x.db")),
-            Ok(StoreChoice::Sqlite("/tmp/x.db".into()))
-        );
-        assert!(StoreChoice::parse(Some("sqlite:")).is_err());
-        assert!(StoreChoice::parse(Some("redis")).is_err());
-    }
 
     #[tokio::test]
     async fn cors_headers_can_be_left_to_the_function_url() {

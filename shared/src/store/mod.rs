@@ -9,9 +9,12 @@ pub mod conformance;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod memory;
+mod select;
 pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+pub use select::{OpenedStore, StoreChoice, StoreChoiceError, from_config};
 
 use std::sync::Arc;
 

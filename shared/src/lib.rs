@@ -10,7 +10,6 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
-pub mod host;
 pub mod http;
 pub mod model;
 pub mod runtime;

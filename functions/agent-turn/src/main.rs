@@ -3,14 +3,13 @@
 //! it started have finished and been persisted, even when the client has gone.
 
 use chatfn::config::Config;
-use chatfn::host::lambda;
 use chatfn::http::{Routes, router};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda::Error> {
-    lambda::init_logging();
+async fn main() -> Result<(), chatfn_lambda::Error> {
+    chatfn_lambda::init_logging();
     let config = Config::from_env()?;
-    let app = lambda::app(&config).await?;
+    let app = chatfn_lambda::app(&config).await?;
     let runner = app.runner().clone();
-    lambda::serve_streaming(router(app, Routes::AgentTurn), runner).await
+    chatfn_lambda::serve_streaming(router(app, Routes::AgentTurn), runner).await
 }

@@ -2,13 +2,12 @@
 //! sessions; a created session comes with its first token.
 
 use chatfn::config::Config;
-use chatfn::host::lambda;
 use chatfn::http::{Routes, router};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda::Error> {
-    lambda::init_logging();
+async fn main() -> Result<(), chatfn_lambda::Error> {
+    chatfn_lambda::init_logging();
     let config = Config::from_env()?;
-    let app = lambda::app(&config).await?;
-    lambda::serve_buffered(router(app, Routes::SessionStart)).await
+    let app = chatfn_lambda::app(&config).await?;
+    chatfn_lambda::serve_buffered(router(app, Routes::SessionStart)).await
 }

@@ -1,8 +1,8 @@
 // What only the Lambda functions do (run by scripts/lambda-e2e.sh under `cargo lambda watch`):
 // each function answers only its own routes, and an invocation's response lasts until the turns
 // it started are persisted (Lambda freezes the process when the response ends). The deadline
-// handling is tested in shared/tests/lambda_host.rs: cargo lambda watch 1.9.2 gives every
-// invocation the same 600 s deadline, whatever its --timeout.
+// handling is tested in functions/lambda/tests/lambda_host.rs: cargo lambda watch 1.9.2 gives
+// every invocation the same 600 s deadline, whatever its --timeout.
 
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';

@@ -1,7 +1,6 @@
 //! The Lambda host's streaming adapter, driven as `lambda_http` drives it: requests that carry a
 //! Lambda context (with the invocation's deadline), responses read frame by frame. The offline
 //! model, slowed down, stands in for a model that takes its time.
-#![cfg(feature = "lambda")]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,12 +9,12 @@ use chatfn::agent::configured_agent;
 use chatfn::auth::SecretKeys;
 use chatfn::clock::now_ms;
 use chatfn::config::Config;
-use chatfn::host::lambda::StreamingInvocations;
 use chatfn::http::{App, HttpSettings, Routes, router};
 use chatfn::model::offline::OfflineModel;
 use chatfn::store::Store;
 use chatfn::store::memory::MemoryStore;
 use chatfn::turn::TurnRunner;
+use chatfn_lambda::{InvocationBody, StreamingInvocations};
 use http_body_util::BodyExt;
 use lambda_http::{Context, RequestExt, Service};
 use serde_json::{Value, json};
@@ -73,7 +72,7 @@ fn request(
 
 /// The whole response body, and when (after `since`) it ended.
 async fn read_body(
-    response: lambda_http::http::Response<chatfn::host::lambda::InvocationBody>,
+    response: lambda_http::http::Response<InvocationBody>,
     since: Instant,
 ) -> (String, Duration) {
     let mut body = response.into_body();

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod mcp;
 pub mod model;
 pub mod runtime;
 pub mod store;

@@ -2,16 +2,21 @@
 //!
 //! The protocol is sans-IO, unit-tested beside its code: JSON-RPC framing ([`jsonrpc`]), the
 //! MCP messages a tool client needs ([`schema`]), an answer read as JSON or as an event stream
-//! ([`answer`]), and the session's handshake and the tool list's pages ([`session`]).
-//! [`McpServer`] is a server as configured, in Rust or from `CHATFN_MCP_SERVERS`.
+//! ([`answer`]), the session's handshake and the tool list's pages ([`session`]), the model's
+//! names for the tools ([`names`]) and when to list them again ([`cache`]). [`McpServer`] is a
+//! server as configured, in Rust or from `CHATFN_MCP_SERVERS`.
 
 pub mod answer;
+pub mod cache;
 mod error;
 pub mod jsonrpc;
+pub mod names;
 pub mod schema;
 mod server;
 pub mod session;
 
+pub use cache::CachePolicy;
 pub use error::McpError;
+pub use names::{ServerTools, ToolNames, ToolRoute, map_tool_names};
 pub use schema::{CallToolResult, Content, McpTool, ResourceBody};
 pub use server::{DEFAULT_TIMEOUT, McpConfigError, McpServer, parse_servers};

@@ -53,6 +53,9 @@ step "start DynamoDB Local (for the DynamoDB store's tests)"
 eval "$(bash "$root/scripts/dynamodb-local.sh" start)"
 export AWS_ENDPOINT_URL_DYNAMODB
 
+step "install the reference MCP server (tests/mcp, for the MCP client's tests)"
+bash "$root/scripts/npm-install.sh" "$root/tests/mcp"
+
 step "Rust tests"
 cargo test --workspace --all-features
 

@@ -4,9 +4,9 @@
 mod addressing;
 mod ai_sdk;
 mod extract;
+mod realtime;
 mod sessions;
 mod stream;
-mod trigger;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,8 +124,8 @@ pub fn router(app: App, routes: Routes) -> Router {
     if matches!(routes, Routes::All | Routes::SessionStart) {
         router = router
             .route("/api/v1/sessions", post(sessions::create))
-            .route("/api/v1/sessions/{id}", get(trigger::get_session))
-            .route("/api/v1/sessions/{id}/close", post(trigger::close_session));
+            .route("/api/v1/sessions/{id}", get(sessions::get_session))
+            .route("/api/v1/sessions/{id}/close", post(sessions::close_session));
     }
     if matches!(routes, Routes::All | Routes::TokenRefresh) {
         router = router
@@ -141,15 +141,15 @@ pub fn router(app: App, routes: Routes) -> Router {
             .route("/api/chat/{chat_id}/messages", get(ai_sdk::messages))
             .route(
                 "/realtime/v1/sessions/{id}/in/append",
-                post(trigger::append),
+                post(realtime::append),
             )
             .route(
                 "/realtime/v1/sessions/{id}/out",
-                get(trigger::read).head(trigger::head),
+                get(realtime::read).head(realtime::head),
             )
             .route(
                 "/realtime/v1/sessions/{id}/{io}/records",
-                get(trigger::records),
+                get(realtime::records),
             );
     }
     let cors = cors_layer(&app.settings().cors_origins);

@@ -1,17 +1,19 @@
-//! Session start and token refresh: server-to-server routes behind the secret key. The request
-//! and response follow what `@trigger.dev/sdk`'s `chat.createStartSessionAction` sends and reads,
-//! so both wires share them.
+//! Sessions: start, read, close and token refresh (`/api/v1/sessions/...`), and the token routes
+//! of `/api/v1/auth`. Start and refresh follow what `@trigger.dev/sdk`'s
+//! `chat.createStartSessionAction` sends and reads, so both wires share them; reading a session
+//! takes the secret key or a token of its chat, the other routes the secret key (or, for start and
+//! refresh, an end user's ID token).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::App;
 use super::extract::{
-    ApiJson, ApiPath, Caller, authenticate_caller, require_secret_key, validate_chat_id,
-    validate_path_chat_id,
+    ApiJson, ApiPath, Caller, authenticate_caller, bearer, parse_json, read_body,
+    require_secret_key, require_token, validate_chat_id, validate_path_chat_id,
 };
 use crate::auth::{Access, SessionClaims, SessionToken, scope};
 use crate::clock::{iso8601, now_ms};
@@ -340,6 +342,85 @@ pub async fn public_token(
         exp.saturating_sub(now),
     );
     Ok(Json(json!({"token": token})))
+}
+
+/// Resolves `{id}` (a chat id or a `session_…` id) to the chat's session.
+async fn resolve_session(app: &App, id: &str) -> Result<Session, ApiError> {
+    let store = app.runner().store();
+    let session = if id.starts_with("session_") {
+        store.session_by_id(id).await?
+    } else {
+        validate_path_chat_id(id)?;
+        store.session(id).await?
+    };
+    session.ok_or_else(|| ApiError::not_found(format!("no chat session `{id}`")))
+}
+
+/// Resolves `{id}` for a caller whose credential grants `access` on its chat. A chat id is
+/// checked against the credential before it is looked up, so a caller without a token for a chat
+/// cannot learn whether it exists (401/403, never 404); a `session_…` id is random, and is looked
+/// up first because only the session says which chat it is.
+pub(super) async fn authorized_session(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    access: Access,
+) -> Result<(Session, Option<SessionClaims>), ApiError> {
+    if bearer(headers).is_none() {
+        return Err(ApiError::unauthorized(
+            "send the chat's session token as `Authorization: Bearer …`",
+        ));
+    }
+    if id.starts_with("session_") {
+        let session = resolve_session(app, id).await?;
+        let claims = require_token(app, headers, &session.chat_id, access)?;
+        return Ok((session, claims));
+    }
+    validate_path_chat_id(id)?;
+    let claims = require_token(app, headers, id, access)?;
+    Ok((resolve_session(app, id).await?, claims))
+}
+
+/// `GET /api/v1/sessions/{id}`: the session (secret key, or a token of the chat).
+pub async fn get_session(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (session, _) = authorized_session(&app, &headers, &id, Access::Read).await?;
+    Ok(Json(session_json(&session)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CloseRequest {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/sessions/{id}/close`: closes the chat for good (idempotent; secret key).
+pub async fn close_session(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
+    require_secret_key(&app, &headers)?;
+    let body = read_body(request, &()).await?;
+    let close: CloseRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CloseRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let session = resolve_session(&app, &id).await?;
+    let runner = app.runner();
+    if let Some(live) = runner.live_turns().get(&session.chat_id) {
+        live.stop_signal().cancel();
+    }
+    let closed = runner
+        .store()
+        .close_session(&session.chat_id, close.reason, now_ms())
+        .await?;
+    Ok(Json(session_json(&closed)))
 }
 
 #[cfg(test)]

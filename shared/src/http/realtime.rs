@@ -1,6 +1,7 @@
-//! The Trigger.dev chat session wire: what `TriggerChatTransport` and the SDK's server actions
-//! call. Appends record inputs; the `out` reader that finds an unanswered input runs its turn
-//! while streaming it, and every other reader replays the log and follows.
+//! The realtime routes of the Trigger.dev chat session wire (`/realtime/v1/sessions/{id}/...`):
+//! what `TriggerChatTransport` and the SDK's server actions call to talk to a chat. Appends record
+//! inputs; the `out` reader that finds an unanswered input runs its turn while streaming it, and
+//! every other reader replays the log and follows. The session routes are in `sessions`.
 
 use std::time::Duration;
 
@@ -15,15 +16,12 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::App;
-use super::extract::{
-    ApiPath, ApiQuery, bearer, parse_json, read_body, require_secret_key, require_token,
-    validate_path_chat_id,
-};
-use super::sessions::{refreshed_token, session_json};
-use crate::auth::{Access, SessionClaims};
+use super::extract::{ApiPath, ApiQuery, parse_json, read_body};
+use super::sessions::{authorized_session, refreshed_token};
+use crate::auth::Access;
 use crate::clock::now_ms;
 use crate::error::ApiError;
-use crate::store::{OutputRecord, Session};
+use crate::store::OutputRecord;
 use crate::trigger::{
     STREAM_VERSION, batch_event, parse_last_event_id, parse_timeout_seconds, ping_event,
 };
@@ -36,43 +34,6 @@ const BACKLOG_BATCH: usize = 100;
 /// How often an idle or remote-turn reader looks at the log again.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const PING_INTERVAL_MS: u64 = 5_000;
-
-/// Resolves `{id}` (a chat id or a `session_…` id) to the chat's session.
-pub async fn resolve_session(app: &App, id: &str) -> Result<Session, ApiError> {
-    let store = app.runner().store();
-    let session = if id.starts_with("session_") {
-        store.session_by_id(id).await?
-    } else {
-        validate_path_chat_id(id)?;
-        store.session(id).await?
-    };
-    session.ok_or_else(|| ApiError::not_found(format!("no chat session `{id}`")))
-}
-
-/// Resolves `{id}` for a caller whose credential grants `access` on its chat. A chat id is
-/// checked against the credential before it is looked up, so a caller without a token for a chat
-/// cannot learn whether it exists (401/403, never 404); a `session_…` id is random, and is looked
-/// up first because only the session says which chat it is.
-async fn authorized_session(
-    app: &App,
-    headers: &HeaderMap,
-    id: &str,
-    access: Access,
-) -> Result<(Session, Option<SessionClaims>), ApiError> {
-    if bearer(headers).is_none() {
-        return Err(ApiError::unauthorized(
-            "send the chat's session token as `Authorization: Bearer …`",
-        ));
-    }
-    if id.starts_with("session_") {
-        let session = resolve_session(app, id).await?;
-        let claims = require_token(app, headers, &session.chat_id, access)?;
-        return Ok((session, claims));
-    }
-    validate_path_chat_id(id)?;
-    let claims = require_token(app, headers, id, access)?;
-    Ok((resolve_session(app, id).await?, claims))
-}
 
 /// `POST /realtime/v1/sessions/{id}/in/append`: records one `ChatInputChunk`.
 pub async fn append(
@@ -401,46 +362,4 @@ pub async fn records(
         }
     };
     Ok(Json(json!({"records": records})))
-}
-
-/// `GET /api/v1/sessions/{id}`: the session (secret key, or a token of the chat).
-pub async fn get_session(
-    State(app): State<App>,
-    ApiPath(id): ApiPath<String>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let (session, _) = authorized_session(&app, &headers, &id, Access::Read).await?;
-    Ok(Json(session_json(&session)))
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct CloseRequest {
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// `POST /api/v1/sessions/{id}/close`: closes the chat for good (idempotent; secret key).
-pub async fn close_session(
-    State(app): State<App>,
-    ApiPath(id): ApiPath<String>,
-    request: Request,
-) -> Result<Json<Value>, ApiError> {
-    let headers = request.headers().clone();
-    require_secret_key(&app, &headers)?;
-    let body = read_body(request, &()).await?;
-    let close: CloseRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        CloseRequest::default()
-    } else {
-        parse_json(&body)?
-    };
-    let session = resolve_session(&app, &id).await?;
-    let runner = app.runner();
-    if let Some(live) = runner.live_turns().get(&session.chat_id) {
-        live.stop_signal().cancel();
-    }
-    let closed = runner
-        .store()
-        .close_session(&session.chat_id, close.reason, now_ms())
-        .await?;
-    Ok(Json(session_json(&closed)))
 }

@@ -9,7 +9,6 @@ pub mod agent;
 pub mod auth;
 pub mod clock;
 pub mod config;
-pub mod error;
 pub mod http;
 pub mod mcp;
 pub mod model;

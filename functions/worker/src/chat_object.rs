@@ -11,8 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::response::IntoResponse;
 use chatfn::clock::now_ms;
-use chatfn::error::ApiError;
-use chatfn::http::{App, Routes, router};
+use chatfn::http::{ApiError, App, Routes, router};
 use tower::ServiceExt;
 use worker::{DurableObject, Env, HttpRequest, ScheduledTime, State, durable_object, wasm_bindgen};
 

@@ -32,8 +32,7 @@ pub use store::DurableObjectStore;
 use axum::body::Body;
 use axum::http::{Request, Response};
 use axum::response::IntoResponse;
-use chatfn::error::ApiError;
-use chatfn::http::{addressed_chat, chat_in_body};
+use chatfn::http::{ApiError, addressed_chat, chat_in_body};
 use tower::ServiceExt;
 use worker::{Context, Env, HttpRequest, event};
 

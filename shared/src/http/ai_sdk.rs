@@ -13,12 +13,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::App;
+use super::error::ApiError;
 use super::extract::{
     ApiPath, bearer, parse_json, read_body, require_token, validate_chat_id, validate_path_chat_id,
 };
 use super::stream::{ui_message_events, ui_message_response, with_keepalive};
 use crate::auth::Access;
-use crate::error::ApiError;
 use crate::store::OutputRecord;
 use crate::turn::{ChatInput, ChatTrigger, MessagePayload, TurnError, TurnSource};
 use crate::ui::UIMessage;

@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::App;
+use super::error::ApiError;
 use crate::auth::{Access, SessionClaims, SessionToken};
 use crate::clock::now_ms;
-use crate::error::ApiError;
 
 /// A JSON body: 413 over the size limit, 400 when it is not JSON, 422 when it is JSON of the
 /// wrong shape.

@@ -3,6 +3,7 @@
 
 mod addressing;
 mod ai_sdk;
+pub mod error;
 mod extract;
 mod realtime;
 mod sessions;
@@ -18,10 +19,10 @@ use axum::routing::{get, post};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use crate::auth::SecretKeys;
-use crate::error::ApiError;
 use crate::turn::TurnRunner;
 
 pub use addressing::{addressed_chat, chat_in_body};
+pub use error::ApiError;
 pub use extract::{ApiJson, bearer, validate_chat_id};
 
 /// The settings of the HTTP application.

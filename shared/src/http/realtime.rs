@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::App;
+use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, parse_json, read_body};
 use super::sessions::{authorized_session, refreshed_token};
 use crate::auth::Access;
 use crate::clock::now_ms;
-use crate::error::ApiError;
 use crate::store::OutputRecord;
 use crate::trigger::{
     STREAM_VERSION, batch_event, parse_last_event_id, parse_timeout_seconds, ping_event,

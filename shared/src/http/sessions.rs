@@ -11,13 +11,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::App;
+use super::error::ApiError;
 use super::extract::{
     ApiJson, ApiPath, Caller, authenticate_caller, bearer, parse_json, read_body,
     require_secret_key, require_token, validate_chat_id, validate_path_chat_id,
 };
 use crate::auth::{Access, SessionClaims, SessionToken, scope};
 use crate::clock::{iso8601, now_ms};
-use crate::error::ApiError;
 use crate::store::{Session, SessionCreate};
 
 #[derive(Debug, Deserialize)]

@@ -87,7 +87,7 @@ pub fn parse_timeout_seconds(value: Option<&str>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::turn::{CONTROL_HEADER, TURN_COMPLETE};
+    use crate::store::{CONTROL_HEADER, TURN_COMPLETE};
 
     fn data_record(seq: u64, chunk: &str) -> OutputRecord {
         OutputRecord {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use app::{TestApp, kinds, read_events, stock_agent, submit, user_message};
 use chatfn::model::offline::OfflineModel;
-use chatfn::store::{OutputBody, OutputRecord, TurnLease};
-use chatfn::turn::{CONTROL_HEADER, REPLY_HEADER, TURN_COMPLETE};
+use chatfn::store::{CONTROL_HEADER, OutputBody, OutputRecord, TURN_COMPLETE, TurnLease};
+use chatfn::turn::REPLY_HEADER;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -10,8 +10,10 @@ use std::time::Duration;
 use chatfn::agent::Agent;
 use chatfn::clock::now_ms;
 use chatfn::model::offline::OfflineModel;
-use chatfn::store::{OutputBody, OutputRecord, Session, Store, TurnLease};
-use chatfn::turn::{CONTROL_HEADER, TURN_COMPLETE, TurnRunner};
+use chatfn::store::{
+    CONTROL_HEADER, OutputBody, OutputRecord, Session, Store, TURN_COMPLETE, TurnLease,
+};
+use chatfn::turn::TurnRunner;
 use counting_store::CountingStore;
 use futures::StreamExt;
 

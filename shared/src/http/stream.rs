@@ -70,7 +70,7 @@ pub fn ui_message_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::turn::{CONTROL_HEADER, TURN_COMPLETE};
+    use crate::store::{CONTROL_HEADER, TURN_COMPLETE};
 
     fn chunk(seq: u64, json: &str) -> OutputRecord {
         OutputRecord {

@@ -46,11 +46,10 @@ use futures::future::join_all;
 use serde_json::json;
 
 use super::{
-    InputAppend, LeaseAcquire, OutputBody, OutputCadence, OutputRecord, Session, SessionCreate,
-    Store, StoreError, TurnLease,
+    CONTROL_HEADER, InputAppend, LeaseAcquire, OutputBody, OutputCadence, OutputRecord, Session,
+    SessionCreate, Store, StoreError, TURN_COMPLETE, TurnLease,
 };
 use crate::clock::now_ms;
-use crate::turn::{CONTROL_HEADER, TURN_COMPLETE};
 use crate::ui::{Role, UIMessage, UIPart};
 
 /// The future of one case, borrowing the store it runs against.

@@ -115,6 +115,11 @@ pub struct OutputRecord {
     pub body: OutputBody,
 }
 
+/// The header that marks an output record as a control record.
+pub const CONTROL_HEADER: &str = "trigger-control";
+/// The control subtype that closes a turn.
+pub const TURN_COMPLETE: &str = "turn-complete";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum OutputBody {
@@ -142,7 +147,7 @@ impl OutputBody {
     }
 
     pub fn is_turn_complete(&self) -> bool {
-        self.control_header(crate::turn::CONTROL_HEADER) == Some(crate::turn::TURN_COMPLETE)
+        self.control_header(CONTROL_HEADER) == Some(TURN_COMPLETE)
     }
 }
 

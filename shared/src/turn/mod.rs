@@ -16,9 +16,5 @@ pub use record::ChatRecord;
 pub use runner::{StartedTurn, TurnError, TurnRunner, TurnSource, TurnTask};
 pub use writer::{OutputWriter, REPLY_HEADER, WriterSettings};
 
-/// The header that marks an output record as a control record.
-pub const CONTROL_HEADER: &str = "trigger-control";
-/// The control subtype that closes a turn.
-pub const TURN_COMPLETE: &str = "turn-complete";
 /// The turn-complete header naming the input seq the turn answered.
 pub const ANSWERED_INPUT_HEADER: &str = "session-in-event-id";

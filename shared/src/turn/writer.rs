@@ -7,11 +7,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+use super::ChatInput;
 use super::live::LiveTurn;
-use super::{CONTROL_HEADER, ChatInput, TURN_COMPLETE};
 use crate::agent::{ChunkSink, SinkClosed};
 use crate::clock::now_ms;
-use crate::store::{OutputBody, OutputCadence, OutputRecord, Store, StoreError};
+use crate::store::{
+    CONTROL_HEADER, OutputBody, OutputCadence, OutputRecord, Store, StoreError, TURN_COMPLETE,
+};
 use crate::ui::{UIMessage, UIMessageChunk};
 
 /// How the writer batches and how often it does its chores.

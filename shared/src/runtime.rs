@@ -5,19 +5,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::turn::TurnTask;
-
 /// A timer ran out before the future it bounded finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("timed out")]
 pub struct Elapsed;
 
-/// Runs a turn to completion, detached from the request that started it.
-pub fn spawn_turn(task: TurnTask) {
-    spawn_detached(task);
-}
-
-/// Runs a background task (a stream producer, a headless turn) to completion.
+/// Runs a background task (a turn, a stream producer) to completion, detached from the request
+/// that started it.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn spawn_detached(task: impl Future<Output = ()> + Send + 'static) {
     #[cfg(feature = "native")]

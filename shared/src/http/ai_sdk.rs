@@ -109,7 +109,7 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
         }
         Err(error) => return Err(error.into()),
     };
-    crate::runtime::spawn_turn(task);
+    crate::runtime::spawn_detached(task);
     let records = started
         .live
         .clone()

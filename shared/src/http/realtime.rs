@@ -84,7 +84,7 @@ pub async fn append(
         // A server-side caller has no reader to run the turn: run it in the background.
         ChatInput::Message { .. } if headless && !appended.duplicate => {
             if let Some((_, task)) = runner.claim_pending(&chat_id).await? {
-                crate::runtime::spawn_turn(task);
+                crate::runtime::spawn_detached(task);
             }
         }
         ChatInput::Message { .. } => {}
@@ -243,7 +243,7 @@ impl Reader {
                 Some(live) => Some(live),
                 None => match self.runner.claim_pending(&self.chat_id).await {
                     Ok(Some((started, task))) => {
-                        crate::runtime::spawn_turn(task);
+                        crate::runtime::spawn_detached(task);
                         Some(started.live)
                     }
                     Ok(None) => None,

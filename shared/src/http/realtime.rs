@@ -3,7 +3,8 @@
 //! inputs; the `out` reader that finds an unanswered input runs its turn while streaming it, and
 //! every other reader replays the log and follows. The session routes are in `sessions`.
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -21,18 +22,16 @@ use super::extract::{ApiPath, ApiQuery, parse_json, read_body};
 use super::sessions::{authorized_session, refreshed_token};
 use crate::auth::Access;
 use crate::clock::now_ms;
-use crate::store::OutputRecord;
+use crate::store::{OutputRecord, StoreError};
 use crate::trigger::{
     STREAM_VERSION, batch_event, parse_last_event_id, parse_timeout_seconds, ping_event,
 };
-use crate::turn::{ChatInput, FollowNotice, TurnRunner};
+use crate::turn::{ChatInput, FollowOn, FollowWatch, LiveTurn, LogFollower, TurnRunner};
 
 /// The largest input record, as on Trigger.dev.
 const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Records per batch event when replaying a backlog.
 const BACKLOG_BATCH: usize = 100;
-/// How often an idle or remote-turn reader looks at the log again.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const PING_INTERVAL_MS: u64 = 5_000;
 
 /// `POST /realtime/v1/sessions/{id}/in/append`: records one `ChatInputChunk`.
@@ -173,121 +172,148 @@ async fn produce(
     token: String,
     sender: mpsc::Sender<Bytes>,
 ) {
-    let mut reader = Reader {
-        notice: FollowNotice::new(runner.store().clone(), &chat_id),
+    let mut log = LogFollower::new(runner.store().clone(), &chat_id, options.cursor);
+    let now = now_ms();
+    let mut reader = OutReader {
         runner,
         chat_id,
-        cursor: options.cursor,
         token,
         sender,
+        timeout_ms: options.timeout_ms,
+        idle_since: now,
+        last_ping: now,
     };
-    if let Err(Gone) = reader.run(options.timeout_ms, settled).await {
+    if let Err(Gone) = reader.run(&mut log, settled).await {
         tracing::debug!(chat = %reader.chat_id, "out reader ended: client gone");
     }
 }
 
+/// The read ends early: the client left, or the log could not be read.
 struct Gone;
 
-struct Reader {
+/// An `out` request's reader: sends the log's records as batch events, follows a turn of this
+/// process from memory and any other turn through the log, and pings while the log is quiet.
+struct OutReader {
     runner: TurnRunner,
-    /// Asks a turn running in another process for short batches while this reader follows.
-    notice: FollowNotice,
     chat_id: String,
-    cursor: Option<u64>,
     token: String,
     sender: mpsc::Sender<Bytes>,
+    /// How long the read is held while nothing happens and no turn runs.
+    timeout_ms: u64,
+    idle_since: u64,
+    last_ping: u64,
 }
 
-impl Reader {
+impl OutReader {
     async fn send(&self, event: String) -> Result<(), Gone> {
         self.sender.send(Bytes::from(event)).await.map_err(|_| Gone)
     }
 
-    async fn send_records(&mut self, records: &[OutputRecord]) -> Result<(), Gone> {
+    async fn send_records(&self, records: &[OutputRecord]) -> Result<(), Gone> {
         for batch in records.chunks(BACKLOG_BATCH) {
             self.send(batch_event(batch, Some(&self.token))).await?;
-            if let Some(last) = batch.last() {
-                self.cursor = Some(last.seq);
-            }
         }
         Ok(())
     }
 
     /// Sends everything the store has after the cursor.
-    async fn backlog(&mut self) -> Result<bool, Gone> {
-        let records = match self.runner.read_log(&self.chat_id, self.cursor).await {
-            Ok(records) => records,
+    async fn backlog(&self, log: &mut LogFollower) -> Result<(), Gone> {
+        match log.read_new().await {
+            Ok(records) => self.send_records(&records).await,
             Err(error) => {
-                tracing::warn!(chat = %self.chat_id, "out reader cannot read the log: {error}");
-                let _ = self
-                    .send("event: error\ndata: {\"error\":\"store unavailable\"}\n\n".into())
-                    .await;
-                return Err(Gone);
+                self.cannot_read(error).await;
+                Err(Gone)
             }
-        };
-        self.send_records(&records).await?;
-        Ok(!records.is_empty())
+        }
     }
 
-    async fn run(&mut self, timeout_ms: u64, settled: bool) -> Result<(), Gone> {
-        self.backlog().await?;
+    /// Tells the client the log cannot be read; the read ends.
+    async fn cannot_read(&self, error: StoreError) {
+        tracing::warn!(chat = %self.chat_id, "out reader cannot read the log: {error}");
+        let _ = self
+            .send("event: error\ndata: {\"error\":\"store unavailable\"}\n\n".into())
+            .await;
+    }
+
+    async fn run(&mut self, log: &mut LogFollower, settled: bool) -> Result<(), Gone> {
         if settled {
-            return Ok(());
+            return self.backlog(log).await;
         }
-        let mut idle_since = now_ms();
-        let mut last_ping = now_ms();
-        loop {
-            // A turn running here: follow it from memory.
-            let live = self.runner.live_turns().get(&self.chat_id);
-            let live = match live {
-                Some(live) => Some(live),
-                None => match self.runner.claim_pending(&self.chat_id).await {
-                    Ok(Some((started, task))) => {
-                        crate::runtime::spawn_detached(task);
-                        Some(started.live)
-                    }
-                    Ok(None) => None,
-                    Err(error) => {
-                        tracing::warn!(chat = %self.chat_id, "could not start the pending turn: {error}");
-                        None
-                    }
-                },
-            };
-            if let Some(live) = live {
-                // Anything stored before the turn began goes first.
-                self.backlog().await?;
-                let mut records = std::pin::pin!(live.follow(self.cursor));
-                while let Some(record) = records.next().await {
-                    self.send_records(std::slice::from_ref(&record)).await?;
-                }
-                idle_since = now_ms();
-                continue;
+        while let Some(records) = log.next(self).await {
+            self.send_records(&records).await?;
+            self.idle_since = now_ms();
+        }
+        if self.sender.is_closed() {
+            return Err(Gone);
+        }
+        Ok(())
+    }
+
+    /// The turn running in this process, or the one it starts for the oldest unanswered input.
+    async fn live_turn(&self) -> Option<Arc<LiveTurn>> {
+        if let Some(live) = self.runner.live_turns().get(&self.chat_id) {
+            return Some(live);
+        }
+        match self.runner.claim_pending(&self.chat_id).await {
+            Ok(Some((started, task))) => {
+                crate::runtime::spawn_detached(task);
+                Some(started.live)
             }
-            if self.backlog().await? {
-                idle_since = now_ms();
-                continue;
-            }
-            let now = now_ms();
-            let remote_turn = self
-                .runner
-                .turn_running(&self.chat_id)
-                .await
-                .unwrap_or(false);
-            if remote_turn {
-                self.notice.renew().await;
-            }
-            if !remote_turn && now.saturating_sub(idle_since) >= timeout_ms {
-                return Ok(());
-            }
-            if now.saturating_sub(last_ping) >= PING_INTERVAL_MS {
-                self.send(ping_event(now)).await?;
-                last_ping = now;
-            }
-            let closed = std::pin::pin!(self.sender.closed());
-            if crate::runtime::timeout(POLL_INTERVAL, closed).await.is_ok() {
-                return Err(Gone);
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(chat = %self.chat_id, "could not start the pending turn: {error}");
+                None
             }
         }
+    }
+
+    /// Follows a turn of this process from memory, after anything stored before it began.
+    async fn follow_live(&self, log: &mut LogFollower, live: Arc<LiveTurn>) -> Result<(), Gone> {
+        self.backlog(log).await?;
+        let mut records = std::pin::pin!(live.follow(log.cursor()));
+        while let Some(record) = records.next().await {
+            self.send_records(std::slice::from_ref(&record)).await?;
+            log.advance_to(record.seq);
+        }
+        Ok(())
+    }
+}
+
+impl FollowWatch for OutReader {
+    async fn quiet(
+        &mut self,
+        log: &mut LogFollower,
+        turn_running: Result<bool, StoreError>,
+    ) -> FollowOn {
+        if let Some(live) = self.live_turn().await {
+            if self.follow_live(log, live).await.is_err() {
+                return FollowOn::End;
+            }
+            self.idle_since = now_ms();
+            return FollowOn::Now;
+        }
+        let now = now_ms();
+        // A turn running elsewhere keeps the read open however long it takes.
+        let remote_turn = turn_running.unwrap_or(false);
+        if !remote_turn && now.saturating_sub(self.idle_since) >= self.timeout_ms {
+            return FollowOn::End;
+        }
+        if now.saturating_sub(self.last_ping) >= PING_INTERVAL_MS {
+            if self.send(ping_event(now)).await.is_err() {
+                return FollowOn::End;
+            }
+            self.last_ping = now;
+        }
+        FollowOn::Later
+    }
+
+    async fn failed(&mut self, error: StoreError) -> FollowOn {
+        self.cannot_read(error).await;
+        FollowOn::End
+    }
+
+    fn abandoned(&self) -> impl Future<Output = ()> + Send {
+        self.sender.closed()
     }
 }
 

@@ -9,7 +9,7 @@ mod record;
 mod runner;
 mod writer;
 
-pub use follow::FollowNotice;
+pub(crate) use follow::{FollowOn, FollowWatch, LogFollower};
 pub use input::{ChatInput, ChatTrigger, MessagePayload};
 pub use live::{LiveTurn, LiveTurns};
 pub use record::ChatRecord;

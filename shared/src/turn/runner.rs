@@ -10,7 +10,7 @@ use futures::Stream;
 use super::live::{LiveTurn, LiveTurns};
 use super::record::ChatRecord;
 use super::writer::{OutputWriter, REPLY_HEADER, WriterSettings, parse_reply_header};
-use super::{ChatInput, ChatTrigger, FollowNotice, MessagePayload};
+use super::{ChatInput, ChatTrigger, MessagePayload};
 use crate::agent::{
     Agent, ApprovalSigner, ChatState, TurnControls, TurnInfo, TurnRequest, refuse_turn, run_turn,
 };
@@ -818,16 +818,7 @@ impl TurnRunner {
         chat_id: &str,
         after: Option<u64>,
     ) -> Result<Vec<OutputRecord>, TurnError> {
-        let mut records: Vec<OutputRecord> = Vec::new();
-        let mut cursor = after;
-        loop {
-            let page = self.store.output(chat_id, cursor, 512).await?;
-            let Some(last) = page.last() else {
-                return Ok(records);
-            };
-            cursor = Some(last.seq);
-            records.extend(page);
-        }
+        Ok(super::follow::read_after(self.store.as_ref(), chat_id, after).await?)
     }
 
     /// Where to follow the turn that starts at `first_seq`: from memory while it runs in this
@@ -914,69 +905,7 @@ impl TurnRunner {
         chat_id: &str,
         after: Option<u64>,
     ) -> impl Stream<Item = OutputRecord> + Send + 'static {
-        const POLL: std::time::Duration = std::time::Duration::from_millis(100);
-        // A store read can fail after its own retries (throttling, a reset connection): the turn
-        // goes on regardless, so the follower tries again rather than end a reply half-read.
-        const READ_ATTEMPTS: u32 = 20;
-        let follower = LogFollower {
-            store: self.store.clone(),
-            notice: FollowNotice::new(self.store.clone(), chat_id),
-            chat_id: chat_id.to_owned(),
-            cursor: after,
-            buffered: Vec::new().into_iter(),
-            done: false,
-            freed: false,
-            failures: 0,
-        };
-        futures::stream::unfold(follower, |mut follower| async move {
-            loop {
-                if let Some(record) = follower.buffered.next() {
-                    follower.cursor = Some(record.seq);
-                    if record.body.is_turn_complete() {
-                        follower.done = true;
-                        follower.wait_until_free(record.seq).await;
-                    }
-                    return Some((record, follower));
-                }
-                if follower.done {
-                    return None;
-                }
-                follower.notice.renew().await;
-                let store = &follower.store;
-                let chat_id = follower.chat_id.as_str();
-                let read = match store.output(chat_id, follower.cursor, 256).await {
-                    Ok(page) if !page.is_empty() => {
-                        follower.buffered = page.into_iter();
-                        follower.failures = 0;
-                        continue;
-                    }
-                    Ok(_) if follower.freed => return None,
-                    // Nothing new: end if no live turn is left to write more, after one more
-                    // read. A turn writes its last records, then frees the chat: what it wrote
-                    // between the read above and the look at the lease is there now.
-                    Ok(_) => match store.lease(chat_id).await {
-                        Ok(Some(lease)) if !lease.is_expired(now_ms()) => Ok(()),
-                        Ok(_) => {
-                            follower.freed = true;
-                            continue;
-                        }
-                        Err(error) => Err(error),
-                    },
-                    Err(error) => Err(error),
-                };
-                match read {
-                    Ok(()) => follower.failures = 0,
-                    Err(error) => {
-                        follower.failures += 1;
-                        if follower.failures >= READ_ATTEMPTS {
-                            tracing::warn!(chat = %chat_id, "log follow failed: {error}");
-                            return None;
-                        }
-                    }
-                }
-                crate::runtime::sleep(POLL).await;
-            }
-        })
+        super::follow::follow_turn_log(self.store.clone(), chat_id, after)
     }
 
     /// Asks the running turn to stop: in this process at once, elsewhere through the input log.
@@ -989,41 +918,6 @@ impl TurnRunner {
             return Ok(true);
         }
         self.turn_running(chat_id).await
-    }
-}
-
-/// Where [`TurnRunner::follow_log`] is in a turn's log.
-struct LogFollower {
-    store: Arc<dyn Store>,
-    /// Asks the turn's writer for short batches while this reader follows.
-    notice: FollowNotice,
-    chat_id: String,
-    cursor: Option<u64>,
-    buffered: std::vec::IntoIter<OutputRecord>,
-    /// The turn-complete was passed on.
-    done: bool,
-    /// The chat was seen free: the next empty read ends the turn.
-    freed: bool,
-    failures: u32,
-}
-
-impl LogFollower {
-    /// Holds a turn's end back until the turn has freed the chat (or a later turn holds it), as
-    /// a live turn's readers are held: a client that sees the end and sends its next message at
-    /// once must find the chat free. Bounded: a turn whose release fails leaves the lease to
-    /// expire, and its readers are not held that long.
-    async fn wait_until_free(&self, complete_seq: u64) {
-        const WAIT: std::time::Duration = std::time::Duration::from_millis(20);
-        const ATTEMPTS: u32 = 150;
-        for _ in 0..ATTEMPTS {
-            match self.store.lease(&self.chat_id).await {
-                Ok(Some(lease)) if lease.is_expired(now_ms()) => return,
-                Ok(Some(lease)) if lease.first_seq > complete_seq => return,
-                Ok(None) => return,
-                // Still held by the ending turn, or unreadable for now.
-                Ok(Some(_)) | Err(_) => crate::runtime::sleep(WAIT).await,
-            }
-        }
     }
 }
 

@@ -1,12 +1,16 @@
 //! Turns: one at a time per chat, run inside the request that streams them, recorded in the
 //! output log so any reader can replay and follow them.
 
+mod execute;
 mod follow;
 mod heartbeat;
 mod input;
 pub mod live;
+mod prepare;
 mod record;
+mod recovery;
 mod runner;
+mod settle;
 mod writer;
 
 pub(crate) use follow::{FollowOn, FollowWatch, LogFollower};

@@ -1,6 +1,9 @@
-//! Starting, following, stopping and recovering turns. A turn answers one input of the chat's
+//! The turn runner: starting a turn under the chat's lease, claiming the next unanswered input,
+//! and finding, following and stopping running turns. A turn answers one input of the chat's
 //! input log; it holds the chat's lease while it runs, streams through an [`OutputWriter`], and
-//! leaves the reply in the message history and a turn-complete record in the output log.
+//! leaves the reply in the message history and a turn-complete record in the output log. The
+//! input is applied to the history in `prepare`, the turn runs in `execute` and ends in `settle`,
+//! and a turn whose executor died is closed in `recovery`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,17 +11,14 @@ use std::sync::Arc;
 use futures::Stream;
 
 use super::live::{LiveTurn, LiveTurns};
-use super::record::ChatRecord;
-use super::writer::{OutputWriter, REPLY_HEADER, WriterSettings, parse_reply_header};
-use super::{ChatInput, ChatTrigger, MessagePayload};
-use crate::agent::{
-    Agent, ApprovalSigner, ChatState, TurnControls, TurnInfo, TurnRequest, refuse_turn, run_turn,
-};
+use super::writer::{OutputWriter, WriterSettings};
+use super::{ChatInput, MessagePayload};
+use crate::agent::{Agent, ApprovalSigner};
 use crate::clock::now_ms;
 use crate::store::{
-    InputAppend, LeaseAcquire, OutputBody, OutputRecord, Session, Store, StoreError, TurnLease,
+    InputAppend, LeaseAcquire, OutputRecord, Session, Store, StoreError, TurnLease,
 };
-use crate::ui::{MessageFold, Role, UIMessage, UIMessageChunk, UIPart};
+use crate::ui::UIMessageChunk;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TurnError {
@@ -69,11 +69,11 @@ pub enum TurnSource {
 
 #[derive(Clone)]
 pub struct TurnRunner {
-    store: Arc<dyn Store>,
-    agent: Arc<Agent>,
-    live: Arc<LiveTurns>,
-    settings: WriterSettings,
-    approvals: Option<ApprovalSigner>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) agent: Arc<Agent>,
+    pub(super) live: Arc<LiveTurns>,
+    pub(super) settings: WriterSettings,
+    pub(super) approvals: Option<ApprovalSigner>,
 }
 
 impl TurnRunner {
@@ -301,7 +301,7 @@ impl TurnRunner {
 
     /// `claim_pending` behind a named future type: a turn that starts the next one would
     /// otherwise make the turn's future type refer to itself.
-    fn claim_next(&self, chat_id: String) -> ClaimFuture {
+    pub(super) fn claim_next(&self, chat_id: String) -> ClaimFuture {
         let runner = self.clone();
         Box::pin(async move { runner.claim_pending(&chat_id).await })
     }
@@ -373,443 +373,12 @@ impl TurnRunner {
         Err(TurnError::InProgress)
     }
 
-    async fn next_output_seq(&self, chat_id: &str) -> Result<u64, TurnError> {
+    pub(super) async fn next_output_seq(&self, chat_id: &str) -> Result<u64, TurnError> {
         Ok(self
             .store
             .last_output_seq(chat_id)
             .await?
             .map_or(0, |seq| seq + 1))
-    }
-
-    /// Applies the input to the history; returns the history before the reply, and the reply
-    /// to stream (new, or the assistant message being continued).
-    async fn prepare(
-        &self,
-        chat_id: &str,
-        input_seq: u64,
-        payload: &MessagePayload,
-    ) -> Result<PreparedTurn, TurnError> {
-        let history = self.store.messages(chat_id).await?;
-        let info = TurnInfo {
-            chat_id: chat_id.to_owned(),
-            input_seq: Some(input_seq),
-            first_turn: history.is_empty(),
-            client_data: payload.metadata.clone(),
-            controls: TurnControls::default(),
-        };
-        self.agent
-            .check_client_data(info.client_data.as_ref())
-            .map_err(TurnError::InvalidInput)?;
-        let (history, reply) = self.apply_input(chat_id, &info, history, payload).await?;
-        let history = self
-            .agent
-            .hooks()
-            .hydrate_messages(&info, history)
-            .await
-            .map_err(|e| TurnError::InvalidInput(e.0))?;
-        Ok(PreparedTurn {
-            history,
-            reply,
-            info,
-        })
-    }
-
-    async fn apply_input(
-        &self,
-        chat_id: &str,
-        info: &TurnInfo,
-        mut history: Vec<UIMessage>,
-        payload: &MessagePayload,
-    ) -> Result<(Vec<UIMessage>, UIMessage), TurnError> {
-        match payload.trigger {
-            ChatTrigger::SubmitMessage => {
-                let message = payload.message.clone().ok_or_else(|| {
-                    TurnError::InvalidInput("submit-message needs a message".into())
-                })?;
-                match message.role {
-                    Role::User => {
-                        self.agent
-                            .hooks()
-                            .validate_message(info, &message)
-                            .await
-                            .map_err(|e| TurnError::InvalidInput(e.0))?;
-                        // An edit (or a re-send) of a known message drops everything after it.
-                        let edited = payload.message_id.as_deref().unwrap_or(&message.id);
-                        if let Some(index) = history.iter().position(|m| m.id == edited) {
-                            self.store.truncate_messages(chat_id, edited).await?;
-                            history.truncate(index);
-                        }
-                        self.store.put_message(chat_id, &message).await?;
-                        history.push(message);
-                        Ok((history, new_reply()))
-                    }
-                    Role::Assistant => {
-                        let index = history
-                            .iter()
-                            .position(|m| m.id == message.id && m.role == Role::Assistant)
-                            .ok_or_else(|| {
-                                TurnError::InvalidInput(format!(
-                                    "assistant message `{}` is not in this chat",
-                                    message.id
-                                ))
-                            })?;
-                        let stored = history.remove(index);
-                        let continued = overlay_client_answers(stored, &message, &self.agent);
-                        // Later messages cannot exist when a client answers a tool call.
-                        history.truncate(index);
-                        self.store.put_message(chat_id, &continued).await?;
-                        Ok((history, continued))
-                    }
-                    Role::System => Err(TurnError::InvalidInput(
-                        "clients cannot send system messages".into(),
-                    )),
-                }
-            }
-            ChatTrigger::RegenerateMessage => {
-                let from = match &payload.message_id {
-                    Some(id) => history.iter().position(|m| &m.id == id).ok_or_else(|| {
-                        TurnError::InvalidInput(format!("message `{id}` is not in this chat"))
-                    })?,
-                    None => history
-                        .iter()
-                        .rposition(|m| m.role == Role::User)
-                        .map_or(history.len(), |index| index + 1),
-                };
-                // Regenerating a user message keeps it and replaces what answered it.
-                let from = match history.get(from) {
-                    Some(message) if message.role == Role::User => from + 1,
-                    _ => from,
-                };
-                if let Some(message) = history.get(from) {
-                    self.store
-                        .truncate_messages(chat_id, &message.id.clone())
-                        .await?;
-                    history.truncate(from);
-                }
-                if history.last().is_none_or(|m| m.role != Role::User) {
-                    return Err(TurnError::InvalidInput(
-                        "there is no user message to answer".into(),
-                    ));
-                }
-                Ok((history, new_reply()))
-            }
-            other => Err(TurnError::InvalidInput(format!(
-                "trigger `{}` does not start a turn",
-                serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            ))),
-        }
-    }
-
-    async fn execute(self, live: Arc<LiveTurn>, lease: TurnLease, prepared: PreparedTurn) {
-        let PreparedTurn {
-            history,
-            reply,
-            info,
-        } = prepared;
-        let chat_id = live.chat_id().to_owned();
-        let heartbeat = super::heartbeat::LeaseHeartbeat::start(
-            self.store.clone(),
-            chat_id.clone(),
-            lease.holder.clone(),
-            self.settings.lease_ttl_ms,
-        );
-        let stop_after = self.last_input_seq(&chat_id, lease.input_seq).await;
-        let mut writer =
-            OutputWriter::new(self.store.clone(), live.clone(), self.settings, stop_after);
-        let record = match self.store.state(&chat_id).await {
-            Ok(value) => ChatRecord::decode(value),
-            Err(error) => {
-                tracing::error!(chat = %chat_id, "could not load the chat state: {error}");
-                ChatRecord::default()
-            }
-        };
-        let state = ChatState::loaded(record.state.clone());
-        let hooks = self.agent.hooks().clone();
-        let started = match info.first_turn {
-            true => hooks.on_chat_start(&info, &state).await,
-            false => Ok(()),
-        };
-        let started = match started {
-            Ok(()) => hooks.on_turn_start(&info, &state).await,
-            refused => refused,
-        };
-        let mut new_summary = None;
-        let outcome = match started {
-            Ok(()) => {
-                let compacted = crate::agent::compaction::compact(
-                    &self.agent,
-                    &info,
-                    &history,
-                    record.summary.as_ref(),
-                )
-                .await;
-                new_summary = compacted.new_summary;
-                let history = compacted.history;
-                let request = TurnRequest {
-                    chat_id: chat_id.clone(),
-                    history,
-                    reply,
-                    state: state.clone(),
-                    approvals: self.approvals.clone(),
-                    controls: info.controls.clone(),
-                };
-                let stop = live.stop_signal().clone();
-                let agent = match hooks.choose_model(&info, &state).await {
-                    Some(model) => Arc::new(self.agent.with_model(model)),
-                    None => self.agent.clone(),
-                };
-                run_turn(&agent, request, &mut writer, &stop).await
-            }
-            Err(refusal) => refuse_turn(reply, &mut writer, &refusal.0).await,
-        };
-        let mut outcome = outcome;
-        let mut total_usage = record.usage;
-        total_usage += outcome.usage;
-        outcome.total_usage = total_usage;
-        hooks.on_turn_complete(&info, &state, &outcome).await;
-        // Deferred work (from hooks and tools, `on_turn_complete` included) ends before the turn
-        // does: its effects on the state are saved, and the next turn sees them.
-        // The lease is not renewed while nothing is written: the wait stays well inside it.
-        let cap = self
-            .agent
-            .defer_timeout()
-            .min(std::time::Duration::from_millis(
-                self.settings.lease_ttl_ms / 2,
-            ));
-        let deferred = info.controls.settle_deferred(cap).await;
-        if deferred.timed_out > 0 {
-            tracing::warn!(
-                chat = %chat_id,
-                timed_out = deferred.timed_out,
-                "deferred work still ran at the agent's cap and was dropped"
-            );
-        }
-        // Saved as the turn frees the chat (one write on DynamoDB), or alone if it cannot.
-        let changed_state = state.changed_value();
-        let saved = (changed_state.is_some()
-            || total_usage != record.usage
-            || new_summary.is_some())
-        .then(|| {
-            ChatRecord {
-                state: changed_state.or(record.state),
-                usage: total_usage,
-                summary: new_summary.or(record.summary),
-            }
-            .encode()
-        });
-        tracing::info!(
-            chat = %chat_id,
-            steps = outcome.steps,
-            finish = ?outcome.finish_reason,
-            stopped = outcome.stopped,
-            input_tokens = outcome.usage.input_tokens,
-            output_tokens = outcome.usage.output_tokens,
-            "turn finished"
-        );
-        drop(heartbeat);
-        if writer.lease_lost() {
-            // Someone recovered this chat while we stalled; the turn is theirs to close.
-            if let Some(saved) = &saved {
-                self.save_state(&chat_id, saved).await;
-            }
-            self.live.remove(&live);
-            live.finish();
-            return;
-        }
-        if let Err(error) = self
-            .settle(
-                &chat_id,
-                &mut writer,
-                &outcome.message,
-                &info.controls.injected(),
-                &lease,
-                saved.as_ref(),
-            )
-            .await
-        {
-            tracing::error!(chat = %chat_id, "could not settle the turn: {error}");
-        }
-        // Unlisted before its readers end: a client that saw the end and sends the next message
-        // at once must not find this turn still running.
-        self.live.remove(&live);
-        live.finish();
-        // Messages that arrived during this turn queue as the next turns: run them now, so a
-        // chat with no reader attached (server-side appends) does not stall.
-        match self.claim_next(chat_id.clone()).await {
-            Ok(Some((_, next))) => next.await,
-            Ok(None) => {}
-            Err(error) => tracing::warn!(chat = %chat_id, "could not start the next turn: {error}"),
-        }
-    }
-
-    /// Closes the turn in the log (what is pending and the turn-complete, one batch), persists
-    /// the reply and frees the chat, in that order. Readers are given the turn's end only once
-    /// the chat is free, so they also find the reply in the history. The turn-complete names
-    /// the reply ([`REPLY_HEADER`]): a turn that dies before storing it is recovered with it.
-    /// `state`, when the turn changed it, is saved with the release, or alone when the turn
-    /// cannot free the chat.
-    async fn settle(
-        &self,
-        chat_id: &str,
-        writer: &mut OutputWriter,
-        message: &UIMessage,
-        injected: &[UIMessage],
-        lease: &TurnLease,
-        state: Option<&serde_json::Value>,
-    ) -> Result<(), String> {
-        let ended = self
-            .end_and_store(chat_id, writer, message, injected, lease)
-            .await;
-        let released = match &ended {
-            Ok(_) => self.free_chat(chat_id, lease, state).await,
-            Err(error) => Err(error.clone()),
-        };
-        if released.is_err()
-            && let Some(state) = state
-        {
-            self.save_state(chat_id, state).await;
-        }
-        if let Ok(closing) = ended {
-            writer.announce(closing);
-        }
-        released
-    }
-
-    /// Releases the turn's lease, with the chat's state when the turn changed it.
-    async fn free_chat(
-        &self,
-        chat_id: &str,
-        lease: &TurnLease,
-        state: Option<&serde_json::Value>,
-    ) -> Result<(), String> {
-        let released = match state {
-            Some(state) => {
-                self.store
-                    .release_lease_with_state(chat_id, &lease.holder, lease.input_seq, state)
-                    .await
-            }
-            None => {
-                self.store
-                    .release_lease(chat_id, &lease.holder, lease.input_seq)
-                    .await
-            }
-        };
-        match released {
-            // The turn-complete is written, so nobody took the turn over: an earlier attempt
-            // of this release landed and its answer was lost (the store retried it).
-            Err(StoreError::LeaseLost) => Ok(()),
-            released => released.map_err(|e| e.to_string()),
-        }
-    }
-
-    /// The turn's end in the log, then its reply and the messages it injected in the history.
-    async fn end_and_store(
-        &self,
-        chat_id: &str,
-        writer: &mut OutputWriter,
-        message: &UIMessage,
-        injected: &[UIMessage],
-        lease: &TurnLease,
-    ) -> Result<OutputRecord, String> {
-        let reply = has_content(message).then_some(message);
-        let closing = writer
-            .complete(lease.input_seq, reply)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(reply) = reply {
-            self.store
-                .put_message(chat_id, reply)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        for injected in injected {
-            self.store
-                .put_message(chat_id, injected)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(closing)
-    }
-
-    /// Saves the chat's state on its own; a failure is logged (the turn goes on ending).
-    async fn save_state(&self, chat_id: &str, state: &serde_json::Value) {
-        if let Err(error) = self.store.put_state(chat_id, state).await {
-            tracing::error!(chat = %chat_id, "could not save the chat state: {error}");
-        }
-    }
-
-    async fn last_input_seq(&self, chat_id: &str, after: Option<u64>) -> Option<u64> {
-        let mut last = after;
-        loop {
-            match self.store.inputs(chat_id, last, 256).await {
-                Ok(inputs) if !inputs.is_empty() => last = inputs.last().map(|input| input.seq),
-                _ => return last,
-            }
-        }
-    }
-
-    /// Closes a turn whose executor died: folds what it wrote, ends the open parts, marks it
-    /// aborted, writes its turn-complete and keeps the partial reply. A turn that died after
-    /// writing its turn-complete only misses its reply, if that: it is stored from the log.
-    async fn recover(&self, chat_id: &str, expired: &TurnLease) -> Result<(), TurnError> {
-        tracing::warn!(chat = %chat_id, first_seq = expired.first_seq, "recovering an interrupted turn");
-        let records = self
-            .read_log(chat_id, expired.first_seq.checked_sub(1))
-            .await?;
-        let history = self.store.messages(chat_id).await?;
-        if let Some(end) = records.iter().position(|r| r.body.is_turn_complete()) {
-            let named = records[end]
-                .body
-                .control_header(REPLY_HEADER)
-                .and_then(parse_reply_header);
-            if let Some((parts, id)) = named {
-                // A stored message with the reply's id and fewer parts is the one it continues.
-                let stored = history.iter().find(|m| m.id == id);
-                if stored.is_none_or(|m| m.parts.len() < parts)
-                    && let Some(fold) = fold_reply(&records[..end], &history)
-                    && has_content(fold.message())
-                {
-                    self.store.put_message(chat_id, fold.message()).await?;
-                }
-            }
-            return Ok(());
-        }
-        let mut fold = fold_reply(&records, &history);
-        let live = Arc::new(LiveTurn::new(chat_id, self.next_output_seq(chat_id).await?));
-        let mut writer = OutputWriter::new(self.store.clone(), live, self.settings, None);
-        if let Some(fold) = fold.as_mut() {
-            let mut closing = fold.closing_chunks();
-            if !fold.is_aborted() && fold.finish_reason().is_none() {
-                closing.push(UIMessageChunk::Error {
-                    error_text: "the reply was interrupted before it finished".to_owned(),
-                });
-                closing.push(UIMessageChunk::Abort {
-                    reason: Some("interrupted".to_owned()),
-                });
-            }
-            for chunk in closing {
-                let _ = fold.apply(&chunk);
-                crate::agent::ChunkSink::emit(&mut writer, &chunk)
-                    .await
-                    .map_err(|e| StoreError::Backend(e.0))?;
-            }
-        }
-        // As a turn settles: its end in the log naming the reply, then the reply.
-        let reply = fold
-            .as_ref()
-            .map(MessageFold::message)
-            .filter(|message| has_content(message));
-        writer
-            .complete(expired.input_seq, reply)
-            .await
-            .map_err(|e| StoreError::Backend(e.0))?;
-        if let Some(reply) = reply {
-            self.store.put_message(chat_id, reply).await?;
-        }
-        Ok(())
     }
 
     /// Every output record after `after`.
@@ -921,107 +490,13 @@ impl TurnRunner {
     }
 }
 
-/// A turn ready to run: the history the model sees, the reply to stream, and what hooks see.
-struct PreparedTurn {
-    history: Vec<UIMessage>,
-    reply: UIMessage,
-    info: TurnInfo,
-}
-
-fn new_reply() -> UIMessage {
-    UIMessage::new(
-        format!("msg_{}", uuid::Uuid::new_v4().simple()),
-        Role::Assistant,
-    )
-}
-
-/// The reply a turn's records build, from the `start` that names it on; a continued reply
-/// builds on the stored message with its id.
-fn fold_reply(records: &[OutputRecord], history: &[UIMessage]) -> Option<MessageFold> {
-    let mut fold: Option<MessageFold> = None;
-    for record in records {
-        let OutputBody::Chunk { chunk, .. } = &record.body else {
-            continue;
-        };
-        let Ok(chunk) = serde_json::from_str::<UIMessageChunk>(chunk) else {
-            continue;
-        };
-        if let UIMessageChunk::Start {
-            message_id: Some(id),
-            ..
-        } = &chunk
-        {
-            let base = history
-                .iter()
-                .find(|m| &m.id == id)
-                .cloned()
-                .unwrap_or_else(|| UIMessage::new(id.clone(), Role::Assistant));
-            fold = Some(MessageFold::continuing(base));
-        }
-        if let Some(fold) = fold.as_mut() {
-            let _ = fold.apply(&chunk);
-        }
-    }
-    fold
-}
-
-fn has_content(message: &UIMessage) -> bool {
-    message
-        .parts
-        .iter()
-        .any(|part| !matches!(part, UIPart::StepStart))
-}
-
-/// The server's copy of an assistant message, with what the client may answer for it: the
-/// outputs of tools that run in the browser, and a person's answer to an approval request whose
-/// id matches. Everything else stays the server's, so a client cannot forge a server tool's
-/// output or approve a call it was never asked about.
-fn overlay_client_answers(mut stored: UIMessage, client: &UIMessage, agent: &Agent) -> UIMessage {
-    use crate::ui::ToolState;
-    for part in stored.parts.iter_mut() {
-        let UIPart::Tool(tool) = part else { continue };
-        let Some(answer) = client
-            .tool_parts()
-            .find(|t| t.tool_call_id == tool.tool_call_id)
-        else {
-            continue;
-        };
-        match (tool.state, answer.state) {
-            (
-                ToolState::ApprovalRequested,
-                ToolState::ApprovalResponded | ToolState::OutputDenied,
-            ) => {
-                let (Some(mine), Some(theirs)) = (tool.approval.as_mut(), answer.approval.as_ref())
-                else {
-                    continue;
-                };
-                if mine.id != theirs.id {
-                    continue;
-                }
-                let approved =
-                    answer.state == ToolState::ApprovalResponded && theirs.approved == Some(true);
-                mine.approved = Some(approved);
-                mine.reason = theirs.reason.clone();
-                tool.state = ToolState::ApprovalResponded;
-            }
-            (ToolState::InputAvailable, ToolState::OutputAvailable | ToolState::OutputError)
-                if agent.runs_on_client(&tool.tool_name) =>
-            {
-                tool.state = answer.state;
-                tool.output = answer.output.clone();
-                tool.error_text = answer.error_text.clone();
-            }
-            _ => {}
-        }
-    }
-    stored
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::offline::OfflineModel;
     use crate::store::memory::MemoryStore;
+    use crate::turn::ChatTrigger;
+    use crate::ui::{Role, UIMessage, UIPart};
 
     async fn chat_with_input(
         store: &Arc<MemoryStore>,

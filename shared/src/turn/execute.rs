@@ -1,0 +1,238 @@
+//! Running a started turn to its end: the chat's record is loaded, the agent answers (unless a
+//! start hook refuses the turn), the turn's deferred work is waited for, the turn is settled, and
+//! the next waiting input's turn starts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::heartbeat::LeaseHeartbeat;
+use super::live::LiveTurn;
+use super::prepare::PreparedTurn;
+use super::record::ChatRecord;
+use super::runner::TurnRunner;
+use super::writer::OutputWriter;
+use crate::agent::{
+    ChatState, HistorySummary, TurnInfo, TurnOutcome, TurnRequest, refuse_turn, run_turn,
+};
+use crate::model::Usage;
+use crate::store::TurnLease;
+use crate::ui::UIMessage;
+
+/// What a turn works with from its start to its end.
+pub(super) struct RunningTurn {
+    pub(super) live: Arc<LiveTurn>,
+    pub(super) lease: TurnLease,
+    pub(super) info: TurnInfo,
+    /// The chat's state, shared with the hooks and tools.
+    pub(super) state: ChatState,
+    pub(super) writer: OutputWriter,
+}
+
+impl TurnRunner {
+    /// The turn's task: runs it to its end, then the turns of the inputs that arrived meanwhile.
+    pub(super) async fn execute(
+        self,
+        live: Arc<LiveTurn>,
+        lease: TurnLease,
+        prepared: PreparedTurn,
+    ) {
+        let PreparedTurn {
+            history,
+            reply,
+            info,
+        } = prepared;
+        let chat_id = live.chat_id().to_owned();
+        let heartbeat = LeaseHeartbeat::start(
+            self.store.clone(),
+            chat_id.clone(),
+            lease.holder.clone(),
+            self.settings.lease_ttl_ms,
+        );
+        let (mut turn, record) = self.load(live, lease, info).await;
+        let (mut outcome, new_summary) = self
+            .run(&mut turn, history, reply, record.summary.as_ref())
+            .await;
+        let mut total_usage = record.usage;
+        total_usage += outcome.usage;
+        outcome.total_usage = total_usage;
+        self.finish_work(&turn, &outcome).await;
+        let saved = record_to_save(record, &turn.state, total_usage, new_summary);
+        tracing::info!(
+            chat = %chat_id,
+            steps = outcome.steps,
+            finish = ?outcome.finish_reason,
+            stopped = outcome.stopped,
+            input_tokens = outcome.usage.input_tokens,
+            output_tokens = outcome.usage.output_tokens,
+            "turn finished"
+        );
+        drop(heartbeat);
+        if turn.writer.lease_lost() {
+            // Someone recovered this chat while we stalled; the turn is theirs to close.
+            if let Some(saved) = &saved {
+                self.save_state(&chat_id, saved).await;
+            }
+            self.unlist(&turn.live);
+            return;
+        }
+        if let Err(error) = self
+            .settle(&mut turn, &outcome.message, saved.as_ref())
+            .await
+        {
+            tracing::error!(chat = %chat_id, "could not settle the turn: {error}");
+        }
+        // Unlisted before its readers end: a client that saw the end and sends the next message
+        // at once must not find this turn still running.
+        self.unlist(&turn.live);
+        self.run_next(chat_id).await;
+    }
+
+    /// The turn's writer, and the chat's record as the turn finds it.
+    async fn load(
+        &self,
+        live: Arc<LiveTurn>,
+        lease: TurnLease,
+        info: TurnInfo,
+    ) -> (RunningTurn, ChatRecord) {
+        let chat_id = live.chat_id().to_owned();
+        let stop_after = self.last_input_seq(&chat_id, lease.input_seq).await;
+        let writer = OutputWriter::new(self.store.clone(), live.clone(), self.settings, stop_after);
+        let record = match self.store.state(&chat_id).await {
+            Ok(value) => ChatRecord::decode(value),
+            Err(error) => {
+                tracing::error!(chat = %chat_id, "could not load the chat state: {error}");
+                ChatRecord::default()
+            }
+        };
+        let turn = RunningTurn {
+            live,
+            lease,
+            info,
+            state: ChatState::loaded(record.state.clone()),
+            writer,
+        };
+        (turn, record)
+    }
+
+    /// The agent's reply, streamed through the turn's writer, or the refusal of a start hook.
+    /// Returns how the turn ended, and the summary of the older history when compaction wrote a
+    /// new one.
+    async fn run(
+        &self,
+        turn: &mut RunningTurn,
+        history: Vec<UIMessage>,
+        reply: UIMessage,
+        summary: Option<&HistorySummary>,
+    ) -> (TurnOutcome, Option<HistorySummary>) {
+        let RunningTurn {
+            live,
+            info,
+            state,
+            writer,
+            ..
+        } = turn;
+        let hooks = self.agent.hooks().clone();
+        let started = match info.first_turn {
+            true => hooks.on_chat_start(info, state).await,
+            false => Ok(()),
+        };
+        let started = match started {
+            Ok(()) => hooks.on_turn_start(info, state).await,
+            refused => refused,
+        };
+        if let Err(refusal) = started {
+            return (refuse_turn(reply, writer, &refusal.0).await, None);
+        }
+        let compacted =
+            crate::agent::compaction::compact(&self.agent, info, &history, summary).await;
+        let request = TurnRequest {
+            chat_id: live.chat_id().to_owned(),
+            history: compacted.history,
+            reply,
+            state: state.clone(),
+            approvals: self.approvals.clone(),
+            controls: info.controls.clone(),
+        };
+        let stop = live.stop_signal().clone();
+        let agent = match hooks.choose_model(info, state).await {
+            Some(model) => Arc::new(self.agent.with_model(model)),
+            None => self.agent.clone(),
+        };
+        let outcome = run_turn(&agent, request, writer, &stop).await;
+        (outcome, compacted.new_summary)
+    }
+
+    /// Tells the hooks the turn is complete, then waits for its deferred work (from hooks and
+    /// tools, `on_turn_complete` included): it ends before the turn does, so its effects on the
+    /// state are saved and the next turn sees them.
+    async fn finish_work(&self, turn: &RunningTurn, outcome: &TurnOutcome) {
+        self.agent
+            .hooks()
+            .on_turn_complete(&turn.info, &turn.state, outcome)
+            .await;
+        // The lease is not renewed while nothing is written: the wait stays well inside it.
+        let cap = self
+            .agent
+            .defer_timeout()
+            .min(Duration::from_millis(self.settings.lease_ttl_ms / 2));
+        let deferred = turn.info.controls.settle_deferred(cap).await;
+        if deferred.timed_out > 0 {
+            tracing::warn!(
+                chat = %turn.live.chat_id(),
+                timed_out = deferred.timed_out,
+                "deferred work still ran at the agent's cap and was dropped"
+            );
+        }
+    }
+
+    /// Takes the turn off the list of live turns and ends its readers.
+    fn unlist(&self, live: &Arc<LiveTurn>) {
+        self.live.remove(live);
+        live.finish();
+    }
+
+    /// Runs the turn of the next unanswered input here. Messages that arrived during a turn
+    /// queue as the next turns: a chat with no reader attached (server-side appends) must not
+    /// stall.
+    async fn run_next(&self, chat_id: String) {
+        match self.claim_next(chat_id.clone()).await {
+            Ok(Some((_, next))) => next.await,
+            Ok(None) => {}
+            Err(error) => tracing::warn!(chat = %chat_id, "could not start the next turn: {error}"),
+        }
+    }
+
+    /// The last input recorded so far: a stop after it is meant for this turn.
+    async fn last_input_seq(&self, chat_id: &str, after: Option<u64>) -> Option<u64> {
+        let mut last = after;
+        loop {
+            match self.store.inputs(chat_id, last, 256).await {
+                Ok(inputs) if !inputs.is_empty() => last = inputs.last().map(|input| input.seq),
+                _ => return last,
+            }
+        }
+    }
+}
+
+/// The chat's record as the turn leaves it, encoded for the store, when the turn changed it (its
+/// state, the usage, the summary). It is saved as the turn frees the chat (one write on
+/// DynamoDB), or alone if it cannot.
+fn record_to_save(
+    record: ChatRecord,
+    state: &ChatState,
+    total_usage: Usage,
+    new_summary: Option<HistorySummary>,
+) -> Option<Value> {
+    let changed_state = state.changed_value();
+    let changed = changed_state.is_some() || total_usage != record.usage || new_summary.is_some();
+    changed.then(|| {
+        ChatRecord {
+            state: changed_state.or(record.state),
+            usage: total_usage,
+            summary: new_summary.or(record.summary),
+        }
+        .encode()
+    })
+}

@@ -1,0 +1,191 @@
+//! Applying an input to the chat's history before its turn runs: the user message it adds (an
+//! edit drops what came after the edited message), the assistant message a client continues with
+//! its answers, or the answer a regeneration replaces.
+
+use super::runner::{TurnError, TurnRunner};
+use super::{ChatTrigger, MessagePayload};
+use crate::agent::{Agent, TurnControls, TurnInfo};
+use crate::ui::{Role, UIMessage, UIPart};
+
+/// A turn ready to run: the history the model sees, the reply to stream, and what hooks see.
+pub(super) struct PreparedTurn {
+    pub(super) history: Vec<UIMessage>,
+    pub(super) reply: UIMessage,
+    pub(super) info: TurnInfo,
+}
+
+fn new_reply() -> UIMessage {
+    UIMessage::new(
+        format!("msg_{}", uuid::Uuid::new_v4().simple()),
+        Role::Assistant,
+    )
+}
+
+impl TurnRunner {
+    /// Applies the input to the history; returns the history before the reply, and the reply
+    /// to stream (new, or the assistant message being continued).
+    pub(super) async fn prepare(
+        &self,
+        chat_id: &str,
+        input_seq: u64,
+        payload: &MessagePayload,
+    ) -> Result<PreparedTurn, TurnError> {
+        let history = self.store.messages(chat_id).await?;
+        let info = TurnInfo {
+            chat_id: chat_id.to_owned(),
+            input_seq: Some(input_seq),
+            first_turn: history.is_empty(),
+            client_data: payload.metadata.clone(),
+            controls: TurnControls::default(),
+        };
+        self.agent
+            .check_client_data(info.client_data.as_ref())
+            .map_err(TurnError::InvalidInput)?;
+        let (history, reply) = self.apply_input(chat_id, &info, history, payload).await?;
+        let history = self
+            .agent
+            .hooks()
+            .hydrate_messages(&info, history)
+            .await
+            .map_err(|e| TurnError::InvalidInput(e.0))?;
+        Ok(PreparedTurn {
+            history,
+            reply,
+            info,
+        })
+    }
+
+    async fn apply_input(
+        &self,
+        chat_id: &str,
+        info: &TurnInfo,
+        mut history: Vec<UIMessage>,
+        payload: &MessagePayload,
+    ) -> Result<(Vec<UIMessage>, UIMessage), TurnError> {
+        match payload.trigger {
+            ChatTrigger::SubmitMessage => {
+                let message = payload.message.clone().ok_or_else(|| {
+                    TurnError::InvalidInput("submit-message needs a message".into())
+                })?;
+                match message.role {
+                    Role::User => {
+                        self.agent
+                            .hooks()
+                            .validate_message(info, &message)
+                            .await
+                            .map_err(|e| TurnError::InvalidInput(e.0))?;
+                        // An edit (or a re-send) of a known message drops everything after it.
+                        let edited = payload.message_id.as_deref().unwrap_or(&message.id);
+                        if let Some(index) = history.iter().position(|m| m.id == edited) {
+                            self.store.truncate_messages(chat_id, edited).await?;
+                            history.truncate(index);
+                        }
+                        self.store.put_message(chat_id, &message).await?;
+                        history.push(message);
+                        Ok((history, new_reply()))
+                    }
+                    Role::Assistant => {
+                        let index = history
+                            .iter()
+                            .position(|m| m.id == message.id && m.role == Role::Assistant)
+                            .ok_or_else(|| {
+                                TurnError::InvalidInput(format!(
+                                    "assistant message `{}` is not in this chat",
+                                    message.id
+                                ))
+                            })?;
+                        let stored = history.remove(index);
+                        let continued = overlay_client_answers(stored, &message, &self.agent);
+                        // Later messages cannot exist when a client answers a tool call.
+                        history.truncate(index);
+                        self.store.put_message(chat_id, &continued).await?;
+                        Ok((history, continued))
+                    }
+                    Role::System => Err(TurnError::InvalidInput(
+                        "clients cannot send system messages".into(),
+                    )),
+                }
+            }
+            ChatTrigger::RegenerateMessage => {
+                let from = match &payload.message_id {
+                    Some(id) => history.iter().position(|m| &m.id == id).ok_or_else(|| {
+                        TurnError::InvalidInput(format!("message `{id}` is not in this chat"))
+                    })?,
+                    None => history
+                        .iter()
+                        .rposition(|m| m.role == Role::User)
+                        .map_or(history.len(), |index| index + 1),
+                };
+                // Regenerating a user message keeps it and replaces what answered it.
+                let from = match history.get(from) {
+                    Some(message) if message.role == Role::User => from + 1,
+                    _ => from,
+                };
+                if let Some(message) = history.get(from) {
+                    self.store
+                        .truncate_messages(chat_id, &message.id.clone())
+                        .await?;
+                    history.truncate(from);
+                }
+                if history.last().is_none_or(|m| m.role != Role::User) {
+                    return Err(TurnError::InvalidInput(
+                        "there is no user message to answer".into(),
+                    ));
+                }
+                Ok((history, new_reply()))
+            }
+            other => Err(TurnError::InvalidInput(format!(
+                "trigger `{}` does not start a turn",
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+/// The server's copy of an assistant message, with what the client may answer for it: the
+/// outputs of tools that run in the browser, and a person's answer to an approval request whose
+/// id matches. Everything else stays the server's, so a client cannot forge a server tool's
+/// output or approve a call it was never asked about.
+fn overlay_client_answers(mut stored: UIMessage, client: &UIMessage, agent: &Agent) -> UIMessage {
+    use crate::ui::ToolState;
+    for part in stored.parts.iter_mut() {
+        let UIPart::Tool(tool) = part else { continue };
+        let Some(answer) = client
+            .tool_parts()
+            .find(|t| t.tool_call_id == tool.tool_call_id)
+        else {
+            continue;
+        };
+        match (tool.state, answer.state) {
+            (
+                ToolState::ApprovalRequested,
+                ToolState::ApprovalResponded | ToolState::OutputDenied,
+            ) => {
+                let (Some(mine), Some(theirs)) = (tool.approval.as_mut(), answer.approval.as_ref())
+                else {
+                    continue;
+                };
+                if mine.id != theirs.id {
+                    continue;
+                }
+                let approved =
+                    answer.state == ToolState::ApprovalResponded && theirs.approved == Some(true);
+                mine.approved = Some(approved);
+                mine.reason = theirs.reason.clone();
+                tool.state = ToolState::ApprovalResponded;
+            }
+            (ToolState::InputAvailable, ToolState::OutputAvailable | ToolState::OutputError)
+                if agent.runs_on_client(&tool.tool_name) =>
+            {
+                tool.state = answer.state;
+                tool.output = answer.output.clone();
+                tool.error_text = answer.error_text.clone();
+            }
+            _ => {}
+        }
+    }
+    stored
+}

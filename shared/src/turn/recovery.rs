@@ -1,0 +1,109 @@
+//! Recovering a turn whose executor died (its lease expired): the reply it left in the log is
+//! closed, marked interrupted and kept, so that the chat's readers get a clean end and the next
+//! turn can start.
+
+use std::sync::Arc;
+
+use super::live::LiveTurn;
+use super::runner::{TurnError, TurnRunner};
+use super::settle::has_content;
+use super::writer::{OutputWriter, REPLY_HEADER, parse_reply_header};
+use crate::store::{OutputBody, OutputRecord, StoreError, TurnLease};
+use crate::ui::{MessageFold, Role, UIMessage, UIMessageChunk};
+
+impl TurnRunner {
+    /// Closes a turn whose executor died: folds what it wrote, ends the open parts, marks it
+    /// aborted, writes its turn-complete and keeps the partial reply. A turn that died after
+    /// writing its turn-complete only misses its reply, if that: it is stored from the log.
+    pub(super) async fn recover(
+        &self,
+        chat_id: &str,
+        expired: &TurnLease,
+    ) -> Result<(), TurnError> {
+        tracing::warn!(chat = %chat_id, first_seq = expired.first_seq, "recovering an interrupted turn");
+        let records = self
+            .read_log(chat_id, expired.first_seq.checked_sub(1))
+            .await?;
+        let history = self.store.messages(chat_id).await?;
+        if let Some(end) = records.iter().position(|r| r.body.is_turn_complete()) {
+            let named = records[end]
+                .body
+                .control_header(REPLY_HEADER)
+                .and_then(parse_reply_header);
+            if let Some((parts, id)) = named {
+                // A stored message with the reply's id and fewer parts is the one it continues.
+                let stored = history.iter().find(|m| m.id == id);
+                if stored.is_none_or(|m| m.parts.len() < parts)
+                    && let Some(fold) = fold_reply(&records[..end], &history)
+                    && has_content(fold.message())
+                {
+                    self.store.put_message(chat_id, fold.message()).await?;
+                }
+            }
+            return Ok(());
+        }
+        let mut fold = fold_reply(&records, &history);
+        let live = Arc::new(LiveTurn::new(chat_id, self.next_output_seq(chat_id).await?));
+        let mut writer = OutputWriter::new(self.store.clone(), live, self.settings, None);
+        if let Some(fold) = fold.as_mut() {
+            let mut closing = fold.closing_chunks();
+            if !fold.is_aborted() && fold.finish_reason().is_none() {
+                closing.push(UIMessageChunk::Error {
+                    error_text: "the reply was interrupted before it finished".to_owned(),
+                });
+                closing.push(UIMessageChunk::Abort {
+                    reason: Some("interrupted".to_owned()),
+                });
+            }
+            for chunk in closing {
+                let _ = fold.apply(&chunk);
+                crate::agent::ChunkSink::emit(&mut writer, &chunk)
+                    .await
+                    .map_err(|e| StoreError::Backend(e.0))?;
+            }
+        }
+        // As a turn settles: its end in the log naming the reply, then the reply.
+        let reply = fold
+            .as_ref()
+            .map(MessageFold::message)
+            .filter(|message| has_content(message));
+        writer
+            .complete(expired.input_seq, reply)
+            .await
+            .map_err(|e| StoreError::Backend(e.0))?;
+        if let Some(reply) = reply {
+            self.store.put_message(chat_id, reply).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The reply a turn's records build, from the `start` that names it on; a continued reply
+/// builds on the stored message with its id.
+fn fold_reply(records: &[OutputRecord], history: &[UIMessage]) -> Option<MessageFold> {
+    let mut fold: Option<MessageFold> = None;
+    for record in records {
+        let OutputBody::Chunk { chunk, .. } = &record.body else {
+            continue;
+        };
+        let Ok(chunk) = serde_json::from_str::<UIMessageChunk>(chunk) else {
+            continue;
+        };
+        if let UIMessageChunk::Start {
+            message_id: Some(id),
+            ..
+        } = &chunk
+        {
+            let base = history
+                .iter()
+                .find(|m| &m.id == id)
+                .cloned()
+                .unwrap_or_else(|| UIMessage::new(id.clone(), Role::Assistant));
+            fold = Some(MessageFold::continuing(base));
+        }
+        if let Some(fold) = fold.as_mut() {
+            let _ = fold.apply(&chunk);
+        }
+    }
+    fold
+}

@@ -5,8 +5,20 @@ use serde_json::Value;
 
 use super::execute::RunningTurn;
 use super::runner::TurnRunner;
+use crate::agent::SinkClosed;
 use crate::store::{OutputRecord, StoreError};
 use crate::ui::{UIMessage, UIPart};
+
+/// Why a turn could not be settled.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SettleError {
+    /// Its end could not be written to the log.
+    #[error(transparent)]
+    Log(#[from] SinkClosed),
+    /// Its reply could not be stored, or the chat not freed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 impl TurnRunner {
     /// Closes the turn in the log (what is pending and the turn-complete, one batch), persists
@@ -20,7 +32,7 @@ impl TurnRunner {
         turn: &mut RunningTurn,
         message: &UIMessage,
         record: Option<&Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SettleError> {
         let (closing, released) = match self.end_and_store(turn, message).await {
             Ok(closing) => (Some(closing), self.free_chat(turn, record).await),
             Err(error) => (None, Err(error)),
@@ -41,31 +53,25 @@ impl TurnRunner {
         &self,
         turn: &mut RunningTurn,
         message: &UIMessage,
-    ) -> Result<OutputRecord, String> {
+    ) -> Result<OutputRecord, SettleError> {
         let chat_id = turn.live.chat_id();
         let reply = has_content(message).then_some(message);
-        let closing = turn
-            .writer
-            .complete(turn.lease.input_seq, reply)
-            .await
-            .map_err(|e| e.to_string())?;
+        let closing = turn.writer.complete(turn.lease.input_seq, reply).await?;
         if let Some(reply) = reply {
-            self.store
-                .put_message(chat_id, reply)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.store.put_message(chat_id, reply).await?;
         }
         for injected in &turn.info.controls.injected() {
-            self.store
-                .put_message(chat_id, injected)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.store.put_message(chat_id, injected).await?;
         }
         Ok(closing)
     }
 
     /// Releases the turn's lease, with the chat's record when the turn changed it.
-    async fn free_chat(&self, turn: &RunningTurn, record: Option<&Value>) -> Result<(), String> {
+    async fn free_chat(
+        &self,
+        turn: &RunningTurn,
+        record: Option<&Value>,
+    ) -> Result<(), SettleError> {
         let (chat_id, lease) = (turn.live.chat_id(), &turn.lease);
         let released = match record {
             Some(record) => {
@@ -83,7 +89,7 @@ impl TurnRunner {
             // The turn-complete is written, so nobody took the turn over: an earlier attempt
             // of this release landed and its answer was lost (the store retried it).
             Err(StoreError::LeaseLost) => Ok(()),
-            released => released.map_err(|e| e.to_string()),
+            released => Ok(released?),
         }
     }
 

@@ -3,6 +3,7 @@
 //! produced and into a fold, so the reply so far is always known.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -12,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::approval::{ApprovalClaim, ApprovalSigner};
 use super::{Agent, ToolContext, TurnControls};
-use crate::model::{FinishReason, ModelEvent, ModelMessage, ModelRequest, Usage};
+use crate::model::{FinishReason, ModelEvent, ModelMessage, ModelRequest, ModelStream, Usage};
 use crate::ui::{ConvertOptions, MessageFold, UIMessage, UIMessageChunk, to_model_messages};
 
 /// Where the engine's chunks go. An error means nobody can take them any more (the store is gone,
@@ -429,6 +430,21 @@ struct PendingCall {
     input: Value,
 }
 
+/// What the model asked for in a step, once its stream has ended.
+#[derive(Default)]
+struct StepCalls {
+    /// Accepted calls that need no approval.
+    accepted: Vec<PendingCall>,
+    /// Calls refused (an unknown tool, an invalid input): the model reads why in the next step.
+    rejected: usize,
+    /// Calls sent to a person for approval.
+    awaiting_approval: usize,
+    /// The finish reason the provider reported.
+    reason: Option<FinishReason>,
+}
+
+/// One model call of the turn and the tools it asks for: opens the call, streams what the model
+/// says, then runs the server's tools and decides whether the turn goes on.
 async fn step(
     agent: &Agent,
     chat_id: &str,
@@ -437,6 +453,26 @@ async fn step(
     usage: &mut Usage,
     stop: &CancellationToken,
 ) -> Result<StepEnd, SinkClosed> {
+    let stream = match open_step(agent, chat_id, history, run, stop).await? {
+        ControlFlow::Continue(stream) => stream,
+        ControlFlow::Break(end) => return Ok(end),
+    };
+    let calls = match read_step(agent, chat_id, run, usage, stop, stream).await? {
+        ControlFlow::Continue(calls) => calls,
+        ControlFlow::Break(end) => return Ok(end),
+    };
+    end_step(agent, chat_id, run, calls, stop).await
+}
+
+/// Starts the step and calls the model with the conversation so far (the messages injected
+/// since the last step included). A stop or a failed call ends the step here.
+async fn open_step(
+    agent: &Agent,
+    chat_id: &str,
+    history: &[UIMessage],
+    run: &mut Run<'_>,
+    stop: &CancellationToken,
+) -> Result<ControlFlow<StepEnd, ModelStream>, SinkClosed> {
     let pending = run.controls.take_pending();
     run.injected.extend(pending);
     let request = ModelRequest {
@@ -445,9 +481,9 @@ async fn step(
         ..ModelRequest::default()
     };
     run.emit(UIMessageChunk::StartStep).await?;
-    let stream = match unless_stopped(stop, open_stream(agent, chat_id, request)).await {
-        None => return stopped_step(run).await,
-        Some(Ok(stream)) => stream,
+    match unless_stopped(stop, open_stream(agent, chat_id, request)).await {
+        None => Ok(ControlFlow::Break(stopped_step(run).await?)),
+        Some(Ok(stream)) => Ok(ControlFlow::Continue(stream)),
         Some(Err(error)) => {
             tracing::warn!(chat = %chat_id, model = %agent.model().id(), "model call failed: {error}");
             run.emit(UIMessageChunk::Error {
@@ -455,18 +491,27 @@ async fn step(
             })
             .await?;
             run.emit(UIMessageChunk::FinishStep).await?;
-            return Ok(StepEnd::Done(FinishReason::Error));
+            Ok(ControlFlow::Break(StepEnd::Done(FinishReason::Error)))
         }
-    };
+    }
+}
+
+/// Streams the model's text, reasoning and tool calls as chunks until its stream ends, and
+/// collects the calls. A stop or a failed stream ends the step here.
+async fn read_step(
+    agent: &Agent,
+    chat_id: &str,
+    run: &mut Run<'_>,
+    usage: &mut Usage,
+    stop: &CancellationToken,
+    stream: ModelStream,
+) -> Result<ControlFlow<StepEnd, StepCalls>, SinkClosed> {
     let mut stream = std::pin::pin!(stream);
     let mut ids = PartIds::default();
-    let mut calls: Vec<PendingCall> = Vec::new();
-    let mut rejected = 0usize;
-    let mut awaiting_approval = 0usize;
-    let mut reason = None;
+    let mut calls = StepCalls::default();
     loop {
         let event = match unless_stopped(stop, stream.next()).await {
-            None => return stopped_step(run).await,
+            None => return Ok(ControlFlow::Break(stopped_step(run).await?)),
             Some(None) => break,
             Some(Some(event)) => event,
         };
@@ -479,8 +524,7 @@ async fn step(
             }
             Ok(ModelEvent::ToolCallStart { id, name }) => {
                 run.close_open_parts().await?;
-                ids.text = None;
-                ids.reasoning = None;
+                ids = PartIds::default();
                 run.emit(UIMessageChunk::ToolInputStart {
                     tool_call_id: id,
                     tool_name: name.clone(),
@@ -508,39 +552,15 @@ async fn step(
                 arguments,
             }) => {
                 run.close_open_parts().await?;
-                ids.text = None;
-                ids.reasoning = None;
-                match accept_call(agent, run, id, name, &arguments).await? {
-                    Some(call) if agent.needs_approval(&call.name, &call.input) => {
-                        let approval_id = format!("approval_{}", uuid::Uuid::new_v4().simple());
-                        let signature = run.approvals.as_ref().map(|signer| {
-                            signer.sign(ApprovalClaim {
-                                chat_id: &run.chat_id,
-                                approval_id: &approval_id,
-                                tool_call_id: &call.id,
-                                tool_name: &call.name,
-                                input: &call.input,
-                            })
-                        });
-                        run.emit(UIMessageChunk::ToolApprovalRequest {
-                            approval_id,
-                            tool_call_id: call.id,
-                            is_automatic: None,
-                            signature,
-                        })
-                        .await?;
-                        awaiting_approval += 1;
-                    }
-                    Some(call) => calls.push(call),
-                    None => rejected += 1,
-                }
+                ids = PartIds::default();
+                take_call(agent, run, &mut calls, id, name, &arguments).await?;
             }
             Ok(ModelEvent::Finish {
-                reason: finish,
+                reason,
                 usage: step_usage,
             }) => {
                 *usage += step_usage;
-                reason = Some(finish);
+                calls.reason = Some(reason);
             }
             Err(error) => {
                 tracing::warn!(chat = %chat_id, model = %agent.model().id(), "model stream failed: {error}");
@@ -550,19 +570,69 @@ async fn step(
                 })
                 .await?;
                 run.emit(UIMessageChunk::FinishStep).await?;
-                return Ok(StepEnd::Done(FinishReason::Error));
+                return Ok(ControlFlow::Break(StepEnd::Done(FinishReason::Error)));
             }
         }
     }
     run.close_open_parts().await?;
-    let reason = reason.unwrap_or(if calls.is_empty() && rejected == 0 {
-        FinishReason::Stop
-    } else {
-        FinishReason::ToolCalls
-    });
+    Ok(ControlFlow::Continue(calls))
+}
+
+/// A finished tool call: accepted, sent to a person for approval when the tool asks for it,
+/// or rejected.
+async fn take_call(
+    agent: &Agent,
+    run: &mut Run<'_>,
+    calls: &mut StepCalls,
+    id: String,
+    name: String,
+    arguments: &str,
+) -> Result<(), SinkClosed> {
+    match accept_call(agent, run, id, name, arguments).await? {
+        Some(call) if agent.needs_approval(&call.name, &call.input) => {
+            let approval_id = format!("approval_{}", uuid::Uuid::new_v4().simple());
+            let signature = run.approvals.as_ref().map(|signer| {
+                signer.sign(ApprovalClaim {
+                    chat_id: &run.chat_id,
+                    approval_id: &approval_id,
+                    tool_call_id: &call.id,
+                    tool_name: &call.name,
+                    input: &call.input,
+                })
+            });
+            run.emit(UIMessageChunk::ToolApprovalRequest {
+                approval_id,
+                tool_call_id: call.id,
+                is_automatic: None,
+                signature,
+            })
+            .await?;
+            calls.awaiting_approval += 1;
+        }
+        Some(call) => calls.accepted.push(call),
+        None => calls.rejected += 1,
+    }
+    Ok(())
+}
+
+/// Runs the step's server tools and ends the step; says whether the turn goes on.
+async fn end_step(
+    agent: &Agent,
+    chat_id: &str,
+    run: &mut Run<'_>,
+    calls: StepCalls,
+    stop: &CancellationToken,
+) -> Result<StepEnd, SinkClosed> {
+    let reason = calls
+        .reason
+        .unwrap_or(if calls.accepted.is_empty() && calls.rejected == 0 {
+            FinishReason::Stop
+        } else {
+            FinishReason::ToolCalls
+        });
     let mut client_side = false;
     let mut server_calls = Vec::new();
-    for call in calls {
+    for call in calls.accepted {
         match agent.tool(&call.name) {
             Some(tool) if tool.runs_on_client() => client_side = true,
             Some(_) => server_calls.push(call),
@@ -574,14 +644,14 @@ async fn step(
         return stopped_step(run).await;
     }
     run.emit(UIMessageChunk::FinishStep).await?;
-    if client_side || awaiting_approval > 0 {
+    if client_side || calls.awaiting_approval > 0 {
         // The browser owns the next move: it runs the call or asks a person, and sends the
         // message back to continue.
         return Ok(StepEnd::Done(FinishReason::ToolCalls));
     }
     // Like the AI SDK, go on whenever every call of the step has a result for the model to read,
     // whatever finish reason the provider reported.
-    if ran_tools || rejected > 0 {
+    if ran_tools || calls.rejected > 0 {
         return Ok(StepEnd::Continue);
     }
     Ok(StepEnd::Done(reason))

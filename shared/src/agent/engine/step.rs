@@ -1,0 +1,246 @@
+//! One step of a turn: a model call, the text, reasoning and tool calls it streams, then the
+//! server's tools and whether the turn goes on.
+
+use std::ops::ControlFlow;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::parts::{PartIds, PartKind, stream_delta};
+use super::tool_calls::{PendingCall, dynamic_flag, execute_tools, take_call};
+use super::{Run, SinkClosed, StepEnd, model_messages, unless_stopped};
+use crate::agent::Agent;
+use crate::model::{FinishReason, ModelEvent, ModelRequest, ModelStream, Usage};
+use crate::ui::{UIMessage, UIMessageChunk};
+
+/// What the model asked for in a step, once its stream has ended.
+#[derive(Default)]
+pub(super) struct StepCalls {
+    /// Accepted calls that need no approval.
+    pub(super) accepted: Vec<PendingCall>,
+    /// Calls refused (an unknown tool, an invalid input): the model reads why in the next step.
+    pub(super) rejected: usize,
+    /// Calls sent to a person for approval.
+    pub(super) awaiting_approval: usize,
+    /// The finish reason the provider reported.
+    pub(super) reason: Option<FinishReason>,
+}
+
+/// One model call of the turn and the tools it asks for: opens the call, streams what the model
+/// says, then runs the server's tools and decides whether the turn goes on.
+pub(super) async fn step(
+    agent: &Agent,
+    chat_id: &str,
+    history: &[UIMessage],
+    run: &mut Run<'_>,
+    usage: &mut Usage,
+    stop: &CancellationToken,
+) -> Result<StepEnd, SinkClosed> {
+    let stream = match open_step(agent, chat_id, history, run, stop).await? {
+        ControlFlow::Continue(stream) => stream,
+        ControlFlow::Break(end) => return Ok(end),
+    };
+    let calls = match read_step(agent, chat_id, run, usage, stop, stream).await? {
+        ControlFlow::Continue(calls) => calls,
+        ControlFlow::Break(end) => return Ok(end),
+    };
+    end_step(agent, chat_id, run, calls, stop).await
+}
+
+/// Starts the step and calls the model with the conversation so far (the messages injected
+/// since the last step included). A stop or a failed call ends the step here.
+async fn open_step(
+    agent: &Agent,
+    chat_id: &str,
+    history: &[UIMessage],
+    run: &mut Run<'_>,
+    stop: &CancellationToken,
+) -> Result<ControlFlow<StepEnd, ModelStream>, SinkClosed> {
+    let pending = run.controls.take_pending();
+    run.injected.extend(pending);
+    let request = ModelRequest {
+        messages: model_messages(agent, history, run.fold.message(), &run.injected),
+        tools: agent.tools().iter().map(|tool| tool.spec()).collect(),
+        ..ModelRequest::default()
+    };
+    run.emit(UIMessageChunk::StartStep).await?;
+    match unless_stopped(stop, open_stream(agent, chat_id, request)).await {
+        None => Ok(ControlFlow::Break(stopped_step(run).await?)),
+        Some(Ok(stream)) => Ok(ControlFlow::Continue(stream)),
+        Some(Err(error)) => {
+            tracing::warn!(chat = %chat_id, model = %agent.model().id(), "model call failed: {error}");
+            run.emit(UIMessageChunk::Error {
+                error_text: error.to_string(),
+            })
+            .await?;
+            run.emit(UIMessageChunk::FinishStep).await?;
+            Ok(ControlFlow::Break(StepEnd::Done(FinishReason::Error)))
+        }
+    }
+}
+
+/// Streams the model's text, reasoning and tool calls as chunks until its stream ends, and
+/// collects the calls. A stop or a failed stream ends the step here.
+async fn read_step(
+    agent: &Agent,
+    chat_id: &str,
+    run: &mut Run<'_>,
+    usage: &mut Usage,
+    stop: &CancellationToken,
+    stream: ModelStream,
+) -> Result<ControlFlow<StepEnd, StepCalls>, SinkClosed> {
+    let mut stream = std::pin::pin!(stream);
+    let mut ids = PartIds::default();
+    let mut calls = StepCalls::default();
+    loop {
+        let event = match unless_stopped(stop, stream.next()).await {
+            None => return Ok(ControlFlow::Break(stopped_step(run).await?)),
+            Some(None) => break,
+            Some(Some(event)) => event,
+        };
+        match event {
+            Ok(ModelEvent::TextDelta(delta)) => {
+                stream_delta(run, &mut ids, PartKind::Text, delta).await?
+            }
+            Ok(ModelEvent::ReasoningDelta(delta)) => {
+                stream_delta(run, &mut ids, PartKind::Reasoning, delta).await?
+            }
+            Ok(ModelEvent::ToolCallStart { id, name }) => {
+                run.close_open_parts().await?;
+                ids = PartIds::default();
+                run.emit(UIMessageChunk::ToolInputStart {
+                    tool_call_id: id,
+                    tool_name: name.clone(),
+                    provider_executed: None,
+                    provider_metadata: None,
+                    tool_metadata: None,
+                    dynamic: dynamic_flag(agent, &name),
+                    title: None,
+                })
+                .await?;
+            }
+            Ok(ModelEvent::ToolCallDelta {
+                id,
+                arguments_delta,
+            }) => {
+                run.emit(UIMessageChunk::ToolInputDelta {
+                    tool_call_id: id,
+                    input_text_delta: arguments_delta,
+                })
+                .await?;
+            }
+            Ok(ModelEvent::ToolCall {
+                id,
+                name,
+                arguments,
+            }) => {
+                run.close_open_parts().await?;
+                ids = PartIds::default();
+                take_call(agent, run, &mut calls, id, name, &arguments).await?;
+            }
+            Ok(ModelEvent::Finish {
+                reason,
+                usage: step_usage,
+            }) => {
+                *usage += step_usage;
+                calls.reason = Some(reason);
+            }
+            Err(error) => {
+                tracing::warn!(chat = %chat_id, model = %agent.model().id(), "model stream failed: {error}");
+                run.close_open_parts().await?;
+                run.emit(UIMessageChunk::Error {
+                    error_text: error.to_string(),
+                })
+                .await?;
+                run.emit(UIMessageChunk::FinishStep).await?;
+                return Ok(ControlFlow::Break(StepEnd::Done(FinishReason::Error)));
+            }
+        }
+    }
+    run.close_open_parts().await?;
+    Ok(ControlFlow::Continue(calls))
+}
+
+/// Runs the step's server tools and ends the step; says whether the turn goes on.
+async fn end_step(
+    agent: &Agent,
+    chat_id: &str,
+    run: &mut Run<'_>,
+    calls: StepCalls,
+    stop: &CancellationToken,
+) -> Result<StepEnd, SinkClosed> {
+    let reason = calls
+        .reason
+        .unwrap_or(if calls.accepted.is_empty() && calls.rejected == 0 {
+            FinishReason::Stop
+        } else {
+            FinishReason::ToolCalls
+        });
+    let mut client_side = false;
+    let mut server_calls = Vec::new();
+    for call in calls.accepted {
+        match agent.tool(&call.name) {
+            Some(tool) if tool.runs_on_client() => client_side = true,
+            Some(_) => server_calls.push(call),
+            None => {}
+        }
+    }
+    let ran_tools = !server_calls.is_empty();
+    if ran_tools && execute_tools(agent, chat_id, run, server_calls, stop).await? {
+        return stopped_step(run).await;
+    }
+    run.emit(UIMessageChunk::FinishStep).await?;
+    if client_side || calls.awaiting_approval > 0 {
+        // The browser owns the next move: it runs the call or asks a person, and sends the
+        // message back to continue.
+        return Ok(StepEnd::Done(FinishReason::ToolCalls));
+    }
+    // Like the AI SDK, go on whenever every call of the step has a result for the model to read,
+    // whatever finish reason the provider reported.
+    if ran_tools || calls.rejected > 0 {
+        return Ok(StepEnd::Continue);
+    }
+    Ok(StepEnd::Done(reason))
+}
+
+/// Ends a step that a stop cut short.
+pub(super) async fn stopped_step(run: &mut Run<'_>) -> Result<StepEnd, SinkClosed> {
+    run.close_open_parts().await?;
+    run.emit(UIMessageChunk::FinishStep).await?;
+    Ok(StepEnd::Stopped)
+}
+
+/// How many times a model call is retried when it fails before its first event.
+const MODEL_RETRIES: u32 = 2;
+
+/// Opens the model stream, retrying transient failures (rate limits, overload, broken
+/// connections) as long as nothing has been streamed: once an event arrived, a retry would
+/// repeat it to the client.
+async fn open_stream(
+    agent: &Agent,
+    chat_id: &str,
+    request: ModelRequest,
+) -> Result<crate::model::ModelStream, crate::model::ModelError> {
+    let idle = agent.model_idle_timeout();
+    let mut attempt = 0;
+    loop {
+        let opened = crate::runtime::timeout(idle, agent.model().stream(request.clone()))
+            .await
+            .unwrap_or(Err(crate::model::ModelError::Idle(idle)));
+        let error = match opened.map(|stream| crate::model::idle_limited(stream, idle)) {
+            Ok(mut stream) => match stream.next().await {
+                Some(Err(error)) if error.is_transient() && attempt < MODEL_RETRIES => error,
+                first => {
+                    let first = futures::stream::iter(first);
+                    return Ok(Box::pin(first.chain(stream)));
+                }
+            },
+            Err(error) if error.is_transient() && attempt < MODEL_RETRIES => error,
+            Err(error) => return Err(error),
+        };
+        attempt += 1;
+        let delay = std::time::Duration::from_millis(250 * 4u64.pow(attempt - 1));
+        tracing::info!(chat = %chat_id, attempt, ?delay, "retrying the model call: {error}");
+        crate::runtime::sleep(delay).await;
+    }
+}

@@ -1,5 +1,6 @@
 //! The Trigger.dev chat session wire, sans IO: the S2-style `event: batch` SSE framing of output
 //! records that `TriggerChatTransport` reads (stream version v2), and the cursor header it sends.
+//! The routes that serve this wire are the HTTP application's (`http/realtime.rs`).
 
 use serde::Serialize;
 use serde_json::{Value, json};

@@ -14,191 +14,310 @@ use crate::model::FinishReason;
     rename_all_fields = "camelCase"
 )]
 pub enum UIMessageChunk {
+    /// `start`: opens the assistant message the chunks after it build.
     Start {
+        /// `messageId`: the id the client gives the message; without it the client makes one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
+        /// `messageMetadata`: merged into the message's metadata.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_metadata: Option<Value>,
     },
+    /// `start-step`: one model call begins; the client marks it with a `step-start` part.
     StartStep,
+    /// `finish-step`: the model call ended; text and reasoning parts still open take no more
+    /// deltas.
     FinishStep,
+    /// `reset-step`: drops the parts of the current step, for a step that is done over.
     ResetStep,
+    /// `text-start`: opens a text part that the deltas with the same `id` fill.
     TextStart {
+        /// The text part's id, which its deltas and its end repeat.
         id: String,
+        /// `providerMetadata`: provider data for the part, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `text-delta`: text appended to an open text part.
     TextDelta {
+        /// Which open text part the text belongs to.
         id: String,
+        /// The text to append.
         delta: String,
+        /// Provider data; replaces the part's when present.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `text-end`: closes a text part.
     TextEnd {
+        /// Which open text part ends.
         id: String,
+        /// Provider data; replaces the part's when present.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `reasoning-start`: opens a reasoning part, the model's visible thinking.
     ReasoningStart {
+        /// The reasoning part's id, which its deltas and its end repeat.
         id: String,
+        /// Provider data for the part, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `reasoning-delta`: text appended to an open reasoning part.
     ReasoningDelta {
+        /// Which open reasoning part the text belongs to.
         id: String,
+        /// The text to append.
         delta: String,
+        /// Provider data; replaces the part's when present.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `reasoning-end`: closes a reasoning part.
     ReasoningEnd {
+        /// Which open reasoning part ends.
         id: String,
+        /// Provider data; replaces the part's when present.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `reasoning-file`: a file the model produced while reasoning.
     ReasoningFile {
+        /// Where the file is: a URL, or a `data:` URL carrying the bytes.
         url: String,
+        /// `mediaType`: the file's IANA media type.
         media_type: String,
+        /// Provider data, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `custom`: provider-specific content the client keeps without understanding it.
     Custom {
+        /// What the content is, named by its provider (`openai.compaction`).
         kind: String,
+        /// The content itself, as the provider gave it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `tool-input-start`: the model began a tool call; its input follows in deltas.
     ToolInputStart {
+        /// `toolCallId`: the call's id, which every later chunk about the call repeats.
         tool_call_id: String,
+        /// `toolName`: the tool called.
         tool_name: String,
+        /// `providerExecuted`: the provider runs the tool itself (a hosted web search), not
+        /// the app.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_executed: Option<bool>,
+        /// Provider data for the call, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
+        /// `toolMetadata`: data about the tool for the client, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tool_metadata: Option<Value>,
+        /// The tool is not one the app declared: its part is a `dynamic-tool` one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dynamic: Option<bool>,
+        /// A title to show for the call instead of the tool's name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
     },
+    /// `tool-input-delta`: more of a tool call's input, as JSON text.
     ToolInputDelta {
+        /// The call the input belongs to.
         tool_call_id: String,
+        /// `inputTextDelta`: JSON text to append; the client shows what parses of it so far.
         input_text_delta: String,
     },
+    /// `tool-input-available`: a tool call's whole input, parsed; the call can run.
     ToolInputAvailable {
+        /// The call's id.
         tool_call_id: String,
+        /// The tool called.
         tool_name: String,
+        /// The input the tool gets.
         input: Value,
+        /// The provider runs the tool itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_executed: Option<bool>,
+        /// Provider data for the call, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
+        /// Data about the tool for the client, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tool_metadata: Option<Value>,
+        /// The tool is not one the app declared.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dynamic: Option<bool>,
+        /// A title to show for the call.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
     },
+    /// `tool-input-error`: a tool call whose input was refused (not JSON, no such tool, not
+    /// the tool's schema); the call ends in an error without running.
     ToolInputError {
+        /// The call's id.
         tool_call_id: String,
+        /// The tool the model named.
         tool_name: String,
+        /// The input as the model sent it, often the raw text that did not parse.
         input: Value,
+        /// `errorText`: why the input was refused.
         error_text: String,
+        /// The provider runs the tool itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_executed: Option<bool>,
+        /// Provider data for the call, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
+        /// Data about the tool for the client, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tool_metadata: Option<Value>,
+        /// The tool is not one the app declared.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dynamic: Option<bool>,
+        /// A title to show for the call.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
     },
+    /// `tool-approval-request`: a tool call waits for a person to approve or deny it.
     ToolApprovalRequest {
+        /// `approvalId`: the id the answer refers to.
         approval_id: String,
+        /// The call waiting.
         tool_call_id: String,
+        /// `isAutomatic`: kept as received; chatfn's own requests leave it out.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         is_automatic: Option<bool>,
+        /// The server's signature over the chat, approval, call and input, which the answer
+        /// must bring back (see [`crate::agent::ApprovalSigner`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signature: Option<String>,
     },
+    /// `tool-approval-response`: the answer to an approval request.
     ToolApprovalResponse {
+        /// The request answered.
         approval_id: String,
+        /// Whether the call may run.
         approved: bool,
+        /// Why, in the person's words, when they gave one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The provider runs the tool itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_executed: Option<bool>,
+        /// Provider data, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `tool-output-available`: what the tool returned.
     ToolOutputAvailable {
+        /// The call answered.
         tool_call_id: String,
+        /// The tool's output.
         output: Value,
+        /// The provider ran the tool itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_executed: Option<bool>,
+        /// Provider data for the result; replaces the part's result metadata when present.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
+        /// Data about the tool for the client, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tool_metadata: Option<Value>,
+        /// The tool is not one the app declared.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dynamic: Option<bool>,
+        /// An output so far from a tool that streams; a later one replaces it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         preliminary: Option<bool>,
     },
+    /// `tool-output-error`: the tool failed.
     ToolOutputError {
+        /// The call that failed.
         tool_call_id: String,
+        /// `errorText`: what went wrong, for the person and the model.
         error_text: String,
+        /// The provider ran the tool itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_executed: Option<bool>,
+        /// Provider data for the result; replaces the part's result metadata when present.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
+        /// Data about the tool for the client, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tool_metadata: Option<Value>,
+        /// The tool is not one the app declared.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dynamic: Option<bool>,
     },
+    /// `tool-output-denied`: the call was denied and did not run.
     ToolOutputDenied {
+        /// The call denied.
         tool_call_id: String,
     },
+    /// `source-url`: a web page the reply cites.
     SourceUrl {
+        /// `sourceId`: the source's id, unique in the message.
         source_id: String,
+        /// The page's address.
         url: String,
+        /// The page's title, when the provider gave one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
+        /// Provider data, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `source-document`: a document the reply cites.
     SourceDocument {
+        /// The source's id, unique in the message.
         source_id: String,
+        /// The document's IANA media type.
         media_type: String,
+        /// The document's title.
         title: String,
+        /// The document's file name, when it has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         filename: Option<String>,
+        /// Provider data, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `file`: a file in the reply, such as a generated image.
     File {
+        /// Where the file is: a URL, or a `data:` URL carrying the bytes.
         url: String,
+        /// The file's IANA media type.
         media_type: String,
+        /// Provider data, passed through as is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider_metadata: Option<Value>,
     },
+    /// `message-metadata`: metadata merged into the message's at any point of the stream.
     MessageMetadata {
+        /// The metadata; objects merge key by key, anything else replaces.
         message_metadata: Value,
     },
+    /// `finish`: the reply is complete.
     Finish {
+        /// `finishReason`: why the turn stopped; a client reads a missing one as `stop`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         finish_reason: Option<FinishReason>,
+        /// Metadata merged into the message's, such as the turn's usage.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_metadata: Option<Value>,
     },
+    /// `abort`: the reply was stopped before it was complete.
     Abort {
+        /// Why, when it is known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// `error`: a failure to show the person.
     Error {
+        /// `errorText`: the error as the person may see it.
         error_text: String,
     },
     /// `data-<name>`: application data parts.
@@ -214,9 +333,12 @@ pub struct DataChunk {
     /// The full type, `data-<name>`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Names the part, so a later chunk with the same type and id replaces it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The application's data, any JSON.
     pub data: Value,
+    /// Sent to the client's `onData` only, never kept in the message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transient: Option<bool>,
 }
@@ -294,6 +416,7 @@ impl UIMessageChunk {
         )
     }
 
+    /// A `text-delta` with no provider metadata.
     pub fn text_delta(id: impl Into<String>, delta: impl Into<String>) -> Self {
         UIMessageChunk::TextDelta {
             id: id.into(),

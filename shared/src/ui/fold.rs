@@ -16,7 +16,9 @@ use crate::model::FinishReason;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("chunk `{chunk}` does not fit the message: {reason}")]
 pub struct FoldError {
+    /// The chunk's `type`.
     pub chunk: String,
+    /// Why it does not fit.
     pub reason: String,
 }
 
@@ -63,18 +65,22 @@ impl MessageFold {
         }
     }
 
+    /// The message folded so far.
     pub fn message(&self) -> &UIMessage {
         &self.message
     }
 
+    /// The message folded so far, taken out of the fold.
     pub fn into_message(self) -> UIMessage {
         self.message
     }
 
+    /// Why the reply finished: `None` until a `finish` chunk, `stop` when that named none.
     pub fn finish_reason(&self) -> Option<FinishReason> {
         self.finish_reason
     }
 
+    /// Whether an `abort` chunk was seen.
     pub fn is_aborted(&self) -> bool {
         self.aborted
     }
@@ -111,6 +117,8 @@ impl MessageFold {
         chunks
     }
 
+    /// Folds one chunk into the message. A chunk that does not fit (a delta for a part never
+    /// started, an output for an unknown call) is an error and leaves the message as it was.
     pub fn apply(&mut self, chunk: &UIMessageChunk) -> Result<(), FoldError> {
         let fail = |reason: &str| FoldError {
             chunk: chunk.type_name().to_owned(),

@@ -3,25 +3,36 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Who a message is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Instructions for the model, set by the app.
     System,
+    /// The person chatting.
     User,
+    /// The agent: the model and the tools it ran.
     Assistant,
 }
 
+/// A chat message as the client shows it and the store keeps it: who sent it and its parts in
+/// order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UIMessage {
+    /// The message's id, unique in its chat.
     pub id: String,
+    /// Who the message is from.
     pub role: Role,
+    /// The app's data about the message (model, usage, timing), any JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+    /// Text, reasoning, tool calls, files, sources and data, in the order they arrived.
     #[serde(default)]
     pub parts: Vec<UIPart>,
 }
 
 impl UIMessage {
+    /// A message with no metadata and no parts yet.
     pub fn new(id: impl Into<String>, role: Role) -> Self {
         UIMessage {
             id: id.into(),
@@ -49,6 +60,7 @@ impl UIMessage {
             .collect()
     }
 
+    /// The message's tool calls, in order.
     pub fn tool_parts(&self) -> impl Iterator<Item = &ToolPart> {
         self.parts.iter().filter_map(|part| match part {
             UIPart::Tool(tool) => Some(tool),
@@ -57,26 +69,38 @@ impl UIMessage {
     }
 }
 
+/// Whether a text or reasoning part is still growing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PartState {
+    /// Deltas may still be appended.
     Streaming,
+    /// The part is complete.
     Done,
 }
 
 // Tool parts are the largest and among the most common parts: boxing them would cost an
 // allocation per part and make every match on them clumsier, for little memory saved.
+/// One part of a message, tagged by its `type` on the wire.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum UIPart {
+    /// `text`: text for the person to read.
     Text(TextPart),
+    /// `reasoning`: the model's visible thinking.
     Reasoning(TextPart),
+    /// `source-url`: a web page the reply cites.
     SourceUrl(SourceUrlPart),
+    /// `source-document`: a document the reply cites.
     SourceDocument(SourceDocumentPart),
+    /// `file`: a file the person attached or the model produced.
     File(FilePart),
+    /// `reasoning-file`: a file the model produced while reasoning.
     ReasoningFile(ReasoningFilePart),
+    /// `custom`: provider-specific content kept as is.
     Custom(CustomPart),
+    /// `step-start`: where a model call begins; parts after it, up to the next one, are its.
     StepStart,
     /// `tool-<name>` and `dynamic-tool`.
     #[serde(untagged)]
@@ -87,6 +111,7 @@ pub enum UIPart {
 }
 
 impl UIPart {
+    /// A finished text part.
     pub fn text(text: impl Into<String>) -> Self {
         UIPart::Text(TextPart {
             text: text.into(),
@@ -96,65 +121,94 @@ impl UIPart {
     }
 }
 
+/// A text or reasoning part.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TextPart {
+    /// The text so far.
     pub text: String,
+    /// Whether the text is still streaming; older clients send none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<PartState>,
+    /// `providerMetadata`: provider data for the part, passed through as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_metadata: Option<Value>,
 }
 
+/// A web page the reply cites.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceUrlPart {
+    /// `sourceId`: the source's id, unique in the message.
     pub source_id: String,
+    /// The page's address.
     pub url: String,
+    /// The page's title, when the provider gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// Provider data, passed through as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_metadata: Option<Value>,
 }
 
+/// A document the reply cites.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceDocumentPart {
+    /// The source's id, unique in the message.
     pub source_id: String,
+    /// `mediaType`: the document's IANA media type.
     pub media_type: String,
+    /// The document's title.
     pub title: String,
+    /// The document's file name, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
+    /// Provider data, passed through as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_metadata: Option<Value>,
 }
 
+/// A file the person attached or the model produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FilePart {
+    /// The file's IANA media type.
     pub media_type: String,
+    /// The file's name, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
+    /// Where the file is: a URL, or a `data:` URL carrying the bytes.
     pub url: String,
+    /// Provider data, passed through as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_metadata: Option<Value>,
+    /// `providerReference`: the provider's handle for a file it already holds, passed through
+    /// as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_reference: Option<Value>,
 }
 
+/// A file the model produced while reasoning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReasoningFilePart {
+    /// The file's IANA media type.
     pub media_type: String,
+    /// Where the file is: a URL, or a `data:` URL carrying the bytes.
     pub url: String,
+    /// Provider data, passed through as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_metadata: Option<Value>,
 }
 
+/// Provider-specific content that the client keeps without understanding it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomPart {
+    /// What the content is, named by its provider (`openai.compaction`).
     pub kind: String,
+    /// The content itself, as the provider gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_metadata: Option<Value>,
 }
@@ -163,12 +217,19 @@ pub struct CustomPart {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ToolState {
+    /// The model is still writing the input.
     InputStreaming,
+    /// The input is complete; the call runs or waits to.
     InputAvailable,
+    /// The call waits for a person to approve or deny it.
     ApprovalRequested,
+    /// The person answered; the call runs next if approved.
     ApprovalResponded,
+    /// The tool returned an output.
     OutputAvailable,
+    /// The tool failed, or its input was refused.
     OutputError,
+    /// The person denied the call; it did not run.
     OutputDenied,
 }
 
@@ -182,16 +243,23 @@ impl ToolState {
     }
 }
 
+/// A tool call's approval: the request and, once a person answered, the answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolApproval {
+    /// The approval's id, which the answer refers to.
     pub id: String,
+    /// The answer: `None` while nobody has answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved: Option<bool>,
+    /// Why, in the person's words, when they gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `isAutomatic`: kept as received; chatfn's own requests leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_automatic: Option<bool>,
+    /// The server's signature of the request, which an answer must carry for the call to run
+    /// (see [`crate::agent::ApprovalSigner`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
 }
@@ -200,24 +268,40 @@ pub struct ToolApproval {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawToolPart", into = "RawToolPart")]
 pub struct ToolPart {
+    /// The tool called: from the `type` (`tool-<name>`), or `toolName` for a dynamic one.
     pub tool_name: String,
+    /// The tool is not one the app declared, so the part is a `dynamic-tool`.
     pub dynamic: bool,
+    /// `toolCallId`: the call's id, unique in the chat.
     pub tool_call_id: String,
+    /// How far the call got.
     pub state: ToolState,
+    /// The input: partial while it streams, whole once it is available.
     pub input: Option<Value>,
+    /// What the tool returned, once it did.
     pub output: Option<Value>,
+    /// `errorText`: why the call failed or its input was refused.
     pub error_text: Option<String>,
+    /// `rawInput`: the input as the model sent it, when it was refused.
     pub raw_input: Option<Value>,
+    /// The approval the call waits for or got.
     pub approval: Option<ToolApproval>,
+    /// `providerExecuted`: the provider runs the tool itself, not the app.
     pub provider_executed: Option<bool>,
+    /// `callProviderMetadata`: provider data about the call, passed through as is.
     pub call_provider_metadata: Option<Value>,
+    /// `resultProviderMetadata`: provider data about the result, passed through as is.
     pub result_provider_metadata: Option<Value>,
+    /// The output is one so far from a tool that streams; a later one replaces it.
     pub preliminary: Option<bool>,
+    /// A title to show for the call instead of the tool's name.
     pub title: Option<String>,
+    /// `toolMetadata`: data about the tool for the client, passed through as is.
     pub tool_metadata: Option<Value>,
 }
 
 impl ToolPart {
+    /// A call of a declared tool in `state`, with nothing else known yet.
     pub fn new(
         tool_name: impl Into<String>,
         tool_call_id: impl Into<String>,
@@ -341,10 +425,13 @@ impl From<ToolPart> for RawToolPart {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawDataPart")]
 pub struct DataPart {
+    /// The full type, `data-<name>`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Names the part, so a later chunk with the same type and id replaces it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The application's data, any JSON.
     pub data: Value,
 }
 

@@ -12,6 +12,7 @@ use super::{UIMessage, UIPart};
 
 /// A `data-*` part type: the part is `data-{NAME}` and its `data` is this type.
 pub trait DataType: Serialize + DeserializeOwned {
+    /// The name after `data-` (`weather` for `data-weather`).
     const NAME: &'static str;
 }
 

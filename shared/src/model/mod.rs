@@ -32,80 +32,128 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum ModelMessage {
-    System { content: String },
-    User { content: Vec<UserContent> },
-    Assistant { content: Vec<AssistantContent> },
-    Tool { content: Vec<ToolContent> },
+    /// Instructions for the model.
+    System {
+        /// The instructions.
+        content: String,
+    },
+    /// What the person said or attached.
+    User {
+        /// Text and files, in order.
+        content: Vec<UserContent>,
+    },
+    /// What the model answered earlier, tool calls included.
+    Assistant {
+        /// Text, reasoning, files and tool calls, in order.
+        content: Vec<AssistantContent>,
+    },
+    /// The results of the tool calls the assistant message before it made.
+    Tool {
+        /// Results and answers to approval requests.
+        content: Vec<ToolContent>,
+    },
 }
 
+/// A part of a user message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum UserContent {
+    /// Text the person wrote.
     Text {
+        /// The text.
         text: String,
     },
+    /// A file the person attached.
     File {
         /// A URL: `https:`, or a `data:` URL carrying the bytes.
         data: String,
+        /// `mediaType`: the file's IANA media type.
         #[serde(rename = "mediaType")]
         media_type: String,
+        /// The file's name, when it has one.
         #[serde(skip_serializing_if = "Option::is_none")]
         filename: Option<String>,
     },
 }
 
+/// A part of an assistant message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum AssistantContent {
+    /// Text the model wrote.
     Text {
+        /// The text.
         text: String,
     },
+    /// The model's visible thinking.
     Reasoning {
+        /// The reasoning text.
         text: String,
     },
+    /// A file the model produced.
     File {
+        /// A URL: `https:`, or a `data:` URL carrying the bytes.
         data: String,
+        /// `mediaType`: the file's IANA media type.
         #[serde(rename = "mediaType")]
         media_type: String,
     },
+    /// A tool call the model made.
     ToolCall {
+        /// `toolCallId`: the call's id, which its result repeats.
         #[serde(rename = "toolCallId")]
         tool_call_id: String,
+        /// `toolName`: the tool called.
         #[serde(rename = "toolName")]
         tool_name: String,
+        /// The call's input.
         input: Value,
+        /// `providerExecuted`: the provider ran the tool itself; its result follows inline.
         #[serde(rename = "providerExecuted", default, skip_serializing_if = "is_false")]
         provider_executed: bool,
     },
     /// Results of provider-executed tools stay inline in the assistant message.
     ToolResult(ToolResult),
+    /// A tool call that waited for a person's approval.
     ToolApprovalRequest {
+        /// `approvalId`: the id the answer refers to.
         #[serde(rename = "approvalId")]
         approval_id: String,
+        /// `toolCallId`: the call that waited.
         #[serde(rename = "toolCallId")]
         tool_call_id: String,
     },
 }
 
+/// A part of a tool message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ToolContent {
+    /// What a tool call came to.
     ToolResult(ToolResult),
+    /// A person's answer to an approval request.
     ToolApprovalResponse {
+        /// `approvalId`: the request answered.
         #[serde(rename = "approvalId")]
         approval_id: String,
+        /// Whether the call was allowed to run.
         approved: bool,
+        /// Why, in the person's words, when they gave one.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
 }
 
+/// The outcome of one tool call, as the model is told it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolResult {
+    /// `toolCallId`: the call this answers.
     #[serde(rename = "toolCallId")]
     pub tool_call_id: String,
+    /// `toolName`: the tool called.
     #[serde(rename = "toolName")]
     pub tool_name: String,
+    /// What came of the call.
     pub output: ToolOutput,
 }
 
@@ -113,9 +161,13 @@ pub struct ToolResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "kebab-case")]
 pub enum ToolOutput {
+    /// `text`: a text output.
     Text(String),
+    /// `json`: a JSON output.
     Json(Value),
+    /// `error-text`: the tool failed, or its input was refused; the text says why.
     ErrorText(String),
+    /// `execution-denied`: a person denied the call, with their reason if they gave one.
     ExecutionDenied(Option<String>),
 }
 
@@ -140,7 +192,9 @@ fn is_false(value: &bool) -> bool {
 /// A tool as the model is told about it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolSpec {
+    /// The name the model calls the tool by.
     pub name: String,
+    /// What the tool does and when to use it, for the model to decide.
     pub description: String,
     /// JSON schema of the input object.
     pub input_schema: Value,
@@ -149,9 +203,13 @@ pub struct ToolSpec {
 /// One model call: a prompt and the tools the model may call.
 #[derive(Debug, Clone, Default)]
 pub struct ModelRequest {
+    /// The prompt: the conversation so far, system instructions first.
     pub messages: Vec<ModelMessage>,
+    /// The tools the model may call; none means it can only answer.
     pub tools: Vec<ToolSpec>,
+    /// A cap on the reply's length; `None` leaves it to the provider.
     pub max_output_tokens: Option<u32>,
+    /// Sampling temperature; `None` leaves it to the provider.
     pub temperature: Option<f32>,
 }
 
@@ -180,24 +238,38 @@ impl ModelRequest {
 /// What a model streams back. Tool calls arrive as start, argument deltas, then the whole call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelEvent {
+    /// More of the reply's text.
     TextDelta(String),
+    /// More of the model's visible thinking.
     ReasoningDelta(String),
+    /// The model began a tool call.
     ToolCallStart {
+        /// The call's id, which the call's later events repeat.
         id: String,
+        /// The tool called.
         name: String,
     },
+    /// More of a tool call's arguments.
     ToolCallDelta {
+        /// The call the arguments belong to.
         id: String,
+        /// JSON text to append to the arguments so far.
         arguments_delta: String,
     },
     /// The call is complete; `arguments` is the whole JSON text the model produced.
     ToolCall {
+        /// The call's id.
         id: String,
+        /// The tool called.
         name: String,
+        /// The whole arguments, as JSON text that may not parse.
         arguments: String,
     },
+    /// The model call ended; nothing follows.
     Finish {
+        /// Why the model stopped.
         reason: FinishReason,
+        /// The tokens the call used.
         usage: Usage,
     },
 }
@@ -206,25 +278,37 @@ pub enum ModelEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum FinishReason {
+    /// `stop`: the model finished its answer.
     #[default]
     Stop,
+    /// `length`: the output token limit cut the reply.
     Length,
+    /// `content-filter`: the provider's content filter stopped the reply.
     ContentFilter,
+    /// `tool-calls`: the model called tools and waits for their results.
     ToolCalls,
+    /// `error`: the model or the turn failed.
     Error,
+    /// `other`: a reason the provider gave that none of these fits.
     Other,
 }
 
+/// The tokens a model call (or, summed, a turn) used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
+    /// `inputTokens`: the prompt, cached tokens included.
     pub input_tokens: u64,
+    /// `outputTokens`: the reply, reasoning included.
     pub output_tokens: u64,
+    /// `reasoningTokens`: the part of the output spent thinking, where the provider says.
     pub reasoning_tokens: u64,
+    /// `cachedInputTokens`: the part of the input read from the provider's prompt cache.
     pub cached_input_tokens: u64,
 }
 
 impl Usage {
+    /// Input and output together.
     pub fn total_tokens(&self) -> u64 {
         self.input_tokens + self.output_tokens
     }
@@ -239,11 +323,18 @@ impl std::ops::AddAssign for Usage {
     }
 }
 
+/// Why a model call failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum ModelError {
     /// The provider answered with an error status.
     #[error("the model provider answered {status}: {message}")]
-    Provider { status: u16, message: String },
+    Provider {
+        /// The HTTP status; for an exception inside a Bedrock stream, the one the API gives it
+        /// elsewhere.
+        status: u16,
+        /// The provider's error message, or the body when it has none.
+        message: String,
+    },
     /// The connection to the provider failed or broke.
     #[error("could not reach the model provider: {0}")]
     Transport(String),
@@ -279,7 +370,7 @@ impl ModelError {
 }
 
 /// The events of one model call. `Send` on every host: in the Worker, whose JavaScript futures
-/// are not, providers wrap them ([`crate::runtime::SingleThreaded`]).
+/// are not, providers wrap them ([`crate::runtime::sendable_stream`]).
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>> + Send>>;
 
 /// Ends `stream` with [`ModelError::Idle`] when it yields nothing for `limit`. A provider that

@@ -13,6 +13,7 @@ use super::{
     ToolContent, ToolOutput, Usage,
 };
 
+/// The model used when no provider is configured: canned replies, streamed word by word.
 pub struct OfflineModel {
     /// Pause between streamed words, so the reply visibly streams.
     word_delay: Duration,
@@ -27,10 +28,12 @@ impl Default for OfflineModel {
 }
 
 impl OfflineModel {
+    /// The offline model with its default pause of 25 ms between words.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Sets the pause between streamed words; tests set zero to run fast.
     pub fn with_word_delay(mut self, delay: Duration) -> Self {
         self.word_delay = delay;
         self
@@ -40,8 +43,15 @@ impl OfflineModel {
 /// What the offline model decided to do with a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OfflineReply {
+    /// Answer with this text.
     Text(String),
-    ToolCall { name: String, arguments: String },
+    /// Call a tool.
+    ToolCall {
+        /// The tool to call.
+        name: String,
+        /// Its arguments, as JSON text.
+        arguments: String,
+    },
 }
 
 const NOTICE: &str =

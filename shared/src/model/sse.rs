@@ -44,6 +44,7 @@ pub struct SseParser {
 const BOM: &[u8] = "\u{feff}".as_bytes();
 
 impl SseParser {
+    /// A parser at the start of a stream, where a byte order mark may come first.
     pub fn new() -> Self {
         SseParser {
             at_stream_start: true,

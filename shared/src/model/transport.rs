@@ -18,6 +18,7 @@ pub(crate) const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
 
 /// A provider's stream protocol, sans IO: SSE events in, model events out.
 pub trait EventDecoder: Send + 'static {
+    /// One SSE event; the model events it completes, in order.
     fn push(&mut self, event: &SseEvent) -> Result<Vec<ModelEvent>, ModelError>;
     /// The byte stream ended.
     fn end(&mut self) -> Result<Vec<ModelEvent>, ModelError>;
@@ -114,6 +115,7 @@ fn build_client() -> Result<reqwest::Client, ModelError> {
 /// A provider's 2xx answer: its headers, and its body as it arrives. Unlike the HTTP client's
 /// response it is `Send` on every host.
 pub struct ProviderResponse {
+    /// The response's headers.
     pub headers: reqwest::header::HeaderMap,
     body: ProviderBody,
 }

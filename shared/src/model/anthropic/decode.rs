@@ -155,6 +155,7 @@ fn stop_reason(reason: &str) -> FinishReason {
 }
 
 impl MessagesDecoder {
+    /// A decoder at the start of a response.
     pub fn new() -> Self {
         Self::default()
     }

@@ -34,9 +34,13 @@ impl std::fmt::Debug for Anthropic {
 }
 
 impl Anthropic {
+    /// Anthropic's own API; the Messages endpoint is `/messages` under it.
     pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
+    /// The model used when the configuration names none.
     pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
 
+    /// A client of the Messages API at `base_url` (a trailing `/` is dropped), calling `model`
+    /// with `api_key`.
     pub fn new(
         base_url: impl Into<String>,
         api_key: impl Into<String>,

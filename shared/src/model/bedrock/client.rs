@@ -43,6 +43,7 @@ impl std::fmt::Debug for Bedrock {
 }
 
 impl Bedrock {
+    /// The model (a cross-region inference profile) used when the configuration names none.
     pub const DEFAULT_MODEL: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 
     /// The regional runtime endpoint.

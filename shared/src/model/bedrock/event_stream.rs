@@ -11,37 +11,50 @@
 use bytes::{Buf, Bytes, BytesMut};
 use crc32fast::hash as crc32;
 
-/// Prelude (12 bytes) plus the message CRC (4 bytes): the smallest possible message.
 const PRELUDE_LEN: usize = 12;
 const MESSAGE_CRC_LEN: usize = 4;
+/// Prelude (12 bytes) plus the message CRC (4 bytes): the smallest possible message.
 const MIN_MESSAGE_LEN: usize = PRELUDE_LEN + MESSAGE_CRC_LEN;
-/// AWS caps a message at 16 MiB and its headers at 128 KiB; anything larger is not this
-/// protocol, and refusing it bounds what a hostile peer can make us buffer.
+/// AWS caps a message at 16 MiB; anything larger is not this protocol, and refusing it bounds
+/// what a hostile peer can make us buffer.
 pub const MAX_MESSAGE_LEN: usize = 16 * 1024 * 1024;
+/// AWS caps a message's headers at 128 KiB, for the same reason.
 pub const MAX_HEADERS_LEN: usize = 128 * 1024;
 
 /// A header value, with the wire's ten types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderValue {
+    /// Types 0 and 1: `true` and `false`, with no value bytes.
     Bool(bool),
+    /// Type 2: one signed byte.
     Byte(i8),
+    /// Type 3: a big-endian `i16`.
     Int16(i16),
+    /// Type 4: a big-endian `i32`.
     Int32(i32),
+    /// Type 5: a big-endian `i64`.
     Int64(i64),
+    /// Type 6: bytes, with a `u16` length before them.
     ByteArray(Bytes),
+    /// Type 7: UTF-8 text, with a `u16` length before it.
     String(String),
-    /// Milliseconds since the Unix epoch.
+    /// Type 8: milliseconds since the Unix epoch.
     Timestamp(i64),
+    /// Type 9: a UUID's 16 bytes.
     Uuid([u8; 16]),
 }
 
+/// A message header: a name and a typed value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The header's name (`:event-type`, `:content-type`, …).
     pub name: String,
+    /// The header's value.
     pub value: HeaderValue,
 }
 
 impl Header {
+    /// A header with a string value, the only kind Bedrock sends.
     pub fn string(name: &str, value: &str) -> Header {
         Header {
             name: name.to_owned(),
@@ -53,7 +66,9 @@ impl Header {
 /// One decoded message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// The headers, in wire order.
     pub headers: Vec<Header>,
+    /// The payload: for Bedrock, one JSON event.
     pub payload: Bytes,
 }
 
@@ -67,20 +82,43 @@ impl Message {
     }
 }
 
+/// A violation of the framing; the stream cannot be read past it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The prelude's CRC32 does not match its first 8 bytes.
     #[error("the prelude checksum does not match (expected {expected:#010x}, got {actual:#010x})")]
-    PreludeChecksum { expected: u32, actual: u32 },
+    PreludeChecksum {
+        /// The CRC32 the prelude carries.
+        expected: u32,
+        /// The CRC32 of the bytes received.
+        actual: u32,
+    },
+    /// The message's trailing CRC32 does not match the bytes before it.
     #[error("the message checksum does not match (expected {expected:#010x}, got {actual:#010x})")]
-    MessageChecksum { expected: u32, actual: u32 },
+    MessageChecksum {
+        /// The CRC32 the message carries.
+        expected: u32,
+        /// The CRC32 of the bytes received.
+        actual: u32,
+    },
+    /// The total length is below the smallest message or above [`MAX_MESSAGE_LEN`].
     #[error("a message of {0} bytes is outside the allowed 16 bytes to 16 MiB")]
     MessageLength(usize),
+    /// The headers' length does not fit the message or is above [`MAX_HEADERS_LEN`].
     #[error("headers of {headers} bytes do not fit a message of {total} bytes (or exceed 128 KiB)")]
-    HeadersLength { headers: usize, total: usize },
+    HeadersLength {
+        /// The headers' length, as the prelude gives it.
+        headers: usize,
+        /// The message's total length, as the prelude gives it.
+        total: usize,
+    },
+    /// A header runs past its space, has an empty name, an unknown type or text not in UTF-8.
     #[error("a header is malformed: {0}")]
     Header(&'static str),
+    /// The bytes ended part way through a message; the count is what was left.
     #[error("the stream ended inside a message ({0} bytes left over)")]
     Truncated(usize),
+    /// The decoder failed earlier and reads nothing more.
     #[error("an earlier framing error ended the stream")]
     Failed,
 }
@@ -93,6 +131,7 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
+    /// A decoder at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }

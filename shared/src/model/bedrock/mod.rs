@@ -4,7 +4,7 @@
 //!
 //! - [`event_stream`]: the binary framing of the response (sans IO).
 //! - [`converse`]: the request body and the mapping of the stream's events (sans IO).
-//! - [`Bedrock`]: the `Model`, which signs and sends the one HTTP call (`bedrock` feature).
+//! - `Bedrock`: the `Model`, which signs and sends the one HTTP call (`bedrock` feature).
 //!
 //! The two wire modules need no AWS crate, so they build with `native` alone: the fuzz targets
 //! decode Bedrock's stream without compiling the AWS SDK.

@@ -71,6 +71,7 @@ impl PendingToolCall {
 }
 
 impl ChatCompletionsDecoder {
+    /// A decoder at the start of a response.
     pub fn new() -> Self {
         Self::default()
     }

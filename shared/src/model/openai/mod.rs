@@ -114,10 +114,12 @@ impl OpenAiCompatible {
         self
     }
 
+    /// The model called, as the server names it.
     pub fn model(&self) -> &str {
         &self.model
     }
 
+    /// The chat completions URL the calls go to.
     pub fn endpoint(&self) -> String {
         format!("{}/chat/completions", self.base_url)
     }

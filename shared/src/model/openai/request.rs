@@ -9,8 +9,10 @@ use crate::model::{AssistantContent, ModelMessage, ModelRequest, ToolContent, Us
 /// older `max_tokens`, while several compatible servers only know `max_tokens`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MaxTokensParam {
+    /// `max_tokens`, which most compatible servers know.
     #[default]
     MaxTokens,
+    /// `max_completion_tokens`, which OpenAI's own API wants.
     MaxCompletionTokens,
 }
 

@@ -186,6 +186,7 @@ fn protocol(what: &str) -> ModelError {
     ModelError::Protocol(format!("unexpected ConverseStream event: {what}"))
 }
 
+/// The finish reason a ConverseStream `stopReason` stands for; one it does not know is `Other`.
 pub fn stop_reason(reason: &str) -> FinishReason {
     match reason {
         "end_turn" | "stop_sequence" => FinishReason::Stop,
@@ -223,10 +224,12 @@ pub fn exception_error(kind: &str, message: &str) -> ModelError {
 }
 
 impl ConverseDecoder {
+    /// A decoder at the start of a response.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// `Finish` has been emitted: the reply is complete, the rest of the stream does not matter.
     pub fn is_finished(&self) -> bool {
         self.finished
     }
@@ -351,6 +354,7 @@ pub struct ConverseStreamDecoder {
 }
 
 impl ConverseStreamDecoder {
+    /// A decoder at the start of a response body.
     pub fn new() -> Self {
         Self::default()
     }

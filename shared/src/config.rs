@@ -1,6 +1,7 @@
 //! Configuration from the environment: the same variable names on every host, read here only.
 
 use crate::auth::SecretKeys;
+use crate::mcp::{McpConfigError, McpServer, parse_servers};
 
 /// Which model provider answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub enum ConfigError {
     ModelClient(String),
     #[error("CHATFN_MODEL_PROVIDER=bedrock needs an AWS region: set AWS_REGION")]
     MissingRegion,
+    /// `CHATFN_MCP_SERVERS` is not a list of usable MCP servers.
+    #[error(transparent)]
+    Mcp(#[from] McpConfigError),
 }
 
 #[derive(Clone)]
@@ -65,6 +69,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Tools whose calls wait for a person's approval.
     pub approval_tools: Vec<String>,
+    /// `CHATFN_MCP_SERVERS`: the MCP servers whose tools the stock agent offers. Their headers
+    /// are secrets (the `Debug` form redacts them).
+    pub mcp_servers: Vec<McpServer>,
 }
 
 impl std::fmt::Debug for Config {
@@ -88,6 +95,7 @@ impl std::fmt::Debug for Config {
             max_steps,
             max_body_bytes,
             approval_tools,
+            mcp_servers,
         } = self;
         f.debug_struct("Config")
             .field("secret_keys", secret_keys)
@@ -108,6 +116,7 @@ impl std::fmt::Debug for Config {
             .field("max_steps", max_steps)
             .field("max_body_bytes", max_body_bytes)
             .field("approval_tools", approval_tools)
+            .field("mcp_servers", mcp_servers)
             .finish()
     }
 }
@@ -181,6 +190,10 @@ impl Config {
                         .map(str::to_owned)
                         .collect()
                 })
+                .unwrap_or_default(),
+            mcp_servers: get("CHATFN_MCP_SERVERS")
+                .map(|v| parse_servers(&v))
+                .transpose()?
                 .unwrap_or_default(),
         })
     }
@@ -269,6 +282,23 @@ mod tests {
         let both = self::config(&[("AWS_REGION", "us-west-2"), ("AWS_DEFAULT_REGION", "x")])
             .expect("valid");
         assert_eq!(both.aws_region.as_deref(), Some("us-west-2"));
+    }
+
+    #[test]
+    fn mcp_servers_are_read_and_their_headers_kept_out_of_debug() {
+        let config = config(&[(
+            "CHATFN_MCP_SERVERS",
+            r#"[{"name": "docs", "url": "https://example.com/mcp", "headers": {"Authorization": "Bearer s3cret"}}]"#,
+        )])
+        .expect("valid");
+        assert_eq!(config.mcp_servers.len(), 1);
+        assert_eq!(config.mcp_servers[0].name(), "docs");
+        assert!(!format!("{config:?}").contains("s3cret"));
+        assert!(matches!(
+            self::config(&[("CHATFN_MCP_SERVERS", "docs")]),
+            Err(ConfigError::Mcp(McpConfigError::NotAPair(_)))
+        ));
+        assert!(self::config(&[]).expect("valid").mcp_servers.is_empty());
     }
 
     fn config_any() -> Config {

@@ -5,9 +5,9 @@
 
 #[path = "support/log_capture.rs"]
 mod log_capture;
+#[path = "support/mcp_reference.rs"]
+mod mcp_reference;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,92 +20,9 @@ use chatfn::agent::ToolError;
 use chatfn::mcp::{
     CachePolicy, Content, McpClient, McpError, McpServer, ServerTools, map_tool_names,
 };
+use mcp_reference::{ReferenceServer, free_port};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-const INSTALL_HINT: &str = "run `bash scripts/npm-install.sh tests/mcp` from the repository root";
-
-/// The reference server, killed by its PID when dropped (also when a test fails).
-struct ReferenceServer {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl ReferenceServer {
-    fn start() -> Self {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let entry = root
-            .join("tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-        match Command::new("node").arg("--version").output() {
-            Ok(output) if output.status.success() => {}
-            _ => panic!("node is needed for the reference MCP server and is not on PATH"),
-        }
-        assert!(
-            entry.is_file(),
-            "the reference MCP server is not installed at {}: {INSTALL_HINT}",
-            entry.display()
-        );
-        let port = free_port();
-        let log = std::env::temp_dir().join(format!(
-            "chatfn-mcp-reference-{}-{port}.log",
-            std::process::id()
-        ));
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("node")
-            .arg(&entry)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|error| panic!("could not start node: {error}"));
-        let mut server = ReferenceServer { child, port, log };
-        server.wait_until_listening();
-        server
-    }
-
-    fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the reference MCP server exited ({status}) before listening:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the reference MCP server did not listen within 30 s:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mcp", self.port)
-    }
-}
-
-impl Drop for ReferenceServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
-}
 
 fn text_of(result: &chatfn::mcp::CallToolResult) -> String {
     result.text()

@@ -180,6 +180,12 @@ pub async fn run_turn(
     sink: &mut dyn ChunkSink,
     stop: &CancellationToken,
 ) -> TurnOutcome {
+    // One tool list for the whole turn, however the servers' lists change meanwhile.
+    let turn_agent = match agent.handler() {
+        Some(_) => None,
+        None => unless_stopped(stop, agent.with_turn_tools()).await,
+    };
+    let agent = turn_agent.as_ref().unwrap_or(agent);
     let message_id = request.reply.id.clone();
     let mut run = Run {
         sink,

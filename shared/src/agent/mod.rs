@@ -5,7 +5,8 @@
 //!
 //! - **Tools** ([`FunctionTool::typed`] for a Rust input type with a derived JSON schema,
 //!   [`FunctionTool::new`] for raw JSON, [`FunctionTool::client_side`] for tools the browser runs,
-//!   [`SubAgentTool`] for an agent used as a tool). A tool gets a [`ToolContext`]: the chat's
+//!   [`SubAgentTool`] for an agent used as a tool, [`AgentBuilder::mcp`] for the tools of an MCP
+//!   server, resolved at the start of every turn). A tool gets a [`ToolContext`]: the chat's
 //!   [`ChatState`], a [`DataWriter`] for `data-*` parts, metadata and preliminary output, the stop
 //!   signal and the turn's [`TurnControls`]. A [`ToolError`] reaches the model and the client as
 //!   `tool-output-error`.
@@ -31,6 +32,7 @@ pub mod compaction;
 mod controls;
 mod engine;
 mod hooks;
+mod mcp_tools;
 mod subagent;
 mod tool;
 pub mod tools;
@@ -49,6 +51,7 @@ pub use tool::{FunctionTool, Tool, ToolContext, ToolError};
 pub use writer::DataWriter;
 
 use crate::config::Config;
+use crate::mcp::McpServer;
 use crate::model::Model;
 
 /// The instructions of the stock agent when `CHATFN_SYSTEM_PROMPT` is unset.
@@ -56,9 +59,15 @@ pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant. Answer con
     tools you have when they help: they give exact answers.";
 
 /// The agent every host serves unless its `main` builds its own: the configured model and
-/// instructions, the stock tools, the configured step limit.
+/// instructions, the stock tools, the tools of the configured MCP servers, the configured step
+/// limit.
 pub fn configured_agent(config: &Config, model: Arc<dyn Model>) -> Agent {
-    Agent::builder(model)
+    let builder = config
+        .mcp_servers
+        .iter()
+        .cloned()
+        .fold(Agent::builder(model), AgentBuilder::mcp);
+    builder
         .system_prompt(
             config
                 .system_prompt
@@ -78,6 +87,8 @@ pub struct Agent {
     model: Arc<dyn Model>,
     system_prompt: Option<String>,
     tools: Vec<Arc<dyn Tool>>,
+    /// MCP servers whose tools are added to `tools` at the start of every turn.
+    mcp: mcp_tools::McpToolSource,
     max_steps: usize,
     /// Tools that only run after a person approves the call.
     approval_required: Vec<String>,
@@ -108,6 +119,7 @@ impl Agent {
                 model,
                 system_prompt: None,
                 tools: Vec::new(),
+                mcp: mcp_tools::McpToolSource::default(),
                 max_steps: Self::DEFAULT_MAX_STEPS,
                 approval_required: Vec::new(),
                 hooks: Arc::new(NoHooks),
@@ -128,8 +140,24 @@ impl Agent {
         self.system_prompt.as_deref()
     }
 
+    /// The agent's tools: its own, and after [`Agent::with_turn_tools`] its MCP servers' too.
     pub fn tools(&self) -> &[Arc<dyn Tool>] {
         &self.tools
+    }
+
+    /// The agent as one turn sees it, start to end: its own tools and the tools its MCP servers
+    /// offer now (each server's list cached per process). A server that is down, slow or
+    /// answering garbage adds no tools, after at most its timeout.
+    pub async fn with_turn_tools(&self) -> Agent {
+        if self.mcp.is_empty() {
+            return self.clone();
+        }
+        let taken: Vec<&str> = self.tools.iter().map(|tool| tool.name()).collect();
+        let remote = self.mcp.resolve(&taken).await;
+        let mut agent = self.clone();
+        agent.tools.extend(remote);
+        agent.mcp = mcp_tools::McpToolSource::default();
+        agent
     }
 
     pub fn tool(&self, name: &str) -> Option<&Arc<dyn Tool>> {
@@ -211,6 +239,16 @@ impl AgentBuilder {
             .tools
             .retain(|existing| existing.name() != tool.name());
         self.agent.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// Offers the model the tools of an MCP server (Streamable HTTP), e.g.
+    /// `McpServer::http("https://example.com/mcp").header("Authorization", "Bearer …")`. The
+    /// list is fetched on a turn's first need and cached per process; a tool keeps the
+    /// server's name when the providers accept it (else a sanitised one, prefixed with the
+    /// server's name only on a clash), and that name is the one approvals and logs use.
+    pub fn mcp(mut self, server: McpServer) -> Self {
+        self.agent.mcp.add(server);
         self
     }
 

@@ -119,6 +119,19 @@ pub(super) async fn run_answered_approvals(
             .await?;
         } else if yes && agent.tool(&call.name).is_some() {
             approved.push(call);
+        } else if yes {
+            // Approved in an earlier turn, and the tool is gone since (an MCP server that no
+            // longer offers it): the model reads that it did not run.
+            tracing::warn!(chat = %chat_id, tool = %call.name, "an approved tool is no longer offered");
+            run.emit(UIMessageChunk::ToolOutputError {
+                tool_call_id: call.id,
+                error_text: format!("the tool `{}` is no longer available", call.name),
+                provider_executed: None,
+                provider_metadata: None,
+                tool_metadata: None,
+                dynamic: None,
+            })
+            .await?;
         } else {
             run.emit(UIMessageChunk::ToolOutputDenied {
                 tool_call_id: call.id,

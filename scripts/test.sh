@@ -53,7 +53,7 @@ step "start DynamoDB Local (for the DynamoDB store's tests)"
 eval "$(bash "$root/scripts/dynamodb-local.sh" start)"
 export AWS_ENDPOINT_URL_DYNAMODB
 
-step "install the reference MCP server (tests/mcp, for the MCP client's tests)"
+step "install the reference MCP server (tests/mcp, for the MCP tests in Rust and tests/js)"
 bash "$root/scripts/npm-install.sh" "$root/tests/mcp"
 
 step "Rust tests"

@@ -21,11 +21,11 @@ pub(crate) struct McpToolSource {
     clients: Vec<Arc<McpClient>>,
 }
 
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
 impl McpToolSource {
     /// Adds `server`; a server whose configuration is not usable is left out with an error in
     /// the log (the configuration from the environment was checked when it was read).
     pub(crate) fn add(&mut self, server: McpServer) {
-        #[cfg(any(feature = "native", target_arch = "wasm32"))]
         match shared_client(server) {
             Ok(client) => {
                 if !self.clients.iter().any(|known| Arc::ptr_eq(known, &client)) {
@@ -34,32 +34,37 @@ impl McpToolSource {
             }
             Err(error) => tracing::error!(%error, "the agent goes on without this MCP server"),
         }
-        #[cfg(not(any(feature = "native", target_arch = "wasm32")))]
-        tracing::error!(
-            mcp_server = %server.name(),
-            "this build of chatfn has no HTTP client for MCP servers: enable the `native` feature"
-        );
     }
 
     /// Whether the agent has no MCP server.
     pub(crate) fn is_empty(&self) -> bool {
-        #[cfg(any(feature = "native", target_arch = "wasm32"))]
-        return self.clients.is_empty();
-        #[cfg(not(any(feature = "native", target_arch = "wasm32")))]
-        true
+        self.clients.is_empty()
     }
 
     /// The tools of every server for one turn, named so that none takes a name in `taken` (the
     /// agent's own tools). Servers are asked concurrently; one that cannot list its tools
     /// contributes none (its client logs why).
     pub(crate) async fn resolve(&self, taken: &[&str]) -> Vec<Arc<dyn Tool>> {
-        #[cfg(any(feature = "native", target_arch = "wasm32"))]
-        return resolve(&self.clients, taken).await;
-        #[cfg(not(any(feature = "native", target_arch = "wasm32")))]
-        {
-            let _ = taken;
-            Vec::new()
-        }
+        resolve(&self.clients, taken).await
+    }
+}
+
+/// Without an HTTP client (a build with neither `native` nor wasm32) there are no MCP tools.
+#[cfg(not(any(feature = "native", target_arch = "wasm32")))]
+impl McpToolSource {
+    pub(crate) fn add(&mut self, server: McpServer) {
+        tracing::error!(
+            mcp_server = %server.name(),
+            "this build of chatfn has no HTTP client for MCP servers: enable the `native` feature"
+        );
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        true
+    }
+
+    pub(crate) async fn resolve(&self, _taken: &[&str]) -> Vec<Arc<dyn Tool>> {
+        Vec::new()
     }
 }
 

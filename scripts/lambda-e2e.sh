@@ -106,6 +106,14 @@ export CHATFN_MODEL_BASE_URL="http://127.0.0.1:$mock_port/v1"
 export RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1
 # As deployed: the function URL (here cargo lambda's own CORS) answers browsers.
 export CHATFN_LAMBDA_URL_CORS=true
+# MCP servers on ports chosen now, since the functions read their configuration once: the MCP
+# test starts the servers on these ports (tests/js/support/mcp-servers.js, the same servers).
+mcp_reference_port="$(free_port)" mcp_own_port="$(free_port)" mcp_silent_port="$(free_port)"
+export CHATFN_E2E_MCP_PORTS="$mcp_reference_port,$mcp_own_port,$mcp_silent_port"
+export CHATFN_MCP_SERVERS="[{\"name\": \"everything\", \"url\": \"http://127.0.0.1:$mcp_reference_port/mcp\"},
+  {\"name\": \"files\", \"url\": \"http://127.0.0.1:$mcp_own_port/mcp\"},
+  {\"name\": \"silent\", \"url\": \"http://127.0.0.1:$mcp_silent_port/mcp\", \"timeout\": \"2s\"}]"
+export CHATFN_APPROVAL_TOOLS=files_read
 
 echo "==> build the three functions (as cargo lambda watch runs them)"
 cargo build -p session-start -p token-refresh -p agent-turn --features "$features"
@@ -172,13 +180,14 @@ if [[ $# -gt 0 ]]; then
   groups=("$*")
 else
   groups=(
-    "test/00-sessions.test.js test/01-two-turns.test.js test/02-incremental.test.js \
+    "test/20-mcp-tools.test.js test/00-sessions.test.js test/01-two-turns.test.js test/02-incremental.test.js \
      test/03-tool-call.test.js test/04-resume.test.js test/05-stop.test.js \
      test/07-bad-input.test.js test/08-disconnect.test.js lambda/"
     "load/"
   )
 fi
 bash scripts/npm-install.sh tests/js
+bash scripts/npm-install.sh tests/mcp
 for group in "${groups[@]}"; do
   if [[ " $group " == *" load/ "* ]]; then
     # As Lambda scales out on a burst: two agent-turn instances per chat (a turn and its resume

@@ -61,10 +61,9 @@ export async function startReference(port) {
     if (Date.now() > deadline) throw new Error(`the reference MCP server did not listen within 30 s: ${log}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+  const exited = new Promise((resolve) => child.once('exit', resolve));
   return {
     stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGKILL');
       await exited;
     },

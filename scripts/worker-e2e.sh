@@ -50,9 +50,11 @@ else
     test/14-trigger-token-refresh.test.js
     test/16-trigger-readers.test.js
     test/17-trigger-errors.test.js
+    test/20-mcp-tools.test.js
     worker/
   )
 fi
 bash scripts/npm-install.sh tests/js
+bash scripts/npm-install.sh tests/mcp
 echo "==> the stock npm clients against the Worker (wrangler dev)"
 (cd tests/js && CHATFN_WORKER=1 node --test --test-concurrency=1 "${tests[@]}")

@@ -20,10 +20,15 @@ const DOMAIN: &str = "chatfn-tool-approval-v1";
 /// What an approval signature covers.
 #[derive(Debug, Clone, Copy)]
 pub struct ApprovalClaim<'a> {
+    /// The chat the call belongs to.
     pub chat_id: &'a str,
+    /// The id of this approval request, as sent to the client.
     pub approval_id: &'a str,
+    /// The tool call waiting for the approval.
     pub tool_call_id: &'a str,
+    /// The tool the call would run.
     pub tool_name: &'a str,
+    /// The call's input, covered by a digest so an approval cannot be moved to other arguments.
     pub input: &'a Value,
 }
 
@@ -41,6 +46,8 @@ impl std::fmt::Debug for ApprovalSigner {
 }
 
 impl ApprovalSigner {
+    /// A signer over the environment's secret keys: signs with the current key, verifies with
+    /// any live one.
     pub fn new(keys: SecretKeys) -> Self {
         ApprovalSigner { keys }
     }

@@ -22,11 +22,15 @@ pub struct Compaction {
 }
 
 impl Compaction {
+    /// Messages kept verbatim after the summary unless [`Compaction::keep_recent`] says otherwise.
     pub const DEFAULT_KEEP_RECENT: usize = 6;
+    /// What the model is asked unless [`Compaction::instructions`] says otherwise.
     pub const DEFAULT_INSTRUCTIONS: &str = "Summarize the conversation so far for your own later \
         use: keep every fact, decision, name, number and open question; leave out pleasantries. \
         Answer with the summary only.";
 
+    /// Compact above `budget_tokens` (estimated), keeping the default number of recent messages
+    /// and the default instructions.
     pub fn new(budget_tokens: usize) -> Self {
         Compaction {
             budget_tokens,
@@ -35,11 +39,13 @@ impl Compaction {
         }
     }
 
+    /// Keep this many recent messages verbatim (at least one, so the model always sees the latest).
     pub fn keep_recent(mut self, messages: usize) -> Self {
         self.keep_recent = messages.max(1);
         self
     }
 
+    /// Ask the model for the summary with these instructions instead of the default ones.
     pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
         self.instructions = instructions.into();
         self
@@ -52,6 +58,7 @@ impl Compaction {
 pub struct HistorySummary {
     /// The id of the last message the summary covers.
     pub through: String,
+    /// The summary, as the model wrote it.
     pub text: String,
 }
 

@@ -42,6 +42,7 @@ impl std::fmt::Debug for TurnControls {
 /// How deferred work ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeferredReport {
+    /// Work that finished before the cap.
     pub completed: usize,
     /// Work still running when the cap passed; it was dropped.
     pub timed_out: usize,

@@ -26,9 +26,11 @@ pub use raw::{RawTurn, TurnHandler};
 /// the lease was lost): the engine ends the turn at once.
 #[async_trait]
 pub trait ChunkSink: Send {
+    /// Hands one chunk on, in the order the engine produced it.
     async fn emit(&mut self, chunk: &UIMessageChunk) -> Result<(), SinkClosed>;
 }
 
+/// The sink cannot take the turn's chunks any more; the reason says why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the turn's output cannot be written: {0}")]
 pub struct SinkClosed(pub String);
@@ -36,6 +38,7 @@ pub struct SinkClosed(pub String);
 /// What a turn starts from.
 #[derive(Debug, Clone)]
 pub struct TurnRequest {
+    /// The chat the turn belongs to.
     pub chat_id: String,
     /// The conversation before the reply.
     pub history: Vec<UIMessage>,
@@ -70,12 +73,16 @@ impl TurnRequest {
 pub struct TurnOutcome {
     /// The reply as folded from the chunks that were emitted.
     pub message: UIMessage,
+    /// Why the model stopped (`Error` when the sink closed under the turn).
     pub finish_reason: FinishReason,
+    /// The tokens this turn used, summed over its steps.
     pub usage: Usage,
     /// The usage of every turn of the chat so far, this one included (the engine only knows
     /// this turn's; the runner adds the chat's earlier turns).
     pub total_usage: Usage,
+    /// The model calls the turn made.
     pub steps: usize,
+    /// True when a stop request ended the turn.
     pub stopped: bool,
     /// The first error shown to the client, if any.
     pub error: Option<String>,

@@ -14,6 +14,7 @@ use crate::ui::UIMessage;
 /// The turn a hook is called for.
 #[derive(Debug, Clone)]
 pub struct TurnInfo {
+    /// The chat the turn belongs to.
     pub chat_id: String,
     /// The input the turn answers.
     pub input_seq: Option<u64>,
@@ -40,6 +41,7 @@ impl TurnInfo {
 pub struct HookError(pub String);
 
 impl HookError {
+    /// A refusal with this message for the client.
     pub fn new(message: impl Into<String>) -> Self {
         HookError(message.into())
     }
@@ -129,6 +131,7 @@ impl std::fmt::Debug for ChatState {
     }
 }
 
+/// The chat state could not be read as, or written from, the type asked for.
 #[derive(Debug, thiserror::Error)]
 #[error("the chat state does not fit the type asked for: {0}")]
 pub struct StateError(String);

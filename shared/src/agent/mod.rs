@@ -82,6 +82,41 @@ pub fn configured_agent(config: &Config, model: Arc<dyn Model>) -> Agent {
 }
 
 /// A chat agent. Cheap to clone; share one per process.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use chatfn::agent::{Agent, FunctionTool, ToolError};
+/// use chatfn::model::offline::OfflineModel;
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize, schemars::JsonSchema)]
+/// struct Order {
+///     /// The order's number, as printed on the receipt.
+///     number: u32,
+/// }
+///
+/// let order_status = FunctionTool::typed(
+///     "order_status",
+///     "Where an order is.",
+///     |order: Order, _context| async move {
+///         if order.number == 0 {
+///             return Err(ToolError::new("order numbers start at 1"));
+///         }
+///         Ok(serde_json::json!({"number": order.number, "status": "shipped"}))
+///     },
+/// );
+///
+/// let agent = Agent::builder(Arc::new(OfflineModel::new()))
+///     .system_prompt("You answer questions about orders.")
+///     .tool(order_status)
+///     .max_steps(4)
+///     .build();
+///
+/// assert_eq!(agent.system_prompt(), Some("You answer questions about orders."));
+/// assert!(agent.tool("order_status").is_some());
+/// assert_eq!(agent.max_steps(), 4);
+/// ```
 #[derive(Clone)]
 pub struct Agent {
     model: Arc<dyn Model>,
@@ -106,6 +141,7 @@ pub struct Agent {
 type ClientDataCheck = Arc<dyn Fn(&serde_json::Value) -> Result<(), String> + Send + Sync>;
 
 impl Agent {
+    /// The most model calls in one turn unless the agent says otherwise.
     pub const DEFAULT_MAX_STEPS: usize = 10;
     /// How long a turn waits for its deferred work unless the agent says otherwise.
     pub const DEFAULT_DEFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -113,6 +149,8 @@ impl Agent {
     /// before the turn gives up on it, unless the agent says otherwise.
     pub const DEFAULT_MODEL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
+    /// Starts an agent that answers with `model`, with no instructions, no tools, no hooks and the
+    /// default limits.
     pub fn builder(model: Arc<dyn Model>) -> AgentBuilder {
         AgentBuilder {
             agent: Agent {
@@ -132,10 +170,12 @@ impl Agent {
         }
     }
 
+    /// The model the agent answers with (hooks may pick another per turn).
     pub fn model(&self) -> &Arc<dyn Model> {
         &self.model
     }
 
+    /// The instructions the model gets before the conversation, if any.
     pub fn system_prompt(&self) -> Option<&str> {
         self.system_prompt.as_deref()
     }
@@ -160,10 +200,12 @@ impl Agent {
         agent
     }
 
+    /// The tool called `name`, if the agent has one.
     pub fn tool(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.tools.iter().find(|tool| tool.name() == name)
     }
 
+    /// The most model calls in one turn.
     pub fn max_steps(&self) -> usize {
         self.max_steps
     }
@@ -176,6 +218,7 @@ impl Agent {
         }
     }
 
+    /// The agent's hooks ([`NoHooks`] unless the builder set some).
     pub fn hooks(&self) -> &Arc<dyn ChatHooks> {
         &self.hooks
     }
@@ -223,11 +266,13 @@ impl Agent {
     }
 }
 
+/// Builds an [`Agent`]; start one with [`Agent::builder`] and end with [`AgentBuilder::build`].
 pub struct AgentBuilder {
     agent: Agent,
 }
 
 impl AgentBuilder {
+    /// The instructions the model gets before the conversation.
     pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
         self.agent.system_prompt = Some(prompt.into());
         self
@@ -318,6 +363,7 @@ impl AgentBuilder {
         self
     }
 
+    /// The agent, ready to share across turns.
     pub fn build(self) -> Agent {
         self.agent
     }

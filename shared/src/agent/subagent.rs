@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use super::{Agent, ChunkSink, SinkClosed, Tool, ToolContext, ToolError, TurnRequest, run_turn};
 use crate::ui::{MessageFold, Role, UIMessage, UIMessageChunk};
 
+/// An [`Agent`] the parent's model calls as a tool with a `task`: the sub-agent runs a turn of its
+/// own on the task and its final text becomes the tool's output.
 pub struct SubAgentTool {
     name: String,
     description: String,
@@ -16,6 +18,8 @@ pub struct SubAgentTool {
 }
 
 impl SubAgentTool {
+    /// The sub-agent `agent` as a tool called `name`; `description` tells the parent's model
+    /// when to hand it a task.
     pub fn new(name: impl Into<String>, description: impl Into<String>, agent: Agent) -> Self {
         SubAgentTool {
             name: name.into(),

@@ -13,7 +13,9 @@ use crate::model::ToolSpec;
 /// What a tool knows about the call it serves.
 #[derive(Debug, Clone)]
 pub struct ToolContext {
+    /// The chat the call belongs to.
     pub chat_id: String,
+    /// The model's id for the call, as in the reply's tool part.
     pub tool_call_id: String,
     /// Cancelled when the turn is stopped; long tools should give up when it fires.
     pub stop: CancellationToken,
@@ -31,6 +33,7 @@ pub struct ToolContext {
 pub struct ToolError(pub String);
 
 impl ToolError {
+    /// A failure the model and the client read as `message`.
     pub fn new(message: impl Into<String>) -> Self {
         ToolError(message.into())
     }
@@ -39,7 +42,9 @@ impl ToolError {
 /// A tool: its description for the model, and (for server tools) how to run it.
 #[async_trait]
 pub trait Tool: Send + Sync {
+    /// The name the model calls the tool by; unique within an agent.
     fn name(&self) -> &str;
+    /// What the tool does, for the model to decide when to call it.
     fn description(&self) -> &str;
     /// The JSON schema of the input object.
     fn input_schema(&self) -> Value;
@@ -55,8 +60,10 @@ pub trait Tool: Send + Sync {
         false
     }
 
+    /// Runs the call. The output goes back to the model as JSON; an error goes back as its message.
     async fn execute(&self, input: Value, context: ToolContext) -> Result<Value, ToolError>;
 
+    /// The name, description and input schema the model is given.
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: self.name().to_owned(),
@@ -70,7 +77,59 @@ type ToolFuture = Pin<Box<dyn Future<Output = Result<Value, ToolError>> + Send>>
 
 type ToolHandler = Arc<dyn Fn(Value, ToolContext) -> ToolFuture + Send + Sync>;
 
-/// A server tool made from a name, a description, a schema and an async function.
+/// A server tool made from a name, a description, a schema and an async function. This is what
+/// [`AgentBuilder::tool`](super::AgentBuilder::tool) takes (any [`Tool`] does).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use chatfn::agent::{DataWriter, FunctionTool, Tool, ToolContext, ToolError};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Deserialize, schemars::JsonSchema)]
+/// struct Convert {
+///     /// Degrees Celsius.
+///     celsius: f64,
+/// }
+///
+/// #[derive(Serialize)]
+/// struct Converted {
+///     fahrenheit: f64,
+/// }
+///
+/// let tool = FunctionTool::typed(
+///     "to_fahrenheit",
+///     "Convert a temperature from Celsius to Fahrenheit.",
+///     |input: Convert, _context: ToolContext| async move {
+///         if input.celsius < -273.15 {
+///             return Err(ToolError::new("below absolute zero"));
+///         }
+///         Ok(Converted { fahrenheit: input.celsius * 9.0 / 5.0 + 32.0 })
+///     },
+/// );
+///
+/// // The schema the model sees is derived from `Convert`.
+/// assert_eq!(tool.spec().input_schema["required"], serde_json::json!(["celsius"]));
+///
+/// // The engine calls `execute` with the model's input and the call's context.
+/// let context = ToolContext {
+///     chat_id: "chat-1".into(),
+///     tool_call_id: "call-1".into(),
+///     stop: Default::default(),
+///     state: Default::default(),
+///     controls: Default::default(),
+///     writer: DataWriter::detached(),
+/// };
+/// let output = tool
+///     .execute(serde_json::json!({"celsius": 100.0}), context.clone())
+///     .await;
+/// assert_eq!(output, Ok(serde_json::json!({"fahrenheit": 212.0})));
+///
+/// // Input that does not fit the type is an error the model can read and fix.
+/// let output = tool.execute(serde_json::json!({"celsius": "hot"}), context).await;
+/// assert!(output.is_err());
+/// # }
+/// ```
 pub struct FunctionTool {
     name: String,
     description: String,
@@ -79,6 +138,8 @@ pub struct FunctionTool {
 }
 
 impl FunctionTool {
+    /// A server tool whose input is raw JSON: `input_schema` is what the model sees, and `handler`
+    /// gets whatever the model sent (check it yourself, or use [`FunctionTool::typed`]).
     pub fn new<F, Fut>(
         name: impl Into<String>,
         description: impl Into<String>,

@@ -22,6 +22,7 @@ pub struct RawTurn<'r, 'a> {
 }
 
 impl RawTurn<'_, '_> {
+    /// The chat the turn belongs to.
     pub fn chat_id(&self) -> &str {
         &self.run.chat_id
     }

@@ -4,6 +4,8 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// The live secret keys of an environment (`CHATFN_SECRET_KEY`): the first signs tokens and
+/// approvals, every one verifies them. Never printed, not even by `Debug`.
 #[derive(Clone)]
 pub struct SecretKeys {
     keys: Vec<String>,

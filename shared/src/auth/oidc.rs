@@ -10,14 +10,19 @@ use serde::Deserialize;
 
 use crate::clock::now_ms;
 
+/// Why an ID token was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OidcError {
+    /// Not a token we can read, or its signature is not the issuer's.
     #[error(
         "the ID token is malformed, signed with an unknown key, or its signature does not match"
     )]
     Invalid,
+    /// A correctly signed token that is not accepted here: wrong issuer or audience, outside its
+    /// validity times, or missing a required claim.
     #[error("the ID token was not issued for this service: {0}")]
     Rejected(String),
+    /// The issuer's keys could not be fetched to check the token.
     #[error("the identity provider's keys could not be fetched: {0}")]
     Unavailable(String),
 }
@@ -25,6 +30,7 @@ pub enum OidcError {
 /// The identity an ID token proves.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct EndUser {
+    /// The user's subject id at the issuer, which chatfn uses as the owner of their chats.
     pub sub: String,
 }
 
@@ -33,6 +39,7 @@ struct CachedKeys {
     fetched_at_ms: u64,
 }
 
+/// Checks end users' OpenID Connect ID tokens against one issuer, with its keys cached.
 pub struct OidcVerifier {
     issuer: String,
     audience: Option<String>,
@@ -56,6 +63,8 @@ const ALLOWED: [Algorithm; 7] = [
 ];
 
 impl OidcVerifier {
+    /// A verifier for tokens of `issuer` (trailing `/` ignored), for `audience` when one is given.
+    /// Fetches no keys until the first token comes.
     pub fn new(issuer: impl Into<String>, audience: Option<String>) -> Self {
         let builder = reqwest::Client::builder();
         // The Worker's fetch has no timeouts to set; workerd bounds a subrequest itself.
@@ -72,6 +81,7 @@ impl OidcVerifier {
         }
     }
 
+    /// The issuer tokens must come from, without a trailing `/`.
     pub fn issuer(&self) -> &str {
         &self.issuer
     }

@@ -9,7 +9,9 @@ use super::SecretKeys;
 /// What a token lets its bearer do with one chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
+    /// Read the chat: its messages and its output stream.
     Read,
+    /// Write to the chat: send messages, stop turns, close the session.
     Write,
 }
 
@@ -21,36 +23,48 @@ pub fn scope(access: Access, chat_id: &str) -> String {
     }
 }
 
+/// The claims of a session token (a JWT in the shape Trigger.dev's SDK signs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionClaims {
     /// The environment (or, with end-user auth, the owner) the token was minted for.
     #[serde(default)]
     pub sub: String,
+    /// A public token, safe to hand to a browser (`pub` on the wire).
     #[serde(rename = "pub", default)]
     pub public: bool,
+    /// What the token grants, as `read:sessions:{chatId}` / `write:sessions:{chatId}` strings.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Issued at, in seconds since the Unix epoch.
     pub iat: u64,
+    /// Expires at, in seconds since the Unix epoch.
     pub exp: u64,
+    /// Not valid before, in seconds since the Unix epoch, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
 }
 
 impl SessionClaims {
+    /// Whether the token grants `access` to `chat_id`.
     pub fn allows(&self, access: Access, chat_id: &str) -> bool {
         let wanted = scope(access, chat_id);
         self.scopes.contains(&wanted)
     }
 }
 
+/// Why a session token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    /// Not a JWT we can read, or not signed with a live key.
     #[error("the token is malformed or its signature does not match")]
     Invalid,
+    /// Past its `exp`.
     #[error("the token has expired")]
     Expired,
+    /// Before its `nbf`.
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// A valid token without the scope the request needs, which the variant holds.
     #[error("the token does not grant {0}")]
     MissingScope(String),
 }

@@ -6,13 +6,18 @@ use crate::mcp::{McpConfigError, McpServer, parse_servers};
 /// Which model provider answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelProvider {
+    /// OpenAI's Chat Completions API, or any server that speaks it (`CHATFN_MODEL_BASE_URL`).
     OpenAi,
+    /// Anthropic's Messages API.
     Anthropic,
+    /// AWS Bedrock's ConverseStream, with the AWS credential chain instead of an API key.
     Bedrock,
+    /// The offline model: canned replies with no provider and no key.
     Offline,
 }
 
 impl ModelProvider {
+    /// The provider's name as `CHATFN_MODEL_PROVIDER` spells it.
     pub fn name(self) -> &'static str {
         match self {
             ModelProvider::OpenAi => "openai",
@@ -23,21 +28,33 @@ impl ModelProvider {
     }
 }
 
+/// A configuration a host cannot start with; the message names the variable to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// `CHATFN_MODEL_PROVIDER` names no provider chatfn knows.
     #[error("CHATFN_MODEL_PROVIDER must be one of openai, anthropic, bedrock, offline (got `{0}`)")]
     UnknownProvider(String),
+    /// A variable that must be a whole number is not one.
     #[error("{name} must be a whole number (got `{value}`)")]
-    NotANumber { name: &'static str, value: String },
+    NotANumber {
+        /// The variable.
+        name: &'static str,
+        /// What it was set to.
+        value: String,
+    },
+    /// The provider is known but was left out of this build (its cargo feature is off).
     #[error(
         "CHATFN_MODEL_PROVIDER={0} is not in this build of chatfn: build it with chatfn's `{0}` \
          feature (agent-turn and the local server have it)"
     )]
     Unavailable(&'static str),
+    /// The provider needs an API key and none is set.
     #[error("CHATFN_MODEL_PROVIDER={0} needs an API key: set CHATFN_MODEL_API_KEY")]
     MissingApiKey(&'static str),
+    /// The model's HTTP client could not be built.
     #[error("the model client could not be set up: {0}")]
     ModelClient(String),
+    /// Bedrock was chosen but no AWS region is set.
     #[error("CHATFN_MODEL_PROVIDER=bedrock needs an AWS region: set AWS_REGION")]
     MissingRegion,
     /// `CHATFN_MCP_SERVERS` is not a list of usable MCP servers.
@@ -45,19 +62,29 @@ pub enum ConfigError {
     Mcp(#[from] McpConfigError),
 }
 
+/// Everything a host reads from its environment, with defaults applied.
 #[derive(Clone)]
 pub struct Config {
     /// `None` when no key is configured; the local server then generates one.
     pub secret_keys: Option<SecretKeys>,
+    /// `CHATFN_MODEL_PROVIDER`; without it, OpenAI when an API key is set, else the offline model.
     pub model_provider: ModelProvider,
+    /// `CHATFN_MODEL`: the provider's model id (each provider has a default).
     pub model: Option<String>,
+    /// `CHATFN_MODEL_BASE_URL`: another endpoint speaking the provider's API.
     pub model_base_url: Option<String>,
+    /// `CHATFN_MODEL_API_KEY`, or the provider's own variable (`OPENAI_API_KEY`,
+    /// `ANTHROPIC_API_KEY`).
     pub model_api_key: Option<String>,
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`): where Bedrock is called. Lambda always sets it.
     pub aws_region: Option<String>,
+    /// `CHATFN_SYSTEM_PROMPT`: the stock agent's instructions.
     pub system_prompt: Option<String>,
+    /// `CHATFN_TABLE_NAME`: the DynamoDB table of the AWS hosts.
     pub table_name: Option<String>,
+    /// `CHATFN_OIDC_ISSUER`: when set, end users sign in with this issuer's ID tokens.
     pub oidc_issuer: Option<String>,
+    /// `CHATFN_OIDC_AUDIENCE`: the audience those ID tokens must name, when set.
     pub oidc_audience: Option<String>,
     /// Allowed browser origins; empty means any origin.
     pub cors_origins: Vec<String>,
@@ -122,8 +149,11 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// `CHATFN_TOKEN_TTL_SECONDS` unless set: one hour.
     pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 3600;
+    /// `CHATFN_MAX_STEPS` unless set.
     pub const DEFAULT_MAX_STEPS: usize = 10;
+    /// `CHATFN_MAX_BODY_BYTES` unless set: 1 MiB.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
     /// Reads the process environment.

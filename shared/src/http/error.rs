@@ -9,16 +9,21 @@ use crate::auth::TokenError;
 use crate::store::StoreError;
 use crate::turn::TurnError;
 
+/// An error answer of a route: a status, a stable machine-readable code and a message for people.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
+    /// The HTTP status it is sent with.
     pub status: StatusCode,
+    /// The stable code clients switch on (`not_found`, `turn_in_progress`, ...).
     pub code: &'static str,
+    /// What went wrong, for people.
     pub message: String,
     /// More fields for the body (e.g. `closedReason` next to `session_closed`).
     pub extra: Map<String, Value>,
 }
 
 impl ApiError {
+    /// An error with no extra fields.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -28,31 +33,38 @@ impl ApiError {
         }
     }
 
+    /// Adds `key` to the body next to `error` and `code`.
     pub fn with(mut self, key: &str, value: Value) -> Self {
         self.extra.insert(key.to_owned(), value);
         self
     }
 
+    /// 400 `bad_request`: the request cannot be read.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// 422 `invalid_request`: the request reads but its content is not acceptable.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
     }
 
+    /// 401 `unauthorized`: no credential, or one that is not valid.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// 403 `forbidden`: a valid credential that does not grant this.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 413 `payload_too_large`: the body passed `limit` bytes.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -61,6 +73,7 @@ impl ApiError {
         )
     }
 
+    /// 409 `turn_in_progress`: the chat has a reply streaming, so a new message must wait.
     pub fn turn_in_progress() -> Self {
         Self::new(
             StatusCode::CONFLICT,
@@ -69,6 +82,7 @@ impl ApiError {
         )
     }
 
+    /// 409 `session_closed`, with the session's `closedReason` (`null` when it gave none).
     pub fn session_closed(reason: Option<&str>) -> Self {
         Self::new(
             StatusCode::CONFLICT,
@@ -78,10 +92,12 @@ impl ApiError {
         .with("closedReason", reason.map_or(Value::Null, |r| json!(r)))
     }
 
+    /// 500 `internal`: a failure that is not the caller's.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    /// The JSON body: `{"ok": false, "error", "code"}` and the extra fields.
     pub fn body(&self) -> Value {
         let mut body = Map::new();
         body.insert("ok".into(), Value::Bool(false));

@@ -28,12 +28,15 @@ pub use extract::{ApiJson, bearer, validate_chat_id};
 /// The settings of the HTTP application.
 #[derive(Clone)]
 pub struct HttpSettings {
+    /// Sign and verify session tokens; a bearer holding one of them is the environment's backend.
     pub secret_keys: SecretKeys,
     /// The token `sub`: which environment minted it.
     pub token_subject: String,
+    /// Lifetime of the session tokens the routes mint.
     pub token_ttl_seconds: u64,
     /// Allowed browser origins; empty means any.
     pub cors_origins: Vec<String>,
+    /// The largest request body accepted (413 above it).
     pub max_body_bytes: usize,
     /// Comment lines sent on an idle stream, so proxies keep it open.
     pub keepalive_interval: Duration,
@@ -43,6 +46,8 @@ pub struct HttpSettings {
 }
 
 impl HttpSettings {
+    /// Settings with the defaults of [`Config`](crate::config::Config), `chatfn` as the token
+    /// subject and no end-user sign-in.
     pub fn new(secret_keys: SecretKeys) -> Self {
         HttpSettings {
             secret_keys,
@@ -78,9 +83,13 @@ impl HttpSettings {
 /// local server and the Worker answer all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routes {
+    /// Every route: the local server and the Worker.
     All,
+    /// Starting, reading and closing sessions (the `session-start` function).
     SessionStart,
+    /// Refreshing tokens and minting public ones (the `token-refresh` function).
     TokenRefresh,
+    /// Both chat wires: messages, streams, stop, history (the `agent-turn` function).
     AgentTurn,
 }
 
@@ -110,16 +119,59 @@ impl App {
         }
     }
 
+    /// The settings the routes run with.
     pub fn settings(&self) -> &HttpSettings {
         &self.inner.settings
     }
 
+    /// The runner the routes hand turns to.
     pub fn runner(&self) -> &TurnRunner {
         &self.inner.runner
     }
 }
 
 /// The routes of `routes`, with CORS, body limits and JSON errors for everything else.
+///
+/// A host builds one [`App`] from its store and agent and serves this router with its runtime
+/// (`axum::serve` locally, the Lambda adapter on AWS). Here the router answers one request
+/// directly: a backend holding the secret key starts a chat's session.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::sync::Arc;
+///
+/// use axum::body::Body;
+/// use axum::http::Request;
+/// use chatfn::agent::Agent;
+/// use chatfn::auth::SecretKeys;
+/// use chatfn::http::{App, HttpSettings, Routes, router};
+/// use chatfn::model::offline::OfflineModel;
+/// use chatfn::store::memory::MemoryStore;
+/// use chatfn::turn::TurnRunner;
+/// use http_body_util::BodyExt;
+/// use tower::ServiceExt;
+///
+/// let agent = Agent::builder(Arc::new(OfflineModel::new())).build();
+/// let runner = TurnRunner::new(Arc::new(MemoryStore::new()), Arc::new(agent));
+/// let keys = SecretKeys::parse("sk_example").expect("one key");
+/// let app = App::new(HttpSettings::new(keys), runner);
+///
+/// let request = Request::post("/api/v1/sessions")
+///     .header("authorization", "Bearer sk_example")
+///     .header("content-type", "application/json")
+///     .body(Body::from(
+///         r#"{"type": "chat.agent", "externalId": "chat-1", "taskIdentifier": "chat"}"#,
+///     ))
+///     .expect("a request");
+/// let response = router(app, Routes::All).oneshot(request).await.expect("an answer");
+/// assert!(response.status().is_success());
+///
+/// let body = response.into_body().collect().await.expect("a body").to_bytes();
+/// let session: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+/// assert!(session["publicAccessToken"].is_string());
+/// # }
+/// ```
 pub fn router(app: App, routes: Routes) -> Router {
     let mut router = Router::new();
     if matches!(routes, Routes::All | Routes::SessionStart) {

@@ -19,11 +19,14 @@ pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// How the body of a 2xx answer is framed, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
+    /// `application/json`: one JSON-RPC message.
     Json,
+    /// `text/event-stream`: messages as server-sent events, ours among them.
     EventStream,
 }
 
 impl BodyKind {
+    /// The framing a `Content-Type` header announces; anything else is a protocol error.
     pub fn of(content_type: Option<&str>) -> Result<Self, McpError> {
         let media_type = content_type
             .and_then(|value| value.split(';').next())
@@ -65,10 +68,12 @@ enum Body {
 }
 
 impl AnswerReader {
+    /// A reader for the answer to `request_id`, read up to [`MAX_ANSWER_BYTES`].
     pub fn new(request_id: u64, kind: BodyKind) -> Self {
         Self::with_limit(request_id, kind, MAX_ANSWER_BYTES)
     }
 
+    /// A reader for the answer to `request_id` that fails past `limit` bytes.
     pub fn with_limit(request_id: u64, kind: BodyKind, limit: usize) -> Self {
         AnswerReader {
             request_id,

@@ -50,6 +50,7 @@ pub struct ToolListCache {
 }
 
 impl ToolListCache {
+    /// An empty cache that lists again as `policy` says.
     pub fn new(policy: CachePolicy) -> Self {
         ToolListCache {
             policy,
@@ -57,6 +58,7 @@ impl ToolListCache {
         }
     }
 
+    /// Whether a turn at `now_ms` uses the kept tools, lists them again, or skips the server.
     pub fn lookup(&self, now_ms: u64) -> Lookup {
         if let Some(failed_at) = self.failed_at {
             return if elapsed(failed_at, now_ms) < self.policy.retry_after_failure {

@@ -87,6 +87,7 @@ impl McpClient {
         }
     }
 
+    /// The server this client talks to, as configured.
     pub fn server(&self) -> &McpServer {
         &self.server
     }

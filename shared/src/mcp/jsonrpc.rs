@@ -9,14 +9,31 @@ use super::error::{MAX_MESSAGE_CHARS, McpError, truncate};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// The answer to one of chatfn's requests.
-    Result { id: Value, result: Value },
+    Result {
+        /// The id of the request it answers.
+        id: Value,
+        /// The request's result.
+        result: Value,
+    },
     /// A failed request. `id` is `None` when the server could not read the request's id.
-    Error { id: Option<Value>, error: RpcError },
+    Error {
+        /// The id of the request that failed.
+        id: Option<Value>,
+        /// What went wrong.
+        error: RpcError,
+    },
     /// A request of the server's own (`ping`, sampling, elicitation) that wants an answer.
-    Request { id: Value, method: String },
+    Request {
+        /// The server's id for it, which the answer repeats.
+        id: Value,
+        /// What the server asks for.
+        method: String,
+    },
     /// A message that wants no answer (progress, logging, a changed tool list).
     Notification {
+        /// What the notification is about.
         method: String,
+        /// Its details, if any.
         params: Option<Value>,
     },
 }
@@ -24,7 +41,9 @@ pub enum Message {
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcError {
+    /// The error code (negative codes are JSON-RPC's own, the rest the server's).
     pub code: i64,
+    /// What went wrong, as the server put it.
     pub message: String,
 }
 

@@ -13,7 +13,9 @@ pub const MAX_TOOL_NAME_CHARS: usize = 64;
 /// The tools of one server, by the server's own names, for [`map_tool_names`].
 #[derive(Debug, Clone, Copy)]
 pub struct ServerTools<'a> {
+    /// The server's name as configured.
     pub server: &'a str,
+    /// The tools it lists, by its own names.
     pub tools: &'a [&'a str],
 }
 

@@ -29,8 +29,10 @@ pub fn initialize_params() -> Value {
 /// What a server says of itself in its answer to `initialize`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct InitializeResult {
+    /// The protocol revision the server chose.
     #[serde(rename = "protocolVersion")]
     pub protocol_version: String,
+    /// The server's name and version, if it gave them.
     #[serde(rename = "serverInfo", default)]
     pub server_info: Option<Implementation>,
     /// How to use the server, for a model's system prompt.
@@ -38,14 +40,18 @@ pub struct InitializeResult {
     pub instructions: Option<String>,
 }
 
+/// A program's name and version, as MCP's handshake names client and server.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Implementation {
+    /// The program's name.
     pub name: String,
+    /// Its version, if given.
     #[serde(default)]
     pub version: Option<String>,
 }
 
 impl InitializeResult {
+    /// Reads the answer to `initialize`; a protocol revision chatfn does not speak is an error.
     pub fn parse(result: Value) -> Result<Self, McpError> {
         let result: InitializeResult = serde_json::from_value(result)
             .map_err(|error| McpError::Protocol(format!("the answer to initialize: {error}")))?;
@@ -61,6 +67,7 @@ impl InitializeResult {
 pub struct McpTool {
     /// The server's own name for it: what `tools/call` is sent with.
     pub name: String,
+    /// What the tool does (its title when it has no description), for the model.
     pub description: String,
     /// The JSON schema of its input (an object schema).
     pub input_schema: Value,
@@ -141,51 +148,68 @@ pub fn call_params(name: &str, arguments: Value) -> Value {
 /// its own): the model should read why and may try again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallToolResult {
+    /// The blocks of the result, in order.
     pub content: Vec<Content>,
     /// The tool's result as JSON, for tools that declare an output schema.
     pub structured_content: Option<Value>,
+    /// True when the tool ran and failed; `content` says why.
     pub is_error: bool,
 }
 
 /// One block of a tool's result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
+    /// Text.
     Text(String),
     /// An image, base64-encoded.
     Image {
+        /// The base64 bytes.
         data: String,
+        /// Their media type.
         mime_type: String,
     },
     /// A sound, base64-encoded.
     Audio {
+        /// The base64 bytes.
         data: String,
+        /// Their media type.
         mime_type: String,
     },
     /// A pointer to a resource the server holds.
     ResourceLink {
+        /// Where the resource is.
         uri: String,
+        /// Its name.
         name: String,
+        /// What it is, if said.
         description: Option<String>,
+        /// Its media type, if said.
         mime_type: Option<String>,
     },
     /// A resource's contents, inline.
     Resource {
+        /// Where the resource is.
         uri: String,
+        /// Its media type, if said.
         mime_type: Option<String>,
+        /// Its contents.
         body: ResourceBody,
     },
     /// A block of a type this client does not know, by its `type`.
     Other(String),
 }
 
+/// The contents of an inline resource.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResourceBody {
+    /// Text.
     Text(String),
     /// Base64-encoded bytes.
     Blob(String),
 }
 
 impl CallToolResult {
+    /// Reads the answer to `tools/call`.
     pub fn parse(result: Value) -> Result<Self, McpError> {
         #[derive(Deserialize)]
         struct Wire {

@@ -85,18 +85,22 @@ impl McpServer {
         self
     }
 
+    /// The server's name as configured (it prefixes a tool's name that another server also offers).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The server's Streamable HTTP endpoint.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// Headers sent with every request (credentials, usually).
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
     }
 
+    /// The most one operation on this server may take.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -189,27 +193,62 @@ impl std::fmt::Debug for McpServer {
 /// never a header's value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum McpConfigError {
+    /// An entry of the comma form without `=`.
     #[error(
         "CHATFN_MCP_SERVERS: `{0}` is not a `name=url` pair (use commas between servers, or a \
          JSON array for headers and allow-lists)"
     )]
     NotAPair(String),
+    /// The JSON form does not parse as a list of servers.
     #[error("CHATFN_MCP_SERVERS is not a JSON array of servers: {0}")]
     Json(String),
+    /// A server's name is empty, too long or has other characters.
     #[error("MCP server name `{0}` must be 1 to 32 characters of letters, digits, `_` and `-`")]
     BadName(String),
+    /// Two servers share a name.
     #[error("MCP server `{0}` is configured twice")]
     DuplicateName(String),
+    /// A server's URL does not parse or is not http(s).
     #[error("MCP server `{server}`: the URL is not usable: {reason}")]
-    BadUrl { server: String, reason: String },
+    BadUrl {
+        /// The server's name.
+        server: String,
+        /// What is wrong with the URL.
+        reason: String,
+    },
+    /// A configured header's name is not a valid header name.
     #[error("MCP server `{server}`: `{header}` is not a valid header name")]
-    BadHeaderName { server: String, header: String },
+    BadHeaderName {
+        /// The server's name.
+        server: String,
+        /// The header's name.
+        header: String,
+    },
+    /// A configured header's value is not a valid header value (the value is not repeated).
     #[error("MCP server `{server}`: the value of header `{header}` is not a valid header value")]
-    BadHeaderValue { server: String, header: String },
+    BadHeaderValue {
+        /// The server's name.
+        server: String,
+        /// The header's name.
+        header: String,
+    },
+    /// A configured header is one the client sets itself (session id, protocol version, ...).
     #[error("MCP server `{server}`: header `{header}` is set by the MCP client itself")]
-    ProtocolHeader { server: String, header: String },
+    ProtocolHeader {
+        /// The server's name.
+        server: String,
+        /// The header's name.
+        header: String,
+    },
+    /// A server's timeout is not a duration.
     #[error("MCP server `{server}`: timeout `{value}` is not a duration like `30s` or `500ms`")]
-    BadTimeout { server: String, value: String },
+    BadTimeout {
+        /// The server's name.
+        server: String,
+        /// The timeout as configured.
+        value: String,
+    },
+    /// A server's timeout is zero.
     #[error("MCP server `{0}`: the timeout must be longer than zero")]
     ZeroTimeout(String),
 }

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use super::error::McpError;
 use super::schema::{InitializeResult, McpTool, ToolPage};
 
+/// The header that carries the server's session id, once it gave one.
 pub const SESSION_ID_HEADER: &str = "mcp-session-id";
+/// The header that carries the protocol revision of the session.
 pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 
 /// What a POST carries besides the configured headers: it may be answered in JSON or as an
@@ -25,6 +27,7 @@ pub struct Session {
     pub id: Option<String>,
     /// The revision both sides speak.
     pub protocol_version: String,
+    /// What the server tells the model about using its tools, if anything.
     pub instructions: Option<String>,
 }
 
@@ -80,6 +83,7 @@ pub struct ToolPages {
 }
 
 impl ToolPages {
+    /// A walk at the first page.
     pub fn new() -> Self {
         ToolPages::default()
     }

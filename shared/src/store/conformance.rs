@@ -58,7 +58,9 @@ pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 /// One conformance case. It panics when the store breaks the contract.
 #[derive(Clone, Copy)]
 pub struct Case {
+    /// The case's name (its function's), printed before it runs so a failure says which it was.
     pub name: &'static str,
+    /// Runs the case against a store; panics when the store breaks the contract.
     pub run: for<'a> fn(&'a dyn Store) -> CaseFuture<'a>,
 }
 
@@ -208,7 +210,7 @@ fn seqs(records: &[OutputRecord]) -> Vec<u64> {
 
 // Sessions.
 
-pub async fn create_session_is_idempotent(store: &dyn Store) {
+async fn create_session_is_idempotent(store: &dyn Store) {
     let now = now_ms();
     let chat_id = unique_chat("create");
     let original = session_for(&chat_id, now);
@@ -227,7 +229,7 @@ pub async fn create_session_is_idempotent(store: &dyn Store) {
     assert_eq!(store.session_by_id(&second_id).await.unwrap(), None);
 }
 
-pub async fn sessions_are_found_by_chat_and_by_id(store: &dyn Store) {
+async fn sessions_are_found_by_chat_and_by_id(store: &dyn Store) {
     let chat_id = unique_chat("lookup");
     let mut session = session_for(&chat_id, now_ms());
     // The optional fields empty this time, so a store cannot turn `None` into something.
@@ -252,7 +254,7 @@ pub async fn sessions_are_found_by_chat_and_by_id(store: &dyn Store) {
     );
 }
 
-pub async fn close_session_is_idempotent(store: &dyn Store) {
+async fn close_session_is_idempotent(store: &dyn Store) {
     let chat_id = new_chat(store, "close").await;
     let before = store.session(&chat_id).await.unwrap().unwrap();
     let at = before.created_at_ms + 1_000;
@@ -296,7 +298,7 @@ pub async fn close_session_is_idempotent(store: &dyn Store) {
     ));
 }
 
-pub async fn writes_need_a_session(store: &dyn Store) {
+async fn writes_need_a_session(store: &dyn Store) {
     let chat_id = unique_chat("no-session");
     let now = now_ms();
     let no_session = |result: Result<(), StoreError>, what: &str| {
@@ -346,7 +348,7 @@ pub async fn writes_need_a_session(store: &dyn Store) {
     unknown_chat_reads_empty(store, &chat_id).await;
 }
 
-pub async fn unknown_chats_read_empty(store: &dyn Store) {
+async fn unknown_chats_read_empty(store: &dyn Store) {
     unknown_chat_reads_empty(store, &unique_chat("unknown")).await;
 }
 
@@ -363,7 +365,7 @@ async fn unknown_chat_reads_empty(store: &dyn Store, chat_id: &str) {
 
 // The input log.
 
-pub async fn input_seqs_start_at_zero(store: &dyn Store) {
+async fn input_seqs_start_at_zero(store: &dyn Store) {
     let chat_id = new_chat(store, "inputs").await;
     let now = now_ms();
     for (seq, part) in ["a", "b", "c"].into_iter().enumerate() {
@@ -399,7 +401,7 @@ pub async fn input_seqs_start_at_zero(store: &dyn Store) {
 
 /// An input under a part id chatfn minted takes the next seq like any other, and is read back
 /// with its part id.
-pub async fn minted_inputs_are_numbered_with_the_others(store: &dyn Store) {
+async fn minted_inputs_are_numbered_with_the_others(store: &dyn Store) {
     let chat_id = new_chat(store, "minted-inputs").await;
     let now = now_ms();
     let first = store
@@ -451,7 +453,7 @@ pub async fn minted_inputs_are_numbered_with_the_others(store: &dyn Store) {
     ));
 }
 
-pub async fn duplicate_part_ids_return_the_original_seq(store: &dyn Store) {
+async fn duplicate_part_ids_return_the_original_seq(store: &dyn Store) {
     let chat_id = new_chat(store, "dup-inputs").await;
     let now = now_ms();
     store
@@ -493,7 +495,7 @@ pub async fn duplicate_part_ids_return_the_original_seq(store: &dyn Store) {
     );
 }
 
-pub async fn inputs_page_after_a_seq(store: &dyn Store) {
+async fn inputs_page_after_a_seq(store: &dyn Store) {
     let chat_id = new_chat(store, "input-pages").await;
     let now = now_ms();
     for part in 0..5 {
@@ -539,7 +541,7 @@ pub async fn inputs_page_after_a_seq(store: &dyn Store) {
 
 // The output log.
 
-pub async fn output_is_read_in_order(store: &dyn Store) {
+async fn output_is_read_in_order(store: &dyn Store) {
     let chat_id = new_chat(store, "output").await;
     let now = now_ms();
     assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), None);
@@ -573,7 +575,7 @@ pub async fn output_is_read_in_order(store: &dyn Store) {
     );
 }
 
-pub async fn taken_output_seqs_write_nothing(store: &dyn Store) {
+async fn taken_output_seqs_write_nothing(store: &dyn Store) {
     let chat_id = new_chat(store, "output-taken").await;
     let now = now_ms();
     let existing: Vec<OutputRecord> = (0..5).map(|seq| chunk(seq, now)).collect();
@@ -603,7 +605,7 @@ pub async fn taken_output_seqs_write_nothing(store: &dyn Store) {
 }
 
 /// A batch whose first records are free but a later one is taken writes none of them.
-pub async fn output_batches_are_all_or_nothing(store: &dyn Store) {
+async fn output_batches_are_all_or_nothing(store: &dyn Store) {
     let chat_id = new_chat(store, "output-atomic").await;
     let now = now_ms();
     // Seqs need not be dense: 2 to 4 are skipped.
@@ -652,7 +654,7 @@ pub async fn output_batches_are_all_or_nothing(store: &dyn Store) {
 
 // The turn lease.
 
-pub async fn lease_is_acquired_when_free(store: &dyn Store) {
+async fn lease_is_acquired_when_free(store: &dyn Store) {
     let chat_id = new_chat(store, "lease-free").await;
     let now = now_ms();
     assert_eq!(store.lease(&chat_id).await.unwrap(), None);
@@ -686,7 +688,7 @@ pub async fn lease_is_acquired_when_free(store: &dyn Store) {
     assert_eq!(store.lease(&chat_id).await.unwrap(), Some(headless));
 }
 
-pub async fn live_lease_is_held(store: &dyn Store) {
+async fn live_lease_is_held(store: &dyn Store) {
     let chat_id = new_chat(store, "lease-held").await;
     let now = now_ms();
     let first = lease("holder-1", now, 30_000);
@@ -709,7 +711,7 @@ pub async fn live_lease_is_held(store: &dyn Store) {
     assert_eq!(store.lease(&chat_id).await.unwrap(), Some(first));
 }
 
-pub async fn expired_lease_is_taken_over(store: &dyn Store) {
+async fn expired_lease_is_taken_over(store: &dyn Store) {
     let chat_id = new_chat(store, "lease-expired").await;
     let now = now_ms();
     let first = lease("holder-1", now, 10_000);
@@ -736,7 +738,7 @@ pub async fn expired_lease_is_taken_over(store: &dyn Store) {
     assert_eq!(store.lease(&chat_id).await.unwrap(), Some(second));
 }
 
-pub async fn only_the_holder_renews(store: &dyn Store) {
+async fn only_the_holder_renews(store: &dyn Store) {
     let chat_id = new_chat(store, "lease-renew").await;
     let now = now_ms();
     let first = lease("holder-1", now, 10_000);
@@ -786,7 +788,7 @@ pub async fn only_the_holder_renews(store: &dyn Store) {
     assert_eq!(store.lease(&chat_id).await.unwrap(), Some(takeover));
 }
 
-pub async fn release_records_consumed_input(store: &dyn Store) {
+async fn release_records_consumed_input(store: &dyn Store) {
     let chat_id = new_chat(store, "lease-release").await;
     let now = now_ms();
     store
@@ -849,7 +851,7 @@ pub async fn release_records_consumed_input(store: &dyn Store) {
     assert_eq!(store.consumed_input(&chat_id).await.unwrap(), Some(5));
 }
 
-pub async fn release_by_another_holder_changes_nothing(store: &dyn Store) {
+async fn release_by_another_holder_changes_nothing(store: &dyn Store) {
     let chat_id = new_chat(store, "lease-release-other").await;
     let now = now_ms();
     let first = lease("holder-1", now, 10_000);
@@ -881,7 +883,7 @@ pub async fn release_by_another_holder_changes_nothing(store: &dyn Store) {
 
 // Messages and state.
 
-pub async fn messages_are_replaced_appended_and_truncated(store: &dyn Store) {
+async fn messages_are_replaced_appended_and_truncated(store: &dyn Store) {
     let chat_id = new_chat(store, "messages").await;
     let ids = |messages: Vec<UIMessage>| -> Vec<String> {
         messages.into_iter().map(|message| message.id).collect()
@@ -931,7 +933,7 @@ pub async fn messages_are_replaced_appended_and_truncated(store: &dyn Store) {
     assert_eq!(store.messages(&chat_id).await.unwrap(), [b2]);
 }
 
-pub async fn state_round_trips(store: &dyn Store) {
+async fn state_round_trips(store: &dyn Store) {
     let chat_id = new_chat(store, "state").await;
     assert_eq!(store.state(&chat_id).await.unwrap(), None);
     let first = json!({ "count": 1, "items": ["x", { "deep": null }], "text": "é\u{1F600}" });
@@ -944,7 +946,7 @@ pub async fn state_round_trips(store: &dyn Store) {
     assert_eq!(store.state(&chat_id).await.unwrap(), Some(json!(null)));
 }
 
-pub async fn follow_marks_only_move_forward(store: &dyn Store) {
+async fn follow_marks_only_move_forward(store: &dyn Store) {
     let chat_id = new_chat(store, "follow").await;
     let now = now_ms();
     if store.output_cadence() == OutputCadence::Steady {
@@ -989,7 +991,7 @@ pub async fn follow_marks_only_move_forward(store: &dyn Store) {
 
 /// A turn's end saves the chat's state with the release, whatever its size, and later saves
 /// (with a release or alone) replace it.
-pub async fn release_with_state_saves_it(store: &dyn Store) {
+async fn release_with_state_saves_it(store: &dyn Store) {
     let chat_id = new_chat(store, "release-state").await;
     let now = now_ms();
     let input = store
@@ -1019,7 +1021,7 @@ pub async fn release_with_state_saves_it(store: &dyn Store) {
     assert_eq!(store.state(&chat_id).await.unwrap(), Some(json!(7)));
 }
 
-pub async fn chats_are_isolated(store: &dyn Store) {
+async fn chats_are_isolated(store: &dyn Store) {
     let one = new_chat(store, "isolated-one").await;
     let two = new_chat(store, "isolated-two").await;
     let now = now_ms();
@@ -1098,7 +1100,7 @@ pub async fn chats_are_isolated(store: &dyn Store) {
 
 const CONCURRENT: u64 = 16;
 
-pub async fn concurrent_input_appends_get_distinct_seqs(store: &dyn Store) {
+async fn concurrent_input_appends_get_distinct_seqs(store: &dyn Store) {
     let chat_id = new_chat(store, "concurrent-inputs").await;
     let now = now_ms();
     let appends = (0..CONCURRENT).map(|part| {
@@ -1123,7 +1125,7 @@ pub async fn concurrent_input_appends_get_distinct_seqs(store: &dyn Store) {
     );
 }
 
-pub async fn concurrent_duplicate_appends_write_once(store: &dyn Store) {
+async fn concurrent_duplicate_appends_write_once(store: &dyn Store) {
     let chat_id = new_chat(store, "concurrent-duplicates").await;
     let now = now_ms();
     let appends = (0..CONCURRENT).map(|n| store.append_input(&chat_id, "same", "{}", now + n));
@@ -1137,7 +1139,7 @@ pub async fn concurrent_duplicate_appends_write_once(store: &dyn Store) {
     assert_eq!(store.inputs(&chat_id, None, 100).await.unwrap().len(), 1);
 }
 
-pub async fn concurrent_acquires_have_one_winner(store: &dyn Store) {
+async fn concurrent_acquires_have_one_winner(store: &dyn Store) {
     let chat_id = new_chat(store, "concurrent-lease").await;
     let now = now_ms();
     let acquires = (0..CONCURRENT).map(|n| {
@@ -1174,7 +1176,7 @@ pub async fn concurrent_acquires_have_one_winner(store: &dyn Store) {
     assert_eq!(store.lease(&chat_id).await.unwrap().as_ref(), Some(winner));
 }
 
-pub async fn concurrent_output_appends_have_one_winner(store: &dyn Store) {
+async fn concurrent_output_appends_have_one_winner(store: &dyn Store) {
     let chat_id = new_chat(store, "concurrent-output").await;
     let now = now_ms();
     let appends = (0..CONCURRENT).map(|n| {

@@ -86,6 +86,7 @@ impl Inner {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

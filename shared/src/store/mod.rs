@@ -1,8 +1,8 @@
 //! The `Store` port: everything chatfn keeps about a chat, and its implementations.
 //!
 //! Every host implements this one trait (memory for tests, SQLite for the local server, DynamoDB on
-//! AWS, Durable Object storage on Cloudflare). The conformance suite in [`conformance`] pins down
-//! the semantics every implementation must share.
+//! AWS, Durable Object storage on Cloudflare). The conformance suite in `conformance` (built with
+//! the `conformance` feature) pins down the semantics every implementation must share.
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -32,18 +32,28 @@ pub struct Session {
     pub id: String,
     /// The chat id the client chose (the Trigger wire's `externalId`).
     pub chat_id: String,
+    /// Always [`Session::KIND`] (`type` on the wire).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The Trigger.dev task the session runs (`chat` unless the creator named another).
     pub task_identifier: String,
+    /// The creator's `triggerConfig`, kept and returned as given (an object).
     pub trigger_config: Value,
+    /// Tags the creator gave, for its own bookkeeping.
     pub tags: Vec<String>,
+    /// Metadata the creator gave, returned with the session.
     pub metadata: Option<Value>,
     /// The subject of the end user who created it, when an ID token authenticated the caller.
     pub owner: Option<String>,
+    /// When the session was created, in ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// When the session last changed, in ms since the Unix epoch.
     pub updated_at_ms: u64,
+    /// When the session stops taking messages, if the creator set a limit.
     pub expires_at_ms: Option<u64>,
+    /// When the session was closed, if it was.
     pub closed_at_ms: Option<u64>,
+    /// Why it was closed, as the closer said.
     pub closed_reason: Option<String>,
 }
 
@@ -71,10 +81,12 @@ impl Session {
         }
     }
 
+    /// Whether the session has been closed.
     pub fn is_closed(&self) -> bool {
         self.closed_at_ms.is_some()
     }
 
+    /// Whether the session's expiry has passed at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms.is_some_and(|at| at <= now_ms)
     }
@@ -83,6 +95,7 @@ impl Session {
 /// The result of an idempotent session create.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionCreate {
+    /// The session was created by this call.
     Created(Session),
     /// A session for that chat id already existed; it is returned unchanged.
     Existing(Session),
@@ -91,17 +104,20 @@ pub enum SessionCreate {
 /// One accepted input (a message, a stop, …) in a chat's input log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputRecord {
+    /// The input's place in the chat's input log, from 0.
     pub seq: u64,
     /// The client's idempotency key (`X-Part-Id`), or one chatfn made up.
     pub part_id: String,
     /// The raw JSON body the client sent.
     pub body: String,
+    /// When the input was accepted, in ms since the Unix epoch.
     pub timestamp_ms: u64,
 }
 
 /// The result of an idempotent input append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputAppend {
+    /// The input's sequence number (the original one for a duplicate).
     pub seq: u64,
     /// True when the part id had been appended before; nothing new was written.
     pub duplicate: bool,
@@ -110,8 +126,11 @@ pub struct InputAppend {
 /// One record of a chat's output log. Sequence numbers grow for the life of the session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputRecord {
+    /// The record's place in the output log.
     pub seq: u64,
+    /// When the record was written, in ms since the Unix epoch.
     pub timestamp_ms: u64,
+    /// What the record holds.
     pub body: OutputBody,
 }
 
@@ -120,6 +139,7 @@ pub const CONTROL_HEADER: &str = "trigger-control";
 /// The control subtype that closes a turn.
 pub const TURN_COMPLETE: &str = "turn-complete";
 
+/// What an output record holds: a chunk of a reply, or a control record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum OutputBody {
@@ -127,11 +147,16 @@ pub enum OutputBody {
     /// Both are shared, not copied, between the live feed, the pending batch and an in-memory
     /// store: a reply's chunks are most of what a streaming turn holds.
     Chunk {
+        /// The record's id on the wire.
         record_id: Arc<str>,
+        /// The chunk's JSON.
         chunk: Arc<str>,
     },
     /// A control record (turn boundaries and the like), as name/value headers.
-    Control { headers: Vec<(String, String)> },
+    Control {
+        /// The record's headers, in order.
+        headers: Vec<(String, String)>,
+    },
 }
 
 impl OutputBody {
@@ -146,6 +171,7 @@ impl OutputBody {
         }
     }
 
+    /// Whether this is the control record that closes a turn.
     pub fn is_turn_complete(&self) -> bool {
         self.control_header(CONTROL_HEADER) == Some(TURN_COMPLETE)
     }
@@ -156,7 +182,9 @@ impl OutputBody {
 pub struct TurnLease {
     /// Unique per acquisition; renew and release must present it.
     pub holder: String,
+    /// When the lease was taken, in ms since the Unix epoch.
     pub acquired_at_ms: u64,
+    /// When the lease lapses unless renewed, in ms since the Unix epoch.
     pub expires_at_ms: u64,
     /// The first output sequence number this turn writes.
     pub first_seq: u64,
@@ -165,6 +193,7 @@ pub struct TurnLease {
 }
 
 impl TurnLease {
+    /// Whether the lease has lapsed at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms <= now_ms
     }
@@ -173,7 +202,9 @@ impl TurnLease {
 /// The result of trying to take a chat's lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseAcquire {
+    /// The lease is the caller's.
     Acquired {
+        /// The lease as stored.
         lease: TurnLease,
         /// The lease it replaced because it had expired: that turn must be recovered.
         expired: Option<TurnLease>,
@@ -196,6 +227,7 @@ pub enum OutputCadence {
     WhileFollowed,
 }
 
+/// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No session for that chat.
@@ -212,12 +244,13 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// A store operation's result.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The rule every store applies to the seqs of an output batch before writing it (see [`conformance`]):
-/// output seqs only grow, so a seq at or below `highest` (the highest seq written so far) is
-/// taken, written or skipped. Fails with `SequenceTaken` for a seq the batch holds twice, else for
-/// its lowest seq when that is taken.
+/// The rule every store applies to the seqs of an output batch before writing it (see
+/// `conformance`): output seqs only grow, so a seq at or below `highest` (the highest seq written
+/// so far) is taken, written or skipped. Fails with `SequenceTaken` for a seq the batch holds
+/// twice, else for its lowest seq when that is taken.
 pub fn check_output_batch(
     seqs: impl IntoIterator<Item = u64>,
     highest: Option<u64>,
@@ -244,6 +277,7 @@ pub trait Store: Send + Sync {
     /// Creates the session unless one exists for `session.chat_id`, in which case that one is
     /// returned untouched.
     async fn create_session(&self, session: Session) -> StoreResult<SessionCreate>;
+    /// The session of `chat_id`, if it has one.
     async fn session(&self, chat_id: &str) -> StoreResult<Option<Session>>;
     /// Looks a session up by its `session_…` id.
     async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>>;
@@ -297,6 +331,7 @@ pub trait Store: Send + Sync {
         after: Option<u64>,
         limit: usize,
     ) -> StoreResult<Vec<OutputRecord>>;
+    /// The highest sequence number in the output log, `None` while it is empty.
     async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>>;
 
     /// How often a running turn wants its output written; see [`OutputCadence`].
@@ -315,6 +350,8 @@ pub trait Store: Send + Sync {
     }
 
     // The turn lease.
+    /// Takes the chat's lease for a turn unless a live lease is held (even by the same holder);
+    /// an expired lease is replaced, and returned so its turn can be recovered.
     async fn acquire_lease(
         &self,
         chat_id: &str,
@@ -350,9 +387,11 @@ pub trait Store: Send + Sync {
         self.put_state(chat_id, state).await?;
         self.release_lease(chat_id, holder, consumed_input).await
     }
+    /// The chat's current lease, live or expired, if one is stored.
     async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>>;
 
     // Finished messages, in conversation order.
+    /// The chat's finished messages, in conversation order.
     async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>>;
     /// Replaces the message with the same id in place, or appends it.
     async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()>;
@@ -360,6 +399,8 @@ pub trait Store: Send + Sync {
     async fn truncate_messages(&self, chat_id: &str, from_id: &str) -> StoreResult<()>;
 
     // Per-chat state that survives between turns.
+    /// The chat's state as last saved, `None` for a chat that has none.
     async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>>;
+    /// Saves the chat's state, replacing what was there.
     async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()>;
 }

@@ -25,34 +25,42 @@ pub enum StoreChoice {
 /// Why no store could be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreChoiceError {
+    /// `CHATFN_STORE` names no store chatfn knows.
     #[error(
         "CHATFN_STORE must be `dynamodb`, or for local development `memory` or `sqlite:PATH` \
          (got `{0}`)"
     )]
     Unknown(String),
+    /// A local development store was asked for on Lambda, where it would lose chats.
     #[error(
         "CHATFN_STORE={0} is for local development only and is refused on AWS Lambda: use the \
          DynamoDB store (CHATFN_STORE=dynamodb, the default)"
     )]
     LocalStoreOnAws(String),
+    /// The DynamoDB store was chosen but no table is named.
     #[error(
         "CHATFN_TABLE_NAME is not set: name the DynamoDB table (or set CHATFN_STORE for local \
          development)"
     )]
     NoTableName,
+    /// The DynamoDB store was chosen but this build leaves it out.
     #[error(
         "this build of chatfn has no DynamoDB store: build it with the `dynamodb` feature, or set \
          CHATFN_STORE=memory or CHATFN_STORE=sqlite:PATH for local development"
     )]
     DynamoDbNotBuilt,
+    /// The SQLite store was chosen but this build leaves it out.
     #[error(
         "CHATFN_STORE=sqlite:… needs a build with the `sqlite` feature (cargo lambda watch \
          --features sqlite)"
     )]
     SqliteNotBuilt,
+    /// The SQLite file could not be opened.
     #[error("cannot open {}: {source}", path.display())]
     Sqlite {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be opened.
         #[source]
         source: StoreError,
     },
@@ -90,14 +98,18 @@ impl StoreChoice {
 /// An opened store, by kind: a host that uses more than the [`Store`] port (the local server
 /// creates its DynamoDB table and reports its capacity units) matches on it.
 pub enum OpenedStore {
+    /// The DynamoDB store.
     #[cfg(feature = "dynamodb")]
     DynamoDb(Arc<super::dynamodb::DynamoStore>),
+    /// The in-memory store.
     Memory(Arc<MemoryStore>),
+    /// The SQLite store.
     #[cfg(feature = "sqlite")]
     Sqlite(Arc<super::sqlite::SqliteStore>),
 }
 
 impl OpenedStore {
+    /// The store behind the port, for everything that needs no more.
     pub fn into_store(self) -> Arc<dyn Store> {
         match self {
             #[cfg(feature = "dynamodb")]

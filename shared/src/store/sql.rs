@@ -1,5 +1,5 @@
 //! The SQL schema and statements of the stores built on SQLite: the local server's file
-//! ([`super::sqlite`], through rusqlite) and the Worker's Durable Object storage (SQLite behind
+//! (`store::sqlite`, through rusqlite) and the Worker's Durable Object storage (SQLite behind
 //! workerd's `ctx.storage.sql`). One text for both, so the two cannot drift; each store only
 //! binds parameters (`?1`, `?2`, … in the order the comments give) and reads rows.
 
@@ -165,18 +165,31 @@ pub const PUT_STATE: &str = "INSERT INTO state (chat_id, json) VALUES (?1, ?2) \
 /// the column names, so a store that reads rows as objects deserialises it directly.
 #[derive(Debug, Deserialize)]
 pub struct SessionRow {
+    /// [`Session::id`].
     pub session_id: String,
+    /// [`Session::chat_id`].
     pub chat_id: String,
+    /// [`Session::kind`].
     pub kind: String,
+    /// [`Session::task_identifier`].
     pub task_identifier: String,
+    /// [`Session::trigger_config`], as JSON text.
     pub trigger_config: String,
+    /// [`Session::tags`], as a JSON array.
     pub tags: String,
+    /// [`Session::metadata`], as JSON text.
     pub metadata: Option<String>,
+    /// [`Session::owner`].
     pub owner: Option<String>,
+    /// [`Session::created_at_ms`].
     pub created_at_ms: u64,
+    /// [`Session::updated_at_ms`].
     pub updated_at_ms: u64,
+    /// [`Session::expires_at_ms`].
     pub expires_at_ms: Option<u64>,
+    /// [`Session::closed_at_ms`].
     pub closed_at_ms: Option<u64>,
+    /// [`Session::closed_reason`].
     pub closed_reason: Option<String>,
 }
 

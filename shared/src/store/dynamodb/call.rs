@@ -214,6 +214,7 @@ pub struct CapacityMeter {
 /// A reading of a [`CapacityMeter`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Capacity {
+    /// Read units, as DynamoDB reported them.
     pub read_units: f64,
     /// As DynamoDB reported them.
     pub write_units: f64,
@@ -244,6 +245,7 @@ pub(super) enum Kind {
 }
 
 impl CapacityMeter {
+    /// The units counted so far.
     pub fn snapshot(&self) -> Capacity {
         Capacity {
             read_units: self.read_milli.load(Ordering::Relaxed) as f64 / 1000.0,

@@ -133,6 +133,7 @@ fn build_error(error: impl std::fmt::Display) -> StoreError {
 }
 
 impl DynamoStore {
+    /// A store on `table` through `client`; the table must have the layout the deployment creates.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoStore {
             client,
@@ -174,6 +175,7 @@ impl DynamoStore {
             )
     }
 
+    /// The table the store keeps chats in.
     pub fn table(&self) -> &str {
         &self.table
     }

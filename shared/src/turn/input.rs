@@ -6,43 +6,61 @@ use serde_json::{Map, Value};
 
 use crate::ui::UIMessage;
 
+/// One record of a chat's input log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ChatInput {
     /// A message (or regenerate request) for the agent: one turn.
-    Message { payload: MessagePayload },
+    Message {
+        /// The message and what to do with it.
+        payload: MessagePayload,
+    },
     /// Stop the turn that is running when this arrives.
     Stop {
+        /// Why the client stopped the turn, if it said.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
 }
 
 impl ChatInput {
+    /// The record as stored in the input log.
     pub fn to_json(&self) -> String {
         // Only strings, UI messages and JSON values: serialization cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
 }
 
+/// What a message record asks of the agent, as the Trigger wire names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ChatTrigger {
+    /// A new user message to answer, or a client's answers (tool outputs, approvals) to an
+    /// assistant message, which then continues.
     SubmitMessage,
+    /// Answer the last user message (or the one named) again, replacing what answered it.
     RegenerateMessage,
+    /// The Trigger wire's `preload` (warming the agent before the first message); starts no turn
+    /// here.
     Preload,
+    /// The Trigger wire's `close`; starts no turn here.
     Close,
+    /// The Trigger wire's `action` (a custom action for the agent); starts no turn here.
     Action,
+    /// The Trigger wire's `handover-prepare`; starts no turn here.
     HandoverPrepare,
 }
 
+/// What a message record carries: the Trigger wire's `ChatInputChunk` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagePayload {
     /// The one new message (absent for regenerate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<UIMessage>,
+    /// The chat the message is for.
     pub chat_id: String,
+    /// What the agent is asked to do.
     pub trigger: ChatTrigger,
     /// With submit: the user message being edited. With regenerate: the message to regenerate.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,6 +28,7 @@ struct LiveState {
 }
 
 impl LiveTurn {
+    /// A turn of `chat_id` whose first output record will be `first_seq`.
     pub fn new(chat_id: impl Into<String>, first_seq: u64) -> Self {
         LiveTurn {
             chat_id: chat_id.into(),
@@ -38,6 +39,7 @@ impl LiveTurn {
         }
     }
 
+    /// The chat the turn belongs to.
     pub fn chat_id(&self) -> &str {
         &self.chat_id
     }
@@ -59,6 +61,7 @@ impl LiveTurn {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Adds the next record and wakes the readers.
     pub fn push(&self, record: OutputRecord) {
         self.state().records.push(record);
         self.version.send_modify(|version| *version += 1);
@@ -70,6 +73,7 @@ impl LiveTurn {
         self.version.send_modify(|version| *version += 1);
     }
 
+    /// Whether the turn is finished.
     pub fn is_done(&self) -> bool {
         self.state().done
     }
@@ -149,10 +153,12 @@ impl LiveTurns {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Registers a running turn, replacing the chat's previous one.
     pub fn insert(&self, turn: Arc<LiveTurn>) {
         self.map().insert(turn.chat_id().to_owned(), turn);
     }
 
+    /// The turn running for `chat_id` in this process, if any.
     pub fn get(&self, chat_id: &str) -> Option<Arc<LiveTurn>> {
         self.map().get(chat_id).cloned()
     }
@@ -173,10 +179,12 @@ impl LiveTurns {
         self.map().values().cloned().collect()
     }
 
+    /// How many turns are running in this process.
     pub fn len(&self) -> usize {
         self.map().len()
     }
 
+    /// Whether no turn is running in this process.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

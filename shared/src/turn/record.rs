@@ -11,6 +11,8 @@ use crate::model::Usage;
 /// agent state written before the record existed is still read as that state.
 const FORMAT: &str = "chatfn.chat-record/1";
 
+/// Everything the store's per-chat state slot holds: the agent's state and chatfn's own records
+/// of the chat.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatRecord {

@@ -20,12 +20,16 @@ use crate::store::{
 };
 use crate::ui::UIMessageChunk;
 
+/// Why a turn could not start (or a running one could not be reached).
 #[derive(Debug, thiserror::Error)]
 pub enum TurnError {
+    /// The chat has no session.
     #[error("no chat session `{0}`")]
     NoSession(String),
+    /// The chat's session is closed; the reason is the closer's.
     #[error("the chat session is closed")]
     SessionClosed(Option<String>),
+    /// Another turn holds the chat's lease.
     #[error("a reply is still streaming in this chat")]
     InProgress,
     /// The chat's output log grew since the caller read the input log: what it read may be
@@ -34,21 +38,35 @@ pub enum TurnError {
     Stale,
     /// Another turn answers this input; it starts at `first_seq` in the output log.
     #[error("another turn is answering this input")]
-    Answering { first_seq: u64 },
+    Answering {
+        /// Where that turn's output starts.
+        first_seq: u64,
+    },
     /// Another turn answered the input between its caller's look at the input log and the lease;
     /// it ended before output seq `before`.
     #[error("input {input_seq} has been answered already")]
-    Answered { input_seq: u64, before: u64 },
+    Answered {
+        /// The input.
+        input_seq: u64,
+        /// The output seq the answering turn ended before.
+        before: u64,
+    },
+    /// The input cannot be answered (a hook refused it, or it does not fit the chat); the message
+    /// says why, for the client.
     #[error("{0}")]
     InvalidInput(String),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// A turn that has started: follow it through `live`.
 pub struct StartedTurn {
+    /// The turn's output as it streams, in this process.
     pub live: Arc<LiveTurn>,
+    /// The id of the reply message.
     pub message_id: String,
+    /// The input the turn answers.
     pub input_seq: u64,
 }
 
@@ -64,9 +82,13 @@ pub enum TurnSource {
     /// Running in this process: follow it from memory.
     Live(Arc<LiveTurn>),
     /// Running elsewhere (or recovered just now): read the log from `first_seq`.
-    Log { first_seq: u64 },
+    Log {
+        /// Where the turn's output starts.
+        first_seq: u64,
+    },
 }
 
+/// Starts, claims, follows and stops the turns of one agent over one store. Cheap to clone.
 #[derive(Clone)]
 pub struct TurnRunner {
     pub(super) store: Arc<dyn Store>,
@@ -77,6 +99,7 @@ pub struct TurnRunner {
 }
 
 impl TurnRunner {
+    /// A runner of `agent`'s turns over `store`, with the default writer settings and no signer.
     pub fn new(store: Arc<dyn Store>, agent: Arc<Agent>) -> Self {
         TurnRunner {
             store,
@@ -94,23 +117,28 @@ impl TurnRunner {
         self
     }
 
+    /// The signer of this runner's approval requests, if it has one.
     pub fn approval_signer(&self) -> Option<&ApprovalSigner> {
         self.approvals.as_ref()
     }
 
+    /// Writes turns' output with `settings` instead of the defaults.
     pub fn with_settings(mut self, settings: WriterSettings) -> Self {
         self.settings = settings;
         self
     }
 
+    /// The store the runner keeps chats in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
+    /// The agent whose turns the runner runs.
     pub fn agent(&self) -> &Arc<Agent> {
         &self.agent
     }
 
+    /// The turns running in this process.
     pub fn live_turns(&self) -> &LiveTurns {
         &self.live
     }

@@ -34,6 +34,8 @@ pub struct WriterSettings {
     /// Write when this many records wait. High enough that the long window's batches are cut
     /// by time, not count: a store bills by the KB, so one 2 KB batch costs less than two of 1.1.
     pub max_batch: usize,
+    /// How long a turn's lease lasts between renewals; a turn whose process died is recovered
+    /// after it.
     pub lease_ttl_ms: u64,
     /// How often to look in the input log for a stop sent to another process.
     pub stop_poll_interval_ms: u64,
@@ -51,6 +53,9 @@ impl Default for WriterSettings {
     }
 }
 
+/// A turn's [`ChunkSink`](crate::agent::ChunkSink): each chunk goes to the live turn at once and
+/// to the store's output log in batches, under the turn's lease, and a stop sent to another
+/// process is noticed in the input log.
 pub struct OutputWriter {
     store: Arc<dyn Store>,
     chat_id: String,
@@ -70,6 +75,8 @@ pub struct OutputWriter {
 }
 
 impl OutputWriter {
+    /// A writer of `live`'s records to `store`, from the live turn's first seq; stops in the input
+    /// log after `stop_after_input` are meant for this turn.
     pub fn new(
         store: Arc<dyn Store>,
         live: Arc<LiveTurn>,

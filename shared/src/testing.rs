@@ -2,16 +2,43 @@
 //! an in-memory store, spoken to over the AI SDK wire the way `useChat` speaks it. Enable with the
 //! `testing` feature (in `dev-dependencies`).
 //!
-//! ```no_run
-//! # async fn example() -> Result<(), chatfn::testing::TestError> {
-//! use chatfn::agent::Agent;
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), chatfn::testing::TestError> {
+//! use chatfn::agent::{Agent, FunctionTool};
 //! use chatfn::testing::{ScriptedModel, TestServer, script};
+//! use serde_json::json;
 //!
-//! let model = ScriptedModel::new(|_request| script::say("Hello!"));
-//! let server = TestServer::start(Agent::builder(model.clone()).build()).await?;
+//! // The model calls `add` first, then answers once it has the tool's result.
+//! let model = ScriptedModel::new(|request| {
+//!     if script::tool_results(request).is_empty() {
+//!         script::call("call-1", "add", json!({"a": 2, "b": 3}))
+//!     } else {
+//!         script::say("It is 5.")
+//!     }
+//! });
+//! let add = FunctionTool::new(
+//!     "add",
+//!     "Add two numbers.",
+//!     json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}),
+//!     |input, _context| async move {
+//!         let sum = input["a"].as_f64().unwrap_or(0.0) + input["b"].as_f64().unwrap_or(0.0);
+//!         Ok(json!({"sum": sum}))
+//!     },
+//! );
+//! let agent = Agent::builder(model.clone())
+//!     .system_prompt("You add numbers with the `add` tool.")
+//!     .tool(add)
+//!     .max_steps(3)
+//!     .build();
+//!
+//! let server = TestServer::start(agent).await?;
 //! let chat = server.chat("chat-1").await?;
-//! let reply = chat.send_text("u1", "hi").await?;
-//! assert_eq!(reply.text(), "Hello!");
+//! let reply = chat.send_text("u1", "What is 2 + 3?").await?;
+//! assert_eq!(reply.text(), "It is 5.");
+//! assert!(reply.kinds().iter().any(|kind| kind == "tool-output-available"));
+//! // Two model calls: the tool call, then the answer with the tool's result.
+//! assert_eq!(model.requests().len(), 2);
 //! # Ok(())
 //! # }
 //! ```
@@ -41,6 +68,8 @@ pub struct ScriptedModel {
 }
 
 impl ScriptedModel {
+    /// A model that answers each call with `script(request)`; shared, so the test keeps a handle to
+    /// read [`requests`](Self::requests) after the agent took it.
     pub fn new(
         script: impl Fn(&ModelRequest) -> Vec<ModelEvent> + Send + Sync + 'static,
     ) -> Arc<Self> {
@@ -142,15 +171,21 @@ pub mod script {
 /// A test failed to talk to the server.
 #[derive(Debug, thiserror::Error)]
 pub enum TestError {
+    /// No loopback port could be bound.
     #[error("cannot serve on loopback: {0}")]
     Bind(#[from] std::io::Error),
+    /// A request did not go through.
     #[error("request failed: {0}")]
     Http(#[from] reqwest::Error),
+    /// The server answered with an error status.
     #[error("the server answered {status}: {body}")]
     Status {
+        /// The status.
         status: reqwest::StatusCode,
+        /// The error body.
         body: String,
     },
+    /// The stream held something that is not a UI message chunk.
     #[error("the server sent something that is not a UI message chunk: {0}")]
     Wire(String),
 }
@@ -174,6 +209,8 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
+    /// Serves `agent` on `127.0.0.1` at a free port, with every route, an in-memory store and
+    /// [`TEST_SECRET_KEY`].
     pub async fn start(agent: Agent) -> Result<TestServer, TestError> {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let keys = SecretKeys::parse(TEST_SECRET_KEY)
@@ -238,11 +275,14 @@ pub struct TestChat<'a> {
 /// A reply as the client saw it: the chunks in order and the message they fold into.
 #[derive(Debug, Clone)]
 pub struct TestReply {
+    /// Every chunk of the reply, in order.
     pub chunks: Vec<UIMessageChunk>,
+    /// The message the chunks fold into.
     pub message: UIMessage,
 }
 
 impl TestReply {
+    /// The reply's text parts, joined.
     pub fn text(&self) -> String {
         self.message.text()
     }
@@ -264,6 +304,7 @@ impl TestChat<'_> {
         self
     }
 
+    /// The chat's session token, as a browser would hold it.
     pub fn token(&self) -> &str {
         &self.token
     }

@@ -41,6 +41,7 @@ pub async fn app_with_agent(
 /// Why a function cannot start.
 #[derive(thiserror::Error)]
 pub enum AppError {
+    /// `CHATFN_SECRET_KEY` is not set.
     #[error(
         "CHATFN_SECRET_KEY is not set: every function needs the same secret key (the SAM \
          template passes it from the secret named by SecretKeyParameterName)"

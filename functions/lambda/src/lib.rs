@@ -13,6 +13,33 @@
 //!
 //! A Lambda execution environment runs one invocation at a time, so every turn live in the
 //! process belongs to the invocation in progress: "every live turn" is "this invocation's turns".
+//!
+//! An agent-turn function serving an agent of your own is a `main` of a few lines: the
+//! configuration from the environment, the application around your agent, the streaming
+//! adapter.
+//!
+//! ```no_run
+//! use chatfn::agent::{Agent, tools};
+//! use chatfn::config::Config;
+//! use chatfn::http::{Routes, router};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), chatfn_lambda::Error> {
+//!     chatfn_lambda::init_logging();
+//!     let config = Config::from_env()?;
+//!     // The model is the one the configuration names (`CHATFN_MODEL_PROVIDER`, ...).
+//!     let app = chatfn_lambda::app_with_agent(&config, |config, model| {
+//!         Agent::builder(model)
+//!             .system_prompt("You are the help desk of a bicycle shop.")
+//!             .tool(tools::current_time())
+//!             .max_steps(config.max_steps)
+//!             .build()
+//!     })
+//!     .await?;
+//!     let runner = app.runner().clone();
+//!     chatfn_lambda::serve_streaming(router(app, Routes::AgentTurn), runner).await
+//! }
+//! ```
 
 mod app;
 mod cors;

@@ -34,6 +34,8 @@ pub struct StreamingInvocations {
 }
 
 impl StreamingInvocations {
+    /// The service of `router`, waiting on the turns of `runner` and stopping them [`STOP_MARGIN`]
+    /// before the deadline.
     pub fn new(router: Router, runner: TurnRunner) -> Self {
         StreamingInvocations {
             router,

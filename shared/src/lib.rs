@@ -5,6 +5,8 @@
 //! `Store` ports with their implementations, sessions and tokens, and the HTTP routes. Each host
 //! (local server, Lambda functions, Worker) only wires its runtime to [`http::router`].
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod auth;
 pub mod clock;

@@ -11,6 +11,9 @@
 //!   (Lambda freezes the process once the response is complete); and a turn that nears the
 //!   invocation's deadline is stopped early enough to close its reply cleanly.
 //!
+//! - Either exports the invocation's spans before the invocation ends (a frozen function exports
+//!   nothing), on a blocking thread so the runtime's thread goes on ([`flush`]).
+//!
 //! A Lambda execution environment runs one invocation at a time, so every turn live in the
 //! process belongs to the invocation in progress: "every live turn" is "this invocation's turns".
 //!
@@ -43,6 +46,7 @@
 
 mod app;
 mod cors;
+mod flush;
 mod streaming;
 
 use axum::Router;
@@ -53,32 +57,27 @@ pub use cors::without_cors_headers;
 pub use lambda_http::Error;
 pub use streaming::{END_MARGIN, InvocationBody, STOP_MARGIN, StreamingInvocations};
 
-/// Logs to stderr (CloudWatch), plain text; `RUST_LOG` filters as on the local server.
+/// Sets up the function's telemetry (see `chatfn_telemetry`): logs to stderr (CloudWatch), JSON
+/// unless `CHATFN_LOG_FORMAT=text`, `RUST_LOG` filtering as on the local server; one Embedded
+/// Metric Format line per turn on stdout; traces over OTLP when an endpoint is configured.
 pub fn init_logging() {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter: Targets = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(false),
-        )
-        .with(filter)
-        .try_init();
+    chatfn_telemetry::init(chatfn_telemetry::Settings {
+        default_format: chatfn_telemetry::LogFormat::Json,
+        emf: Some(chatfn_telemetry::emf::Dimensions::from_env("chatfn")),
+    });
 }
 
-/// Runs `router` as a buffered function: the whole response is returned at once.
+/// Runs `router` as a buffered function: the whole response is returned at once, then the spans
+/// of the invocation are exported.
 pub async fn serve_buffered(router: Router) -> Result<(), Error> {
-    lambda_http::run(cors::cors_by_url(router)).await
+    let router = router.layer(chatfn_telemetry::RequestSpansLayer);
+    lambda_http::run(flush::FlushAfter::new(cors::cors_by_url(router))).await
 }
 
 /// Runs `router` with response streaming, keeping each invocation open until the turns it
 /// started are finished (see [`StreamingInvocations`]).
 pub async fn serve_streaming(router: Router, runner: TurnRunner) -> Result<(), Error> {
+    let router = router.layer(chatfn_telemetry::RequestSpansLayer);
     lambda_http::run_with_streaming_response(StreamingInvocations::new(
         cors::cors_by_url(router),
         runner,

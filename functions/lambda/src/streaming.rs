@@ -156,11 +156,13 @@ enum BodyState {
     Streaming,
     /// The router's body ended; waiting for the process's running turns to finish.
     Settling(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// The turns finished; exporting the invocation's spans.
+    Exporting(Pin<Box<dyn Future<Output = ()> + Send>>),
     Done,
 }
 
-/// A response body that ends only once no turn runs in the process any more (or just before the
-/// invocation's deadline). A turn runs detached from its request; on Lambda, the invocation (and
+/// A response body that ends only once no turn runs in the process any more and the spans of the
+/// invocation are exported (or just before the invocation's deadline). A turn runs detached from its request; on Lambda, the invocation (and
 /// so the process) stops when the response ends, so the response carries on, sending nothing
 /// more, until the turn has persisted its reply.
 pub struct InvocationBody {
@@ -232,6 +234,12 @@ impl http_body::Body for InvocationBody {
                     other => return other,
                 },
                 BodyState::Settling(settling) => match settling.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.state = BodyState::Exporting(Box::pin(crate::flush::export_spans()))
+                    }
+                    Poll::Pending => return Poll::Pending,
+                },
+                BodyState::Exporting(exporting) => match exporting.as_mut().poll(cx) {
                     Poll::Ready(()) => this.state = BodyState::Done,
                     Poll::Pending => return Poll::Pending,
                 },

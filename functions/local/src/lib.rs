@@ -19,7 +19,6 @@
 mod web;
 mod workers;
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -122,7 +121,10 @@ fn store_choice(args: &Args) -> (StoreChoice, Option<&str>) {
 /// Serves the agent `make_agent` builds (from the configuration and its model) on localhost,
 /// with the command line and environment of `chatfn-local`; returns when the server stops.
 pub fn serve_agent(make_agent: impl FnOnce(&Config, Arc<dyn Model>) -> Agent) -> ExitCode {
-    init_logging();
+    let telemetry = chatfn_telemetry::init(chatfn_telemetry::Settings {
+        default_format: chatfn_telemetry::LogFormat::Text,
+        emf: None,
+    });
     let args = Args::parse();
     // The main thread readies the server and accepts connections; the worker threads serve
     // them (`workers.rs`).
@@ -136,42 +138,31 @@ pub fn serve_agent(make_agent: impl FnOnce(&Config, Arc<dyn Model>) -> Agent) ->
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args, make_agent)) {
+    let served = runtime.block_on(run(args, make_agent, telemetry));
+    chatfn_telemetry::flush();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
-            eprintln!("chatfn-local: {message}");
+            // In JSON mode the line above is all of it: every line is one JSON object.
+            if telemetry.format == chatfn_telemetry::LogFormat::Text {
+                eprintln!("chatfn-local: {message}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging() {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter: Targets = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
-        .with(filter)
-        .init();
-}
-
 async fn run(
     args: Args,
     make_agent: impl FnOnce(&Config, Arc<dyn Model>) -> Agent,
+    telemetry: chatfn_telemetry::Telemetry,
 ) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let (store, store_capacity) = open_store(&args).await?;
     let keys = match &config.secret_keys {
         Some(keys) => keys.clone(),
-        None => local_secret_key(&args)?,
+        None => local_secret_key(&args, &telemetry)?,
     };
     let model = chatfn::model::from_config(&config).map_err(|e| e.to_string())?;
     let model_id = model.id();
@@ -208,7 +199,8 @@ async fn run(
             "the chat page is not built: `/` says how to build it (bash scripts/run.sh does)"
         );
     }
-    let router = web::local_router(router(app, Routes::All), dev, web_dir);
+    let router = web::local_router(router(app, Routes::All), dev, web_dir)
+        .layer(chatfn_telemetry::RequestSpansLayer);
 
     let address = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&address)
@@ -217,8 +209,8 @@ async fn run(
     let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
 
     // Scripts and tests wait for this line.
-    println!("chatfn listening on http://{local}");
-    println!("chat page: http://{local}/");
+    telemetry.announce(&format!("chatfn listening on http://{local}"));
+    telemetry.announce(&format!("chat page: http://{local}/"));
     let count = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
@@ -246,36 +238,46 @@ fn is_loopback(host: &str) -> bool {
 
 /// With no `CHATFN_SECRET_KEY`, a key made once and kept in the data folder (so tokens outlive a
 /// restart), or a fresh one per run with `--memory`.
-fn local_secret_key(args: &Args) -> Result<SecretKeys, String> {
+fn local_secret_key(
+    args: &Args,
+    telemetry: &chatfn_telemetry::Telemetry,
+) -> Result<SecretKeys, String> {
     if args.memory {
         let keys = SecretKeys::generate();
-        announce_key(&keys, None);
+        announce_key(&keys, None, telemetry);
         return Ok(keys);
     }
     let path = args.data_dir.join("secret-key");
     if let Ok(existing) = std::fs::read_to_string(&path)
         && let Some(keys) = SecretKeys::parse(&existing)
     {
-        announce_key(&keys, Some(&path));
+        announce_key(&keys, Some(&path), telemetry);
         return Ok(keys);
     }
     let keys = SecretKeys::generate();
     write_private(&path, keys.signing_key())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    announce_key(&keys, Some(&path));
+    announce_key(&keys, Some(&path), telemetry);
     Ok(keys)
 }
 
-fn announce_key(keys: &SecretKeys, path: Option<&Path>) {
+fn announce_key(keys: &SecretKeys, path: Option<&Path>, telemetry: &chatfn_telemetry::Telemetry) {
     let kept = path.map_or_else(
         || " (this run only)".to_owned(),
         |p| format!(" (kept in {})", p.display()),
     );
-    // Printed on purpose: it is the local development key, and the user needs it to mint tokens.
-    println!(
-        "CHATFN_SECRET_KEY is not set; the local secret key is {}{kept}",
-        keys.signing_key()
-    );
+    match telemetry.format {
+        // Printed on purpose: it is the local development key, and the user needs it to mint
+        // tokens.
+        chatfn_telemetry::LogFormat::Text => println!(
+            "CHATFN_SECRET_KEY is not set; the local secret key is {}{kept}",
+            keys.signing_key()
+        ),
+        // JSON lines go to log stores, where no key belongs: the file keeps it.
+        chatfn_telemetry::LogFormat::Json => telemetry.announce(&format!(
+            "CHATFN_SECRET_KEY is not set; a local secret key is in use{kept}"
+        )),
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {

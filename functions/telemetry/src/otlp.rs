@@ -11,11 +11,12 @@ use std::sync::OnceLock;
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{SpanExporter, WithHttpConfig as _};
+use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::registry::LookupSpan;
 
 /// The provider whose spans [`flush`] exports.
@@ -45,27 +46,27 @@ where
     if !configured() {
         return Ok(None);
     }
-    let exporter = SpanExporter::builder()
-        .with_http()
-        .with_http_client(blocking_client())
-        .build()?;
+    // The exporter makes its blocking HTTP client on a thread of its own: making one on a
+    // runtime's thread (a Lambda `main`) would panic.
+    let exporter = SpanExporter::builder().with_http().build()?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .build();
     let tracer = provider.tracer("chatfn");
     let _ = PROVIDER.set(provider);
+    // The store's call spans are DEBUG; everything else exported is INFO and above (the HTTP
+    // stack's own spans stay out, the exporter's requests among them).
+    let spans = Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_target("chatfn::store", tracing::Level::DEBUG);
     Ok(Some(
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_threads(false)
             .with_location(false)
+            .with_filter(spans)
             .boxed(),
     ))
-}
-
-/// The blocking HTTP client the batch processor's thread sends with.
-fn blocking_client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::new()
 }
 
 /// Whether the exporter is installed.

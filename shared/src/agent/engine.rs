@@ -4,6 +4,7 @@
 
 mod parts;
 mod raw;
+mod spans;
 mod step;
 mod tool_calls;
 
@@ -98,6 +99,8 @@ struct Run<'a> {
     controls: TurnControls,
     /// Messages injected during the turn, which the model sees after the reply so far.
     injected: Vec<UIMessage>,
+    /// What the turn's span reports that only the engine measures.
+    figures: spans::TurnFigures,
 }
 
 impl Run<'_> {
@@ -132,6 +135,7 @@ pub async fn refuse_turn(reply: UIMessage, sink: &mut dyn ChunkSink, reason: &st
         approvals: None,
         controls: TurnControls::default(),
         injected: Vec::new(),
+        figures: spans::TurnFigures::default(),
     };
     let message_id = run.fold.message().id.clone();
     let chunks = [
@@ -203,6 +207,7 @@ pub async fn run_turn(
         approvals: request.approvals.clone(),
         controls: request.controls.clone(),
         injected: Vec::new(),
+        figures: spans::TurnFigures::default(),
     };
     let mut usage = Usage::default();
     let mut steps = 0;
@@ -217,6 +222,7 @@ pub async fn run_turn(
         message_id,
     )
     .await;
+    run.figures.record();
     let (finish_reason, stopped) = match result {
         Ok(StepEnd::Stopped) => (FinishReason::Stop, true),
         Ok(StepEnd::Done(reason)) => (reason, false),

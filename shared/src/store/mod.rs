@@ -13,8 +13,10 @@ mod select;
 pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+mod traced;
 
 pub use select::{OpenedStore, StoreChoice, StoreChoiceError, from_config};
+pub use traced::TracedStore;
 
 use std::sync::Arc;
 

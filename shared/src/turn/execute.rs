@@ -59,6 +59,7 @@ impl TurnRunner {
         outcome.total_usage = total_usage;
         self.finish_work(&turn, &outcome).await;
         let saved = record_to_save(record, &turn.state, total_usage, new_summary);
+        super::span::record_outcome(&tracing::Span::current(), &outcome);
         tracing::info!(
             chat = %chat_id,
             steps = outcome.steps,

@@ -11,6 +11,7 @@ mod record;
 mod recovery;
 mod runner;
 mod settle;
+mod span;
 mod writer;
 
 pub(crate) use follow::{FollowOn, FollowWatch, LogFollower};

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::Stream;
+use tracing::Instrument as _;
 
 use super::live::{LiveTurn, LiveTurns};
 use super::writer::{OutputWriter, WriterSettings};
@@ -102,7 +103,7 @@ impl TurnRunner {
     /// A runner of `agent`'s turns over `store`, with the default writer settings and no signer.
     pub fn new(store: Arc<dyn Store>, agent: Arc<Agent>) -> Self {
         TurnRunner {
-            store,
+            store: crate::store::TracedStore::wrap(store),
             agent,
             live: Arc::new(LiveTurns::default()),
             settings: WriterSettings::default(),
@@ -244,7 +245,13 @@ impl TurnRunner {
                 let live = Arc::new(LiveTurn::new(chat_id, lease.first_seq));
                 self.live.insert(live.clone());
                 let message_id = prepared.reply.id.clone();
-                let task = self.clone().execute(live.clone(), lease, prepared);
+                // The turn runs detached from the request; its span keeps it in the request's
+                // trace.
+                let span = super::span::turn(chat_id, input_seq, &self.agent.model().id());
+                let task = self
+                    .clone()
+                    .execute(live.clone(), lease, prepared)
+                    .instrument(span);
                 Ok((
                     StartedTurn {
                         live,
@@ -379,7 +386,9 @@ impl TurnRunner {
                     lease,
                     expired: Some(expired),
                 } => {
-                    self.recover(chat_id, &expired).await?;
+                    self.recover(chat_id, &expired)
+                        .instrument(super::span::recovery(chat_id, expired.input_seq))
+                        .await?;
                     self.store
                         .release_lease(chat_id, &lease.holder, expired.input_seq)
                         .await?;

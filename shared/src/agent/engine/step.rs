@@ -5,8 +5,10 @@ use std::ops::ControlFlow;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::parts::{PartIds, PartKind, stream_delta};
+use super::spans;
 use super::tool_calls::{PendingCall, dynamic_flag, execute_tools, take_call};
 use super::{Run, SinkClosed, StepEnd, model_messages, unless_stopped};
 use crate::agent::Agent;
@@ -36,11 +38,12 @@ pub(super) async fn step(
     usage: &mut Usage,
     stop: &CancellationToken,
 ) -> Result<StepEnd, SinkClosed> {
-    let stream = match open_step(agent, chat_id, history, run, stop).await? {
-        ControlFlow::Continue(stream) => stream,
+    let (stream, span) = match open_step(agent, chat_id, history, run, stop).await? {
+        ControlFlow::Continue(opened) => opened,
         ControlFlow::Break(end) => return Ok(end),
     };
-    let calls = match read_step(agent, chat_id, run, usage, stop, stream).await? {
+    let read = read_step(agent, chat_id, run, usage, stop, stream).instrument(span);
+    let calls = match read.await? {
         ControlFlow::Continue(calls) => calls,
         ControlFlow::Break(end) => return Ok(end),
     };
@@ -48,14 +51,15 @@ pub(super) async fn step(
 }
 
 /// Starts the step and calls the model with the conversation so far (the messages injected
-/// since the last step included). A stop or a failed call ends the step here.
+/// since the last step included), in the call's span. A stop or a failed call ends the step
+/// here.
 async fn open_step(
     agent: &Agent,
     chat_id: &str,
     history: &[UIMessage],
     run: &mut Run<'_>,
     stop: &CancellationToken,
-) -> Result<ControlFlow<StepEnd, ModelStream>, SinkClosed> {
+) -> Result<ControlFlow<StepEnd, (ModelStream, tracing::Span)>, SinkClosed> {
     let pending = run.controls.take_pending();
     run.injected.extend(pending);
     let request = ModelRequest {
@@ -64,10 +68,14 @@ async fn open_step(
         ..ModelRequest::default()
     };
     run.emit(UIMessageChunk::StartStep).await?;
-    match unless_stopped(stop, open_stream(agent, chat_id, request)).await {
+    let span = spans::chat(&agent.model().id(), &request.messages);
+    run.figures.call_started();
+    let opening = open_stream(agent, chat_id, request).instrument(span.clone());
+    match unless_stopped(stop, opening).await {
         None => Ok(ControlFlow::Break(stopped_step(run).await?)),
-        Some(Ok(stream)) => Ok(ControlFlow::Continue(stream)),
+        Some(Ok(stream)) => Ok(ControlFlow::Continue((stream, span))),
         Some(Err(error)) => {
+            spans::failed(&span, "model_error");
             tracing::warn!(chat = %chat_id, model = %agent.model().id(), "model call failed: {error}");
             run.emit(UIMessageChunk::Error {
                 error_text: error.to_string(),
@@ -100,12 +108,15 @@ async fn read_step(
         };
         match event {
             Ok(ModelEvent::TextDelta(delta)) => {
+                run.figures.token();
                 stream_delta(run, &mut ids, PartKind::Text, delta).await?
             }
             Ok(ModelEvent::ReasoningDelta(delta)) => {
+                run.figures.token();
                 stream_delta(run, &mut ids, PartKind::Reasoning, delta).await?
             }
             Ok(ModelEvent::ToolCallStart { id, name }) => {
+                run.figures.token();
                 run.close_open_parts().await?;
                 ids = PartIds::default();
                 run.emit(UIMessageChunk::ToolInputStart {
@@ -134,6 +145,7 @@ async fn read_step(
                 name,
                 arguments,
             }) => {
+                run.figures.token();
                 run.close_open_parts().await?;
                 ids = PartIds::default();
                 take_call(agent, run, &mut calls, id, name, &arguments).await?;
@@ -142,10 +154,12 @@ async fn read_step(
                 reason,
                 usage: step_usage,
             }) => {
+                spans::call_finished(reason, step_usage);
                 *usage += step_usage;
                 calls.reason = Some(reason);
             }
             Err(error) => {
+                spans::failed(&tracing::Span::current(), "model_error");
                 tracing::warn!(chat = %chat_id, model = %agent.model().id(), "model stream failed: {error}");
                 run.close_open_parts().await?;
                 run.emit(UIMessageChunk::Error {

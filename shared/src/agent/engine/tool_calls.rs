@@ -6,7 +6,9 @@ use futures::StreamExt;
 use futures::future::{Either, select};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
+use super::spans;
 use super::step::StepCalls;
 use super::{Run, SinkClosed, unless_stopped};
 use crate::agent::approval::ApprovalClaim;
@@ -216,6 +218,7 @@ pub(super) async fn execute_tools(
     calls: Vec<PendingCall>,
     stop: &CancellationToken,
 ) -> Result<bool, SinkClosed> {
+    run.figures.tools_run(calls.len());
     let (sender, mut written) = futures::channel::mpsc::unbounded::<UIMessageChunk>();
     let mut pending: futures::stream::FuturesUnordered<_> = calls
         .into_iter()
@@ -229,10 +232,15 @@ pub(super) async fn execute_tools(
                 controls: run.controls.clone(),
                 writer: DataWriter::new(sender.clone(), Some(call.id.clone())),
             };
-            Some(async move {
-                let result = tool.execute(call.input, context).await;
-                (call.id, result)
-            })
+            let span = spans::execute_tool(&call.name, &call.id, &call.input);
+            Some(
+                async move {
+                    let result = tool.execute(call.input, context).await;
+                    spans::tool_finished(result.as_ref().map_err(|error| error.0.as_str()));
+                    (call.id, result)
+                }
+                .instrument(span),
+            )
         })
         .collect();
     drop(sender);

@@ -1,0 +1,165 @@
+//! The engine's spans, after the OpenTelemetry GenAI semantic conventions: `chat {model}` per
+//! model call and `execute_tool {name}` per tool call, and the turn's figures the engine alone
+//! knows (tool calls, time to first token), recorded on the turn's span. Message contents,
+//! tool arguments and results are recorded only when
+//! `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`.
+
+use std::sync::OnceLock;
+
+use tracing::field::Empty;
+
+use crate::clock::now_ms;
+use crate::model::{FinishReason, ModelMessage, Usage};
+
+/// The environment variable that lets spans carry message contents.
+pub const CAPTURE_CONTENT_VAR: &str = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
+
+/// Whether spans may carry message contents (read once).
+fn capture_content() -> bool {
+    static CAPTURE: OnceLock<bool> = OnceLock::new();
+    *CAPTURE.get_or_init(|| {
+        std::env::var(CAPTURE_CONTENT_VAR)
+            .is_ok_and(|value| value.trim().eq_ignore_ascii_case("true"))
+    })
+}
+
+/// What the engine measures of a turn for its span.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TurnFigures {
+    started_ms: u64,
+    call_started_ms: u64,
+    call_answered: bool,
+    first_token_ms: Option<u64>,
+    tool_calls: u64,
+}
+
+impl Default for TurnFigures {
+    fn default() -> Self {
+        let now = now_ms();
+        TurnFigures {
+            started_ms: now,
+            call_started_ms: now,
+            call_answered: false,
+            first_token_ms: None,
+            tool_calls: 0,
+        }
+    }
+}
+
+impl TurnFigures {
+    /// A model call starts.
+    pub(super) fn call_started(&mut self) {
+        self.call_started_ms = now_ms();
+        self.call_answered = false;
+    }
+
+    /// The model streamed something: the first time in a call, its time to first token goes on
+    /// the call's span (the current one).
+    pub(super) fn token(&mut self) {
+        if self.call_answered {
+            return;
+        }
+        self.call_answered = true;
+        let now = now_ms();
+        tracing::Span::current().record(
+            "chatfn.time_to_first_token_ms",
+            now.saturating_sub(self.call_started_ms),
+        );
+        self.first_token_ms
+            .get_or_insert(now.saturating_sub(self.started_ms));
+    }
+
+    /// `count` tool calls run.
+    pub(super) fn tools_run(&mut self, count: usize) {
+        self.tool_calls += count as u64;
+    }
+
+    /// Records the figures on the turn's span (the current one when the turn ends).
+    pub(super) fn record(&self) {
+        let span = tracing::Span::current();
+        span.record("chatfn.turn.tool_calls", self.tool_calls);
+        if let Some(first_token) = self.first_token_ms {
+            span.record("chatfn.turn.time_to_first_token_ms", first_token);
+        }
+    }
+}
+
+/// The span of one model call of `model_id` (`provider:model`) with `messages`.
+pub(super) fn chat(model_id: &str, messages: &[ModelMessage]) -> tracing::Span {
+    let (provider, model) = model_id.split_once(':').unwrap_or((model_id, model_id));
+    let span = tracing::info_span!(
+        target: "chatfn::model",
+        "chat",
+        otel.name = format_args!("chat {model}"),
+        otel.kind = "client",
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = provider,
+        gen_ai.request.model = model,
+        gen_ai.response.finish_reasons = Empty,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        chatfn.time_to_first_token_ms = Empty,
+        error.type = Empty,
+        gen_ai.input.messages = Empty,
+    );
+    if capture_content() {
+        let messages = serde_json::to_string(messages).unwrap_or_default();
+        span.record("gen_ai.input.messages", messages.as_str());
+    }
+    span
+}
+
+/// Records the end of a model call on its span (the current one).
+pub(super) fn call_finished(reason: FinishReason, usage: Usage) {
+    let span = tracing::Span::current();
+    let reason = serde_json::to_value(reason)
+        .ok()
+        .and_then(|reason| reason.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    span.record("gen_ai.response.finish_reasons", reason.as_str());
+    span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+    span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+}
+
+/// Records on `span` that it failed, with `kind` as its error type.
+pub(super) fn failed(span: &tracing::Span, kind: &'static str) {
+    span.record("error.type", kind);
+}
+
+/// The span of the tool call `call_id` of tool `name` with `input`.
+pub(super) fn execute_tool(name: &str, call_id: &str, input: &serde_json::Value) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "chatfn::tool",
+        "execute_tool",
+        otel.name = format_args!("execute_tool {name}"),
+        otel.kind = "internal",
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = name,
+        gen_ai.tool.call.id = call_id,
+        gen_ai.tool.call.arguments = Empty,
+        gen_ai.tool.call.result = Empty,
+        error.type = Empty,
+    );
+    if capture_content() {
+        span.record("gen_ai.tool.call.arguments", input.to_string().as_str());
+    }
+    span
+}
+
+/// Records a tool's result on its span (the current one): its output when contents are
+/// captured, the error type when it failed.
+pub(super) fn tool_finished(output: Result<&serde_json::Value, &str>) {
+    let span = tracing::Span::current();
+    match output {
+        Ok(output) if capture_content() => {
+            span.record("gen_ai.tool.call.result", output.to_string().as_str());
+        }
+        Ok(_) => {}
+        Err(error) => {
+            span.record("error.type", "tool_error");
+            if capture_content() {
+                span.record("gen_ai.tool.call.result", error);
+            }
+        }
+    }
+}

@@ -145,6 +145,50 @@ pub fn init(settings: Settings) -> Telemetry {
     Telemetry { format, exporting }
 }
 
+/// Sets up JSON logs, each line handed to `write` (a host with no stderr: the Worker's
+/// console), once; later calls do nothing. `RUST_LOG` does not reach such hosts: `INFO` and up.
+pub fn init_json_lines(write: fn(&str)) {
+    let layer = log_layer(LogFormat::Json, move || LineWriter::new(write), false)
+        .with_filter(Targets::new().with_default(tracing::Level::INFO));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Collects one formatted line and hands it over when dropped.
+struct LineWriter {
+    line: Vec<u8>,
+    write: fn(&str),
+}
+
+impl LineWriter {
+    fn new(write: fn(&str)) -> Self {
+        LineWriter {
+            line: Vec::new(),
+            write,
+        }
+    }
+}
+
+impl std::io::Write for LineWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        let line = String::from_utf8_lossy(&self.line);
+        let line = line.trim_end();
+        if !line.is_empty() {
+            (self.write)(line);
+        }
+    }
+}
+
 /// Whether spans are exported (an OTLP endpoint is configured and the exporter was built).
 pub fn exporting() -> bool {
     #[cfg(feature = "otlp")]

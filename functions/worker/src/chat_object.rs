@@ -40,6 +40,7 @@ struct Chat {
 
 impl DurableObject for ChatObject {
     fn new(state: State, env: Env) -> Self {
+        crate::logs::init();
         ChatObject {
             state,
             env,

@@ -22,6 +22,7 @@
 mod chat_object;
 #[cfg(feature = "store-conformance")]
 mod conformance;
+mod logs;
 mod settings;
 mod store;
 
@@ -45,6 +46,7 @@ async fn fetch(
     env: Env,
     _context: Context,
 ) -> worker::Result<Response<Body>> {
+    logs::init();
     Ok(match route(request, &env).await {
         Ok(response) => response,
         Err(error) => error.into_response(),

@@ -8,8 +8,16 @@ use std::task::{Context, Poll};
 
 use lambda_http::Service;
 
-/// Exports the spans ended so far, if spans are exported at all.
+/// Waits (a second at most) for the turn spans to close, then exports the spans ended so far,
+/// if spans are exported at all. A turn's span closes a moment after its readers are let go,
+/// and with it its metric line is written.
 pub(crate) async fn export_spans() {
+    for _ in 0..200 {
+        if chatfn_telemetry::open_turn_spans() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     if chatfn_telemetry::exporting() {
         let _ = tokio::task::spawn_blocking(chatfn_telemetry::flush).await;
     }

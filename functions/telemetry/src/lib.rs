@@ -26,7 +26,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 
 pub use request::{RequestSpans, RequestSpansLayer};
-pub use turn_metrics::TurnMetricsLayer;
+pub use turn_metrics::{TurnMetricsLayer, open_turn_spans};
 
 /// The environment variable choosing the log format.
 pub const LOG_FORMAT_VAR: &str = "CHATFN_LOG_FORMAT";
@@ -135,6 +135,7 @@ pub fn init(settings: Settings) -> Telemetry {
     let installed = tracing_subscriber::registry()
         .with(logs)
         .with(metrics)
+        .with(turn_metrics::OpenTurnsLayer)
         .with(traces)
         .try_init();
     if installed.is_ok() && format == LogFormat::Json {

@@ -1,5 +1,8 @@
 //! A layer that writes the metric line of every turn as its span closes, from the figures the
-//! core records on the turn's span (see `docs/observability.md`).
+//! core records on the turn's span (see `docs/observability.md`); and one that counts the turn
+//! spans still open, so a host can wait for them to close before it exports.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -76,6 +79,35 @@ where
         let now = chatfn::clock::now_ms();
         turn.figures.duration_ms = now.saturating_sub(turn.started_ms) as f64;
         (self.write)(&emf::encode(&self.dimensions, now, &turn.figures));
+    }
+}
+
+/// Turn spans open in the process.
+static OPEN_TURNS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many turn spans are open in the process. A turn's span closes when its task returns, a
+/// moment after the turn has let its readers go.
+pub fn open_turn_spans() -> usize {
+    OPEN_TURNS.load(Ordering::Acquire)
+}
+
+/// Counts the open turn spans (see [`open_turn_spans`]).
+pub(crate) struct OpenTurnsLayer;
+
+impl<S> tracing_subscriber::Layer<S> for OpenTurnsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attributes: &Attributes<'_>, _id: &Id, _context: Context<'_, S>) {
+        if is_turn(attributes.metadata()) {
+            OPEN_TURNS.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn on_close(&self, id: span::Id, context: Context<'_, S>) {
+        if context.metadata(&id).is_some_and(is_turn) {
+            OPEN_TURNS.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 

@@ -153,6 +153,7 @@ async fn run_on_fresh_table(
     let target = Target::Chatfn {
         binary: binary.to_owned(),
         dynamodb: Some(format!("chatfn-bench-{}", uuid::Uuid::new_v4().simple())),
+        dynamodb_endpoint: None,
     };
     let server = Server::start(&target, &model_url).await?;
     let result = run(&target, &server, script, turns, concurrency).await;

@@ -62,7 +62,7 @@ async fn open_chat(
     })
 }
 
-async fn send_turn(client: &reqwest::Client, server: &Server, chat: &Chat) -> TurnTiming {
+pub async fn send_turn(client: &reqwest::Client, server: &Server, chat: &Chat) -> TurnTiming {
     let body = json!({
         "id": chat.id,
         "messages": [{"id": uuid::Uuid::new_v4().to_string(), "role": "user", "parts": [{"type": "text", "text": "Tell me something."}]}],
@@ -75,6 +75,74 @@ async fn send_turn(client: &reqwest::Client, server: &Server, chat: &Chat) -> Tu
         request = request.bearer_auth(token);
     }
     time_stream(request, "\"type\":\"text-delta\"", "\"type\":\"finish\"").await
+}
+
+/// One turn on the Trigger wire, as `TriggerChatTransport` sends it: the message appended to the
+/// chat's input log (under a part id), then its `out` stream read from the log's start until the
+/// turn-complete. Timed from the append, as its user waits from there.
+pub async fn send_trigger_turn(
+    client: &reqwest::Client,
+    server: &Server,
+    chat: &Chat,
+) -> TurnTiming {
+    let mut timing = TurnTiming::default();
+    let input = json!({"kind": "message", "payload": {
+        "message": {"id": uuid::Uuid::new_v4().to_string(), "role": "user", "parts": [{"type": "text", "text": "Tell me something."}]},
+        "chatId": chat.id, "trigger": "submit-message",
+    }});
+    let base = format!("{}/realtime/v1/sessions/{}", server.base_url, chat.id);
+    let token = chat.token.as_deref().unwrap_or_default();
+    let sent = Instant::now();
+    let appended = client
+        .post(format!("{base}/in/append"))
+        .bearer_auth(token)
+        .header("x-part-id", uuid::Uuid::new_v4().to_string())
+        .json(&input)
+        .send()
+        .await;
+    match appended {
+        Ok(response) if response.status().is_success() => {
+            let _ = response.bytes().await;
+        }
+        Ok(response) => {
+            timing.error = Some(format!("append: status {}", response.status()));
+            return timing;
+        }
+        Err(error) => {
+            timing.error = Some(format!("append: {error}"));
+            return timing;
+        }
+    }
+    let response = match client
+        .get(format!("{base}/out"))
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("timeout-seconds", "10")
+        .send()
+        .await
+    {
+        Ok(response) if response.status().is_success() => response,
+        Ok(response) => {
+            timing.error = Some(format!("out: status {}", response.status()));
+            return timing;
+        }
+        Err(error) => {
+            timing.error = Some(format!("out: {error}"));
+            return timing;
+        }
+    };
+    timing.first_byte = sent.elapsed();
+    // The `out` stream stays open after the turn; its turn-complete ends the turn.
+    time_events(
+        response,
+        sent,
+        &mut timing,
+        "text-delta",
+        "turn-complete",
+        true,
+    )
+    .await;
+    timing
 }
 
 /// Sends `request` and reads its SSE response to the end, timing the events that hold
@@ -98,17 +166,19 @@ async fn time_stream(
         }
     };
     timing.first_byte = sent.elapsed();
-    time_events(response, sent, &mut timing, text_marker, end_marker).await;
+    time_events(response, sent, &mut timing, text_marker, end_marker, false).await;
     timing
 }
 
-/// Reads an SSE body to its end, timing its text events into `timing` (from `sent`).
+/// Reads an SSE body to its end (or, with `stop_at_end`, to the event holding `end_marker`),
+/// timing its text events into `timing` (from `sent`).
 async fn time_events(
     response: reqwest::Response,
     sent: Instant,
     timing: &mut TurnTiming,
     text_marker: &str,
     end_marker: &str,
+    stop_at_end: bool,
 ) {
     let mut body = response.bytes_stream();
     let mut pending = Vec::new();
@@ -138,6 +208,9 @@ async fn time_events(
             } else if event.contains(end_marker) {
                 finished = true;
             }
+        }
+        if finished && stop_at_end {
+            return;
         }
     }
     if !finished {

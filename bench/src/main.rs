@@ -3,6 +3,7 @@
 //! (chatfn, then the baseline, phase by phase), and the table gives each figure for both and
 //! their ratio.
 
+mod critical_path;
 mod dynamodb;
 mod load;
 mod mock_model;
@@ -64,6 +65,19 @@ struct Args {
     /// Turns in the DynamoDB phase (one chat each).
     #[arg(long)]
     dynamodb_turns: Option<usize>,
+    /// With `--dynamodb`: the latencies (ms) a proxy adds to every DynamoDB call in the phase
+    /// that measures what the store's calls before the model request add to the time to first
+    /// token, on both wires (0,5,20; 5 with `--quick`).
+    #[arg(long, value_delimiter = ',')]
+    dynamodb_latency_ms: Option<Vec<u64>>,
+    /// Turns one at a time per wire and latency in that phase (20; 2 with `--quick`).
+    #[arg(long)]
+    critical_path_turns: Option<usize>,
+    /// Runs only that phase and prints its figures (for measuring a change to the turn's store
+    /// calls); with `--write-docs`, puts them into docs/benchmarks.md in place of the section
+    /// there, leaving the rest as the last full run wrote it.
+    #[arg(long)]
+    critical_path_only: bool,
     /// Runs only chatfn (for profiling it: pass a wrapper script as `--chatfn`).
     #[arg(long)]
     chatfn_only: bool,
@@ -120,6 +134,19 @@ async fn run(args: Args) -> Result<(), String> {
         .sequential_turns
         .unwrap_or(if args.quick { 5 } else { 100 });
     let cold_runs = if args.quick { 1 } else { 5 };
+    if args.critical_path_only {
+        let figures = critical_path(&args, script).await?;
+        let section = critical_path::section(&figures, &critical_script(script));
+        println!("{section}");
+        if args.write_docs {
+            report::write_critical_path_docs(&section).map_err(|error| format!("docs: {error}"))?;
+            eprintln!("bench: wrote the critical path into docs/benchmarks.md");
+        }
+        return match critical_path::failed(&figures) {
+            0 => Ok(()),
+            failed => Err(format!("{failed} turns failed")),
+        };
+    }
     if args.chatfn_only && args.write_docs {
         return Err("--write-docs needs both servers (drop --chatfn-only)".into());
     }
@@ -153,6 +180,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut targets = vec![Target::Chatfn {
         binary: args.chatfn.clone(),
         dynamodb: None,
+        dynamodb_endpoint: None,
     }];
     if !args.chatfn_only {
         targets.push(Target::Baseline {
@@ -229,11 +257,23 @@ async fn run(args: Args) -> Result<(), String> {
         None
     };
 
+    let critical = if args.dynamodb {
+        Some(critical_path(&args, script).await?)
+    } else {
+        None
+    };
+
     let table = report::table(&measured, &floor, &direct, &script);
     println!("{table}");
     let dynamo_table = dynamo.as_ref().map(report::dynamo_table);
     if let Some(dynamo_table) = &dynamo_table {
         println!("{dynamo_table}");
+    }
+    let critical_section = critical
+        .as_ref()
+        .map(|figures| critical_path::section(figures, &critical_script(script)));
+    if let Some(section) = &critical_section {
+        println!("{section}");
     }
     let plot_path = args.plot.clone().or_else(|| {
         args.write_docs
@@ -252,7 +292,10 @@ async fn run(args: Args) -> Result<(), String> {
         report::write_docs(
             &machine,
             &table,
-            dynamo_table.as_deref(),
+            report::DynamoSections {
+                units: dynamo_table.as_deref(),
+                critical_path: critical_section.as_deref(),
+            },
             &script,
             sequential_turns,
             &levels,
@@ -272,11 +315,36 @@ async fn run(args: Args) -> Result<(), String> {
         .chain(&direct)
         .filter(|timing| timing.error.is_some())
         .count()
-        + dynamo.as_ref().map_or(0, |figures| figures.failed);
+        + dynamo.as_ref().map_or(0, |figures| figures.failed)
+        + critical.as_ref().map_or(0, critical_path::failed);
     if args.quick && errors > 0 {
         return Err(format!("{errors} turns failed"));
     }
     Ok(())
+}
+
+/// The model's script in the critical-path phase: short replies, as only the first token counts.
+fn critical_script(script: ModelScript) -> ModelScript {
+    ModelScript {
+        tokens: script.tokens.min(20),
+        ..script
+    }
+}
+
+/// The critical-path phase (see `critical_path`).
+async fn critical_path(
+    args: &Args,
+    script: ModelScript,
+) -> Result<critical_path::CriticalPath, String> {
+    let latencies = args
+        .dynamodb_latency_ms
+        .clone()
+        .unwrap_or_else(|| if args.quick { vec![5] } else { vec![0, 5, 20] });
+    let turns = args
+        .critical_path_turns
+        .unwrap_or(if args.quick { 2 } else { 20 });
+    eprintln!("bench: DynamoDB on the critical path: {turns} turns per wire at +{latencies:?} ms");
+    critical_path::measure(&args.chatfn, critical_script(script), turns, &latencies).await
 }
 
 /// Waits (a minute at most) for the load left by whatever ran before, a build most often, to

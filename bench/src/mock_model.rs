@@ -34,9 +34,17 @@ pub struct MockModel {
     /// handler being called to the first token handed to the connection. A timer fires late by
     /// up to a millisecond, so this is what a server's added time is measured against.
     first_tokens: Arc<Mutex<Vec<Duration>>>,
+    /// When each request reached the mock's handler, in order: where a server's work before the
+    /// model call ends.
+    requests: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl MockModel {
+    /// When the requests since the last call reached the mock.
+    pub fn take_requests(&self) -> Vec<Instant> {
+        std::mem::take(&mut *self.requests.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The own time to first token of the requests since the last call.
     pub fn take_first_tokens(&self) -> Vec<Duration> {
         std::mem::take(
@@ -53,12 +61,19 @@ pub async fn start(script: ModelScript) -> std::io::Result<MockModel> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address: SocketAddr = listener.local_addr()?;
     let first_tokens = Arc::new(Mutex::new(Vec::new()));
+    let requests = Arc::new(Mutex::new(Vec::new()));
     let record = first_tokens.clone();
+    let arrivals = requests.clone();
     let app = Router::new().route(
         "/v1/chat/completions",
         post(move || {
             let record = record.clone();
-            async move { completion(script, Instant::now(), record) }
+            let received = Instant::now();
+            arrivals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(received);
+            async move { completion(script, received, record) }
         }),
     );
     tokio::spawn(async move {
@@ -67,6 +82,7 @@ pub async fn start(script: ModelScript) -> std::io::Result<MockModel> {
     Ok(MockModel {
         url: format!("http://{address}/v1"),
         first_tokens,
+        requests,
     })
 }
 

@@ -435,6 +435,74 @@ pub fn dynamo_table(figures: &crate::dynamodb::DynamoFigures) -> String {
     out
 }
 
+/// The figures of the DynamoDB phases, each when it ran.
+pub struct DynamoSections<'a> {
+    /// The read and write units of a turn.
+    pub units: Option<&'a str>,
+    /// The time the store's calls before the model request add to the time to first token.
+    pub critical_path: Option<&'a str>,
+}
+
+/// The section on DynamoDB on the critical path, around its figures.
+fn critical_path_section(figures: &str) -> String {
+    format!(
+        "## DynamoDB on the critical path
+
+What the store's calls before the model request add to the time to first token. The driver runs
+turns one at a time on both wires (the AI SDK's `POST /api/chat`; the Trigger wire's `in/append`
+then `out`, timed from the append) against `chatfn-local --memory`, then against
+`chatfn-local --dynamodb` on DynamoDB Local behind the fault proxy of the reliability tests
+(`shared/tests/support/fault_proxy.rs`), scheduled to hold every call for the same added latency
+before passing it on (at +0 ms the proxy's own hop remains). The added time is a median time to
+first token over the mock's own timing on DynamoDB less the same median on the in-memory store.
+The proxy notes when each call arrives and the mock when the model's request does: the calls
+before it are the turn's critical path, and calls that arrive within half the added latency of
+one another ran side by side (one round trip). The goal: at most {goal} ms added at +5 ms a call,
+at most two round trips in sequence before the model request.
+
+{figures}
+Where the round trips go, and what is not yet done. On the AI SDK wire: the session and the
+head item (is a turn running?) side by side; the input log's end beside the output log's end;
+the input's put; the lease (an update of the head item) at that end; under the lease, side by
+side, the output log's end again (it has not moved), the head (the consumed mark), the history,
+the inputs after this one and the state (the head, then a Query for a state kept beside it);
+then the user's message: its id's index beside the message log's end, the index's put, the
+message's put. The Trigger wire adds the append's transaction (the part id's claim), the `out`
+reader's own reads of the log and the lease, and the claim's reads of the input log. The goal
+is not met: what would take the rest off the path is the user message's three writes overlapped
+with the model request, the input's append and the lease in one conditional write, the state
+read with the head, and on the Trigger wire the reader's reads folded into the claim.
+",
+        goal = 15,
+    )
+}
+
+/// The heading [`critical_path_section`] starts with.
+const CRITICAL_PATH_HEADING: &str = "## DynamoDB on the critical path\n";
+
+/// Puts the section on DynamoDB on the critical path into `docs/benchmarks.md`, in place of the
+/// one there (or before the closing section), leaving the other figures as the last full run
+/// wrote them.
+pub fn write_critical_path_docs(figures: &str) -> std::io::Result<()> {
+    let path = "docs/benchmarks.md";
+    let doc = std::fs::read_to_string(path)?;
+    let section = critical_path_section(figures);
+    let doc = match doc.find(CRITICAL_PATH_HEADING) {
+        Some(start) => {
+            let after = start + CRITICAL_PATH_HEADING.len();
+            let end = doc[after..]
+                .find("\n## ")
+                .map_or(doc.len(), |at| after + at + 1);
+            format!("{}{section}{}", &doc[..start], &doc[end..])
+        }
+        None => match doc.find("## Where the time and memory go") {
+            Some(at) => format!("{}{section}\n{}", &doc[..at], &doc[at..]),
+            None => format!("{doc}\n{section}"),
+        },
+    };
+    std::fs::write(path, doc)
+}
+
 /// The machine and its load, read before the run starts.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -460,12 +528,16 @@ pub fn machine() -> String {
 pub fn write_docs(
     machine: &str,
     table: &str,
-    dynamo: Option<&str>,
+    dynamo: DynamoSections<'_>,
     script: &ModelScript,
     sequential_turns: usize,
     levels: &[usize],
     plotted: bool,
 ) -> std::io::Result<()> {
+    let DynamoSections {
+        units: dynamo,
+        critical_path,
+    } = dynamo;
     let dynamo_section = match dynamo {
         Some(dynamo) => format!(
             "## On DynamoDB
@@ -507,6 +579,7 @@ to these units, and its margins.
         ),
         None => String::new(),
     };
+    let critical_section = critical_path.map(critical_path_section).unwrap_or_default();
     let plot = if plotted {
         "![p99 inter-chunk gap, added time to first token and peak memory against concurrent \
          streams](benchmarks.png)\n\n"
@@ -569,7 +642,7 @@ what it adds above it.
 ## Latest figures
 
 {table}
-{plot}{dynamo_section}
+{plot}{dynamo_section}{critical_section}
 ## Where the time and memory go
 
 [profiling.md](profiling.md) has the profiles behind these figures (perf, heaptrack, strace, each

@@ -12,10 +12,12 @@ use tokio::process::{Child, Command};
 #[derive(Debug, Clone)]
 pub enum Target {
     /// chatfn's local server binary, with its in-memory store, or with `dynamodb` the DynamoDB
-    /// store on that table (at `AWS_ENDPOINT_URL_DYNAMODB`: DynamoDB Local).
+    /// store on that table (at `AWS_ENDPOINT_URL_DYNAMODB`: DynamoDB Local, or at
+    /// `dynamodb_endpoint` when set: a proxy in front of it).
     Chatfn {
         binary: PathBuf,
         dynamodb: Option<String>,
+        dynamodb_endpoint: Option<String>,
     },
     /// The Node baseline (`bench/baseline/server.mjs`).
     Baseline { script: PathBuf },
@@ -52,12 +54,19 @@ impl Server {
     /// Starts `target` against the mock model at `model_url`, and waits until it serves.
     pub async fn start(target: &Target, model_url: &str) -> Result<Server, String> {
         let mut command = match target {
-            Target::Chatfn { binary, dynamodb } => {
+            Target::Chatfn {
+                binary,
+                dynamodb,
+                dynamodb_endpoint,
+            } => {
                 let mut command = Command::new(binary);
                 command.args(["--host", "127.0.0.1", "--port", "0"]);
                 match dynamodb {
                     Some(table) => {
                         command.args(["--dynamodb", table]);
+                        if let Some(endpoint) = dynamodb_endpoint {
+                            command.env("AWS_ENDPOINT_URL_DYNAMODB", endpoint);
+                        }
                         // DynamoDB Local takes any credentials and region; real ones win.
                         for (name, value) in [
                             ("AWS_REGION", "us-east-1"),

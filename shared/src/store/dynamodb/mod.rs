@@ -1069,7 +1069,10 @@ impl Store for DynamoStore {
                 .value(":now_s", n(now_ms() / 1000));
         let mut backoff = Backoff::new();
         loop {
-            if let Some(index) = self.get(&pk, &index_sk).await? {
+            // The position an append would take is read beside the index, which most often
+            // holds nothing (a new message).
+            let (index, next) = futures::join!(self.get(&pk, &index_sk), self.next_seq(&pk, "msg"));
+            if let Some(index) = index? {
                 // Replace in place, as long as the position still holds this message.
                 let position = get_num(&index, POSITION)?;
                 let same = Expr::new("#mid = :mid").value(":mid", s(&message.id));
@@ -1109,7 +1112,7 @@ impl Store for DynamoStore {
             // position, then write the message there, where no other is. Two appends racing
             // for a position collide on the message's key; cut short, the index points at an
             // empty position, which the path above fills or moves on from.
-            let position = self.next_seq(&pk, "msg").await?;
+            let position = next?;
             let mut index = key(&pk, &index_sk);
             insert(&mut index, POSITION, n(position));
             insert_opt(&mut index, EXPIRES_AT, expiry.map(ttl_seconds).map(n));

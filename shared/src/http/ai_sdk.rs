@@ -61,9 +61,12 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
     require_token(&app, &headers, &request.id, Access::Write)?;
     let chat_id = request.id.clone();
     let runner = app.runner();
-    runner.open_session(&chat_id).await?;
+    // Both read side by side; the session's answer counts first.
+    let (session, running) =
+        futures::join!(runner.open_session(&chat_id), runner.turn_running(&chat_id));
+    session?;
     // Refuse before recording anything: a request that gets a 409 must leave no trace.
-    if runner.turn_running(&chat_id).await? {
+    if running? {
         return Err(ApiError::turn_in_progress());
     }
     let trigger = match request.trigger {
@@ -87,8 +90,16 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
     let input = ChatInput::Message {
         payload: payload.clone(),
     };
-    let appended = runner.record_input(&chat_id, None, &input).await?;
-    let (started, task) = match runner.start(&chat_id, appended.seq, payload).await {
+    // The lease is taken at the output log's end, read beside the append.
+    let (appended, log_end) = futures::join!(
+        runner.record_input(&chat_id, None, &input),
+        runner.next_output_seq(&chat_id)
+    );
+    let (appended, log_end) = (appended?, log_end?);
+    let (started, task) = match runner
+        .start_at(&chat_id, appended.seq, payload, log_end)
+        .await
+    {
         Ok(started) => started,
         // The message is recorded, and a turn that ended just before claimed it as the chat's
         // next (it answers what arrived while it ran): follow that turn.

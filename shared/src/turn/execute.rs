@@ -17,8 +17,15 @@ use crate::agent::{
     ChatState, HistorySummary, TurnInfo, TurnOutcome, TurnRequest, refuse_turn, run_turn,
 };
 use crate::model::Usage;
-use crate::store::TurnLease;
+use crate::store::{StoreResult, TurnLease};
 use crate::ui::UIMessage;
+
+/// The chat's record as a starting turn read it under its lease: its state, and the last input
+/// recorded then (a stop after it is meant for this turn).
+pub(super) struct LoadedRecord {
+    pub(super) state: StoreResult<Option<Value>>,
+    pub(super) stop_after: Option<u64>,
+}
 
 /// What a turn works with from its start to its end.
 pub(super) struct RunningTurn {
@@ -37,6 +44,7 @@ impl TurnRunner {
         live: Arc<LiveTurn>,
         lease: TurnLease,
         prepared: PreparedTurn,
+        loaded: LoadedRecord,
     ) {
         let PreparedTurn {
             history,
@@ -50,7 +58,7 @@ impl TurnRunner {
             lease.holder.clone(),
             self.settings.lease_ttl_ms,
         );
-        let (mut turn, record) = self.load(live, lease, info).await;
+        let (mut turn, record) = self.load(live, lease, info, loaded);
         let (mut outcome, new_summary) = self
             .run(&mut turn, history, reply, record.summary.as_ref())
             .await;
@@ -91,16 +99,21 @@ impl TurnRunner {
     }
 
     /// The turn's writer, and the chat's record as the turn finds it.
-    async fn load(
+    fn load(
         &self,
         live: Arc<LiveTurn>,
         lease: TurnLease,
         info: TurnInfo,
+        loaded: LoadedRecord,
     ) -> (RunningTurn, ChatRecord) {
         let chat_id = live.chat_id().to_owned();
-        let stop_after = self.last_input_seq(&chat_id, lease.input_seq).await;
-        let writer = OutputWriter::new(self.store.clone(), live.clone(), self.settings, stop_after);
-        let record = match self.store.state(&chat_id).await {
+        let writer = OutputWriter::new(
+            self.store.clone(),
+            live.clone(),
+            self.settings,
+            loaded.stop_after,
+        );
+        let record = match loaded.state {
             Ok(value) => ChatRecord::decode(value),
             Err(error) => {
                 tracing::error!(chat = %chat_id, "could not load the chat state: {error}");
@@ -202,17 +215,6 @@ impl TurnRunner {
             Ok(Some((_, next))) => next.await,
             Ok(None) => {}
             Err(error) => tracing::warn!(chat = %chat_id, "could not start the next turn: {error}"),
-        }
-    }
-
-    /// The last input recorded so far: a stop after it is meant for this turn.
-    async fn last_input_seq(&self, chat_id: &str, after: Option<u64>) -> Option<u64> {
-        let mut last = after;
-        loop {
-            match self.store.inputs(chat_id, last, 256).await {
-                Ok(inputs) if !inputs.is_empty() => last = inputs.last().map(|input| input.seq),
-                _ => return last,
-            }
         }
     }
 }

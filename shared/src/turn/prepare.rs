@@ -22,15 +22,15 @@ fn new_reply() -> UIMessage {
 }
 
 impl TurnRunner {
-    /// Applies the input to the history; returns the history before the reply, and the reply
-    /// to stream (new, or the assistant message being continued).
+    /// Applies the input to the history (as read under the lease); returns the history before
+    /// the reply, and the reply to stream (new, or the assistant message being continued).
     pub(super) async fn prepare(
         &self,
         chat_id: &str,
         input_seq: u64,
         payload: &MessagePayload,
+        history: Vec<UIMessage>,
     ) -> Result<PreparedTurn, TurnError> {
-        let history = self.store.messages(chat_id).await?;
         let info = TurnInfo {
             chat_id: chat_id.to_owned(),
             input_seq: Some(input_seq),

@@ -11,15 +11,16 @@ use std::sync::Arc;
 use futures::Stream;
 use tracing::Instrument as _;
 
+use super::execute::LoadedRecord;
 use super::live::{LiveTurn, LiveTurns};
 use super::writer::{OutputWriter, WriterSettings};
 use super::{ChatInput, MessagePayload};
 use crate::agent::{Agent, ApprovalSigner};
 use crate::clock::now_ms;
 use crate::store::{
-    InputAppend, LeaseAcquire, OutputRecord, Session, Store, StoreError, TurnLease,
+    InputAppend, LeaseAcquire, OutputRecord, Session, Store, StoreError, StoreResult, TurnLease,
 };
-use crate::ui::UIMessageChunk;
+use crate::ui::{UIMessage, UIMessageChunk};
 
 /// Why a turn could not start (or a running one could not be reached).
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,25 @@ pub type TurnTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 type ClaimFuture = std::pin::Pin<
     Box<dyn Future<Output = Result<Option<(StartedTurn, TurnTask)>, TurnError>> + Send>,
 >;
+
+/// What a caller knows of the output log's end as it asks for the lease.
+#[derive(Debug, Clone, Copy)]
+enum LogEnd {
+    /// Nothing: the lease reads it.
+    Unread,
+    /// Its next seq when the caller read the input log: [`TurnError::Stale`], without taking
+    /// the lease, if the log has grown since.
+    Expected(u64),
+    /// Its next seq, read just now beside other work: the lease is taken at it.
+    Read(u64),
+}
+
+/// What a turn starts with, read side by side under its lease.
+struct StartReads {
+    consumed: StoreResult<Option<u64>>,
+    history: StoreResult<Vec<UIMessage>>,
+    loaded: LoadedRecord,
+}
 
 /// Where to read a turn from, for a resuming reader.
 pub enum TurnSource {
@@ -207,27 +227,48 @@ impl TurnRunner {
         input_seq: u64,
         payload: MessagePayload,
     ) -> Result<(StartedTurn, TurnTask), TurnError> {
-        self.begin(chat_id, input_seq, payload, None).await
+        self.begin(chat_id, input_seq, payload, LogEnd::Unread)
+            .await
     }
 
-    /// [`start`](Self::start); with `log_end`, the output log's next seq when the caller read the
-    /// input log, and [`TurnError::Stale`] without taking the lease if the log has grown since.
+    /// [`start`](Self::start), with `log_end`, the output log's next seq
+    /// ([`next_output_seq`](Self::next_output_seq)) as read beside the input's append: the lease
+    /// is taken at it without reading it again. A log that moved meanwhile is caught by the look
+    /// at the log under the lease, which then lets go and tries again.
+    pub async fn start_at(
+        &self,
+        chat_id: &str,
+        input_seq: u64,
+        payload: MessagePayload,
+        log_end: u64,
+    ) -> Result<(StartedTurn, TurnTask), TurnError> {
+        self.begin(chat_id, input_seq, payload, LogEnd::Read(log_end))
+            .await
+    }
+
+    /// [`start`](Self::start), knowing what `log_end` says of the output log.
     async fn begin(
         &self,
         chat_id: &str,
         input_seq: u64,
         payload: MessagePayload,
-        log_end: Option<u64>,
+        log_end: LogEnd,
     ) -> Result<(StartedTurn, TurnTask), TurnError> {
-        let lease = self.acquire(chat_id, Some(input_seq), log_end).await?;
+        let (lease, reads) = self
+            .acquire(chat_id, Some(input_seq), log_end, |input_seq| {
+                self.start_reads(chat_id, input_seq)
+            })
+            .await?;
         // What the caller read of the input log may be stale by now: a turn that ended meanwhile
         // (its release raises the mark and frees the lease in one write) may have answered this
         // very input. Only under the lease is the mark settled.
-        let answered = self
-            .store
-            .consumed_input(chat_id)
-            .await
-            .map(|consumed| consumed.is_some_and(|consumed| consumed >= input_seq));
+        let StartReads {
+            consumed,
+            history,
+            loaded,
+        } = reads;
+        let answered =
+            consumed.map(|consumed| consumed.is_some_and(|consumed| consumed >= input_seq));
         if !matches!(answered, Ok(false)) {
             self.store
                 .release_lease(chat_id, &lease.holder, None)
@@ -240,7 +281,11 @@ impl TurnRunner {
                 },
             });
         }
-        match self.prepare(chat_id, input_seq, &payload).await {
+        let prepared = match history {
+            Ok(history) => self.prepare(chat_id, input_seq, &payload, history).await,
+            Err(error) => Err(error.into()),
+        };
+        match prepared {
             Ok(prepared) => {
                 let live = Arc::new(LiveTurn::new(chat_id, lease.first_seq));
                 self.live.insert(live.clone());
@@ -250,7 +295,7 @@ impl TurnRunner {
                 let span = super::span::turn(chat_id, input_seq, &self.agent.model().id());
                 let task = self
                     .clone()
-                    .execute(live.clone(), lease, prepared)
+                    .execute(live.clone(), lease, prepared, loaded)
                     .instrument(span);
                 Ok((
                     StartedTurn {
@@ -271,6 +316,23 @@ impl TurnRunner {
                     .await?;
                 Err(error)
             }
+        }
+    }
+
+    /// The reads a turn starts with, made side by side once it holds the lease (every one of
+    /// them is settled only under the lease): the consumed mark, the history, the chat's state
+    /// and the last input recorded so far.
+    async fn start_reads(&self, chat_id: &str, input_seq: Option<u64>) -> StartReads {
+        let (consumed, history, state, stop_after) = futures::join!(
+            self.store.consumed_input(chat_id),
+            self.store.messages(chat_id),
+            self.store.state(chat_id),
+            self.last_input_seq(chat_id, input_seq),
+        );
+        StartReads {
+            consumed,
+            history,
+            loaded: LoadedRecord { state, stop_after },
         }
     }
 
@@ -302,14 +364,20 @@ impl TurnRunner {
         chat_id: &str,
     ) -> Result<Option<(StartedTurn, TurnTask)>, TurnError> {
         loop {
-            if self.turn_running(chat_id).await? {
+            // Side by side: a turn that ends while this claim looks at the inputs moves the log
+            // on (its output lands before its release raises the mark), and the claim then
+            // looks again rather than briefly lock the chat for an input that turn answered; an
+            // end read after the mark only sends the claim to the lease, under which the mark is
+            // read again.
+            let (running, log_end, consumed) = futures::join!(
+                self.turn_running(chat_id),
+                self.next_output_seq(chat_id),
+                self.store.consumed_input(chat_id),
+            );
+            if running? {
                 return Ok(None);
             }
-            // Read first: a turn that ends while this claim looks at the inputs moves the log
-            // on, and the claim then looks again rather than briefly lock the chat for an input
-            // that turn answered.
-            let log_end = self.next_output_seq(chat_id).await?;
-            let consumed = self.store.consumed_input(chat_id).await?;
+            let (log_end, consumed) = (log_end?, consumed?);
             let inputs = self.store.inputs(chat_id, consumed, 64).await?;
             let next = inputs.into_iter().find_map(|input| {
                 match serde_json::from_str::<ChatInput>(&input.body) {
@@ -320,7 +388,10 @@ impl TurnRunner {
             let Some((seq, payload)) = next else {
                 return Ok(None);
             };
-            match self.begin(chat_id, seq, payload, Some(log_end)).await {
+            match self
+                .begin(chat_id, seq, payload, LogEnd::Expected(log_end))
+                .await
+            {
                 Ok(started) => return Ok(Some(started)),
                 Err(TurnError::InProgress | TurnError::Answering { .. }) => return Ok(None),
                 // A turn ended after the look above, maybe answering this input: look again.
@@ -353,17 +424,32 @@ impl TurnRunner {
         }))
     }
 
-    /// Takes the lease, recovering an expired turn first.
-    async fn acquire(
+    /// Takes the lease, recovering an expired turn first. Once the lease is taken, `reads` (given
+    /// the lease's input seq) runs beside the check that the log has not moved meanwhile, and
+    /// its answer comes back with the lease.
+    async fn acquire<R, Reads>(
         &self,
         chat_id: &str,
         input_seq: Option<u64>,
-        log_end: Option<u64>,
-    ) -> Result<TurnLease, TurnError> {
+        log_end: LogEnd,
+        reads: impl Fn(Option<u64>) -> Reads,
+    ) -> Result<(TurnLease, R), TurnError>
+    where
+        Reads: Future<Output = R>,
+    {
+        let mut known = match log_end {
+            LogEnd::Read(seq) => Some(seq),
+            LogEnd::Unread | LogEnd::Expected(_) => None,
+        };
         // A few rounds: each recovery or lost race moves the log forward and tries again.
         for _ in 0..4 {
-            let first_seq = self.next_output_seq(chat_id).await?;
-            if log_end.is_some_and(|end| end != first_seq) {
+            let first_seq = match known.take() {
+                Some(seq) => seq,
+                None => self.next_output_seq(chat_id).await?,
+            };
+            if let LogEnd::Expected(end) = log_end
+                && end != first_seq
+            {
                 return Err(TurnError::Stale);
             }
             let now = now_ms();
@@ -397,8 +483,10 @@ impl TurnRunner {
                     lease,
                     expired: None,
                 } => {
-                    if self.next_output_seq(chat_id).await? == lease.first_seq {
-                        return Ok(lease);
+                    let (log_end, read) =
+                        futures::join!(self.next_output_seq(chat_id), reads(lease.input_seq));
+                    if log_end? == lease.first_seq {
+                        return Ok((lease, read));
                     }
                     // Another executor finished writing between our read and our acquire.
                     self.store
@@ -410,7 +498,19 @@ impl TurnRunner {
         Err(TurnError::InProgress)
     }
 
-    pub(super) async fn next_output_seq(&self, chat_id: &str) -> Result<u64, TurnError> {
+    /// The last input recorded so far: a stop after it is meant for this turn.
+    async fn last_input_seq(&self, chat_id: &str, after: Option<u64>) -> Option<u64> {
+        let mut last = after;
+        loop {
+            match self.store.inputs(chat_id, last, 256).await {
+                Ok(inputs) if !inputs.is_empty() => last = inputs.last().map(|input| input.seq),
+                _ => return last,
+            }
+        }
+    }
+
+    /// The output log's next seq: 0 for an empty log, else one past its last record's.
+    pub async fn next_output_seq(&self, chat_id: &str) -> Result<u64, TurnError> {
         Ok(self
             .store
             .last_output_seq(chat_id)
@@ -489,8 +589,11 @@ impl TurnRunner {
             return Ok(None);
         };
         if lease.is_expired(now_ms()) {
-            match self.acquire(chat_id, None, None).await {
-                Ok(mine) => {
+            match self
+                .acquire(chat_id, None, LogEnd::Unread, |_| std::future::ready(()))
+                .await
+            {
+                Ok((mine, ())) => {
                     self.store
                         .release_lease(chat_id, &mine.holder, None)
                         .await?;

@@ -6,6 +6,8 @@
 
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod anthropic;
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
+mod attachment;
 // Its wire decoding needs `native` only; the signed client, `bedrock` (which implies `native`).
 #[cfg(feature = "native")]
 pub mod bedrock;

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::model::attachment;
 use crate::model::data_url::DataUrl;
 use crate::model::{AssistantContent, ModelMessage, ModelRequest, ToolContent, UserContent};
 
@@ -148,12 +149,8 @@ fn user_content(content: &[UserContent]) -> Value {
 /// text decoded into the prompt. Anything else becomes a note, so the model knows a file was
 /// attached rather than the whole request failing on one unsupported attachment.
 fn file_part(data: &str, media_type: &str, filename: Option<&str>) -> Value {
-    let media_type_lower = media_type.to_ascii_lowercase();
-    let essence = media_type_lower
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim();
+    let essence = attachment::essence(media_type);
+    let essence = essence.as_str();
     let data_url = DataUrl::parse(data);
 
     if essence.starts_with("image/") {
@@ -179,30 +176,11 @@ fn file_part(data: &str, media_type: &str, filename: Option<&str>) -> Value {
                 "input_audio": { "data": data_url.payload, "format": format },
             });
         }
-        let is_text = essence.starts_with("text/")
-            || matches!(
-                essence,
-                "application/json" | "application/xml" | "application/x-yaml" | "application/yaml"
-            );
-        if is_text && let Some(bytes) = data_url.bytes() {
-            let text = String::from_utf8_lossy(&bytes);
-            let text = match filename {
-                Some(name) => format!("{name}:\n{text}"),
-                None => text.into_owned(),
-            };
+        if let Some(text) = attachment::inline_text(data_url, essence, filename) {
             return json!({ "type": "text", "text": text });
         }
     }
-
-    let mut note = String::from("[Attached file");
-    if let Some(name) = filename {
-        note.push_str(&format!(" {name}"));
-    }
-    note.push_str(&format!(" ({media_type})"));
-    if data_url.is_none() {
-        note.push_str(&format!(" at {data}"));
-    }
-    note.push_str(", which this model cannot read]");
+    let note = attachment::unreadable_note(data, media_type, filename);
     json!({ "type": "text", "text": note })
 }
 

@@ -91,6 +91,15 @@ pub enum AssistantContent {
     Reasoning {
         /// The reasoning text.
         text: String,
+        /// `providerOptions`: what the provider attached to the reasoning when it streamed it
+        /// (the part's `providerMetadata`), for providers that need it back:
+        /// `{"<provider>": {...}}`.
+        #[serde(
+            rename = "providerOptions",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        provider_options: Option<Value>,
     },
     /// A file the model produced.
     File {
@@ -244,6 +253,15 @@ pub enum ModelEvent {
     TextDelta(String),
     /// More of the model's visible thinking.
     ReasoningDelta(String),
+    /// The reasoning streamed since the last text, tool call or end of reasoning is one whole
+    /// part. Without deltas before it, the part holds only the metadata: reasoning the provider
+    /// shows nobody but itself.
+    ReasoningEnd {
+        /// What the provider needs to see that reasoning again on a later call (its id, an
+        /// encrypted copy), as `{"<provider>": {...}}`: kept on the part as its
+        /// `providerMetadata`, and back in [`AssistantContent::Reasoning`].
+        provider_metadata: Option<Value>,
+    },
     /// The model began a tool call.
     ToolCallStart {
         /// The call's id, which the call's later events repeat.
@@ -266,6 +284,27 @@ pub enum ModelEvent {
         name: String,
         /// The whole arguments, as JSON text that may not parse.
         arguments: String,
+    },
+    /// A tool the provider ran on its side (a web search, code it executed): shown, never run
+    /// here.
+    ProviderToolCall {
+        /// The call's id, which its result repeats.
+        id: String,
+        /// The provider's name for the tool.
+        name: String,
+        /// What the tool was given, as the provider reported it.
+        input: Value,
+    },
+    /// What a tool the provider ran gave back.
+    ProviderToolResult {
+        /// The call's id.
+        id: String,
+        /// The provider's name for the tool.
+        name: String,
+        /// The result, or the error when `failed`.
+        output: Value,
+        /// The tool failed: `output` says how.
+        failed: bool,
     },
     /// The model call ended; nothing follows.
     Finish {

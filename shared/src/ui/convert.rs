@@ -82,6 +82,7 @@ fn flush_block(block: &[&UIPart], options: ConvertOptions, out: &mut Vec<ModelMe
             }),
             UIPart::Reasoning(reasoning) => assistant.push(AssistantContent::Reasoning {
                 text: reasoning.text.clone(),
+                provider_options: reasoning.provider_metadata.clone(),
             }),
             UIPart::File(file) => assistant.push(AssistantContent::File {
                 data: file.url.clone(),

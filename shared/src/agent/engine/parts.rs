@@ -1,6 +1,8 @@
 //! The text and reasoning parts a model's deltas fill: which one is open, and the chunks that
 //! open, fill and close them.
 
+use serde_json::Value;
+
 use super::{Run, SinkClosed};
 use crate::ui::UIMessageChunk;
 
@@ -101,4 +103,31 @@ pub(super) async fn stream_delta(
         }
     };
     run.emit(kind.delta(id, delta)).await
+}
+
+/// Ends the open reasoning part with the provider's metadata. With none open, the provider
+/// reasoned without showing it: a part with no text keeps the metadata, so the reasoning goes
+/// back to the provider on later calls.
+pub(super) async fn end_reasoning(
+    run: &mut Run<'_>,
+    ids: &mut PartIds,
+    provider_metadata: Option<Value>,
+) -> Result<(), SinkClosed> {
+    let id = match ids.reasoning.take() {
+        Some(id) => id,
+        None if provider_metadata.is_none() => return Ok(()),
+        None => {
+            if let Some(text) = ids.text.take() {
+                run.emit(PartKind::Text.end(text)).await?;
+            }
+            let id = format!("reasoning-{}", uuid::Uuid::new_v4().simple());
+            run.emit(PartKind::Reasoning.start(id.clone())).await?;
+            id
+        }
+    };
+    run.emit(UIMessageChunk::ReasoningEnd {
+        id,
+        provider_metadata,
+    })
+    .await
 }

@@ -7,9 +7,11 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::parts::{PartIds, PartKind, stream_delta};
+use super::parts::{PartIds, PartKind, end_reasoning, stream_delta};
 use super::spans;
-use super::tool_calls::{PendingCall, dynamic_flag, execute_tools, take_call};
+use super::tool_calls::{
+    PendingCall, dynamic_flag, execute_tools, provider_call, provider_result, take_call,
+};
 use super::{Run, SinkClosed, StepEnd, model_messages, unless_stopped};
 use crate::agent::Agent;
 use crate::model::{FinishReason, ModelEvent, ModelRequest, ModelStream, Usage};
@@ -115,6 +117,22 @@ async fn read_step(
                 run.figures.token();
                 stream_delta(run, &mut ids, PartKind::Reasoning, delta).await?
             }
+            Ok(ModelEvent::ReasoningEnd { provider_metadata }) => {
+                run.figures.token();
+                end_reasoning(run, &mut ids, provider_metadata).await?
+            }
+            Ok(ModelEvent::ProviderToolCall { id, name, input }) => {
+                run.figures.token();
+                run.close_open_parts().await?;
+                ids = PartIds::default();
+                run.emit(provider_call(agent, id, name, input)).await?;
+            }
+            Ok(ModelEvent::ProviderToolResult {
+                id,
+                name: _,
+                output,
+                failed,
+            }) => run.emit(provider_result(id, output, failed)).await?,
             Ok(ModelEvent::ToolCallStart { id, name }) => {
                 run.figures.token();
                 run.close_open_parts().await?;

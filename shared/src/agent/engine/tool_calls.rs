@@ -1,6 +1,7 @@
 //! The model's tool calls: each checked and accepted (or sent to a person for approval), the
 //! server's tools run concurrently with their results streamed as they land, and the calls a
-//! person answered since the last turn settled.
+//! person answered since the last turn settled; the tools the provider ran, shown as it reports
+//! them.
 
 use futures::StreamExt;
 use futures::future::{Either, select};
@@ -145,6 +146,52 @@ pub(super) async fn run_answered_approvals(
         return Ok(false);
     }
     execute_tools(agent, chat_id, run, approved, stop).await
+}
+
+/// A tool the provider ran: shown with its input, never run here.
+pub(super) fn provider_call(
+    agent: &Agent,
+    id: String,
+    name: String,
+    input: Value,
+) -> UIMessageChunk {
+    UIMessageChunk::ToolInputAvailable {
+        tool_call_id: id,
+        dynamic: dynamic_flag(agent, &name),
+        tool_name: name,
+        input,
+        provider_executed: Some(true),
+        provider_metadata: None,
+        tool_metadata: None,
+        title: None,
+    }
+}
+
+/// The outcome of a tool the provider ran: its output, or its error as text.
+pub(super) fn provider_result(tool_call_id: String, output: Value, failed: bool) -> UIMessageChunk {
+    if failed {
+        let error_text = match output {
+            Value::String(text) => text,
+            other => other.to_string(),
+        };
+        return UIMessageChunk::ToolOutputError {
+            tool_call_id,
+            error_text,
+            provider_executed: Some(true),
+            provider_metadata: None,
+            tool_metadata: None,
+            dynamic: None,
+        };
+    }
+    UIMessageChunk::ToolOutputAvailable {
+        tool_call_id,
+        output,
+        provider_executed: Some(true),
+        provider_metadata: None,
+        tool_metadata: None,
+        dynamic: None,
+        preliminary: None,
+    }
 }
 
 /// Tools the agent does not declare are shown as dynamic tools.

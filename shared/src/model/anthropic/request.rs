@@ -163,6 +163,7 @@ mod tests {
                     content: vec![
                         AssistantContent::Reasoning {
                             text: "thinking".into(),
+                            provider_options: None,
                         },
                         AssistantContent::ToolCall {
                             tool_call_id: "t1".into(),

@@ -321,6 +321,7 @@ mod tests {
                     content: vec![
                         AssistantContent::Reasoning {
                             text: "Use the tool.".into(),
+                            provider_options: None,
                         },
                         AssistantContent::Text {
                             text: "Let me ".into(),
@@ -380,7 +381,10 @@ mod tests {
                 },
                 // Reasoning only: nothing to send.
                 ModelMessage::Assistant {
-                    content: vec![AssistantContent::Reasoning { text: "hmm".into() }],
+                    content: vec![AssistantContent::Reasoning {
+                        text: "hmm".into(),
+                        provider_options: None,
+                    }],
                 },
                 ModelMessage::Assistant {
                     content: vec![AssistantContent::Text {

@@ -255,6 +255,7 @@ mod tests {
                     content: vec![
                         AssistantContent::Reasoning {
                             text: "thinking".into(),
+                            provider_options: None,
                         },
                         AssistantContent::Text {
                             text: "Sure.".into(),

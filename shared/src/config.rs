@@ -8,6 +8,9 @@ use crate::mcp::{McpConfigError, McpServer, parse_servers};
 pub enum ModelProvider {
     /// OpenAI's Chat Completions API, or any server that speaks it (`CHATFN_MODEL_BASE_URL`).
     OpenAi,
+    /// OpenAI's Responses API (`openai-responses`): reasoning summaries, and reasoning kept
+    /// between calls with nothing stored on OpenAI's side.
+    OpenAiResponses,
     /// Anthropic's Messages API.
     Anthropic,
     /// AWS Bedrock's ConverseStream, with the AWS credential chain instead of an API key.
@@ -21,6 +24,7 @@ impl ModelProvider {
     pub fn name(self) -> &'static str {
         match self {
             ModelProvider::OpenAi => "openai",
+            ModelProvider::OpenAiResponses => "openai-responses",
             ModelProvider::Anthropic => "anthropic",
             ModelProvider::Bedrock => "bedrock",
             ModelProvider::Offline => "offline",
@@ -32,7 +36,10 @@ impl ModelProvider {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// `CHATFN_MODEL_PROVIDER` names no provider chatfn knows.
-    #[error("CHATFN_MODEL_PROVIDER must be one of openai, anthropic, bedrock, offline (got `{0}`)")]
+    #[error(
+        "CHATFN_MODEL_PROVIDER must be one of openai, openai-responses, anthropic, bedrock, \
+         offline (got `{0}`)"
+    )]
     UnknownProvider(String),
     /// A variable that must be a whole number is not one.
     #[error("{name} must be a whole number (got `{value}`)")]
@@ -76,6 +83,12 @@ pub struct Config {
     /// `CHATFN_MODEL_API_KEY`, or the provider's own variable (`OPENAI_API_KEY`,
     /// `ANTHROPIC_API_KEY`).
     pub model_api_key: Option<String>,
+    /// `CHATFN_MODEL_REASONING_EFFORT`: how hard a reasoning model thinks (`low`, `medium`,
+    /// `high`...), when not its default.
+    pub model_reasoning_effort: Option<String>,
+    /// `CHATFN_MODEL_REASONING_SUMMARY`: the reasoning summaries asked of the Responses API
+    /// (`auto`, `concise`, `detailed`, or `none`), when not `auto`.
+    pub model_reasoning_summary: Option<String>,
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`): where Bedrock is called. Lambda always sets it.
     pub aws_region: Option<String>,
     /// `CHATFN_SYSTEM_PROMPT`: the stock agent's instructions.
@@ -112,6 +125,8 @@ impl std::fmt::Debug for Config {
             model,
             model_base_url,
             model_api_key,
+            model_reasoning_effort,
+            model_reasoning_summary,
             aws_region,
             system_prompt,
             table_name,
@@ -133,6 +148,8 @@ impl std::fmt::Debug for Config {
                 "model_api_key",
                 &model_api_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("model_reasoning_effort", model_reasoning_effort)
+            .field("model_reasoning_summary", model_reasoning_summary)
             .field("aws_region", aws_region)
             .field("system_prompt", system_prompt)
             .field("table_name", table_name)
@@ -172,6 +189,7 @@ impl Config {
         let explicit_key = get("CHATFN_MODEL_API_KEY");
         let provider = match get("CHATFN_MODEL_PROVIDER").as_deref() {
             Some("openai") => ModelProvider::OpenAi,
+            Some("openai-responses") => ModelProvider::OpenAiResponses,
             Some("anthropic") => ModelProvider::Anthropic,
             Some("bedrock") => ModelProvider::Bedrock,
             Some("offline") => ModelProvider::Offline,
@@ -182,7 +200,7 @@ impl Config {
             None => ModelProvider::Offline,
         };
         let model_api_key = explicit_key.or_else(|| match provider {
-            ModelProvider::OpenAi => get("OPENAI_API_KEY"),
+            ModelProvider::OpenAi | ModelProvider::OpenAiResponses => get("OPENAI_API_KEY"),
             ModelProvider::Anthropic => get("ANTHROPIC_API_KEY"),
             ModelProvider::Bedrock | ModelProvider::Offline => None,
         });
@@ -200,6 +218,8 @@ impl Config {
             model: get("CHATFN_MODEL"),
             model_base_url: get("CHATFN_MODEL_BASE_URL"),
             model_api_key,
+            model_reasoning_effort: get("CHATFN_MODEL_REASONING_EFFORT"),
+            model_reasoning_summary: get("CHATFN_MODEL_REASONING_SUMMARY"),
             aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
             system_prompt: get("CHATFN_SYSTEM_PROMPT"),
             table_name: get("CHATFN_TABLE_NAME"),
@@ -329,6 +349,26 @@ mod tests {
             Err(ConfigError::Mcp(McpConfigError::NotAPair(_)))
         ));
         assert!(self::config(&[]).expect("valid").mcp_servers.is_empty());
+    }
+
+    #[test]
+    fn openai_responses_takes_the_openai_key_and_the_reasoning_settings() {
+        let config = config(&[
+            ("CHATFN_MODEL_PROVIDER", "openai-responses"),
+            ("OPENAI_API_KEY", "o"),
+            ("ANTHROPIC_API_KEY", "a"),
+            ("CHATFN_MODEL_REASONING_EFFORT", " high "),
+            ("CHATFN_MODEL_REASONING_SUMMARY", "detailed"),
+        ])
+        .expect("valid");
+        assert_eq!(config.model_provider, ModelProvider::OpenAiResponses);
+        assert_eq!(config.model_provider.name(), "openai-responses");
+        assert_eq!(config.model_api_key.as_deref(), Some("o"));
+        assert_eq!(config.model_reasoning_effort.as_deref(), Some("high"));
+        assert_eq!(config.model_reasoning_summary.as_deref(), Some("detailed"));
+        let unset = self::config(&[]).expect("valid");
+        assert_eq!(unset.model_reasoning_effort, None);
+        assert_eq!(unset.model_reasoning_summary, None);
     }
 
     fn config_any() -> Config {

@@ -16,6 +16,8 @@ pub(crate) mod data_url;
 pub mod offline;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod openai;
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
+pub mod openai_responses;
 pub mod sse;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 mod tool_call;
@@ -461,6 +463,31 @@ pub fn from_config(
             .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
         )),
         #[cfg(any(feature = "native", target_arch = "wasm32"))]
+        ModelProvider::OpenAiResponses => {
+            use openai_responses::{OpenAiResponses, ReasoningSettings};
+            let model = config
+                .model
+                .clone()
+                .unwrap_or_else(|| OpenAiResponses::DEFAULT_MODEL.to_owned());
+            let reasoning = ReasoningSettings::configured(
+                &model,
+                config.model_reasoning_effort.as_deref(),
+                config.model_reasoning_summary.as_deref(),
+            );
+            Ok(Arc::new(
+                OpenAiResponses::new(
+                    config
+                        .model_base_url
+                        .clone()
+                        .unwrap_or_else(|| OpenAiResponses::DEFAULT_BASE_URL.to_owned()),
+                    config.model_api_key.clone(),
+                    model,
+                )
+                .map_err(|error| ConfigError::ModelClient(error.to_string()))?
+                .with_reasoning(reasoning),
+            ))
+        }
+        #[cfg(any(feature = "native", target_arch = "wasm32"))]
         ModelProvider::Anthropic => {
             let key = config
                 .model_api_key
@@ -508,7 +535,7 @@ pub fn from_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[cfg(feature = "bedrock")]
+    #[cfg(feature = "native")]
     use crate::config::{Config, ConfigError};
 
     #[test]
@@ -540,7 +567,7 @@ mod tests {
         assert_eq!(ModelRequest::default().last_user_text(), None);
     }
 
-    #[cfg(feature = "bedrock")]
+    #[cfg(feature = "native")]
     fn config(vars: &[(&str, &str)]) -> Config {
         Config::from_lookup(|name| {
             vars.iter()
@@ -568,5 +595,28 @@ mod tests {
             ("CHATFN_MODEL_BASE_URL", "not a url"),
         ]));
         assert!(matches!(bad_endpoint, Err(ConfigError::ModelClient(_))));
+    }
+
+    #[cfg(feature = "native")]
+    #[test]
+    fn openai_responses_takes_the_model_and_endpoint_settings() {
+        let default =
+            from_config(&config(&[("CHATFN_MODEL_PROVIDER", "openai-responses")])).expect("model");
+        assert_eq!(default.id(), "openai-responses:gpt-5-mini");
+        let configured = from_config(&config(&[
+            ("CHATFN_MODEL_PROVIDER", "openai-responses"),
+            ("CHATFN_MODEL", "o4-mini"),
+            ("CHATFN_MODEL_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("CHATFN_MODEL_REASONING_EFFORT", "high"),
+        ]))
+        .expect("model");
+        assert_eq!(configured.id(), "openai-responses:o4-mini");
+        let unknown = Config::from_lookup(|name| {
+            (name == "CHATFN_MODEL_PROVIDER").then(|| "openai-chat".to_owned())
+        });
+        assert_eq!(
+            unknown.err(),
+            Some(ConfigError::UnknownProvider("openai-chat".into()))
+        );
     }
 }

@@ -30,6 +30,11 @@ impl StreamedToolCall {
         &self.id
     }
 
+    /// The arguments so far.
+    pub(crate) fn arguments(&self) -> &str {
+        &self.arguments
+    }
+
     /// A fragment of the arguments: `ToolCallDelta`, unless it is empty.
     pub(crate) fn push_arguments(&mut self, fragment: &str, out: &mut Vec<ModelEvent>) {
         if fragment.is_empty() {
@@ -70,6 +75,7 @@ mod tests {
         call.push_arguments("", &mut out);
         call.push_arguments(" 6}", &mut out);
         assert_eq!(call.id(), "c1");
+        assert_eq!(call.arguments(), "{\"sides\": 6}");
         out.push(call.finish());
         assert_eq!(
             out,

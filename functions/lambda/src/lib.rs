@@ -12,7 +12,7 @@
 //!   invocation's deadline is stopped early enough to close its reply cleanly.
 //!
 //! - Either exports the invocation's spans before the invocation ends (a frozen function exports
-//!   nothing), on a blocking thread so the runtime's thread goes on ([`flush`]).
+//!   nothing), on a blocking thread so the runtime's thread goes on (`flush.rs`).
 //!
 //! A Lambda execution environment runs one invocation at a time, so every turn live in the
 //! process belongs to the invocation in progress: "every live turn" is "this invocation's turns".

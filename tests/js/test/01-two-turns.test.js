@@ -39,7 +39,14 @@ e2eSuite('two-turn conversation', (ctx, e2e) => {
     assert.equal(firstRequest.body.model, 'mock-model', 'CHATFN_MODEL reaches the provider');
     assert.equal(firstRequest.body.stream, true, 'the model is called in streaming mode');
     assert.equal(firstRequest.headers.authorization, 'Bearer test-key', 'CHATFN_MODEL_API_KEY reaches the provider');
-    assert.deepEqual([...firstRequest.toolNames].sort(), ['current_time', 'roll_dice'], 'the agent offers its two tools');
+    const offered = [...firstRequest.toolNames].sort();
+    if (process.env.CHATFN_E2E_MCP_PORTS) {
+      // scripts/lambda-e2e.sh configures the functions with the MCP test's servers: an instance
+      // that ran that test may still offer their tools from its per-process cache.
+      for (const name of ['current_time', 'roll_dice']) assert.ok(offered.includes(name), `${name} not offered: ${offered}`);
+    } else {
+      assert.deepEqual(offered, ['current_time', 'roll_dice'], 'the agent offers its two tools');
+    }
     assert.deepEqual(conversation(firstRequest.messages), [['user', 'Hello there']]);
 
     // Turn 2: the client sends the full history, as useChat does.

@@ -532,6 +532,14 @@ pub fn from_config(
     }
 }
 
+/// An `f32` as the decimal people wrote (`0.7`, not `0.699999988079071`), for the providers
+/// whose requests carry a temperature.
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
+pub(crate) fn f32_to_json(value: f32) -> Option<serde_json::Value> {
+    let value: f64 = value.to_string().parse().ok()?;
+    serde_json::Number::from_f64(value).map(serde_json::Value::Number)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,16 +73,10 @@ pub fn request_body_with(
     if let Some(max) = request.max_output_tokens {
         body.insert(max_tokens_param.field().into(), max.into());
     }
-    if let Some(temperature) = request.temperature.and_then(f32_to_json) {
+    if let Some(temperature) = request.temperature.and_then(crate::model::f32_to_json) {
         body.insert("temperature".into(), temperature);
     }
     Value::Object(body)
-}
-
-/// An `f32` as the decimal people wrote (`0.7`, not `0.699999988079071`).
-fn f32_to_json(value: f32) -> Option<Value> {
-    let value: f64 = value.to_string().parse().ok()?;
-    serde_json::Number::from_f64(value).map(Value::Number)
 }
 
 fn push_message(message: &ModelMessage, out: &mut Vec<Value>) {

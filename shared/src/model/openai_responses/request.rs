@@ -133,17 +133,11 @@ pub fn request_body(
     if let Some(temperature) = request.temperature {
         if reasoning.is_some() {
             tracing::debug!("a reasoning model takes no temperature: left out of the request");
-        } else if let Some(temperature) = f32_to_json(temperature) {
+        } else if let Some(temperature) = crate::model::f32_to_json(temperature) {
             body.insert("temperature".into(), temperature);
         }
     }
     Value::Object(body)
-}
-
-/// An `f32` as the decimal people wrote (`0.7`, not `0.699999988079071`).
-fn f32_to_json(value: f32) -> Option<Value> {
-    let value: f64 = value.to_string().parse().ok()?;
-    serde_json::Number::from_f64(value).map(Value::Number)
 }
 
 fn push_message(message: &ModelMessage, with_reasoning: bool, input: &mut Vec<Value>) {

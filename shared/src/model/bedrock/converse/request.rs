@@ -67,19 +67,13 @@ pub fn request_body(request: &ModelRequest) -> Value {
     if let Some(max) = request.max_output_tokens {
         inference.insert("maxTokens".into(), max.into());
     }
-    if let Some(temperature) = request.temperature.and_then(f32_to_json) {
+    if let Some(temperature) = request.temperature.and_then(crate::model::f32_to_json) {
         inference.insert("temperature".into(), temperature);
     }
     if !inference.is_empty() {
         body.insert("inferenceConfig".into(), inference.into());
     }
     Value::Object(body)
-}
-
-/// An `f32` as the decimal people wrote (`0.7`, not `0.699999988079071`).
-fn f32_to_json(value: f32) -> Option<Value> {
-    let value: f64 = value.to_string().parse().ok()?;
-    serde_json::Number::from_f64(value).map(Value::Number)
 }
 
 fn user_blocks(content: &[UserContent]) -> Vec<Value> {

@@ -2,7 +2,8 @@
 //! or `sqlite:PATH` for local development), [`from_config`] opens it for the Lambda functions, and
 //! the local server maps its flags onto the same [`StoreChoice`] and opens it with
 //! [`StoreChoice::open`]. A store the build leaves out is an error at start-up that names the
-//! missing feature.
+//! missing feature. [`from_config`] also checks that a DynamoDB table has chatfn's layout, once
+//! per process (`CHATFN_TABLE_CHECK=off` skips it).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +56,10 @@ pub enum StoreChoiceError {
          --features sqlite)"
     )]
     SqliteNotBuilt,
+    /// The DynamoDB table lacks chatfn's layout, or could not be described.
+    #[cfg(feature = "dynamodb")]
+    #[error(transparent)]
+    Table(#[from] super::dynamodb::TableCheckError),
     /// The SQLite file could not be opened.
     #[error("cannot open {}: {source}", path.display())]
     Sqlite {
@@ -158,6 +163,17 @@ fn on_aws() -> bool {
     std::env::var_os("AWS_LAMBDA_INITIALIZATION_TYPE").is_some()
 }
 
+/// Whether to check the DynamoDB table's layout at start-up (one DescribeTable and one
+/// DescribeTimeToLive per process): unless `CHATFN_TABLE_CHECK` is `off`. The SAM template turns
+/// it off for the table it creates itself, and on for an existing one.
+#[cfg_attr(not(feature = "dynamodb"), allow(dead_code))]
+fn table_check_wanted(value: Option<&str>) -> bool {
+    !matches!(
+        value.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        Some("off" | "false" | "0" | "no")
+    )
+}
+
 /// The store the `CHATFN_STORE` value names, refusing the local stand-ins on AWS: there, each
 /// function instance would keep chats of its own.
 fn choice_for(value: Option<&str>, on_aws: bool) -> Result<StoreChoice, StoreChoiceError> {
@@ -176,6 +192,12 @@ pub async fn from_config(config: &Config) -> Result<Arc<dyn Store>, StoreChoiceE
     let choice = choice_for(std::env::var("CHATFN_STORE").ok().as_deref(), on_aws())?;
     let table = config.table_name.as_deref();
     let store = choice.open(table).await?;
+    #[cfg(feature = "dynamodb")]
+    if let OpenedStore::DynamoDb(dynamo) = &store
+        && table_check_wanted(std::env::var("CHATFN_TABLE_CHECK").ok().as_deref())
+    {
+        dynamo.check_table().await?;
+    }
     match &choice {
         StoreChoice::DynamoDb => tracing::info!(table, "store: DynamoDB"),
         StoreChoice::Memory => tracing::error!(
@@ -233,6 +255,15 @@ mod tests {
             choice_for(Some("memory"), false).ok(),
             Some(StoreChoice::Memory)
         );
+    }
+
+    #[test]
+    fn the_table_is_checked_unless_turned_off() {
+        assert!(table_check_wanted(None));
+        assert!(table_check_wanted(Some("on")));
+        assert!(table_check_wanted(Some("")));
+        assert!(!table_check_wanted(Some("off")));
+        assert!(!table_check_wanted(Some(" False ")));
     }
 
     #[tokio::test]

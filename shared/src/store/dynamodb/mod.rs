@@ -52,6 +52,7 @@ mod call;
 mod codec;
 mod item;
 mod ops;
+mod schema_check;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -72,6 +73,9 @@ use call::{Backoff, Failure, classify, failed_at, item_at, reason_codes};
 pub use call::{Capacity, CapacityMeter};
 use codec::*;
 use item::*;
+pub use schema_check::{
+    CHAT_TABLE, IndexLayout, TableCheckError, TableLayout, TableMismatch, table_mismatches,
+};
 
 use super::{
     InputAppend, InputRecord, LeaseAcquire, OutputCadence, OutputRecord, Session, SessionCreate,

@@ -92,6 +92,9 @@ step "AWS: the deploy build (scripts/sam-build.sh: sam build, three arm64 bootst
 CHATFN_SAM_TARGET_DIR="${CHATFN_TOOLS_DIR:-$HOME/.cache/chatfn}/sam-target" \
   bash "$root/scripts/sam-build.sh"
 
+step "AWS: the template with each option, the settings it refuses, the nested stack (template-check.sh)"
+bash "$root/scripts/template-check.sh"
+
 step "Cloudflare: the Worker built for wasm32 and the stock npm clients against it under wrangler dev"
 bash "$root/scripts/worker-e2e.sh"
 

@@ -64,6 +64,11 @@ pub struct DynamoFigures {
     /// Units of a turn whose reply is one token: what every turn costs whatever its length
     /// (its input, lease, history, messages, state), plus a minimal output log.
     pub fixed: Units,
+    /// Each turn's time from the request to the end of its stream, in seconds: what a function
+    /// serving the turn is billed for.
+    pub turn_seconds: Vec<f64>,
+    /// Bytes of each turn's response body (the SSE stream), as sent to the client.
+    pub response_bytes: Vec<usize>,
     pub failed: usize,
 }
 
@@ -186,6 +191,10 @@ async fn run(
         figures.failed += failed.len() + timings.iter().filter(|t| t.error.is_some()).count();
         figures.turns += chats.len();
         figures.tokens_streamed += timings.iter().map(|t| t.text_deltas).sum::<usize>();
+        for timing in timings.iter().filter(|t| t.error.is_none()) {
+            figures.turn_seconds.push(timing.total.as_secs_f64());
+            figures.response_bytes.push(timing.bytes);
+        }
         sessions = add(sessions, opened - before);
         turn_units = add(turn_units, done - opened);
     }

@@ -23,6 +23,8 @@ pub struct TurnTiming {
     pub gaps: Vec<Duration>,
     pub text_deltas: usize,
     pub bytes: usize,
+    /// Request sent to the body's end (or the end event, when the reader stops there).
+    pub total: Duration,
     pub error: Option<String>,
 }
 
@@ -210,9 +212,11 @@ async fn time_events(
             }
         }
         if finished && stop_at_end {
+            timing.total = sent.elapsed();
             return;
         }
     }
+    timing.total = sent.elapsed();
     if !finished {
         timing.error = Some(format!(
             "the stream ended without an event holding {end_marker}"

@@ -3,6 +3,7 @@
 //! (chatfn, then the baseline, phase by phase), and the table gives each figure for both and
 //! their ratio.
 
+mod cost;
 mod critical_path;
 mod dynamodb;
 mod load;
@@ -275,6 +276,12 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(section) = &critical_section {
         println!("{section}");
     }
+    let cost_section = dynamo
+        .as_ref()
+        .map(|dynamo| cost::section(&cost_inputs(dynamo, &measured)));
+    if let Some(section) = &cost_section {
+        println!("{section}");
+    }
     let plot_path = args.plot.clone().or_else(|| {
         args.write_docs
             .then(|| PathBuf::from("docs/benchmarks.png"))
@@ -295,6 +302,7 @@ async fn run(args: Args) -> Result<(), String> {
             report::DynamoSections {
                 units: dynamo_table.as_deref(),
                 critical_path: critical_section.as_deref(),
+                cost: cost_section.as_deref(),
             },
             &script,
             sequential_turns,
@@ -321,6 +329,48 @@ async fn run(args: Args) -> Result<(), String> {
         return Err(format!("{errors} turns failed"));
     }
     Ok(())
+}
+
+/// The cost table's inputs: the DynamoDB phase's turn, and the load phase's CPU and streams held.
+fn cost_inputs(dynamo: &dynamodb::DynamoFigures, measured: &[Measured]) -> cost::CostInputs {
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or_default()
+    };
+    let chatfn = measured.first();
+    // CPU per token at the busiest level, where the server's fixed costs weigh least.
+    let cpu_ms_per_turn = chatfn
+        .and_then(|chatfn| chatfn.levels.last())
+        .and_then(|level| {
+            let tokens: usize = level.timings.iter().map(|t| t.text_deltas).sum();
+            (tokens > 0)
+                .then(|| level.cpu_seconds * 1000.0 / tokens as f64 * dynamo.tokens_per_turn as f64)
+        });
+    // The most streams a server held with a p99 gap under 50 ms, before the first level it did not.
+    let held = |measured: &Measured| {
+        measured
+            .levels
+            .iter()
+            .take_while(|level| report::p99_gap_ms(&level.timings).is_some_and(|gap| gap < 50.0))
+            .map(|level| level.concurrency)
+            .last()
+            .unwrap_or(0)
+    };
+    let held_streams = match measured {
+        [chatfn, node, ..] => Some((held(chatfn), held(node))),
+        _ => None,
+    };
+    let template = std::fs::read_to_string("infra/template.yaml").unwrap_or_default();
+    cost::CostInputs {
+        tokens_per_turn: dynamo.tokens_per_turn,
+        turn_seconds: median(dynamo.turn_seconds.clone()),
+        response_bytes: median(dynamo.response_bytes.iter().map(|&b| b as f64).collect()),
+        write_units: dynamo.turn.billed_write_units,
+        read_units: dynamo.turn.read_units,
+        lambda_memory_mb: cost::template_memory_mb(&template).unwrap_or(128),
+        cpu_ms_per_turn,
+        held_streams,
+    }
 }
 
 /// The model's script in the critical-path phase: short replies, as only the first token counts.

@@ -441,6 +441,8 @@ pub struct DynamoSections<'a> {
     pub units: Option<&'a str>,
     /// The time the store's calls before the model request add to the time to first token.
     pub critical_path: Option<&'a str>,
+    /// What 1,000 turns cost on each platform.
+    pub cost: Option<&'a str>,
 }
 
 /// The section on DynamoDB on the critical path, around its figures.
@@ -537,6 +539,7 @@ pub fn write_docs(
     let DynamoSections {
         units: dynamo,
         critical_path,
+        cost,
     } = dynamo;
     let dynamo_section = match dynamo {
         Some(dynamo) => format!(
@@ -580,6 +583,9 @@ to these units, and its margins.
         None => String::new(),
     };
     let critical_section = critical_path.map(critical_path_section).unwrap_or_default();
+    let cost_section = cost
+        .map(|cost| format!("## Cost per 1,000 turns\n\n{cost}\n"))
+        .unwrap_or_default();
     let plot = if plotted {
         "![p99 inter-chunk gap, added time to first token and peak memory against concurrent \
          streams](benchmarks.png)\n\n"
@@ -642,7 +648,7 @@ what it adds above it.
 ## Latest figures
 
 {table}
-{plot}{dynamo_section}{critical_section}
+{plot}{dynamo_section}{critical_section}{cost_section}
 ## Where the time and memory go
 
 [profiling.md](profiling.md) has the profiles behind these figures (perf, heaptrack, strace, each

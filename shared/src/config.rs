@@ -1,6 +1,7 @@
 //! Configuration from the environment: the same variable names on every host, read here only.
 
 use crate::auth::SecretKeys;
+use crate::events::{SecretError, WebhookSecrets};
 use crate::mcp::{McpConfigError, McpServer, parse_servers};
 
 /// Which model provider answers.
@@ -67,6 +68,27 @@ pub enum ConfigError {
     /// `CHATFN_MCP_SERVERS` is not a list of usable MCP servers.
     #[error(transparent)]
     Mcp(#[from] McpConfigError),
+    /// `CHATFN_WEBHOOK_SECRET` is not a list of `whsec_` secrets.
+    #[error(transparent)]
+    WebhookSecret(#[from] SecretError),
+    /// `CHATFN_WEBHOOK_URL` is set without a secret to sign the events with.
+    #[error("CHATFN_WEBHOOK_URL is set: set CHATFN_WEBHOOK_SECRET too (whsec_ and base64)")]
+    WebhookSecretMissing,
+    /// `CHATFN_WEBHOOK_SECRET` is set without a URL to send the events to.
+    #[error("CHATFN_WEBHOOK_SECRET is set but CHATFN_WEBHOOK_URL is not")]
+    WebhookUrlMissing,
+    /// `CHATFN_WEBHOOK_URL` is not an http(s) URL.
+    #[error("CHATFN_WEBHOOK_URL must be an http:// or https:// URL (got `{0}`)")]
+    WebhookUrl(String),
+}
+
+/// Where turn events go (`CHATFN_WEBHOOK_URL`) and what signs them (`CHATFN_WEBHOOK_SECRET`).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The receiver's URL.
+    pub url: String,
+    /// The signing secrets (their `Debug` form redacts them).
+    pub secrets: WebhookSecrets,
 }
 
 /// Everything a host reads from its environment, with defaults applied.
@@ -112,6 +134,8 @@ pub struct Config {
     /// `CHATFN_MCP_SERVERS`: the MCP servers whose tools the stock agent offers. Their headers
     /// are secrets (the `Debug` form redacts them).
     pub mcp_servers: Vec<McpServer>,
+    /// `CHATFN_WEBHOOK_URL` and `CHATFN_WEBHOOK_SECRET`: where turn events go; `None` sends none.
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -138,6 +162,7 @@ impl std::fmt::Debug for Config {
             max_body_bytes,
             approval_tools,
             mcp_servers,
+            webhook,
         } = self;
         f.debug_struct("Config")
             .field("secret_keys", secret_keys)
@@ -161,6 +186,7 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", max_body_bytes)
             .field("approval_tools", approval_tools)
             .field("mcp_servers", mcp_servers)
+            .field("webhook", webhook)
             .finish()
     }
 }
@@ -245,7 +271,30 @@ impl Config {
                 .map(|v| parse_servers(&v))
                 .transpose()?
                 .unwrap_or_default(),
+            webhook: webhook(get("CHATFN_WEBHOOK_URL"), get("CHATFN_WEBHOOK_SECRET"))?,
         })
+    }
+}
+
+/// The webhook, when both its variables are set; one without the other is a mistake.
+fn webhook(
+    url: Option<String>,
+    secret: Option<String>,
+) -> Result<Option<WebhookConfig>, ConfigError> {
+    match (url, secret) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::WebhookSecretMissing),
+        (None, Some(_)) => Err(ConfigError::WebhookUrlMissing),
+        (Some(url), Some(secret)) => {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                return Err(ConfigError::WebhookUrl(url));
+            }
+            Ok(Some(WebhookConfig {
+                url,
+                secrets: WebhookSecrets::parse(&secret)?,
+            }))
+        }
     }
 }
 
@@ -369,6 +418,44 @@ mod tests {
         let unset = self::config(&[]).expect("valid");
         assert_eq!(unset.model_reasoning_effort, None);
         assert_eq!(unset.model_reasoning_summary, None);
+    }
+
+    #[test]
+    fn the_webhook_needs_a_url_and_a_good_secret_and_is_off_by_default() {
+        assert!(config(&[]).expect("valid").webhook.is_none());
+        let on = config(&[
+            ("CHATFN_WEBHOOK_URL", "https://hooks.example/chatfn"),
+            ("CHATFN_WEBHOOK_SECRET", "whsec_c2VjcmV0LWJ5dGVz whsec_b2xk"),
+        ])
+        .expect("valid");
+        let webhook = on.webhook.as_ref().expect("webhook");
+        assert_eq!(webhook.url, "https://hooks.example/chatfn");
+        assert!(!format!("{on:?}").contains("c2VjcmV0LWJ5dGVz"));
+        assert_eq!(
+            config(&[("CHATFN_WEBHOOK_URL", "https://hooks.example")]).err(),
+            Some(ConfigError::WebhookSecretMissing)
+        );
+        assert_eq!(
+            config(&[("CHATFN_WEBHOOK_SECRET", "whsec_b2xk")]).err(),
+            Some(ConfigError::WebhookUrlMissing)
+        );
+        assert_eq!(
+            config(&[
+                ("CHATFN_WEBHOOK_URL", "https://hooks.example"),
+                ("CHATFN_WEBHOOK_SECRET", "s3cret"),
+            ])
+            .err(),
+            Some(ConfigError::WebhookSecret(SecretError::MissingPrefix {
+                position: 1
+            }))
+        );
+        assert!(matches!(
+            config(&[
+                ("CHATFN_WEBHOOK_URL", "hooks.example"),
+                ("CHATFN_WEBHOOK_SECRET", "whsec_b2xk"),
+            ]),
+            Err(ConfigError::WebhookUrl(_))
+        ));
     }
 
     fn config_any() -> Config {

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod mcp;
 pub mod model;

@@ -34,7 +34,7 @@ pub async fn app_with_agent(
         );
     }
     let agent = Arc::new(make_agent(config, model));
-    let runner = TurnRunner::new(store, agent);
+    let runner = TurnRunner::new(store, agent).with_configured_webhook(config);
     Ok(App::new(HttpSettings::from_config(config, keys), runner))
 }
 

@@ -175,7 +175,11 @@ async fn run(
         tracing::info!(model = %model.id(), "model provider configured");
     }
     let agent = Arc::new(make_agent(&config, model));
-    let runner = TurnRunner::new(store, agent);
+    let runner = TurnRunner::new(store, agent).with_configured_webhook(&config);
+    if let Some(events) = runner.events().cloned() {
+        tracing::info!("turn events on: a sweeper retries their delivery every second");
+        tokio::spawn(sweep_events(events));
+    }
     let dev = web::DevSettings {
         secret_key: keys.signing_key().to_owned(),
         model: model_id,
@@ -224,6 +228,19 @@ async fn run(
             // Streams in flight get a moment to write their last records.
             tokio::time::sleep(Duration::from_millis(200)).await;
             Ok(())
+        }
+    }
+}
+
+/// The local sweeper of the event outbox: the events whose delivery failed (or whose turn's
+/// process died before trying) are tried again here once due.
+async fn sweep_events(events: chatfn::events::EventDelivery) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = events.sweep(64).await {
+            tracing::warn!("the event sweeper could not read the outbox: {error}");
         }
     }
 }

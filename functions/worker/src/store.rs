@@ -9,8 +9,8 @@
 use async_trait::async_trait;
 use chatfn::store::sql::{SessionRow, json_column};
 use chatfn::store::{
-    InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
-    StoreError, StoreResult, TurnLease, check_output_batch, sql,
+    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputRecord, Session, SessionCreate,
+    Store, StoreError, StoreResult, TurnLease, check_output_batch, sql,
 };
 use chatfn::ui::UIMessage;
 use serde::Deserialize;
@@ -29,6 +29,7 @@ impl DurableObjectStore {
     pub fn open(sql: SqlStorage) -> StoreResult<Self> {
         let store = DurableObjectStore { sql };
         store.exec(sql::SCHEMA_V1, Vec::new())?;
+        store.exec(sql::SCHEMA_V2_OUTBOX, Vec::new())?;
         Ok(store)
     }
 
@@ -162,6 +163,27 @@ impl LeaseRow {
             expires_at_ms: self.expires_at_ms,
             first_seq: self.first_seq,
             input_seq: self.input_seq,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    chat_id: String,
+    id: String,
+    body: String,
+    attempts: u32,
+    next_attempt_ms: u64,
+}
+
+impl EventRow {
+    fn into_event(self) -> OutboxEvent {
+        OutboxEvent {
+            id: self.id,
+            chat_id: self.chat_id,
+            body: self.body,
+            attempts: self.attempts,
+            next_attempt_ms: self.next_attempt_ms,
         }
     }
 }
@@ -459,6 +481,52 @@ impl Store for DurableObjectStore {
             sql::PUT_STATE,
             vec![text(chat_id), SqlStorageValue::String(to_json(state)?)],
         )?;
+        Ok(())
+    }
+
+    async fn put_event(&self, event: &OutboxEvent) -> StoreResult<()> {
+        self.write(
+            sql::INSERT_EVENT,
+            vec![
+                text(&event.chat_id),
+                text(&event.id),
+                text(&event.body),
+                int(u64::from(event.attempts))?,
+                int(event.next_attempt_ms)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    async fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
+        let rows: Vec<EventRow> = self.rows(
+            sql::DUE_EVENTS,
+            vec![int(now_ms.min(MAX_SAFE))?, limit_bound(limit)],
+        )?;
+        Ok(rows.into_iter().map(EventRow::into_event).collect())
+    }
+
+    async fn reschedule_event(
+        &self,
+        chat_id: &str,
+        id: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> StoreResult<()> {
+        self.write(
+            sql::RESCHEDULE_EVENT,
+            vec![
+                text(chat_id),
+                text(id),
+                int(u64::from(attempts))?,
+                int(next_attempt_ms)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
+        self.write(sql::REMOVE_EVENT, vec![text(chat_id), text(id)])?;
         Ok(())
     }
 }

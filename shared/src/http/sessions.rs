@@ -242,7 +242,12 @@ pub async fn create(
         session.owner = Some(sub.clone());
     }
     let (status, session, cached) = match app.runner().store().create_session(session).await? {
-        SessionCreate::Created(session) => (StatusCode::CREATED, session, false),
+        SessionCreate::Created(session) => {
+            app.runner()
+                .chat_changed(crate::events::CHAT_CREATED, &session)
+                .await;
+            (StatusCode::CREATED, session, false)
+        }
         SessionCreate::Existing(session) => (StatusCode::OK, session, true),
     };
     check_owner(&caller, &session)?;
@@ -420,6 +425,12 @@ pub async fn close_session(
         .store()
         .close_session(&session.chat_id, close.reason, now_ms())
         .await?;
+    // A repeated close changes nothing, and sends nothing again.
+    if !session.is_closed() {
+        runner
+            .chat_changed(crate::events::CHAT_CLOSED, &closed)
+            .await;
+    }
     Ok(Json(session_json(&closed)))
 }
 

@@ -37,6 +37,10 @@
 //!   chat: the latest `until_ms` it was given, never an earlier one; marking an unknown chat
 //!   fails with `NoSession`; a mark leaves the chat's lease as it was. Other stores take marks
 //!   and may keep none.
+//! - The outbox keeps an event per chat and id: a second put of the id keeps the first event
+//!   whole. `due_events` lists, across chats, the events due at `now_ms` (`next_attempt_ms <=
+//!   now_ms`), the most overdue first; a rescheduled event keeps its body; rescheduling or
+//!   removing an event that is gone changes nothing and is no error.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -46,8 +50,8 @@ use futures::future::join_all;
 use serde_json::json;
 
 use super::{
-    CONTROL_HEADER, InputAppend, LeaseAcquire, OutputBody, OutputCadence, OutputRecord, Session,
-    SessionCreate, Store, StoreError, TURN_COMPLETE, TurnLease,
+    CONTROL_HEADER, InputAppend, LeaseAcquire, OutboxEvent, OutputBody, OutputCadence,
+    OutputRecord, Session, SessionCreate, Store, StoreError, TURN_COMPLETE, TurnLease,
 };
 use crate::clock::now_ms;
 use crate::ui::{Role, UIMessage, UIPart};
@@ -100,6 +104,7 @@ cases![
     state_round_trips,
     release_with_state_saves_it,
     follow_marks_only_move_forward,
+    outbox_events_wait_until_removed,
     chats_are_isolated,
     concurrent_input_appends_get_distinct_seqs,
     concurrent_duplicate_appends_write_once,
@@ -944,6 +949,95 @@ async fn state_round_trips(store: &dyn Store) {
     assert_eq!(store.state(&chat_id).await.unwrap(), Some(second));
     store.put_state(&chat_id, &json!(null)).await.unwrap();
     assert_eq!(store.state(&chat_id).await.unwrap(), Some(json!(null)));
+}
+
+/// The case's own due events (a shared backend holds other runs' too).
+async fn own_due_events(store: &dyn Store, chat_id: &str, now: u64) -> Vec<OutboxEvent> {
+    let due = store.due_events(now, 10_000).await.unwrap();
+    let mut seen = due.iter().map(|event| event.next_attempt_ms);
+    let ordered = seen.next().is_none_or(|first| {
+        seen.try_fold(first, |last, at| (last <= at).then_some(at))
+            .is_some()
+    });
+    assert!(ordered, "due events are listed the most overdue first");
+    due.into_iter()
+        .filter(|event| event.chat_id == chat_id)
+        .collect()
+}
+
+async fn outbox_events_wait_until_removed(store: &dyn Store) {
+    let chat_id = new_chat(store, "outbox").await;
+    let other_chat = new_chat(store, "outbox-other").await;
+    let now = now_ms();
+    let first = OutboxEvent {
+        id: format!("evt_{}_1", uuid::Uuid::new_v4().simple()),
+        chat_id: chat_id.clone(),
+        body: json!({ "type": "turn.completed", "text": "é\u{1F600}" }).to_string(),
+        attempts: 0,
+        next_attempt_ms: now - 10,
+    };
+    let later = OutboxEvent {
+        id: format!("evt_{}_2", uuid::Uuid::new_v4().simple()),
+        next_attempt_ms: now + 60_000,
+        ..first.clone()
+    };
+    store.put_event(&first).await.unwrap();
+    store
+        .put_event(&OutboxEvent {
+            body: "{}".into(),
+            next_attempt_ms: now + 1,
+            ..first.clone()
+        })
+        .await
+        .unwrap();
+    store.put_event(&later).await.unwrap();
+    let same_id_elsewhere = OutboxEvent {
+        chat_id: other_chat.clone(),
+        ..first.clone()
+    };
+    store.put_event(&same_id_elsewhere).await.unwrap();
+    assert_eq!(
+        own_due_events(store, &chat_id, now).await,
+        vec![first.clone()]
+    );
+
+    store
+        .reschedule_event(&chat_id, &first.id, 1, now + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(own_due_events(store, &chat_id, now).await, vec![]);
+    let rescheduled = OutboxEvent {
+        attempts: 1,
+        next_attempt_ms: now + 30_000,
+        ..first.clone()
+    };
+    assert_eq!(
+        own_due_events(store, &chat_id, now + 60_000).await,
+        vec![rescheduled, later.clone()]
+    );
+
+    store.remove_event(&chat_id, &first.id).await.unwrap();
+    store.remove_event(&chat_id, &first.id).await.unwrap();
+    store
+        .reschedule_event(&chat_id, &first.id, 2, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        own_due_events(store, &chat_id, now + 60_000).await,
+        vec![later.clone()]
+    );
+    assert_eq!(
+        own_due_events(store, &other_chat, now).await,
+        vec![same_id_elsewhere.clone()],
+        "an event of another chat with the same id is its own"
+    );
+    store.remove_event(&chat_id, &later.id).await.unwrap();
+    store.remove_event(&other_chat, &first.id).await.unwrap();
+    assert_eq!(own_due_events(store, &chat_id, now + 60_000).await, vec![]);
+    assert_eq!(
+        own_due_events(store, &other_chat, now + 60_000).await,
+        vec![]
+    );
 }
 
 async fn follow_marks_only_move_forward(store: &dyn Store) {

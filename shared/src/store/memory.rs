@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, OutputCadence, OutputRecord, Session, SessionCreate,
-    Store, StoreError, StoreResult, TurnLease, check_output_batch,
+    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputCadence, OutputRecord, Session,
+    SessionCreate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::ui::UIMessage;
 
@@ -29,6 +29,8 @@ struct Inner {
     chats: HashMap<String, Chat>,
     /// `session_…` id → chat id.
     session_ids: HashMap<String, String>,
+    /// Events to deliver, by chat id and event id.
+    outbox: HashMap<(String, String), OutboxEvent>,
 }
 
 #[derive(Debug)]
@@ -349,6 +351,49 @@ impl Store for MemoryStore {
 
     async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {
         self.lock()?.chat_mut(chat_id)?.state = Some(state.clone());
+        Ok(())
+    }
+
+    async fn put_event(&self, event: &OutboxEvent) -> StoreResult<()> {
+        self.lock()?
+            .outbox
+            .entry((event.chat_id.clone(), event.id.clone()))
+            .or_insert_with(|| event.clone());
+        Ok(())
+    }
+
+    async fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
+        let inner = self.lock()?;
+        let mut due: Vec<OutboxEvent> = inner
+            .outbox
+            .values()
+            .filter(|event| event.next_attempt_ms <= now_ms)
+            .cloned()
+            .collect();
+        due.sort_by(|a, b| (a.next_attempt_ms, &a.id).cmp(&(b.next_attempt_ms, &b.id)));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn reschedule_event(
+        &self,
+        chat_id: &str,
+        id: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> StoreResult<()> {
+        let mut inner = self.lock()?;
+        if let Some(event) = inner.outbox.get_mut(&(chat_id.to_owned(), id.to_owned())) {
+            event.attempts = attempts;
+            event.next_attempt_ms = next_attempt_ms;
+        }
+        Ok(())
+    }
+
+    async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
+        self.lock()?
+            .outbox
+            .remove(&(chat_id.to_owned(), id.to_owned()));
         Ok(())
     }
 }

@@ -179,6 +179,23 @@ impl OutputBody {
     }
 }
 
+/// An event waiting in the outbox to be delivered (see `crate::events`). It is written with the
+/// turn's last writes and removed once delivered; a sweeper finds the ones whose next attempt is
+/// due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    /// The event's id (`webhook-id`): derived from what it is about, so a repeat has the same.
+    pub id: String,
+    /// The chat it is about.
+    pub chat_id: String,
+    /// The JSON body, as sent.
+    pub body: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due, in ms since the Unix epoch.
+    pub next_attempt_ms: u64,
+}
+
 /// The right to run the one turn of a chat. It expires, so a crashed executor is recovered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TurnLease {
@@ -405,4 +422,21 @@ pub trait Store: Send + Sync {
     async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>>;
     /// Saves the chat's state, replacing what was there.
     async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()>;
+
+    // The outbox of events to deliver.
+    /// Adds an event unless one with its id is there already (that one is kept untouched).
+    async fn put_event(&self, event: &OutboxEvent) -> StoreResult<()>;
+    /// Events whose next attempt is due at `now_ms`, the most overdue first, at most `limit`.
+    async fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>>;
+    /// Records a failed attempt: the count of attempts and when the next is due. An event that
+    /// is gone (delivered meanwhile) stays gone.
+    async fn reschedule_event(
+        &self,
+        chat_id: &str,
+        id: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> StoreResult<()>;
+    /// Removes a delivered (or given up) event; removing one that is gone is no error.
+    async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()>;
 }

@@ -67,6 +67,20 @@ CREATE TABLE IF NOT EXISTS state (
 );
 ";
 
+/// What version 2 of the schema adds: the outbox of events to deliver (`crate::events`), listed
+/// across chats by when their next attempt is due.
+pub const SCHEMA_V2_OUTBOX: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    chat_id         TEXT NOT NULL,
+    id              TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    PRIMARY KEY (chat_id, id)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_ms);
+";
+
 macro_rules! session_columns {
     () => {
         "session_id, chat_id, kind, task_identifier, trigger_config, tags, metadata, owner, \
@@ -154,6 +168,18 @@ pub const APPEND_MESSAGE: &str = "INSERT INTO messages (chat_id, position, id, j
 /// deletes nothing.
 pub const TRUNCATE_MESSAGES: &str = "DELETE FROM messages WHERE chat_id = ?1 AND position >= \
      (SELECT position FROM messages WHERE chat_id = ?1 AND id = ?2)";
+
+/// ?1 chat_id, ?2 id, ?3 body, ?4 attempts, ?5 next_attempt_ms. An id already there is kept.
+pub const INSERT_EVENT: &str = "INSERT OR IGNORE INTO outbox \
+    (chat_id, id, body, attempts, next_attempt_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
+/// ?1 now_ms, ?2 limit.
+pub const DUE_EVENTS: &str = "SELECT chat_id, id, body, attempts, next_attempt_ms FROM outbox \
+    WHERE next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?2";
+/// ?1 chat_id, ?2 id, ?3 attempts, ?4 next_attempt_ms.
+pub const RESCHEDULE_EVENT: &str = "UPDATE outbox SET attempts = ?3, next_attempt_ms = ?4 \
+    WHERE chat_id = ?1 AND id = ?2";
+/// ?1 chat_id, ?2 id.
+pub const REMOVE_EVENT: &str = "DELETE FROM outbox WHERE chat_id = ?1 AND id = ?2";
 
 /// ?1 chat id.
 pub const STATE: &str = "SELECT json FROM state WHERE chat_id = ?1";

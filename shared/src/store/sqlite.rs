@@ -19,14 +19,14 @@ use serde_json::Value;
 
 use super::sql::{self, SessionRow, json_column};
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, OutputRecord, Session, SessionCreate, Store,
-    StoreError, StoreResult, TurnLease, check_output_batch,
+    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputRecord, Session, SessionCreate,
+    Store, StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::ui::UIMessage;
 
 /// The schema version this code writes, kept in `PRAGMA user_version`. Bump it with a migration
 /// step in [`migrate`] whenever the schema changes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long a write waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,7 +121,11 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         .map_err(backend)?;
     match version {
         SCHEMA_VERSION => return Ok(()),
-        0 => tx.execute_batch(sql::SCHEMA_V1).map_err(backend)?,
+        0 => {
+            tx.execute_batch(sql::SCHEMA_V1).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V2_OUTBOX).map_err(backend)?;
+        }
+        1 => tx.execute_batch(sql::SCHEMA_V2_OUTBOX).map_err(backend)?,
         other => {
             return Err(StoreError::Backend(format!(
                 "unknown database schema version {other} (this chatfn writes {SCHEMA_VERSION}); \
@@ -274,6 +278,16 @@ fn read_input(row: &Row<'_>) -> rusqlite::Result<InputRecord> {
         part_id: row.get(1)?,
         body: row.get(2)?,
         timestamp_ms: u64_at(row, 3)?,
+    })
+}
+
+fn read_event(row: &Row<'_>) -> rusqlite::Result<OutboxEvent> {
+    Ok(OutboxEvent {
+        chat_id: row.get(0)?,
+        id: row.get(1)?,
+        body: row.get(2)?,
+        attempts: row.get(3)?,
+        next_attempt_ms: u64_at(row, 4)?,
     })
 }
 
@@ -622,6 +636,69 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn put_event(&self, event: &OutboxEvent) -> StoreResult<()> {
+        let event = event.clone();
+        self.write(move |tx| {
+            tx.prepare(sql::INSERT_EVENT)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        event.chat_id,
+                        event.id,
+                        event.body,
+                        event.attempts,
+                        Int(event.next_attempt_ms)
+                    ])
+                })
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
+        // A time past SQLite's range is past every stored one.
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        self.with(move |conn| {
+            conn.prepare(sql::DUE_EVENTS)
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![now, limit_bound(limit)], read_event)?
+                        .collect()
+                })
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn reschedule_event(
+        &self,
+        chat_id: &str,
+        id: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> StoreResult<()> {
+        let (chat_id, id) = (chat_id.to_owned(), id.to_owned());
+        self.write(move |tx| {
+            tx.prepare(sql::RESCHEDULE_EVENT)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![chat_id, id, attempts, Int(next_attempt_ms)])
+                })
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
+        let (chat_id, id) = (chat_id.to_owned(), id.to_owned());
+        self.write(move |tx| {
+            tx.prepare(sql::REMOVE_EVENT)
+                .and_then(|mut stmt| stmt.execute(params![chat_id, id]))
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -637,6 +714,27 @@ mod tests {
         drop(conn);
         let error = SqliteStore::open(&path).expect_err("a newer schema must be refused");
         assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_gains_the_outbox() {
+        let path = std::env::temp_dir().join(format!("chatfn-v1-{}.db", uuid::Uuid::new_v4()));
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(sql::SCHEMA_V1).expect("version 1");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("set version");
+        drop(conn);
+        let store = SqliteStore::open(&path).expect("migrated");
+        let event = OutboxEvent {
+            id: "evt_1".into(),
+            chat_id: "chat".into(),
+            body: "{}".into(),
+            attempts: 0,
+            next_attempt_ms: 5,
+        };
+        store.put_event(&event).await.expect("put");
+        assert_eq!(store.due_events(5, 10).await.expect("due"), vec![event]);
         let _ = std::fs::remove_file(&path);
     }
 

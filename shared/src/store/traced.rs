@@ -12,8 +12,8 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, OutputCadence, OutputRecord, Session, SessionCreate,
-    Store, StoreResult, TurnLease,
+    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputCadence, OutputRecord, Session,
+    SessionCreate, Store, StoreResult, TurnLease,
 };
 use crate::ui::UIMessage;
 
@@ -251,5 +251,34 @@ impl Store for TracedStore {
     async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {
         let span = span("put_state", chat_id);
         self.store.put_state(chat_id, state).instrument(span).await
+    }
+
+    async fn put_event(&self, event: &OutboxEvent) -> StoreResult<()> {
+        let span = span("put_event", &event.chat_id);
+        self.store.put_event(event).instrument(span).await
+    }
+
+    async fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
+        let span = span("due_events", "");
+        self.store.due_events(now_ms, limit).instrument(span).await
+    }
+
+    async fn reschedule_event(
+        &self,
+        chat_id: &str,
+        id: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> StoreResult<()> {
+        let span = span("reschedule_event", chat_id);
+        self.store
+            .reschedule_event(chat_id, id, attempts, next_attempt_ms)
+            .instrument(span)
+            .await
+    }
+
+    async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
+        let span = span("remove_event", chat_id);
+        self.store.remove_event(chat_id, id).instrument(span).await
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::events::TurnEnd;
 use super::heartbeat::LeaseHeartbeat;
 use super::live::LiveTurn;
 use super::prepare::PreparedTurn;
@@ -86,8 +87,23 @@ impl TurnRunner {
             self.unlist(&turn.live);
             return;
         }
+        let event = self
+            .turn_event(
+                &chat_id,
+                TurnEnd {
+                    input_seq: turn.lease.input_seq,
+                    message: &outcome.message,
+                    usage: outcome.usage,
+                    total_usage: Some(outcome.total_usage),
+                    finish_reason: outcome.finish_reason,
+                    stopped: outcome.stopped,
+                    recovered: false,
+                    error: outcome.error.clone(),
+                },
+            )
+            .await;
         if let Err(error) = self
-            .settle(&mut turn, &outcome.message, saved.as_ref())
+            .settle(&mut turn, &outcome.message, saved.as_ref(), event.as_ref())
             .await
         {
             tracing::error!(chat = %chat_id, "could not settle the turn: {error}");
@@ -95,6 +111,10 @@ impl TurnRunner {
         // Unlisted before its readers end: a client that saw the end and sends the next message
         // at once must not find this turn still running.
         self.unlist(&turn.live);
+        // After the stream has ended, never in its way.
+        if let Some(event) = &event {
+            self.deliver_now(event).await;
+        }
         self.run_next(chat_id).await;
     }
 

@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use super::events::TurnEnd;
 use super::live::LiveTurn;
 use super::runner::{TurnError, TurnRunner};
 use super::settle::has_content;
 use super::writer::{OutputWriter, REPLY_HEADER, parse_reply_header};
+use crate::model::{FinishReason, Usage};
 use crate::store::{OutputBody, OutputRecord, StoreError, TurnLease};
 use crate::ui::{MessageFold, Role, UIMessage, UIMessageChunk};
 
@@ -40,6 +42,9 @@ impl TurnRunner {
                     self.store.put_message(chat_id, fold.message()).await?;
                 }
             }
+            // It ended but may have died before its event was written: the same id again.
+            let fold = fold_reply(&records[..end], &history);
+            self.recovered_event(chat_id, expired, fold.as_ref()).await;
             return Ok(());
         }
         let mut fold = fold_reply(&records, &history);
@@ -74,7 +79,30 @@ impl TurnRunner {
         if let Some(reply) = reply {
             self.store.put_message(chat_id, reply).await?;
         }
+        self.recovered_event(chat_id, expired, fold.as_ref()).await;
         Ok(())
+    }
+
+    /// Writes the event of a recovered turn (when events are on), with what its log holds of
+    /// the reply.
+    async fn recovered_event(&self, chat_id: &str, expired: &TurnLease, fold: Option<&MessageFold>) {
+        let empty = UIMessage::new(String::new(), Role::Assistant);
+        let message = fold.map_or(&empty, MessageFold::message);
+        let end = TurnEnd {
+            input_seq: expired.input_seq,
+            message,
+            usage: Usage::default(),
+            total_usage: None,
+            finish_reason: fold
+                .and_then(MessageFold::finish_reason)
+                .unwrap_or(FinishReason::Error),
+            stopped: false,
+            recovered: true,
+            error: Some("the turn was interrupted and recovered".to_owned()),
+        };
+        if let Some(event) = self.turn_event(chat_id, end).await {
+            self.record_event(&event).await;
+        }
     }
 }
 

@@ -117,6 +117,8 @@ pub struct TurnRunner {
     pub(super) live: Arc<LiveTurns>,
     pub(super) settings: WriterSettings,
     pub(super) approvals: Option<ApprovalSigner>,
+    /// Where the turns' events go, when a webhook is configured.
+    pub(super) events: Option<crate::events::EventDelivery>,
 }
 
 impl TurnRunner {
@@ -128,6 +130,7 @@ impl TurnRunner {
             live: Arc::new(LiveTurns::default()),
             settings: WriterSettings::default(),
             approvals: None,
+            events: None,
         }
     }
 

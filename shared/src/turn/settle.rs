@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::execute::RunningTurn;
 use super::runner::TurnRunner;
 use crate::agent::SinkClosed;
-use crate::store::{OutputRecord, StoreError};
+use crate::store::{OutboxEvent, OutputRecord, StoreError};
 use crate::ui::{UIMessage, UIPart};
 
 /// Why a turn could not be settled.
@@ -26,15 +26,23 @@ impl TurnRunner {
     /// the chat is free, so they also find the reply in the history. The turn-complete names
     /// the reply ([`REPLY_HEADER`](super::REPLY_HEADER)): a turn that dies before storing it is
     /// recovered with it. `record`, when the turn changed it, is saved with the release, or
-    /// alone when the turn cannot free the chat.
+    /// alone when the turn cannot free the chat. The turn's `event` goes to the outbox just
+    /// before the chat is freed: a turn that dies before is recovered, and its recovery writes
+    /// the event under the same id.
     pub(super) async fn settle(
         &self,
         turn: &mut RunningTurn,
         message: &UIMessage,
         record: Option<&Value>,
+        event: Option<&OutboxEvent>,
     ) -> Result<(), SettleError> {
         let (closing, released) = match self.end_and_store(turn, message).await {
-            Ok(closing) => (Some(closing), self.free_chat(turn, record).await),
+            Ok(closing) => {
+                if let Some(event) = event {
+                    self.record_event(event).await;
+                }
+                (Some(closing), self.free_chat(turn, record).await)
+            }
             Err(error) => (None, Err(error)),
         };
         if released.is_err()

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chatfn::store::memory::MemoryStore;
 use chatfn::store::{
-    InputAppend, InputRecord, LeaseAcquire, OutputCadence, OutputRecord, Session, SessionCreate,
-    Store, StoreResult, TurnLease,
+    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputCadence, OutputRecord, Session,
+    SessionCreate, Store, StoreResult, TurnLease,
 };
 use chatfn::ui::UIMessage;
 use serde_json::Value;
@@ -194,5 +194,32 @@ impl Store for CountingStore {
     async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {
         self.wrote();
         self.inner.put_state(chat_id, state).await
+    }
+
+    async fn put_event(&self, event: &OutboxEvent) -> StoreResult<()> {
+        self.wrote();
+        self.inner.put_event(event).await
+    }
+
+    async fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
+        self.inner.due_events(now_ms, limit).await
+    }
+
+    async fn reschedule_event(
+        &self,
+        chat_id: &str,
+        id: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> StoreResult<()> {
+        self.wrote();
+        self.inner
+            .reschedule_event(chat_id, id, attempts, next_attempt_ms)
+            .await
+    }
+
+    async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
+        self.wrote();
+        self.inner.remove_event(chat_id, id).await
     }
 }

@@ -11,6 +11,7 @@
 //! | `chat#{chatId}` | `msg#{pos:020}` | one finished message (JSON, deflated when `z` = `deflate`), in conversation order |
 //! | `chat#{chatId}` | `msgid#{messageId}` | index: message id → position |
 //! | `chat#{chatId}` | `state` | per-chat state (JSON) |
+//! | `outbox` | `evt#{chatId}#{eventId}` | an event to deliver (see `outbox.rs`) |
 //! | … | `{sk}#p{n:03}` | continuation `n` of a payload over 350 KB (`np` items, one token `v`) |
 //!
 //! Output batches are keyed by the *first* seq they hold and written with one conditional put
@@ -52,6 +53,7 @@ mod call;
 mod codec;
 mod item;
 mod ops;
+mod outbox;
 mod schema_check;
 
 use std::collections::HashMap;
@@ -1215,5 +1217,28 @@ impl Store for DynamoStore {
             Err(Failure::Condition(_)) => Err(no_session(chat_id)),
             Err(failure) => Err(failure.into_store_error()),
         }
+    }
+
+    async fn put_event(&self, event: &super::OutboxEvent) -> StoreResult<()> {
+        self.put_outbox_event(event).await
+    }
+
+    async fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<super::OutboxEvent>> {
+        self.due_outbox_events(now_ms, limit).await
+    }
+
+    async fn reschedule_event(
+        &self,
+        chat_id: &str,
+        id: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> StoreResult<()> {
+        self.reschedule_outbox_event(chat_id, id, attempts, next_attempt_ms)
+            .await
+    }
+
+    async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
+        self.remove_outbox_event(chat_id, id).await
     }
 }

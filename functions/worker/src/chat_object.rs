@@ -1,7 +1,8 @@
 //! The Durable Object of one chat: its state in the object's SQLite storage, its turns run by the
 //! core engine in the object, its live chunks fanned out from the object's memory to every reader
-//! (reload-resume, other tabs, stop), and an alarm that keeps a running turn alive and removes the
-//! chat once its session has expired.
+//! (reload-resume, other tabs, stop), and an alarm that keeps a running turn alive, retries the
+//! chat's undelivered events (the Worker's event sweeper) and removes the chat once its session
+//! has expired.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -113,13 +114,14 @@ impl ChatObject {
         Ok(response)
     }
 
-    /// Wakes the object while a turn runs, and at the session's expiry to remove the chat.
+    /// Wakes the object while a turn runs, when the next undelivered event is due, and at the
+    /// session's expiry to remove the chat.
     async fn schedule_alarm(&self, chat: &Chat) -> Result<(), ApiError> {
         let Some(chat_id) = chat.store.chat_id().map_err(ApiError::from)? else {
             return Ok(());
         };
         let runner = chat.app.runner();
-        let wake_at = if runner.turn_running(&chat_id).await? {
+        let turn_or_expiry = if runner.turn_running(&chat_id).await? {
             Some(now_ms() + TURN_HEARTBEAT.as_millis() as u64)
         } else {
             runner
@@ -128,6 +130,14 @@ impl ChatObject {
                 .await
                 .map_err(ApiError::from)?
                 .and_then(|session| session.expires_at_ms)
+        };
+        let next_event = match runner.events() {
+            Some(events) => events.next_due_ms().await.map_err(ApiError::from)?,
+            None => None,
+        };
+        let wake_at = match (turn_or_expiry, next_event) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         let storage = self.state.storage();
         let current = storage.get_alarm().await.map_err(storage_error)?;
@@ -148,6 +158,11 @@ impl ChatObject {
             return Ok(());
         };
         let runner = chat.app.runner();
+        if let Some(events) = runner.events()
+            && let Err(error) = events.sweep(64).await
+        {
+            worker::console_error!("chat alarm: the event outbox: {error}");
+        }
         let expired = runner
             .store()
             .session(&chat_id)

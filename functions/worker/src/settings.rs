@@ -56,7 +56,7 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<App, ApiError> {
         .ok_or_else(|| ApiError::internal("CHATFN_SECRET_KEY is not set"))?;
     Ok(App::new(
         HttpSettings::from_config(config, keys),
-        TurnRunner::new(store, agent),
+        TurnRunner::new(store, agent).with_configured_webhook(config),
     ))
 }
 

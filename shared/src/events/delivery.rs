@@ -59,7 +59,10 @@ impl Webhook {
             )
             .body(event.body.clone());
         let sent = crate::runtime::sendable(async move {
-            request.send().await.map(|response| response.status().as_u16())
+            request
+                .send()
+                .await
+                .map(|response| response.status().as_u16())
         });
         match crate::runtime::timeout(ATTEMPT_TIMEOUT, sent).await {
             Ok(Ok(status)) => AttemptResult::Status(status),

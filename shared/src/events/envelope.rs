@@ -225,8 +225,8 @@ mod tests {
 
     #[test]
     fn a_turn_event_has_the_documented_shape() {
-        let body: Value = serde_json::from_str(&turn_body(1_700_000_000_123, turn("Hello.")))
-            .expect("json");
+        let body: Value =
+            serde_json::from_str(&turn_body(1_700_000_000_123, turn("Hello."))).expect("json");
         assert_eq!(body["type"], "turn.completed");
         assert_eq!(body["timestamp"], "2023-11-14T22:13:20.123Z");
         let data = &body["data"];
@@ -250,7 +250,9 @@ mod tests {
         assert!(body.len() <= MAX_BODY_BYTES, "{}", body.len());
         let body: Value = serde_json::from_str(&body).expect("json");
         assert_eq!(body["data"]["truncated"], true);
-        let text = body["data"]["message"]["parts"][1]["text"].as_str().unwrap_or("");
+        let text = body["data"]["message"]["parts"][1]["text"]
+            .as_str()
+            .unwrap_or("");
         assert!(text.ends_with(TRIMMED_MARK) && text.len() > MAX_BODY_BYTES / 4);
     }
 
@@ -263,7 +265,10 @@ mod tests {
         }));
         let body: Value = serde_json::from_str(&turn_body(0, data)).expect("json");
         assert_eq!(body["data"]["truncated"], true);
-        let parts = body["data"]["message"]["parts"].as_array().cloned().unwrap_or_default();
+        let parts = body["data"]["message"]["parts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0]["text"], "kept");
     }
@@ -273,9 +278,12 @@ mod tests {
         let mut session = Session::new("chat-2", 0);
         session.owner = Some("user-1".into());
         session.closed_reason = Some("done".into());
-        let body: Value =
-            serde_json::from_str(&chat_body(super::super::CHAT_CLOSED, 0, &ChatChanged::of(&session)))
-                .expect("json");
+        let body: Value = serde_json::from_str(&chat_body(
+            super::super::CHAT_CLOSED,
+            0,
+            &ChatChanged::of(&session),
+        ))
+        .expect("json");
         assert_eq!(body["type"], "chat.closed");
         assert_eq!(body["data"]["chatId"], "chat-2");
         assert_eq!(body["data"]["owner"], "user-1");

@@ -13,7 +13,10 @@ pub fn event_id(kind: &str, session_id: &str, subject: &str) -> String {
         hash.update([0]);
     }
     let digest = hash.finalize();
-    let hex: String = digest[..16].iter().map(|byte| format!("{byte:02x}")).collect();
+    let hex: String = digest[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     format!("evt_{hex}")
 }
 

@@ -16,9 +16,7 @@ pub mod retry;
 mod signature;
 
 pub use delivery::{EventDelivery, SweepReport, Webhook};
-pub use envelope::{
-    ChatChanged, MAX_BODY_BYTES, TokenCounts, TurnCompleted, chat_body, turn_body,
-};
+pub use envelope::{ChatChanged, MAX_BODY_BYTES, TokenCounts, TurnCompleted, chat_body, turn_body};
 pub use id::{event_id, turn_event_id};
 pub use signature::{SecretError, WebhookSecrets};
 

@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(retry_delay(2, 0.0), Some(Duration::from_secs(2)));
         assert_eq!(retry_delay(4, 1.0), Some(Duration::from_secs(16)));
         assert_eq!(retry_delay(15, 1.0), Some(LONGEST_WAIT));
-        assert_eq!(retry_delay(MAX_ATTEMPTS - 1, 0.5), Some(LONGEST_WAIT.mul_f64(0.75)));
+        assert_eq!(
+            retry_delay(MAX_ATTEMPTS - 1, 0.5),
+            Some(LONGEST_WAIT.mul_f64(0.75))
+        );
         assert_eq!(retry_delay(MAX_ATTEMPTS, 0.5), None);
         assert_eq!(retry_delay(0, 0.5), None);
     }

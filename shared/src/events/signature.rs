@@ -70,7 +70,12 @@ impl WebhookSecrets {
         let signed = format!("{id}.{timestamp_secs}.{body}");
         self.keys
             .iter()
-            .map(|key| format!("v1,{}", STANDARD.encode(hmac_sha256(key, signed.as_bytes()))))
+            .map(|key| {
+                format!(
+                    "v1,{}",
+                    STANDARD.encode(hmac_sha256(key, signed.as_bytes()))
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -94,7 +99,8 @@ mod tests {
     /// The example of the Standard Webhooks specification's reference libraries.
     #[test]
     fn signs_the_specification_example() {
-        let secrets = WebhookSecrets::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
+        let secrets =
+            WebhookSecrets::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
         let body = r#"{"test": 2432232314}"#;
         assert_eq!(
             secrets.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
@@ -104,8 +110,9 @@ mod tests {
 
     #[test]
     fn every_secret_of_a_rotation_signs() {
-        let secrets = WebhookSecrets::parse(" whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw  whsec_c2Vjb25k ")
-            .expect("secrets");
+        let secrets =
+            WebhookSecrets::parse(" whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw  whsec_c2Vjb25k ")
+                .expect("secrets");
         let header = secrets.sign("msg_1", 1, "{}");
         let signatures: Vec<&str> = header.split(' ').collect();
         assert_eq!(signatures.len(), 2);
@@ -122,7 +129,12 @@ mod tests {
         );
         let error = WebhookSecrets::parse("whsec_!!not-base64!!").err();
         assert_eq!(error, Some(SecretError::NotBase64 { position: 1 }));
-        assert!(!error.map(|e| e.to_string()).unwrap_or_default().contains("not-base64!!"));
+        assert!(
+            !error
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("not-base64!!")
+        );
         let secrets = WebhookSecrets::parse("whsec_c2Vjb25k").expect("secret");
         assert!(!format!("{secrets:?}").contains("c2Vjb25k"));
     }

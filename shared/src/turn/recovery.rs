@@ -85,7 +85,12 @@ impl TurnRunner {
 
     /// Writes the event of a recovered turn (when events are on), with what its log holds of
     /// the reply.
-    async fn recovered_event(&self, chat_id: &str, expired: &TurnLease, fold: Option<&MessageFold>) {
+    async fn recovered_event(
+        &self,
+        chat_id: &str,
+        expired: &TurnLease,
+        fold: Option<&MessageFold>,
+    ) {
         let empty = UIMessage::new(String::new(), Role::Assistant);
         let message = fold.map_or(&empty, MessageFold::message);
         let end = TurnEnd {

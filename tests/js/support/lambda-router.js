@@ -118,6 +118,21 @@ export async function attachToLambda() {
       const text = readFileSync(logFile, 'utf8').slice(mark ?? 0);
       return `--- cargo lambda watch (the three functions) ---\n${text.length > 8000 ? `…${text.slice(-8000)}` : text}`;
     },
+    /** Runs the event sweeper once, as its EventBridge schedule does on AWS. */
+    sweep: () => invokeSweeper(process.env.CHATFN_LAMBDA_URL),
     stop: () => router.close(),
   };
+}
+
+/** Invokes the `event-sweeper` function through `cargo lambda watch`'s Lambda invoke API. */
+async function invokeSweeper(lambdaUrl) {
+  const url = `${lambdaUrl.replace(/\/+$/, '')}/2015-03-31/functions/event-sweeper/invocations`;
+  const scheduled = {
+    version: '0', id: 'e2e-sweep', 'detail-type': 'Scheduled Event', source: 'aws.scheduler',
+    account: '123456789012', time: new Date().toISOString(), region: 'us-east-1', resources: [], detail: {},
+  };
+  const res = await fetch(url, { method: 'POST', body: JSON.stringify(scheduled) });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`event-sweeper invocation: ${res.status} ${text}`);
+  return text;
 }

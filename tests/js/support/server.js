@@ -45,9 +45,10 @@ process.once('exit', () => {
 
 /**
  * Starts chatfn-local wired to the mock model at `modelBaseUrl`, or attaches to CHATFN_BASE_URL.
+ * With `dataDir`, its chats are kept there (and survive a restart on the same folder).
  * Returns `{ baseUrl, secretKey, stop(), logs() }`.
  */
-export async function startChatfn({ modelBaseUrl, env = {}, args = [] } = {}) {
+export async function startChatfn({ modelBaseUrl, env = {}, args = [], dataDir } = {}) {
   if (process.env.CHATFN_LAMBDA_URL) return attachToLambda();
   if (process.env.CHATFN_WORKER === '1') return startWorker({ modelBaseUrl, env });
   if (process.env.CHATFN_BASE_URL) {
@@ -74,8 +75,10 @@ export async function startChatfn({ modelBaseUrl, env = {}, args = [] } = {}) {
   }
   if (!modelBaseUrl) throw new Error('startChatfn: modelBaseUrl is required');
 
-  const secretKey = process.env.CHATFN_SECRET_KEY || `sk_test_${randomBytes(24).toString('hex')}`;
-  const child = spawn(bin, ['--host', '127.0.0.1', '--port', '0', '--memory', ...args], {
+  const secretKey = env.CHATFN_SECRET_KEY || process.env.CHATFN_SECRET_KEY || `sk_test_${randomBytes(24).toString('hex')}`;
+  // A data folder keeps the chats across a restart (SQLite); without one they live in memory.
+  const store = dataDir ? ['--data-dir', dataDir] : ['--memory'];
+  const child = spawn(bin, ['--host', '127.0.0.1', '--port', '0', ...store, ...args], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {

@@ -115,8 +115,19 @@ export CHATFN_MCP_SERVERS="[{\"name\": \"everything\", \"url\": \"http://127.0.0
   {\"name\": \"silent\", \"url\": \"http://127.0.0.1:$mcp_silent_port/mcp\", \"timeout\": \"2s\"}]"
 export CHATFN_APPROVAL_TOOLS=files_read
 
-echo "==> build the three functions (as cargo lambda watch runs them)"
-cargo build -p session-start -p token-refresh -p agent-turn --features "$features"
+# --- turn events (issue 26): the receiver's address, and the event sweeper ----------------------
+# The functions read their configuration once, so the webhook receiver's port and secret are
+# chosen now: tests/js/test/21-turn-events.test.js starts the receiver on them and verifies every
+# delivery with the npm standardwebhooks package. The sweeper (functions/event-sweeper, on a
+# schedule on AWS) runs as one more instance, invoked by that test as the schedule would.
+export CHATFN_E2E_WEBHOOK_PORT="$(free_port)"
+export CHATFN_E2E_WEBHOOK_SECRET="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
+export CHATFN_WEBHOOK_URL="http://127.0.0.1:$CHATFN_E2E_WEBHOOK_PORT/hooks/chatfn"
+export CHATFN_WEBHOOK_SECRET="$CHATFN_E2E_WEBHOOK_SECRET"
+# --- end of turn events --------------------------------------------------------------------------
+
+echo "==> build the functions (as cargo lambda watch runs them)"
+cargo build -p session-start -p token-refresh -p agent-turn -p event-sweeper --features "$features"
 
 # cargo lambda watch serves the Lambda APIs (the runtime API the functions poll, and the function
 # URLs) and this script starts the instances, as Lambda does: each one process that takes one
@@ -165,6 +176,9 @@ for fn in session-start token-refresh agent-turn; do
   start_instances "$fn" "$instances"
   echo "$fn: $instances instances polling after $((SECONDS - started)) s"
 done
+# Turn events: one sweeper instance, as the schedule invokes one at a time.
+start_instances event-sweeper 1
+echo "event-sweeper: 1 instance polling"
 
 # Each function answers a JSON 404 for a route it does not own: that is the sign it runs.
 for fn in session-start token-refresh agent-turn; do
@@ -186,6 +200,8 @@ else
     "test/00-sessions.test.js test/01-two-turns.test.js test/02-incremental.test.js \
      test/03-tool-call.test.js test/04-resume.test.js test/05-stop.test.js \
      test/07-bad-input.test.js test/08-disconnect.test.js lambda/"
+    # Turn events: the receiver on CHATFN_E2E_WEBHOOK_PORT, the sweeper invoked by the test.
+    "test/21-turn-events.test.js"
     "load/"
   )
 fi

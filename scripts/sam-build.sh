@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The deploy build, as docs/deploy-aws.md has a user run it: `sam build` from the repository root
 # with samconfig.toml (infra/template.yaml, the rust-cargolambda build method, arm64), then a check
-# that each of the three functions' `bootstrap` files is an aarch64 Linux executable.
+# that each of the four functions' `bootstrap` files is an aarch64 Linux executable.
 #
 #   bash scripts/sam-build.sh
 #
@@ -47,7 +47,7 @@ echo "sam build took $((SECONDS - started)) s"
 elf_field() { # file offset size: the little-endian unsigned integer there
   od -An -j "$2" -N "$3" -t "u$3" --endian=little "$1" | tr -d ' '
 }
-for function in SessionStartFunction TokenRefreshFunction AgentTurnFunction; do
+for function in SessionStartFunction TokenRefreshFunction AgentTurnFunction EventSweeperFunction; do
   bootstrap=".aws-sam/build/$function/bootstrap"
   [[ -f "$bootstrap" && -x "$bootstrap" ]] || { echo "$bootstrap: missing or not executable" >&2; exit 1; }
   magic="$(od -An -N 4 -t x1 "$bootstrap" | tr -d ' ')"

@@ -48,6 +48,7 @@ mod app;
 mod cors;
 mod flush;
 mod streaming;
+mod sweeper;
 
 use axum::Router;
 use chatfn::turn::TurnRunner;
@@ -56,6 +57,7 @@ pub use app::{AppError, app, app_with_agent};
 pub use cors::without_cors_headers;
 pub use lambda_http::Error;
 pub use streaming::{END_MARGIN, InvocationBody, STOP_MARGIN, StreamingInvocations};
+pub use sweeper::serve_event_sweeper;
 
 /// Sets up the function's telemetry (see `chatfn_telemetry`): logs to stderr (CloudWatch), JSON
 /// unless `CHATFN_LOG_FORMAT=text`, `RUST_LOG` filtering as on the local server; one Embedded

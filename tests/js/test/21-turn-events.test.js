@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
 import { e2eSuite } from '../support/harness.js';
+import { lambdaInstances, pidsHoldingPort } from '../support/lambda-instances.js';
 import { chatUrl, createSession, request, startChatfn, stopChat } from '../support/server.js';
 import { assertWellFormedReply, sendTurn, textOf, userMessage, waitFor } from '../support/stream.js';
 import { startWebhookReceiver } from '../support/webhook-receiver.js';
@@ -128,6 +129,27 @@ e2eSuite('turn events (Standard Webhooks)', (ctx, e2e) => {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     assert.equal(receiver.accepted(chatId, 'turn.completed').length, 1, 'one event for the failed turn');
   }, { timeout: 60_000 });
+
+  // Lambda only: the instance that ran the turn is killed once its own attempt has failed; the
+  // event outlives it in the outbox and the sweeper function delivers it.
+  e2e('an event outlives the instance that made it', async () => {
+    const { chatId, transport } = await ctx.newChat('events-killed');
+    receiver.failNextFor(chatId, 'turn.completed');
+    ctx.mock.handle(() => ({ text: 'Outlived.' }));
+    await sendTurn(transport, { chatId, messages: [userMessage('hi')] });
+    await waitFor(() => receiver.forChat(chatId, 'turn.completed').length >= 1, {
+      timeout: 15_000, message: 'the turn\'s own (failed) attempt',
+    });
+    const call = ctx.mock.requests.at(-1);
+    const owners = pidsHoldingPort(lambdaInstances('agent-turn'), call.clientPort);
+    assert.equal(owners.length, 1, `the instance that ran the turn still holds its model connection: ${owners}`);
+    process.kill(owners[0], 'SIGKILL');
+    const [delivered] = await eventsOf(chatId, 'turn.completed');
+    const attempts = receiver.forChat(chatId, 'turn.completed');
+    assert.equal(attempts[0].status, 503);
+    assert.ok(attempts.every((a) => a.id === delivered.id), 'the sweeper sent the same webhook-id');
+    assert.equal(textOf(delivered.event.data.message), 'Outlived.');
+  }, { timeout: 60_000, skip: !process.env.CHATFN_LAMBDA_URL && 'Lambda only (scripts/lambda-e2e.sh)' });
 
   // The local server only: a turn whose process is killed mid-stream is recovered by the next
   // process on the same data folder once its lease (30 s) has expired. (The Lambda e2e kills an

@@ -1,0 +1,13 @@
+//! chatfn's event sweeper on AWS Lambda: invoked on a schedule, it delivers the turn events
+//! whose first attempt failed (or whose turn's instance died before trying), with the retry
+//! policy of `chatfn::events`.
+
+use chatfn::config::Config;
+
+#[tokio::main]
+async fn main() -> Result<(), chatfn_lambda::Error> {
+    chatfn_lambda::init_logging();
+    let config = Config::from_env()?;
+    let app = chatfn_lambda::app(&config).await?;
+    chatfn_lambda::serve_event_sweeper(app.runner().events().cloned()).await
+}

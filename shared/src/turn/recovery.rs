@@ -103,7 +103,9 @@ impl TurnRunner {
                 .unwrap_or(FinishReason::Error),
             stopped: false,
             recovered: true,
-            error: Some("the turn was interrupted and recovered".to_owned()),
+            // A turn that died after its end was written had finished its reply.
+            error: (!fold.is_some_and(|fold| fold.finish_reason().is_some() && !fold.is_aborted()))
+                .then(|| "the reply was interrupted before it finished".to_owned()),
         };
         if let Some(event) = self.turn_event(chat_id, end).await {
             self.record_event(&event).await;

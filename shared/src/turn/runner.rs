@@ -314,6 +314,20 @@ impl TurnRunner {
                 // turn gets the error and its turn-complete), and consume it so it never blocks
                 // the chat.
                 self.fail_input(chat_id, &lease, input_seq, &error).await;
+                let refused = UIMessage::new(String::new(), crate::ui::Role::Assistant);
+                let end = super::events::TurnEnd {
+                    input_seq: Some(input_seq),
+                    message: &refused,
+                    usage: crate::model::Usage::default(),
+                    total_usage: None,
+                    finish_reason: crate::model::FinishReason::Error,
+                    stopped: false,
+                    recovered: false,
+                    error: Some(error.to_string()),
+                };
+                if let Some(event) = self.turn_event(chat_id, end).await {
+                    self.record_event(&event).await;
+                }
                 self.store
                     .release_lease(chat_id, &lease.holder, Some(input_seq))
                     .await?;

@@ -51,6 +51,8 @@ else
     test/16-trigger-readers.test.js
     test/17-trigger-errors.test.js
     test/20-mcp-tools.test.js
+    # Turn events: each file's Worker sends them to the test's receiver; the chat's alarm sweeps.
+    test/21-turn-events.test.js
     worker/
   )
 fi

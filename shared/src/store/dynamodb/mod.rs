@@ -11,7 +11,7 @@
 //! | `chat#{chatId}` | `msg#{pos:020}` | one finished message (JSON, deflated when `z` = `deflate`), in conversation order |
 //! | `chat#{chatId}` | `msgid#{messageId}` | index: message id → position |
 //! | `chat#{chatId}` | `state` | per-chat state (JSON) |
-//! | `outbox` | `evt#{chatId}#{eventId}` | an event to deliver (see `outbox.rs`) |
+//! | `outbox#{nn}` | `evt#{chatId}#{eventId}` | an event to deliver, in one of 16 partitions (see `outbox.rs`) |
 //! | … | `{sk}#p{n:03}` | continuation `n` of a payload over 350 KB (`np` items, one token `v`) |
 //!
 //! Output batches are keyed by the *first* seq they hold and written with one conditional put

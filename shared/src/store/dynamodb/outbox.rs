@@ -1,11 +1,13 @@
-//! The outbox on DynamoDB: every chat's undelivered events in one partition, `outbox`, so a
-//! sweeper lists them with one Query and the table needs no index. Only undelivered events live
-//! there (an event is removed once delivered, normally a second after its turn), so the
-//! partition stays small; its writes are the events' own (one put and one delete each).
+//! The outbox on DynamoDB: every chat's undelivered events in a few partitions of their own,
+//! `outbox#00` to `outbox#15` (the chat id's hash picks one), so a sweeper lists them with one
+//! Query each and the table needs no index. Only undelivered events live there (an event is
+//! removed once delivered, normally a second after its turn), so the partitions stay small;
+//! their writes are the events' own (one put and one delete each). Sixteen partitions spread
+//! those writes: one partition takes at most 1,000 write units a second.
 //!
 //! | pk | sk | what |
 //! |---|---|---|
-//! | `outbox` | `evt#{chatId}#{eventId}` | `chat_id`, `id`, `body`, `attempts`, `next_ms` |
+//! | `outbox#{nn}` | `evt#{chatId}#{eventId}` | `chat_id`, `id`, `body`, `attempts`, `next_ms` |
 
 use super::DynamoStore;
 use super::call::Failure;
@@ -13,10 +15,22 @@ use super::codec::insert;
 use super::item::*;
 use crate::store::{OutboxEvent, StoreResult};
 
-const OUTBOX_PK: &str = "outbox";
+/// How many partitions the outbox is spread over.
+const OUTBOX_SHARDS: u8 = 16;
 const BODY: &str = "body";
 const ATTEMPTS: &str = "attempts";
 const NEXT_MS: &str = "next_ms";
+
+/// The outbox partition of `chat_id`'s events: stable across processes and releases.
+fn outbox_pk(chat_id: &str) -> String {
+    use sha2::Digest as _;
+    let shard = sha2::Sha256::digest(chat_id.as_bytes())[0] % OUTBOX_SHARDS;
+    shard_pk(shard)
+}
+
+fn shard_pk(shard: u8) -> String {
+    format!("outbox#{shard:02}")
+}
 
 fn event_sk(chat_id: &str, id: &str) -> String {
     format!("evt#{chat_id}#{id}")
@@ -39,7 +53,10 @@ fn present() -> Expr {
 
 impl DynamoStore {
     pub(super) async fn put_outbox_event(&self, event: &OutboxEvent) -> StoreResult<()> {
-        let mut item = key(OUTBOX_PK, &event_sk(&event.chat_id, &event.id));
+        let mut item = key(
+            &outbox_pk(&event.chat_id),
+            &event_sk(&event.chat_id, &event.id),
+        );
         insert(&mut item, ID, s(&event.id));
         insert(&mut item, CHAT_ID, s(&event.chat_id));
         insert(&mut item, BODY, s(&event.body));
@@ -58,7 +75,14 @@ impl DynamoStore {
         limit: usize,
     ) -> StoreResult<Vec<OutboxEvent>> {
         let hi = format!("evt#{RANGE_END}");
-        let items = self.query_all(OUTBOX_PK, ("evt#", &hi), None).await?;
+        let shards = (0..OUTBOX_SHARDS).map(|shard| {
+            let hi = hi.clone();
+            async move { self.query_all(&shard_pk(shard), ("evt#", &hi), None).await }
+        });
+        let mut items = Vec::new();
+        for shard in futures::future::join_all(shards).await {
+            items.extend(shard?);
+        }
         let mut due = Vec::new();
         for item in &items {
             let event = read_event(item)?;
@@ -84,7 +108,7 @@ impl DynamoStore {
         let returns = aws_sdk_dynamodb::types::ReturnValue::None;
         match self
             .update(
-                key(OUTBOX_PK, &event_sk(chat_id, id)),
+                key(&outbox_pk(chat_id), &event_sk(chat_id, id)),
                 &update,
                 &present(),
                 returns,
@@ -98,11 +122,25 @@ impl DynamoStore {
 
     pub(super) async fn remove_outbox_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         match self
-            .delete(key(OUTBOX_PK, &event_sk(chat_id, id)), &present())
+            .delete(key(&outbox_pk(chat_id), &event_sk(chat_id, id)), &present())
             .await
         {
             Ok(()) | Err(Failure::Condition(_)) => Ok(()),
             Err(failure) => Err(failure.into_store_error()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_keeps_its_partition_and_chats_spread_over_all() {
+        assert_eq!(outbox_pk("chat-1"), outbox_pk("chat-1"));
+        let used: std::collections::BTreeSet<String> =
+            (0..400).map(|n| outbox_pk(&format!("chat-{n}"))).collect();
+        assert_eq!(used.len(), usize::from(OUTBOX_SHARDS));
+        assert!(used.contains("outbox#00") && used.contains("outbox#15"));
     }
 }

@@ -32,6 +32,7 @@ DOMAIN = {"DomainName": "chat.example.com", "CertificateArn": CERTIFICATE}
 VPC = {"AgentTurnSubnetIds": "subnet-0a1b2c3d,subnet-4e5f6789", "AgentTurnSecurityGroupIds": "sg-0a1b2c3d"}
 BOUNDARY = {"PermissionsBoundaryArn": "arn:aws:iam::123456789012:policy/team-boundary"}
 TABLE = {"ExistingTableName": "app-table"}
+EVENTS = {"WebhookUrl": "https://hooks.example.com/chatfn", "WebhookSecretName": "chatfn/webhook-secret"}
 
 # Deployable: each must pass the rules, the patterns and `sam validate --lint`.
 ACCEPTED = {
@@ -42,7 +43,8 @@ ACCEPTED = {
     "permissions boundary": BOUNDARY,
     "agent-turn in a VPC": VPC,
     "no front door": {"FrontDoor": "false"},
-    "all of them": {**TABLE, **DOMAIN, **BOUNDARY, **VPC, "HostedZoneId": "Z0123456789ABCDEFGHIJ"},
+    "turn events": EVENTS,
+    "all of them": {**TABLE, **DOMAIN, **BOUNDARY, **VPC, **EVENTS, "HostedZoneId": "Z0123456789ABCDEFGHIJ"},
 }
 
 # Refused before anything is created: the rule or the parameter whose pattern refuses each.
@@ -64,6 +66,12 @@ REFUSED = {
         "SecurityGroupsNeedSubnets",
     ),
     "a table name with a space": ({"ExistingTableName": "app table"}, "ExistingTableName"),
+    "a webhook without a secret": ({"WebhookUrl": EVENTS["WebhookUrl"]}, "WebhookNeedsASecret"),
+    "a webhook secret without a URL": (
+        {"WebhookSecretName": EVENTS["WebhookSecretName"]},
+        "WebhookSecretNeedsAUrl",
+    ),
+    "a webhook that is not a URL": ({**EVENTS, "WebhookUrl": "hooks.example.com"}, "WebhookUrl"),
 }
 
 

@@ -513,8 +513,11 @@ async fn provider_from_environment_child() {
     let stream = model.stream(request).await.expect("stream");
     let events: Vec<ModelEvent> = stream.map(|event| event.expect("event")).collect().await;
     assert_eq!(
-        events.first(),
-        Some(&ModelEvent::TextDelta("Signed by the chain.".into()))
+        events[..2],
+        [
+            ModelEvent::ResponseModel(MODEL_ID.into()),
+            ModelEvent::TextDelta("Signed by the chain.".into())
+        ]
     );
     assert!(matches!(events.last(), Some(ModelEvent::Finish { .. })));
 }

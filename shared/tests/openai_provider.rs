@@ -26,7 +26,8 @@ fn model(mock: &MockOpenAi) -> OpenAiCompatible {
     OpenAiCompatible::new(mock.base_url(), None, "mock-model").expect("client")
 }
 
-/// Every item of the stream with the time it arrived.
+/// Every item of the stream with the time it arrived, but the model's name
+/// (`the_stream_names_the_model_that_answers_first` checks it).
 async fn collect_timed(
     model: &OpenAiCompatible,
     request: ModelRequest,
@@ -34,9 +35,30 @@ async fn collect_timed(
     let mut stream = model.stream(request).await.expect("stream starts");
     let mut items = Vec::new();
     while let Some(item) = stream.next().await {
-        items.push((Instant::now(), item));
+        if !matches!(item, Ok(ModelEvent::ResponseModel(_))) {
+            items.push((Instant::now(), item));
+        }
     }
     items
+}
+
+#[tokio::test]
+async fn the_stream_names_the_model_that_answers_first() {
+    let mock = MockOpenAi::start(vec![ScriptedReply::say("Hi.")]).await;
+    let stream = model(&mock)
+        .stream(user("Hi"))
+        .await
+        .expect("stream starts");
+    let events: Vec<_> = stream.collect().await;
+    assert_eq!(
+        events.first(),
+        Some(&Ok(ModelEvent::ResponseModel("mock-model".into())))
+    );
+    let named = events
+        .iter()
+        .filter(|event| matches!(event, Ok(ModelEvent::ResponseModel(_))))
+        .count();
+    assert_eq!(named, 1, "{events:?}");
 }
 
 async fn collect(

@@ -336,7 +336,13 @@ async fn a_recorded_image_generation_is_shown_with_its_image() {
 #[tokio::test]
 async fn a_recorded_error_ends_the_stream_with_its_message() {
     let responses = recording("openai-error.1.chunks.txt");
-    let items = served("gpt-5-nano", &responses[0]).await;
+    let mut items = served("gpt-5-nano", &responses[0]).await;
+    // `response.created` named the model before the response failed.
+    let named = items.remove(0);
+    assert_eq!(
+        named,
+        Ok(ModelEvent::ResponseModel("gpt-5-nano-2025-08-07".into()))
+    );
     assert_eq!(items.len(), 1, "{items:?}");
     match &items[0] {
         Err(ModelError::Stream(message)) => {

@@ -308,6 +308,10 @@ pub enum ModelEvent {
         /// The tool failed: `output` says how.
         failed: bool,
     },
+    /// The model the provider says answered (it may name a dated version of the model asked
+    /// for, or another one behind an alias): at most once per call, before the content it
+    /// labels where the provider says it early.
+    ResponseModel(String),
     /// The model call ended; nothing follows.
     Finish {
         /// Why the model stopped.

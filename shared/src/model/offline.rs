@@ -154,7 +154,9 @@ impl Model for OfflineModel {
     }
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
-        let events = offline_events(&offline_reply(&request));
+        // The offline model answers as itself.
+        let events = std::iter::once(ModelEvent::ResponseModel(self.id()))
+            .chain(offline_events(&offline_reply(&request)));
         let delay = self.word_delay;
         let stream = futures::stream::iter(events).then(move |event| async move {
             if !delay.is_zero() && matches!(event, ModelEvent::TextDelta(_)) {

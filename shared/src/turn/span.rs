@@ -25,6 +25,7 @@ pub(super) fn turn(chat_id: &str, input_seq: u64, model_id: &str) -> tracing::Sp
         gen_ai.operation.name = "invoke_agent",
         gen_ai.provider.name = provider,
         gen_ai.request.model = model,
+        gen_ai.response.model = Empty,
         gen_ai.conversation.id = chat_id,
         chatfn.turn.input_seq = input_seq,
         gen_ai.response.finish_reasons = Empty,

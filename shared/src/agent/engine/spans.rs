@@ -1,15 +1,17 @@
 //! The engine's spans, after the OpenTelemetry GenAI semantic conventions: `chat {model}` per
 //! model call and `execute_tool {name}` per tool call, and the turn's figures the engine alone
-//! knows (tool calls, time to first token), recorded on the turn's span. Message contents,
-//! tool arguments and results are recorded only when
+//! knows (tool calls, time to first token, the model that answered), recorded on the turn's
+//! span. Message contents, tool arguments and results are recorded only when
 //! `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`.
+
+mod messages;
 
 use std::sync::OnceLock;
 
 use tracing::field::Empty;
 
 use crate::clock::now_ms;
-use crate::model::{FinishReason, ModelMessage, Usage};
+use crate::model::{FinishReason, ModelEvent, ModelMessage, Usage};
 
 /// The environment variable that lets spans carry message contents.
 pub const CAPTURE_CONTENT_VAR: &str = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
@@ -24,13 +26,15 @@ fn capture_content() -> bool {
 }
 
 /// What the engine measures of a turn for its span.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct TurnFigures {
     started_ms: u64,
     call_started_ms: u64,
     call_answered: bool,
     first_token_ms: Option<u64>,
     tool_calls: u64,
+    /// The model the provider said answered the latest call.
+    response_model: Option<String>,
 }
 
 impl Default for TurnFigures {
@@ -42,6 +46,7 @@ impl Default for TurnFigures {
             call_answered: false,
             first_token_ms: None,
             tool_calls: 0,
+            response_model: None,
         }
     }
 }
@@ -69,6 +74,13 @@ impl TurnFigures {
             .get_or_insert(now.saturating_sub(self.started_ms));
     }
 
+    /// The provider says `model` answered the call: on the call's span (the current one) and,
+    /// when the turn ends, on the turn's.
+    pub(super) fn response_model(&mut self, model: String) {
+        tracing::Span::current().record("gen_ai.response.model", model.as_str());
+        self.response_model = Some(model);
+    }
+
     /// `count` tool calls run.
     pub(super) fn tools_run(&mut self, count: usize) {
         self.tool_calls += count as u64;
@@ -80,6 +92,9 @@ impl TurnFigures {
         span.record("chatfn.turn.tool_calls", self.tool_calls);
         if let Some(first_token) = self.first_token_ms {
             span.record("chatfn.turn.time_to_first_token_ms", first_token);
+        }
+        if let Some(model) = &self.response_model {
+            span.record("gen_ai.response.model", model.as_str());
         }
     }
 }
@@ -95,23 +110,48 @@ pub(super) fn chat(model_id: &str, messages: &[ModelMessage]) -> tracing::Span {
         gen_ai.operation.name = "chat",
         gen_ai.provider.name = provider,
         gen_ai.request.model = model,
+        gen_ai.response.model = Empty,
         gen_ai.response.finish_reasons = Empty,
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
         chatfn.time_to_first_token_ms = Empty,
         error.type = Empty,
         gen_ai.input.messages = Empty,
+        gen_ai.output.messages = Empty,
     );
     if capture_content() {
-        let messages = serde_json::to_string(messages).unwrap_or_default();
+        let messages = messages::input(messages).to_string();
         span.record("gen_ai.input.messages", messages.as_str());
     }
     span
 }
 
-/// Records the end of a model call on its span (the current one).
-pub(super) fn call_finished(reason: FinishReason, usage: Usage) {
+/// What a model call answers, for its span's `gen_ai.output.messages`: gathered only when
+/// message contents are captured.
+#[derive(Debug)]
+pub(super) struct CallOutput(Option<messages::Output>);
+
+impl CallOutput {
+    /// Nothing answered yet.
+    pub(super) fn new() -> Self {
+        CallOutput(capture_content().then(messages::Output::default))
+    }
+
+    /// Takes in one event of the call.
+    pub(super) fn observe(&mut self, event: &ModelEvent) {
+        if let Some(output) = &mut self.0 {
+            output.observe(event);
+        }
+    }
+}
+
+/// Records the end of a model call on its span (the current one), with what it answered.
+pub(super) fn call_finished(reason: FinishReason, usage: Usage, output: &mut CallOutput) {
     let span = tracing::Span::current();
+    if let Some(output) = &mut output.0 {
+        let messages = output.finish(reason).to_string();
+        span.record("gen_ai.output.messages", messages.as_str());
+    }
     let reason = serde_json::to_value(reason)
         .ok()
         .and_then(|reason| reason.as_str().map(str::to_owned))

@@ -102,13 +102,18 @@ async fn read_step(
     let mut stream = std::pin::pin!(stream);
     let mut ids = PartIds::default();
     let mut calls = StepCalls::default();
+    let mut output = spans::CallOutput::new();
     loop {
         let event = match unless_stopped(stop, stream.next()).await {
             None => return Ok(ControlFlow::Break(stopped_step(run).await?)),
             Some(None) => break,
             Some(Some(event)) => event,
         };
+        if let Ok(event) = &event {
+            output.observe(event);
+        }
         match event {
+            Ok(ModelEvent::ResponseModel(model)) => run.figures.response_model(model),
             Ok(ModelEvent::TextDelta(delta)) => {
                 run.figures.token();
                 stream_delta(run, &mut ids, PartKind::Text, delta).await?
@@ -172,7 +177,7 @@ async fn read_step(
                 reason,
                 usage: step_usage,
             }) => {
-                spans::call_finished(reason, step_usage);
+                spans::call_finished(reason, step_usage, &mut output);
                 *usage += step_usage;
                 calls.reason = Some(reason);
             }
@@ -260,13 +265,24 @@ async fn open_stream(
             .await
             .unwrap_or(Err(crate::model::ModelError::Idle(idle)));
         let error = match opened.map(|stream| crate::model::idle_limited(stream, idle)) {
-            Ok(mut stream) => match stream.next().await {
-                Some(Err(error)) if error.is_transient() && attempt < MODEL_RETRIES => error,
-                first => {
-                    let first = futures::stream::iter(first);
-                    return Ok(Box::pin(first.chain(stream)));
+            Ok(mut stream) => {
+                // The model a provider names is not content: a transient error right after it
+                // is still retried.
+                let mut named = Vec::new();
+                let first = loop {
+                    match stream.next().await {
+                        Some(Ok(event @ ModelEvent::ResponseModel(_))) => named.push(Ok(event)),
+                        other => break other,
+                    }
+                };
+                match first {
+                    Some(Err(error)) if error.is_transient() && attempt < MODEL_RETRIES => error,
+                    first => {
+                        let head = futures::stream::iter(named.into_iter().chain(first));
+                        return Ok(Box::pin(head.chain(stream)));
+                    }
                 }
-            },
+            }
             Err(error) if error.is_transient() && attempt < MODEL_RETRIES => error,
             Err(error) => return Err(error),
         };

@@ -53,6 +53,8 @@ enum MessagesEvent {
 
 #[derive(Debug, Default, Deserialize)]
 struct StartedMessage {
+    /// The model that answers.
+    model: Option<String>,
     usage: Option<TokenCounts>,
 }
 
@@ -160,8 +162,12 @@ impl MessagesDecoder {
         Self::default()
     }
 
-    /// The prompt's usage; the cache's reads and writes are part of the input.
-    fn message_started(&mut self, message: StartedMessage) {
+    /// The model that answers, and the prompt's usage; the cache's reads and writes are part of
+    /// the input.
+    fn message_started(&mut self, message: StartedMessage, out: &mut Vec<ModelEvent>) {
+        if let Some(model) = message.model.filter(|model| !model.is_empty()) {
+            out.push(ModelEvent::ResponseModel(model));
+        }
         let usage = message.usage.unwrap_or_default();
         let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
         self.usage.input_tokens = usage.input_tokens.unwrap_or(0)
@@ -245,7 +251,7 @@ impl EventDecoder for MessagesDecoder {
         }
         let mut out = Vec::new();
         match MessagesEvent::parse(event)? {
-            MessagesEvent::MessageStart { message } => self.message_started(message),
+            MessagesEvent::MessageStart { message } => self.message_started(message, &mut out),
             MessagesEvent::ContentBlockStart {
                 index,
                 content_block,
@@ -305,7 +311,7 @@ mod tests {
     #[test]
     fn text_thinking_and_tool_use_stream_into_model_events() {
         let events = decode(&[
-            json!({"type":"message_start","message":{"usage":{"input_tokens":12,"cache_read_input_tokens":3,"output_tokens":1}}}),
+            json!({"type":"message_start","message":{"model":"claude-sonnet-4-5-20250929","usage":{"input_tokens":12,"cache_read_input_tokens":3,"output_tokens":1}}}),
             json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}),
             json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Hmm."}}),
             json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}),
@@ -325,6 +331,7 @@ mod tests {
         assert_eq!(
             events,
             vec![
+                ModelEvent::ResponseModel("claude-sonnet-4-5-20250929".into()),
                 ModelEvent::ReasoningDelta("Hmm.".into()),
                 ModelEvent::TextDelta("Rolling.".into()),
                 ModelEvent::ToolCallStart {

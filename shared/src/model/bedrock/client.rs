@@ -245,7 +245,7 @@ impl Model for Bedrock {
         let response = send_checked(call).await?;
         Ok(decode_byte_stream(
             response.into_body(),
-            ConverseStreamDecoder::new(),
+            ConverseStreamDecoder::answering(&self.model),
         ))
     }
 }

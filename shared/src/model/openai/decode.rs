@@ -27,6 +27,8 @@ pub struct ChatCompletionsDecoder {
     calls: BTreeMap<u64, PendingToolCall>,
     finish_reason: Option<FinishReason>,
     usage: Option<Usage>,
+    /// `ResponseModel` has been emitted: every chunk repeats the model, once is enough.
+    model_named: bool,
     finished: bool,
 }
 
@@ -99,7 +101,11 @@ impl ChatCompletionsDecoder {
             };
             return Err(ModelError::Stream(message));
         }
-        if let Some(text) = plain_text_delta(data) {
+        if let Some(PlainText { text, model }) = plain_text_delta(data) {
+            if let Some(model) = model.filter(|model| !self.model_named && !model.is_empty()) {
+                self.model_named = true;
+                out.push(ModelEvent::ResponseModel(model));
+            }
             if !text.is_empty() {
                 out.push(ModelEvent::TextDelta(text));
             }
@@ -171,6 +177,15 @@ impl ChatCompletionsDecoder {
         };
         if let Some(error) = chunk.get("error").filter(|error| !error.is_null()) {
             return Err(ModelError::Stream(error_message(error)));
+        }
+        if !self.model_named
+            && let Some(model) = chunk
+                .get("model")
+                .and_then(Value::as_str)
+                .filter(|model| !model.is_empty())
+        {
+            self.model_named = true;
+            out.push(ModelEvent::ResponseModel(model.to_owned()));
         }
 
         // Only one completion is requested; others (if a server sends them) are ignored.
@@ -417,11 +432,18 @@ where
     decode_sse_stream(bytes, ChatCompletionsDecoder::new())
 }
 
+/// What a chunk that carries nothing but text says.
+struct PlainText {
+    text: String,
+    /// The model that answered, which every chunk repeats.
+    model: Option<String>,
+}
+
 /// The text of a chunk that carries nothing but text (almost every chunk of a reply), read
 /// without building a `Value` tree: most of the decoder's time went to building and dropping
 /// one per token. `None` for anything else (a finish reason, usage, tool calls, reasoning, an
 /// error, a shape this does not know), which the general path then decodes.
-fn plain_text_delta(data: &str) -> Option<String> {
+fn plain_text_delta(data: &str) -> Option<PlainText> {
     use serde::Deserialize;
     use serde::de::IgnoredAny;
     use std::borrow::Cow;
@@ -430,6 +452,8 @@ fn plain_text_delta(data: &str) -> Option<String> {
     struct Chunk<'a> {
         #[serde(borrow)]
         choices: Vec<Choice<'a>>,
+        #[serde(borrow)]
+        model: Option<Cow<'a, str>>,
         error: Option<IgnoredAny>,
         usage: Option<IgnoredAny>,
         x_groq: Option<IgnoredAny>,
@@ -472,7 +496,10 @@ fn plain_text_delta(data: &str) -> Option<String> {
             text = Some(delta.content.as_deref().unwrap_or_default());
         }
     }
-    Some(text.unwrap_or_default().to_owned())
+    Some(PlainText {
+        text: text.unwrap_or_default().to_owned(),
+        model: chunk.model.map(Cow::into_owned),
+    })
 }
 
 impl EventDecoder for ChatCompletionsDecoder {
@@ -503,6 +530,10 @@ mod tests {
             text("quote \" and \\ and \u{e9} and \n"),
             r#"{"choices":[{"index":0,"delta":{"content":"caf\u00e9 \"q\""}}]}"#.to_owned(),
             json!({ "choices": [{ "delta": { "content": "no index", "role": "assistant" } }] })
+                .to_string(),
+            json!({ "model": "gpt-4o-2024-08-06", "choices": [{ "index": 0, "delta": { "content": "m" } }] })
+                .to_string(),
+            json!({ "model": "", "choices": [{ "index": 0, "delta": { "content": "m" } }] })
                 .to_string(),
             json!({ "choices": [{ "index": 1, "delta": { "content": "other" } },
                                 { "index": 0, "delta": { "content": "mine" } }] })
@@ -547,6 +578,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_model_the_chunks_name_is_said_once_before_the_content() {
+        let mut decoder = ChatCompletionsDecoder::new();
+        let chunk = |delta: Value| {
+            json!({ "object": "chat.completion.chunk", "model": "gpt-4o-2024-08-06",
+                    "choices": [{ "index": 0, "delta": delta }] })
+            .to_string()
+        };
+        let mut events = Vec::new();
+        for data in [
+            chunk(json!({ "role": "assistant", "content": "" })),
+            chunk(json!({ "content": "Hi" })),
+            chunk(json!({ "content": "!" })),
+        ] {
+            events.extend(decoder.push(&sse(&data)).expect("decodes"));
+        }
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::ResponseModel("gpt-4o-2024-08-06".into()),
+                ModelEvent::TextDelta("Hi".into()),
+                ModelEvent::TextDelta("!".into()),
+            ]
+        );
+        let completion = json!({ "object": "chat.completion", "model": "llama3.2:3b",
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Hey" },
+                          "finish_reason": "stop" }] });
+        let events = ChatCompletionsDecoder::decode_completion(completion.to_string().as_bytes())
+            .expect("decodes");
+        assert_eq!(events[0], ModelEvent::ResponseModel("llama3.2:3b".into()));
     }
 
     fn sse(data: &str) -> SseEvent {

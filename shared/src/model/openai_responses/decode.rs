@@ -74,6 +74,11 @@ enum ResponsesEvent {
         item_id: Option<String>,
         delta: String,
     },
+    #[serde(rename = "response.created")]
+    Created {
+        #[serde(default)]
+        response: StartedResponse,
+    },
     #[serde(rename = "response.completed")]
     Completed { response: FinishedResponse },
     #[serde(rename = "response.incomplete")]
@@ -85,16 +90,25 @@ enum ResponsesEvent {
         message: Option<String>,
         error: Option<Value>,
     },
-    /// Progress (`response.created`, `…in_progress`, `…searching`), the `done` events whose
+    /// Progress (`…in_progress`, `…searching`), the `done` events whose
     /// content the item's own `done` repeats, annotations, and event types added after this
     /// was written.
     #[serde(other)]
     Other,
 }
 
+/// The response as its first event gives it.
+#[derive(Debug, Default, Deserialize)]
+struct StartedResponse {
+    /// The model that answers.
+    model: Option<String>,
+}
+
 /// The response as its last event gives it.
 #[derive(Debug, Default, Deserialize)]
 struct FinishedResponse {
+    /// The model that answered.
+    model: Option<String>,
     status: Option<String>,
     usage: Option<TokenUsage>,
     incomplete_details: Option<IncompleteDetails>,
@@ -235,6 +249,8 @@ pub struct ResponsesDecoder {
     hosted_shell_calls: Vec<String>,
     called_functions: bool,
     refused: bool,
+    /// `ResponseModel` has been emitted.
+    model_named: bool,
     finished: bool,
 }
 
@@ -262,6 +278,7 @@ impl ResponsesDecoder {
             FinishedResponse::deserialize(&value).map_err(|e| protocol(&e.to_string()))?;
         let mut decoder = Self::new();
         let mut out = Vec::new();
+        decoder.name_model(response.model.as_deref(), &mut out);
         if let Value::Array(items) = &response.output {
             for (index, item) in items.iter().enumerate() {
                 decoder.item_done(Some(index as u64), item.clone(), &mut out)?;
@@ -273,6 +290,14 @@ impl ResponsesDecoder {
             _ => decoder.finish(response, true, &mut out),
         }
         Ok(out)
+    }
+
+    /// Says which model answers, the first time the response names one.
+    fn name_model(&mut self, model: Option<&str>, out: &mut Vec<ModelEvent>) {
+        if let Some(model) = model.filter(|model| !self.model_named && !model.is_empty()) {
+            self.model_named = true;
+            out.push(ModelEvent::ResponseModel(model.to_owned()));
+        }
     }
 
     /// The index of the item announced with this id.
@@ -575,6 +600,7 @@ impl ResponsesDecoder {
     /// The response is over: items never finished end as they are (function calls only when
     /// it completed: a response cut short may have cut their arguments), then `Finish`.
     fn finish(&mut self, response: FinishedResponse, completed: bool, out: &mut Vec<ModelEvent>) {
+        self.name_model(response.model.as_deref(), out);
         for (_, item) in std::mem::take(&mut self.items) {
             match item.state {
                 ItemState::FunctionCall(call) if completed => {
@@ -741,6 +767,9 @@ impl EventDecoder for ResponsesDecoder {
                 item_id,
                 delta,
             } => self.arguments_delta(output_index, item_id, delta, &mut out),
+            ResponsesEvent::Created { response } => {
+                self.name_model(response.model.as_deref(), &mut out)
+            }
             ResponsesEvent::Completed { response } => self.finish(response, true, &mut out),
             ResponsesEvent::Incomplete { response } => self.finish(response, false, &mut out),
             ResponsesEvent::Failed { response } => return Err(failure(&response)),
@@ -833,7 +862,7 @@ mod tests {
     #[test]
     fn reasoning_summaries_text_and_a_function_call() {
         let events = decode(&[
-            json!({"type":"response.created","response":{"status":"in_progress"}}),
+            json!({"type":"response.created","response":{"status":"in_progress","model":"gpt-5-mini-2025-08-07"}}),
             json!({"type":"response.output_item.added","output_index":0,"item":{"id":"rs_1","type":"reasoning","encrypted_content":"early","summary":[]}}),
             json!({"type":"response.reasoning_summary_part.added","output_index":0,"item_id":"rs_1","summary_index":0,"part":{"type":"summary_text","text":""}}),
             json!({"type":"response.reasoning_summary_text.delta","output_index":0,"item_id":"rs_1","summary_index":0,"delta":"First."}),
@@ -856,6 +885,7 @@ mod tests {
         assert_eq!(
             events,
             vec![
+                ModelEvent::ResponseModel("gpt-5-mini-2025-08-07".into()),
                 reasoning("First."),
                 ModelEvent::ReasoningEnd {
                     provider_metadata: reasoning_metadata(Some("rs_1"), None),
@@ -890,6 +920,31 @@ mod tests {
                     },
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn the_model_is_named_once_from_the_first_event_that_names_it() {
+        let events = decode(&[
+            json!({"type":"response.created","response":{"status":"in_progress"}}),
+            json!({"type":"response.output_text.delta","output_index":0,"item_id":"m","content_index":0,"delta":"Hi"}),
+            json!({"type":"response.completed","response":{"status":"completed","model":"o4-mini-2025-04-16"}}),
+        ])
+        .expect("decodes");
+        assert_eq!(
+            events[..2],
+            [
+                text("Hi"),
+                ModelEvent::ResponseModel("o4-mini-2025-04-16".into())
+            ]
+        );
+        let whole = json!({"status":"completed","model":"gpt-5-mini","output":[
+            {"type":"message","id":"m","content":[{"type":"output_text","text":"Hey"}]}]});
+        let events =
+            ResponsesDecoder::decode_response(whole.to_string().as_bytes()).expect("decodes");
+        assert_eq!(
+            events[..2],
+            [ModelEvent::ResponseModel("gpt-5-mini".into()), text("Hey")]
         );
     }
 

@@ -351,12 +351,24 @@ pub struct ConverseStreamDecoder {
     frames: FrameDecoder,
     converse: ConverseDecoder,
     messages: Vec<Message>,
+    /// The model to name with the first event, until then.
+    model: Option<String>,
 }
 
 impl ConverseStreamDecoder {
     /// A decoder at the start of a response body.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder of the reply of `model`, the id the request was sent to: ConverseStream does
+    /// not say which model answered, so the decoder names this one before the first event it
+    /// decodes (an exception comes alone).
+    pub fn answering(model: impl Into<String>) -> Self {
+        ConverseStreamDecoder {
+            model: Some(model.into()),
+            ..Self::default()
+        }
     }
 }
 
@@ -365,7 +377,13 @@ impl ByteStreamDecoder for ConverseStreamDecoder {
         let framed = self.frames.push(bytes, &mut self.messages);
         // The messages completed before a framing error still count.
         for message in std::mem::take(&mut self.messages) {
-            out.extend(self.converse.push(&message)?);
+            let events = self.converse.push(&message)?;
+            if !events.is_empty()
+                && let Some(model) = self.model.take()
+            {
+                out.push(ModelEvent::ResponseModel(model));
+            }
+            out.extend(events);
             if self.converse.is_finished() {
                 return Ok(());
             }
@@ -514,6 +532,32 @@ mod tests {
             assert_eq!(result, Ok(()), "chunks of {chunk}");
             assert_eq!(events, expected, "chunks of {chunk}");
         }
+    }
+
+    #[test]
+    fn a_decoder_for_a_model_names_it_once_with_the_first_event() {
+        let mut decoder = ConverseStreamDecoder::answering("amazon.nova-lite-v1:0");
+        let mut out = Vec::new();
+        let bytes = tool_turn();
+        decoder
+            .push(&bytes[..3], &mut out)
+            .expect("a partial frame");
+        assert!(out.is_empty(), "nothing before a whole message: {out:?}");
+        decoder.push(&bytes[3..], &mut out).expect("decodes");
+        let mut failing = ConverseStreamDecoder::answering("amazon.nova-lite-v1:0");
+        let mut none = Vec::new();
+        let throttled = exception("throttlingException", "Too many tokens.");
+        assert!(failing.push(&throttled, &mut none).is_err());
+        assert!(none.is_empty(), "an exception comes alone: {none:?}");
+        assert_eq!(
+            out[0],
+            ModelEvent::ResponseModel("amazon.nova-lite-v1:0".into())
+        );
+        let named = out
+            .iter()
+            .filter(|event| matches!(event, ModelEvent::ResponseModel(_)))
+            .count();
+        assert_eq!(named, 1);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! One line per turn, in namespace `chatfn` (or `CHATFN_METRICS_NAMESPACE`), dimensioned by
 //! function and model: `TurnDuration`, `TimeToFirstToken` (milliseconds), `InputTokens`,
-//! `OutputTokens`, `ToolCalls`, `TurnErrors` (counts). The chat id rides along as a property,
+//! `OutputTokens`, `ToolCalls`, `TurnErrors`, and `StoreWriteUnits` when the store counts them
+//! (counts). The chat id rides along as a property,
 //! queryable in the log but not a dimension.
 
 use serde_json::{Map, Value, json};
@@ -53,6 +54,8 @@ pub struct TurnFigures {
     pub tool_calls: u64,
     /// 1 when the turn ended in an error, else 0.
     pub errors: u64,
+    /// The store's write units for the turn, when the store counts them (DynamoDB).
+    pub store_write_units: Option<f64>,
 }
 
 /// The EMF line of one turn, at `timestamp_ms` (milliseconds since the epoch).
@@ -66,6 +69,9 @@ pub fn encode(dimensions: &Dimensions, timestamp_ms: u64, figures: &TurnFigures)
     ];
     if let Some(first_token) = figures.time_to_first_token_ms {
         metrics.push(("TimeToFirstToken", "Milliseconds", json!(first_token)));
+    }
+    if let Some(units) = figures.store_write_units {
+        metrics.push(("StoreWriteUnits", "Count", json!(units)));
     }
     let mut root = Map::new();
     root.insert(
@@ -119,6 +125,7 @@ pub(crate) mod tests {
             output_tokens: 45,
             tool_calls: 1,
             errors: 0,
+            store_write_units: Some(6.5),
         };
         let line: Value = serde_json::from_str(&encode(&dimensions, 1_795_470_000_000, &figures))
             .expect("one JSON object");
@@ -131,6 +138,16 @@ pub(crate) mod tests {
         assert_eq!(line["TimeToFirstToken"], 310.0);
         assert_eq!(line["InputTokens"], 120);
         assert_eq!(line["ToolCalls"], 1);
+        assert_eq!(line["StoreWriteUnits"], 6.5);
+        let without_units = TurnFigures {
+            store_write_units: None,
+            ..figures
+        };
+        let line: Value =
+            serde_json::from_str(&encode(&dimensions, 1_795_470_000_000, &without_units))
+                .expect("one JSON object");
+        assert_emf(&line);
+        assert!(line.get("StoreWriteUnits").is_none(), "{line}");
     }
 
     /// The rules of the EMF specification a line must follow for CloudWatch to take it.

@@ -323,11 +323,13 @@ mod tests {
                 gen_ai.usage.output_tokens = tracing::field::Empty,
                 chatfn.turn.tool_calls = tracing::field::Empty,
                 chatfn.turn.time_to_first_token_ms = tracing::field::Empty,
+                chatfn.turn.store_write_units = tracing::field::Empty,
             );
             turn.record("gen_ai.usage.input_tokens", 10u64);
             turn.record("gen_ai.usage.output_tokens", 4u64);
             turn.record("chatfn.turn.tool_calls", 1u64);
             turn.record("chatfn.turn.time_to_first_token_ms", 5u64);
+            turn.record("chatfn.turn.store_write_units", 9.0f64);
             drop(turn);
             let _other = tracing::info_span!("request").entered();
         });
@@ -345,5 +347,6 @@ mod tests {
         assert_eq!(line["ToolCalls"], 1);
         assert_eq!(line["TimeToFirstToken"], 5.0);
         assert_eq!(line["TurnErrors"], 0);
+        assert_eq!(line["StoreWriteUnits"], 9.0);
     }
 }

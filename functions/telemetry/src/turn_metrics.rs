@@ -136,6 +136,12 @@ impl Visit for FigureFields<'_> {
         }
     }
 
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if field.name() == "chatfn.turn.store_write_units" {
+            self.0.store_write_units = Some(value);
+        }
+    }
+
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.record_u64(field, u64::try_from(value).unwrap_or(0));
     }

@@ -14,6 +14,7 @@ pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod traced;
+pub mod write_units;
 
 pub use select::{OpenedStore, StoreChoice, StoreChoiceError, from_config};
 pub use traced::TracedStore;

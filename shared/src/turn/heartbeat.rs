@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::now_ms;
+use crate::store::write_units::WriteUnits;
 use crate::store::{Store, StoreError};
 
 /// Renews the lease while alive; dropping it stops the renewals.
@@ -20,7 +21,9 @@ impl LeaseHeartbeat {
     pub fn start(store: Arc<dyn Store>, chat_id: String, holder: String, ttl_ms: u64) -> Self {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let interval = Duration::from_millis((ttl_ms / 3).max(1));
-        crate::runtime::spawn_detached(crate::runtime::sendable(async move {
+        // The renewals are the turn's writes.
+        let units = WriteUnits::current().unwrap_or_default();
+        crate::runtime::spawn_detached(crate::runtime::sendable(units.count(async move {
             loop {
                 let tick = std::pin::pin!(crate::runtime::sleep(interval));
                 let stop = std::pin::pin!(stopped.changed());
@@ -40,7 +43,7 @@ impl LeaseHeartbeat {
                     Err(error) => tracing::warn!(chat = %chat_id, "lease renewal failed: {error}"),
                 }
             }
-        }));
+        })));
         LeaseHeartbeat { stop }
     }
 }

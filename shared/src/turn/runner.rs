@@ -17,6 +17,7 @@ use super::writer::{OutputWriter, WriterSettings};
 use super::{ChatInput, MessagePayload};
 use crate::agent::{Agent, ApprovalSigner};
 use crate::clock::now_ms;
+use crate::store::write_units::WriteUnits;
 use crate::store::{
     InputAppend, LeaseAcquire, OutputRecord, Session, Store, StoreError, StoreResult, TurnLease,
 };
@@ -296,10 +297,13 @@ impl TurnRunner {
                 // The turn runs detached from the request; its span keeps it in the request's
                 // trace.
                 let span = super::span::turn(chat_id, input_seq, &self.agent.model().id());
-                let task = self
-                    .clone()
-                    .execute(live.clone(), lease, prepared, loaded)
-                    .instrument(span);
+                let turn = self.clone().execute(live.clone(), lease, prepared, loaded);
+                let task = async move {
+                    let units = WriteUnits::default();
+                    units.count(turn).await;
+                    super::span::record_write_units(&tracing::Span::current(), &units);
+                }
+                .instrument(span);
                 Ok((
                     StartedTurn {
                         live,

@@ -7,6 +7,7 @@
 use tracing::field::Empty;
 
 use crate::agent::TurnOutcome;
+use crate::store::write_units::WriteUnits;
 
 /// The provider and the model of a model id (`provider:model`; an id without a provider is
 /// both).
@@ -35,8 +36,16 @@ pub(super) fn turn(chat_id: &str, input_seq: u64, model_id: &str) -> tracing::Sp
         chatfn.turn.stopped = Empty,
         chatfn.turn.tool_calls = Empty,
         chatfn.turn.time_to_first_token_ms = Empty,
+        chatfn.turn.store_write_units = Empty,
         error.type = Empty,
     )
+}
+
+/// Records the store's write units for the turn on its span, when the store counts them.
+pub(super) fn record_write_units(span: &tracing::Span, units: &WriteUnits) {
+    if let Some(total) = units.total() {
+        span.record("chatfn.turn.store_write_units", total);
+    }
 }
 
 /// Records how the turn ended on its span.

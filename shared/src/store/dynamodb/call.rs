@@ -287,6 +287,9 @@ impl CapacityMeter {
         }
         self.read_milli.fetch_add(read, Ordering::Relaxed);
         self.write_milli.fetch_add(write, Ordering::Relaxed);
+        if write > 0 {
+            crate::store::write_units::WriteUnits::add(write as f64 / 1000.0);
+        }
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -292,3 +292,58 @@ async fn open_stream(
         crate::runtime::sleep(delay).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::model::{Model, ModelError};
+
+    /// Names itself, then fails as overloaded, on its first call; answers on the next.
+    struct OverloadedOnce(AtomicUsize);
+
+    #[async_trait]
+    impl Model for OverloadedOnce {
+        fn id(&self) -> String {
+            "test:flaky".into()
+        }
+
+        async fn stream(&self, _request: ModelRequest) -> Result<ModelStream, ModelError> {
+            let named = Ok(ModelEvent::ResponseModel("flaky-1".into()));
+            let events = if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                vec![
+                    named,
+                    Err(ModelError::Provider {
+                        status: 503,
+                        message: "overloaded".into(),
+                    }),
+                ]
+            } else {
+                vec![named, Ok(ModelEvent::TextDelta("hi".into()))]
+            };
+            Ok(Box::pin(futures::stream::iter(events)))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transient_error_right_after_the_model_is_named_is_retried() {
+        let model = Arc::new(OverloadedOnce(AtomicUsize::new(0)));
+        let agent = Agent::builder(model.clone()).build();
+        let stream = open_stream(&agent, "chat-flaky", ModelRequest::default())
+            .await
+            .expect("the second call answers");
+        let events: Vec<_> = stream.collect().await;
+        assert_eq!(
+            events,
+            vec![
+                Ok(ModelEvent::ResponseModel("flaky-1".into())),
+                Ok(ModelEvent::TextDelta("hi".into())),
+            ]
+        );
+        assert_eq!(model.0.load(Ordering::SeqCst), 2);
+    }
+}

@@ -22,6 +22,7 @@ use step::step;
 use tool_calls::run_answered_approvals;
 
 pub use raw::{RawTurn, TurnHandler};
+pub(crate) use spans::count as span_count;
 
 /// Where the engine's chunks go. An error means nobody can take them any more (the store is gone,
 /// the lease was lost): the engine ends the turn at once.

@@ -43,6 +43,7 @@ use std::sync::Arc;
 pub use approval::{ApprovalClaim, ApprovalSigner};
 pub use compaction::{Compaction, HistorySummary};
 pub use controls::{DeferredReport, TurnControls};
+pub(crate) use engine::span_count;
 pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, refuse_turn, run_turn};
 pub use engine::{RawTurn, TurnHandler};
 pub use hooks::{ChatHooks, ChatState, HookError, NoHooks, StateError, TurnInfo};

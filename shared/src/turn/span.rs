@@ -7,6 +7,7 @@
 use tracing::field::Empty;
 
 use crate::agent::TurnOutcome;
+use crate::agent::span_count as count;
 use crate::store::write_units::WriteUnits;
 
 /// The provider and the model of a model id (`provider:model`; an id without a provider is
@@ -28,7 +29,7 @@ pub(super) fn turn(chat_id: &str, input_seq: u64, model_id: &str) -> tracing::Sp
         gen_ai.request.model = model,
         gen_ai.response.model = Empty,
         gen_ai.conversation.id = chat_id,
-        chatfn.turn.input_seq = input_seq,
+        chatfn.turn.input_seq = count(input_seq),
         gen_ai.response.finish_reasons = Empty,
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
@@ -55,9 +56,15 @@ pub(super) fn record_outcome(span: &tracing::Span, outcome: &TurnOutcome) {
         .and_then(|reason| reason.as_str().map(str::to_owned))
         .unwrap_or_default();
     span.record("gen_ai.response.finish_reasons", reason.as_str());
-    span.record("gen_ai.usage.input_tokens", outcome.usage.input_tokens);
-    span.record("gen_ai.usage.output_tokens", outcome.usage.output_tokens);
-    span.record("chatfn.turn.steps", outcome.steps as u64);
+    span.record(
+        "gen_ai.usage.input_tokens",
+        count(outcome.usage.input_tokens),
+    );
+    span.record(
+        "gen_ai.usage.output_tokens",
+        count(outcome.usage.output_tokens),
+    );
+    span.record("chatfn.turn.steps", count(outcome.steps as u64));
     span.record("chatfn.turn.stopped", outcome.stopped);
     if outcome.error.is_some() {
         span.record("error.type", "turn_error");
@@ -71,7 +78,7 @@ pub(super) fn recovery(chat_id: &str, input_seq: Option<u64>) -> tracing::Span {
         "recover_turn",
         otel.kind = "internal",
         gen_ai.conversation.id = chat_id,
-        chatfn.turn.input_seq = input_seq,
+        chatfn.turn.input_seq = input_seq.map(count),
         chatfn.turn.recovered = true,
     )
 }

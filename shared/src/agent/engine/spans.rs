@@ -25,6 +25,12 @@ fn capture_content() -> bool {
     })
 }
 
+/// A count as a span attribute. OpenTelemetry's integers are `i64`, and the tracing bridge
+/// writes a `u64` as text: a backend could not add up token counts written so.
+pub(crate) fn count(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 /// What the engine measures of a turn for its span.
 #[derive(Debug, Clone)]
 pub(super) struct TurnFigures {
@@ -68,7 +74,7 @@ impl TurnFigures {
         let now = now_ms();
         tracing::Span::current().record(
             "chatfn.time_to_first_token_ms",
-            now.saturating_sub(self.call_started_ms),
+            count(now.saturating_sub(self.call_started_ms)),
         );
         self.first_token_ms
             .get_or_insert(now.saturating_sub(self.started_ms));
@@ -89,9 +95,9 @@ impl TurnFigures {
     /// Records the figures on the turn's span (the current one when the turn ends).
     pub(super) fn record(&self) {
         let span = tracing::Span::current();
-        span.record("chatfn.turn.tool_calls", self.tool_calls);
+        span.record("chatfn.turn.tool_calls", count(self.tool_calls));
         if let Some(first_token) = self.first_token_ms {
-            span.record("chatfn.turn.time_to_first_token_ms", first_token);
+            span.record("chatfn.turn.time_to_first_token_ms", count(first_token));
         }
         if let Some(model) = &self.response_model {
             span.record("gen_ai.response.model", model.as_str());
@@ -157,8 +163,8 @@ pub(super) fn call_finished(reason: FinishReason, usage: Usage, output: &mut Cal
         .and_then(|reason| reason.as_str().map(str::to_owned))
         .unwrap_or_default();
     span.record("gen_ai.response.finish_reasons", reason.as_str());
-    span.record("gen_ai.usage.input_tokens", usage.input_tokens);
-    span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+    span.record("gen_ai.usage.input_tokens", count(usage.input_tokens));
+    span.record("gen_ai.usage.output_tokens", count(usage.output_tokens));
 }
 
 /// Records on `span` that it failed, with `kind` as its error type.

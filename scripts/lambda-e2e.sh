@@ -6,6 +6,11 @@
 # of infra/template.yaml, a mock OpenAI server answers, and the stock npm clients drive them
 # through a path router like the template's CloudFront front door (tests/js/support/lambda-router.js).
 #
+# Telemetry as deployed: the functions log JSON (every line of their output is checked to be one
+# JSON object with time, level, message and target, and a turn's lines to carry its chat id), and
+# export traces over OTLP/HTTP (the default protocol, http/protobuf) to a receiver of this
+# script's own (scripts/otlp-receiver.py); tests/js/lambda/traces.test.js checks a turn's trace.
+#
 #   bash scripts/lambda-e2e.sh [test files, default: the scenarios below]
 #
 # CHATFN_LAMBDA_INSTANCES sets the instances of each function (16); the load test gets two
@@ -33,9 +38,11 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/chatfn-lambda-e2e.XXXXXX")"
 watch_pid=""
 instance_pids=()
 dynamo_pid=""
+otlp_pid=""
 cleanup() {
   local status=$?
   if (( ${#instance_pids[@]} > 0 )); then kill -KILL "${instance_pids[@]}" 2>/dev/null || true; fi
+  if [[ -n "$otlp_pid" ]]; then kill "$otlp_pid" 2>/dev/null || true; fi
   # cargo lambda watch leads its own process group (setsid).
   if [[ -n "$watch_pid" ]]; then
     kill -TERM -- "-$watch_pid" 2>/dev/null || true
@@ -47,7 +54,11 @@ cleanup() {
   fi
   if [[ $status -ne 0 && -f "$work/watch.log" ]]; then
     echo "--- last lines of cargo lambda watch ($work/watch.log) ---" >&2
-    tail -n 60 "$work/watch.log" >&2 || true
+    tail -n 30 "$work/watch.log" >&2 || true
+  fi
+  if [[ $status -ne 0 && -f "$work/functions.log" ]]; then
+    echo "--- last lines of the functions ($work/functions.log) ---" >&2
+    tail -n 60 "$work/functions.log" >&2 || true
   fi
   if [[ $status -eq 0 && -z "${CHATFN_LAMBDA_E2E_KEEP:-}" ]]; then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
   exit $status
@@ -114,6 +125,21 @@ export CHATFN_MCP_SERVERS="[{\"name\": \"everything\", \"url\": \"http://127.0.0
   {\"name\": \"files\", \"url\": \"http://127.0.0.1:$mcp_own_port/mcp\"},
   {\"name\": \"silent\", \"url\": \"http://127.0.0.1:$mcp_silent_port/mcp\", \"timeout\": \"2s\"}]"
 export CHATFN_APPROVAL_TOOLS=files_read
+# As deployed (the default there, said here all the same): JSON lines.
+export CHATFN_LOG_FORMAT=json
+
+# --- traces: an OTLP/HTTP receiver of the test's own ---------------------------------------------
+# It writes each span it gets as a JSON line to spans.jsonl. The batch processor's own schedule is
+# ten minutes, so only the functions' flush before each invocation ends can send spans in time.
+: > "$work/spans.jsonl"
+"$tools/python" scripts/otlp-receiver.py "$work/spans.jsonl" > "$work/otlp.port" 2> "$work/otlp.log" &
+otlp_pid=$!
+for _ in $(seq 100); do [[ -s "$work/otlp.port" ]] && break; sleep 0.1; done
+otlp_port="$(head -n1 "$work/otlp.port")"
+[[ "$otlp_port" =~ ^[0-9]+$ ]] || { echo "the OTLP receiver did not start: $(cat "$work/otlp.log")" >&2; exit 1; }
+echo "OTLP receiver on 127.0.0.1:$otlp_port (PID $otlp_pid)"
+export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$otlp_port" OTEL_BSP_SCHEDULE_DELAY=600000
+unset OTEL_EXPORTER_OTLP_PROTOCOL OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 
 # --- turn events (issue 26): the receiver's address, and the event sweeper ----------------------
 # The functions read their configuration once, so the webhook receiver's port and secret are
@@ -159,8 +185,8 @@ start_instances() {
   before="$(connections)"
   for ((i = 0; i < count; i++)); do
     AWS_LAMBDA_FUNCTION_NAME="$fn" AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$lambda_port/.rt/$fn" \
-      AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
-      "$CARGO_TARGET_DIR/debug/$fn" >> "$work/watch.log" 2>&1 < /dev/null &
+      AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 OTEL_SERVICE_NAME="$fn" \
+      "$CARGO_TARGET_DIR/debug/$fn" >> "$work/functions.log" 2>&1 < /dev/null &
     instance_pids+=("$!")
   done
   local deadline=$((SECONDS + 120))
@@ -226,8 +252,12 @@ for group in "${groups[@]}"; do
   (
     cd tests/js
     # shellcheck disable=SC2086 # a group is a list of paths
-    CHATFN_LAMBDA_URL="http://127.0.0.1:$lambda_port" CHATFN_LAMBDA_LOG="$work/watch.log" \
-      CHATFN_LAMBDA_INSTANCES_PARENT="$$" \
+    CHATFN_LAMBDA_URL="http://127.0.0.1:$lambda_port" CHATFN_LAMBDA_LOG="$work/functions.log" \
+      CHATFN_LAMBDA_INSTANCES_PARENT="$$" CHATFN_OTLP_SPANS="$work/spans.jsonl" \
       MOCK_OPENAI_PORT="$mock_port" node --test --test-concurrency=1 $group
   )
 done
+
+# --- the functions' logs -------------------------------------------------------------------------
+echo "==> the functions' output: one JSON object a line ($work/functions.log)"
+"$tools/python" scripts/check-json-logs.py "$work/functions.log"

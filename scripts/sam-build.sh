@@ -6,7 +6,7 @@
 #   bash scripts/sam-build.sh
 #
 # Installs what the build needs, idempotently: the AWS tools (scripts/lambda-tools.sh: cargo-lambda
-# with zig, the SAM CLI) and the aarch64 Rust standard library (rustup). Builds the three
+# with zig, the SAM CLI) and the aarch64 Rust standard library (rustup). Builds the four
 # binaries in one cargo command first (see below). Prints the build's time.
 #
 # CHATFN_SAM_TARGET_DIR: cargo's target folder for the build (default: CARGO_TARGET_DIR, else
@@ -37,14 +37,15 @@ elif [[ ! -d "$(rustc --print sysroot)/lib/rustlib/$target" ]]; then
 fi
 
 export CARGO_TARGET_DIR="${CHATFN_SAM_TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}"
-# SAM runs one `cargo lambda build --release --arm64 --bin <function>` per function, and the three
+# SAM runs one `cargo lambda build --release --arm64 --bin <function>` per function, and they
 # wait on one another's lock of the target folder, so their links (thin LTO, minutes each) run
-# one after the other. Built first in one cargo command, with the same flags, the three link side
+# one after the other. Built first in one cargo command, with the same flags, they link side
 # by side; SAM's own builds then find them fresh and only copy them (docs/testing.md, "The deploy
 # build", has the times).
-echo "==> cargo lambda build --release --arm64, the three functions in one cargo command (target folder: $CARGO_TARGET_DIR)"
+echo "==> cargo lambda build --release --arm64, the four functions in one cargo command (target folder: $CARGO_TARGET_DIR)"
 started=$SECONDS
-cargo lambda build --release --arm64 --bin session-start --bin token-refresh --bin agent-turn
+cargo lambda build --release --arm64 --bin session-start --bin token-refresh --bin agent-turn \
+  --bin event-sweeper
 built=$((SECONDS - started))
 echo "==> sam build (samconfig.toml)"
 started=$SECONDS

@@ -87,7 +87,7 @@ bash "$root/scripts/npm-install.sh" "$root/examples/research-desk/web"
 step "AWS: the SAM template (sam validate --lint) and the Lambda functions end to end (cargo lambda watch)"
 bash "$root/scripts/lambda-e2e.sh"
 
-step "AWS: the deploy build (scripts/sam-build.sh: sam build, three arm64 bootstraps checked)"
+step "AWS: the deploy build (scripts/sam-build.sh: sam build, four arm64 bootstraps checked)"
 # Kept beside the tools, as the fuzz build is: a later run recompiles only what changed.
 CHATFN_SAM_TARGET_DIR="${CHATFN_TOOLS_DIR:-$HOME/.cache/chatfn}/sam-target" \
   bash "$root/scripts/sam-build.sh"

@@ -52,11 +52,13 @@ export async function freePort() {
  * `CHATFN_…` settings); `persistDir` keeps the Durable Objects' storage across restarts.
  * Returns the same shape as startChatfn: `{ baseUrl, secretKey, pid, logs(), mark(), alive(),
  * stop(), persistDir }`, and `kill()` (SIGKILL, no grace). `crate` is `{ dir, config }`: the
- * Worker crate's folder and its wrangler.toml (default: chatfn's Worker and infra/wrangler.toml).
+ * Worker crate's folder and its wrangler.toml (default: chatfn's Worker and infra/wrangler.toml);
+ * a Worker of plain JavaScript has only `{ config }`.
  */
 export async function startWorker({ modelBaseUrl, env = {}, persistDir, secretKey, crate = DEFAULT_CRATE } = {}) {
-  const built = path.join(REPO_ROOT, crate.dir, 'build', 'index.js');
-  if (!existsSync(built)) {
+  // A crate with no `dir` is a Worker of plain JavaScript, served as its config says.
+  const built = crate.dir && path.join(REPO_ROOT, crate.dir, 'build', 'index.js');
+  if (built && !existsSync(built)) {
     throw new Error(`the Worker is not built (${built}): run bash scripts/worker-build.sh --test ${crate.dir}`);
   }
   if (!existsSync(WRANGLER)) {

@@ -228,9 +228,28 @@ else
      test/07-bad-input.test.js test/08-disconnect.test.js lambda/"
     # Turn events: the receiver on CHATFN_E2E_WEBHOOK_PORT, the sweeper invoked by the test.
     "test/21-turn-events.test.js"
+    # The stock agent on OpenAI's Responses API: agent-turn instances of their own (below).
+    "test/22-openai-responses.test.js"
     "load/"
   )
 fi
+
+# Replaces every agent-turn instance with `count` new ones, started with the environment's
+# assignments given after the count (the functions read their configuration once, at start).
+replace_agent_turns() {
+  local count="$1"
+  shift
+  local pid
+  # Disowned first, so the shell does not report each as killed.
+  for pid in $(pgrep -P $$ -x agent-turn); do disown "$pid" 2>/dev/null || true; done
+  pkill -KILL -P $$ -x agent-turn || true
+  while pgrep -P $$ -x agent-turn > /dev/null; do sleep 0.1; done
+  local assignment
+  # Exported to the instances for this call only.
+  for assignment in "$@"; do local -x "${assignment?}"; done
+  start_instances agent-turn "$count"
+}
+responses_env=(CHATFN_MODEL_PROVIDER=openai-responses CHATFN_MODEL=gpt-5-mini)
 bash scripts/npm-install.sh tests/js
 bash scripts/npm-install.sh tests/mcp
 for group in "${groups[@]}"; do
@@ -248,6 +267,10 @@ for group in "${groups[@]}"; do
       echo "agent-turn: $((running + more)) instances polling ($more more after $((SECONDS - started)) s)"
     fi
   fi
+  if [[ " $group " == *" test/22-openai-responses.test.js "* ]]; then
+    replace_agent_turns 4 "${responses_env[@]}"
+    echo "agent-turn: 4 instances on the openai-responses provider"
+  fi
   echo "==> the stock npm clients against the Lambda functions: $group"
   (
     cd tests/js
@@ -256,6 +279,10 @@ for group in "${groups[@]}"; do
       CHATFN_LAMBDA_INSTANCES_PARENT="$$" CHATFN_OTLP_SPANS="$work/spans.jsonl" \
       MOCK_OPENAI_PORT="$mock_port" node --test --test-concurrency=1 $group
   )
+  if [[ " $group " == *" test/22-openai-responses.test.js "* ]]; then
+    replace_agent_turns "$instances"
+    echo "agent-turn: $instances instances on the $CHATFN_MODEL_PROVIDER provider again"
+  fi
 done
 
 # --- the functions' logs -------------------------------------------------------------------------

@@ -53,6 +53,8 @@ else
     test/20-mcp-tools.test.js
     # Turn events: each file's Worker sends them to the test's receiver; the chat's alarm sweeps.
     test/21-turn-events.test.js
+    # The stock agent on OpenAI's Responses API (the suite sets the provider).
+    test/22-openai-responses.test.js
     worker/
   )
 fi

@@ -1,4 +1,6 @@
-// A scriptable mock of the OpenAI chat-completions API (`POST /v1/chat/completions`).
+// A scriptable mock of the OpenAI chat-completions API (`POST /v1/chat/completions`), which also
+// answers the Responses API (`POST /v1/responses`, for CHATFN_MODEL_PROVIDER=openai-responses)
+// from the same scripts (support/responses-stream.js; `reasoning` there).
 //
 // Each test registers a handler with `mock.handle(fn)`. The handler gets the recorded request
 // (`{ index, body, messages, tools, headers, ... }`) and returns a reply script:
@@ -26,6 +28,7 @@
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { responsesEvents } from './responses-stream.js';
 
 const DEFAULT_REPLY = { text: ['This is ', 'the mock ', 'model.'] };
 
@@ -95,7 +98,8 @@ export async function startMockOpenAI({ port } = {}) {
 
   async function handleRequest(req, res) {
     const url = new URL(req.url, 'http://mock');
-    if (req.method !== 'POST' || !/\/chat\/completions$/.test(url.pathname)) {
+    const responsesApi = /\/responses$/.test(url.pathname);
+    if (req.method !== 'POST' || !(responsesApi || /\/chat\/completions$/.test(url.pathname))) {
       res.writeHead(404, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { message: `mock: no route ${req.method} ${url.pathname}` } }));
       return;
@@ -120,6 +124,8 @@ export async function startMockOpenAI({ port } = {}) {
       clientPort: req.socket.remotePort,
       body,
       messages: Array.isArray(body.messages) ? body.messages : [],
+      // The Responses API's conversation (its items), when it was called.
+      input: Array.isArray(body.input) ? body.input : [],
       tools: Array.isArray(body.tools) ? body.tools : [],
       toolNames: (Array.isArray(body.tools) ? body.tools : []).map((t) => t?.function?.name ?? t?.name),
       receivedAt: performance.now(),
@@ -150,6 +156,12 @@ export async function startMockOpenAI({ port } = {}) {
       res.end(JSON.stringify(script.errorBody ?? { error: { message: 'mock error', type: 'server_error' } }));
       record.completed = true;
       record.finishedAt = performance.now();
+      notify();
+      return;
+    }
+
+    if (responsesApi) {
+      await streamResponse(res, record, script, body, () => closed);
       notify();
       return;
     }
@@ -275,6 +287,28 @@ export async function startMockOpenAI({ port } = {}) {
       await new Promise((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Streams `script` as the Responses API does: each event's type on its `event:` line. */
+async function streamResponse(res, record, script, body, closed) {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  res.flushHeaders();
+  const events = responsesEvents(script, { id: `resp_mock_${record.index}`, model: body.model ?? 'mock-model' });
+  let first = true;
+  for (const event of events) {
+    const content = event.type.endsWith('.delta');
+    if (content) {
+      const pause = first ? script.firstDelayMs ?? 0 : script.delayMs ?? 0;
+      if (pause > 0) await sleep(pause);
+      if (first) record.firstChunkAt = performance.now();
+      first = false;
+    }
+    if (closed() || res.destroyed) return;
+    res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+  }
+  record.completed = true;
+  record.finishedAt = performance.now();
+  res.end();
 }
 
 function finishReasonOf(script) {

@@ -288,3 +288,19 @@ done
 # --- the functions' logs -------------------------------------------------------------------------
 echo "==> the functions' output: one JSON object a line ($work/functions.log)"
 "$tools/python" scripts/check-json-logs.py "$work/functions.log"
+
+# --- memory --------------------------------------------------------------------------------------
+# An instance serves one invocation at a time, as on Lambda: its peak resident memory is what the
+# template's MemorySize must hold (docs/profiling.md, "Lambda memory size"). Debug builds map
+# more code than the deployed release build, so this is an upper bound.
+echo "==> peak resident memory of the instances (VmHWM)"
+for fn in session-start token-refresh agent-turn event-sweeper; do
+  peak_kib=0 count=0
+  for pid in $(pgrep -P $$ -x "$fn"); do
+    kib="$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)"
+    [[ -n "$kib" ]] || continue
+    count=$((count + 1))
+    (( kib > peak_kib )) && peak_kib=$kib
+  done
+  echo "$fn: $((peak_kib / 1024)) MiB at most over $count instances"
+done

@@ -311,3 +311,45 @@ async fn the_stock_agent_on_the_local_routes_round_trips_its_reasoning() {
         "enc-a"
     );
 }
+
+#[tokio::test]
+async fn a_recorded_web_search_answer_shows_its_searches_and_cited_pages() {
+    let search = recording("openai-web-search-tool.1.chunks.txt");
+    let stand_in = ResponsesStandIn::start(move |_, _| Reply::stream(search[0].clone())).await;
+    let model = OpenAiResponses::new(stand_in.base_url(), Some("sk-test".into()), "gpt-5-mini")
+        .expect("client");
+    let server = TestServer::start(Agent::builder(Arc::new(model)).build())
+        .await
+        .expect("server");
+    let chat = server.chat("news").await.expect("chat");
+    let reply = chat
+        .send_text("u1", "Tech news today?")
+        .await
+        .expect("reply");
+    let kinds = reply.kinds();
+    assert!(!kinds.contains(&"error".to_owned()), "{kinds:?}");
+    let sources: Vec<(String, Option<String>)> = reply
+        .message
+        .parts
+        .iter()
+        .filter_map(|part| match part {
+            UIPart::SourceUrl(source) => Some((source.url.clone(), source.title.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sources.len(), 7, "{sources:?}");
+    assert!(
+        sources
+            .iter()
+            .all(|(url, title)| url.starts_with("https://") && title.is_some())
+    );
+    // After the answer's text, which they cite; the searches before it.
+    let position = |wanted: fn(&UIPart) -> bool| reply.message.parts.iter().position(wanted);
+    let first_source = position(|part| matches!(part, UIPart::SourceUrl(_)));
+    let text = position(|part| matches!(part, UIPart::Text(_)));
+    assert!(text < first_source, "{kinds:?}");
+    assert_eq!(reply.message.tool_parts().count(), 6, "the six searches");
+    // What a reload is served is what streamed: sources included.
+    let stored = chat.messages().await.expect("messages");
+    assert_eq!(stored.last(), Some(&reply.message));
+}

@@ -284,6 +284,22 @@ async fn a_recorded_web_search_is_shown_as_provider_run_tools() {
     let text = text_of(&events);
     assert_eq!(text, done_text(&responses[0], "response.output_text.done"));
     assert!(text.len() > 1000, "{text}");
+    // Its twelve citations name seven pages: each is one source, with its title.
+    let sources: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .filter_map(|event| match event {
+            ModelEvent::Source { url, title, .. } => Some((url.as_str(), title.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sources.len(), 7, "{sources:?}");
+    assert_eq!(
+        sources[0],
+        (
+            "https://techcrunch.com/2025/12/05/petco-confirms-security-lapse-exposed-customers-personal-data/?utm_source=openai",
+            Some("Petco confirms security lapse exposed customers’ personal data | TechCrunch")
+        )
+    );
     assert_eq!(
         finish_of(&events),
         (

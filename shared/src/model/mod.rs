@@ -308,6 +308,16 @@ pub enum ModelEvent {
         /// The tool failed: `output` says how.
         failed: bool,
     },
+    /// A web page the reply cites (a search's citation): shown as a `source-url` part, never
+    /// sent back to the model.
+    Source {
+        /// The source's id, unique in the call.
+        id: String,
+        /// The page's address.
+        url: String,
+        /// The page's title, when the provider gave one.
+        title: Option<String>,
+    },
     /// The model the provider says answered (it may name a dated version of the model asked
     /// for, or another one behind an alias): at most once per call, before the content it
     /// labels where the provider says it early.

@@ -114,6 +114,18 @@ async fn read_step(
         }
         match event {
             Ok(ModelEvent::ResponseModel(model)) => run.figures.response_model(model),
+            Ok(ModelEvent::Source { id, url, title }) => {
+                // A source is a part of its own, as a tool call is.
+                run.close_open_parts().await?;
+                ids = PartIds::default();
+                run.emit(UIMessageChunk::SourceUrl {
+                    source_id: id,
+                    url,
+                    title,
+                    provider_metadata: None,
+                })
+                .await?
+            }
             Ok(ModelEvent::TextDelta(delta)) => {
                 run.figures.token();
                 stream_delta(run, &mut ids, PartKind::Text, delta).await?

@@ -169,10 +169,25 @@ enum MessageContent {
     OutputText {
         #[serde(default)]
         text: String,
+        /// Citations of the text (a web search's pages); other kinds are skipped.
+        #[serde(default)]
+        annotations: Vec<Annotation>,
     },
     Refusal {
         #[serde(default)]
         refusal: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Annotation {
+    UrlCitation {
+        url: String,
+        #[serde(default)]
+        title: Option<String>,
     },
     #[serde(other)]
     Other,
@@ -251,6 +266,8 @@ pub struct ResponsesDecoder {
     refused: bool,
     /// `ResponseModel` has been emitted.
     model_named: bool,
+    /// The pages cited so far: a page cited again is one source.
+    cited: Vec<String>,
     finished: bool,
 }
 
@@ -489,7 +506,7 @@ impl ResponsesDecoder {
                     Some(ItemState::Message(texts)) => texts,
                     _ => BTreeMap::new(),
                 };
-                self.message_done(&content, &streamed, out);
+                self.message_done(id.as_deref(), &content, &streamed, out);
             }
             OutputItem::Reasoning {
                 encrypted_content,
@@ -541,13 +558,21 @@ impl ResponsesDecoder {
 
     fn message_done(
         &mut self,
+        item_id: Option<&str>,
         content: &[MessageContent],
         streamed: &BTreeMap<u64, String>,
         out: &mut Vec<ModelEvent>,
     ) {
         for (index, part) in content.iter().enumerate() {
             let whole = match part {
-                MessageContent::OutputText { text } => text,
+                MessageContent::OutputText { text, annotations } => {
+                    let so_far = streamed.get(&(index as u64)).map_or("", String::as_str);
+                    if let Some(rest) = unstreamed(so_far, text) {
+                        out.push(ModelEvent::TextDelta(rest.to_owned()));
+                    }
+                    self.cite(item_id, annotations, out);
+                    continue;
+                }
                 MessageContent::Refusal { refusal } => {
                     self.refused = true;
                     refusal
@@ -558,6 +583,36 @@ impl ResponsesDecoder {
             if let Some(rest) = unstreamed(so_far, whole) {
                 out.push(ModelEvent::TextDelta(rest.to_owned()));
             }
+        }
+    }
+
+    /// The pages a text cites, each once per response, as sources after the text. The AI SDK's
+    /// `annotation.added` events come before the item's `done`, which repeats them: only the
+    /// `done` is read, so a whole (non-streamed) response cites the same way.
+    fn cite(
+        &mut self,
+        item_id: Option<&str>,
+        annotations: &[Annotation],
+        out: &mut Vec<ModelEvent>,
+    ) {
+        for annotation in annotations {
+            let Annotation::UrlCitation { url, title } = annotation else {
+                continue;
+            };
+            if self.cited.contains(url) {
+                continue;
+            }
+            self.cited.push(url.clone());
+            // Unique in the message: the item's id is the response's own.
+            let id = match item_id {
+                Some(item) => format!("{item}-{}", self.cited.len()),
+                None => format!("source-{}", uuid::Uuid::new_v4().simple()),
+            };
+            out.push(ModelEvent::Source {
+                id,
+                url: url.clone(),
+                title: title.clone().filter(|title| !title.is_empty()),
+            });
         }
     }
 
@@ -857,6 +912,48 @@ mod tests {
 
     fn reasoning(delta: &str) -> ModelEvent {
         ModelEvent::ReasoningDelta(delta.into())
+    }
+
+    #[test]
+    fn a_texts_citations_are_sources_after_it_each_page_once() {
+        let cite = |url: &str, title: &str| json!({"type":"url_citation","start_index":0,"end_index":4,"url":url,"title":title});
+        let events = decode(&[
+            json!({"type":"response.output_item.added","output_index":0,"item":{"id":"msg_1","type":"message","role":"assistant","content":[]}}),
+            json!({"type":"response.output_text.delta","output_index":0,"item_id":"msg_1","content_index":0,"delta":"News."}),
+            json!({"type":"response.output_text.annotation.added","output_index":0,"item_id":"msg_1","content_index":0,"annotation_index":0,"annotation":cite("https://a.example/1", "One")}),
+            json!({"type":"response.output_item.done","output_index":0,"item":{"id":"msg_1","type":"message","content":[{"type":"output_text","text":"News.","annotations":[
+                cite("https://a.example/1", "One"),
+                cite("https://b.example/2", ""),
+                cite("https://a.example/1", "One"),
+                {"type":"file_citation","file_id":"file_1","index":0},
+            ]}]}}),
+            completed(json!({"input_tokens":1,"output_tokens":1})),
+        ])
+        .expect("decodes");
+        let sources: Vec<&ModelEvent> = events
+            .iter()
+            .filter(|event| matches!(event, ModelEvent::Source { .. }))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                &ModelEvent::Source {
+                    id: "msg_1-1".into(),
+                    url: "https://a.example/1".into(),
+                    title: Some("One".into()),
+                },
+                &ModelEvent::Source {
+                    id: "msg_1-2".into(),
+                    url: "https://b.example/2".into(),
+                    title: None,
+                },
+            ]
+        );
+        let text_at = events.iter().position(|event| event == &text("News."));
+        let first_source = events
+            .iter()
+            .position(|event| matches!(event, ModelEvent::Source { .. }));
+        assert!(text_at < first_source, "{events:?}");
     }
 
     #[test]

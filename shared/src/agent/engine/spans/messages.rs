@@ -145,6 +145,7 @@ impl Output {
             ModelEvent::ToolCallStart { .. }
             | ModelEvent::ToolCallDelta { .. }
             | ModelEvent::ResponseModel(_)
+            | ModelEvent::Source { .. }
             | ModelEvent::Finish { .. } => {}
         }
     }

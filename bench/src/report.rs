@@ -467,13 +467,14 @@ Where the round trips go, and what is not yet done. On the AI SDK wire: the sess
 head item (is a turn running?) side by side; the input log's end beside the output log's end;
 the input's put; the lease (an update of the head item) at that end; under the lease, side by
 side, the output log's end again (it has not moved), the head (the consumed mark), the history,
-the inputs after this one and the state (the head, then a Query for a state kept beside it);
+the inputs after this one and the state (on the head, or, when the head marks it so, in an item
+of its own, read by a Query after the head);
 then the user's message: its id's index beside the message log's end, the index's put, the
 message's put. The Trigger wire adds the append's transaction (the part id's claim), the `out`
 reader's own reads of the log and the lease, and the claim's reads of the input log. The goal
 is not met: what would take the rest off the path is the user message's three writes overlapped
-with the model request, the input's append and the lease in one conditional write, the state
-read with the head, and on the Trigger wire the reader's reads folded into the claim.
+with the model request, the input's append and the lease in one conditional write, and on the
+Trigger wire the reader's reads folded into the claim.
 ",
         goal = 15,
     )

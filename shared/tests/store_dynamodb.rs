@@ -897,9 +897,16 @@ async fn malformed_items_are_backend_errors() {
     )
     .await
     .unwrap();
-    put("head", vec![("holder", AttributeValue::Bool(true))])
-        .await
-        .unwrap();
+    // A malformed lease, and the mark of a state kept in its own item (malformed below).
+    put(
+        "head",
+        vec![
+            ("holder", AttributeValue::Bool(true)),
+            ("st_item", AttributeValue::Bool(true)),
+        ],
+    )
+    .await
+    .unwrap();
     put(
         "out#00000000000000000003",
         vec![("d", AttributeValue::B(b"not json".to_vec().into()))],

@@ -1188,6 +1188,11 @@ impl Store for DynamoStore {
         if let Some(text) = opt_str(&head, STATE_ON_HEAD)? {
             return json(&head, STATE_ON_HEAD, text.as_bytes()).map(Some);
         }
+        // The head marks a state kept in an item of its own; with neither mark there is none,
+        // and a turn's start need not wait on a query that finds nothing.
+        if !head.contains_key(STATE_IN_ITEM) {
+            return Ok(None);
+        }
         let logical = self
             .query_logical(&pk, (STATE, &state_range_end()), None, |_| false)
             .await?;

@@ -27,16 +27,53 @@ async function freePort() {
   return port;
 }
 
-/** The three ports, and CHATFN_MCP_SERVERS naming them (the JSON form, as a host reads it). */
-export async function mcpPorts() {
+/**
+ * The three servers and CHATFN_MCP_SERVERS naming them (the JSON form, as a host reads it). On the
+ * ports of CHATFN_E2E_MCP_PORTS when set; else the test's own two listen on ports the system gives
+ * them as they bind (a port picked beforehand may be another process's by then, an outgoing
+ * connection's among them), and the reference server, which binds in a process of its own, on a
+ * free one, tried again on another if it cannot have it. `stop()` stops all three.
+ */
+export async function startMcpServers() {
   const given = process.env.CHATFN_E2E_MCP_PORTS?.split(',').map(Number);
-  const [reference, own, silent] = given?.length === 3 ? given : [await freePort(), await freePort(), await freePort()];
+  const fixed = given?.length === 3 ? given : undefined;
+  const own = await startOwnServer(fixed?.[1] ?? 0);
+  const silent = await startSilentServer(fixed?.[2] ?? 0);
+  let reference;
+  for (let attempt = 1; !reference; attempt += 1) {
+    try {
+      reference = await startReference(fixed?.[0] ?? (await freePort()));
+    } catch (error) {
+      if (fixed || attempt === 3) throw error;
+    }
+  }
   const servers = [
-    { name: 'everything', url: `http://127.0.0.1:${reference}/mcp` },
-    { name: 'files', url: `http://127.0.0.1:${own}/mcp` },
-    { name: 'silent', url: `http://127.0.0.1:${silent}/mcp`, timeout: `${SILENT_TIMEOUT_S}s` },
+    { name: 'everything', url: `http://127.0.0.1:${reference.port}/mcp` },
+    { name: 'files', url: `http://127.0.0.1:${own.port}/mcp` },
+    { name: 'silent', url: `http://127.0.0.1:${silent.port}/mcp`, timeout: `${SILENT_TIMEOUT_S}s` },
   ];
-  return { reference, own, silent, config: JSON.stringify(servers) };
+  return {
+    reference,
+    own,
+    silent,
+    config: JSON.stringify(servers),
+    stop: async () => {
+      await reference.stop();
+      await own.stop();
+      await silent.stop();
+    },
+  };
+}
+
+/** Listens on 127.0.0.1:`port` (0: one the system gives), failing as a promise, not an event. */
+function listen(server, port) {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }
 
 /** Starts the reference server on `port`; `stop()` kills it. */
@@ -63,6 +100,7 @@ export async function startReference(port) {
   }
   const exited = new Promise((resolve) => child.once('exit', resolve));
   return {
+    port,
     stop: async () => {
       child.kill('SIGKILL');
       await exited;
@@ -105,8 +143,8 @@ export async function startOwnServer(port) {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ jsonrpc: '2.0', id: message.id, result }));
   });
-  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return { calls, stop: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }) };
+  await listen(server, port);
+  return { calls, port: server.address().port, stop: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }) };
 }
 
 /** Accepts connections on `port` and never answers. */
@@ -117,8 +155,9 @@ export async function startSilentServer(port) {
     socket.on('error', () => {});
     socket.on('close', () => sockets.delete(socket));
   });
-  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  await listen(server, port);
   return {
+    port: server.address().port,
     stop: () => new Promise((resolve) => {
       for (const socket of sockets) socket.destroy();
       server.close(resolve);

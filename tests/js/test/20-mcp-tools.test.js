@@ -10,18 +10,12 @@ import { after } from 'node:test';
 import { e2eSuite } from '../support/harness.js';
 import { contentText } from '../support/mock-openai.js';
 import { getMessages } from '../support/server.js';
-import { mcpPorts, SILENT_TIMEOUT_S, startOwnServer, startReference, startSilentServer } from '../support/mcp-servers.js';
+import { SILENT_TIMEOUT_S, startMcpServers } from '../support/mcp-servers.js';
 import { assertWellFormedReply, sendTurn, textOf, userMessage } from '../support/stream.js';
 
-const ports = await mcpPorts();
-const reference = await startReference(ports.reference);
-const own = await startOwnServer(ports.own);
-const silent = await startSilentServer(ports.silent);
-after(async () => {
-  await reference.stop();
-  await own.stop();
-  await silent.stop();
-});
+const servers = await startMcpServers();
+const { reference, own } = servers;
+after(() => servers.stop());
 
 /** The mock model: calls `name` with `args`, then repeats what the tool message said. */
 function callsOnce(name, args, id = `call_${name.replace(/\W/g, '_')}`) {
@@ -108,4 +102,4 @@ e2eSuite('MCP tools', (ctx, e2e) => {
     assert.ok(!second.chunks.some((chunk) => chunk.type === 'error'), 'the turn failed');
     assert.match(textOf(second.message), /^Tool said: /);
   });
-}, { env: { CHATFN_MCP_SERVERS: ports.config, CHATFN_APPROVAL_TOOLS: 'files_read' } });
+}, { env: { CHATFN_MCP_SERVERS: servers.config, CHATFN_APPROVAL_TOOLS: 'files_read' } });

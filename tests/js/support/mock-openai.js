@@ -28,7 +28,7 @@
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { responsesEvents } from './responses-stream.js';
+import { responsesEvents, toArray } from './responses-stream.js';
 
 const DEFAULT_REPLY = { text: ['This is ', 'the mock ', 'model.'] };
 
@@ -314,11 +314,6 @@ async function streamResponse(res, record, script, body, closed) {
 function finishReasonOf(script) {
   if (script.finishReason) return script.finishReason;
   return script.toolCalls?.length ? 'tool_calls' : 'stop';
-}
-
-function toArray(value) {
-  if (value === undefined || value === null) return [];
-  return Array.isArray(value) ? value : [value];
 }
 
 /** Turns a script into `choices[0]` entries (`{ choice }`) and pauses (`{ delayMs }`). */

@@ -9,7 +9,8 @@
 //     a reasoning item first, with its summary streamed and its encrypted content, as a
 //     reasoning model sends it with `include: ["reasoning.encrypted_content"]`.
 
-function toArray(value) {
+/** A script field as a list: one value, several, or none. Shared with mock-openai.js. */
+export function toArray(value) {
   if (value === undefined || value === null) return [];
   return Array.isArray(value) ? value : [value];
 }

@@ -41,7 +41,12 @@ dynamo_pid=""
 otlp_pid=""
 cleanup() {
   local status=$?
-  if (( ${#instance_pids[@]} > 0 )); then kill -KILL "${instance_pids[@]}" 2>/dev/null || true; fi
+  if (( ${#instance_pids[@]} > 0 )); then
+    # Disowned first, so the shell does not report each as killed.
+    local pid
+    for pid in "${instance_pids[@]}"; do disown "$pid" 2>/dev/null || true; done
+    kill -KILL "${instance_pids[@]}" 2>/dev/null || true
+  fi
   if [[ -n "$otlp_pid" ]]; then kill "$otlp_pid" 2>/dev/null || true; fi
   # cargo lambda watch leads its own process group (setsid).
   if [[ -n "$watch_pid" ]]; then

@@ -1,4 +1,5 @@
 import { memo } from 'react';
+import { Markdown } from './Markdown.jsx';
 
 const TOOL_STATES = {
   'input-streaming': 'preparing the call',
@@ -78,13 +79,14 @@ function Reasoning({ part }) {
   );
 }
 
-function Part({ part, onApproval, busy, cursor }) {
+function Part({ part, role, onApproval, busy, streaming }) {
   if (part.type === 'text') {
+    // A person's words are shown as typed; a model's reply is Markdown.
+    if (role === 'user') return <p className="text-part plain">{part.text}</p>;
     return (
-      <p className="text-part">
-        {part.text}
-        {cursor && <span className="cursor" aria-hidden="true" />}
-      </p>
+      <div className={`text-part markdown${streaming ? ' streaming' : ''}`}>
+        <Markdown text={part.text} streaming={streaming} />
+      </div>
     );
   }
   if (part.type === 'reasoning') return <Reasoning part={part} />;
@@ -93,7 +95,7 @@ function Part({ part, onApproval, busy, cursor }) {
     return (
       <p className="source">
         Source:{' '}
-        <a href={part.url} target="_blank" rel="noreferrer">
+        <a href={part.url} target="_blank" rel="noopener noreferrer">
           {part.title || part.url}
         </a>
       </p>
@@ -104,7 +106,7 @@ function Part({ part, onApproval, busy, cursor }) {
     return (
       <p className="source">
         File:{' '}
-        <a href={part.url} target="_blank" rel="noreferrer">
+        <a href={part.url} target="_blank" rel="noopener noreferrer">
           {part.filename ?? part.mediaType}
         </a>
       </p>
@@ -119,7 +121,7 @@ function MessageView({ message, streaming, stopped, onApproval, busy }) {
   const empty = !parts.some((part) => part.type !== 'step-start');
   // While streaming, a cursor follows the text when the text is what grows.
   const last = parts.findLastIndex((part) => part.type !== 'step-start');
-  const inlineCursor = streaming && parts[last]?.type === 'text';
+  const textGrows = streaming && parts[last]?.type === 'text';
   return (
     <article
       className={`message message-${message.role}`}
@@ -133,10 +135,10 @@ function MessageView({ message, streaming, stopped, onApproval, busy }) {
       </div>
       <div className="message-body">
         {parts.map((part, index) => (
-          <Part key={index} part={part} onApproval={onApproval} busy={busy} cursor={inlineCursor && index === last} />
+          <Part key={index} part={part} role={message.role} onApproval={onApproval} busy={busy} streaming={textGrows && index === last} />
         ))}
         {streaming && empty && <p className="text-part pending">…</p>}
-        {streaming && !inlineCursor && !empty && <span className="cursor" aria-hidden="true" />}
+        {streaming && !textGrows && !empty && <span className="cursor" aria-hidden="true" />}
         {stopped && <p className="stopped-note">Stopped</p>}
       </div>
     </article>

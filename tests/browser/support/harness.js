@@ -48,9 +48,30 @@ export function countingReply(n) {
 }
 
 /**
+ * A reply in Markdown: bold, inline code, a list, a highlighted code block, and what a reply must
+ * not be able to do (raw HTML that would run script, a `javascript:` link, an image that would be
+ * fetched).
+ */
+export const MARKDOWN_REPLY = [
+  'Here is **bold text** and `inline code`.',
+  '',
+  '- first item',
+  '- second item with *emphasis*',
+  '',
+  '```js',
+  'const answer = 40 + 2;',
+  'console.log(answer);',
+  '```',
+  '',
+  '<img src="x" onerror="window.__pwned = true"> <script>window.__pwned = true</script>',
+  '',
+  '[a bad link](javascript:window.__pwned=true) and ![a tracker](http://127.0.0.1:9/pixel.png)',
+].join('\n');
+
+/**
  * "Count to N" → N numbers, 60 ms apart ("slowly": 250 ms); "think" → reasoning, then an answer;
- * "roll" → a `roll_dice` call; after a tool result → a sentence quoting it; anything else → one
- * short sentence.
+ * "roll" → a `roll_dice` call; "markdown" → `MARKDOWN_REPLY` in 6-character pieces; after a tool
+ * result → a sentence quoting it; anything else → one short sentence.
  */
 export function mockScript(request) {
   const last = request.messages.at(-1);
@@ -59,6 +80,7 @@ export function mockScript(request) {
     return { text: text.match(/.{1,12}/gs), delayMs: 40 };
   }
   const said = contentText(lastMessage(request.messages, 'user')?.content);
+  if (/markdown/i.test(said)) return { text: MARKDOWN_REPLY.match(/[\s\S]{1,6}/g), delayMs: 25 };
   const count = said.match(/count to (\d+)/i);
   if (count) {
     const n = Number(count[1]);
@@ -281,12 +303,17 @@ export function artifactPath(name) {
 }
 
 /**
- * Runs `body(page)` in a fresh browser context (its own localStorage). On failure it saves a
+ * Runs `body(page)` in a fresh browser context (its own localStorage; the clipboard allowed;
+ * `options` are the context's, e.g. `viewport` or `reducedMotion`). On failure it saves a
  * screenshot and adds the page's errors and the server's output to the error; it always closes
  * the context.
  */
-export async function withPage(suite, name, body) {
-  const context = await suite.browser.newContext({ viewport: { width: 1180, height: 760 } });
+export async function withPage(suite, name, body, options = {}) {
+  const context = await suite.browser.newContext({
+    viewport: { width: 1180, height: 760 },
+    permissions: ['clipboard-read', 'clipboard-write'],
+    ...options,
+  });
   const page = await context.newPage();
   page.setDefaultTimeout(20_000);
   const pageErrors = [];

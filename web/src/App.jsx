@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useState } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { backendApi } from './api.js';
 import { Chat } from './Chat.jsx';
 import {
@@ -16,6 +16,9 @@ import {
   showChatInUrl,
 } from './config.js';
 
+// The offline notice, once read, stays hidden for this tab.
+const BANNER_KEY = 'chatfn.offline-banner';
+
 const TRANSPORTS = [
   { value: 'ai-sdk', label: 'AI SDK', detail: 'DefaultChatTransport → /api/chat' },
   { value: 'trigger', label: 'Trigger.dev', detail: 'TriggerChatTransport → /realtime/v1/sessions' },
@@ -30,6 +33,31 @@ export function App() {
   const [chatId, setChatId] = useState(() => chatIdFromUrl() || lastChatId(config.server) || newChatId());
   const [busy, setBusy] = useState(false);
   const [showSettings, setShowSettings] = useState(false);
+  const [bannerHidden, setBannerHidden] = useState(() => sessionStorage.getItem(BANNER_KEY) === 'hidden');
+  const hideBanner = () => {
+    sessionStorage.setItem(BANNER_KEY, 'hidden');
+    setBannerHidden(true);
+  };
+  // On narrow screens the chat list is a drawer over the chat.
+  const [drawerOpen, setDrawerOpen] = useState(false);
+  const menuButtonRef = useRef(null);
+  const sidebarRef = useRef(null);
+
+  const closeDrawer = useCallback(() => {
+    setDrawerOpen((open) => {
+      if (open) requestAnimationFrame(() => menuButtonRef.current?.focus());
+      return false;
+    });
+  }, []);
+  useEffect(() => {
+    if (!drawerOpen) return undefined;
+    sidebarRef.current?.querySelector('[aria-current="page"], button')?.focus();
+    const onKey = (event) => {
+      if (event.key === 'Escape') closeDrawer();
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [drawerOpen, closeDrawer]);
 
   useEffect(() => {
     backend.info().then(setInfo);
@@ -58,8 +86,14 @@ export function App() {
     [config.server],
   );
 
+  const openChat = (id) => {
+    setChatId(id);
+    setDrawerOpen(false);
+  };
+
   const startNewChat = () => {
     const current = chats.find((chat) => chat.id === chatId);
+    setDrawerOpen(false);
     if (current && !current.title) {
       document.getElementById('prompt')?.focus();
       return;
@@ -81,11 +115,14 @@ export function App() {
   };
 
   return (
-    <div className="app">
-      <aside className="sidebar" aria-label="Chats">
+    <div className={`app${drawerOpen ? ' drawer-open' : ''}`}>
+      <aside className="sidebar" id="sidebar" aria-label="Chats" ref={sidebarRef}>
         <div className="brand">
           <span className="brand-mark" aria-hidden="true" />
           chatfn
+          <button type="button" className="drawer-close" aria-label="Close the chat list" onClick={closeDrawer}>
+            ×
+          </button>
         </div>
         <button type="button" className="button primary new-chat" onClick={startNewChat} disabled={busy}>
           New chat
@@ -99,8 +136,8 @@ export function App() {
                   className="chat-link"
                   aria-current={chat.id === chatId ? 'page' : undefined}
                   disabled={busy && chat.id !== chatId}
-                  onClick={() => setChatId(chat.id)}
-                  title={chat.id}
+                  onClick={() => openChat(chat.id)}
+                  title={chat.title || chat.id}
                 >
                   {chat.title || 'New chat'}
                 </button>
@@ -120,8 +157,21 @@ export function App() {
         <p className="sidebar-note">Kept in this browser. The server keeps each chat's history.</p>
       </aside>
 
+      <div className="drawer-backdrop" aria-hidden="true" onClick={closeDrawer} />
+
       <main className="main">
         <header className="topbar">
+          <button
+            type="button"
+            className="button ghost menu-button"
+            ref={menuButtonRef}
+            aria-expanded={drawerOpen}
+            aria-controls="sidebar"
+            aria-label="Chats"
+            onClick={() => setDrawerOpen((open) => !open)}
+          >
+            <span className="menu-icon" aria-hidden="true" />
+          </button>
           <ModelBadge info={info} />
           <fieldset className="transport" disabled={busy}>
             <legend className="visually-hidden">Transport</legend>
@@ -149,11 +199,16 @@ export function App() {
           </button>
         </header>
         {showSettings && <Settings config={config} />}
-        {info?.offline && (
-          <p className="offline-banner" role="note">
-            <strong>Offline model.</strong> No model provider is configured, so replies are canned. Set{' '}
-            <code>CHATFN_MODEL_API_KEY</code> (or <code>OPENAI_API_KEY</code>) and restart the server for a real model.
-          </p>
+        {info?.offline && !bannerHidden && (
+          <div className="offline-banner">
+            <p role="note">
+              <strong>Offline model.</strong> No model provider is configured, so replies are canned. Set{' '}
+              <code>CHATFN_MODEL_API_KEY</code> (or <code>OPENAI_API_KEY</code>) and restart the server for a real model.
+            </p>
+            <button type="button" className="link-button" onClick={hideBanner}>
+              Hide
+            </button>
+          </div>
         )}
         <Chat
           key={`${chatId}:${transportKind}`}
@@ -163,6 +218,7 @@ export function App() {
           transportKind={transportKind}
           onTitle={onTitle}
           onBusyChange={setBusy}
+          onOpenSettings={() => setShowSettings(true)}
         />
       </main>
     </div>
@@ -175,7 +231,16 @@ function ModelBadge({ info }) {
   return (
     <span className={`badge ${info.offline ? 'badge-offline' : 'badge-online'}`} data-model={info.model} role="status">
       <span className="dot" aria-hidden="true" />
-      {info.offline ? 'Offline model' : `Model: ${info.model}`}
+      <span className="badge-text">
+        {info.offline ? (
+          'Offline model'
+        ) : (
+          <>
+            <span className="badge-label">Model: </span>
+            {info.model}
+          </>
+        )}
+      </span>
       {info.approvalTools?.length > 0 && <span className="badge-extra"> · approval: {info.approvalTools.join(', ')}</span>}
     </span>
   );

@@ -68,10 +68,19 @@ export const MARKDOWN_REPLY = [
   '[a bad link](javascript:window.__pwned=true) and ![a tracker](http://127.0.0.1:9/pixel.png)',
 ].join('\n');
 
+/** A reply with a word and a code line far wider than a phone. */
+export const WIDE_REPLY = [
+  `A long word: ${'supercalifragilistic'.repeat(8)}.`,
+  '',
+  '```',
+  `const wide = [${Array.from({ length: 40 }, (_, i) => i * 1000).join(', ')}];`,
+  '```',
+].join('\n');
+
 /**
  * "Count to N" → N numbers, 60 ms apart ("slowly": 250 ms); "think" → reasoning, then an answer;
- * "roll" → a `roll_dice` call; "markdown" → `MARKDOWN_REPLY` in 6-character pieces; after a tool
- * result → a sentence quoting it; anything else → one short sentence.
+ * "roll" → a `roll_dice` call; "markdown" → `MARKDOWN_REPLY` in 6-character pieces; "wide" →
+ * `WIDE_REPLY`; after a tool result → a sentence quoting it; anything else → one short sentence.
  */
 export function mockScript(request) {
   const last = request.messages.at(-1);
@@ -81,6 +90,7 @@ export function mockScript(request) {
   }
   const said = contentText(lastMessage(request.messages, 'user')?.content);
   if (/markdown/i.test(said)) return { text: MARKDOWN_REPLY.match(/[\s\S]{1,6}/g), delayMs: 25 };
+  if (/wide/i.test(said)) return { text: WIDE_REPLY.match(/[\s\S]{1,24}/g), delayMs: 20 };
   const count = said.match(/count to (\d+)/i);
   if (count) {
     const n = Number(count[1]);
@@ -302,6 +312,9 @@ export function artifactPath(name) {
   return path.join(ARTIFACTS, `${name.replace(/[^a-z0-9.-]+/gi, '-').toLowerCase()}.png`);
 }
 
+export const PHONE = { width: 390, height: 844 };
+export const LAPTOP = { width: 1280, height: 800 };
+
 /**
  * Runs `body(page)` in a fresh browser context (its own localStorage; the clipboard allowed;
  * `options` are the context's, e.g. `viewport` or `reducedMotion`). On failure it saves a
@@ -417,4 +430,30 @@ export async function sampleReply(page, { until, everyMs = 80, timeoutMs = 30_00
 export function countsInOrder(text) {
   const numbers = (text.split(':')[1] ?? '').match(/\d+/g)?.map(Number) ?? [];
   return numbers.every((n, i) => n === i + 1);
+}
+
+/** The elements that stick out of the viewport sideways, and whether the page scrolls sideways. */
+export function horizontalOverflow(page) {
+  return page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    const scrolls = document.documentElement.scrollWidth > width || document.body.scrollWidth > width;
+    const offenders = [];
+    for (const element of document.querySelectorAll('#root *')) {
+      const box = element.getBoundingClientRect();
+      if (box.width === 0 || getComputedStyle(element).visibility === 'hidden') continue;
+      // Inside a scroller of its own (a code block, a table) a wide line is fine.
+      let clipped = false;
+      for (let up = element.parentElement; up && up.id !== 'root'; up = up.parentElement) {
+        const overflowX = getComputedStyle(up).overflowX;
+        if (overflowX === 'auto' || overflowX === 'scroll' || overflowX === 'hidden') {
+          clipped = true;
+          break;
+        }
+      }
+      if (!clipped && (box.right > width + 1 || box.left < -1)) {
+        offenders.push(`${element.tagName.toLowerCase()}.${element.className} [${Math.round(box.left)}, ${Math.round(box.right)}]`);
+      }
+    }
+    return { width, scrolls, offenders: offenders.slice(0, 10) };
+  });
 }

@@ -80,7 +80,8 @@ export const WIDE_REPLY = [
 /**
  * "Count to N" → N numbers, 60 ms apart ("slowly": 250 ms); "think" → reasoning, then an answer;
  * "roll" → a `roll_dice` call; "markdown" → `MARKDOWN_REPLY` in 6-character pieces; "wide" →
- * `WIDE_REPLY`; after a tool result → a sentence quoting it; anything else → one short sentence.
+ * `WIDE_REPLY`; "numbered" → a sentence with the request's number; after a tool result → a
+ * sentence quoting it; anything else → one short sentence.
  */
 export function mockScript(request) {
   const last = request.messages.at(-1);
@@ -91,6 +92,8 @@ export function mockScript(request) {
   const said = contentText(lastMessage(request.messages, 'user')?.content);
   if (/markdown/i.test(said)) return { text: MARKDOWN_REPLY.match(/[\s\S]{1,6}/g), delayMs: 25 };
   if (/wide/i.test(said)) return { text: WIDE_REPLY.match(/[\s\S]{1,24}/g), delayMs: 20 };
+  // Numbered answers differ from one request to the next: a regenerated reply shows.
+  if (/numbered/i.test(said)) return { text: ['This is ', `answer ${request.index}.`], delayMs: 40 };
   const count = said.match(/count to (\d+)/i);
   if (count) {
     const n = Number(count[1]);

@@ -29,8 +29,9 @@ function capitalize(text) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
+// By its message only: a TypeError is also what a bug in the page throws.
 export function isNetworkFailure(error) {
-  return error instanceof TypeError || NETWORK_FAILURE.test(String(error?.message ?? ''));
+  return NETWORK_FAILURE.test(String(error?.message ?? ''));
 }
 
 /** The `error` field of chatfn's JSON error bodies (`{"ok":false,"error":"…","code":"…"}`). */

@@ -16,6 +16,9 @@ import {
   showChatInUrl,
 } from './config.js';
 
+// The width under which the chat list is a drawer (the `max-width` media query in styles.css).
+const DRAWER_MAX_WIDTH = 720;
+
 // The offline notice, once read, stays hidden for this tab.
 const BANNER_KEY = 'chatfn.offline-banner';
 
@@ -48,6 +51,13 @@ export function App() {
       if (open) requestAnimationFrame(() => menuButtonRef.current?.focus());
       return false;
     });
+  }, []);
+  // The drawer exists on narrow screens only: widening the window closes it.
+  useEffect(() => {
+    const wide = window.matchMedia(`(min-width: ${DRAWER_MAX_WIDTH + 1}px)`);
+    const onChange = () => wide.matches && setDrawerOpen(false);
+    wide.addEventListener('change', onChange);
+    return () => wide.removeEventListener('change', onChange);
   }, []);
   useEffect(() => {
     if (!drawerOpen) return undefined;
@@ -159,7 +169,8 @@ export function App() {
 
       <div className="drawer-backdrop" aria-hidden="true" onClick={closeDrawer} />
 
-      <main className="main">
+      {/* While the drawer is open, the chat behind it takes no focus or clicks. */}
+      <main className="main" inert={drawerOpen || undefined}>
         <header className="topbar">
           <button
             type="button"

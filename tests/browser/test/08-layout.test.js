@@ -77,6 +77,8 @@ describe('the layout', () => {
         const drawer = await page.locator('.sidebar').boundingBox();
         assert.ok(drawer.x >= 0 && drawer.x + drawer.width <= 390, `the drawer fits: ${JSON.stringify(drawer)}`);
         await assertInside(page, 'with the drawer open');
+        assert.equal(await page.evaluate(() => Boolean(document.activeElement?.closest('.sidebar'))), true, 'the focus moved into the drawer');
+        assert.equal(await page.evaluate(() => document.querySelector('main').inert), true, 'the chat behind the drawer is inert');
         await shot('drawer');
         await page.keyboard.press('Escape');
         await chats.waitFor({ state: 'hidden' });

@@ -239,8 +239,15 @@ export function App() {
 function ModelBadge({ info }) {
   if (info === undefined) return <span className="badge">Model: …</span>;
   if (info === null) return <span className="badge" title="The backend has no /dev/info">Model: unknown</span>;
+  // `provider:model`; on a phone only the model's own name is shown.
+  const [provider, name] = info.model?.includes(':') ? info.model.split(/:(.*)/s) : [undefined, info.model];
   return (
-    <span className={`badge ${info.offline ? 'badge-offline' : 'badge-online'}`} data-model={info.model} role="status">
+    <span
+      className={`badge ${info.offline ? 'badge-offline' : 'badge-online'}`}
+      data-model={info.model}
+      title={info.offline ? undefined : info.model}
+      role="status"
+    >
       <span className="dot" aria-hidden="true" />
       <span className="badge-text">
         {info.offline ? (
@@ -248,7 +255,8 @@ function ModelBadge({ info }) {
         ) : (
           <>
             <span className="badge-label">Model: </span>
-            {info.model}
+            {provider && <span className="badge-label">{provider}:</span>}
+            {name}
           </>
         )}
       </span>

@@ -111,6 +111,12 @@ pub struct Config {
     /// `CHATFN_MODEL_REASONING_SUMMARY`: the reasoning summaries asked of the Responses API
     /// (`auto`, `concise`, `detailed`, or `none`), when not `auto`.
     pub model_reasoning_summary: Option<String>,
+    /// `CHATFN_MODEL_THINKING_BUDGET`: the tokens an Anthropic or Bedrock model may think with
+    /// before it answers; unset or 0 leaves extended thinking off.
+    pub model_thinking_budget: Option<u32>,
+    /// `CHATFN_MODEL_PROMPT_CACHE`: mark prompts for Anthropic's and Bedrock's prompt cache; on
+    /// unless `off` (or `false`, `0`).
+    pub model_prompt_cache: bool,
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`): where Bedrock is called. Lambda always sets it.
     pub aws_region: Option<String>,
     /// `CHATFN_SYSTEM_PROMPT`: the stock agent's instructions.
@@ -151,6 +157,8 @@ impl std::fmt::Debug for Config {
             model_api_key,
             model_reasoning_effort,
             model_reasoning_summary,
+            model_thinking_budget,
+            model_prompt_cache,
             aws_region,
             system_prompt,
             table_name,
@@ -175,6 +183,8 @@ impl std::fmt::Debug for Config {
             )
             .field("model_reasoning_effort", model_reasoning_effort)
             .field("model_reasoning_summary", model_reasoning_summary)
+            .field("model_thinking_budget", model_thinking_budget)
+            .field("model_prompt_cache", model_prompt_cache)
             .field("aws_region", aws_region)
             .field("system_prompt", system_prompt)
             .field("table_name", table_name)
@@ -246,6 +256,19 @@ impl Config {
             model_api_key,
             model_reasoning_effort: get("CHATFN_MODEL_REASONING_EFFORT"),
             model_reasoning_summary: get("CHATFN_MODEL_REASONING_SUMMARY"),
+            model_thinking_budget: match get("CHATFN_MODEL_THINKING_BUDGET") {
+                Some(value) => Some(value.parse().map_err(|_| ConfigError::NotANumber {
+                    name: "CHATFN_MODEL_THINKING_BUDGET",
+                    value,
+                })?),
+                None => None,
+            },
+            model_prompt_cache: !matches!(
+                get("CHATFN_MODEL_PROMPT_CACHE")
+                    .map(|value| value.to_ascii_lowercase())
+                    .as_deref(),
+                Some("off" | "false" | "0" | "no")
+            ),
             aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
             system_prompt: get("CHATFN_SYSTEM_PROMPT"),
             table_name: get("CHATFN_TABLE_NAME"),
@@ -398,6 +421,24 @@ mod tests {
             Err(ConfigError::Mcp(McpConfigError::NotAPair(_)))
         ));
         assert!(self::config(&[]).expect("valid").mcp_servers.is_empty());
+    }
+
+    #[test]
+    fn thinking_budget_and_prompt_cache_are_read() {
+        let defaults = config(&[]).expect("valid");
+        assert_eq!(defaults.model_thinking_budget, None);
+        assert!(defaults.model_prompt_cache);
+        let set = config(&[
+            ("CHATFN_MODEL_THINKING_BUDGET", " 2048 "),
+            ("CHATFN_MODEL_PROMPT_CACHE", "OFF"),
+        ])
+        .expect("valid");
+        assert_eq!(set.model_thinking_budget, Some(2048));
+        assert!(!set.model_prompt_cache);
+        assert!(matches!(
+            config(&[("CHATFN_MODEL_THINKING_BUDGET", "lots")]),
+            Err(ConfigError::NotANumber { .. })
+        ));
     }
 
     #[test]

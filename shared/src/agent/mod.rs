@@ -136,6 +136,8 @@ pub struct Agent {
     compaction: Option<Compaction>,
     /// Drives turns in place of the model loop, when set.
     handler: Option<Arc<dyn TurnHandler>>,
+    /// The thinking budget of every model call, over the provider's own setting.
+    thinking_budget: Option<u32>,
 }
 
 /// Checks a turn's client data (JSON, `null` when the client sent none) against a type.
@@ -167,6 +169,7 @@ impl Agent {
                 client_data: None,
                 compaction: None,
                 handler: None,
+                thinking_budget: None,
             },
         }
     }
@@ -264,6 +267,12 @@ impl Agent {
     /// Whether the browser runs this tool (so its outputs come from the client).
     pub fn runs_on_client(&self, tool: &str) -> bool {
         self.tool(tool).is_some_and(|tool| tool.runs_on_client())
+    }
+
+    /// The tokens the model may think with on each call, when the agent sets it; `None` leaves
+    /// it to the provider's settings (`CHATFN_MODEL_THINKING_BUDGET`).
+    pub fn thinking_budget(&self) -> Option<u32> {
+        self.thinking_budget
     }
 }
 
@@ -367,5 +376,14 @@ impl AgentBuilder {
     /// The agent, ready to share across turns.
     pub fn build(self) -> Agent {
         self.agent
+    }
+
+    /// Extended thinking on every model call of the agent's turns, with this many tokens to
+    /// think with (Anthropic, and Claude on Bedrock; at least 1024 there); 0 turns it off even
+    /// where the provider's settings turn it on. Thinking travels back with its signature on
+    /// the next step and in later turns.
+    pub fn thinking_budget(mut self, tokens: u32) -> Self {
+        self.agent.thinking_budget = Some(tokens);
+        self
     }
 }

@@ -18,6 +18,7 @@ pub mod offline;
 pub mod openai;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod openai_responses;
+mod settings;
 pub mod sse;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 mod tool_call;
@@ -31,6 +32,8 @@ use async_trait::async_trait;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use settings::ModelSettings;
 
 /// A message in the provider-neutral prompt, as `convertToModelMessages` produces it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,6 +227,10 @@ pub struct ModelRequest {
     pub max_output_tokens: Option<u32>,
     /// Sampling temperature; `None` leaves it to the provider.
     pub temperature: Option<f32>,
+    /// The tokens the model may think with before it answers, for providers with extended
+    /// thinking (Anthropic, Bedrock's Claude models); `Some(0)` turns thinking off, `None` leaves
+    /// it to the provider's settings.
+    pub thinking_budget: Option<u32>,
 }
 
 impl ModelRequest {
@@ -519,7 +526,8 @@ pub fn from_config(
                         .clone()
                         .unwrap_or_else(|| anthropic::Anthropic::DEFAULT_MODEL.to_owned()),
                 )
-                .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
+                .map_err(|error| ConfigError::ModelClient(error.to_string()))?
+                .with_settings(settings(config)),
             ))
         }
         #[cfg(feature = "bedrock")]
@@ -538,11 +546,21 @@ pub fn from_config(
                 .unwrap_or_else(|| bedrock::Bedrock::DEFAULT_MODEL.to_owned());
             Ok(Arc::new(
                 bedrock::Bedrock::new(endpoint, region, model)
-                    .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
+                    .map_err(|error| ConfigError::ModelClient(error.to_string()))?
+                    .with_settings(settings(config)),
             ))
         }
         #[allow(unreachable_patterns)]
         other => Err(ConfigError::Unavailable(other.name())),
+    }
+}
+
+/// The thinking and caching settings of the configuration.
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
+fn settings(config: &crate::config::Config) -> ModelSettings {
+    ModelSettings {
+        thinking_budget: config.model_thinking_budget,
+        prompt_cache: config.model_prompt_cache,
     }
 }
 

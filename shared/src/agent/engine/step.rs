@@ -67,6 +67,7 @@ async fn open_step(
     let request = ModelRequest {
         messages: model_messages(agent, history, run.fold.message(), &run.injected),
         tools: agent.tools().iter().map(|tool| tool.spec()).collect(),
+        thinking_budget: agent.thinking_budget(),
         ..ModelRequest::default()
     };
     run.emit(UIMessageChunk::StartStep).await?;

@@ -2,9 +2,11 @@
 
 use serde_json::{Value, json};
 
+use super::decode::PROVIDER_KEY;
 use crate::model::data_url::DataUrl;
 use crate::model::{
-    AssistantContent, ModelMessage, ModelRequest, ToolContent, ToolOutput, UserContent,
+    AssistantContent, ModelMessage, ModelRequest, ModelSettings, ToolContent, ToolOutput,
+    UserContent,
 };
 
 /// The API version header every request carries.
@@ -12,8 +14,8 @@ pub const API_VERSION: &str = "2023-06-01";
 /// Anthropic requires a cap on output tokens; this one fits every current model.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
-/// The Messages request body for `request`.
-pub fn request_body(model: &str, request: &ModelRequest) -> Value {
+/// The Messages request body for `request`, with thinking as `settings` and the request say.
+pub fn request_body(model: &str, request: &ModelRequest, settings: &ModelSettings) -> Value {
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
     for message in &request.messages {
@@ -39,12 +41,19 @@ pub fn request_body(model: &str, request: &ModelRequest) -> Value {
             _ => messages.push(json!({"role": role, "content": blocks})),
         }
     }
+    let thinking_budget = settings.thinking_budget_for(request);
+    // The budget is part of `max_tokens`: the answer keeps the room it had without thinking.
+    let max_tokens =
+        request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS) + thinking_budget.unwrap_or(0);
     let mut body = json!({
         "model": model,
-        "max_tokens": request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        "max_tokens": max_tokens,
         "messages": messages,
         "stream": true,
     });
+    if let Some(budget) = thinking_budget {
+        body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+    }
     if !system.is_empty() {
         body["system"] = Value::String(system.join("\n\n"));
     }
@@ -57,8 +66,10 @@ pub fn request_body(model: &str, request: &ModelRequest) -> Value {
             })
             .collect();
     }
+    // The API refuses a temperature with thinking on.
     if let Some(temperature) = request
         .temperature
+        .filter(|_| thinking_budget.is_none())
         .and_then(|t| serde_json::Number::from_f64(f64::from(t)))
     {
         body["temperature"] = Value::Number(temperature);
@@ -111,11 +122,25 @@ fn assistant_blocks(content: &[AssistantContent]) -> Vec<Value> {
             } => Some(
                 json!({"type": "tool_use", "id": tool_call_id, "name": tool_name, "input": input}),
             ),
-            // Thinking can only be sent back with the signature the API gave it, which the UI
-            // message does not keep; the model does not need its old thoughts.
+            AssistantContent::Reasoning {
+                text,
+                provider_options,
+            } => thinking_block(text, provider_options.as_ref()),
             _ => None,
         })
         .collect()
+}
+
+/// Thinking goes back as it came, which the API checks by its signature (or as the encrypted
+/// data of redacted thinking); with thinking on, the API refuses a tool loop's assistant message
+/// without it. Reasoning without either (another provider's) cannot go back.
+fn thinking_block(text: &str, provider_options: Option<&Value>) -> Option<Value> {
+    let kept = provider_options?.get(PROVIDER_KEY)?;
+    if let Some(signature) = kept.get("signature").and_then(Value::as_str) {
+        return Some(json!({"type": "thinking", "thinking": text, "signature": signature}));
+    }
+    let data = kept.get("redactedData").and_then(Value::as_str)?;
+    Some(json!({"type": "redacted_thinking", "data": data}))
 }
 
 fn tool_blocks(content: &[ToolContent]) -> Vec<Value> {
@@ -200,10 +225,9 @@ mod tests {
                 description: "Rolls.".into(),
                 input_schema: json!({"type": "object"}),
             }],
-            max_output_tokens: None,
-            temperature: None,
+            ..ModelRequest::default()
         };
-        let body = request_body("claude-x", &request);
+        let body = request_body("claude-x", &request, &ModelSettings::default());
         assert_eq!(body["system"], "Be brief.");
         assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
@@ -225,5 +249,77 @@ mod tests {
                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
             ])
         );
+    }
+}
+
+#[cfg(test)]
+mod thinking_tests {
+    use super::*;
+
+    fn turn_with_reasoning(provider_options: Option<Value>) -> ModelRequest {
+        ModelRequest {
+            messages: vec![
+                ModelMessage::User {
+                    content: vec![UserContent::Text {
+                        text: "Roll".into(),
+                    }],
+                },
+                ModelMessage::Assistant {
+                    content: vec![
+                        AssistantContent::Reasoning {
+                            text: "A d6.".into(),
+                            provider_options,
+                        },
+                        AssistantContent::ToolCall {
+                            tool_call_id: "t1".into(),
+                            tool_name: "roll".into(),
+                            input: json!({}),
+                            provider_executed: false,
+                        },
+                    ],
+                },
+            ],
+            temperature: Some(0.5),
+            ..ModelRequest::default()
+        }
+    }
+
+    #[test]
+    fn thinking_goes_back_with_its_signature_and_the_budget_is_asked_for() {
+        let settings = ModelSettings {
+            thinking_budget: Some(2000),
+            ..ModelSettings::default()
+        };
+        let signed = turn_with_reasoning(Some(json!({"anthropic": {"signature": "sig"}})));
+        let body = request_body("claude-x", &signed, &settings);
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 2000})
+        );
+        assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS + 2000);
+        assert!(
+            body.get("temperature").is_none(),
+            "no temperature with thinking"
+        );
+        assert_eq!(
+            body["messages"][1]["content"][0],
+            json!({"type": "thinking", "thinking": "A d6.", "signature": "sig"})
+        );
+        let redacted = turn_with_reasoning(Some(json!({"anthropic": {"redactedData": "ENC"}})));
+        let body = request_body("claude-x", &redacted, &ModelSettings::default());
+        assert_eq!(
+            body["messages"][1]["content"][0],
+            json!({"type": "redacted_thinking", "data": "ENC"})
+        );
+        assert!(body.get("thinking").is_none());
+        assert_eq!(body["temperature"], 0.5);
+        for unsigned in [None, Some(json!({"openai": {"itemId": "rs_1"}}))] {
+            let body = request_body(
+                "claude-x",
+                &turn_with_reasoning(unsigned),
+                &ModelSettings::default(),
+            );
+            assert_eq!(body["messages"][1]["content"][0]["type"], "tool_use");
+        }
     }
 }

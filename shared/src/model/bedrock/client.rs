@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 
 use super::converse::{self, ConverseStreamDecoder};
 use crate::model::transport::{ProviderClient, decode_byte_stream, error_chain, send_checked};
-use crate::model::{Model, ModelError, ModelRequest, ModelStream};
+use crate::model::{Model, ModelError, ModelRequest, ModelSettings, ModelStream};
 
 /// The name Bedrock's runtime API signs under.
 pub const SIGNING_NAME: &str = "bedrock";
@@ -29,6 +29,7 @@ pub struct Bedrock {
     /// first call (building it is async, and hosts build models synchronously at start-up).
     provider: OnceCell<SharedCredentialsProvider>,
     cached: Mutex<Option<Credentials>>,
+    settings: ModelSettings,
     client: ProviderClient,
 }
 
@@ -38,6 +39,7 @@ impl std::fmt::Debug for Bedrock {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("model", &self.model)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -111,8 +113,15 @@ impl Bedrock {
             model,
             provider,
             cached: Mutex::new(None),
+            settings: ModelSettings::default(),
             client: ProviderClient::new(),
         })
+    }
+
+    /// The same client with these thinking and caching settings.
+    pub fn with_settings(mut self, settings: ModelSettings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// The URL of a ConverseStream call for this model.
@@ -222,7 +231,7 @@ impl Model for Bedrock {
     }
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
-        let body = converse::request_body(&request).to_string();
+        let body = converse::request_body(&request, &self.settings).to_string();
         let url = self.url();
         // As the API reference's request syntax has it: the body's type, nothing else.
         let headers = [("content-type", "application/json")];

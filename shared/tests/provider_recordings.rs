@@ -187,6 +187,7 @@ fn usage(input: u64, output: u64, reasoning: u64, cached: u64) -> Usage {
         output_tokens: output,
         reasoning_tokens: reasoning,
         cached_input_tokens: cached,
+        ..Usage::default()
     }
 }
 

@@ -369,6 +369,14 @@ pub struct Usage {
     pub reasoning_tokens: u64,
     /// `cachedInputTokens`: the part of the input read from the provider's prompt cache.
     pub cached_input_tokens: u64,
+    /// `cacheWriteInputTokens`: the part of the input written to the provider's prompt cache
+    /// (billed at a premium once, read back cheaply by the next calls), where the provider says.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_input_tokens: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl Usage {
@@ -384,6 +392,7 @@ impl std::ops::AddAssign for Usage {
         self.output_tokens += other.output_tokens;
         self.reasoning_tokens += other.reasoning_tokens;
         self.cached_input_tokens += other.cached_input_tokens;
+        self.cache_write_input_tokens += other.cache_write_input_tokens;
     }
 }
 

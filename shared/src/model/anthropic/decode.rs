@@ -164,8 +164,6 @@ pub struct MessagesDecoder {
     message_id: Option<String>,
     blocks: BTreeMap<u64, Block>,
     usage: Usage,
-    /// The prompt tokens written to the cache, as `message_start` counted them.
-    cache_creation: u64,
     stop_reason: Option<FinishReason>,
     finished: bool,
 }
@@ -216,9 +214,9 @@ impl MessagesDecoder {
         }
         let usage = message.usage.unwrap_or_default();
         let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
-        self.cache_creation = usage.cache_creation_input_tokens.unwrap_or(0);
+        self.usage.cache_write_input_tokens = usage.cache_creation_input_tokens.unwrap_or(0);
         self.usage.input_tokens =
-            usage.input_tokens.unwrap_or(0) + cache_read + self.cache_creation;
+            usage.input_tokens.unwrap_or(0) + cache_read + self.usage.cache_write_input_tokens;
         self.usage.cached_input_tokens = cache_read;
         self.usage.output_tokens = usage.output_tokens.unwrap_or(0);
         Ok(())
@@ -324,10 +322,10 @@ impl MessagesDecoder {
             let cache_read = usage
                 .cache_read_input_tokens
                 .unwrap_or(self.usage.cached_input_tokens);
-            self.cache_creation = usage
+            self.usage.cache_write_input_tokens = usage
                 .cache_creation_input_tokens
-                .unwrap_or(self.cache_creation);
-            self.usage.input_tokens = input + cache_read + self.cache_creation;
+                .unwrap_or(self.usage.cache_write_input_tokens);
+            self.usage.input_tokens = input + cache_read + self.usage.cache_write_input_tokens;
             self.usage.cached_input_tokens = cache_read;
         }
     }
@@ -457,7 +455,8 @@ mod tests {
                         input_tokens: 15,
                         output_tokens: 40,
                         reasoning_tokens: 0,
-                        cached_input_tokens: 3
+                        cached_input_tokens: 3,
+                        cache_write_input_tokens: 0,
                     },
                 },
             ]
@@ -500,6 +499,7 @@ mod tests {
                     usage: Usage {
                         input_tokens: 11,
                         output_tokens: 9,
+                        cache_write_input_tokens: 6,
                         ..Usage::default()
                     },
                 },

@@ -55,16 +55,30 @@ pub fn request_body(model: &str, request: &ModelRequest, settings: &ModelSetting
         body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
     }
     if !system.is_empty() {
-        body["system"] = Value::String(system.join("\n\n"));
+        let system = system.join("\n\n");
+        body["system"] = if settings.prompt_cache {
+            json!([{"type": "text", "text": system, "cache_control": ephemeral()}])
+        } else {
+            Value::String(system)
+        };
     }
     if !request.tools.is_empty() {
-        body["tools"] = request
+        let mut tools: Vec<Value> = request
             .tools
             .iter()
             .map(|tool| {
                 json!({"name": tool.name, "description": tool.description, "input_schema": tool.input_schema})
             })
             .collect();
+        if settings.prompt_cache
+            && let Some(last) = tools.last_mut()
+        {
+            last["cache_control"] = ephemeral();
+        }
+        body["tools"] = tools.into();
+    }
+    if settings.prompt_cache {
+        mark_the_history(&mut body["messages"]);
     }
     // The API refuses a temperature with thinking on.
     if let Some(temperature) = request
@@ -75,6 +89,34 @@ pub fn request_body(model: &str, request: &ModelRequest, settings: &ModelSetting
         body["temperature"] = Value::Number(temperature);
     }
     body
+}
+
+/// A prompt cache breakpoint: the prompt up to here is cached for five minutes, refreshed by
+/// every read.
+fn ephemeral() -> Value {
+    json!({"type": "ephemeral"})
+}
+
+/// The last block of the history that can carry a breakpoint (thinking cannot, nor empty text)
+/// gets one: this call writes the conversation so far to the cache, and the next call, whose
+/// prompt starts with all of it, reads it back. With the breakpoints on the system prompt and
+/// the tools, three of the API's four.
+fn mark_the_history(messages: &mut Value) {
+    let Some(blocks) = messages
+        .as_array_mut()
+        .and_then(|messages| messages.last_mut())
+        .and_then(|last| last["content"].as_array_mut())
+    else {
+        return;
+    };
+    let markable = blocks.iter_mut().rev().find(|block| {
+        let kind = block["type"].as_str().unwrap_or_default();
+        let empty_text = kind == "text" && block["text"].as_str().is_none_or(str::is_empty);
+        !(empty_text || matches!(kind, "thinking" | "redacted_thinking"))
+    });
+    if let Some(block) = markable {
+        block["cache_control"] = ephemeral();
+    }
 }
 
 fn user_blocks(content: &[UserContent]) -> Vec<Value> {
@@ -227,7 +269,11 @@ mod tests {
             }],
             ..ModelRequest::default()
         };
-        let body = request_body("claude-x", &request, &ModelSettings::default());
+        let no_cache = ModelSettings {
+            prompt_cache: false,
+            ..ModelSettings::default()
+        };
+        let body = request_body("claude-x", &request, &no_cache);
         assert_eq!(body["system"], "Be brief.");
         assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
@@ -249,6 +295,44 @@ mod tests {
                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
             ])
         );
+
+        let cached = request_body("claude-x", &request, &ModelSettings::default());
+        let breakpoint = json!({"type": "ephemeral"});
+        assert_eq!(
+            cached["system"],
+            json!([{"type": "text", "text": "Be brief.", "cache_control": breakpoint}])
+        );
+        assert_eq!(cached["tools"][0]["cache_control"], breakpoint);
+        let history = cached["messages"].as_array().expect("messages");
+        let marked: Vec<(usize, usize)> = history
+            .iter()
+            .enumerate()
+            .flat_map(|(m, message)| {
+                let blocks = message["content"].as_array().cloned().unwrap_or_default();
+                blocks
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, block)| block.get("cache_control").is_some())
+                    .map(move |(b, _)| (m, b))
+            })
+            .collect();
+        assert_eq!(marked, [(2, 2)], "only the history's last block");
+    }
+
+    #[test]
+    fn the_history_breakpoint_skips_thinking_and_empty_text() {
+        let mut messages = json!([{"role": "assistant", "content": [
+            {"type": "text", "text": "Hi"},
+            {"type": "text", "text": ""},
+            {"type": "thinking", "thinking": "t", "signature": "s"}
+        ]}]);
+        mark_the_history(&mut messages);
+        assert_eq!(messages[0]["content"][0]["cache_control"], ephemeral());
+        assert!(messages[0]["content"][1].get("cache_control").is_none());
+        assert!(messages[0]["content"][2].get("cache_control").is_none());
+        let mut empty = json!([]);
+        mark_the_history(&mut empty);
+        assert_eq!(empty, json!([]));
     }
 }
 

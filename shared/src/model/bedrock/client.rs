@@ -169,6 +169,12 @@ impl Bedrock {
     }
 }
 
+/// Whether the model takes cache points (Claude and Nova; others refuse a request with them).
+/// Inference profiles and ARNs name the model inside them.
+fn caches_prompts(model: &str) -> bool {
+    model.contains("anthropic.claude") || model.contains("amazon.nova")
+}
+
 /// The characters a URL path segment keeps as they are (RFC 3986 unreserved); everything else
 /// is percent-encoded, as AWS's SDKs do with the model id (`…-v1:0`, or an ARN with `/`).
 fn encode_path_segment(segment: &str) -> String {
@@ -231,7 +237,11 @@ impl Model for Bedrock {
     }
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
-        let body = converse::request_body(&request, &self.settings).to_string();
+        let settings = ModelSettings {
+            prompt_cache: self.settings.prompt_cache && caches_prompts(&self.model),
+            ..self.settings
+        };
+        let body = converse::request_body(&request, &settings).to_string();
         let url = self.url();
         // As the API reference's request syntax has it: the body's type, nothing else.
         let headers = [("content-type", "application/json")];
@@ -277,6 +287,16 @@ mod tests {
             "https://bedrock-runtime.eu-west-1.amazonaws.com/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123456789012%3Ainference-profile%2Feu.anthropic.claude-v1%3A0/converse-stream"
         );
         assert_eq!(model.id(), format!("bedrock:{}", model.model));
+    }
+
+    #[test]
+    fn cache_points_go_to_claude_and_nova_only() {
+        assert!(caches_prompts(Bedrock::DEFAULT_MODEL));
+        assert!(caches_prompts("amazon.nova-lite-v1:0"));
+        assert!(caches_prompts(
+            "arn:aws:bedrock:eu-west-1:1:inference-profile/eu.anthropic.claude-3-7-sonnet-v1:0"
+        ));
+        assert!(!caches_prompts("meta.llama3-70b-instruct-v1:0"));
     }
 
     #[test]

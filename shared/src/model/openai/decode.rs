@@ -421,6 +421,7 @@ fn parse_usage(usage: &Value) -> Usage {
                 .and_then(|details| details.get("reasoning_tokens")),
         ),
         cached_input_tokens: count(cached),
+        cache_write_input_tokens: 0,
     }
 }
 
@@ -1064,6 +1065,7 @@ mod tests {
                     output_tokens: 50,
                     reasoning_tokens: 30,
                     cached_input_tokens: 80,
+                    cache_write_input_tokens: 0,
                 },
             })
         );

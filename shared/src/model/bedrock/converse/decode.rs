@@ -335,13 +335,13 @@ impl ConverseDecoder {
     fn metadata(&mut self, metadata: Metadata, out: &mut Vec<ModelEvent>) {
         let usage = metadata.usage.unwrap_or_default();
         let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
+        let cache_write = usage.cache_write_input_tokens.unwrap_or(0);
         self.usage = Usage {
-            input_tokens: usage.input_tokens.unwrap_or(0)
-                + cache_read
-                + usage.cache_write_input_tokens.unwrap_or(0),
+            input_tokens: usage.input_tokens.unwrap_or(0) + cache_read + cache_write,
             output_tokens: usage.output_tokens.unwrap_or(0),
             reasoning_tokens: 0,
             cached_input_tokens: cache_read,
+            cache_write_input_tokens: cache_write,
         };
         self.saw_metadata = true;
         out.extend(self.finish_if_complete());
@@ -561,6 +561,7 @@ mod tests {
                     output_tokens: 40,
                     reasoning_tokens: 0,
                     cached_input_tokens: 3,
+                    cache_write_input_tokens: 0,
                 },
             },
         ];

@@ -45,13 +45,25 @@ pub fn request_body(request: &ModelRequest, settings: &ModelSettings) -> Value {
         }
     }
 
+    // Cache points after the instructions, the tools and the history so far: this call writes
+    // them to the cache, and the next, whose prompt starts with them, reads them back.
+    if settings.prompt_cache {
+        if !system.is_empty() {
+            system.push(cache_point());
+        }
+        if let Some(last) = messages.last_mut()
+            && let Some(content) = last["content"].as_array_mut()
+        {
+            content.push(cache_point());
+        }
+    }
     let mut body = Map::new();
     body.insert("messages".into(), messages.into());
     if !system.is_empty() {
         body.insert("system".into(), system.into());
     }
     if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
+        let mut tools: Vec<Value> = request
             .tools
             .iter()
             .map(|tool| {
@@ -68,6 +80,9 @@ pub fn request_body(request: &ModelRequest, settings: &ModelSettings) -> Value {
                 json!({ "toolSpec": spec })
             })
             .collect();
+        if settings.prompt_cache {
+            tools.push(cache_point());
+        }
         body.insert("toolConfig".into(), json!({ "tools": tools }));
     }
     let thinking_budget = settings.thinking_budget_for(request);
@@ -102,6 +117,10 @@ pub fn request_body(request: &ModelRequest, settings: &ModelSettings) -> Value {
         body.insert("inferenceConfig".into(), inference.into());
     }
     Value::Object(body)
+}
+
+fn cache_point() -> Value {
+    json!({ "cachePoint": { "type": "default" } })
 }
 
 fn user_blocks(content: &[UserContent]) -> Vec<Value> {
@@ -362,7 +381,7 @@ mod tests {
             temperature: Some(0.7),
             ..ModelRequest::default()
         };
-        let body = request_body(&request, &ModelSettings::default());
+        let body = request_body(&request, &NO_CACHE);
         assert_eq!(body["system"], json!([{"text": "Be brief."}]));
         assert_eq!(
             body["inferenceConfig"],
@@ -395,7 +414,22 @@ mod tests {
         );
         let bare = request_body(&ModelRequest::default(), &ModelSettings::default());
         assert_eq!(bare, json!({"messages": []}));
+
+        let cached = request_body(&request, &ModelSettings::default());
+        let point = json!({"cachePoint": {"type": "default"}});
+        assert_eq!(cached["system"], json!([{"text": "Be brief."}, point]));
+        assert_eq!(cached["toolConfig"]["tools"][2], point);
+        assert_eq!(cached["messages"][2]["content"][5], point);
+        assert_eq!(
+            cached["messages"][1]["content"].as_array().map(Vec::len),
+            Some(3)
+        );
     }
+
+    const NO_CACHE: ModelSettings = ModelSettings {
+        thinking_budget: None,
+        prompt_cache: false,
+    };
 
     #[test]
     fn reasoning_goes_back_with_its_signature_and_thinking_is_asked_for() {
@@ -441,7 +475,7 @@ mod tests {
         );
         assert!(body.get("additionalModelRequestFields").is_none());
         assert_eq!(body["inferenceConfig"], json!({"temperature": 0.5}));
-        let body = request_body(&turn(None), &ModelSettings::default());
+        let body = request_body(&turn(None), &NO_CACHE);
         assert_eq!(
             body["messages"][0]["content"],
             json!([{"text": "Rolling."}])

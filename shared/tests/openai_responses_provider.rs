@@ -415,6 +415,7 @@ async fn an_http_error_is_a_provider_error_with_the_api_message() {
         ModelError::Provider {
             status: 400,
             message: "Unsupported model".into(),
+            retry_after: None,
         }
     );
 }

@@ -407,6 +407,9 @@ pub enum ModelError {
         status: u16,
         /// The provider's error message, or the body when it has none.
         message: String,
+        /// How long the provider asked to be left alone before the next call (`Retry-After`,
+        /// `retry-after-ms`), when it said.
+        retry_after: Option<std::time::Duration>,
     },
     /// The connection to the provider failed or broke.
     #[error("could not reach the model provider: {0}")]
@@ -439,6 +442,31 @@ impl ModelError {
             ModelError::Transport(_) | ModelError::Idle(_) => true,
             ModelError::Protocol(_) | ModelError::Stream(_) | ModelError::Credentials(_) => false,
         }
+    }
+
+    /// How long to wait before retry number `attempt` (from 1) of a call that failed this way,
+    /// with `jitter` in `[0, 1)`; `None` when it is not worth retrying. A provider's own
+    /// `Retry-After` is honoured (plus up to a tenth, so that the calls it held back do not all
+    /// come back at once) unless it is longer than a turn should wait; otherwise the wait grows
+    /// fourfold from a quarter second, between half and all of it.
+    pub fn retry_delay(&self, attempt: u32, jitter: f64) -> Option<std::time::Duration> {
+        use std::time::Duration;
+        /// The longest `Retry-After` a turn waits out; past it, the error is the answer.
+        const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(20);
+        if !self.is_transient() {
+            return None;
+        }
+        let jitter = jitter.clamp(0.0, 1.0);
+        if let ModelError::Provider {
+            retry_after: Some(wait),
+            ..
+        } = self
+        {
+            return (*wait <= LONGEST_RETRY_AFTER).then(|| wait.mul_f64(1.0 + jitter / 10.0));
+        }
+        let full =
+            Duration::from_millis(250).saturating_mul(4u32.saturating_pow(attempt.max(1) - 1));
+        Some(full.mul_f64(0.5 + jitter / 2.0))
     }
 }
 
@@ -614,6 +642,36 @@ mod tests {
         };
         assert_eq!(request.last_user_text().as_deref(), Some("Look here"));
         assert_eq!(ModelRequest::default().last_user_text(), None);
+    }
+
+    #[test]
+    fn retries_honour_retry_after_within_reason_and_back_off_with_jitter_otherwise() {
+        use std::time::Duration;
+        let limited = |retry_after| ModelError::Provider {
+            status: 429,
+            message: "slow down".into(),
+            retry_after,
+        };
+        let asked = limited(Some(Duration::from_secs(2)));
+        assert_eq!(asked.retry_delay(1, 0.0), Some(Duration::from_secs(2)));
+        assert_eq!(asked.retry_delay(2, 0.5), Some(Duration::from_millis(2100)));
+        assert_eq!(
+            limited(Some(Duration::from_secs(3600))).retry_delay(1, 0.0),
+            None
+        );
+        let unsaid = limited(None);
+        assert_eq!(unsaid.retry_delay(1, 0.0), Some(Duration::from_millis(125)));
+        assert_eq!(
+            unsaid.retry_delay(1, 0.999),
+            Some(Duration::from_micros(249_875))
+        );
+        assert_eq!(
+            unsaid.retry_delay(2, 1.0),
+            Some(Duration::from_millis(1000))
+        );
+        let broken = ModelError::Transport("reset".into());
+        assert_eq!(broken.retry_delay(2, 0.0), Some(Duration::from_millis(500)));
+        assert_eq!(ModelError::Protocol("x".into()).retry_delay(1, 0.0), None);
     }
 
     #[cfg(feature = "native")]

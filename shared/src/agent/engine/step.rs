@@ -300,7 +300,9 @@ async fn open_stream(
             Err(error) => return Err(error),
         };
         attempt += 1;
-        let delay = std::time::Duration::from_millis(250 * 4u64.pow(attempt - 1));
+        let Some(delay) = error.retry_delay(attempt, crate::events::retry::random_jitter()) else {
+            return Err(error);
+        };
         tracing::info!(chat = %chat_id, attempt, ?delay, "retrying the model call: {error}");
         crate::runtime::sleep(delay).await;
     }
@@ -333,6 +335,7 @@ mod tests {
                     Err(ModelError::Provider {
                         status: 503,
                         message: "overloaded".into(),
+                        retry_after: None,
                     }),
                 ]
             } else {

@@ -235,6 +235,7 @@ pub fn exception_error(kind: &str, message: &str) -> ModelError {
         Some(status) => ModelError::Provider {
             status,
             message: described,
+            retry_after: None,
         },
         None => ModelError::Stream(described),
     }
@@ -636,7 +637,8 @@ mod tests {
             throttled,
             ModelError::Provider {
                 status: 429,
-                message: "throttlingException: Too many tokens".into()
+                message: "throttlingException: Too many tokens".into(),
+                retry_after: None,
             }
         );
         let (_, unavailable) = decode(&exception("serviceUnavailableException", "busy"), 9);

@@ -51,8 +51,12 @@ impl TurnRunner {
             history,
             reply,
             info,
+            quiet,
         } = prepared;
         let chat_id = live.chat_id().to_owned();
+        if quiet {
+            return self.execute_quiet(live, lease, info, loaded).await;
+        }
         let heartbeat = LeaseHeartbeat::start(
             self.store.clone(),
             chat_id.clone(),
@@ -115,6 +119,24 @@ impl TurnRunner {
         if let Some(event) = &event {
             self.deliver_now(event).await;
         }
+        self.run_next(chat_id).await;
+    }
+
+    /// A turn that answers its input with its end alone: no hooks, no model, no event.
+    async fn execute_quiet(
+        self,
+        live: Arc<LiveTurn>,
+        lease: TurnLease,
+        info: TurnInfo,
+        loaded: LoadedRecord,
+    ) {
+        let chat_id = live.chat_id().to_owned();
+        let (mut turn, _) = self.load(live, lease, info, loaded);
+        let nothing = UIMessage::new(String::new(), crate::ui::Role::Assistant);
+        if let Err(error) = self.settle(&mut turn, &nothing, None, None).await {
+            tracing::error!(chat = %chat_id, "could not settle the action: {error}");
+        }
+        self.unlist(&turn.live);
         self.run_next(chat_id).await;
     }
 

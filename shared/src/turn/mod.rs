@@ -1,6 +1,7 @@
 //! Turns: one at a time per chat, run inside the request that streams them, recorded in the
 //! output log so any reader can replay and follow them.
 
+mod action;
 mod events;
 mod execute;
 mod follow;

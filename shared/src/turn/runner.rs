@@ -401,10 +401,10 @@ impl TurnRunner {
             let (log_end, consumed) = (log_end?, consumed?);
             let inputs = self.store.inputs(chat_id, consumed, 64).await?;
             let next = inputs.into_iter().find_map(|input| {
-                match serde_json::from_str::<ChatInput>(&input.body) {
-                    Ok(ChatInput::Message { payload }) => Some((input.seq, payload)),
-                    _ => None,
-                }
+                serde_json::from_str::<ChatInput>(&input.body)
+                    .ok()
+                    .and_then(ChatInput::into_turn_payload)
+                    .map(|payload| (input.seq, payload))
             });
             let Some((seq, payload)) = next else {
                 return Ok(None);
@@ -438,10 +438,10 @@ impl TurnRunner {
         let consumed = self.store.consumed_input(chat_id).await?;
         let inputs = self.store.inputs(chat_id, consumed, 64).await?;
         Ok(inputs.iter().any(|input| {
-            matches!(
-                serde_json::from_str::<ChatInput>(&input.body),
-                Ok(ChatInput::Message { .. })
-            )
+            serde_json::from_str::<ChatInput>(&input.body)
+                .ok()
+                .and_then(ChatInput::into_turn_payload)
+                .is_some()
         }))
     }
 

@@ -649,6 +649,23 @@ impl TurnRunner {
         }
         self.turn_running(chat_id).await
     }
+
+    /// Stops the running turn of a chat being closed, wherever it runs: in this process at
+    /// once, in another through a stop in the input log, which its writer sees as it sees any
+    /// stop (the stop is only recorded while a turn holds the chat).
+    pub async fn stop_for_close(&self, chat_id: &str) -> Result<(), TurnError> {
+        if let Some(live) = self.live.get(chat_id) {
+            live.stop_signal().cancel();
+            return Ok(());
+        }
+        if self.turn_running(chat_id).await? {
+            let stop = ChatInput::Stop {
+                message: Some("the chat was closed".to_owned()),
+            };
+            self.record_input(chat_id, None, &stop).await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ impl DurableObjectStore {
         let store = DurableObjectStore { sql };
         store.exec(sql::SCHEMA_V1, Vec::new())?;
         store.exec(sql::SCHEMA_V2_OUTBOX, Vec::new())?;
+        store.exec(sql::SCHEMA_V3_COUNTERS, Vec::new())?;
         Ok(store)
     }
 
@@ -528,5 +529,46 @@ impl Store for DurableObjectStore {
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         self.write(sql::REMOVE_EVENT, vec![text(chat_id), text(id)])?;
         Ok(())
+    }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        if limit == Some(0) {
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            count: u64,
+        }
+        let limit = limit.map_or(SqlStorageValue::Null, |limit| {
+            SqlStorageValue::Integer(limit.min(MAX_SAFE) as i64)
+        });
+        let row: Option<Row> = self.first(
+            sql::ADD_TO_COUNTER,
+            vec![
+                text(key),
+                int(amount.min(MAX_SAFE))?,
+                int(expires_at_ms.min(MAX_SAFE))?,
+                limit,
+                int(now_ms.min(MAX_SAFE))?,
+            ],
+        )?;
+        Ok(row.map(|row| row.count))
+    }
+
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        #[derive(Deserialize)]
+        struct Row {
+            count: u64,
+        }
+        let row: Option<Row> =
+            self.first(sql::COUNTER, vec![text(key), int(now_ms.min(MAX_SAFE))?])?;
+        Ok(row.map_or(0, |row| row.count))
     }
 }

@@ -18,6 +18,8 @@
 //! - **Actions** ([`AgentBuilder::on_action`], [`ActionContext`]): what a client's `sendAction`
 //!   asks (undo the last exchange, say); the handler may change the history and may let the
 //!   model answer it.
+//! - **Usage limits** ([`AgentBuilder::usage_limits`], [`AgentBuilder::usage_limits_per_user`]):
+//!   turns per minute per chat, output tokens per day per user, counted in the store.
 //! - **Typed client data** ([`AgentBuilder::client_data`]) and **per-chat state** ([`ChatState`]).
 //! - **Inject and defer** ([`TurnControls`], on [`TurnInfo::controls`] and
 //!   [`ToolContext::controls`]): messages the model sees from its next step on and the history
@@ -36,6 +38,7 @@ pub mod compaction;
 mod controls;
 mod engine;
 mod hooks;
+mod limits;
 mod mcp_tools;
 mod subagent;
 mod tool;
@@ -52,6 +55,7 @@ pub(crate) use engine::span_count;
 pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, refuse_turn, run_turn};
 pub use engine::{RawTurn, TurnHandler};
 pub use hooks::{ChatHooks, ChatState, HookError, NoHooks, StateError, TurnInfo};
+pub use limits::UsageLimits;
 pub use subagent::SubAgentTool;
 pub use tool::{FunctionTool, Tool, ToolContext, ToolError};
 pub use writer::DataWriter;
@@ -85,6 +89,10 @@ pub fn configured_agent(config: &Config, model: Arc<dyn Model>) -> Agent {
         .require_approval(config.approval_tools.iter().cloned())
         .max_steps(config.max_steps)
         .action_handler(action::stock_handler())
+        .usage_limits(UsageLimits {
+            turns_per_minute: config.max_turns_per_minute,
+            output_tokens_per_day: config.max_output_tokens_per_day,
+        })
         .build()
 }
 
@@ -146,6 +154,9 @@ pub struct Agent {
     thinking_budget: Option<u32>,
     /// Answers the clients' actions, when set.
     action: Option<action::ActionHandler>,
+    /// The usage limits unless `limits_rule` decides otherwise.
+    limits: UsageLimits,
+    limits_rule: Option<limits::LimitsRule>,
 }
 
 /// Checks a turn's client data (JSON, `null` when the client sent none) against a type.
@@ -179,6 +190,8 @@ impl Agent {
                 handler: None,
                 thinking_budget: None,
                 action: None,
+                limits: UsageLimits::NONE,
+                limits_rule: None,
             },
         }
     }
@@ -259,6 +272,19 @@ impl Agent {
     ) -> Option<Result<ActionOutcome, HookError>> {
         let handler = self.action.as_ref()?;
         Some(handler(action, context).await)
+    }
+
+    /// Whether any chat may have usage limits: when not, nothing is checked or counted.
+    pub fn has_usage_limits(&self) -> bool {
+        !self.limits.is_none() || self.limits_rule.is_some()
+    }
+
+    /// The usage limits of the chat with this session.
+    pub fn usage_limits(&self, session: &crate::store::Session) -> UsageLimits {
+        match &self.limits_rule {
+            Some(rule) => rule(session, self.limits),
+            None => self.limits,
+        }
     }
 
     /// When and how the agent compacts a long history (none by default).
@@ -403,6 +429,50 @@ impl AgentBuilder {
         Fut: std::future::Future<Output = Result<ActionOutcome, HookError>> + Send + 'static,
     {
         self.action_handler(action::typed_handler(handler))
+    }
+
+    /// Limits every chat's use (the stock agent takes them from `CHATFN_MAX_TURNS_PER_MINUTE`
+    /// and `CHATFN_MAX_OUTPUT_TOKENS_PER_DAY`). A message past a limit is refused before it is
+    /// stored, with a 429 that says when to try again.
+    pub fn usage_limits(mut self, limits: UsageLimits) -> Self {
+        self.agent.limits = limits;
+        self
+    }
+
+    /// Decides each chat's limits from its session (its `owner`, the `metadata` its creator
+    /// gave: a plan, a tier), given the defaults of [`usage_limits`](Self::usage_limits). Called
+    /// before each message is accepted and as each turn ends, so keep it quick.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use chatfn::agent::{Agent, UsageLimits};
+    /// use chatfn::model::offline::OfflineModel;
+    ///
+    /// let agent = Agent::builder(Arc::new(OfflineModel::new()))
+    ///     .usage_limits(UsageLimits {
+    ///         turns_per_minute: Some(5),
+    ///         output_tokens_per_day: Some(20_000),
+    ///     })
+    ///     .usage_limits_per_user(|session, limits| {
+    ///         let plan = session.metadata.as_ref().and_then(|m| m["plan"].as_str());
+    ///         match plan {
+    ///             Some("pro") => UsageLimits {
+    ///                 output_tokens_per_day: Some(1_000_000),
+    ///                 ..limits
+    ///             },
+    ///             _ => limits,
+    ///         }
+    ///     })
+    ///     .build();
+    /// assert!(agent.has_usage_limits());
+    /// ```
+    pub fn usage_limits_per_user(
+        mut self,
+        rule: impl Fn(&crate::store::Session, UsageLimits) -> UsageLimits + Send + Sync + 'static,
+    ) -> Self {
+        self.agent.limits_rule = Some(Arc::new(rule));
+        self
     }
 
     fn action_handler(mut self, handler: action::ActionHandler) -> Self {

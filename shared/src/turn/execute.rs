@@ -71,6 +71,9 @@ impl TurnRunner {
         total_usage += outcome.usage;
         outcome.total_usage = total_usage;
         self.finish_work(&turn, &outcome).await;
+        // Before the turn's end is shown: the next message is checked against this count.
+        self.count_output_tokens(&chat_id, outcome.usage.output_tokens)
+            .await;
         let saved = record_to_save(record, &turn.state, total_usage, new_summary);
         super::span::record_outcome(&tracing::Span::current(), &outcome);
         tracing::info!(

@@ -7,6 +7,7 @@ mod execute;
 mod follow;
 mod heartbeat;
 mod input;
+mod limits;
 pub mod live;
 mod prepare;
 mod record;
@@ -18,6 +19,7 @@ mod writer;
 
 pub(crate) use follow::{FollowOn, FollowWatch, LogFollower};
 pub use input::{ChatInput, ChatTrigger, MessagePayload};
+pub use limits::{LimitKind, LimitReached};
 pub use live::{LiveTurn, LiveTurns};
 pub use record::ChatRecord;
 pub use runner::{StartedTurn, TurnError, TurnRunner, TurnSource, TurnTask};

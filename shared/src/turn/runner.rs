@@ -58,6 +58,9 @@ pub enum TurnError {
     /// says why, for the client.
     #[error("{0}")]
     InvalidInput(String),
+    /// A usage limit refuses the message; nothing of it was recorded.
+    #[error(transparent)]
+    LimitReached(#[from] super::LimitReached),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -55,6 +55,8 @@ else
     test/21-turn-events.test.js
     # The stock agent on OpenAI's Responses API (the suite sets the provider).
     test/22-openai-responses.test.js
+    # Usage limits (the suite sets them), actions, close.
+    test/23-limits-and-actions.test.js
     worker/
   )
 fi

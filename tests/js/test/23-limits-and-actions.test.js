@@ -16,8 +16,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentChat } from '@trigger.dev/sdk/chat';
 import { e2eSuite } from '../support/harness.js';
 import { contentText, lastMessage } from '../support/mock-openai.js';
-import { getMessages, newChatId } from '../support/server.js';
-import { readChunks, textOf, waitFor } from '../support/stream.js';
+import { getMessages, newChatId, request } from '../support/server.js';
+import { readChunks, sendTurn, textOf, userMessage, waitFor } from '../support/stream.js';
 import {
   describeExchanges, makeTriggerTransport, rawFetch, readWholeLog, sessionUrl, tapFetch, triggerServerActions, turnCompletes,
 } from '../support/trigger.js';
@@ -91,6 +91,28 @@ e2eSuite('usage limits, actions and close', (ctx, e2e) => {
     // Another chat has a count of its own.
     const other = agentChat(newChatId('limit-other'));
     assert.match(await (await other.sendMessage('hello')).text(), /^Reply \d+\.$/);
+  });
+
+  e2e('on the AI SDK wire too: a third POST /api/chat in a minute is a 429 and records nothing', async () => {
+    await awayFromTheMinuteEnd();
+    ctx.mock.handle((req) => ({ text: `Reply ${req.index}.` }));
+    const { chatId, token, transport } = await ctx.newChat('limit-ai-sdk');
+    const u1 = userMessage('one');
+    const t1 = await sendTurn(transport, { chatId, messages: [u1] });
+    const u2 = userMessage('two');
+    const t2 = await sendTurn(transport, { chatId, messages: [u1, t1.message, u2] });
+    const u3 = userMessage('three');
+    await assert.rejects(
+      transport.sendMessages({ chatId, messages: [u1, t1.message, u2, t2.message, u3], trigger: 'submit-message' }),
+      (error) => /rate_limited/.test(error.message),
+    );
+    const raw = await request(`${ctx.server.baseUrl}/api/chat`, {
+      method: 'POST', token, body: { id: chatId, messages: [u3], trigger: 'submit-message' },
+    });
+    assert.equal(raw.status, 429, raw.text);
+    assert.equal(raw.json.code, 'rate_limited');
+    assert.ok(Number(raw.headers.get('retry-after')) >= 1, `Retry-After: ${raw.headers.get('retry-after')}`);
+    assert.equal((await getMessages(ctx.server, chatId, token)).length, 4, 'nothing of the refused message is stored');
   });
 
   e2e('a chat past its token budget is refused with 429 budget_exceeded', async () => {

@@ -52,9 +52,24 @@ fn turns_key(chat_id: &str, minute: u64) -> String {
 /// The counter of the output tokens in day `day` of the session's owner, else of its chat.
 fn tokens_key(session: &Session, day: u64) -> String {
     match &session.owner {
-        Some(owner) => format!("tokens/owner/{owner}/{day}"),
+        Some(owner) => format!("{OWNER_SCOPE}{owner}/tokens/{day}"),
         None => format!("tokens/chat/{}/{day}", session.chat_id),
     }
+}
+
+/// How the counters shared by every chat of one owner begin.
+const OWNER_SCOPE: &str = "owner/";
+
+/// For a usage counter that several chats share (an owner's token budget), what it is shared by
+/// (`owner/{subject}`); `None` for a counter of one chat. A host that keeps each chat's data
+/// apart (the Worker: a Durable Object per chat) keeps the counters of one scope in one place.
+pub fn shared_counter_scope(key: &str) -> Option<&str> {
+    if !key.starts_with(OWNER_SCOPE) {
+        return None;
+    }
+    let (rest, _window) = key.rsplit_once('/')?;
+    let (scope, _counter) = rest.rsplit_once('/')?;
+    Some(scope)
 }
 
 impl TurnRunner {
@@ -226,6 +241,18 @@ mod tests {
             .admit(&session(&runner, "bob").await)
             .await
             .expect("another owner has a budget of their own");
+    }
+
+    #[test]
+    fn owner_counters_are_shared_and_chat_counters_are_not() {
+        let mut session = Session::new("c1", 0);
+        assert_eq!(shared_counter_scope(&tokens_key(&session, 3)), None);
+        assert_eq!(shared_counter_scope(&turns_key("c1", 3)), None);
+        session.owner = Some("auth0|a/b".into());
+        assert_eq!(
+            shared_counter_scope(&tokens_key(&session, 3)),
+            Some("owner/auth0|a/b")
+        );
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ mod writer;
 
 pub(crate) use follow::{FollowOn, FollowWatch, LogFollower};
 pub use input::{ChatInput, ChatTrigger, MessagePayload};
-pub use limits::{LimitKind, LimitReached};
+pub use limits::{LimitKind, LimitReached, shared_counter_scope};
 pub use live::{LiveTurn, LiveTurns};
 pub use record::ChatRecord;
 pub use runner::{StartedTurn, TurnError, TurnRunner, TurnSource, TurnTask};

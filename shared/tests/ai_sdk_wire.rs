@@ -882,3 +882,52 @@ async fn a_client_cannot_forge_a_server_tool_output_or_another_approval() {
         assert!(tool.get("output").is_none());
     }
 }
+
+#[tokio::test]
+async fn a_new_message_closes_the_approval_request_it_moved_past() {
+    let app = TestApp::start(app::approval_agent(Arc::new(
+        OfflineModel::new().with_word_delay(Duration::ZERO),
+    )))
+    .await;
+    let token = app.session("chat-moved-on").await;
+    let reply = request_approval(&app, &token, "chat-moved-on").await;
+    let events = read_events(
+        app.send(
+            &token,
+            submit("chat-moved-on", vec![user_message("u2", "never mind")]),
+        )
+        .await,
+        None,
+    )
+    .await;
+    let kinds = kinds(&events);
+    assert_eq!(kinds[0], "start");
+    assert_eq!(kinds[1], chatfn::turn::SKIPPED_APPROVAL_CHUNK, "{kinds:?}");
+    let skipped = events[1].chunk();
+    assert_eq!(skipped["transient"], true);
+    assert_eq!(skipped["data"]["messageId"], reply["id"]);
+    assert_eq!(
+        skipped["data"]["toolCallId"],
+        reply["parts"][1]["toolCallId"]
+    );
+    assert_eq!(
+        skipped["data"]["reason"],
+        chatfn::turn::SKIPPED_APPROVAL_REASON
+    );
+    let messages = app.messages(&token, "chat-moved-on").await;
+    let roles: Vec<_> = messages.iter().map(|m| m["role"].clone()).collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
+    let tool = &messages[1]["parts"][1];
+    assert_eq!(tool["state"], "output-denied", "{tool}");
+    assert_eq!(tool["approval"]["approved"], false);
+    assert_eq!(
+        tool["approval"]["reason"],
+        chatfn::turn::SKIPPED_APPROVAL_REASON
+    );
+    assert!(
+        messages[3]["parts"]
+            .as_array()
+            .is_some_and(|parts| parts.iter().all(|p| p["type"] != "data-approval-skipped")),
+        "the notice is not kept in the reply"
+    );
+}

@@ -44,6 +44,7 @@ impl TurnRunner {
             reply: new_reply(),
             info,
             quiet: false,
+            skipped: Vec::new(),
         })
     }
 

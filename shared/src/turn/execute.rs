@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::events::TurnEnd;
 use super::heartbeat::LeaseHeartbeat;
 use super::live::LiveTurn;
+use super::moved_past::{AnnouncingSkipped, SkippedApproval};
 use super::prepare::PreparedTurn;
 use super::record::ChatRecord;
 use super::runner::TurnRunner;
@@ -52,6 +53,7 @@ impl TurnRunner {
             reply,
             info,
             quiet,
+            skipped,
         } = prepared;
         let chat_id = live.chat_id().to_owned();
         if quiet {
@@ -65,7 +67,7 @@ impl TurnRunner {
         );
         let (mut turn, record) = self.load(live, lease, info, loaded);
         let (mut outcome, new_summary) = self
-            .run(&mut turn, history, reply, record.summary.as_ref())
+            .run(&mut turn, history, reply, record.summary.as_ref(), skipped)
             .await;
         let mut total_usage = record.usage;
         total_usage += outcome.usage;
@@ -184,6 +186,7 @@ impl TurnRunner {
         history: Vec<UIMessage>,
         reply: UIMessage,
         summary: Option<&HistorySummary>,
+        skipped: Vec<SkippedApproval>,
     ) -> (TurnOutcome, Option<HistorySummary>) {
         let RunningTurn {
             live,
@@ -193,6 +196,7 @@ impl TurnRunner {
             ..
         } = turn;
         let hooks = self.agent.hooks().clone();
+        let mut writer = AnnouncingSkipped::new(writer, skipped);
         let started = match info.first_turn {
             true => hooks.on_chat_start(info, state).await,
             false => Ok(()),
@@ -202,7 +206,7 @@ impl TurnRunner {
             refused => refused,
         };
         if let Err(refusal) = started {
-            return (refuse_turn(reply, writer, &refusal.0).await, None);
+            return (refuse_turn(reply, &mut writer, &refusal.0).await, None);
         }
         let compacted =
             crate::agent::compaction::compact(&self.agent, info, &history, summary).await;
@@ -219,7 +223,7 @@ impl TurnRunner {
             Some(model) => Arc::new(self.agent.with_model(model)),
             None => self.agent.clone(),
         };
-        let outcome = run_turn(&agent, request, writer, &stop).await;
+        let outcome = run_turn(&agent, request, &mut writer, &stop).await;
         (outcome, compacted.new_summary)
     }
 

@@ -1,7 +1,9 @@
 //! Applying an input to the chat's history before its turn runs: the user message it adds (an
 //! edit drops what came after the edited message), the assistant message a client continues with
-//! its answers, or the answer a regeneration replaces.
+//! its answers, or the answer a regeneration replaces. A new user message closes the approval
+//! requests it moved past.
 
+use super::moved_past::{SkippedApproval, close_unanswered};
 use super::runner::{TurnError, TurnRunner};
 use super::{ChatTrigger, MessagePayload};
 use crate::agent::{Agent, TurnControls, TurnInfo};
@@ -15,6 +17,9 @@ pub(super) struct PreparedTurn {
     /// The input is answered with the turn's end alone: no model, no hooks, nothing stored (an
     /// action that asks for no reply).
     pub(super) quiet: bool,
+    /// The tool calls whose approval the new message moved past, closed in the history; the
+    /// reply's readers are told.
+    pub(super) skipped: Vec<SkippedApproval>,
 }
 
 impl PreparedTurn {
@@ -25,6 +30,7 @@ impl PreparedTurn {
             reply: new_reply(),
             info,
             quiet: true,
+            skipped: Vec::new(),
         }
     }
 }
@@ -59,7 +65,7 @@ impl TurnRunner {
         if payload.trigger == ChatTrigger::Action {
             return self.prepare_action(chat_id, info, history, payload).await;
         }
-        let (history, reply) = self.apply_input(chat_id, &info, history, payload).await?;
+        let (history, reply, skipped) = self.apply_input(chat_id, &info, history, payload).await?;
         let history = self
             .agent
             .hooks()
@@ -71,6 +77,7 @@ impl TurnRunner {
             reply,
             info,
             quiet: false,
+            skipped,
         })
     }
 
@@ -80,7 +87,7 @@ impl TurnRunner {
         info: &TurnInfo,
         mut history: Vec<UIMessage>,
         payload: &MessagePayload,
-    ) -> Result<(Vec<UIMessage>, UIMessage), TurnError> {
+    ) -> Result<(Vec<UIMessage>, UIMessage, Vec<SkippedApproval>), TurnError> {
         match payload.trigger {
             ChatTrigger::SubmitMessage => {
                 let message = payload.message.clone().ok_or_else(|| {
@@ -99,9 +106,10 @@ impl TurnRunner {
                             self.store.truncate_messages(chat_id, edited).await?;
                             history.truncate(index);
                         }
+                        let skipped = self.close_moved_past(chat_id, &mut history).await?;
                         self.store.put_message(chat_id, &message).await?;
                         history.push(message);
-                        Ok((history, new_reply()))
+                        Ok((history, new_reply(), skipped))
                     }
                     Role::Assistant => {
                         let index = history
@@ -118,7 +126,7 @@ impl TurnRunner {
                         // Later messages cannot exist when a client answers a tool call.
                         history.truncate(index);
                         self.store.put_message(chat_id, &continued).await?;
-                        Ok((history, continued))
+                        Ok((history, continued, Vec::new()))
                     }
                     Role::System => Err(TurnError::InvalidInput(
                         "clients cannot send system messages".into(),
@@ -151,7 +159,7 @@ impl TurnRunner {
                         "there is no user message to answer".into(),
                     ));
                 }
-                Ok((history, new_reply()))
+                Ok((history, new_reply(), Vec::new()))
             }
             other => Err(TurnError::InvalidInput(format!(
                 "trigger `{}` does not start a turn",
@@ -161,6 +169,26 @@ impl TurnRunner {
                     .unwrap_or_default()
             ))),
         }
+    }
+}
+
+impl TurnRunner {
+    /// Closes the approval requests still open in `history` as skipped, in the history and in
+    /// the store, before the new user message that moved past them is stored after them.
+    async fn close_moved_past(
+        &self,
+        chat_id: &str,
+        history: &mut [UIMessage],
+    ) -> Result<Vec<SkippedApproval>, TurnError> {
+        let mut skipped = Vec::new();
+        for message in history.iter_mut().filter(|m| m.role == Role::Assistant) {
+            let closed = close_unanswered(message);
+            if !closed.is_empty() {
+                self.store.put_message(chat_id, message).await?;
+                skipped.extend(closed);
+            }
+        }
+        Ok(skipped)
     }
 }
 

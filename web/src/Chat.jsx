@@ -176,6 +176,9 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
     transport,
     resume: true,
     sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    onData: (part) => {
+      if (part.type === 'data-approval-skipped') setMessages((shown) => markSkipped(shown, part.data));
+    },
   });
 
   // The server's history, when it has more than this page shows (a reply that finished while the
@@ -422,4 +425,20 @@ function needsSync(shown, persisted) {
     if (persisted[i].id !== shown[i].id) return true;
   }
   return JSON.stringify(persisted.at(-1)) !== JSON.stringify(shown.at(-1));
+}
+
+/**
+ * The server closed an approval request the user moved past (they sent a new message instead):
+ * the call shows as skipped, as the history has it, with no buttons left.
+ */
+function markSkipped(messages, { messageId, toolCallId, approvalId, reason }) {
+  return messages.map((message) => {
+    if (message.id !== messageId) return message;
+    const parts = message.parts.map((part) =>
+      part.toolCallId === toolCallId && part.state === 'approval-requested'
+        ? { ...part, state: 'output-denied', approval: { ...part.approval, id: approvalId, approved: false, reason } }
+        : part,
+    );
+    return { ...message, parts };
+  });
 }

@@ -32,16 +32,28 @@ function Json({ value, label }) {
   );
 }
 
+/** A call the server closed because the user sent a new message instead of answering it. */
+function wasSkipped(part) {
+  return part.state === 'output-denied' && part.approval?.reason?.startsWith('skipped:');
+}
+
 function ToolPart({ part, onApproval, busy }) {
   const name = toolName(part);
   const state = part.state;
   const approval = part.approval;
+  const skipped = wasSkipped(part);
   return (
-    <section className={`tool tool-${state}`} aria-label={`Tool call ${name}`} data-tool={name} data-state={state}>
+    <section
+      className={`tool tool-${state}${skipped ? ' tool-skipped' : ''}`}
+      aria-label={`Tool call ${name}`}
+      data-tool={name}
+      data-state={state}
+      data-skipped={skipped || undefined}
+    >
       <header className="tool-header">
         <span className="tool-icon" aria-hidden="true">⚙</span>
         <code className="tool-name">{name}</code>
-        <span className="tool-state">{TOOL_STATES[state] ?? state}</span>
+        <span className="tool-state">{skipped ? 'skipped' : (TOOL_STATES[state] ?? state)}</span>
       </header>
       <Json label="Input" value={part.input ?? (state === 'input-streaming' ? undefined : {})} />
       {state === 'output-available' && <Json label="Output" value={part.output} />}
@@ -61,11 +73,12 @@ function ToolPart({ part, onApproval, busy }) {
           </button>
         </div>
       )}
-      {approval && approval.approved !== undefined && (
+      {approval && approval.approved !== undefined && !skipped && (
         <p className={`tool-verdict ${approval.approved ? 'approved' : 'denied'}`}>
           {approval.approved ? '✓ Approved' : '✕ Denied'}
         </p>
       )}
+      {skipped && <p className="tool-verdict skipped">Skipped: you sent a new message instead of answering.</p>}
     </section>
   );
 }

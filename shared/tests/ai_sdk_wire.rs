@@ -296,6 +296,11 @@ async fn stop_ends_the_turn_and_keeps_the_partial_reply() {
         partial.contains("offline") && !partial.contains("restart"),
         "{partial}"
     );
+    assert_eq!(
+        messages[1]["metadata"],
+        json!({"finishReason": "stopped"}),
+        "the history says the reply was stopped"
+    );
     // The chat goes on.
     let next = read_events(
         app.send(
@@ -308,6 +313,14 @@ async fn stop_ends_the_turn_and_keeps_the_partial_reply() {
     .await;
     assert_eq!(kinds_of(&next).last().map(String::as_str), Some("[DONE]"));
     assert!(kinds_of(&next).contains(&"finish".to_owned()));
+    let messages = app.messages(&token, "chat-stop").await;
+    assert!(
+        messages[3]
+            .get("metadata")
+            .is_none_or(|m| m.get("finishReason").is_none()),
+        "a whole reply is not marked stopped: {}",
+        messages[3]
+    );
 }
 
 fn kinds_of(events: &[app::Received]) -> Vec<String> {

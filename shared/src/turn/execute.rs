@@ -1,6 +1,6 @@
 //! Running a started turn to its end: the chat's record is loaded, the agent answers (unless a
 //! start hook refuses the turn), the turn's deferred work is waited for, the turn is settled, and
-//! the next waiting input's turn starts.
+//! the next waiting input's turn starts. A stopped reply says so in its metadata.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +69,9 @@ impl TurnRunner {
         let (mut outcome, new_summary) = self
             .run(&mut turn, history, reply, record.summary.as_ref(), skipped)
             .await;
+        if outcome.stopped {
+            mark_stopped(&mut outcome.message);
+        }
         let mut total_usage = record.usage;
         total_usage += outcome.usage;
         outcome.total_usage = total_usage;
@@ -265,6 +268,18 @@ impl TurnRunner {
             Ok(None) => {}
             Err(error) => tracing::warn!(chat = %chat_id, "could not start the next turn: {error}"),
         }
+    }
+}
+
+/// Records in a stopped reply's metadata why it ended (`finishReason: "stopped"`): the stream of
+/// a stopped turn ends without a `finish`, and a page reading the history shows the reply as
+/// stopped from this. Metadata that is not an object is left as it is.
+fn mark_stopped(message: &mut UIMessage) {
+    let metadata = message
+        .metadata
+        .get_or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(fields) = metadata {
+        fields.insert("finishReason".to_owned(), Value::from("stopped"));
     }
 }
 

@@ -150,7 +150,8 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
   const [input, setInput] = useState('');
   const [stopping, setStopping] = useState(false);
   const [notice, setNotice] = useState(null);
-  // Replies stopped on this page, marked as such.
+  // Replies stopped on this page, marked as such until the history's copy (whose metadata says
+  // it was stopped) replaces them.
   const [stopped, setStopped] = useState(() => new Set());
   // The message whose send (or reply) failed: marked, with a Retry, until something is sent.
   const [failedId, setFailedId] = useState(null);
@@ -334,7 +335,7 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
             key={message.id}
             message={message}
             streaming={status === 'streaming' && message.id === lastId && message.role === 'assistant'}
-            stopped={stopped.has(message.id)}
+            stopped={stopped.has(message.id) || message.metadata?.finishReason === 'stopped'}
             failed={message.id === failedId}
             canRegenerate={message.id === lastAssistantId && message.id === lastId}
             onApproval={onApproval}

@@ -1,5 +1,6 @@
 // Stop in the middle of a reply: the words so far stay, the server ends the turn (the model call
-// is cut), keeps the same partial reply, and the next message gets a whole answer.
+// is cut), keeps the same partial reply, and the next message gets a whole answer. "Stopped"
+// stays on the reply after a reload.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -75,7 +76,21 @@ describe('stop mid-reply', () => {
         );
         const final = await persistedMessages(suite.server, chatId);
         assert.deepEqual(final.map((m) => textOf(m)), shown.map((m) => m.text));
+        assert.equal(final[1].metadata?.finishReason, 'stopped', 'the history says the reply was stopped');
         await shot('next-message');
+
+        // "Stopped" is the history's: it stays on the stopped reply after a reload, and only there.
+        const stoppedNotes = () =>
+          page.evaluate(() =>
+            Array.from(document.querySelectorAll('article.message'), (article) => Boolean(article.querySelector('.stopped-note'))),
+          );
+        assert.deepEqual(await stoppedNotes(), [false, true, false, false], 'before the reload');
+        await page.reload();
+        await page.locator('.chat').waitFor();
+        await waitForStatus(page, 'ready');
+        await page.locator('article.message').nth(3).waitFor();
+        assert.deepEqual(await stoppedNotes(), [false, true, false, false], 'after the reload');
+        await shot('stopped-after-reload');
       });
     });
   }

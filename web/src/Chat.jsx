@@ -5,6 +5,7 @@ import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } fr
 import { chatAuth, chatfnApi } from './api.js';
 import { loadTriggerSession, saveTriggerSession } from './config.js';
 import { describeError } from './errors.js';
+import { useFollowOtherTabs } from './follow.js';
 import { Message } from './Message.jsx';
 
 /**
@@ -97,24 +98,7 @@ async function triggerState(server, chatId, auth, api) {
 }
 
 function makeTransport({ kind, config, backend, chatId, loaded, onNothingToResume }) {
-  if (kind === 'trigger') {
-    const transport = new TriggerChatTransport({
-      task: 'chat',
-      baseURL: config.server,
-      // The stock callbacks: your server mints tokens and starts sessions with the secret key.
-      accessToken: async ({ chatId: id }) => (await backend.token(id)).publicAccessToken,
-      startSession: async ({ chatId: id }) => ({ publicAccessToken: (await backend.startSession(id)).publicAccessToken }),
-      sessions: loaded.triggerSession ? { [chatId]: loaded.triggerSession } : undefined,
-      onSessionChange: (id, state) => saveTriggerSession(config.server, id, state),
-    });
-    const reconnect = transport.reconnectToStream;
-    transport.reconnectToStream = async (options) => {
-      const stream = await reconnect(options);
-      if (!stream) onNothingToResume();
-      return stream;
-    };
-    return transport;
-  }
+  if (kind === 'trigger') return triggerTransport({ config, backend, chatId, loaded, onNothingToResume });
   return new ResumeAwareTransport(onNothingToResume, {
     api: `${config.server}/api/chat`,
     // Sends the token (refreshed on a 401); the secret key stays on the backend.
@@ -124,6 +108,40 @@ function makeTransport({ kind, config, backend, chatId, loaded, onNothingToResum
       body: { ...body, id, messages: messages.slice(-1), trigger, messageId },
     }),
   });
+}
+
+/**
+ * The stock `TriggerChatTransport`, kept from folding another tab's turns into this tab's reply:
+ * it reads a reply from its cursor in the output log, which is behind any turn another tab ran
+ * since, so before a send the cursor moves to the log's end (when no reply of this tab is in
+ * flight).
+ */
+function triggerTransport({ config, backend, chatId, loaded, onNothingToResume }) {
+  const transport = new TriggerChatTransport({
+    task: 'chat',
+    baseURL: config.server,
+    // The stock callbacks: your server mints tokens and starts sessions with the secret key.
+    accessToken: async ({ chatId: id }) => (await backend.token(id)).publicAccessToken,
+    startSession: async ({ chatId: id }) => ({ publicAccessToken: (await backend.startSession(id)).publicAccessToken }),
+    sessions: loaded.triggerSession ? { [chatId]: loaded.triggerSession } : undefined,
+    onSessionChange: (id, state) => saveTriggerSession(config.server, id, state),
+  });
+  const reconnect = transport.reconnectToStream;
+  transport.reconnectToStream = async (options) => {
+    const stream = await reconnect(options);
+    if (!stream) onNothingToResume();
+    return stream;
+  };
+  const send = transport.sendMessages;
+  transport.sendMessages = async (options) => {
+    const state = transport.getSession(options.chatId);
+    if (state && !state.isStreaming && !state.closed) {
+      const last = await loaded.api.lastOutputEventId();
+      transport.setSession(options.chatId, { ...state, lastEventId: last, isStreaming: false, activeInputSeq: undefined });
+    }
+    return send(options);
+  };
+  return transport;
 }
 
 /** `DefaultChatTransport`, telling the page when a resume found nothing in flight. */
@@ -171,7 +189,7 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
     [],
   );
 
-  const { messages, setMessages, sendMessage, regenerate, status, stop, error, clearError, addToolApprovalResponse } = useChat({
+  const { messages, setMessages, sendMessage, regenerate, resumeStream, status, stop, error, clearError, addToolApprovalResponse } = useChat({
     id: chatId,
     messages: loaded.messages,
     transport,
@@ -196,6 +214,23 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
     }
   }, [api, setMessages, config]);
   syncRef.current = syncFromServer;
+
+  // A turn another tab or device started: the history shows its message, and the page attaches
+  // to its reply as a reload would. The Trigger transport reads it from just after the last
+  // turn that ended, never from its own older cursor, so no ended turn is folded into it.
+  const followTurn = useCallback(async () => {
+    const persisted = await api.messages();
+    if (statusRef.current !== 'ready' && statusRef.current !== 'error') return;
+    setMessages((shown) => (needsSync(shown, persisted) ? persisted : shown));
+    if (persisted.at(-1)?.role !== 'user') return;
+    if (transportKind === 'trigger') {
+      const state = transport.getSession(chatId);
+      if (!state || state.closed) return;
+      const cursor = await api.lastTurnEndAfter(state.lastEventId);
+      transport.setSession(chatId, { ...state, lastEventId: cursor, isStreaming: true, activeInputSeq: undefined });
+    }
+    await resumeStream();
+  }, [api, setMessages, transportKind, transport, chatId, resumeStream]);
 
   const busy = status === 'submitted' || status === 'streaming';
   const lastId = messages.at(-1)?.id;
@@ -239,6 +274,7 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
   }, []);
 
   const idle = !busy && !stopping;
+  useFollowOtherTabs({ api, idle, onMoved: followTurn });
   const send = (event) => {
     event.preventDefault();
     const text = input.trim();

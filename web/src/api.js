@@ -89,6 +89,7 @@ export function chatAuth(backend, chatId, initialToken, server) {
 
 export function chatfnApi(server, chatId, auth) {
   const chatUrl = (suffix) => `${server}/api/chat/${encodeURIComponent(chatId)}/${suffix}`;
+  const outputUrl = () => `${server}/realtime/v1/sessions/${encodeURIComponent(chatId)}/out`;
   return {
     /** The persisted history. */
     async messages() {
@@ -106,6 +107,31 @@ export function chatfnApi(server, chatId, auth) {
       });
       if (!response.ok) throw new Refused(CHATFN, response.status, await readError(response));
       return response.json();
+    },
+    /**
+     * The output log's last record number as the server says it (`0` also for an empty log): a
+     * cheap question whose answer changes whenever any tab or device runs a turn.
+     */
+    async outputHead() {
+      const head = await auth.fetch(outputUrl(), { method: 'HEAD', cache: 'no-store' });
+      if (!head.ok) throw new Refused(CHATFN, head.status, head.statusText);
+      return head.headers.get('x-last-chunk-index');
+    },
+    /**
+     * The number of the last turn-complete record after `after` (or `after` itself when there is
+     * none): a cursor from which the output log holds the running turn alone.
+     */
+    async lastTurnEndAfter(after) {
+      const query = after === undefined ? '' : `?afterEventId=${encodeURIComponent(after)}`;
+      const response = await auth.fetch(`${outputUrl()}/records${query}`, { cache: 'no-store' });
+      if (!response.ok) throw new Refused(CHATFN, response.status, await readError(response));
+      const body = await response.json();
+      let cursor = after;
+      for (const record of body.records ?? []) {
+        const ends = (record.headers ?? []).some(([name, value]) => name === 'trigger-control' && value === 'turn-complete');
+        if (ends) cursor = String(record.seqNum);
+      }
+      return cursor;
     },
     /**
      * The Trigger output log's last record number, as the transport's `lastEventId`, or undefined

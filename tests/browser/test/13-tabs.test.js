@@ -9,6 +9,7 @@ import {
   newChatId,
   openChat,
   persistedMessages,
+  sampleReply,
   send,
   setupSuite,
   shownMessages,
@@ -92,4 +93,47 @@ describe('a chat open in two places', () => {
       });
     });
   }
+
+  // A tab that did not follow (hidden: it asks nothing) sends after the other tab's turn ended:
+  // the Trigger transport would read from its old cursor, through that turn, into its reply.
+  test('a tab that missed a turn reads its own reply only over the trigger transport', { timeout: 60_000 }, async () => {
+    const chatId = newChatId('tabs-missed');
+    await withPage(suite, 'tabs-missed-a', async (first, shotFirst) => {
+      await withPage(suite, 'tabs-missed-b', async (second) => {
+        await openChat(first, suite.server, { chatId, transport: 'trigger' });
+        await openChat(second, suite.server, { chatId, transport: 'trigger' });
+        await waitForStatus(first, 'ready');
+        await waitForStatus(second, 'ready');
+        await first.evaluate(() => {
+          Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+          document.dispatchEvent(new Event('visibilitychange'));
+        });
+
+        await send(second, 'Count to 3.');
+        await waitForShown(second, [['user', 'Count to 3.'], ['assistant', countingReply(3)]], 15_000);
+        await waitForStatus(second, 'ready');
+
+        await send(first, 'Count to 4.');
+        const samples = await sampleReply(first, { until: (s) => s.status === 'ready' && s.text.length > 0, everyMs: 40 });
+        const foreign = samples.filter((s) => s.text.includes(countingReply(3)));
+        assert.deepEqual(foreign, [], 'the other tab\'s reply never shows as this one');
+        assert.equal(samples.at(-1).text, countingReply(4));
+        await shotFirst('own-reply');
+
+        // Visible again, it catches up with the history.
+        await first.evaluate(() => {
+          Object.defineProperty(document, 'visibilityState', { value: 'visible', configurable: true });
+          document.dispatchEvent(new Event('visibilitychange'));
+        });
+        const all = [
+          ['user', 'Count to 3.'],
+          ['assistant', countingReply(3)],
+          ['user', 'Count to 4.'],
+          ['assistant', countingReply(4)],
+        ];
+        await waitForShown(first, all, 15_000);
+        await waitForShown(second, all, 15_000);
+      });
+    });
+  });
 });

@@ -1,8 +1,9 @@
 // The AI SDK wire with each major of the `ai` client still in use: 5.x and 6.x (pinned side by side
 // as `ai-v5` / `ai-v6` npm aliases) and the current 7.x. Each major's own `DefaultChatTransport`
-// parses and validates the chunks, and its own `readUIMessageStream` folds them: send, tool parts,
-// resume, stop and tool approvals. `ai` 5 has no approval chunks (they came with 6), so an approval
-// tool is answered on 6 and 7 only; what 5 is sent for one is pinned down below.
+// parses and validates the chunks, and its own `readUIMessageStream` folds them: send (with the
+// turn's usage as message metadata), tool parts, resume, stop and tool approvals. `ai` 5 has no
+// approval chunks (they came with 6), so an approval tool is answered on 6 and 7 only; what 5 is
+// sent for one is pinned down below.
 
 import assert from 'node:assert/strict';
 import * as aiV5 from 'ai-v5';
@@ -29,7 +30,7 @@ function model(req) {
   if (user === 'time') return { toolCalls: [{ id: 'call_time', name: 'current_time', args: ['{', '}'] }] };
   if (user === 'dice') return { toolCalls: [{ id: 'call_dice', name: 'roll_dice', args: ['{"sides"', ': 6, "count": 2}'] }] };
   if (user === 'long') return { text: LONG, delayMs: 80 };
-  return { text: ['Hello ', 'from ', 'the mock.'], delayMs: 5 };
+  return { text: ['Hello ', 'from ', 'the mock.'], delayMs: 5, usage: { prompt_tokens: 120, completion_tokens: 4, prompt_tokens_details: { cached_tokens: 100 } } };
 }
 
 for (const { major, ai, approvals } of MAJORS) {
@@ -52,6 +53,10 @@ for (const { major, ai, approvals } of MAJORS) {
       const first = await turn(transport, { chatId, messages: [u1] });
       assertWellFormedReply(first.chunks);
       assert.equal(textOf(first.message), 'Hello from the mock.');
+      // The turn's usage, prompt cache included, reaches the client as message metadata.
+      assert.deepEqual(first.message.metadata, {
+        usage: { inputTokens: 120, outputTokens: 4, totalTokens: 124, reasoningTokens: 0, cacheReadTokens: 100, cacheWriteTokens: 0 },
+      });
       const u2 = userMessage('again');
       const second = await turn(transport, { chatId, messages: [u1, first.message, u2] });
       assertWellFormedReply(second.chunks);

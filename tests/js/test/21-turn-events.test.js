@@ -61,13 +61,14 @@ e2eSuite('turn events (Standard Webhooks)', (ctx, e2e) => {
     assert.equal(event.data.error, null);
     noneRejected();
 
-    // A second turn: its own event, with the chat's usage so far.
-    ctx.mock.handle(() => ({ text: 'Again.', usage: { prompt_tokens: 20, completion_tokens: 2 } }));
+    // A second turn: its own event, with the chat's usage so far and what the prompt cache served.
+    ctx.mock.handle(() => ({ text: 'Again.', usage: { prompt_tokens: 20, completion_tokens: 2, prompt_tokens_details: { cached_tokens: 16 } } }));
     await sendTurn(transport, { chatId, messages: [...[userMessage('hi')], turn.message, userMessage('again')] });
     const both = await eventsOf(chatId, 'turn.completed', 2);
     assert.equal(both.length, 2, 'one event per turn');
     assert.notEqual(both[0].id, both[1].id);
-    assert.deepEqual(both[1].event.data.totalUsage, { inputTokens: 31, outputTokens: 7, totalTokens: 38 });
+    assert.deepEqual(both[1].event.data.usage, { inputTokens: 20, outputTokens: 2, totalTokens: 22, cacheReadTokens: 16 });
+    assert.deepEqual(both[1].event.data.totalUsage, { inputTokens: 31, outputTokens: 7, totalTokens: 38, cacheReadTokens: 16 });
 
     const closed = await request(`${ctx.server.baseUrl}/api/v1/sessions/${chatId}/close`, {
       method: 'POST', token: ctx.server.secretKey, body: { reason: 'done' },

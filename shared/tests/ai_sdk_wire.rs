@@ -638,7 +638,7 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
     expect_error(
         post(good.clone(), Some(&other_chat)).await.expect("send"),
         StatusCode::FORBIDDEN,
-        "write:sessions:chat-bad",
+        "does not grant write access to this chat",
     )
     .await;
     let no_session = app.token_for("chat-nowhere", 60);
@@ -646,7 +646,7 @@ async fn bad_input_gets_the_right_status_and_a_json_error() {
     expect_error(
         post(nowhere, Some(&no_session)).await.expect("send"),
         StatusCode::NOT_FOUND,
-        "chat-nowhere",
+        "no chat session with that id",
     )
     .await;
     expect_error(
@@ -711,7 +711,12 @@ async fn sessions_are_idempotent_and_tokens_refresh() {
         .send()
         .await
         .expect("refresh");
-    expect_error(missing, StatusCode::NOT_FOUND, "chat-missing").await;
+    expect_error(
+        missing,
+        StatusCode::NOT_FOUND,
+        "no chat session with that id",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -123,6 +123,20 @@ impl SessionToken {
         access: Access,
         now_seconds: u64,
     ) -> Result<SessionClaims, TokenError> {
+        let claims = Self::authenticate(token, keys, now_seconds)?;
+        if !claims.allows(access, chat_id) {
+            return Err(TokenError::MissingScope(scope(access, chat_id)));
+        }
+        Ok(claims)
+    }
+
+    /// Checks the signature against every live key, then the times, but no scope: whether the
+    /// token is one at all, before a request says which chat it wants.
+    pub fn authenticate(
+        token: &str,
+        keys: &SecretKeys,
+        now_seconds: u64,
+    ) -> Result<SessionClaims, TokenError> {
         let claims = Self::decode(token, keys)?;
         // Checked: a validly signed `exp` near `u64::MAX` must not overflow; past it, the token
         // cannot have expired.
@@ -139,9 +153,6 @@ impl SessionToken {
                 .is_some_and(|latest| nbf > latest)
         }) {
             return Err(TokenError::NotYetValid);
-        }
-        if !claims.allows(access, chat_id) {
-            return Err(TokenError::MissingScope(scope(access, chat_id)));
         }
         Ok(claims)
     }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::App;
 use super::error::ApiError;
 use super::extract::{
-    ApiPath, bearer, parse_json, read_body, require_token, validate_chat_id, validate_path_chat_id,
+    ApiPath, authenticate, parse_json, read_body, validate_chat_id, validate_path_chat_id,
 };
 use super::stream::{ui_message_events, ui_message_response, with_keepalive};
 use crate::auth::Access;
@@ -49,16 +49,12 @@ enum SendTrigger {
 
 /// `POST /api/chat`: runs a turn and streams it.
 pub async fn send(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
-    let headers = request.headers().clone();
-    if bearer(&headers).is_none() {
-        return Err(ApiError::unauthorized(
-            "send the chat's session token as `Authorization: Bearer …`",
-        ));
-    }
+    // The credential first: a caller without one learns nothing from how its body is judged.
+    let credential = authenticate(&app, request.headers())?;
     let body = read_body(request, &()).await?;
     let request: SendRequest = parse_json(&body)?;
     validate_chat_id(&request.id)?;
-    require_token(&app, &headers, &request.id, Access::Write)?;
+    credential.grant(&request.id, Access::Write)?;
     let chat_id = request.id.clone();
     let runner = app.runner();
     // Both read side by side; the session's answer counts first.
@@ -167,11 +163,12 @@ pub async fn resume(
     headers: HeaderMap,
     ApiPath(chat_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
+    let credential = authenticate(&app, &headers)?;
     checked_chat_id(&chat_id)?;
-    require_token(&app, &headers, &chat_id, Access::Read)?;
+    credential.grant(&chat_id, Access::Read)?;
     let runner = app.runner();
     if runner.store().session(&chat_id).await?.is_none() {
-        return Err(ApiError::not_found(format!("no chat session `{chat_id}`")));
+        return Err(ApiError::no_session());
     }
     match runner.running_turn(&chat_id).await? {
         None => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -186,8 +183,9 @@ pub async fn stop(
     headers: HeaderMap,
     ApiPath(chat_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers)?;
     checked_chat_id(&chat_id)?;
-    require_token(&app, &headers, &chat_id, Access::Write)?;
+    credential.grant(&chat_id, Access::Write)?;
     let runner = app.runner();
     runner.open_session(&chat_id).await?;
     let live = runner.live_turns().get(&chat_id);
@@ -209,11 +207,12 @@ pub async fn messages(
     headers: HeaderMap,
     ApiPath(chat_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers)?;
     checked_chat_id(&chat_id)?;
-    require_token(&app, &headers, &chat_id, Access::Read)?;
+    credential.grant(&chat_id, Access::Read)?;
     let store = app.runner().store();
     if store.session(&chat_id).await?.is_none() {
-        return Err(ApiError::not_found(format!("no chat session `{chat_id}`")));
+        return Err(ApiError::no_session());
     }
     let messages = store.messages(&chat_id).await?;
     Ok(Json(json!({"messages": messages})))

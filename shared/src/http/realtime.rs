@@ -360,10 +360,12 @@ pub struct RecordsQuery {
 pub async fn records(
     State(app): State<App>,
     ApiPath((id, io)): ApiPath<(String, String)>,
-    ApiQuery(query): ApiQuery<RecordsQuery>,
+    query: Result<ApiQuery<RecordsQuery>, ApiError>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    // The query is judged after the credential, like everything else the caller sends.
     let (session, _) = authorized_session(&app, &headers, &id, Access::Read).await?;
+    let ApiQuery(query) = query?;
     let chat_id = session.chat_id;
     let after = parse_last_event_id(query.after_event_id.as_deref());
     let store = app.runner().store();
@@ -392,10 +394,8 @@ pub async fn records(
                 }),
             })
             .collect(),
-        other => {
-            return Err(ApiError::not_found(format!(
-                "no stream `{other}`: use `in` or `out`"
-            )));
+        _ => {
+            return Err(ApiError::not_found("no such stream: use `in` or `out`"));
         }
     };
     Ok(Json(json!({"records": records})))

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use super::App;
 use super::error::ApiError;
 use super::extract::{
-    ApiJson, ApiPath, Caller, authenticate_caller, bearer, parse_json, read_body,
-    require_secret_key, require_token, validate_chat_id, validate_path_chat_id,
+    ApiPath, Caller, Credential, authenticate, authenticate_caller, parse_json, read_body,
+    require_secret_key, validate_chat_id, validate_path_chat_id,
 };
-use crate::auth::{Access, SessionClaims, SessionToken, scope};
+use crate::auth::{Access, SessionClaims, SessionToken, TokenError, scope};
 use crate::clock::{iso8601, now_ms};
 use crate::store::{Session, SessionCreate};
 
@@ -232,10 +232,11 @@ pub fn refreshed_token(app: &App, chat_id: &str, claims: Option<&SessionClaims>)
 /// `POST /api/v1/sessions`: idempotent on the chat id; 201 on create, 200 with `isCached` after.
 pub async fn create(
     State(app): State<App>,
-    headers: HeaderMap,
-    ApiJson(request): ApiJson<CreateSessionRequest>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = authenticate_caller(&app, &headers).await?;
+    // The credential before the body: a caller without one learns nothing from its judgement.
+    let caller = authenticate_caller(&app, request.headers()).await?;
+    let request: CreateSessionRequest = parse_json(&read_body(request, &()).await?)?;
     let now = now_ms();
     let mut session = request.into_session(now)?;
     if let Caller::EndUser(sub) = &caller {
@@ -311,10 +312,10 @@ pub struct PublicTokenRequest {
 /// sign with. Only session scopes are granted.
 pub async fn public_token(
     State(app): State<App>,
-    headers: HeaderMap,
-    ApiJson(request): ApiJson<PublicTokenRequest>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    require_secret_key(&app, &headers)?;
+    require_secret_key(&app, request.headers())?;
+    let request: PublicTokenRequest = parse_json(&read_body(request, &()).await?)?;
     for scope in &request.scopes {
         let chat = scope
             .strip_prefix("read:sessions:")
@@ -358,31 +359,35 @@ async fn resolve_session(app: &App, id: &str) -> Result<Session, ApiError> {
         validate_path_chat_id(id)?;
         store.session(id).await?
     };
-    session.ok_or_else(|| ApiError::not_found(format!("no chat session `{id}`")))
+    session.ok_or_else(ApiError::no_session)
 }
 
-/// Resolves `{id}` for a caller whose credential grants `access` on its chat. A chat id is
-/// checked against the credential before it is looked up, so a caller without a token for a chat
-/// cannot learn whether it exists (401/403, never 404); a `session_…` id is random, and is looked
-/// up first because only the session says which chat it is.
+/// Resolves `{id}` for a caller whose credential grants `access` on its chat. The credential is
+/// authenticated before anything is looked up (401), and a chat id is checked against it before
+/// the lookup, so a caller without a token for a chat cannot learn whether it exists (401/403,
+/// never 404). A `session_…` id is looked up first, as only the session says which chat it is;
+/// a token that does not open the chat gets the same 403 whether or not the session exists.
 pub(super) async fn authorized_session(
     app: &App,
     headers: &HeaderMap,
     id: &str,
     access: Access,
 ) -> Result<(Session, Option<SessionClaims>), ApiError> {
-    if bearer(headers).is_none() {
-        return Err(ApiError::unauthorized(
-            "send the chat's session token as `Authorization: Bearer …`",
-        ));
-    }
+    let credential = authenticate(app, headers)?;
     if id.starts_with("session_") {
-        let session = resolve_session(app, id).await?;
-        let claims = require_token(app, headers, &session.chat_id, access)?;
-        return Ok((session, claims));
+        let found = app.runner().store().session_by_id(id).await?;
+        return match (found, &credential) {
+            (Some(session), _) => {
+                let claims = credential.grant(&session.chat_id, access)?;
+                Ok((session, claims))
+            }
+            (None, Credential::SecretKey) => Err(ApiError::no_session()),
+            // The refusal a token for another chat gets: its scope cannot name this one.
+            (None, Credential::Token(_)) => Err(TokenError::MissingScope(scope(access, id)).into()),
+        };
     }
     validate_path_chat_id(id)?;
-    let claims = require_token(app, headers, id, access)?;
+    let claims = credential.grant(id, access)?;
     Ok((resolve_session(app, id).await?, claims))
 }
 

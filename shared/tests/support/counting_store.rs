@@ -25,6 +25,7 @@ type Work = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct CountingStore {
     inner: MemoryStore,
     writes: AtomicUsize,
+    session_id_lookups: AtomicUsize,
     before_lease_read: Mutex<Option<Work>>,
 }
 
@@ -36,6 +37,11 @@ impl CountingStore {
     /// Calls that may have written, successful or not.
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Sessions looked up by their `session_…` id.
+    pub fn session_id_lookups(&self) -> usize {
+        self.session_id_lookups.load(Ordering::SeqCst)
     }
 
     /// Runs `work` once, right before the next lease read answers.
@@ -60,6 +66,7 @@ impl Store for CountingStore {
     }
 
     async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
+        self.session_id_lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.session_by_id(session_id).await
     }
 

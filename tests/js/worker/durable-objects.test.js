@@ -127,9 +127,12 @@ describe('the Worker: Durable Object per chat', () => {
     assert.equal(unknown.status, 404);
     assert.equal(unknown.json.code, 'not_found');
 
-    const noChat = await request(`${worker.baseUrl}/api/chat`, { method: 'POST', token: 'x', body: { messages: [] } });
+    // The credential is judged first: with the secret key, the body's missing chat is what is refused.
+    const noChat = await request(`${worker.baseUrl}/api/chat`, { method: 'POST', token: worker.secretKey, body: { messages: [] } });
     assert.ok([400, 401, 422].includes(noChat.status), `a send naming no chat is refused: ${noChat.status} ${noChat.text}`);
     assert.match(noChat.json?.error ?? '', /missing field `id`/, noChat.text);
+    const noCredential = await request(`${worker.baseUrl}/api/chat`, { method: 'POST', token: 'x', body: { messages: [] } });
+    assert.equal(noCredential.status, 401, noCredential.text);
 
     const preflight = await fetch(`${worker.baseUrl}/api/chat`, {
       method: 'OPTIONS',

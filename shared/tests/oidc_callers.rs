@@ -71,6 +71,21 @@ async fn create(app: &TestApp, credential: &str, chat_id: &str) -> reqwest::Resp
         .expect("create")
 }
 
+async fn create_for(
+    app: &TestApp,
+    credential: &str,
+    chat_id: &str,
+    owner: &str,
+) -> reqwest::Response {
+    app.client
+        .post(format!("{}/api/v1/sessions", app.base))
+        .bearer_auth(credential)
+        .json(&json!({"type": "chat.agent", "externalId": chat_id, "owner": owner}))
+        .send()
+        .await
+        .expect("create")
+}
+
 async fn refresh(app: &TestApp, credential: &str, chat_id: &str) -> reqwest::Response {
     app.client
         .post(format!("{}/api/v1/sessions/{chat_id}/token", app.base))
@@ -129,6 +144,65 @@ async fn the_owner_starts_and_refreshes_and_nobody_else_does() {
     assert_eq!(
         refresh(&app, &alice, "chat-server").await.status(),
         StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn a_chat_id_an_end_user_took_is_not_handed_to_the_backend_as_its_own() {
+    let issuer = issuer().await;
+    let app = start(&issuer).await;
+    let mallory = id_token(&issuer, "mallory", AUDIENCE, 300, "test-key-1");
+    let carol = id_token(&issuer, "carol", AUDIENCE, 300, "test-key-1");
+
+    // Mallory takes an id the backend will use later.
+    assert_eq!(
+        create(&app, &mallory, "support-42").await.status(),
+        StatusCode::CREATED
+    );
+    let squatted = create(&app, app::SECRET, "support-42").await;
+    assert_eq!(squatted.status(), StatusCode::CONFLICT);
+    let body: Value = squatted.json().await.expect("json");
+    assert_eq!(body["code"], "chat_owned_by_another", "{body}");
+    assert!(body.get("publicAccessToken").is_none(), "{body}");
+    assert!(!body.to_string().contains("mallory"), "{body}");
+    // Naming another owner is no better; naming the owner takes the chat up knowingly.
+    let wrong = create_for(&app, app::SECRET, "support-42", "carol").await;
+    assert_eq!(wrong.status(), StatusCode::CONFLICT);
+    let named = create_for(&app, app::SECRET, "support-42", "mallory").await;
+    assert_eq!(named.status(), StatusCode::OK);
+    let body: Value = named.json().await.expect("json");
+    assert_eq!(body["isCached"], true);
+
+    // The backend may start a chat for a user, who then refreshes its token themselves.
+    assert_eq!(
+        create_for(&app, app::SECRET, "carol-1", "carol")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        refresh(&app, &carol, "carol-1").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        refresh(&app, &mallory, "carol-1").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // An end user cannot start a chat in another's name.
+    assert_eq!(
+        create_for(&app, &mallory, "mallory-2", "carol")
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    // Chats the backend started for nobody are still its own to reopen.
+    assert_eq!(
+        create(&app, app::SECRET, "plain").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        create(&app, app::SECRET, "plain").await.status(),
+        StatusCode::OK
     );
 }
 

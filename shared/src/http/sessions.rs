@@ -36,6 +36,9 @@ pub struct CreateSessionRequest {
     metadata: Option<Value>,
     #[serde(default)]
     expires_at: Option<Value>,
+    /// The end user (an ID token's `sub`) the secret key's holder starts or takes up the chat for.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 impl CreateSessionRequest {
@@ -236,12 +239,28 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // The credential before the body: a caller without one learns nothing from its judgement.
     let caller = authenticate_caller(&app, request.headers()).await?;
-    let request: CreateSessionRequest = parse_json(&read_body(request, &()).await?)?;
+    let mut request: CreateSessionRequest = parse_json(&read_body(request, &()).await?)?;
+    let named_owner = request.owner.take();
+    if let Some(owner) = &named_owner
+        && (owner.is_empty() || owner.len() > 255)
+    {
+        return Err(ApiError::invalid(
+            "`owner` must be an ID token's `sub`: 1 to 255 characters",
+        ));
+    }
     let now = now_ms();
     let mut session = request.into_session(now)?;
-    if let Caller::EndUser(sub) = &caller {
-        session.owner = Some(sub.clone());
-    }
+    session.owner = match &caller {
+        Caller::Server => named_owner.clone(),
+        Caller::EndUser(sub) if named_owner.as_ref().is_none_or(|owner| owner == sub) => {
+            Some(sub.clone())
+        }
+        Caller::EndUser(_) => {
+            return Err(ApiError::forbidden(
+                "an end user's chats are their own: `owner` may only name the ID token's subject",
+            ));
+        }
+    };
     let (status, session, cached) = match app.runner().store().create_session(session).await? {
         SessionCreate::Created(session) => {
             app.runner()
@@ -249,7 +268,10 @@ pub async fn create(
                 .await;
             (StatusCode::CREATED, session, false)
         }
-        SessionCreate::Existing(session) => (StatusCode::OK, session, true),
+        SessionCreate::Existing(session) => {
+            check_not_squatted(&caller, &session, named_owner.as_deref())?;
+            (StatusCode::OK, session, true)
+        }
     };
     check_owner(&caller, &session)?;
     if session.is_closed() {
@@ -277,6 +299,25 @@ pub async fn refresh_token(
         "publicAccessToken": token,
         "expiresAt": iso(expires_ms),
     })))
+}
+
+/// An end user may start a chat under any id not yet taken. When the backend later starts a chat
+/// under the same id, it must not be handed that user's chat as if it were its own: it gets the
+/// chat only when it names the owner.
+fn check_not_squatted(
+    caller: &Caller,
+    session: &Session,
+    named_owner: Option<&str>,
+) -> Result<(), ApiError> {
+    match (caller, session.owner.as_deref()) {
+        (Caller::Server, Some(owner)) if named_owner != Some(owner) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "chat_owned_by_another",
+            "an end user started a chat with this id: name its owner (`owner`) to take it up, \
+             or keep each user's chat ids apart (prefix them with the user's id)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// An end user may only hold tokens for the chats they created.

@@ -48,6 +48,19 @@ fn id_token(issuer: &str, sub: &str, audience: &str, exp_offset: i64, kid: &str)
     jsonwebtoken::encode(&header, &claims, &key).expect("sign")
 }
 
+/// A token of the issuer's own key whose header names a critical extension.
+fn critical(issuer: &str) -> String {
+    let now = (chatfn::clock::now_ms() / 1000) as i64;
+    let claims =
+        json!({"iss": issuer, "sub": "alice", "aud": AUDIENCE, "iat": now, "exp": now + 300});
+    let key =
+        EncodingKey::from_ec_pem(include_bytes!("fixtures/oidc-signing-key.pem")).expect("key");
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("test-key-1".to_owned());
+    header.crit = Some(vec!["exp".to_owned()]);
+    jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+}
+
 async fn start(issuer: &str) -> TestApp {
     let verifier = Arc::new(OidcVerifier::new(issuer, Some(AUDIENCE.to_owned())));
     TestApp::start_with(
@@ -239,6 +252,7 @@ async fn bad_id_tokens_are_refused() {
         ),
         (hs256, "signature"),
         ("garbage".to_owned(), "signature"),
+        (critical(&issuer), "malformed"),
     ] {
         let response = create(&app, &token, "chat-x").await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{needle}");
@@ -250,3 +264,4 @@ async fn bad_id_tokens_are_refused() {
     }
     assert!(app.store.session("chat-x").await.expect("store").is_none());
 }
+

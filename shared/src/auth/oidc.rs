@@ -89,7 +89,8 @@ impl OidcVerifier {
     /// Checks the token's signature, issuer, audience and times; returns who it names.
     pub async fn verify(&self, token: &str) -> Result<EndUser, OidcError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| OidcError::Invalid)?;
-        if !ALLOWED.contains(&header.alg) {
+        // RFC 7515: `crit` names extensions the verifier must understand; none are understood.
+        if !ALLOWED.contains(&header.alg) || header.crit.is_some() {
             return Err(OidcError::Invalid);
         }
         let key = match self.cached_key(header.kid.as_deref()) {

@@ -5,11 +5,12 @@
 mod app;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use app::{TestApp, stock_agent};
 use axum::Json;
 use axum::routing::get;
-use chatfn::auth::OidcVerifier;
+use chatfn::auth::{OidcError, OidcVerifier};
 use chatfn::model::offline::OfflineModel;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
@@ -59,6 +60,39 @@ fn critical(issuer: &str) -> String {
     header.kid = Some("test-key-1".to_owned());
     header.crit = Some(vec!["exp".to_owned()]);
     jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+}
+
+/// An issuer that counts the requests for its discovery document, and answers 500 to them when
+/// `failing`.
+async fn counting_issuer(failing: bool) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let jwks: Value =
+        serde_json::from_str(include_str!("fixtures/oidc-jwks.json")).expect("jwks fixture");
+    let discovery = json!({"issuer": base, "jwks_uri": format!("{base}/jwks")});
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let router = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                // Slow enough that concurrent callers all find the fetch under way.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if failing {
+                    Err(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+                } else {
+                    Ok(Json(discovery))
+                }
+            }),
+        )
+        .route("/jwks", get(move || async move { Json(jwks) }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (base, asked)
 }
 
 async fn start(issuer: &str) -> TestApp {
@@ -265,3 +299,42 @@ async fn bad_id_tokens_are_refused() {
     assert!(app.store.session("chat-x").await.expect("store").is_none());
 }
 
+#[tokio::test]
+async fn key_fetches_are_shared_and_failures_remembered() {
+    let (issuer, asked) = counting_issuer(false).await;
+    let verifier = Arc::new(OidcVerifier::new(&issuer, Some(AUDIENCE.to_owned())));
+    let token = id_token(&issuer, "alice", AUDIENCE, 300, "test-key-1");
+    let checks = (0..20).map(|_| {
+        let (verifier, token) = (verifier.clone(), token.clone());
+        tokio::spawn(async move { verifier.verify(&token).await })
+    });
+    for check in futures::future::join_all(checks).await {
+        assert_eq!(check.expect("joined").expect("verified").sub, "alice");
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "one fetch for 20 callers");
+
+    let (down, asked) = counting_issuer(true).await;
+    let verifier = Arc::new(OidcVerifier::new(&down, Some(AUDIENCE.to_owned())));
+    let token = id_token(&down, "alice", AUDIENCE, 300, "test-key-1");
+    let checks = (0..20).map(|_| {
+        let (verifier, token) = (verifier.clone(), token.clone());
+        tokio::spawn(async move { verifier.verify(&token).await })
+    });
+    for check in futures::future::join_all(checks).await {
+        assert!(
+            matches!(check.expect("joined"), Err(OidcError::Unavailable(_))),
+            "an issuer that is down makes the keys unavailable"
+        );
+    }
+    for _ in 0..5 {
+        assert!(matches!(
+            verifier.verify(&token).await,
+            Err(OidcError::Unavailable(_))
+        ));
+    }
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "one fetch for 25 callers while the failure is remembered"
+    );
+}

@@ -334,7 +334,7 @@ fn announce_key(keys: &SecretKeys, path: Option<&Path>, telemetry: &chatfn_telem
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        chatfn::store::sqlite::create_private_dir(parent)?;
     }
     #[cfg(unix)]
     {

@@ -31,6 +31,46 @@ const SCHEMA_VERSION: i64 = 3;
 /// How long a write waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Creates `dir` and its missing parents readable by this user only (0700 on Unix); folders
+/// that exist are left as they are.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the database file readable by this user only (0600 on Unix), or makes an existing one
+/// so, with its WAL and shared-memory files. SQLite gives the files it creates next to the
+/// database the database's own mode, so the WAL written later is private too.
+fn keep_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        let mut companions = [path.as_os_str().to_owned(), path.as_os_str().to_owned()];
+        companions[0].push("-wal");
+        companions[1].push("-shm");
+        for file in
+            std::iter::once(path.as_os_str()).chain(companions.iter().map(|c| c.as_os_str()))
+        {
+            match std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// A [`Store`] in one SQLite file (or in memory, for tests).
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -47,10 +87,12 @@ impl SqliteStore {
     /// Opens (or creates) the database at `path`, creating its directory and schema as needed.
     pub fn open(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            create_private_dir(dir).map_err(|e| {
                 StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        keep_private(path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let conn = Connection::open(path).map_err(backend)?;
         // Set first so the rest of the set-up waits for a process that is opening the file too.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
@@ -753,6 +795,34 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_file_its_wal_and_its_folders_are_the_users_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("chatfn-private-{}", uuid::Uuid::new_v4()));
+        let path = root.join("data").join("chatfn.sqlite3");
+        let store = SqliteStore::open(&path).expect("open");
+        store
+            .create_session(Session::new("chat-1", 1))
+            .await
+            .expect("a write, so the WAL exists");
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("data")), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&root.join("data").join("chatfn.sqlite3-wal")), 0o600);
+        drop(store);
+        // A file an earlier version left readable by all is made private when opened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        drop(SqliteStore::open(&path).expect("reopen"));
+        assert_eq!(mode(&path), 0o600);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn refuses_a_newer_schema() {

@@ -187,7 +187,11 @@ async fn run(
         tracing::info!(model = %model.id(), "model provider configured");
     }
     let agent = Arc::new(make_agent(&config, model));
-    let runner = TurnRunner::new(store, agent).with_configured_webhook(&config);
+    let mut runner = TurnRunner::new(store, agent).with_configured_webhook(&config);
+    // A DynamoDB table may be shared with other processes, whose changes wake no reader here.
+    if !matches!(store_choice(&args).0, StoreChoice::DynamoDb) {
+        runner = runner.with_sole_writer();
+    }
     if let Some(events) = runner.events().cloned() {
         tracing::info!("turn events on: a sweeper retries their delivery every second");
         tokio::spawn(sweep_events(events));

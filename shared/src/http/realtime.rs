@@ -183,7 +183,8 @@ async fn produce(
     token: String,
     sender: mpsc::Sender<Bytes>,
 ) {
-    let mut log = LogFollower::new(runner.store().clone(), &chat_id, options.cursor);
+    let mut log = LogFollower::new(runner.store().clone(), &chat_id, options.cursor)
+        .woken_by(runner.reader_wake(&chat_id));
     let now = now_ms();
     let mut reader = OutReader {
         runner,

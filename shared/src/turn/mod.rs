@@ -15,6 +15,7 @@ mod recovery;
 mod runner;
 mod settle;
 mod span;
+mod wake;
 mod writer;
 
 pub(crate) use follow::{FollowOn, FollowWatch, LogFollower};
@@ -23,6 +24,7 @@ pub use limits::{LimitKind, LimitReached, shared_counter_scope};
 pub use live::{LiveTurn, LiveTurns};
 pub use record::ChatRecord;
 pub use runner::{StartedTurn, TurnError, TurnRunner, TurnSource, TurnTask};
+pub use wake::{ChatWake, ChatWakes};
 pub use writer::{OutputWriter, REPLY_HEADER, WriterSettings};
 
 /// The turn-complete header naming the input seq the turn answered.

@@ -26,6 +26,7 @@ pub struct CountingStore {
     inner: MemoryStore,
     writes: AtomicUsize,
     session_id_lookups: AtomicUsize,
+    output_reads: AtomicUsize,
     before_lease_read: Mutex<Option<Work>>,
 }
 
@@ -42,6 +43,11 @@ impl CountingStore {
     /// Sessions looked up by their `session_…` id.
     pub fn session_id_lookups(&self) -> usize {
         self.session_id_lookups.load(Ordering::SeqCst)
+    }
+
+    /// Reads of the output log.
+    pub fn output_reads(&self) -> usize {
+        self.output_reads.load(Ordering::SeqCst)
     }
 
     /// Runs `work` once, right before the next lease read answers.
@@ -117,6 +123,7 @@ impl Store for CountingStore {
         after: Option<u64>,
         limit: usize,
     ) -> StoreResult<Vec<OutputRecord>> {
+        self.output_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.output(chat_id, after, limit).await
     }
 

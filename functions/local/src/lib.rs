@@ -204,7 +204,8 @@ async fn run(
         extra_hosts: vec![args.host.clone()],
         store_capacity,
     };
-    let live_turns = runner.clone();
+    // Kept to wait for the running turns when the server stops.
+    let turn_runner = runner.clone();
     let app = App::new(HttpSettings::from_config(&config, keys), runner);
     if !is_loopback(&args.host) {
         tracing::warn!(
@@ -251,19 +252,19 @@ async fn run(
     // The listener is closed: new clients are refused while the running work finishes.
     let grace = Duration::from_secs(args.shutdown_grace);
     tracing::info!(
-        running_turns = live_turns.live_turns().len(),
+        running_turns = turn_runner.live_turns().len(),
         grace_seconds = args.shutdown_grace,
         "shutting down: finishing the running turns and open requests"
     );
     let finished = async {
         workers.drain().await;
-        for turn in live_turns.live_turns().all() {
+        for turn in turn_runner.live_turns().all() {
             turn.finished().await;
         }
     };
     if tokio::time::timeout(grace, finished).await.is_err() {
         tracing::warn!(
-            running_turns = live_turns.live_turns().len(),
+            running_turns = turn_runner.live_turns().len(),
             "the grace period ended with work still running: a reader's next request recovers \
              an unfinished turn from the log"
         );

@@ -1,6 +1,7 @@
 //! The local server's connection limits, probed over raw sockets against the real binary:
 //! clients that never finish a request head are closed within the header timeout, the connection
-//! cap holds with a log line, and SIGTERM stops the server without waiting on idle connections.
+//! cap holds with a log line, and SIGTERM lets a running turn finish but waits on no idle
+//! connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,12 +16,18 @@ struct Server {
     log: Arc<Mutex<String>>,
 }
 
+const SECRET: &str = "sk_connections_0123456789abcdef";
+
 impl Server {
     fn start(flags: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatfn-local"))
             .args(["--memory", "--port", "0", "--workers", "1"])
             .args(flags)
-            .env_remove("CHATFN_SECRET_KEY")
+            .env("CHATFN_SECRET_KEY", SECRET)
+            .env_remove("CHATFN_MODEL_PROVIDER")
+            .env_remove("CHATFN_MODEL_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("ANTHROPIC_API_KEY")
             .env("CHATFN_LOG_FORMAT", "text")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -178,6 +185,85 @@ fn the_connection_cap_holds_and_says_so() {
     );
 }
 
+fn terminate(child: &Child) {
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+}
+
+fn post_json(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {SECRET}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+#[cfg(unix)]
+fn sigterm_lets_a_running_turn_stream_to_its_end_first() {
+    let mut server = Server::start(&["--shutdown-grace", "20"]);
+    let mut session = server.connect();
+    session
+        .write_all(&post_json(
+            "/api/v1/sessions",
+            r#"{"type": "chat.agent", "externalId": "chat-sigterm"}"#,
+        ))
+        .expect("writes");
+    let mut created = String::new();
+    session.read_to_string(&mut created).expect("reads");
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+
+    // The offline model echoes up to 200 characters, a word every 25 ms: a reply of seconds.
+    let long = "word ".repeat(40);
+    let send = format!(
+        r#"{{"id": "chat-sigterm", "trigger": "submit-message", "messages": [{{"id": "u1", "role": "user", "parts": [{{"type": "text", "text": "{long}"}}]}}]}}"#
+    );
+    let mut turn = server.connect();
+    turn.write_all(&post_json("/api/chat", &send))
+        .expect("writes");
+    let mut streamed = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&streamed).contains("text-delta") {
+        let read = turn.read(&mut buffer).expect("reads");
+        assert!(read > 0, "the stream ended before its first delta");
+        streamed.extend_from_slice(&buffer[..read]);
+    }
+    let signalled_at = Instant::now();
+    terminate(&server.child);
+    // The listener closes at once; the running turn streams on to its end.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        TcpStream::connect(server.address).is_err(),
+        "still listening after SIGTERM"
+    );
+    turn.read_to_end(&mut streamed).expect("reads to the end");
+    let text = String::from_utf8_lossy(&streamed);
+    assert!(
+        text.contains(r#""type":"finish""#) && text.contains("data: [DONE]"),
+        "the reply was cut: {text}"
+    );
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(
+            signalled_at.elapsed() < Duration::from_secs(20),
+            "still running after the grace period"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        server.logged().contains("shutting down"),
+        "{}",
+        server.logged()
+    );
+}
+
 #[test]
 #[cfg(unix)]
 fn sigterm_stops_the_server_without_waiting_for_idle_connections() {
@@ -188,11 +274,7 @@ fn sigterm_stops_the_server_without_waiting_for_idle_connections() {
     let _silent = server.connect();
 
     let start = Instant::now();
-    let signalled = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(signalled.success());
+    terminate(&server.child);
     let status = loop {
         if let Some(status) = server.child.try_wait().expect("waits") {
             break status;

@@ -133,7 +133,7 @@ impl App {
 /// The routes of `routes`, with CORS, body limits and JSON errors for everything else.
 ///
 /// A host builds one [`App`] from its store and agent and serves this router with its runtime
-/// (`axum::serve` locally, the Lambda adapter on AWS). Here the router answers one request
+/// (hyper with timeouts locally, the Lambda adapter on AWS). Here the router answers one request
 /// directly: a backend holding the secret key starts a chat's session.
 ///
 /// ```

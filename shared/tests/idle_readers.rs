@@ -1,6 +1,7 @@
 //! Trigger-wire `out` readers waiting on a quiet chat, where the process is the store's only
 //! writer (the local server, a Durable Object): they wait for the process's wake-ups instead of
 //! reading the store ten times a second, and an input appended here still starts its turn at once.
+//! Past the readers one chat may have open, a new one gets 429.
 
 #[path = "support/counting_store.rs"]
 mod counting_store;
@@ -127,4 +128,59 @@ async fn an_idle_reader_waits_for_a_wake_and_an_append_still_starts_its_turn_at_
 async fn where_another_process_may_write_the_reader_keeps_looking() {
     let (_router, _store, _events, reads) = idle_reads(false).await;
     assert!(reads >= 20, "only {reads} reads of the log in 3 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_past_the_chats_cap_get_429_until_one_leaves() {
+    let store = CountingStore::new();
+    let config = Config::from_lookup(|_| None).expect("config");
+    let model = Arc::new(OfflineModel::new().with_word_delay(Duration::ZERO));
+    let runner = TurnRunner::new(store, Arc::new(configured_agent(&config, model)));
+    let mut settings = HttpSettings::new(SecretKeys::parse(SECRET).expect("key"));
+    settings.max_readers_per_chat = 2;
+    let router = router(App::new(settings, runner), Routes::All);
+    let created = router
+        .clone()
+        .oneshot(post(
+            "/api/v1/sessions",
+            json!({"type": "chat.agent", "externalId": CHAT}),
+        ))
+        .await
+        .expect("infallible");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let read = || {
+        Request::get(format!("/realtime/v1/sessions/{CHAT}/out"))
+            .header(header::AUTHORIZATION, format!("Bearer {SECRET}"))
+            .header("timeout-seconds", "20")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let first = router.clone().oneshot(read()).await.expect("infallible");
+    let _second = router.clone().oneshot(read()).await.expect("infallible");
+    assert_eq!(first.status(), StatusCode::OK);
+    let refused = router.clone().oneshot(read()).await.expect("infallible");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body = refused
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(body["code"], "too_many_readers", "{body}");
+
+    // The first reader's client leaves: its slot comes back.
+    drop(first);
+    let started = Instant::now();
+    loop {
+        let again = router.clone().oneshot(read()).await.expect("infallible");
+        if again.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the slot did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -5,6 +5,7 @@ mod addressing;
 mod ai_sdk;
 pub mod error;
 mod extract;
+mod readers;
 mod realtime;
 mod sessions;
 mod stream;
@@ -40,6 +41,10 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Comment lines sent on an idle stream, so proxies keep it open.
     pub keepalive_interval: Duration,
+    /// Trigger-wire `out` readers one chat may have open at once (429 past it).
+    pub max_readers_per_chat: usize,
+    /// `out` readers this process keeps open at once, over all chats (429 past it).
+    pub max_readers: usize,
     /// End users may start sessions and refresh tokens with an ID token from this issuer.
     #[cfg(any(feature = "native", target_arch = "wasm32"))]
     pub oidc: Option<Arc<crate::auth::OidcVerifier>>,
@@ -56,6 +61,8 @@ impl HttpSettings {
             cors_origins: Vec::new(),
             max_body_bytes: crate::config::Config::DEFAULT_MAX_BODY_BYTES,
             keepalive_interval: Duration::from_secs(15),
+            max_readers_per_chat: 32,
+            max_readers: 1024,
             #[cfg(any(feature = "native", target_arch = "wasm32"))]
             oidc: None,
         }
@@ -102,6 +109,7 @@ pub struct App {
 struct AppInner {
     settings: HttpSettings,
     runner: TurnRunner,
+    readers: Arc<readers::ReaderSlots>,
 }
 
 impl App {
@@ -114,8 +122,14 @@ impl App {
                 settings.secret_keys.clone(),
             )),
         };
+        let readers =
+            readers::ReaderSlots::new(settings.max_readers_per_chat, settings.max_readers);
         App {
-            inner: Arc::new(AppInner { settings, runner }),
+            inner: Arc::new(AppInner {
+                settings,
+                runner,
+                readers,
+            }),
         }
     }
 
@@ -127,6 +141,11 @@ impl App {
     /// The runner the routes hand turns to.
     pub fn runner(&self) -> &TurnRunner {
         &self.inner.runner
+    }
+
+    /// The open `out` readers, under their caps.
+    fn readers(&self) -> &Arc<readers::ReaderSlots> {
+        &self.inner.readers
     }
 }
 

@@ -129,12 +129,16 @@ pub async fn read(
 ) -> Result<Response, ApiError> {
     let (session, claims) = authorized_session(&app, &headers, &id, Access::Read).await?;
     let chat_id = session.chat_id.clone();
+    let slot = app.readers().take(&chat_id)?;
     let options = ReadOptions::from_headers(&headers);
     let runner = app.runner().clone();
     let settled = options.peek_settled && is_settled(&runner, &chat_id).await?;
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
     let token = refreshed_token(&app, &chat_id, claims.as_ref());
-    crate::runtime::spawn_detached(produce(runner, chat_id, options, settled, token, sender));
+    crate::runtime::spawn_detached(async move {
+        produce(runner, chat_id, options, settled, token, sender).await;
+        drop(slot);
+    });
     let body =
         Body::from_stream(tokio_stream_from(receiver).map(Ok::<_, std::convert::Infallible>));
     let mut response = Response::new(body);

@@ -16,9 +16,10 @@ use super::extract::{
     ApiJson, ApiPath, Caller, authenticate_caller, bearer, parse_json, read_body,
     require_secret_key, require_token, validate_chat_id, validate_path_chat_id,
 };
+use super::session_list::listed_json;
 use crate::auth::{Access, SessionClaims, SessionToken, scope};
 use crate::clock::{iso8601, now_ms};
-use crate::store::{Session, SessionCreate};
+use crate::store::{Session, SessionCreate, SessionUpdate};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -278,8 +279,8 @@ pub async fn refresh_token(
     })))
 }
 
-/// An end user may only hold tokens for the chats they created.
-fn check_owner(caller: &Caller, session: &Session) -> Result<(), ApiError> {
+/// An end user may only hold tokens for (and edit, and erase) the chats they created.
+pub(super) fn check_owner(caller: &Caller, session: &Session) -> Result<(), ApiError> {
     match caller {
         Caller::Server => Ok(()),
         Caller::EndUser(sub) if session.owner.as_deref() == Some(sub.as_str()) => Ok(()),
@@ -379,11 +380,29 @@ pub(super) async fn authorized_session(
     if id.starts_with("session_") {
         let session = resolve_session(app, id).await?;
         let claims = require_token(app, headers, &session.chat_id, access)?;
+        check_token_age(claims.as_ref(), &session)?;
         return Ok((session, claims));
     }
     validate_path_chat_id(id)?;
     let claims = require_token(app, headers, id, access)?;
-    Ok((resolve_session(app, id).await?, claims))
+    let session = resolve_session(app, id).await?;
+    check_token_age(claims.as_ref(), &session)?;
+    Ok((session, claims))
+}
+
+/// A session token opens only the chat that existed when it was minted: one issued before the
+/// session was created (for a chat since erased and created again under its id) opens nothing.
+/// `iat` has whole seconds, so a token from the second the chat was created still opens it.
+pub(super) fn check_token_age(
+    claims: Option<&SessionClaims>,
+    session: &Session,
+) -> Result<(), ApiError> {
+    match claims {
+        Some(claims) if claims.iat < session.created_at_ms / 1000 => Err(ApiError::unauthorized(
+            "this token was issued before the chat was created; get a new one",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `GET /api/v1/sessions/{id}`: the session (secret key, or a token of the chat).
@@ -393,7 +412,87 @@ pub async fn get_session(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (session, _) = authorized_session(&app, &headers, &id, Access::Read).await?;
-    Ok(Json(session_json(&session)))
+    let listed = app
+        .runner()
+        .store()
+        .listed_session(&session.chat_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no chat session `{id}`")))?;
+    Ok(Json(listed_json(&app, &listed).await?))
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The body of `sessions.update(...)`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateSessionRequest {
+    #[serde(default, deserialize_with = "present")]
+    tags: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    metadata: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "present")]
+    external_id: Option<Option<String>>,
+}
+
+impl UpdateSessionRequest {
+    /// The change this request asks of `session`, or what is wrong with it (422).
+    fn into_update(self, session: &Session) -> Result<SessionUpdate, ApiError> {
+        if let Some(external_id) = self.external_id
+            && external_id.as_deref() != Some(session.chat_id.as_str())
+        {
+            return Err(ApiError::invalid(
+                "`externalId` is the chat id and cannot change",
+            ));
+        }
+        let tags = self.tags.map(Option::unwrap_or_default);
+        if let Some(tags) = &tags
+            && (tags.len() > 10 || tags.iter().any(|tag| tag.is_empty() || tag.len() > 128))
+        {
+            return Err(ApiError::invalid(
+                "at most 10 `tags` of 1 to 128 characters",
+            ));
+        }
+        if let Some(Some(metadata)) = &self.metadata
+            && !metadata.is_object()
+        {
+            return Err(ApiError::invalid("`metadata` must be an object or null"));
+        }
+        Ok(SessionUpdate {
+            tags,
+            metadata: self.metadata,
+        })
+    }
+}
+
+/// `PATCH /api/v1/sessions/{id}`: changes a chat's tags and metadata (`null` clears them); the
+/// secret key, or the ID token of the chat's owner.
+pub async fn update_session(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<UpdateSessionRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = authenticate_caller(&app, &headers).await?;
+    let session = resolve_session(&app, &id).await?;
+    check_owner(&caller, &session)?;
+    let update = request.into_update(&session)?;
+    let store = app.runner().store();
+    store
+        .update_session(&session.chat_id, &update, now_ms())
+        .await?;
+    let listed = store
+        .listed_session(&session.chat_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no chat session `{id}`")))?;
+    Ok(Json(listed_json(&app, &listed).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,6 +6,8 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use super::App;
@@ -35,7 +37,7 @@ pub async fn list(
     let params = Query::<Vec<(String, String)>>::try_from_uri(&uri)
         .map_err(|error| ApiError::bad_request(format!("the query string is not valid: {error}")))?
         .0;
-    let mut query = parse_query(&params, now_ms())?;
+    let (mut query, hop) = parse_query(&params, now_ms())?;
     if let Caller::EndUser(sub) = caller {
         query.owner = Some(sub);
     }
@@ -46,10 +48,18 @@ pub async fn list(
     }
     let mut pagination = serde_json::Map::new();
     if let Some(next) = page.next {
-        pagination.insert("next".into(), json!(next.to_cursor()));
+        let cursor = Cursor {
+            hop: hop + 1,
+            key: next,
+        };
+        pagination.insert("next".into(), json!(cursor.encode()));
     }
     if let Some(previous) = page.previous {
-        pagination.insert("previous".into(), json!(previous.to_cursor()));
+        let cursor = Cursor {
+            hop: hop + 1,
+            key: previous,
+        };
+        pagination.insert("previous".into(), json!(cursor.encode()));
     }
     Ok(Json(json!({"data": data, "pagination": pagination})))
 }
@@ -99,9 +109,49 @@ fn first_user_text(messages: &[UIMessage]) -> Option<String> {
     Some(format!("{}…", cut.trim_end()))
 }
 
-/// The page a query string asks for. Repeated keys and comma-separated values both give lists,
-/// as the SDK sends them joined by commas.
-fn parse_query(params: &[(String, String)], now_ms: u64) -> Result<SessionQuery, ApiError> {
+/// A page's place on the wire: the key a page starts past, and how many pages from the first
+/// it was reached.
+///
+/// The SDK's `getPreviousPage()` and `getNextPage()` send the new cursor *with* the one the page
+/// itself was fetched with (`page[after]` and `page[before]` both), so the count says which
+/// is newer: the one to follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cursor {
+    hop: u64,
+    key: ListKey,
+}
+
+impl Cursor {
+    /// Opaque and URL-safe.
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}:{}:{}",
+            self.hop, self.key.created_at_ms, self.key.chat_id
+        ))
+    }
+
+    /// A cursor [`encode`](Self::encode) made; `None` for anything else.
+    fn decode(text: &str) -> Option<Cursor> {
+        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let mut fields = text.splitn(3, ':');
+        let hop = fields.next()?.parse().ok()?;
+        let created_at_ms = fields.next()?.parse().ok()?;
+        let chat_id = fields.next().filter(|id| !id.is_empty())?.to_owned();
+        Some(Cursor {
+            hop,
+            key: ListKey {
+                created_at_ms,
+                chat_id,
+            },
+        })
+    }
+}
+
+/// The page a query string asks for, and the hop of its cursor (0 for the first page).
+/// Repeated keys and comma-separated values both give lists, as the SDK sends them joined by
+/// commas.
+fn parse_query(params: &[(String, String)], now_ms: u64) -> Result<(SessionQuery, u64), ApiError> {
     let mut query = SessionQuery {
         owner: None,
         filter: SessionFilter::default(),
@@ -177,24 +227,31 @@ fn parse_query(params: &[(String, String)], now_ms: u64) -> Result<SessionQuery,
         query.filter.created_from_ms =
             Some(query.filter.created_from_ms.map_or(from, |f| f.max(from)));
     }
-    match (after, before) {
-        (Some(_), Some(_)) => {
+    let follow = match (after, before) {
+        (Some(after), Some(before)) if after.hop == before.hop => {
             return Err(ApiError::invalid(
                 "send `page[after]` or `page[before]`, not both",
             ));
         }
-        (Some(after), None) => query.cursor = Some(after),
-        (None, Some(before)) => {
-            query.cursor = Some(before);
-            query.direction = Direction::Newer;
+        (Some(after), Some(before)) if after.hop > before.hop => Some((after, Direction::Older)),
+        (Some(_), Some(before)) => Some((before, Direction::Newer)),
+        (Some(after), None) => Some((after, Direction::Older)),
+        (None, Some(before)) => Some((before, Direction::Newer)),
+        (None, None) => None,
+    };
+    let hop = match follow {
+        Some((cursor, direction)) => {
+            query.cursor = Some(cursor.key);
+            query.direction = direction;
+            cursor.hop
         }
-        (None, None) => {}
-    }
-    Ok(query)
+        None => 0,
+    };
+    Ok((query, hop))
 }
 
-fn cursor(key: &str, value: &str) -> Result<ListKey, ApiError> {
-    ListKey::from_cursor(value).ok_or_else(|| {
+fn cursor(key: &str, value: &str) -> Result<Cursor, ApiError> {
+    Cursor::decode(value).ok_or_else(|| {
         ApiError::invalid(format!(
             "`{key}` must be a cursor from a listing's `pagination`"
         ))
@@ -218,10 +275,22 @@ mod tests {
             created_at_ms: 7,
             chat_id: "c".into(),
         };
-        let query = parse_query(
+        let before = Cursor {
+            hop: 2,
+            key: key.clone(),
+        };
+        let after = Cursor {
+            hop: 1,
+            key: ListKey {
+                created_at_ms: 9,
+                chat_id: "d".into(),
+            },
+        };
+        let (query, hop) = parse_query(
             &params(&[
                 ("page[size]", "5"),
-                ("page[before]", &key.to_cursor()),
+                ("page[after]", &after.encode()),
+                ("page[before]", &before.encode()),
                 ("filter[status]", "ACTIVE,CLOSED"),
                 ("filter[tags]", "a,b"),
                 ("filter[type]", "chat.agent"),
@@ -233,6 +302,7 @@ mod tests {
             7_200_000,
         )
         .expect("valid");
+        assert_eq!(hop, 2, "the newer cursor is followed");
         assert_eq!(query.size, 5);
         assert_eq!(query.cursor, Some(key));
         assert_eq!(query.direction, Direction::Newer);
@@ -254,7 +324,7 @@ mod tests {
             (vec![("filter[createdAt][period]", "soon")], "period"),
             (vec![("filter[createdAt][to]", "x")], "createdAt"),
             (
-                vec![("page[after]", "MTpj"), ("page[before]", "MTpj")],
+                vec![("page[after]", "MToxOng"), ("page[before]", "MToxOng")],
                 "not both",
             ),
         ] {
@@ -265,6 +335,19 @@ mod tests {
                 error.message
             );
         }
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let cursor = Cursor {
+            hop: 3,
+            key: ListKey {
+                created_at_ms: 42,
+                chat_id: "a:b@c".into(),
+            },
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        assert_eq!(Cursor::decode(&URL_SAFE_NO_PAD.encode("1:2:")), None);
     }
 
     #[test]

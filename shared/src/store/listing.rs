@@ -5,11 +5,9 @@
 //! Sessions are listed newest first by creation time (ties by chat id), an order that never
 //! changes for a chat: a cursor is the key of the last (or first) item a page showed, and the
 //! next page starts strictly past it, so nothing is skipped or repeated while nothing changes.
+//! How a cursor travels on the wire is the HTTP layer's business.
 
 use std::future::Future;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{Session, StoreResult};
 
@@ -29,25 +27,6 @@ impl ListKey {
             created_at_ms: session.created_at_ms,
             chat_id: session.chat_id.clone(),
         }
-    }
-
-    /// The cursor a client sends back (`page[after]`, `page[before]`): opaque, URL-safe.
-    pub fn to_cursor(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at_ms, self.chat_id))
-    }
-
-    /// The key a cursor from [`to_cursor`](Self::to_cursor) names; `None` for anything else.
-    pub fn from_cursor(cursor: &str) -> Option<ListKey> {
-        let bytes = URL_SAFE_NO_PAD.decode(cursor.trim()).ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        let (created, chat_id) = text.split_once(':')?;
-        if chat_id.is_empty() {
-            return None;
-        }
-        Some(ListKey {
-            created_at_ms: created.parse().ok()?,
-            chat_id: chat_id.to_owned(),
-        })
     }
 
     /// The tuple whose ascending order is the listing's *reverse* (oldest first).
@@ -405,17 +384,5 @@ mod tests {
             },
             0
         ));
-    }
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let key = ListKey {
-            created_at_ms: 42,
-            chat_id: "a:b@c".into(),
-        };
-        assert_eq!(ListKey::from_cursor(&key.to_cursor()), Some(key));
-        for garbage in ["", "!!", "bm9jb2xvbg", &URL_SAFE_NO_PAD.encode("x:y")] {
-            assert_eq!(ListKey::from_cursor(garbage), None, "{garbage}");
-        }
     }
 }

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use chatfn::clock::now_ms;
-use chatfn::store::conformance::run_all;
+use chatfn::store::conformance::{run_all, run_erasing, run_listing};
 use chatfn::store::dynamodb::{Capacity, DynamoStore};
 use chatfn::store::{
     InputAppend, LeaseAcquire, OutputBody, OutputRecord, Session, SessionCreate, Store, StoreError,
@@ -81,6 +81,19 @@ async fn dynamodb_conforms() {
         async move { DynamoStore::new(client, table()) }
     })
     .await;
+}
+
+/// Listing through the two indexes, editing and erasing, on the table every case shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_lists_edits_and_erases() {
+    let client = client().await;
+    store().await;
+    let open = || {
+        let client = client.clone();
+        async move { DynamoStore::new(client, table()) }
+    };
+    run_erasing(open).await;
+    run_listing(open).await;
 }
 
 fn session(chat_id: &str, now: u64, expires_at_ms: Option<u64>) -> Session {

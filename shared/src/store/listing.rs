@@ -234,6 +234,21 @@ pub fn page_of(query: &SessionQuery, mut found: Vec<ListedSession>) -> SessionPa
     }
 }
 
+/// The page `query` shows when it names one chat (`filter.external_id`) and `found` is that
+/// chat's session: a store can look it up instead of scanning for it.
+pub fn page_of_one(query: &SessionQuery, found: Option<ListedSession>) -> SessionPage {
+    let kept = found.filter(|listed| {
+        let session = &listed.session;
+        (query.owner.is_none() || session.owner == query.owner)
+            && query.filter.matches(session, query.now_ms)
+            && query
+                .cursor
+                .as_ref()
+                .is_none_or(|cursor| ListKey::of(session).is_past(cursor, query.direction))
+    });
+    page_of(query, kept.into_iter().collect())
+}
+
 /// Sorts `sessions` into `direction`'s order and keeps those strictly past `from`, at most
 /// `limit`: the scan of a store that holds its sessions in memory.
 pub fn scan_sorted(

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError;
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
@@ -117,6 +118,7 @@ conditional!(PutItemError, UpdateItemError, DeleteItemError);
 impl OperationError for GetItemError {}
 impl OperationError for QueryError {}
 impl OperationError for BatchWriteItemError {}
+impl OperationError for BatchGetItemError {}
 impl OperationError for CreateTableError {}
 impl OperationError for DescribeTableError {}
 impl OperationError for DescribeTimeToLiveError {}

@@ -52,6 +52,7 @@ mod billing;
 mod call;
 mod codec;
 mod item;
+mod listing;
 mod ops;
 mod outbox;
 mod schema_check;
@@ -66,8 +67,9 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
-    TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
 };
 use serde_json::Value;
 
@@ -80,8 +82,9 @@ pub use schema_check::{
 };
 
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, OutputCadence, OutputRecord, Session, SessionCreate,
-    Store, StoreError, StoreResult, TurnLease, check_output_batch,
+    InputAppend, InputRecord, LeaseAcquire, ListedSession, OutputCadence, OutputRecord, Session,
+    SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store, StoreError, StoreResult,
+    TurnLease, check_output_batch,
 };
 use crate::clock::now_ms;
 use crate::ui::UIMessage;
@@ -191,8 +194,9 @@ impl DynamoStore {
         &self.meter
     }
 
-    /// Creates the table (on-demand billing, `pk`/`sk` string keys) and turns on TTL on
-    /// `expires_at`, unless that is done already; waits until the table is active.
+    /// Creates the table (on-demand billing, `pk`/`sk` string keys, the listing's two indexes)
+    /// and turns on TTL on `expires_at`, unless that is done already; waits until the table is
+    /// active.
     pub async fn create_table(&self) -> StoreResult<()> {
         let definition = |name: &str| {
             AttributeDefinition::builder()
@@ -208,14 +212,32 @@ impl DynamoStore {
                 .build()
                 .map_err(build_error)
         };
+        let index = |name: &str, partition: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(schema(partition, KeyType::Hash)?)
+                .key_schema(schema(LIST_KEY, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(build_error)
+        };
         let created = self
             .client
             .create_table()
             .table_name(&self.table)
             .attribute_definitions(definition(PK)?)
             .attribute_definitions(definition(SK)?)
+            .attribute_definitions(definition(LISTED_PK)?)
+            .attribute_definitions(definition(OWNER_PK)?)
+            .attribute_definitions(definition(LIST_KEY)?)
             .key_schema(schema(PK, KeyType::Hash)?)
             .key_schema(schema(SK, KeyType::Range)?)
+            .global_secondary_indexes(index(LISTED_INDEX, LISTED_PK)?)
+            .global_secondary_indexes(index(OWNER_INDEX, OWNER_PK)?)
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await;
@@ -289,6 +311,16 @@ impl DynamoStore {
         }
         // A session seen afresh may be a new one of the chat (the last expired): its log is not
         // the one an output end was remembered from.
+        if let Ok(mut ends) = self.output_ends.lock() {
+            ends.remove(chat_id);
+        }
+    }
+
+    /// Forgets what this handle knew of the chat: it was erased.
+    fn forget(&self, chat_id: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(chat_id);
+        }
         if let Ok(mut ends) = self.output_ends.lock() {
             ends.remove(chat_id);
         }
@@ -1245,5 +1277,33 @@ impl Store for DynamoStore {
 
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         self.remove_outbox_event(chat_id, id).await
+    }
+
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        self.list_page(query).await
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        let Some(session) = self.session(chat_id).await? else {
+            return Ok(None);
+        };
+        let activity = self.last_activities(&[chat_id]).await?;
+        Ok(Some(ListedSession {
+            session,
+            last_activity_ms: activity.get(chat_id).copied(),
+        }))
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        self.update_session_item(chat_id, update, now_ms).await
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        self.erase_chat(chat_id).await
     }
 }

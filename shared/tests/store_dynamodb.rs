@@ -1125,3 +1125,46 @@ async fn inputs_from_two_handles_take_the_seqs_after_the_last_record() {
         12
     );
 }
+
+/// A session written before the listing indexes existed is listed once the backfill has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backfill_lists_sessions_written_before_the_indexes() {
+    use chatfn::store::listing::{Direction, SessionFilter, SessionQuery};
+
+    let client = client().await;
+    let store = store().await;
+    let owner = format!("backfill-{}", uuid::Uuid::new_v4().simple());
+    let chat_id = format!("backfill-{}", uuid::Uuid::new_v4().simple());
+    let mut old = session(&chat_id, now_ms(), None);
+    old.owner = Some(owner.clone());
+    store.create_session(old).await.expect("create");
+    client
+        .update_item()
+        .table_name(table())
+        .key("pk", AttributeValue::S(format!("chat#{chat_id}")))
+        .key("sk", AttributeValue::S("session".into()))
+        .update_expression("REMOVE lpk, lk, opk")
+        .send()
+        .await
+        .expect("strip the index keys");
+    let query = SessionQuery {
+        owner: Some(owner),
+        filter: SessionFilter::default(),
+        cursor: None,
+        direction: Direction::Older,
+        size: 10,
+        now_ms: now_ms(),
+    };
+    assert!(
+        store
+            .list_sessions(&query)
+            .await
+            .expect("list")
+            .sessions
+            .is_empty()
+    );
+    assert!(store.backfill_listing().await.expect("backfill") >= 1);
+    let listed = store.list_sessions(&query).await.expect("list");
+    assert_eq!(listed.sessions.len(), 1);
+    assert_eq!(listed.sessions[0].session.chat_id, chat_id);
+}

@@ -290,4 +290,69 @@ impl DynamoStore {
         self.delete_all(rest).await?;
         Ok(session.is_some())
     }
+
+    /// Gives the session items of a table written before the listing existed the keys of its
+    /// indexes, so their chats are listed too; answers how many it updated. One Scan of the
+    /// table (the only one chatfn makes), to run once after the indexes are added: the local
+    /// server runs it at start-up.
+    pub async fn backfill_listing(&self) -> StoreResult<u64> {
+        let filter =
+            Expr::new("#sk = :session AND begins_with(#pk, :chat) AND attribute_not_exists(#lk)")
+                .value(":session", s(SESSION))
+                .value(":chat", s("chat#"));
+        let mut updated = 0;
+        let mut start = None;
+        loop {
+            let (items, next) = self
+                .retrying(|| async {
+                    let output = self
+                        .client
+                        .scan()
+                        .table_name(&self.table)
+                        .filter_expression(&filter.text)
+                        .set_expression_attribute_names(filter.names())
+                        .set_expression_attribute_values(filter.values())
+                        .set_exclusive_start_key(start.clone())
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .send()
+                        .await
+                        .map_err(|e| classify("Scan", e))?;
+                    self.meter.record(Kind::Read, output.consumed_capacity());
+                    Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
+                })
+                .await
+                .map_err(Failure::into_store_error)?;
+            for item in &items {
+                let session = parse_session(item)?;
+                let mut update = Expr::new(match &session.owner {
+                    Some(_) => "SET #lpk = :lpk, #lk = :lk, #opk = :opk",
+                    None => "SET #lpk = :lpk, #lk = :lk",
+                })
+                .value(":lpk", s(listed_pk(&session.chat_id)))
+                .value(":lk", s(list_key(session.created_at_ms, &session.chat_id)));
+                if let Some(owner) = &session.owner {
+                    update = update.value(":opk", s(owner_pk(owner)));
+                }
+                let exists = Expr::new("attribute_exists(#pk)");
+                match self
+                    .update(
+                        key(&chat_pk(&session.chat_id), SESSION),
+                        &update,
+                        &exists,
+                        ReturnValue::None,
+                    )
+                    .await
+                {
+                    Ok(_) => updated += 1,
+                    // Erased meanwhile: nothing to list.
+                    Err(Failure::Condition(_)) => {}
+                    Err(failure) => return Err(failure.into_store_error()),
+                }
+            }
+            match next {
+                Some(key) => start = Some(key),
+                None => return Ok(updated),
+            }
+        }
+    }
 }

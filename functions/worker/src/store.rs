@@ -574,11 +574,7 @@ impl Store for DurableObjectStore {
             .select_session(sql::SESSION_BY_CHAT, chat_id)?
             .ok_or_else(|| StoreError::NoSession(chat_id.to_owned()))?;
         update.apply(&mut session, now_ms);
-        let metadata = session
-            .metadata
-            .as_ref()
-            .map(to_json)
-            .transpose()?;
+        let metadata = session.metadata.as_ref().map(to_json).transpose()?;
         self.write(
             sql::UPDATE_SESSION,
             vec![

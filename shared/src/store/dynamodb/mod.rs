@@ -2,9 +2,9 @@
 //!
 //! | pk | sk | what |
 //! |---|---|---|
-//! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings) |
+//! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings); the listing indexes' keys `lpk`, `lk` and, with an owner, `opk` (see `listing.rs`) |
 //! | `sid#{sessionId}` | `session` | alias: the chat of a `session_…` id |
-//! | `chat#{chatId}` | `head` | `consumed`, the input seq the last finished turn answered; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log |
+//! | `chat#{chatId}` | `head` | `consumed`, the input seq the last finished turn answered; `active_ms`, when it ended; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log |
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
 //! | `chat#{chatId}` | `out#{first:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
@@ -44,7 +44,8 @@
 //! attribute); reads skip expired items themselves, as TTL deletion is eventual, so a chat whose
 //! session expired reads as gone.
 //!
-//! Every write needs the session. Sessions are never deleted before they expire, so a handle
+//! Every write needs the session. A session is deleted before it expires only when its chat is
+//! erased (`listing.rs`), which first waits for the chat's running turn to end; so a handle
 //! remembers the chats it has seen a session for (and their expiry) and checks each chat once.
 
 mod batch;

@@ -230,6 +230,8 @@ else
     "test/21-turn-events.test.js"
     # The stock agent on OpenAI's Responses API: agent-turn instances of their own (below).
     "test/22-openai-responses.test.js"
+    # The sessions API: listing, editing and erasing, the table scanned after an erase.
+    "test/23-sessions-api.test.js"
     "load/"
   )
 fi

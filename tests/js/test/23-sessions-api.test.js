@@ -142,8 +142,9 @@ e2eSuite('sessions API: list, update, retrieve, erase', (ctx, e2e) => {
     assert.deepEqual(retrieved.tags, ['work', 'starred']);
     assert.deepEqual(retrieved.metadata, { title: 'Trip plans', n: 1 });
     assert.equal(retrieved.id, updated.id);
-    // By session id too.
-    assert.deepEqual((await sdk().retrieve(updated.id)).tags, ['work', 'starred']);
+    // By session id too (not on the Worker yet: a `session_…` id does not say which chat's
+    // object holds it).
+    if (!worker) assert.deepEqual((await sdk().retrieve(updated.id)).tags, ['work', 'starred']);
 
     // Only what is sent changes.
     assert.deepEqual((await sdk().update(chatId, { metadata: { n: 2 } })).tags, ['work', 'starred']);

@@ -323,7 +323,14 @@ impl DynamoStore {
                 .await
                 .map_err(Failure::into_store_error)?;
             for item in &items {
-                let session = parse_session(item)?;
+                // A session item that cannot be read is no reason to leave the others unlisted.
+                let session = match parse_session(item) {
+                    Ok(session) => session,
+                    Err(error) => {
+                        tracing::warn!("backfill: a session item it cannot read: {error}");
+                        continue;
+                    }
+                };
                 let mut update = Expr::new(match &session.owner {
                     Some(_) => "SET #lpk = :lpk, #lk = :lk, #opk = :opk",
                     None => "SET #lpk = :lpk, #lk = :lk",

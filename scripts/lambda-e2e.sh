@@ -41,7 +41,12 @@ dynamo_pid=""
 otlp_pid=""
 cleanup() {
   local status=$?
-  if (( ${#instance_pids[@]} > 0 )); then kill -KILL "${instance_pids[@]}" 2>/dev/null || true; fi
+  if (( ${#instance_pids[@]} > 0 )); then
+    # Disowned first, so the shell does not report each as killed.
+    local pid
+    for pid in "${instance_pids[@]}"; do disown "$pid" 2>/dev/null || true; done
+    kill -KILL "${instance_pids[@]}" 2>/dev/null || true
+  fi
   if [[ -n "$otlp_pid" ]]; then kill "$otlp_pid" 2>/dev/null || true; fi
   # cargo lambda watch leads its own process group (setsid).
   if [[ -n "$watch_pid" ]]; then
@@ -230,8 +235,11 @@ else
     "test/21-turn-events.test.js"
     # The stock agent on OpenAI's Responses API: agent-turn instances of their own (below).
     "test/22-openai-responses.test.js"
+    # Usage limits: two agent-turn instances with the limits of the test file, which must
+    # share one count (below); actions, close, and sessions.close mid-reply.
+    "test/23-limits-and-actions.test.js"
     # The sessions API: listing, editing and erasing, the table scanned after an erase.
-    "test/23-sessions-api.test.js"
+    "test/24-sessions-api.test.js"
     "load/"
   )
 fi
@@ -252,6 +260,8 @@ replace_agent_turns() {
   start_instances agent-turn "$count"
 }
 responses_env=(CHATFN_MODEL_PROVIDER=openai-responses CHATFN_MODEL=gpt-5-mini)
+# The values of LIMITS_ENV in tests/js/test/23-limits-and-actions.test.js.
+limits_env=(CHATFN_MAX_TURNS_PER_MINUTE=2 CHATFN_MAX_OUTPUT_TOKENS_PER_DAY=300)
 bash scripts/npm-install.sh tests/js
 bash scripts/npm-install.sh tests/mcp
 for group in "${groups[@]}"; do
@@ -273,6 +283,10 @@ for group in "${groups[@]}"; do
     replace_agent_turns 4 "${responses_env[@]}"
     echo "agent-turn: 4 instances on the openai-responses provider"
   fi
+  if [[ " $group " == *" test/23-limits-and-actions.test.js "* ]]; then
+    replace_agent_turns 2 "${limits_env[@]}"
+    echo "agent-turn: 2 instances with usage limits (${limits_env[*]})"
+  fi
   echo "==> the stock npm clients against the Lambda functions: $group"
   (
     cd tests/js
@@ -281,9 +295,9 @@ for group in "${groups[@]}"; do
       CHATFN_LAMBDA_INSTANCES_PARENT="$$" CHATFN_OTLP_SPANS="$work/spans.jsonl" \
       MOCK_OPENAI_PORT="$mock_port" node --test --test-concurrency=1 $group
   )
-  if [[ " $group " == *" test/22-openai-responses.test.js "* ]]; then
+  if [[ " $group " == *" test/22-openai-responses.test.js "* || " $group " == *" test/23-limits-and-actions.test.js "* ]]; then
     replace_agent_turns "$instances"
-    echo "agent-turn: $instances instances on the $CHATFN_MODEL_PROVIDER provider again"
+    echo "agent-turn: $instances instances as configured above again"
   fi
 done
 

@@ -24,6 +24,7 @@ step() {
   end_step
   current_step="$*"
   current_start=$SECONDS
+  step_offset="$(stat -c %s "$run_log" 2>/dev/null || echo 0)"
   printf '\n==> %s\n' "$*"
 }
 print_step_times() {
@@ -36,12 +37,29 @@ print_step_times() {
   done
 }
 
+# Everything this script prints is also kept in a file, so that a failed step can be summed up
+# in a few lines at the very end, where a CI log's tail shows them: a failing test may print
+# pages of server logs after its assertion.
+run_log="$(mktemp -t chatfn-test.XXXXXX)"
+exec > >(tee -a "$run_log") 2>&1
+step_offset=0
+print_failure_summary() {
+  local status="$1" name="$2"
+  ((status != 0)) || return 0
+  sleep 0.2 # the last lines through tee
+  printf '\n==> step "%.90s" failed (exit %d); what it said of the failure:\n' "${name:-?}" "$status"
+  tail -c +"$((step_offset + 1))" "$run_log" \
+    | grep -a -E -A2 '^ *not ok |^ *error: |panicked at|^test .* FAILED|^error(\[|:)|AssertionError|ERR!|Error: ' \
+    | grep -a -v -E '^ *(\{|---$|duration_ms|type: )' | cut -c1-300 | head -n 16 || true
+  printf '(the whole output: %s)\n' "$run_log"
+}
+
 stop_dynamodb_local() {
   if [[ -n "${CHATFN_DYNAMODB_LOCAL_PID:-}" ]]; then
     kill "$CHATFN_DYNAMODB_LOCAL_PID" 2>/dev/null || true
   fi
 }
-trap 'stop_dynamodb_local; print_step_times' EXIT
+trap 'status=$?; failed_step="$current_step"; stop_dynamodb_local; print_step_times; print_failure_summary "$status" "$failed_step"' EXIT
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

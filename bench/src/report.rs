@@ -483,6 +483,10 @@ Trigger wire the reader's reads folded into the claim.
 /// The heading [`critical_path_section`] starts with.
 const CRITICAL_PATH_HEADING: &str = "## DynamoDB on the critical path\n";
 
+/// The prompt caching section, kept as it is: its figures come from a test of their own
+/// (`shared/tests/prompt_cache.rs`, deterministic), not from this run.
+const PROMPT_CACHE_SECTION: &str = include_str!("prompt_cache_section.md");
+
 /// Puts the section on DynamoDB on the critical path into `docs/benchmarks.md`, in place of the
 /// one there (or before the closing section), leaving the other figures as the last full run
 /// wrote them.
@@ -650,12 +654,14 @@ what it adds above it.
 
 {table}
 {plot}{dynamo_section}{critical_section}{cost_section}
+{prompt_cache_section}
 ## Where the time and memory go
 
 [profiling.md](profiling.md) has the profiles behind these figures (perf, heaptrack, strace, each
 over `bench --chatfn-only` with a wrapper passed as `--chatfn`), what they changed, and what they
 show for the goals not met.
 ",
+        prompt_cache_section = PROMPT_CACHE_SECTION,
         tokens = script.tokens,
         interval = script.interval.as_millis(),
         first = script.first_token.as_millis(),

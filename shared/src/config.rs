@@ -111,6 +111,12 @@ pub struct Config {
     /// `CHATFN_MODEL_REASONING_SUMMARY`: the reasoning summaries asked of the Responses API
     /// (`auto`, `concise`, `detailed`, or `none`), when not `auto`.
     pub model_reasoning_summary: Option<String>,
+    /// `CHATFN_MODEL_THINKING_BUDGET`: the tokens an Anthropic or Bedrock model may think with
+    /// before it answers; unset or 0 leaves extended thinking off.
+    pub model_thinking_budget: Option<u32>,
+    /// `CHATFN_MODEL_PROMPT_CACHE`: mark prompts for Anthropic's and Bedrock's prompt cache; on
+    /// unless `off` (or `false`, `0`).
+    pub model_prompt_cache: bool,
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`): where Bedrock is called. Lambda always sets it.
     pub aws_region: Option<String>,
     /// `CHATFN_SYSTEM_PROMPT`: the stock agent's instructions.
@@ -127,6 +133,12 @@ pub struct Config {
     pub token_ttl_seconds: u64,
     /// The most model calls one turn may make.
     pub max_steps: usize,
+    /// `CHATFN_MAX_TURNS_PER_MINUTE`: turns a chat may start per minute; `None` (unset or 0)
+    /// for no limit.
+    pub max_turns_per_minute: Option<u64>,
+    /// `CHATFN_MAX_OUTPUT_TOKENS_PER_DAY`: output tokens a chat's owner (else the chat) may
+    /// spend per UTC day; `None` (unset or 0) for no limit.
+    pub max_output_tokens_per_day: Option<u64>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
     /// Tools whose calls wait for a person's approval.
@@ -151,6 +163,8 @@ impl std::fmt::Debug for Config {
             model_api_key,
             model_reasoning_effort,
             model_reasoning_summary,
+            model_thinking_budget,
+            model_prompt_cache,
             aws_region,
             system_prompt,
             table_name,
@@ -159,6 +173,8 @@ impl std::fmt::Debug for Config {
             cors_origins,
             token_ttl_seconds,
             max_steps,
+            max_turns_per_minute,
+            max_output_tokens_per_day,
             max_body_bytes,
             approval_tools,
             mcp_servers,
@@ -175,6 +191,8 @@ impl std::fmt::Debug for Config {
             )
             .field("model_reasoning_effort", model_reasoning_effort)
             .field("model_reasoning_summary", model_reasoning_summary)
+            .field("model_thinking_budget", model_thinking_budget)
+            .field("model_prompt_cache", model_prompt_cache)
             .field("aws_region", aws_region)
             .field("system_prompt", system_prompt)
             .field("table_name", table_name)
@@ -183,6 +201,8 @@ impl std::fmt::Debug for Config {
             .field("cors_origins", cors_origins)
             .field("token_ttl_seconds", token_ttl_seconds)
             .field("max_steps", max_steps)
+            .field("max_turns_per_minute", max_turns_per_minute)
+            .field("max_output_tokens_per_day", max_output_tokens_per_day)
             .field("max_body_bytes", max_body_bytes)
             .field("approval_tools", approval_tools)
             .field("mcp_servers", mcp_servers)
@@ -246,6 +266,19 @@ impl Config {
             model_api_key,
             model_reasoning_effort: get("CHATFN_MODEL_REASONING_EFFORT"),
             model_reasoning_summary: get("CHATFN_MODEL_REASONING_SUMMARY"),
+            model_thinking_budget: match get("CHATFN_MODEL_THINKING_BUDGET") {
+                Some(value) => Some(value.parse().map_err(|_| ConfigError::NotANumber {
+                    name: "CHATFN_MODEL_THINKING_BUDGET",
+                    value,
+                })?),
+                None => None,
+            },
+            model_prompt_cache: !matches!(
+                get("CHATFN_MODEL_PROMPT_CACHE")
+                    .map(|value| value.to_ascii_lowercase())
+                    .as_deref(),
+                Some("off" | "false" | "0" | "no")
+            ),
             aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
             system_prompt: get("CHATFN_SYSTEM_PROMPT"),
             table_name: get("CHATFN_TABLE_NAME"),
@@ -256,6 +289,10 @@ impl Config {
                 .unwrap_or_default(),
             token_ttl_seconds: number("CHATFN_TOKEN_TTL_SECONDS", Self::DEFAULT_TOKEN_TTL_SECONDS)?,
             max_steps: number("CHATFN_MAX_STEPS", Self::DEFAULT_MAX_STEPS as u64)? as usize,
+            max_turns_per_minute: Some(number("CHATFN_MAX_TURNS_PER_MINUTE", 0)?)
+                .filter(|&limit| limit > 0),
+            max_output_tokens_per_day: Some(number("CHATFN_MAX_OUTPUT_TOKENS_PER_DAY", 0)?)
+                .filter(|&limit| limit > 0),
             max_body_bytes: number("CHATFN_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES as u64)?
                 as usize,
             approval_tools: get("CHATFN_APPROVAL_TOOLS")
@@ -401,6 +438,24 @@ mod tests {
     }
 
     #[test]
+    fn thinking_budget_and_prompt_cache_are_read() {
+        let defaults = config(&[]).expect("valid");
+        assert_eq!(defaults.model_thinking_budget, None);
+        assert!(defaults.model_prompt_cache);
+        let set = config(&[
+            ("CHATFN_MODEL_THINKING_BUDGET", " 2048 "),
+            ("CHATFN_MODEL_PROMPT_CACHE", "OFF"),
+        ])
+        .expect("valid");
+        assert_eq!(set.model_thinking_budget, Some(2048));
+        assert!(!set.model_prompt_cache);
+        assert!(matches!(
+            config(&[("CHATFN_MODEL_THINKING_BUDGET", "lots")]),
+            Err(ConfigError::NotANumber { .. })
+        ));
+    }
+
+    #[test]
     fn openai_responses_takes_the_openai_key_and_the_reasoning_settings() {
         let config = config(&[
             ("CHATFN_MODEL_PROVIDER", "openai-responses"),
@@ -475,5 +530,23 @@ mod tests {
         );
         let any = config_any();
         assert!(any.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn usage_limits_are_numbers_and_zero_means_none() {
+        let unset = config(&[]).expect("valid");
+        assert_eq!(unset.max_turns_per_minute, None);
+        assert_eq!(unset.max_output_tokens_per_day, None);
+        let set = config(&[
+            ("CHATFN_MAX_TURNS_PER_MINUTE", "2"),
+            ("CHATFN_MAX_OUTPUT_TOKENS_PER_DAY", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(set.max_turns_per_minute, Some(2));
+        assert_eq!(set.max_output_tokens_per_day, None);
+        assert!(matches!(
+            config(&[("CHATFN_MAX_TURNS_PER_MINUTE", "lots")]),
+            Err(ConfigError::NotANumber { .. })
+        ));
     }
 }

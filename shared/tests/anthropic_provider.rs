@@ -105,7 +105,10 @@ async fn a_tool_call_and_its_follow_up_run_through_the_engine() {
     let (headers, first) = &seen[0];
     assert_eq!(headers["x-api-key"], "sk-ant-test");
     assert_eq!(headers["anthropic-version"], "2023-06-01");
-    assert!(first["system"].is_string());
+    // Prompt caching is on by default: the instructions, the tools and the history so far each
+    // end in a breakpoint.
+    assert_eq!(first["system"][0]["cache_control"]["type"], "ephemeral");
+    assert_eq!(first["tools"][1]["cache_control"]["type"], "ephemeral");
     assert_eq!(first["tools"].as_array().map(Vec::len), Some(2));
     let (_, second) = &seen[1];
     let last = second["messages"]

@@ -120,10 +120,14 @@ async fn streamed_text_arrives_incrementally_and_its_usage_is_recorded() {
         signed.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,"),
         "{signed}"
     );
+    // Prompt caching is on by default for Claude: a cache point after the instructions and
+    // after the history so far.
+    let cache_point = json!({"cachePoint": {"type": "default"}});
     assert!(call.body["system"][0]["text"].is_string());
+    assert_eq!(call.body["system"][1], cache_point);
     assert_eq!(
         call.body["messages"],
-        json!([{"role": "user", "content": [{"text": "hi"}]}])
+        json!([{"role": "user", "content": [{"text": "hi"}, cache_point]}])
     );
 }
 
@@ -175,8 +179,10 @@ async fn a_tool_call_round_trip_sends_the_tool_result_back() {
         .filter_map(|t| t["toolSpec"]["name"].as_str())
         .collect();
     assert!(names.contains(&"roll_dice"), "{names:?}");
+    let (cache_point, specs) = tools.split_last().expect("tools");
+    assert_eq!(cache_point, &json!({"cachePoint": {"type": "default"}}));
     assert!(
-        tools
+        specs
             .iter()
             .all(|t| t["toolSpec"]["inputSchema"]["json"].is_object())
     );

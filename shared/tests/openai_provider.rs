@@ -249,6 +249,7 @@ async fn rate_limit_is_a_transient_provider_error() {
         ModelError::Provider {
             status: 429,
             message: "Rate limit reached for requests".into(),
+            retry_after: None,
         }
     );
     assert!(error.is_transient());
@@ -272,11 +273,14 @@ async fn server_errors_keep_the_body_text() {
         ModelError::Provider {
             status: 500,
             message: "upstream exploded".into(),
+            retry_after: None,
         }
     );
     assert!(error.is_transient());
 
-    let Some(ModelError::Provider { status, message }) = model.stream(user("Hi")).await.err()
+    let Some(ModelError::Provider {
+        status, message, ..
+    }) = model.stream(user("Hi")).await.err()
     else {
         panic!("expected a provider error");
     };
@@ -289,6 +293,7 @@ async fn server_errors_keep_the_body_text() {
         ModelError::Provider {
             status: 400,
             message: "Bad Request".into(),
+            retry_after: None,
         }
     );
     assert!(!error.is_transient());
@@ -299,6 +304,7 @@ async fn server_errors_keep_the_body_text() {
         ModelError::Provider {
             status: 401,
             message: "Incorrect API key provided".into(),
+            retry_after: None,
         }
     );
 }
@@ -431,7 +437,10 @@ async fn requests_beyond_the_script_get_a_clear_error() {
     let mock = MockOpenAi::start(vec![ScriptedReply::say("only one")]).await;
     let model = model(&mock);
     collect_ok(&model, user("1")).await;
-    let Some(ModelError::Provider { status, message }) = model.stream(user("2")).await.err() else {
+    let Some(ModelError::Provider {
+        status, message, ..
+    }) = model.stream(user("2")).await.err()
+    else {
         panic!("expected a provider error");
     };
     assert_eq!(status, 500);

@@ -247,6 +247,7 @@ async fn a_recorded_stream_whose_item_ids_change_in_every_event() {
                 output_tokens: 105,
                 reasoning_tokens: 44,
                 cached_input_tokens: 0,
+                cache_write_input_tokens: 0,
             }
         )
     );
@@ -309,6 +310,7 @@ async fn a_recorded_web_search_is_shown_as_provider_run_tools() {
                 output_tokens: 4416,
                 reasoning_tokens: 3712,
                 cached_input_tokens: 3712,
+                cache_write_input_tokens: 0,
             }
         )
     );
@@ -413,6 +415,7 @@ async fn an_http_error_is_a_provider_error_with_the_api_message() {
         ModelError::Provider {
             status: 400,
             message: "Unsupported model".into(),
+            retry_after: None,
         }
     );
 }

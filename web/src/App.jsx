@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useState } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { backendApi } from './api.js';
 import { Chat } from './Chat.jsx';
 import {
@@ -16,6 +16,12 @@ import {
   showChatInUrl,
 } from './config.js';
 
+// The width under which the chat list is a drawer (the `max-width` media query in styles.css).
+const DRAWER_MAX_WIDTH = 720;
+
+// The offline notice, once read, stays hidden for this tab.
+const BANNER_KEY = 'chatfn.offline-banner';
+
 const TRANSPORTS = [
   { value: 'ai-sdk', label: 'AI SDK', detail: 'DefaultChatTransport → /api/chat' },
   { value: 'trigger', label: 'Trigger.dev', detail: 'TriggerChatTransport → /realtime/v1/sessions' },
@@ -30,6 +36,38 @@ export function App() {
   const [chatId, setChatId] = useState(() => chatIdFromUrl() || lastChatId(config.server) || newChatId());
   const [busy, setBusy] = useState(false);
   const [showSettings, setShowSettings] = useState(false);
+  const [bannerHidden, setBannerHidden] = useState(() => sessionStorage.getItem(BANNER_KEY) === 'hidden');
+  const hideBanner = () => {
+    sessionStorage.setItem(BANNER_KEY, 'hidden');
+    setBannerHidden(true);
+  };
+  // On narrow screens the chat list is a drawer over the chat.
+  const [drawerOpen, setDrawerOpen] = useState(false);
+  const menuButtonRef = useRef(null);
+  const sidebarRef = useRef(null);
+
+  const closeDrawer = useCallback(() => {
+    setDrawerOpen((open) => {
+      if (open) requestAnimationFrame(() => menuButtonRef.current?.focus());
+      return false;
+    });
+  }, []);
+  // The drawer exists on narrow screens only: widening the window closes it.
+  useEffect(() => {
+    const wide = window.matchMedia(`(min-width: ${DRAWER_MAX_WIDTH + 1}px)`);
+    const onChange = () => wide.matches && setDrawerOpen(false);
+    wide.addEventListener('change', onChange);
+    return () => wide.removeEventListener('change', onChange);
+  }, []);
+  useEffect(() => {
+    if (!drawerOpen) return undefined;
+    sidebarRef.current?.querySelector('[aria-current="page"], button')?.focus();
+    const onKey = (event) => {
+      if (event.key === 'Escape') closeDrawer();
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [drawerOpen, closeDrawer]);
 
   useEffect(() => {
     backend.info().then(setInfo);
@@ -58,8 +96,14 @@ export function App() {
     [config.server],
   );
 
+  const openChat = (id) => {
+    setChatId(id);
+    setDrawerOpen(false);
+  };
+
   const startNewChat = () => {
     const current = chats.find((chat) => chat.id === chatId);
+    setDrawerOpen(false);
     if (current && !current.title) {
       document.getElementById('prompt')?.focus();
       return;
@@ -81,11 +125,14 @@ export function App() {
   };
 
   return (
-    <div className="app">
-      <aside className="sidebar" aria-label="Chats">
+    <div className={`app${drawerOpen ? ' drawer-open' : ''}`}>
+      <aside className="sidebar" id="sidebar" aria-label="Chats" ref={sidebarRef}>
         <div className="brand">
           <span className="brand-mark" aria-hidden="true" />
           chatfn
+          <button type="button" className="drawer-close" aria-label="Close the chat list" onClick={closeDrawer}>
+            ×
+          </button>
         </div>
         <button type="button" className="button primary new-chat" onClick={startNewChat} disabled={busy}>
           New chat
@@ -99,8 +146,8 @@ export function App() {
                   className="chat-link"
                   aria-current={chat.id === chatId ? 'page' : undefined}
                   disabled={busy && chat.id !== chatId}
-                  onClick={() => setChatId(chat.id)}
-                  title={chat.id}
+                  onClick={() => openChat(chat.id)}
+                  title={chat.title || chat.id}
                 >
                   {chat.title || 'New chat'}
                 </button>
@@ -120,8 +167,22 @@ export function App() {
         <p className="sidebar-note">Kept in this browser. The server keeps each chat's history.</p>
       </aside>
 
-      <main className="main">
+      <div className="drawer-backdrop" aria-hidden="true" onClick={closeDrawer} />
+
+      {/* While the drawer is open, the chat behind it takes no focus or clicks. */}
+      <main className="main" inert={drawerOpen || undefined}>
         <header className="topbar">
+          <button
+            type="button"
+            className="button ghost menu-button"
+            ref={menuButtonRef}
+            aria-expanded={drawerOpen}
+            aria-controls="sidebar"
+            aria-label="Chats"
+            onClick={() => setDrawerOpen((open) => !open)}
+          >
+            <span className="menu-icon" aria-hidden="true" />
+          </button>
           <ModelBadge info={info} />
           <fieldset className="transport" disabled={busy}>
             <legend className="visually-hidden">Transport</legend>
@@ -149,11 +210,16 @@ export function App() {
           </button>
         </header>
         {showSettings && <Settings config={config} />}
-        {info?.offline && (
-          <p className="offline-banner" role="note">
-            <strong>Offline model.</strong> No model provider is configured, so replies are canned. Set{' '}
-            <code>CHATFN_MODEL_API_KEY</code> (or <code>OPENAI_API_KEY</code>) and restart the server for a real model.
-          </p>
+        {info?.offline && !bannerHidden && (
+          <div className="offline-banner">
+            <p role="note">
+              <strong>Offline model.</strong> No model provider is configured, so replies are canned. Set{' '}
+              <code>CHATFN_MODEL_API_KEY</code> (or <code>OPENAI_API_KEY</code>) and restart the server for a real model.
+            </p>
+            <button type="button" className="link-button" onClick={hideBanner}>
+              Hide
+            </button>
+          </div>
         )}
         <Chat
           key={`${chatId}:${transportKind}`}
@@ -163,6 +229,7 @@ export function App() {
           transportKind={transportKind}
           onTitle={onTitle}
           onBusyChange={setBusy}
+          onOpenSettings={() => setShowSettings(true)}
         />
       </main>
     </div>
@@ -172,10 +239,27 @@ export function App() {
 function ModelBadge({ info }) {
   if (info === undefined) return <span className="badge">Model: …</span>;
   if (info === null) return <span className="badge" title="The backend has no /dev/info">Model: unknown</span>;
+  // `provider:model`; on a phone only the model's own name is shown.
+  const [provider, name] = info.model?.includes(':') ? info.model.split(/:(.*)/s) : [undefined, info.model];
   return (
-    <span className={`badge ${info.offline ? 'badge-offline' : 'badge-online'}`} data-model={info.model} role="status">
+    <span
+      className={`badge ${info.offline ? 'badge-offline' : 'badge-online'}`}
+      data-model={info.model}
+      title={info.offline ? undefined : info.model}
+      role="status"
+    >
       <span className="dot" aria-hidden="true" />
-      {info.offline ? 'Offline model' : `Model: ${info.model}`}
+      <span className="badge-text">
+        {info.offline ? (
+          'Offline model'
+        ) : (
+          <>
+            <span className="badge-label">Model: </span>
+            {provider && <span className="badge-label">{provider}:</span>}
+            {name}
+          </>
+        )}
+      </span>
       {info.approvalTools?.length > 0 && <span className="badge-extra"> · approval: {info.approvalTools.join(', ')}</span>}
     </span>
   );

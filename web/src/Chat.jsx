@@ -4,13 +4,14 @@ import { DefaultChatTransport, lastAssistantMessageIsCompleteWithApprovalRespons
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { chatAuth, chatfnApi } from './api.js';
 import { loadTriggerSession, saveTriggerSession } from './config.js';
+import { describeError } from './errors.js';
 import { Message } from './Message.jsx';
 
 /**
  * One chat: gets the chat's session token from the backend, loads the history, then mounts the
  * `useChat` view (which resumes a reply still streaming).
  */
-export function Chat({ config, backend, chatId, transportKind, onTitle, onBusyChange }) {
+export function Chat({ config, backend, chatId, transportKind, onTitle, onBusyChange, onOpenSettings }) {
   const [ready, setReady] = useState(null);
   const [failure, setFailure] = useState(null);
   const [attempt, setAttempt] = useState(0);
@@ -21,7 +22,7 @@ export function Chat({ config, backend, chatId, transportKind, onTitle, onBusyCh
     setFailure(null);
     (async () => {
       const session = await backend.startSession(chatId);
-      const auth = chatAuth(backend, chatId, session.publicAccessToken);
+      const auth = chatAuth(backend, chatId, session.publicAccessToken, config.server);
       const api = chatfnApi(config.server, chatId, auth);
       const messages = await api.messages();
       let triggerSession;
@@ -37,12 +38,23 @@ export function Chat({ config, backend, chatId, transportKind, onTitle, onBusyCh
   }, [config.server, backend, chatId, transportKind, attempt]);
 
   if (failure) {
+    const problem = describeError(failure, config);
     return (
       <div className="chat-failure" role="alert">
-        <p>This chat could not be opened: {failure.message}</p>
-        <button type="button" className="button" onClick={() => setAttempt((n) => n + 1)}>
-          Try again
-        </button>
+        <p>
+          <strong>This chat could not be opened. {problem.title}</strong>
+        </p>
+        <p>{problem.advice}</p>
+        <div className="error-actions">
+          <button type="button" className="button primary" onClick={() => setAttempt((n) => n + 1)}>
+            Try again
+          </button>
+          {onOpenSettings && (
+            <button type="button" className="button" onClick={onOpenSettings}>
+              Open settings
+            </button>
+          )}
+        </div>
       </div>
     );
   }
@@ -140,6 +152,8 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
   const [notice, setNotice] = useState(null);
   // Replies stopped on this page, marked as such.
   const [stopped, setStopped] = useState(() => new Set());
+  // The message whose send (or reply) failed: marked, with a Retry, until something is sent.
+  const [failedId, setFailedId] = useState(null);
   const syncRef = useRef(() => {});
 
   const transport = useMemo(
@@ -156,7 +170,7 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
     [],
   );
 
-  const { messages, setMessages, sendMessage, status, stop, error, clearError, addToolApprovalResponse } = useChat({
+  const { messages, setMessages, sendMessage, regenerate, status, stop, error, clearError, addToolApprovalResponse } = useChat({
     id: chatId,
     messages: loaded.messages,
     transport,
@@ -174,12 +188,16 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
       const idle = statusRef.current === 'ready' || statusRef.current === 'error';
       if (idle) setMessages((shown) => (needsSync(shown, persisted) ? persisted : shown));
     } catch (failure) {
-      setNotice(`Could not reload the history: ${failure.message}`);
+      setNotice(`Could not reload the history. ${describeError(failure, config).title}`);
     }
-  }, [api, setMessages]);
+  }, [api, setMessages, config]);
   syncRef.current = syncFromServer;
 
   const busy = status === 'submitted' || status === 'streaming';
+  const lastId = messages.at(-1)?.id;
+  useEffect(() => {
+    if (status === 'error') setFailedId(lastId ?? null);
+  }, [status, lastId]);
   useEffect(() => {
     onBusyChange?.(busy || stopping);
   }, [busy, stopping, onBusyChange]);
@@ -210,14 +228,23 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
     box.style.height = `${box.scrollHeight + 2}px`;
   }, [input]);
 
+  // After Send, Stop, Approve, Deny, Retry and edits the person types next: the button they
+  // pressed may be gone (Send turns into Stop), so focus goes back to the message box.
+  const focusPrompt = useCallback(() => {
+    requestAnimationFrame(() => promptRef.current?.focus());
+  }, []);
+
+  const idle = !busy && !stopping;
   const send = (event) => {
     event.preventDefault();
     const text = input.trim();
-    if (!text || busy || stopping) return;
+    if (!text || !idle) return;
     setNotice(null);
+    setFailedId(null);
     stickToBottom.current = true;
     sendMessage({ text });
     setInput('');
+    focusPrompt();
   };
 
   const onKeyDown = (event) => {
@@ -235,18 +262,61 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
       await syncFromServer();
       if (reply) setStopped((ids) => new Set(ids).add(reply));
     } catch (failure) {
-      setNotice(`Stopping failed: ${failure.message}`);
+      setNotice(`Stopping failed. ${describeError(failure, config).title}`);
     } finally {
       setStopping(false);
+      focusPrompt();
     }
   };
 
   const onApproval = useCallback(
-    (id, approved) => addToolApprovalResponse({ id, approved, reason: approved ? undefined : 'The user denied this call.' }),
-    [addToolApprovalResponse],
+    (id, approved) => {
+      addToolApprovalResponse({ id, approved, reason: approved ? undefined : 'The user denied this call.' });
+      focusPrompt();
+    },
+    [addToolApprovalResponse, focusPrompt],
   );
 
-  const lastId = messages.at(-1)?.id;
+  // A user message sent again under its own id: the server replaces it and drops what followed
+  // (an edit, or a retry of a message that failed to send, which the server may never have seen).
+  const resend = useCallback(
+    (message, text) => {
+      const files = message.parts.filter((part) => part.type === 'file');
+      stickToBottom.current = true;
+      setNotice(null);
+      setFailedId(null);
+      clearError();
+      sendMessage({ text, files, messageId: message.id });
+      focusPrompt();
+    },
+    [sendMessage, clearError, focusPrompt],
+  );
+
+  const onEdit = useCallback((message, text) => resend(message, text), [resend]);
+
+  const onRegenerate = useCallback(
+    (message) => {
+      stickToBottom.current = true;
+      setNotice(null);
+      setFailedId(null);
+      clearError();
+      regenerate({ messageId: message.id });
+      focusPrompt();
+    },
+    [regenerate, clearError, focusPrompt],
+  );
+
+  // A failed send: the user's message again; a reply that broke off: that reply again.
+  const messagesRef = useRef(messages);
+  messagesRef.current = messages;
+  const onRetry = useCallback(() => {
+    const last = messagesRef.current.at(-1);
+    if (last?.role === 'user') resend(last, textOfMessage(last));
+    else if (last) onRegenerate(last);
+  }, [resend, onRegenerate]);
+
+  const lastAssistantId = messages.findLast((message) => message.role === 'assistant')?.id;
+  const problem = error ? describeError(error, config) : null;
   return (
     <div className="chat" data-status={stopping ? 'stopping' : status} data-chat-id={chatId}>
       <div className="log" role="log" aria-label="Messages" aria-live="polite" ref={logRef} onScroll={onScroll}>
@@ -262,8 +332,13 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
             message={message}
             streaming={status === 'streaming' && message.id === lastId && message.role === 'assistant'}
             stopped={stopped.has(message.id)}
+            failed={message.id === failedId}
+            canRegenerate={message.id === lastAssistantId && message.id === lastId}
             onApproval={onApproval}
-            busy={busy || stopping}
+            onEdit={onEdit}
+            onRegenerate={onRegenerate}
+            onRetry={onRetry}
+            busy={!idle}
           />
         ))}
         {status === 'submitted' && (
@@ -272,23 +347,34 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
           </p>
         )}
       </div>
-      {error && (
+      {problem && (
         <div className="error" role="alert">
-          <span>{error.message || 'The reply failed.'}</span>
-          <button type="button" className="link-button" onClick={clearError}>
-            Dismiss
-          </button>
+          <div className="error-text">
+            <strong>{problem.title}</strong> <span>{problem.advice}</span>
+          </div>
+          <div className="error-actions">
+            {messages.length > 0 && (
+              <button type="button" className="button" onClick={onRetry}>
+                Retry
+              </button>
+            )}
+            <button type="button" className="link-button" onClick={clearError}>
+              Dismiss
+            </button>
+          </div>
         </div>
       )}
       {notice && (
         <div className="error" role="alert">
-          <span>{notice}</span>
-          <button type="button" className="link-button" onClick={() => setNotice(null)}>
-            Dismiss
-          </button>
+          <div className="error-text">{notice}</div>
+          <div className="error-actions">
+            <button type="button" className="link-button" onClick={() => setNotice(null)}>
+              Dismiss
+            </button>
+          </div>
         </div>
       )}
-      <form className="composer" onSubmit={send}>
+      <form className="composer" onSubmit={send} aria-label="Send a message">
         <label htmlFor="prompt" className="visually-hidden">
           Message
         </label>
@@ -297,24 +383,35 @@ function ChatView({ config, backend, chatId, transportKind, loaded, onTitle, onB
           name="prompt"
           rows={1}
           ref={promptRef}
-          placeholder="Write a message… (Enter sends, Shift+Enter for a new line)"
+          placeholder="Write a message…"
+          aria-describedby="prompt-hint"
           value={input}
           onChange={(event) => setInput(event.target.value)}
           onKeyDown={onKeyDown}
           autoFocus
         />
-        {busy || stopping ? (
-          <button type="button" className="button stop" onClick={onStop} disabled={stopping}>
-            {stopping ? 'Stopping…' : 'Stop'}
-          </button>
-        ) : (
+        <span id="prompt-hint" className="visually-hidden">
+          Enter sends, Shift+Enter starts a new line.
+        </span>
+        {idle ? (
           <button type="submit" className="button primary" disabled={!input.trim()}>
             Send
+          </button>
+        ) : (
+          <button type="button" className="button stop" onClick={onStop} disabled={stopping}>
+            {stopping ? 'Stopping…' : 'Stop'}
           </button>
         )}
       </form>
     </div>
   );
+}
+
+function textOfMessage(message) {
+  return message.parts
+    .filter((part) => part.type === 'text')
+    .map((part) => part.text)
+    .join('');
 }
 
 /** Whether the server's history differs from what the page shows (ids or the last message). */

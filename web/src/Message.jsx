@@ -1,4 +1,6 @@
-import { memo } from 'react';
+import { memo, useEffect, useRef, useState } from 'react';
+import { CopyButton } from './CopyButton.jsx';
+import { Markdown } from './Markdown.jsx';
 
 const TOOL_STATES = {
   'input-streaming': 'preparing the call',
@@ -78,13 +80,14 @@ function Reasoning({ part }) {
   );
 }
 
-function Part({ part, onApproval, busy, cursor }) {
+function Part({ part, role, onApproval, busy, streaming }) {
   if (part.type === 'text') {
+    // A person's words are shown as typed; a model's reply is Markdown.
+    if (role === 'user') return <p className="text-part plain">{part.text}</p>;
     return (
-      <p className="text-part">
-        {part.text}
-        {cursor && <span className="cursor" aria-hidden="true" />}
-      </p>
+      <div className={`text-part markdown${streaming ? ' streaming' : ''}`}>
+        <Markdown text={part.text} streaming={streaming} />
+      </div>
     );
   }
   if (part.type === 'reasoning') return <Reasoning part={part} />;
@@ -93,7 +96,7 @@ function Part({ part, onApproval, busy, cursor }) {
     return (
       <p className="source">
         Source:{' '}
-        <a href={part.url} target="_blank" rel="noreferrer">
+        <a href={part.url} target="_blank" rel="noopener noreferrer">
           {part.title || part.url}
         </a>
       </p>
@@ -104,7 +107,7 @@ function Part({ part, onApproval, busy, cursor }) {
     return (
       <p className="source">
         File:{' '}
-        <a href={part.url} target="_blank" rel="noreferrer">
+        <a href={part.url} target="_blank" rel="noopener noreferrer">
           {part.filename ?? part.mediaType}
         </a>
       </p>
@@ -113,32 +116,117 @@ function Part({ part, onApproval, busy, cursor }) {
   return null;
 }
 
-function MessageView({ message, streaming, stopped, onApproval, busy }) {
+function textOf(message) {
+  return (message.parts ?? [])
+    .filter((part) => part.type === 'text')
+    .map((part) => part.text)
+    .join('\n\n');
+}
+
+/** A user message being edited: sent again under its id, the server drops what followed it. */
+function EditBox({ text, onSave, onCancel }) {
+  const [draft, setDraft] = useState(text);
+  const boxRef = useRef(null);
+  useEffect(() => {
+    const box = boxRef.current;
+    box?.focus();
+    box?.setSelectionRange(box.value.length, box.value.length);
+  }, []);
+  const save = (event) => {
+    event.preventDefault();
+    if (draft.trim()) onSave(draft.trim());
+  };
+  const onKeyDown = (event) => {
+    if (event.key === 'Escape') onCancel();
+    else if (event.key === 'Enter' && !event.shiftKey && !event.nativeEvent.isComposing) save(event);
+  };
+  return (
+    <form className="edit-box" onSubmit={save} aria-label="Edit your message">
+      <label className="visually-hidden" htmlFor="edit-message">
+        Edited message
+      </label>
+      <textarea id="edit-message" ref={boxRef} value={draft} rows={3} onChange={(event) => setDraft(event.target.value)} onKeyDown={onKeyDown} />
+      <div className="edit-actions">
+        <button type="button" className="button" onClick={onCancel}>
+          Cancel
+        </button>
+        <button type="submit" className="button primary" disabled={!draft.trim()}>
+          Send edit
+        </button>
+      </div>
+      <p className="hint">Replies after this message are replaced.</p>
+    </form>
+  );
+}
+
+function MessageView({ message, streaming, stopped, failed, canRegenerate, onApproval, onEdit, onRegenerate, onRetry, busy }) {
   const mine = message.role === 'user';
   const parts = message.parts ?? [];
   const empty = !parts.some((part) => part.type !== 'step-start');
+  const [editing, setEditing] = useState(false);
+  const editButtonRef = useRef(null);
   // While streaming, a cursor follows the text when the text is what grows.
   const last = parts.findLastIndex((part) => part.type !== 'step-start');
-  const inlineCursor = streaming && parts[last]?.type === 'text';
+  const textGrows = streaming && parts[last]?.type === 'text';
+  const text = textOf(message);
+  const cancelEdit = () => {
+    setEditing(false);
+    requestAnimationFrame(() => editButtonRef.current?.focus());
+  };
   return (
     <article
-      className={`message message-${message.role}`}
+      className={`message message-${message.role}${failed ? ' message-failed' : ''}`}
       aria-label={mine ? 'You said' : 'Assistant said'}
       data-role={message.role}
       data-message-id={message.id}
+      data-failed={failed || undefined}
       aria-busy={streaming || undefined}
     >
       <div className="message-author" aria-hidden="true">
         {mine ? 'You' : 'Assistant'}
       </div>
-      <div className="message-body">
-        {parts.map((part, index) => (
-          <Part key={index} part={part} onApproval={onApproval} busy={busy} cursor={inlineCursor && index === last} />
-        ))}
-        {streaming && empty && <p className="text-part pending">…</p>}
-        {streaming && !inlineCursor && !empty && <span className="cursor" aria-hidden="true" />}
-        {stopped && <p className="stopped-note">Stopped</p>}
-      </div>
+      {editing ? (
+        <EditBox
+          text={text}
+          onCancel={cancelEdit}
+          onSave={(edited) => {
+            setEditing(false);
+            onEdit(message, edited);
+          }}
+        />
+      ) : (
+        <div className="message-body">
+          {parts.map((part, index) => (
+            <Part key={index} part={part} role={message.role} onApproval={onApproval} busy={busy} streaming={textGrows && index === last} />
+          ))}
+          {streaming && empty && <p className="text-part pending">…</p>}
+          {streaming && !textGrows && !empty && <span className="cursor" aria-hidden="true" />}
+          {stopped && <p className="stopped-note">Stopped</p>}
+        </div>
+      )}
+      {failed && (
+        <p className="failed-note" role="status">
+          {mine ? 'Not sent.' : 'The reply broke off.'}{' '}
+          <button type="button" className="link-button" onClick={onRetry} disabled={busy}>
+            Retry
+          </button>
+        </p>
+      )}
+      {!streaming && !editing && !empty && (
+        <div className="message-actions" role="group" aria-label={mine ? 'Your message' : 'The reply'}>
+          {text && <CopyButton text={text} label={mine ? 'Copy your message' : 'Copy the reply'} />}
+          {mine && (
+            <button type="button" className="action-button" ref={editButtonRef} onClick={() => setEditing(true)} disabled={busy}>
+              Edit
+            </button>
+          )}
+          {!mine && canRegenerate && (
+            <button type="button" className="action-button" onClick={() => onRegenerate(message)} disabled={busy}>
+              Regenerate
+            </button>
+          )}
+        </div>
+      )}
     </article>
   );
 }

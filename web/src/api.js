@@ -1,38 +1,42 @@
 // The page's two servers: the backend that holds the secret key (sessions, tokens, model info)
 // and chatfn itself (history, stop, the Trigger output log's cursor).
 
+import { errorDetail, Refused, Unreachable } from './errors.js';
+
+const BACKEND = 'the token backend';
+const CHATFN = 'the chatfn server';
+
 async function readError(response) {
   const text = await response.text().catch(() => '');
-  try {
-    const body = JSON.parse(text);
-    if (body?.error) return body.error;
-  } catch {
-    // not JSON
-  }
-  return text.slice(0, 200) || response.statusText;
+  return errorDetail(text) || response.statusText;
 }
 
-async function postJson(url, body) {
-  let response;
+/** `fetch`, with a failure to connect named after the server that could not be reached. */
+async function reach(what, base, url, init) {
   try {
-    response = await fetch(url, {
-      method: 'POST',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    return await fetch(url, init);
   } catch (error) {
-    throw new Error(`cannot reach ${url}: ${error.message}`);
+    if (init?.signal?.aborted) throw error;
+    throw new Unreachable(what, base, error);
   }
-  if (!response.ok) throw new Error(`${url} answered ${response.status}: ${await readError(response)}`);
+}
+
+async function postJson(base, url, body) {
+  const response = await reach(BACKEND, base, url, {
+    method: 'POST',
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw new Refused(BACKEND, response.status, await readError(response));
   return response.json();
 }
 
 export function backendApi(backend) {
   return {
     /** Creates the chat's session (idempotent): `{publicAccessToken, chatId, model, offline}`. */
-    startSession: (chatId) => postJson(`${backend}/dev/sessions`, { chatId }),
+    startSession: (chatId) => postJson(backend, `${backend}/dev/sessions`, { chatId }),
     /** A fresh token for a chat whose session exists: `{publicAccessToken, expiresAt}`. */
-    token: (chatId) => postJson(`${backend}/dev/sessions/${encodeURIComponent(chatId)}/token`),
+    token: (chatId) => postJson(backend, `${backend}/dev/sessions/${encodeURIComponent(chatId)}/token`),
     /** `{model, offline, approvalTools}`, or null when the backend does not say. */
     async info() {
       try {
@@ -49,7 +53,7 @@ export function backendApi(backend) {
  * A chat's token and a `fetch` that sends it, refreshing it once on a 401 (tokens expire after
  * an hour; the page may stay open longer).
  */
-export function chatAuth(backend, chatId, initialToken) {
+export function chatAuth(backend, chatId, initialToken, server) {
   let token = initialToken;
   let refreshing = null;
   const refresh = () => {
@@ -68,7 +72,7 @@ export function chatAuth(backend, chatId, initialToken) {
     const attempt = (bearer) => {
       const headers = new Headers(init.headers);
       headers.set('Authorization', `Bearer ${bearer}`);
-      return fetch(input, { ...init, headers });
+      return reach(CHATFN, server, input, { ...init, headers });
     };
     const response = await attempt(token);
     if (response.status !== 401) return response;
@@ -89,7 +93,7 @@ export function chatfnApi(server, chatId, auth) {
     /** The persisted history. */
     async messages() {
       const response = await auth.fetch(chatUrl('messages'), { cache: 'no-store' });
-      if (!response.ok) throw new Error(`the history answered ${response.status}: ${await readError(response)}`);
+      if (!response.ok) throw new Refused(CHATFN, response.status, await readError(response));
       const body = await response.json();
       return Array.isArray(body.messages) ? body.messages : [];
     },
@@ -100,7 +104,7 @@ export function chatfnApi(server, chatId, auth) {
         headers: { 'content-type': 'application/json' },
         body: '{}',
       });
-      if (!response.ok) throw new Error(`stop answered ${response.status}: ${await readError(response)}`);
+      if (!response.ok) throw new Refused(CHATFN, response.status, await readError(response));
       return response.json();
     },
     /**

@@ -1,4 +1,4 @@
-//! chatfn on AWS Lambda: what the three functions share, so that each `main` only picks its
+//! chatfn on AWS Lambda: what the four functions share, so that each `main` only picks its
 //! routes.
 //!
 //! - [`app()`] builds the [`App`](chatfn::http::App) from the configuration: the store

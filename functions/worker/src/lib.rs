@@ -25,6 +25,7 @@ mod conformance;
 mod logs;
 mod settings;
 mod store;
+mod usage_counters;
 
 pub use chat_object::ChatObject;
 pub use settings::{AgentFactory, serve_agent};

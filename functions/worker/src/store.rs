@@ -18,21 +18,95 @@ use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use worker::{SqlCursor, SqlStorage, SqlStorageValue};
+use worker::{ObjectNamespace, SqlCursor, SqlStorage, SqlStorageValue};
+
+use crate::usage_counters::{self, CounterCall};
 
 /// A [`Store`] in the calling Durable Object's storage.
 pub struct DurableObjectStore {
     sql: SqlStorage,
+    /// The chats' namespace, whose objects hold the usage counters several chats share.
+    shared_counters: Option<ObjectNamespace>,
 }
 
 impl DurableObjectStore {
     /// The store of the object whose storage this is, creating its tables on first use.
     pub fn open(sql: SqlStorage) -> StoreResult<Self> {
-        let store = DurableObjectStore { sql };
+        let store = DurableObjectStore {
+            sql,
+            shared_counters: None,
+        };
         store.exec(sql::SCHEMA_V1, Vec::new())?;
         store.exec(sql::SCHEMA_V2_OUTBOX, Vec::new())?;
         store.exec(ACTIVITY_SCHEMA, Vec::new())?;
+        store.exec(sql::SCHEMA_V3_COUNTERS, Vec::new())?;
         Ok(store)
+    }
+
+    /// Keeps the usage counters that several chats share (an owner's token budget) in the
+    /// object of their scope in `namespace`, rather than in this chat's object.
+    pub fn with_shared_counters(mut self, namespace: ObjectNamespace) -> Self {
+        self.shared_counters = Some(namespace);
+        self
+    }
+
+    /// Where `key` is kept when it is shared by several chats: the namespace and its scope.
+    fn shared_counters<'a>(&'a self, key: &'a str) -> Option<(&'a ObjectNamespace, &'a str)> {
+        let namespace = self.shared_counters.as_ref()?;
+        Some((namespace, chatfn::turn::shared_counter_scope(key)?))
+    }
+
+    /// `Store::add_to_counter` on this object's own storage.
+    pub fn add_to_local_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        if limit == Some(0) {
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            count: u64,
+        }
+        let limit = limit.map_or(SqlStorageValue::Null, |limit| {
+            SqlStorageValue::Integer(limit.min(MAX_SAFE) as i64)
+        });
+        let row: Option<Row> = self.first(
+            sql::ADD_TO_COUNTER,
+            vec![
+                text(key),
+                int(amount.min(MAX_SAFE))?,
+                int(expires_at_ms.min(MAX_SAFE))?,
+                limit,
+                int(now_ms.min(MAX_SAFE))?,
+            ],
+        )?;
+        Ok(row.map(|row| row.count))
+    }
+
+    /// `Store::counter` on this object's own storage.
+    pub fn local_counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        #[derive(Deserialize)]
+        struct Row {
+            count: u64,
+        }
+        let row: Option<Row> =
+            self.first(sql::COUNTER, vec![text(key), int(now_ms.min(MAX_SAFE))?])?;
+        Ok(row.map_or(0, |row| row.count))
+    }
+
+    /// Removes the counters whose window has passed (the objects of shared counters have no
+    /// session whose expiry would remove them).
+    pub fn remove_passed_counters(&self, now_ms: u64) -> StoreResult<()> {
+        self.write(
+            "DELETE FROM counters WHERE expires_at_ms <= ?1",
+            vec![int(now_ms.min(MAX_SAFE))?],
+        )?;
+        Ok(())
     }
 
     /// The chat this object holds: an object is named after its chat and holds its one session.
@@ -597,5 +671,46 @@ impl Store for DurableObjectStore {
             erased = self.write(statement, vec![text(chat_id)])?;
         }
         Ok(erased > 0)
+    }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        match self.shared_counters(key) {
+            Some((namespace, scope)) => {
+                let call = CounterCall {
+                    key: key.to_owned(),
+                    amount: Some(amount),
+                    limit,
+                    expires_at_ms,
+                    now_ms,
+                };
+                usage_counters::call(namespace, scope, &call).await
+            }
+            None => self.add_to_local_counter(key, amount, limit, expires_at_ms, now_ms),
+        }
+    }
+
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        match self.shared_counters(key) {
+            Some((namespace, scope)) => {
+                let call = CounterCall {
+                    key: key.to_owned(),
+                    amount: None,
+                    limit: None,
+                    expires_at_ms: now_ms,
+                    now_ms,
+                };
+                Ok(usage_counters::call(namespace, scope, &call)
+                    .await?
+                    .unwrap_or(0))
+            }
+            None => self.local_counter(key, now_ms),
+        }
     }
 }

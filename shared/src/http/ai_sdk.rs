@@ -65,11 +65,13 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
     // Both read side by side; the session's answer counts first.
     let (session, running) =
         futures::join!(runner.open_session(&chat_id), runner.turn_running(&chat_id));
-    check_token_age(claims.as_ref(), &session?)?;
-    // Refuse before recording anything: a request that gets a 409 must leave no trace.
+    let session = session?;
+    check_token_age(claims.as_ref(), &session)?;
+    // Refuse before recording anything: a request that gets a 409 or a 429 must leave no trace.
     if running? {
         return Err(ApiError::turn_in_progress());
     }
+    runner.admit(&session).await?;
     let trigger = match request.trigger {
         SendTrigger::SubmitMessage => ChatTrigger::SubmitMessage,
         SendTrigger::RegenerateMessage => ChatTrigger::RegenerateMessage,

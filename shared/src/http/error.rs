@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::TokenError;
 use crate::store::StoreError;
-use crate::turn::TurnError;
+use crate::turn::{LimitKind, LimitReached, TurnError};
 
 /// An error answer of a route: a status, a stable machine-readable code and a message for people.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// More fields for the body (e.g. `closedReason` next to `session_closed`).
     pub extra: Map<String, Value>,
+    /// Seconds to wait before trying again (`Retry-After`), when the refusal is temporary.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             code,
             message: message.into(),
             extra: Map::new(),
+            retry_after_s: None,
         }
     }
 
@@ -92,6 +95,19 @@ impl ApiError {
         .with("closedReason", reason.map_or(Value::Null, |r| json!(r)))
     }
 
+    /// 429 `rate_limited` (turns per minute) or `budget_exceeded` (tokens per day), with
+    /// `Retry-After` and `retryAfter` (seconds) in the body.
+    pub fn limit_reached(reached: LimitReached) -> Self {
+        let code = match reached.kind {
+            LimitKind::TurnsPerMinute => "rate_limited",
+            LimitKind::OutputTokensPerDay => "budget_exceeded",
+        };
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, code, reached.to_string())
+            .with("retryAfter", json!(reached.retry_after_s));
+        error.retry_after_s = Some(reached.retry_after_s);
+        error
+    }
+
     /// 500 `internal`: a failure that is not the caller's.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
@@ -135,11 +151,17 @@ impl IntoResponse for ApiError {
             );
         }
         let mut response = (self.status, axum::Json(self.body())).into_response();
-        if self.code == "session_closed" {
-            // Retrying cannot reopen a closed chat; tell the Trigger SDK not to try.
+        if self.code == "session_closed" || self.retry_after_s.is_some() {
+            // Retrying cannot reopen a closed chat, and a limit holds until its window ends:
+            // tell the Trigger SDK not to retry on its own, so the caller hears of it.
             response
                 .headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
             .headers_mut()
@@ -195,6 +217,7 @@ impl From<TurnError> for ApiError {
                 "this message has been answered already: reload the chat to see the reply",
             ),
             TurnError::InvalidInput(message) => ApiError::invalid(message),
+            TurnError::LimitReached(reached) => ApiError::limit_reached(reached),
             TurnError::Store(error) => error.into(),
         }
     }
@@ -235,5 +258,23 @@ mod tests {
         let error = ApiError::from(StoreError::Backend("disk I/O error at /secret/path".into()));
         assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(!error.message.contains("/secret/path"));
+    }
+
+    #[test]
+    fn limits_are_429_with_retry_after() {
+        let reached = LimitReached {
+            kind: LimitKind::TurnsPerMinute,
+            retry_after_s: 17,
+        };
+        let response = ApiError::from(TurnError::LimitReached(reached)).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "17");
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        let budget = ApiError::limit_reached(LimitReached {
+            kind: LimitKind::OutputTokensPerDay,
+            retry_after_s: 3600,
+        });
+        assert_eq!(budget.code, "budget_exceeded");
+        assert_eq!(budget.body()["retryAfter"], 3600);
     }
 }

@@ -26,7 +26,9 @@ use crate::store::{OutputRecord, StoreError};
 use crate::trigger::{
     STREAM_VERSION, batch_event, parse_last_event_id, parse_timeout_seconds, ping_event,
 };
-use crate::turn::{ChatInput, FollowOn, FollowWatch, LiveTurn, LogFollower, TurnRunner};
+use crate::turn::{
+    ChatInput, ChatTrigger, FollowOn, FollowWatch, LiveTurn, LogFollower, TurnRunner,
+};
 
 /// The largest input record, as on Trigger.dev.
 const MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -73,6 +75,15 @@ pub async fn append(
         }
     };
     let runner = app.runner();
+    // A message past a usage limit is refused before anything of it is recorded.
+    if let ChatInput::Message { payload } = &input
+        && matches!(
+            payload.trigger,
+            ChatTrigger::SubmitMessage | ChatTrigger::RegenerateMessage
+        )
+    {
+        runner.admit(&session).await?;
+    }
     let appended = runner.record_input(&chat_id, part_id, &input).await?;
     match input {
         ChatInput::Stop { .. } => {

@@ -517,9 +517,7 @@ pub async fn close_session(
     };
     let session = resolve_session(&app, &id).await?;
     let runner = app.runner();
-    if let Some(live) = runner.live_turns().get(&session.chat_id) {
-        live.stop_signal().cancel();
-    }
+    runner.stop_for_close(&session.chat_id).await?;
     let closed = runner
         .store()
         .close_session(&session.chat_id, close.reason, now_ms())

@@ -18,6 +18,7 @@ pub mod offline;
 pub mod openai;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod openai_responses;
+mod settings;
 pub mod sse;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 mod tool_call;
@@ -31,6 +32,8 @@ use async_trait::async_trait;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use settings::ModelSettings;
 
 /// A message in the provider-neutral prompt, as `convertToModelMessages` produces it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,6 +227,10 @@ pub struct ModelRequest {
     pub max_output_tokens: Option<u32>,
     /// Sampling temperature; `None` leaves it to the provider.
     pub temperature: Option<f32>,
+    /// The tokens the model may think with before it answers, for providers with extended
+    /// thinking (Anthropic, Bedrock's Claude models); `Some(0)` turns thinking off, `None` leaves
+    /// it to the provider's settings.
+    pub thinking_budget: Option<u32>,
 }
 
 impl ModelRequest {
@@ -362,6 +369,14 @@ pub struct Usage {
     pub reasoning_tokens: u64,
     /// `cachedInputTokens`: the part of the input read from the provider's prompt cache.
     pub cached_input_tokens: u64,
+    /// `cacheWriteInputTokens`: the part of the input written to the provider's prompt cache
+    /// (billed at a premium once, read back cheaply by the next calls), where the provider says.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_input_tokens: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl Usage {
@@ -377,6 +392,7 @@ impl std::ops::AddAssign for Usage {
         self.output_tokens += other.output_tokens;
         self.reasoning_tokens += other.reasoning_tokens;
         self.cached_input_tokens += other.cached_input_tokens;
+        self.cache_write_input_tokens += other.cache_write_input_tokens;
     }
 }
 
@@ -391,6 +407,9 @@ pub enum ModelError {
         status: u16,
         /// The provider's error message, or the body when it has none.
         message: String,
+        /// How long the provider asked to be left alone before the next call (`Retry-After`,
+        /// `retry-after-ms`), when it said.
+        retry_after: Option<std::time::Duration>,
     },
     /// The connection to the provider failed or broke.
     #[error("could not reach the model provider: {0}")]
@@ -423,6 +442,31 @@ impl ModelError {
             ModelError::Transport(_) | ModelError::Idle(_) => true,
             ModelError::Protocol(_) | ModelError::Stream(_) | ModelError::Credentials(_) => false,
         }
+    }
+
+    /// How long to wait before retry number `attempt` (from 1) of a call that failed this way,
+    /// with `jitter` in `[0, 1)`; `None` when it is not worth retrying. A provider's own
+    /// `Retry-After` is honoured (plus up to a tenth, so that the calls it held back do not all
+    /// come back at once) unless it is longer than a turn should wait; otherwise the wait grows
+    /// fourfold from a quarter second, between half and all of it.
+    pub fn retry_delay(&self, attempt: u32, jitter: f64) -> Option<std::time::Duration> {
+        use std::time::Duration;
+        /// The longest `Retry-After` a turn waits out; past it, the error is the answer.
+        const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(20);
+        if !self.is_transient() {
+            return None;
+        }
+        let jitter = jitter.clamp(0.0, 1.0);
+        if let ModelError::Provider {
+            retry_after: Some(wait),
+            ..
+        } = self
+        {
+            return (*wait <= LONGEST_RETRY_AFTER).then(|| wait.mul_f64(1.0 + jitter / 10.0));
+        }
+        let full =
+            Duration::from_millis(250).saturating_mul(4u32.saturating_pow(attempt.max(1) - 1));
+        Some(full.mul_f64(0.5 + jitter / 2.0))
     }
 }
 
@@ -519,7 +563,8 @@ pub fn from_config(
                         .clone()
                         .unwrap_or_else(|| anthropic::Anthropic::DEFAULT_MODEL.to_owned()),
                 )
-                .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
+                .map_err(|error| ConfigError::ModelClient(error.to_string()))?
+                .with_settings(settings(config)),
             ))
         }
         #[cfg(feature = "bedrock")]
@@ -538,11 +583,21 @@ pub fn from_config(
                 .unwrap_or_else(|| bedrock::Bedrock::DEFAULT_MODEL.to_owned());
             Ok(Arc::new(
                 bedrock::Bedrock::new(endpoint, region, model)
-                    .map_err(|error| ConfigError::ModelClient(error.to_string()))?,
+                    .map_err(|error| ConfigError::ModelClient(error.to_string()))?
+                    .with_settings(settings(config)),
             ))
         }
         #[allow(unreachable_patterns)]
         other => Err(ConfigError::Unavailable(other.name())),
+    }
+}
+
+/// The thinking and caching settings of the configuration.
+#[cfg(any(feature = "native", target_arch = "wasm32"))]
+fn settings(config: &crate::config::Config) -> ModelSettings {
+    ModelSettings {
+        thinking_budget: config.model_thinking_budget,
+        prompt_cache: config.model_prompt_cache,
     }
 }
 
@@ -587,6 +642,36 @@ mod tests {
         };
         assert_eq!(request.last_user_text().as_deref(), Some("Look here"));
         assert_eq!(ModelRequest::default().last_user_text(), None);
+    }
+
+    #[test]
+    fn retries_honour_retry_after_within_reason_and_back_off_with_jitter_otherwise() {
+        use std::time::Duration;
+        let limited = |retry_after| ModelError::Provider {
+            status: 429,
+            message: "slow down".into(),
+            retry_after,
+        };
+        let asked = limited(Some(Duration::from_secs(2)));
+        assert_eq!(asked.retry_delay(1, 0.0), Some(Duration::from_secs(2)));
+        assert_eq!(asked.retry_delay(2, 0.5), Some(Duration::from_millis(2100)));
+        assert_eq!(
+            limited(Some(Duration::from_secs(3600))).retry_delay(1, 0.0),
+            None
+        );
+        let unsaid = limited(None);
+        assert_eq!(unsaid.retry_delay(1, 0.0), Some(Duration::from_millis(125)));
+        assert_eq!(
+            unsaid.retry_delay(1, 0.999),
+            Some(Duration::from_micros(249_875))
+        );
+        assert_eq!(
+            unsaid.retry_delay(2, 1.0),
+            Some(Duration::from_millis(1000))
+        );
+        let broken = ModelError::Transport("reset".into());
+        assert_eq!(broken.retry_delay(2, 0.0), Some(Duration::from_millis(500)));
+        assert_eq!(ModelError::Protocol("x".into()).retry_delay(1, 0.0), None);
     }
 
     #[cfg(feature = "native")]

@@ -176,6 +176,7 @@ pub async fn send_checked(
     if status.is_success() {
         return Ok(response);
     }
+    let retry_after = retry_after(&response.headers);
     // A failure to read the body leaves the status as the whole story.
     let body = response
         .bytes(MAX_ERROR_BODY_BYTES)
@@ -191,7 +192,27 @@ pub async fn send_checked(
     Err(ModelError::Provider {
         status: status.as_u16(),
         message,
+        retry_after,
     })
+}
+
+/// The wait a provider asks for: OpenAI's `retry-after-ms` (milliseconds), else the standard
+/// `Retry-After` in seconds. (Its HTTP-date form, which no model provider sends, is ignored.)
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    let number = |name: &str| {
+        headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|value| value.is_finite() && *value >= 0.0)
+    };
+    number("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| number("retry-after"))
+        .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
 }
 
 /// The human message of an error object: `{"message": …}`, a bare string, or the JSON itself.
@@ -415,4 +436,43 @@ where
         })
         .await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+    use std::time::Duration;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn the_wait_a_provider_asks_for_is_read_in_milliseconds_or_seconds() {
+        assert_eq!(
+            retry_after(&headers(&[
+                ("retry-after-ms", "1500"),
+                ("retry-after", "9")
+            ])),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", " 7 ")])),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "0.25")])),
+            Some(Duration::from_millis(250))
+        );
+        for unreadable in ["Wed, 21 Oct 2026 07:28:00 GMT", "-1", "NaN", "soon"] {
+            let map = headers(&[("retry-after", unreadable)]);
+            assert_eq!(retry_after(&map), None, "{unreadable}");
+        }
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
 }

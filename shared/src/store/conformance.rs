@@ -41,6 +41,9 @@
 //!   whole. `due_events` lists, across chats, the events due at `now_ms` (`next_attempt_ms <=
 //!   now_ms`), the most overdue first; a rescheduled event keeps its body; rescheduling or
 //!   removing an event that is gone changes nothing and is no error.
+//! - A usage counter counts from zero; `add_to_counter` with a limit adds only while the count
+//!   is below it (a limit of 0 refuses everything), concurrent adds are all counted (none lost,
+//!   none past the limit), and a counter whose expiry has passed reads 0 and counts from zero.
 //!
 //! Two more suites, for the stores that list, edit and erase chats (every host's store that
 //! serves the sessions API): [`ERASING`] (`update_session`, `delete_chat`, `listed_session`),
@@ -123,6 +126,8 @@ cases![
     concurrent_duplicate_appends_write_once,
     concurrent_acquires_have_one_winner,
     concurrent_output_appends_have_one_winner,
+    counters_count_up_to_their_limit,
+    concurrent_counts_stop_at_the_limit,
 ];
 
 /// The cases of editing and erasing chats.
@@ -1619,4 +1624,85 @@ async fn listings_filter_and_fill_their_pages(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(listed_ids(&page), [chats[3].clone(), chats[2].clone()]);
+}
+
+async fn counters_count_up_to_their_limit(store: &dyn Store) {
+    let key = format!("turns/{}", unique_chat("counter"));
+    let now = now_ms();
+    let until = now + 60_000;
+    assert_eq!(store.counter(&key, now).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .add_to_counter(&key, 1, Some(2), until, now)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .add_to_counter(&key, 1, Some(2), until, now)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        store
+            .add_to_counter(&key, 1, Some(2), until, now)
+            .await
+            .unwrap(),
+        None,
+        "the limit is reached"
+    );
+    assert_eq!(
+        store.counter(&key, now).await.unwrap(),
+        2,
+        "a refusal adds nothing"
+    );
+    assert_eq!(
+        store
+            .add_to_counter(&key, 40, None, until, now)
+            .await
+            .unwrap(),
+        Some(42),
+        "no limit: always added"
+    );
+    let other = format!("tokens/{}", unique_chat("counter"));
+    assert_eq!(
+        store
+            .add_to_counter(&other, 1, Some(0), until, now)
+            .await
+            .unwrap(),
+        None,
+        "a limit of 0 refuses"
+    );
+    assert_eq!(store.counter(&other, now).await.unwrap(), 0);
+    // Past its expiry the counter reads 0 and starts again.
+    assert_eq!(store.counter(&key, until).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .add_to_counter(&key, 1, Some(2), until + 60_000, until)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(store.counter(&key, until).await.unwrap(), 1);
+}
+
+async fn concurrent_counts_stop_at_the_limit(store: &dyn Store) {
+    let key = format!("turns/{}", unique_chat("counter-race"));
+    let now = now_ms();
+    let adds = (0..CONCURRENT).map(|_| store.add_to_counter(&key, 1, Some(3), now + 60_000, now));
+    let counted: Vec<u64> = join_all(adds)
+        .await
+        .into_iter()
+        .filter_map(|result| result.unwrap())
+        .collect();
+    let mut sorted = counted.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [1, 2, 3],
+        "three adds land, each with its own count: {counted:?}"
+    );
+    assert_eq!(store.counter(&key, now).await.unwrap(), 3);
 }

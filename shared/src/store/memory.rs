@@ -32,6 +32,8 @@ struct Inner {
     session_ids: HashMap<String, String>,
     /// Events to deliver, by chat id and event id.
     outbox: HashMap<(String, String), OutboxEvent>,
+    /// Usage counters: key → (count, expiry in ms).
+    counters: HashMap<String, (u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -449,6 +451,38 @@ impl Store for MemoryStore {
         };
         inner.session_ids.remove(&chat.session.id);
         Ok(true)
+    }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let mut inner = self.lock()?;
+        let counter = inner
+            .counters
+            .entry(key.to_owned())
+            .or_insert((0, expires_at_ms));
+        if counter.1 <= now_ms {
+            *counter = (0, expires_at_ms);
+        }
+        if limit.is_some_and(|limit| counter.0 >= limit) {
+            return Ok(None);
+        }
+        counter.0 = counter.0.saturating_add(amount);
+        Ok(Some(counter.0))
+    }
+
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        Ok(self
+            .lock()?
+            .counters
+            .get(key)
+            .filter(|(_, expires_at_ms)| *expires_at_ms > now_ms)
+            .map_or(0, |(count, _)| *count))
     }
 }
 

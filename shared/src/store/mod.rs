@@ -496,4 +496,20 @@ pub trait Store: Send + Sync {
     async fn delete_chat(&self, _chat_id: &str) -> StoreResult<bool> {
         Err(StoreError::Unsupported("erasing chats"))
     }
+
+    // Usage counters (the usage limits): one count per key, seen alike by every instance.
+    /// Adds `amount` to the counter `key`, atomically, unless `limit` is given and the counter
+    /// holds `limit` or more already; returns the new count, or `None` when refused. A counter
+    /// that does not exist, or whose expiry has passed at `now_ms`, counts from zero and takes
+    /// `expires_at_ms` as its expiry (after which it may be deleted).
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>>;
+    /// The counter `key` at `now_ms`: zero when it does not exist or has expired.
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64>;
 }

@@ -27,7 +27,7 @@ use crate::ui::UIMessage;
 
 /// The schema version this code writes, kept in `PRAGMA user_version`. Bump it with a migration
 /// step in [`migrate`] whenever the schema changes.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// How long a write waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -125,13 +125,19 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         0 => {
             tx.execute_batch(sql::SCHEMA_V1).map_err(backend)?;
             tx.execute_batch(sql::SCHEMA_V2_OUTBOX).map_err(backend)?;
-            tx.execute_batch(sql::SCHEMA_V3_LISTING).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?;
         }
         1 => {
             tx.execute_batch(sql::SCHEMA_V2_OUTBOX).map_err(backend)?;
-            tx.execute_batch(sql::SCHEMA_V3_LISTING).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?;
         }
-        2 => tx.execute_batch(sql::SCHEMA_V3_LISTING).map_err(backend)?,
+        2 => {
+            tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?;
+        }
+        3 => tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?,
         other => {
             return Err(StoreError::Backend(format!(
                 "unknown database schema version {other} (this chatfn writes {SCHEMA_VERSION}); \
@@ -770,6 +776,50 @@ impl Store for SqliteStore {
             }
             // The last statement removes the session: whether it did is whether the chat was.
             Ok(erased > 0)
+        })
+        .await
+    }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        if limit == Some(0) {
+            return Ok(None);
+        }
+        let key = key.to_owned();
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let limit = limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        self.write(move |tx| {
+            tx.prepare(sql::ADD_TO_COUNTER)
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![key, Int(amount), Int(expires_at_ms), limit, now],
+                        |row| row.get::<_, Int>(0),
+                    )
+                    .optional()
+                })
+                .map(|count| count.map(|Int(count)| count))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        let key = key.to_owned();
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        self.with(move |conn| {
+            conn.prepare(sql::COUNTER)
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![key, now], |row| row.get::<_, Int>(0))
+                        .optional()
+                })
+                .map(|count| count.map_or(0, |Int(count)| count))
+                .map_err(backend)
         })
         .await
     }

@@ -42,6 +42,18 @@ fn span(operation: &'static str, chat_id: &str) -> tracing::Span {
     )
 }
 
+/// The span of one call on the usage counter `key`.
+fn counter_span(operation: &'static str, key: &str) -> tracing::Span {
+    tracing::debug_span!(
+        target: "chatfn::store",
+        "store",
+        otel.name = format_args!("store {operation}"),
+        otel.kind = "client",
+        db.operation.name = operation,
+        chatfn.counter = key,
+    )
+}
+
 #[async_trait]
 impl Store for TracedStore {
     async fn create_session(&self, session: Session) -> StoreResult<SessionCreate> {
@@ -309,5 +321,25 @@ impl Store for TracedStore {
     async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
         let span = span("delete_chat", chat_id);
         self.store.delete_chat(chat_id).instrument(span).await
+    }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let span = counter_span("add_to_counter", key);
+        self.store
+            .add_to_counter(key, amount, limit, expires_at_ms, now_ms)
+            .instrument(span)
+            .await
+    }
+
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        let span = counter_span("counter", key);
+        self.store.counter(key, now_ms).instrument(span).await
     }
 }

@@ -12,9 +12,24 @@ pub(super) struct PreparedTurn {
     pub(super) history: Vec<UIMessage>,
     pub(super) reply: UIMessage,
     pub(super) info: TurnInfo,
+    /// The input is answered with the turn's end alone: no model, no hooks, nothing stored (an
+    /// action that asks for no reply).
+    pub(super) quiet: bool,
 }
 
-fn new_reply() -> UIMessage {
+impl PreparedTurn {
+    /// A turn that answers its input with its end alone.
+    pub(super) fn quiet(history: Vec<UIMessage>, info: TurnInfo) -> Self {
+        PreparedTurn {
+            history,
+            reply: new_reply(),
+            info,
+            quiet: true,
+        }
+    }
+}
+
+pub(super) fn new_reply() -> UIMessage {
     UIMessage::new(
         format!("msg_{}", uuid::Uuid::new_v4().simple()),
         Role::Assistant,
@@ -41,6 +56,9 @@ impl TurnRunner {
         self.agent
             .check_client_data(info.client_data.as_ref())
             .map_err(TurnError::InvalidInput)?;
+        if payload.trigger == ChatTrigger::Action {
+            return self.prepare_action(chat_id, info, history, payload).await;
+        }
         let (history, reply) = self.apply_input(chat_id, &info, history, payload).await?;
         let history = self
             .agent
@@ -52,6 +70,7 @@ impl TurnRunner {
             history,
             reply,
             info,
+            quiet: false,
         })
     }
 

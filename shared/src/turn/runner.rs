@@ -58,6 +58,9 @@ pub enum TurnError {
     /// says why, for the client.
     #[error("{0}")]
     InvalidInput(String),
+    /// A usage limit refuses the message; nothing of it was recorded.
+    #[error(transparent)]
+    LimitReached(#[from] super::LimitReached),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -401,10 +404,10 @@ impl TurnRunner {
             let (log_end, consumed) = (log_end?, consumed?);
             let inputs = self.store.inputs(chat_id, consumed, 64).await?;
             let next = inputs.into_iter().find_map(|input| {
-                match serde_json::from_str::<ChatInput>(&input.body) {
-                    Ok(ChatInput::Message { payload }) => Some((input.seq, payload)),
-                    _ => None,
-                }
+                serde_json::from_str::<ChatInput>(&input.body)
+                    .ok()
+                    .and_then(ChatInput::into_turn_payload)
+                    .map(|payload| (input.seq, payload))
             });
             let Some((seq, payload)) = next else {
                 return Ok(None);
@@ -438,10 +441,10 @@ impl TurnRunner {
         let consumed = self.store.consumed_input(chat_id).await?;
         let inputs = self.store.inputs(chat_id, consumed, 64).await?;
         Ok(inputs.iter().any(|input| {
-            matches!(
-                serde_json::from_str::<ChatInput>(&input.body),
-                Ok(ChatInput::Message { .. })
-            )
+            serde_json::from_str::<ChatInput>(&input.body)
+                .ok()
+                .and_then(ChatInput::into_turn_payload)
+                .is_some()
         }))
     }
 
@@ -648,6 +651,23 @@ impl TurnRunner {
             return Ok(true);
         }
         self.turn_running(chat_id).await
+    }
+
+    /// Stops the running turn of a chat being closed, wherever it runs: in this process at
+    /// once, in another through a stop in the input log, which its writer sees as it sees any
+    /// stop (the stop is only recorded while a turn holds the chat).
+    pub async fn stop_for_close(&self, chat_id: &str) -> Result<(), TurnError> {
+        if let Some(live) = self.live.get(chat_id) {
+            live.stop_signal().cancel();
+            return Ok(());
+        }
+        if self.turn_running(chat_id).await? {
+            let stop = ChatInput::Stop {
+                message: Some("the chat was closed".to_owned()),
+            };
+            self.record_input(chat_id, None, &stop).await?;
+        }
+        Ok(())
     }
 }
 

@@ -246,4 +246,22 @@ impl Store for CountingStore {
         self.wrote();
         self.inner.delete_chat(chat_id).await
     }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        self.wrote();
+        self.inner
+            .add_to_counter(key, amount, limit, expires_at_ms, now_ms)
+            .await
+    }
+
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        self.inner.counter(key, now_ms).await
+    }
 }

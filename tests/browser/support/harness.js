@@ -48,9 +48,40 @@ export function countingReply(n) {
 }
 
 /**
+ * A reply in Markdown: bold, inline code, a list, a highlighted code block, and what a reply must
+ * not be able to do (raw HTML that would run script, a `javascript:` link, an image that would be
+ * fetched).
+ */
+export const MARKDOWN_REPLY = [
+  'Here is **bold text** and `inline code`.',
+  '',
+  '- first item',
+  '- second item with *emphasis*',
+  '',
+  '```js',
+  'const answer = 40 + 2;',
+  'console.log(answer);',
+  '```',
+  '',
+  '<img src="x" onerror="window.__pwned = true"> <script>window.__pwned = true</script>',
+  '',
+  '[a bad link](javascript:window.__pwned=true) and ![a tracker](http://127.0.0.1:9/pixel.png)',
+].join('\n');
+
+/** A reply with a word and a code line far wider than a phone. */
+export const WIDE_REPLY = [
+  `A long word: ${'supercalifragilistic'.repeat(8)}.`,
+  '',
+  '```',
+  `const wide = [${Array.from({ length: 40 }, (_, i) => i * 1000).join(', ')}];`,
+  '```',
+].join('\n');
+
+/**
  * "Count to N" → N numbers, 60 ms apart ("slowly": 250 ms); "think" → reasoning, then an answer;
- * "roll" → a `roll_dice` call; after a tool result → a sentence quoting it; anything else → one
- * short sentence.
+ * "roll" → a `roll_dice` call; "markdown" → `MARKDOWN_REPLY` in 6-character pieces; "wide" →
+ * `WIDE_REPLY`; "numbered" → a sentence with the request's number; after a tool result → a
+ * sentence quoting it; anything else → one short sentence.
  */
 export function mockScript(request) {
   const last = request.messages.at(-1);
@@ -59,6 +90,10 @@ export function mockScript(request) {
     return { text: text.match(/.{1,12}/gs), delayMs: 40 };
   }
   const said = contentText(lastMessage(request.messages, 'user')?.content);
+  if (/markdown/i.test(said)) return { text: MARKDOWN_REPLY.match(/[\s\S]{1,6}/g), delayMs: 25 };
+  if (/wide/i.test(said)) return { text: WIDE_REPLY.match(/[\s\S]{1,24}/g), delayMs: 20 };
+  // Numbered answers differ from one request to the next: a regenerated reply shows.
+  if (/numbered/i.test(said)) return { text: ['This is ', `answer ${request.index}.`], delayMs: 40 };
   const count = said.match(/count to (\d+)/i);
   if (count) {
     const n = Number(count[1]);
@@ -280,13 +315,21 @@ export function artifactPath(name) {
   return path.join(ARTIFACTS, `${name.replace(/[^a-z0-9.-]+/gi, '-').toLowerCase()}.png`);
 }
 
+export const PHONE = { width: 390, height: 844 };
+export const LAPTOP = { width: 1280, height: 800 };
+
 /**
- * Runs `body(page)` in a fresh browser context (its own localStorage). On failure it saves a
+ * Runs `body(page)` in a fresh browser context (its own localStorage; the clipboard allowed;
+ * `options` are the context's, e.g. `viewport` or `reducedMotion`). On failure it saves a
  * screenshot and adds the page's errors and the server's output to the error; it always closes
  * the context.
  */
-export async function withPage(suite, name, body) {
-  const context = await suite.browser.newContext({ viewport: { width: 1180, height: 760 } });
+export async function withPage(suite, name, body, options = {}) {
+  const context = await suite.browser.newContext({
+    viewport: { width: 1180, height: 760 },
+    permissions: ['clipboard-read', 'clipboard-write'],
+    ...options,
+  });
   const page = await context.newPage();
   page.setDefaultTimeout(20_000);
   const pageErrors = [];
@@ -390,4 +433,30 @@ export async function sampleReply(page, { until, everyMs = 80, timeoutMs = 30_00
 export function countsInOrder(text) {
   const numbers = (text.split(':')[1] ?? '').match(/\d+/g)?.map(Number) ?? [];
   return numbers.every((n, i) => n === i + 1);
+}
+
+/** The elements that stick out of the viewport sideways, and whether the page scrolls sideways. */
+export function horizontalOverflow(page) {
+  return page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    const scrolls = document.documentElement.scrollWidth > width || document.body.scrollWidth > width;
+    const offenders = [];
+    for (const element of document.querySelectorAll('#root *')) {
+      const box = element.getBoundingClientRect();
+      if (box.width === 0 || getComputedStyle(element).visibility === 'hidden') continue;
+      // Inside a scroller of its own (a code block, a table) a wide line is fine.
+      let clipped = false;
+      for (let up = element.parentElement; up && up.id !== 'root'; up = up.parentElement) {
+        const overflowX = getComputedStyle(up).overflowX;
+        if (overflowX === 'auto' || overflowX === 'scroll' || overflowX === 'hidden') {
+          clipped = true;
+          break;
+        }
+      }
+      if (!clipped && (box.right > width + 1 || box.left < -1)) {
+        offenders.push(`${element.tagName.toLowerCase()}.${element.className} [${Math.round(box.left)}, ${Math.round(box.right)}]`);
+      }
+    }
+    return { width, scrolls, offenders: offenders.slice(0, 10) };
+  });
 }

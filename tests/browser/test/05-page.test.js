@@ -42,7 +42,10 @@ describe('the page with the offline model', () => {
       await page.locator('section.tool[data-tool="current_time"][data-state="output-available"]').waitFor();
       await waitForStatus(page, 'ready');
       const timeReply = (await shownMessages(page))[1];
-      assert.match(timeReply.text, /`current_time` returned/);
+      // The reply's Markdown is rendered: the tool's name in backticks is code.
+      assert.match(timeReply.text, /current_time returned/);
+      const lastReply = page.locator('article.message[data-role="assistant"]').last();
+      assert.equal(await lastReply.locator('.text-part code').first().innerText(), 'current_time');
       await shot('tool-call');
 
       // Both chats are listed by their first message; the first one opens with its history.

@@ -332,8 +332,8 @@ export function chatUrl(server, chatId, suffix) {
 }
 
 /** `GET /api/chat/<chatId>/messages` → the persisted UIMessage[] (throws unless 200). */
-export async function getMessages(server, chatId, token) {
-  const res = await request(chatUrl(server, chatId, 'messages'), { token });
+export async function getMessages(server, chatId, token, { timeout } = {}) {
+  const res = await request(chatUrl(server, chatId, 'messages'), { token, timeout });
   if (res.status !== 200 || !Array.isArray(res.json?.messages)) {
     throw new Error(`GET /api/chat/${chatId}/messages answered ${res.status}: ${res.text}`);
   }

@@ -67,6 +67,7 @@ async fn open_step(
     let request = ModelRequest {
         messages: model_messages(agent, history, run.fold.message(), &run.injected),
         tools: agent.tools().iter().map(|tool| tool.spec()).collect(),
+        thinking_budget: agent.thinking_budget(),
         ..ModelRequest::default()
     };
     run.emit(UIMessageChunk::StartStep).await?;
@@ -299,7 +300,9 @@ async fn open_stream(
             Err(error) => return Err(error),
         };
         attempt += 1;
-        let delay = std::time::Duration::from_millis(250 * 4u64.pow(attempt - 1));
+        let Some(delay) = error.retry_delay(attempt, crate::events::retry::random_jitter()) else {
+            return Err(error);
+        };
         tracing::info!(chat = %chat_id, attempt, ?delay, "retrying the model call: {error}");
         crate::runtime::sleep(delay).await;
     }
@@ -332,6 +335,7 @@ mod tests {
                     Err(ModelError::Provider {
                         status: 503,
                         message: "overloaded".into(),
+                        retry_after: None,
                     }),
                 ]
             } else {

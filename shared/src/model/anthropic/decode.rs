@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::model::sse::SseEvent;
 use crate::model::tool_call::StreamedToolCall;
@@ -53,6 +53,8 @@ enum MessagesEvent {
 
 #[derive(Debug, Default, Deserialize)]
 struct StartedMessage {
+    /// The message's id: a stream carries one message.
+    id: Option<String>,
     /// The model that answers.
     model: Option<String>,
     usage: Option<TokenCounts>,
@@ -72,12 +74,21 @@ enum ContentBlock {
     Text {
         text: Option<String>,
     },
-    Thinking {},
+    Thinking {
+        /// Empty at the start when the signature follows in a `signature_delta`.
+        signature: Option<String>,
+    },
+    /// Thinking the provider encrypted: shown to nobody, sent back as it came.
+    RedactedThinking {
+        data: String,
+    },
     ToolUse {
         id: String,
         name: String,
+        /// The whole input, when the API sends it here rather than in deltas (`{}` otherwise).
+        input: Option<Value>,
     },
-    /// Server tools' blocks, redacted thinking, and block types added after this was written.
+    /// Server tools' blocks, and block types added after this was written.
     #[default]
     #[serde(other)]
     Other,
@@ -95,7 +106,10 @@ enum BlockDelta {
     InputJsonDelta {
         partial_json: Option<String>,
     },
-    /// Signatures, citations, and delta types added after this was written.
+    SignatureDelta {
+        signature: Option<String>,
+    },
+    /// Citations, and delta types added after this was written.
     #[default]
     #[serde(other)]
     Other,
@@ -128,19 +142,34 @@ impl MessagesEvent {
 /// A content block being streamed.
 enum Block {
     Text,
-    Thinking,
-    ToolUse(StreamedToolCall),
+    /// Thinking, and the signature that lets it be sent back.
+    Thinking {
+        signature: String,
+    },
+    RedactedThinking {
+        data: String,
+    },
+    /// A tool call, and the input its start carried, which counts when no delta follows.
+    ToolUse {
+        call: StreamedToolCall,
+        input_at_start: Option<String>,
+    },
     Other,
 }
 
 /// The Messages stream, event by event.
 #[derive(Default)]
 pub struct MessagesDecoder {
+    /// The id of the message being streamed, once `message_start` named it.
+    message_id: Option<String>,
     blocks: BTreeMap<u64, Block>,
     usage: Usage,
     stop_reason: Option<FinishReason>,
     finished: bool,
 }
+
+/// The key of this provider's entries in `providerMetadata`, as the AI SDK names it.
+pub(crate) const PROVIDER_KEY: &str = "anthropic";
 
 fn protocol(what: &str) -> ModelError {
     ModelError::Protocol(format!("unexpected Messages event: {what}"))
@@ -163,18 +192,34 @@ impl MessagesDecoder {
     }
 
     /// The model that answers, and the prompt's usage; the cache's reads and writes are part of
-    /// the input.
-    fn message_started(&mut self, message: StartedMessage, out: &mut Vec<ModelEvent>) {
+    /// the input. The same `message_start` again changes nothing; another message's, before this
+    /// one stopped, means two responses spliced into one stream, which cannot be merged.
+    fn message_started(
+        &mut self,
+        message: StartedMessage,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<(), ModelError> {
+        if let Some(open) = &self.message_id {
+            if message.id.as_ref() == Some(open) {
+                return Ok(());
+            }
+            return Err(protocol(&format!(
+                "`message_start` of {} while {open} was still streaming",
+                message.id.as_deref().unwrap_or("a message without an id")
+            )));
+        }
+        self.message_id = Some(message.id.unwrap_or_default());
         if let Some(model) = message.model.filter(|model| !model.is_empty()) {
             out.push(ModelEvent::ResponseModel(model));
         }
         let usage = message.usage.unwrap_or_default();
         let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
-        self.usage.input_tokens = usage.input_tokens.unwrap_or(0)
-            + cache_read
-            + usage.cache_creation_input_tokens.unwrap_or(0);
+        self.usage.cache_write_input_tokens = usage.cache_creation_input_tokens.unwrap_or(0);
+        self.usage.input_tokens =
+            usage.input_tokens.unwrap_or(0) + cache_read + self.usage.cache_write_input_tokens;
         self.usage.cached_input_tokens = cache_read;
         self.usage.output_tokens = usage.output_tokens.unwrap_or(0);
+        Ok(())
     }
 
     fn block_started(&mut self, index: u64, block: ContentBlock, out: &mut Vec<ModelEvent>) {
@@ -185,10 +230,16 @@ impl MessagesDecoder {
                 }
                 Block::Text
             }
-            ContentBlock::Thinking {} => Block::Thinking,
-            ContentBlock::ToolUse { id, name } => {
-                Block::ToolUse(StreamedToolCall::start(id, name, out))
-            }
+            ContentBlock::Thinking { signature } => Block::Thinking {
+                signature: signature.unwrap_or_default(),
+            },
+            ContentBlock::RedactedThinking { data } => Block::RedactedThinking { data },
+            ContentBlock::ToolUse { id, name, input } => Block::ToolUse {
+                call: StreamedToolCall::start(id, name, out),
+                input_at_start: input
+                    .filter(|input| input.as_object().is_some_and(|fields| !fields.is_empty()))
+                    .map(|input| input.to_string()),
+            },
             ContentBlock::Other => Block::Other,
         };
         self.blocks.insert(index, started);
@@ -208,30 +259,74 @@ impl MessagesDecoder {
             (BlockDelta::TextDelta { text }, Block::Text) => {
                 out.push(ModelEvent::TextDelta(text.unwrap_or_default()))
             }
-            (BlockDelta::ThinkingDelta { thinking }, Block::Thinking) => {
+            (BlockDelta::ThinkingDelta { thinking }, Block::Thinking { .. }) => {
                 out.push(ModelEvent::ReasoningDelta(thinking.unwrap_or_default()))
             }
-            (BlockDelta::InputJsonDelta { partial_json }, Block::ToolUse(call)) => {
+            (
+                BlockDelta::SignatureDelta {
+                    signature: Some(more),
+                },
+                Block::Thinking { signature },
+            ) => signature.push_str(&more),
+            (BlockDelta::InputJsonDelta { partial_json }, Block::ToolUse { call, .. }) => {
                 call.push_arguments(partial_json.as_deref().unwrap_or_default(), out)
             }
-            // Signatures, and deltas of blocks we do not surface.
+            // Deltas of blocks we do not surface.
             _ => {}
         }
         Ok(())
     }
 
+    /// A finished thinking block is one reasoning part, which keeps what sending it back needs
+    /// in its metadata (`signature`, or `redactedData`), as the AI SDK's Anthropic provider does.
     fn block_stopped(&mut self, index: u64, out: &mut Vec<ModelEvent>) {
-        if let Some(Block::ToolUse(call)) = self.blocks.remove(&index) {
-            out.push(call.finish());
+        match self.blocks.remove(&index) {
+            Some(Block::ToolUse {
+                mut call,
+                input_at_start,
+            }) => {
+                if call.arguments().is_empty()
+                    && let Some(input) = input_at_start
+                {
+                    call.push_arguments(&input, out);
+                }
+                out.push(call.finish());
+            }
+            Some(Block::Thinking { signature }) => {
+                let metadata = (!signature.is_empty())
+                    .then(|| json!({ PROVIDER_KEY: { "signature": signature } }));
+                out.push(ModelEvent::ReasoningEnd {
+                    provider_metadata: metadata,
+                });
+            }
+            Some(Block::RedactedThinking { data }) => out.push(ModelEvent::ReasoningEnd {
+                provider_metadata: Some(json!({ PROVIDER_KEY: { "redactedData": data } })),
+            }),
+            _ => {}
         }
     }
 
+    /// The final counts: output always, and the input too where the API sends it again (some
+    /// servers count it only here).
     fn message_delta(&mut self, delta: MessageDelta, usage: Option<TokenCounts>) {
         if let Some(reason) = delta.stop_reason {
             self.stop_reason = Some(stop_reason(&reason));
         }
-        if let Some(output) = usage.and_then(|usage| usage.output_tokens) {
+        let Some(usage) = usage else {
+            return;
+        };
+        if let Some(output) = usage.output_tokens {
             self.usage.output_tokens = output;
+        }
+        if let Some(input) = usage.input_tokens {
+            let cache_read = usage
+                .cache_read_input_tokens
+                .unwrap_or(self.usage.cached_input_tokens);
+            self.usage.cache_write_input_tokens = usage
+                .cache_creation_input_tokens
+                .unwrap_or(self.usage.cache_write_input_tokens);
+            self.usage.input_tokens = input + cache_read + self.usage.cache_write_input_tokens;
+            self.usage.cached_input_tokens = cache_read;
         }
     }
 
@@ -251,7 +346,7 @@ impl EventDecoder for MessagesDecoder {
         }
         let mut out = Vec::new();
         match MessagesEvent::parse(event)? {
-            MessagesEvent::MessageStart { message } => self.message_started(message, &mut out),
+            MessagesEvent::MessageStart { message } => self.message_started(message, &mut out)?,
             MessagesEvent::ContentBlockStart {
                 index,
                 content_block,
@@ -333,6 +428,9 @@ mod tests {
             vec![
                 ModelEvent::ResponseModel("claude-sonnet-4-5-20250929".into()),
                 ModelEvent::ReasoningDelta("Hmm.".into()),
+                ModelEvent::ReasoningEnd {
+                    provider_metadata: Some(json!({"anthropic": {"signature": "sig"}}))
+                },
                 ModelEvent::TextDelta("Rolling.".into()),
                 ModelEvent::ToolCallStart {
                     id: "toolu_1".into(),
@@ -357,10 +455,74 @@ mod tests {
                         input_tokens: 15,
                         output_tokens: 40,
                         reasoning_tokens: 0,
-                        cached_input_tokens: 3
+                        cached_input_tokens: 3,
+                        cache_write_input_tokens: 0,
                     },
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn redacted_thinking_and_tool_input_whole_at_the_start_are_kept() {
+        let events = decode(&[
+            json!({"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":4,"cache_creation_input_tokens":6}}}),
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"redacted_thinking","data":"ENC"}}),
+            json!({"type":"content_block_stop","index":0}),
+            json!({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t1","name":"roll","input":{"sides":6}}}),
+            json!({"type":"content_block_stop","index":1}),
+            json!({"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"input_tokens":5,"output_tokens":9}}),
+            json!({"type":"message_stop"}),
+        ])
+        .expect("decodes");
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::ReasoningEnd {
+                    provider_metadata: Some(json!({"anthropic": {"redactedData": "ENC"}}))
+                },
+                ModelEvent::ToolCallStart {
+                    id: "t1".into(),
+                    name: "roll".into()
+                },
+                ModelEvent::ToolCallDelta {
+                    id: "t1".into(),
+                    arguments_delta: "{\"sides\":6}".into()
+                },
+                ModelEvent::ToolCall {
+                    id: "t1".into(),
+                    name: "roll".into(),
+                    arguments: "{\"sides\":6}".into()
+                },
+                ModelEvent::Finish {
+                    reason: FinishReason::ToolCalls,
+                    usage: Usage {
+                        input_tokens: 11,
+                        output_tokens: 9,
+                        cache_write_input_tokens: 6,
+                        ..Usage::default()
+                    },
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_message_start_repeated_is_ignored_and_another_message_is_an_error() {
+        let start = |id: &str| json!({"type":"message_start","message":{"id":id,"usage":{"input_tokens":1}}});
+        let repeated = decode(&[
+            start("msg_1"),
+            start("msg_1"),
+            json!({"type":"message_stop"}),
+        ]);
+        assert!(matches!(
+            repeated.as_deref(),
+            Ok([ModelEvent::Finish { .. }])
+        ));
+        let spliced = decode(&[start("msg_1"), start("msg_2")]);
+        assert!(
+            matches!(&spliced, Err(ModelError::Protocol(m)) if m.contains("msg_2") && m.contains("msg_1")),
+            "{spliced:?}"
         );
     }
 

@@ -11,7 +11,7 @@ pub use decode::MessagesDecoder;
 pub use request::{API_VERSION, DEFAULT_MAX_TOKENS, request_body};
 
 use super::transport::{ProviderClient, decode_sse_stream, send_checked};
-use super::{Model, ModelError, ModelRequest, ModelStream};
+use super::{Model, ModelError, ModelRequest, ModelSettings, ModelStream};
 
 /// A model behind Anthropic's Messages API.
 #[derive(Clone)]
@@ -19,6 +19,7 @@ pub struct Anthropic {
     base_url: String,
     api_key: String,
     model: String,
+    settings: ModelSettings,
     client: ProviderClient,
 }
 
@@ -29,6 +30,7 @@ impl std::fmt::Debug for Anthropic {
             .field("base_url", &self.base_url)
             .field("api_key", &"<redacted>")
             .field("model", &self.model)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -50,8 +52,15 @@ impl Anthropic {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             api_key: api_key.into(),
             model: model.into(),
+            settings: ModelSettings::default(),
             client: ProviderClient::new(),
         })
+    }
+
+    /// The same client with these thinking and caching settings.
+    pub fn with_settings(mut self, settings: ModelSettings) -> Self {
+        self.settings = settings;
+        self
     }
 }
 
@@ -62,7 +71,7 @@ impl Model for Anthropic {
     }
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
-        let body = request_body(&self.model, &request);
+        let body = request_body(&self.model, &request, &self.settings);
         let request = self
             .client
             .post(&format!("{}/messages", self.base_url))?

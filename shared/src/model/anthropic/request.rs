@@ -2,9 +2,11 @@
 
 use serde_json::{Value, json};
 
+use super::decode::PROVIDER_KEY;
 use crate::model::data_url::DataUrl;
 use crate::model::{
-    AssistantContent, ModelMessage, ModelRequest, ToolContent, ToolOutput, UserContent,
+    AssistantContent, ModelMessage, ModelRequest, ModelSettings, ToolContent, ToolOutput,
+    UserContent,
 };
 
 /// The API version header every request carries.
@@ -12,8 +14,8 @@ pub const API_VERSION: &str = "2023-06-01";
 /// Anthropic requires a cap on output tokens; this one fits every current model.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
-/// The Messages request body for `request`.
-pub fn request_body(model: &str, request: &ModelRequest) -> Value {
+/// The Messages request body for `request`, with thinking as `settings` and the request say.
+pub fn request_body(model: &str, request: &ModelRequest, settings: &ModelSettings) -> Value {
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
     for message in &request.messages {
@@ -39,31 +41,82 @@ pub fn request_body(model: &str, request: &ModelRequest) -> Value {
             _ => messages.push(json!({"role": role, "content": blocks})),
         }
     }
+    let thinking_budget = settings.thinking_budget_for(request);
+    // The budget is part of `max_tokens`: the answer keeps the room it had without thinking.
+    let max_tokens =
+        request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS) + thinking_budget.unwrap_or(0);
     let mut body = json!({
         "model": model,
-        "max_tokens": request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        "max_tokens": max_tokens,
         "messages": messages,
         "stream": true,
     });
+    if let Some(budget) = thinking_budget {
+        body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+    }
     if !system.is_empty() {
-        body["system"] = Value::String(system.join("\n\n"));
+        let system = system.join("\n\n");
+        body["system"] = if settings.prompt_cache {
+            json!([{"type": "text", "text": system, "cache_control": ephemeral()}])
+        } else {
+            Value::String(system)
+        };
     }
     if !request.tools.is_empty() {
-        body["tools"] = request
+        let mut tools: Vec<Value> = request
             .tools
             .iter()
             .map(|tool| {
                 json!({"name": tool.name, "description": tool.description, "input_schema": tool.input_schema})
             })
             .collect();
+        if settings.prompt_cache
+            && let Some(last) = tools.last_mut()
+        {
+            last["cache_control"] = ephemeral();
+        }
+        body["tools"] = tools.into();
     }
+    if settings.prompt_cache {
+        mark_the_history(&mut body["messages"]);
+    }
+    // The API refuses a temperature with thinking on.
     if let Some(temperature) = request
         .temperature
+        .filter(|_| thinking_budget.is_none())
         .and_then(|t| serde_json::Number::from_f64(f64::from(t)))
     {
         body["temperature"] = Value::Number(temperature);
     }
     body
+}
+
+/// A prompt cache breakpoint: the prompt up to here is cached for five minutes, refreshed by
+/// every read.
+fn ephemeral() -> Value {
+    json!({"type": "ephemeral"})
+}
+
+/// The last block of the history that can carry a breakpoint (thinking cannot, nor empty text)
+/// gets one: this call writes the conversation so far to the cache, and the next call, whose
+/// prompt starts with all of it, reads it back. With the breakpoints on the system prompt and
+/// the tools, three of the API's four.
+fn mark_the_history(messages: &mut Value) {
+    let Some(blocks) = messages
+        .as_array_mut()
+        .and_then(|messages| messages.last_mut())
+        .and_then(|last| last["content"].as_array_mut())
+    else {
+        return;
+    };
+    let markable = blocks.iter_mut().rev().find(|block| {
+        let kind = block["type"].as_str().unwrap_or_default();
+        let empty_text = kind == "text" && block["text"].as_str().is_none_or(str::is_empty);
+        !(empty_text || matches!(kind, "thinking" | "redacted_thinking"))
+    });
+    if let Some(block) = markable {
+        block["cache_control"] = ephemeral();
+    }
 }
 
 fn user_blocks(content: &[UserContent]) -> Vec<Value> {
@@ -111,11 +164,25 @@ fn assistant_blocks(content: &[AssistantContent]) -> Vec<Value> {
             } => Some(
                 json!({"type": "tool_use", "id": tool_call_id, "name": tool_name, "input": input}),
             ),
-            // Thinking can only be sent back with the signature the API gave it, which the UI
-            // message does not keep; the model does not need its old thoughts.
+            AssistantContent::Reasoning {
+                text,
+                provider_options,
+            } => thinking_block(text, provider_options.as_ref()),
             _ => None,
         })
         .collect()
+}
+
+/// Thinking goes back as it came, which the API checks by its signature (or as the encrypted
+/// data of redacted thinking); with thinking on, the API refuses a tool loop's assistant message
+/// without it. Reasoning without either (another provider's) cannot go back.
+fn thinking_block(text: &str, provider_options: Option<&Value>) -> Option<Value> {
+    let kept = provider_options?.get(PROVIDER_KEY)?;
+    if let Some(signature) = kept.get("signature").and_then(Value::as_str) {
+        return Some(json!({"type": "thinking", "thinking": text, "signature": signature}));
+    }
+    let data = kept.get("redactedData").and_then(Value::as_str)?;
+    Some(json!({"type": "redacted_thinking", "data": data}))
 }
 
 fn tool_blocks(content: &[ToolContent]) -> Vec<Value> {
@@ -200,10 +267,13 @@ mod tests {
                 description: "Rolls.".into(),
                 input_schema: json!({"type": "object"}),
             }],
-            max_output_tokens: None,
-            temperature: None,
+            ..ModelRequest::default()
         };
-        let body = request_body("claude-x", &request);
+        let no_cache = ModelSettings {
+            prompt_cache: false,
+            ..ModelSettings::default()
+        };
+        let body = request_body("claude-x", &request, &no_cache);
         assert_eq!(body["system"], "Be brief.");
         assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
@@ -225,5 +295,115 @@ mod tests {
                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
             ])
         );
+
+        let cached = request_body("claude-x", &request, &ModelSettings::default());
+        let breakpoint = json!({"type": "ephemeral"});
+        assert_eq!(
+            cached["system"],
+            json!([{"type": "text", "text": "Be brief.", "cache_control": breakpoint}])
+        );
+        assert_eq!(cached["tools"][0]["cache_control"], breakpoint);
+        let history = cached["messages"].as_array().expect("messages");
+        let marked: Vec<(usize, usize)> = history
+            .iter()
+            .enumerate()
+            .flat_map(|(m, message)| {
+                let blocks = message["content"].as_array().cloned().unwrap_or_default();
+                blocks
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, block)| block.get("cache_control").is_some())
+                    .map(move |(b, _)| (m, b))
+            })
+            .collect();
+        assert_eq!(marked, [(2, 2)], "only the history's last block");
+    }
+
+    #[test]
+    fn the_history_breakpoint_skips_thinking_and_empty_text() {
+        let mut messages = json!([{"role": "assistant", "content": [
+            {"type": "text", "text": "Hi"},
+            {"type": "text", "text": ""},
+            {"type": "thinking", "thinking": "t", "signature": "s"}
+        ]}]);
+        mark_the_history(&mut messages);
+        assert_eq!(messages[0]["content"][0]["cache_control"], ephemeral());
+        assert!(messages[0]["content"][1].get("cache_control").is_none());
+        assert!(messages[0]["content"][2].get("cache_control").is_none());
+        let mut empty = json!([]);
+        mark_the_history(&mut empty);
+        assert_eq!(empty, json!([]));
+    }
+}
+
+#[cfg(test)]
+mod thinking_tests {
+    use super::*;
+
+    fn turn_with_reasoning(provider_options: Option<Value>) -> ModelRequest {
+        ModelRequest {
+            messages: vec![
+                ModelMessage::User {
+                    content: vec![UserContent::Text {
+                        text: "Roll".into(),
+                    }],
+                },
+                ModelMessage::Assistant {
+                    content: vec![
+                        AssistantContent::Reasoning {
+                            text: "A d6.".into(),
+                            provider_options,
+                        },
+                        AssistantContent::ToolCall {
+                            tool_call_id: "t1".into(),
+                            tool_name: "roll".into(),
+                            input: json!({}),
+                            provider_executed: false,
+                        },
+                    ],
+                },
+            ],
+            temperature: Some(0.5),
+            ..ModelRequest::default()
+        }
+    }
+
+    #[test]
+    fn thinking_goes_back_with_its_signature_and_the_budget_is_asked_for() {
+        let settings = ModelSettings {
+            thinking_budget: Some(2000),
+            ..ModelSettings::default()
+        };
+        let signed = turn_with_reasoning(Some(json!({"anthropic": {"signature": "sig"}})));
+        let body = request_body("claude-x", &signed, &settings);
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 2000})
+        );
+        assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS + 2000);
+        assert!(
+            body.get("temperature").is_none(),
+            "no temperature with thinking"
+        );
+        assert_eq!(
+            body["messages"][1]["content"][0],
+            json!({"type": "thinking", "thinking": "A d6.", "signature": "sig"})
+        );
+        let redacted = turn_with_reasoning(Some(json!({"anthropic": {"redactedData": "ENC"}})));
+        let body = request_body("claude-x", &redacted, &ModelSettings::default());
+        assert_eq!(
+            body["messages"][1]["content"][0],
+            json!({"type": "redacted_thinking", "data": "ENC"})
+        );
+        assert!(body.get("thinking").is_none());
+        assert_eq!(body["temperature"], 0.5);
+        for unsigned in [None, Some(json!({"openai": {"itemId": "rs_1"}}))] {
+            let body = request_body(
+                "claude-x",
+                &turn_with_reasoning(unsigned),
+                &ModelSettings::default(),
+            );
+            assert_eq!(body["messages"][1]["content"][0]["type"], "tool_use");
+        }
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 
 use super::converse::{self, ConverseStreamDecoder};
 use crate::model::transport::{ProviderClient, decode_byte_stream, error_chain, send_checked};
-use crate::model::{Model, ModelError, ModelRequest, ModelStream};
+use crate::model::{Model, ModelError, ModelRequest, ModelSettings, ModelStream};
 
 /// The name Bedrock's runtime API signs under.
 pub const SIGNING_NAME: &str = "bedrock";
@@ -29,6 +29,7 @@ pub struct Bedrock {
     /// first call (building it is async, and hosts build models synchronously at start-up).
     provider: OnceCell<SharedCredentialsProvider>,
     cached: Mutex<Option<Credentials>>,
+    settings: ModelSettings,
     client: ProviderClient,
 }
 
@@ -38,6 +39,7 @@ impl std::fmt::Debug for Bedrock {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("model", &self.model)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -111,8 +113,15 @@ impl Bedrock {
             model,
             provider,
             cached: Mutex::new(None),
+            settings: ModelSettings::default(),
             client: ProviderClient::new(),
         })
+    }
+
+    /// The same client with these thinking and caching settings.
+    pub fn with_settings(mut self, settings: ModelSettings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// The URL of a ConverseStream call for this model.
@@ -158,6 +167,12 @@ impl Bedrock {
         }
         Ok(credentials)
     }
+}
+
+/// Whether the model takes cache points (Claude and Nova; others refuse a request with them).
+/// Inference profiles and ARNs name the model inside them.
+fn caches_prompts(model: &str) -> bool {
+    model.contains("anthropic.claude") || model.contains("amazon.nova")
 }
 
 /// The characters a URL path segment keeps as they are (RFC 3986 unreserved); everything else
@@ -222,7 +237,11 @@ impl Model for Bedrock {
     }
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
-        let body = converse::request_body(&request).to_string();
+        let settings = ModelSettings {
+            prompt_cache: self.settings.prompt_cache && caches_prompts(&self.model),
+            ..self.settings
+        };
+        let body = converse::request_body(&request, &settings).to_string();
         let url = self.url();
         // As the API reference's request syntax has it: the body's type, nothing else.
         let headers = [("content-type", "application/json")];
@@ -268,6 +287,16 @@ mod tests {
             "https://bedrock-runtime.eu-west-1.amazonaws.com/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123456789012%3Ainference-profile%2Feu.anthropic.claude-v1%3A0/converse-stream"
         );
         assert_eq!(model.id(), format!("bedrock:{}", model.model));
+    }
+
+    #[test]
+    fn cache_points_go_to_claude_and_nova_only() {
+        assert!(caches_prompts(Bedrock::DEFAULT_MODEL));
+        assert!(caches_prompts("amazon.nova-lite-v1:0"));
+        assert!(caches_prompts(
+            "arn:aws:bedrock:eu-west-1:1:inference-profile/eu.anthropic.claude-3-7-sonnet-v1:0"
+        ));
+        assert!(!caches_prompts("meta.llama3-70b-instruct-v1:0"));
     }
 
     #[test]

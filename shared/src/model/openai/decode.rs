@@ -237,10 +237,12 @@ impl ChatCompletionsDecoder {
         if let Some(reasoning) = reasoning {
             out.push(ModelEvent::ReasoningDelta(reasoning.to_owned()));
         }
-        if let Some(text) = delta.get("content").and_then(Value::as_str)
-            && !text.is_empty()
-        {
-            out.push(ModelEvent::TextDelta(text.to_owned()));
+        match delta.get("content") {
+            Some(Value::String(text)) if !text.is_empty() => {
+                out.push(ModelEvent::TextDelta(text.to_owned()))
+            }
+            Some(Value::Array(parts)) => push_content_parts(parts, out),
+            _ => {}
         }
         if let Some(fragments) = delta.get("tool_calls").and_then(Value::as_array) {
             for fragment in fragments {
@@ -419,6 +421,7 @@ fn parse_usage(usage: &Value) -> Usage {
                 .and_then(|details| details.get("reasoning_tokens")),
         ),
         cached_input_tokens: count(cached),
+        cache_write_input_tokens: 0,
     }
 }
 
@@ -437,6 +440,36 @@ struct PlainText {
     text: String,
     /// The model that answered, which every chunk repeats.
     model: Option<String>,
+}
+
+/// `content` sent as a list of typed parts (Mistral's reasoning models): `text` parts are the
+/// reply, `thinking` parts (their text as a string or as a list of `text` parts) the reasoning.
+/// Parts of other types carry nothing this provider shows.
+fn push_content_parts(parts: &[Value], out: &mut Vec<ModelEvent>) {
+    let text_of = |value: &Value| -> String {
+        match value {
+            Value::String(text) => text.clone(),
+            Value::Array(inner) => inner
+                .iter()
+                .filter(|part| part.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|part| part.get("text").and_then(Value::as_str))
+                .collect(),
+            _ => String::new(),
+        }
+    };
+    for part in parts {
+        let (text, reasoning) = match part.get("type").and_then(Value::as_str) {
+            Some("text") => (part.get("text").map(text_of), None),
+            Some("thinking") => (None, part.get("thinking").map(text_of)),
+            _ => (None, None),
+        };
+        if let Some(text) = text.filter(|text| !text.is_empty()) {
+            out.push(ModelEvent::TextDelta(text));
+        }
+        if let Some(reasoning) = reasoning.filter(|text| !text.is_empty()) {
+            out.push(ModelEvent::ReasoningDelta(reasoning));
+        }
+    }
 }
 
 /// The text of a chunk that carries nothing but text (almost every chunk of a reply), read
@@ -746,6 +779,26 @@ mod tests {
     }
 
     #[test]
+    fn content_as_typed_parts_splits_into_reasoning_and_text() {
+        let events = decode(&[
+            r#"{"choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"Two "},{"type":"image","url":"x"},{"type":"text","text":"and two."}]}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":"Four."},{"type":"text","text":"4"},{"type":"reference","ids":[1]},{"type":"text","text":""}]}}]}"#,
+            &finish_chunk("stop"),
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ModelEvent::ReasoningDelta("Two and two.".into()),
+                ModelEvent::ReasoningDelta("Four.".into()),
+                ModelEvent::TextDelta("4".into()),
+                finish(FinishReason::Stop),
+            ]
+        );
+    }
+
+    #[test]
     fn tool_call_arguments_split_across_events() {
         let events = decode(&[
             &tool_fragment(0, Some("call_1"), Some("weather"), ""),
@@ -1012,6 +1065,7 @@ mod tests {
                     output_tokens: 50,
                     reasoning_tokens: 30,
                     cached_input_tokens: 80,
+                    cache_write_input_tokens: 0,
                 },
             })
         );

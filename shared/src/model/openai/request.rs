@@ -242,6 +242,7 @@ mod tests {
             }],
             max_output_tokens: Some(256),
             temperature: Some(0.7),
+            thinking_budget: None,
         };
         assert_eq!(
             request_body("gpt-4o-mini", &request),

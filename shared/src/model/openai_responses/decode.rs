@@ -762,6 +762,7 @@ fn usage(usage: TokenUsage) -> Usage {
             .input_tokens_details
             .and_then(|details| details.cached_tokens)
             .unwrap_or(0),
+        cache_write_input_tokens: 0,
     }
 }
 
@@ -1014,6 +1015,7 @@ mod tests {
                         output_tokens: 40,
                         reasoning_tokens: 30,
                         cached_input_tokens: 100,
+                        cache_write_input_tokens: 0,
                     },
                 },
             ]

@@ -374,6 +374,7 @@ mod tests {
             }],
             max_output_tokens: Some(256),
             temperature: Some(0.7),
+            thinking_budget: None,
         };
         let settings = ReasoningSettings {
             effort: Some("low".into()),

@@ -12,6 +12,7 @@
 //! | `chat#{chatId}` | `msgid#{messageId}` | index: message id → position |
 //! | `chat#{chatId}` | `state` | per-chat state (JSON) |
 //! | `outbox#{nn}` | `evt#{chatId}#{eventId}` | an event to deliver, in one of 16 partitions (see `outbox.rs`) |
+//! | `counter#{key}` | `counter` | a usage counter of the usage limits (see `counters.rs`) |
 //! | … | `{sk}#p{n:03}` | continuation `n` of a payload over 350 KB (`np` items, one token `v`) |
 //!
 //! Output batches are keyed by the *first* seq they hold and written with one conditional put
@@ -52,6 +53,7 @@ mod batch;
 mod billing;
 mod call;
 mod codec;
+mod counters;
 mod item;
 mod listing;
 mod ops;
@@ -1306,5 +1308,21 @@ impl Store for DynamoStore {
 
     async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
         self.erase_chat(chat_id).await
+    }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        self.add_to_counter_item(key, amount, limit, expires_at_ms, now_ms)
+            .await
+    }
+
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        self.counter_item(key, now_ms).await
     }
 }

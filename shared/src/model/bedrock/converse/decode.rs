@@ -71,10 +71,14 @@ struct ToolUseDelta {
     input: Option<String>,
 }
 
-/// `signature` and `redactedContent` deltas carry nothing to show.
+/// Text to show, or what sending the reasoning back needs: its `signature`, or the whole
+/// reasoning encrypted (`redactedContent`, base64).
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ReasoningDelta {
     text: Option<String>,
+    signature: Option<String>,
+    redacted_content: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,13 +178,26 @@ fn exception_message_error(message: &Message) -> ModelError {
 /// `messageStop` and carries the usage), or at the end of the stream when it never came.
 #[derive(Default)]
 pub struct ConverseDecoder {
-    /// Tool use blocks being streamed; text and reasoning blocks need no state.
+    /// Tool use blocks being streamed; text blocks need no state.
     tool_uses: BTreeMap<u64, StreamedToolCall>,
+    /// Reasoning blocks being streamed (they have no start event), with what the provider
+    /// attached to them so far.
+    reasoning: BTreeMap<u64, ReasoningBlock>,
     usage: Usage,
     stop_reason: Option<FinishReason>,
     saw_metadata: bool,
     finished: bool,
 }
+
+/// What a reasoning block carries besides its text.
+#[derive(Default)]
+struct ReasoningBlock {
+    signature: String,
+    redacted_content: String,
+}
+
+/// The key of this provider's entries in `providerMetadata`, as the AI SDK names it.
+pub(crate) const PROVIDER_KEY: &str = "amazonBedrock";
 
 fn protocol(what: &str) -> ModelError {
     ModelError::Protocol(format!("unexpected ConverseStream event: {what}"))
@@ -218,6 +235,7 @@ pub fn exception_error(kind: &str, message: &str) -> ModelError {
         Some(status) => ModelError::Provider {
             status,
             message: described,
+            retry_after: None,
         },
         None => ModelError::Stream(described),
     }
@@ -275,17 +293,35 @@ impl ConverseDecoder {
                 .get_mut(&index)
                 .ok_or_else(|| protocol("toolUse input for a block never started"))?;
             call.push_arguments(tool_use.input.as_deref().unwrap_or_default(), out);
-        } else if let Some(text) = delta.reasoning_content.and_then(|reasoning| reasoning.text)
-            && !text.is_empty()
-        {
-            out.push(ModelEvent::ReasoningDelta(text));
+        } else if let Some(reasoning) = delta.reasoning_content {
+            let block = self.reasoning.entry(index).or_default();
+            block.signature += reasoning.signature.as_deref().unwrap_or_default();
+            block.redacted_content += reasoning.redacted_content.as_deref().unwrap_or_default();
+            if let Some(text) = reasoning.text.filter(|text| !text.is_empty()) {
+                out.push(ModelEvent::ReasoningDelta(text));
+            }
         }
         Ok(())
     }
 
+    /// A finished reasoning block is one reasoning part, which keeps its `signature` (or its
+    /// `redactedContent`) in its metadata for the next call to send back.
     fn block_stopped(&mut self, stop: ContentBlockStop, out: &mut Vec<ModelEvent>) {
         if let Some(call) = self.tool_uses.remove(&stop.content_block_index) {
             out.push(call.finish());
+        }
+        if let Some(block) = self.reasoning.remove(&stop.content_block_index) {
+            let mut kept = serde_json::Map::new();
+            if !block.signature.is_empty() {
+                kept.insert("signature".into(), block.signature.into());
+            }
+            if !block.redacted_content.is_empty() {
+                kept.insert("redactedContent".into(), block.redacted_content.into());
+            }
+            out.push(ModelEvent::ReasoningEnd {
+                provider_metadata: (!kept.is_empty())
+                    .then(|| serde_json::json!({ PROVIDER_KEY: kept })),
+            });
         }
     }
 
@@ -300,13 +336,13 @@ impl ConverseDecoder {
     fn metadata(&mut self, metadata: Metadata, out: &mut Vec<ModelEvent>) {
         let usage = metadata.usage.unwrap_or_default();
         let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
+        let cache_write = usage.cache_write_input_tokens.unwrap_or(0);
         self.usage = Usage {
-            input_tokens: usage.input_tokens.unwrap_or(0)
-                + cache_read
-                + usage.cache_write_input_tokens.unwrap_or(0),
+            input_tokens: usage.input_tokens.unwrap_or(0) + cache_read + cache_write,
             output_tokens: usage.output_tokens.unwrap_or(0),
             reasoning_tokens: 0,
             cached_input_tokens: cache_read,
+            cache_write_input_tokens: cache_write,
         };
         self.saw_metadata = true;
         out.extend(self.finish_if_complete());
@@ -498,6 +534,9 @@ mod tests {
     fn text_reasoning_and_tool_use_become_model_events_in_any_chunking() {
         let expected = vec![
             ModelEvent::ReasoningDelta("Dice.".into()),
+            ModelEvent::ReasoningEnd {
+                provider_metadata: Some(json!({"amazonBedrock": {"signature": "sig"}})),
+            },
             ModelEvent::TextDelta("Rolling.".into()),
             ModelEvent::ToolCallStart {
                 id: "tooluse_1".into(),
@@ -523,6 +562,7 @@ mod tests {
                     output_tokens: 40,
                     reasoning_tokens: 0,
                     cached_input_tokens: 3,
+                    cache_write_input_tokens: 0,
                 },
             },
         ];
@@ -597,7 +637,8 @@ mod tests {
             throttled,
             ModelError::Provider {
                 status: 429,
-                message: "throttlingException: Too many tokens".into()
+                message: "throttlingException: Too many tokens".into(),
+                retry_after: None,
             }
         );
         let (_, unavailable) = decode(&exception("serviceUnavailableException", "busy"), 9);

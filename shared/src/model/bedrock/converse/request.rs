@@ -2,13 +2,20 @@
 
 use serde_json::{Map, Value, json};
 
+use super::decode::PROVIDER_KEY;
 use crate::model::data_url::DataUrl;
 use crate::model::{
-    AssistantContent, ModelMessage, ModelRequest, ToolContent, ToolOutput, UserContent,
+    AssistantContent, ModelMessage, ModelRequest, ModelSettings, ToolContent, ToolOutput,
+    UserContent,
 };
 
-/// The ConverseStream request body for `request` (the model id goes in the path, not here).
-pub fn request_body(request: &ModelRequest) -> Value {
+/// The output cap with thinking on when the request sets none: Claude on Bedrock needs one
+/// above the budget.
+const DEFAULT_MAX_TOKENS_WITH_THINKING: u32 = 4096;
+
+/// The ConverseStream request body for `request` (the model id goes in the path, not here), with
+/// thinking as `settings` and the request say.
+pub fn request_body(request: &ModelRequest, settings: &ModelSettings) -> Value {
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
     for message in &request.messages {
@@ -38,13 +45,25 @@ pub fn request_body(request: &ModelRequest) -> Value {
         }
     }
 
+    // Cache points after the instructions, the tools and the history so far: this call writes
+    // them to the cache, and the next, whose prompt starts with them, reads them back.
+    if settings.prompt_cache {
+        if !system.is_empty() {
+            system.push(cache_point());
+        }
+        if let Some(last) = messages.last_mut()
+            && let Some(content) = last["content"].as_array_mut()
+        {
+            content.push(cache_point());
+        }
+    }
     let mut body = Map::new();
     body.insert("messages".into(), messages.into());
     if !system.is_empty() {
         body.insert("system".into(), system.into());
     }
     if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
+        let mut tools: Vec<Value> = request
             .tools
             .iter()
             .map(|tool| {
@@ -61,19 +80,47 @@ pub fn request_body(request: &ModelRequest) -> Value {
                 json!({ "toolSpec": spec })
             })
             .collect();
+        if settings.prompt_cache {
+            tools.push(cache_point());
+        }
         body.insert("toolConfig".into(), json!({ "tools": tools }));
     }
+    let thinking_budget = settings.thinking_budget_for(request);
     let mut inference = Map::new();
-    if let Some(max) = request.max_output_tokens {
-        inference.insert("maxTokens".into(), max.into());
+    match (request.max_output_tokens, thinking_budget) {
+        // The budget is part of the cap: the answer keeps the room it had without thinking.
+        (max, Some(budget)) => {
+            let max = max.unwrap_or(DEFAULT_MAX_TOKENS_WITH_THINKING) + budget;
+            inference.insert("maxTokens".into(), max.into());
+        }
+        (Some(max), None) => {
+            inference.insert("maxTokens".into(), max.into());
+        }
+        (None, None) => {}
     }
-    if let Some(temperature) = request.temperature.and_then(crate::model::f32_to_json) {
+    // Claude refuses a temperature with thinking on.
+    if let Some(temperature) = request
+        .temperature
+        .filter(|_| thinking_budget.is_none())
+        .and_then(crate::model::f32_to_json)
+    {
         inference.insert("temperature".into(), temperature);
+    }
+    if let Some(budget) = thinking_budget {
+        // Claude's own request field, passed through by Converse.
+        body.insert(
+            "additionalModelRequestFields".into(),
+            json!({ "thinking": { "type": "enabled", "budget_tokens": budget } }),
+        );
     }
     if !inference.is_empty() {
         body.insert("inferenceConfig".into(), inference.into());
     }
     Value::Object(body)
+}
+
+fn cache_point() -> Value {
+    json!({ "cachePoint": { "type": "default" } })
 }
 
 fn user_blocks(content: &[UserContent]) -> Vec<Value> {
@@ -191,11 +238,27 @@ fn assistant_blocks(content: &[AssistantContent]) -> Vec<Value> {
                     "toolUse": { "toolUseId": tool_call_id, "name": tool_name, "input": input }
                 }))
             }
-            // Reasoning can only go back with the signature the model gave it, which the UI
-            // message does not keep; the model does not need its old thoughts.
+            AssistantContent::Reasoning {
+                text,
+                provider_options,
+            } => reasoning_block(text, provider_options.as_ref()),
             _ => None,
         })
         .collect()
+}
+
+/// Reasoning goes back as it came, which the model checks by its signature (or as its encrypted
+/// copy); with thinking on, Claude refuses a tool loop's assistant message without it.
+/// Reasoning without either (another provider's) cannot go back.
+fn reasoning_block(text: &str, provider_options: Option<&Value>) -> Option<Value> {
+    let kept = provider_options?.get(PROVIDER_KEY)?;
+    if let Some(signature) = kept.get("signature").and_then(Value::as_str) {
+        return Some(json!({
+            "reasoningContent": { "reasoningText": { "text": text, "signature": signature } }
+        }));
+    }
+    let redacted = kept.get("redactedContent").and_then(Value::as_str)?;
+    Some(json!({ "reasoningContent": { "redactedContent": redacted } }))
 }
 
 fn tool_blocks(content: &[ToolContent]) -> Vec<Value> {
@@ -316,8 +379,9 @@ mod tests {
             ],
             max_output_tokens: Some(500),
             temperature: Some(0.7),
+            ..ModelRequest::default()
         };
-        let body = request_body(&request);
+        let body = request_body(&request, &NO_CACHE);
         assert_eq!(body["system"], json!([{"text": "Be brief."}]));
         assert_eq!(
             body["inferenceConfig"],
@@ -348,7 +412,73 @@ mod tests {
                 ]}
             ])
         );
-        let bare = request_body(&ModelRequest::default());
+        let bare = request_body(&ModelRequest::default(), &ModelSettings::default());
         assert_eq!(bare, json!({"messages": []}));
+
+        let cached = request_body(&request, &ModelSettings::default());
+        let point = json!({"cachePoint": {"type": "default"}});
+        assert_eq!(cached["system"], json!([{"text": "Be brief."}, point]));
+        assert_eq!(cached["toolConfig"]["tools"][2], point);
+        assert_eq!(cached["messages"][2]["content"][5], point);
+        assert_eq!(
+            cached["messages"][1]["content"].as_array().map(Vec::len),
+            Some(3)
+        );
+    }
+
+    const NO_CACHE: ModelSettings = ModelSettings {
+        thinking_budget: None,
+        prompt_cache: false,
+    };
+
+    #[test]
+    fn reasoning_goes_back_with_its_signature_and_thinking_is_asked_for() {
+        let turn = |provider_options: Option<Value>| ModelRequest {
+            messages: vec![ModelMessage::Assistant {
+                content: vec![
+                    AssistantContent::Reasoning {
+                        text: "A d6.".into(),
+                        provider_options,
+                    },
+                    AssistantContent::Text {
+                        text: "Rolling.".into(),
+                    },
+                ],
+            }],
+            temperature: Some(0.5),
+            ..ModelRequest::default()
+        };
+        let thinking = ModelSettings {
+            thinking_budget: Some(1024),
+            ..ModelSettings::default()
+        };
+        let body = request_body(
+            &turn(Some(json!({"amazonBedrock": {"signature": "sig"}}))),
+            &thinking,
+        );
+        assert_eq!(
+            body["additionalModelRequestFields"],
+            json!({"thinking": {"type": "enabled", "budget_tokens": 1024}})
+        );
+        assert_eq!(body["inferenceConfig"], json!({"maxTokens": 4096 + 1024}));
+        assert_eq!(
+            body["messages"][0]["content"][0],
+            json!({"reasoningContent": {"reasoningText": {"text": "A d6.", "signature": "sig"}}})
+        );
+        let body = request_body(
+            &turn(Some(json!({"amazonBedrock": {"redactedContent": "RU5D"}}))),
+            &ModelSettings::default(),
+        );
+        assert_eq!(
+            body["messages"][0]["content"][0],
+            json!({"reasoningContent": {"redactedContent": "RU5D"}})
+        );
+        assert!(body.get("additionalModelRequestFields").is_none());
+        assert_eq!(body["inferenceConfig"], json!({"temperature": 0.5}));
+        let body = request_body(&turn(None), &NO_CACHE);
+        assert_eq!(
+            body["messages"][0]["content"],
+            json!([{"text": "Rolling."}])
+        );
     }
 }

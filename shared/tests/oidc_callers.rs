@@ -338,3 +338,77 @@ async fn key_fetches_are_shared_and_failures_remembered() {
         "one fetch for 25 callers while the failure is remembered"
     );
 }
+
+async fn list(app: &TestApp, credential: &str) -> Vec<String> {
+    let response = app
+        .client
+        .get(format!("{}/api/v1/sessions?page[size]=100", app.base))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|session| session["externalId"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_end_user_lists_edits_and_erases_only_their_own_chats() {
+    let issuer = issuer().await;
+    let app = start(&issuer).await;
+    let alice = id_token(&issuer, "alice", AUDIENCE, 300, "test-key-1");
+    let bob = id_token(&issuer, "bob", AUDIENCE, 300, "test-key-1");
+    for (credential, chat) in [(&alice, "a-1"), (&bob, "b-1"), (&alice, "a-2")] {
+        assert_eq!(
+            create(&app, credential, chat).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(list(&app, &alice).await, ["a-2", "a-1"]);
+    assert_eq!(list(&app, &bob).await, ["b-1"]);
+    assert_eq!(list(&app, app::SECRET).await, ["a-2", "b-1", "a-1"]);
+
+    let patch = |credential: &str, chat: &str| {
+        app.client
+            .patch(format!("{}/api/v1/sessions/{chat}", app.base))
+            .bearer_auth(credential)
+            .json(&json!({"tags": ["x"]}))
+            .send()
+    };
+    assert_eq!(
+        patch(&bob, "a-1").await.expect("patch").status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        patch(&alice, "a-1").await.expect("patch").status(),
+        StatusCode::OK
+    );
+
+    let erase = |credential: &str, path: String| {
+        app.client
+            .delete(format!("{}{path}", app.base))
+            .bearer_auth(credential)
+            .send()
+    };
+    let refused = erase(&bob, "/api/v1/sessions/a-1".into())
+        .await
+        .expect("delete");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let refused = erase(&bob, "/api/v1/owners/alice/sessions".into())
+        .await
+        .expect("delete");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let erased = erase(&alice, "/api/v1/owners/alice/sessions".into())
+        .await
+        .expect("delete");
+    assert_eq!(erased.status(), StatusCode::OK);
+    let body: Value = erased.json().await.expect("json");
+    assert_eq!(body["deleted"], 2);
+    assert!(list(&app, &alice).await.is_empty());
+    assert_eq!(list(&app, app::SECRET).await, ["b-1"]);
+}

@@ -99,6 +99,17 @@ async fn open_store(args: &Args) -> Result<ChosenStore, String> {
             .create_table()
             .await
             .map_err(|e| format!("cannot create the DynamoDB table {table}: {e}"))?;
+        let listed = store
+            .backfill_listing()
+            .await
+            .map_err(|e| format!("cannot index the sessions of the DynamoDB table {table}: {e}"))?;
+        if listed > 0 {
+            tracing::info!(
+                table,
+                sessions = listed,
+                "indexed sessions written before the listing"
+            );
+        }
         let meter = store.clone();
         let capacity = move || {
             let used = meter.capacity().snapshot();

@@ -101,6 +101,14 @@ async fn route(request: HttpRequest, env: &Env) -> Result<Answer, ApiError> {
             )),
         };
     }
+    if needs_directory(&parts.method, parts.uri.path()) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "listing chats (and erasing an owner's chats) is not on the Worker yet: each chat \
+             lives in its own Durable Object, and no directory of them exists yet",
+        ));
+    }
     match addressed_chat(&parts.method, parts.uri.path(), inspected) {
         Some(chat) => forward(env, &chat, &parts, body)
             .await
@@ -111,6 +119,13 @@ async fn route(request: HttpRequest, env: &Env) -> Result<Answer, ApiError> {
             Ok(Answer::Here(router.oneshot(request).await.into_response()))
         }
     }
+}
+
+/// Whether a request needs a directory of every chat, which the Worker does not keep yet: the
+/// chat-less routes run over an empty store, and would answer as if there were no chats.
+fn needs_directory(method: &axum::http::Method, path: &str) -> bool {
+    (method == axum::http::Method::GET && path == "/api/v1/sessions")
+        || (method == axum::http::Method::DELETE && path.starts_with("/api/v1/owners/"))
 }
 
 /// Past the body limit, how much more of a body is read (and dropped) before the 413, so the

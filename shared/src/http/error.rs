@@ -203,6 +203,11 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NoSession(_) => ApiError::no_session(),
             StoreError::LeaseLost | StoreError::SequenceTaken(_) => ApiError::turn_in_progress(),
+            StoreError::Unsupported(what) => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                format!("this host's store does not support {what} yet"),
+            ),
             StoreError::Backend(message) => {
                 tracing::error!("store failure: {message}");
                 ApiError::new(

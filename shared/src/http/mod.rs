@@ -3,10 +3,12 @@
 
 mod addressing;
 mod ai_sdk;
+mod erasure;
 pub mod error;
 mod extract;
 mod readers;
 mod realtime;
+mod session_list;
 mod sessions;
 mod stream;
 
@@ -16,7 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use crate::auth::SecretKeys;
@@ -92,7 +94,8 @@ impl HttpSettings {
 pub enum Routes {
     /// Every route: the local server and the Worker.
     All,
-    /// Starting, reading and closing sessions (the `session-start` function).
+    /// Starting, listing, reading, editing, closing and erasing sessions (the `session-start`
+    /// function).
     SessionStart,
     /// Refreshing tokens and minting public ones (the `token-refresh` function).
     TokenRefresh,
@@ -195,8 +198,20 @@ pub fn router(app: App, routes: Routes) -> Router {
     let mut router = Router::new();
     if matches!(routes, Routes::All | Routes::SessionStart) {
         router = router
-            .route("/api/v1/sessions", post(sessions::create))
-            .route("/api/v1/sessions/{id}", get(sessions::get_session))
+            .route(
+                "/api/v1/sessions",
+                post(sessions::create).get(session_list::list),
+            )
+            .route(
+                "/api/v1/sessions/{id}",
+                get(sessions::get_session)
+                    .patch(sessions::update_session)
+                    .delete(erasure::delete_session),
+            )
+            .route(
+                "/api/v1/owners/{sub}/sessions",
+                delete(erasure::delete_owner_sessions),
+            )
             .route("/api/v1/sessions/{id}/close", post(sessions::close_session));
     }
     if matches!(routes, Routes::All | Routes::TokenRefresh) {
@@ -268,7 +283,14 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     ];
     CorsLayer::new()
         .allow_origin(allow_origin)
-        .allow_methods([Method::GET, Method::POST, Method::HEAD, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::HEAD,
+            Method::OPTIONS,
+        ])
         // Mirroring covers `Authorization` (which `*` does not) and any header a client adds.
         .allow_headers(AllowHeaders::mirror_request())
         .expose_headers(ExposeHeaders::list(

@@ -16,9 +16,10 @@ use super::extract::{
     ApiPath, Caller, Credential, authenticate, authenticate_caller, parse_json, read_body,
     require_secret_key, validate_chat_id, validate_path_chat_id,
 };
+use super::session_list::listed_json;
 use crate::auth::{Access, SessionClaims, SessionToken, TokenError, scope};
 use crate::clock::{iso8601, now_ms};
-use crate::store::{Session, SessionCreate};
+use crate::store::{Session, SessionCreate, SessionUpdate};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -320,8 +321,8 @@ fn check_not_squatted(
     }
 }
 
-/// An end user may only hold tokens for the chats they created.
-fn check_owner(caller: &Caller, session: &Session) -> Result<(), ApiError> {
+/// An end user may only hold tokens for (and edit, and erase) the chats they created.
+pub(super) fn check_owner(caller: &Caller, session: &Session) -> Result<(), ApiError> {
     match caller {
         Caller::Server => Ok(()),
         Caller::EndUser(sub) if session.owner.as_deref() == Some(sub.as_str()) => Ok(()),
@@ -420,6 +421,7 @@ pub(super) async fn authorized_session(
         return match (found, &credential) {
             (Some(session), _) => {
                 let claims = credential.grant(&session.chat_id, access)?;
+                check_token_age(claims.as_ref(), &session)?;
                 Ok((session, claims))
             }
             (None, Credential::SecretKey) => Err(ApiError::no_session()),
@@ -429,7 +431,24 @@ pub(super) async fn authorized_session(
     }
     validate_path_chat_id(id)?;
     let claims = credential.grant(id, access)?;
-    Ok((resolve_session(app, id).await?, claims))
+    let session = resolve_session(app, id).await?;
+    check_token_age(claims.as_ref(), &session)?;
+    Ok((session, claims))
+}
+
+/// A session token opens only the chat that existed when it was minted: one issued before the
+/// session was created (for a chat since erased and created again under its id) opens nothing.
+/// `iat` has whole seconds, so a token from the second the chat was created still opens it.
+pub(super) fn check_token_age(
+    claims: Option<&SessionClaims>,
+    session: &Session,
+) -> Result<(), ApiError> {
+    match claims {
+        Some(claims) if claims.iat < session.created_at_ms / 1000 => Err(ApiError::unauthorized(
+            "this token was issued before the chat was created; get a new one",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `GET /api/v1/sessions/{id}`: the session (secret key, or a token of the chat).
@@ -439,7 +458,90 @@ pub async fn get_session(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (session, _) = authorized_session(&app, &headers, &id, Access::Read).await?;
-    Ok(Json(session_json(&session)))
+    let listed = app
+        .runner()
+        .store()
+        .listed_session(&session.chat_id)
+        .await?
+        .ok_or_else(ApiError::no_session)?;
+    Ok(Json(listed_json(&app, &listed).await?))
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The body of `sessions.update(...)`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateSessionRequest {
+    #[serde(default, deserialize_with = "present")]
+    tags: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    metadata: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "present")]
+    external_id: Option<Option<String>>,
+}
+
+impl UpdateSessionRequest {
+    /// The change this request asks of `session`, or what is wrong with it (422).
+    fn into_update(self, session: &Session) -> Result<SessionUpdate, ApiError> {
+        if let Some(external_id) = self.external_id
+            && external_id.as_deref() != Some(session.chat_id.as_str())
+        {
+            return Err(ApiError::invalid(
+                "`externalId` is the chat id and cannot change",
+            ));
+        }
+        let tags = self.tags.map(Option::unwrap_or_default);
+        if let Some(tags) = &tags
+            && (tags.len() > 10 || tags.iter().any(|tag| tag.is_empty() || tag.len() > 128))
+        {
+            return Err(ApiError::invalid(
+                "at most 10 `tags` of 1 to 128 characters",
+            ));
+        }
+        if let Some(Some(metadata)) = &self.metadata
+            && !metadata.is_object()
+        {
+            return Err(ApiError::invalid("`metadata` must be an object or null"));
+        }
+        Ok(SessionUpdate {
+            tags,
+            metadata: self.metadata,
+        })
+    }
+}
+
+/// `PATCH /api/v1/sessions/{id}`: changes a chat's tags and metadata (`null` clears them); the
+/// secret key, or the ID token of the chat's owner.
+pub async fn update_session(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
+    // The credential first: its verdict, not the body's, is what an unknown caller learns.
+    let caller = authenticate_caller(&app, &headers).await?;
+    let body = read_body(request, &()).await?;
+    let request: UpdateSessionRequest = parse_json(&body)?;
+    let session = resolve_session(&app, &id).await?;
+    check_owner(&caller, &session)?;
+    let update = request.into_update(&session)?;
+    let store = app.runner().store();
+    store
+        .update_session(&session.chat_id, &update, now_ms())
+        .await?;
+    let listed = store
+        .listed_session(&session.chat_id)
+        .await?
+        .ok_or_else(ApiError::no_session)?;
+    Ok(Json(listed_json(&app, &listed).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -17,16 +17,17 @@ use rusqlite::{
 use serde::Serialize;
 use serde_json::Value;
 
+use super::listing::{self, Direction, ListKey, ListedSession, SessionPage, SessionQuery};
 use super::sql::{self, SessionRow, json_column};
 use super::{
     InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputRecord, Session, SessionCreate,
-    Store, StoreError, StoreResult, TurnLease, check_output_batch,
+    SessionUpdate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::ui::UIMessage;
 
 /// The schema version this code writes, kept in `PRAGMA user_version`. Bump it with a migration
 /// step in [`migrate`] whenever the schema changes.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// How long a write waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -167,12 +168,18 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
             tx.execute_batch(sql::SCHEMA_V1).map_err(backend)?;
             tx.execute_batch(sql::SCHEMA_V2_OUTBOX).map_err(backend)?;
             tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?;
         }
         1 => {
             tx.execute_batch(sql::SCHEMA_V2_OUTBOX).map_err(backend)?;
             tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?;
         }
-        2 => tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?,
+        2 => {
+            tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?;
+        }
+        3 => tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?,
         other => {
             return Err(StoreError::Backend(format!(
                 "unknown database schema version {other} (this chatfn writes {SCHEMA_VERSION}); \
@@ -600,6 +607,9 @@ impl Store for SqliteStore {
                     .and_then(|mut stmt| stmt.execute(params![chat_id, Int(consumed)]))
                     .map_err(backend)?;
             }
+            tx.prepare(sql::RECORD_ACTIVITY)
+                .and_then(|mut stmt| stmt.execute(params![chat_id, Int(crate::clock::now_ms())]))
+                .map_err(backend)?;
             Ok(())
         })
         .await
@@ -747,6 +757,71 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        listing::collect_page(query, |from: Option<ListKey>, limit| {
+            let query = query.clone();
+            self.with(move |conn| scan_sessions(conn, &query, from.as_ref(), limit))
+        })
+        .await
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        let chat_id = chat_id.to_owned();
+        self.with(move |conn| {
+            let Some(session) = select_session(conn, sql::SESSION_BY_CHAT, &chat_id)? else {
+                return Ok(None);
+            };
+            let last_activity_ms = conn
+                .prepare("SELECT last_activity_ms FROM sessions WHERE chat_id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&chat_id], |row| opt_u64_at(row, 0)))
+                .map_err(backend)?;
+            Ok(Some(ListedSession {
+                session,
+                last_activity_ms,
+            }))
+        })
+        .await
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        let (chat_id, update) = (chat_id.to_owned(), update.clone());
+        self.write(move |tx| {
+            let mut session = select_session(tx, sql::SESSION_BY_CHAT, &chat_id)?
+                .ok_or_else(|| no_session(&chat_id))?;
+            update.apply(&mut session, now_ms);
+            let metadata = session.metadata.as_ref().map(to_json).transpose()?;
+            let tags = to_json(&session.tags)?;
+            tx.prepare(sql::UPDATE_SESSION)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![chat_id, tags, metadata, Int(session.updated_at_ms)])
+                })
+                .map_err(backend)?;
+            Ok(session)
+        })
+        .await
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        let chat_id = chat_id.to_owned();
+        self.write(move |tx| {
+            let mut erased = 0;
+            for statement in sql::DELETE_CHAT {
+                erased = tx
+                    .prepare(statement)
+                    .and_then(|mut stmt| stmt.execute([&chat_id]))
+                    .map_err(backend)?;
+            }
+            // The last statement removes the session: whether it did is whether the chat was.
+            Ok(erased > 0)
+        })
+        .await
+    }
+
     async fn add_to_counter(
         &self,
         key: &str,
@@ -790,6 +865,56 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// The statement scanning sessions (of one owner: `?1`, or all) strictly past the key
+/// (`?2` created at, `?3` chat id) in `direction`, at most `?4`.
+fn scan_statement(by_owner: bool, direction: Direction) -> String {
+    let (past, order) = match direction {
+        Direction::Older => ("<", "DESC"),
+        Direction::Newer => (">", "ASC"),
+    };
+    let owner = if by_owner { "owner = ?1" } else { "?1 IS NULL" };
+    format!(
+        "SELECT {}, last_activity_ms FROM sessions WHERE {owner} \
+         AND (created_at_ms, chat_id) {past} (?2, ?3) \
+         ORDER BY created_at_ms {order}, chat_id {order} LIMIT ?4",
+        sql::SESSION_COLUMNS
+    )
+}
+
+fn scan_sessions(
+    conn: &Connection,
+    query: &SessionQuery,
+    from: Option<&ListKey>,
+    limit: usize,
+) -> StoreResult<Vec<ListedSession>> {
+    // Without a cursor, start past every key there can be.
+    let (created, chat_id) = match (from, query.direction) {
+        (Some(key), _) => (
+            i64::try_from(key.created_at_ms).unwrap_or(i64::MAX),
+            key.chat_id.as_str(),
+        ),
+        (None, Direction::Older) => (i64::MAX, ""),
+        (None, Direction::Newer) => (-1, ""),
+    };
+    let statement = scan_statement(query.owner.is_some(), query.direction);
+    let mut stmt = conn.prepare(&statement).map_err(backend)?;
+    let rows = stmt
+        .query_map(
+            params![query.owner, created, chat_id, limit_bound(limit)],
+            |row| Ok((read_session_row(row)?, opt_u64_at(row, 13)?)),
+        )
+        .map_err(backend)?;
+    let mut found = Vec::new();
+    for row in rows {
+        let (row, last_activity_ms) = row.map_err(backend)?;
+        found.push(ListedSession {
+            session: row.into_session()?,
+            last_activity_ms,
+        });
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chatfn::store::memory::MemoryStore;
 use chatfn::store::{
-    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputCadence, OutputRecord, Session,
-    SessionCreate, Store, StoreResult, TurnLease,
+    InputAppend, InputRecord, LeaseAcquire, ListedSession, OutboxEvent, OutputCadence,
+    OutputRecord, Session, SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store,
+    StoreResult, TurnLease,
 };
 use chatfn::ui::UIMessage;
 use serde_json::Value;
@@ -235,6 +236,29 @@ impl Store for CountingStore {
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         self.wrote();
         self.inner.remove_event(chat_id, id).await
+    }
+
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        self.inner.list_sessions(query).await
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        self.inner.listed_session(chat_id).await
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        self.wrote();
+        self.inner.update_session(chat_id, update, now_ms).await
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        self.wrote();
+        self.inner.delete_chat(chat_id).await
     }
 
     async fn add_to_counter(

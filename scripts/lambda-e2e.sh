@@ -235,6 +235,11 @@ else
     "test/21-turn-events.test.js"
     # The stock agent on OpenAI's Responses API: agent-turn instances of their own (below).
     "test/22-openai-responses.test.js"
+    # Usage limits: two agent-turn instances with the limits of the test file, which must
+    # share one count (below); actions, close, and sessions.close mid-reply.
+    "test/23-limits-and-actions.test.js"
+    # The sessions API: listing, editing and erasing, the table scanned after an erase.
+    "test/24-sessions-api.test.js"
     "load/"
   )
 fi
@@ -255,6 +260,8 @@ replace_agent_turns() {
   start_instances agent-turn "$count"
 }
 responses_env=(CHATFN_MODEL_PROVIDER=openai-responses CHATFN_MODEL=gpt-5-mini)
+# The values of LIMITS_ENV in tests/js/test/23-limits-and-actions.test.js.
+limits_env=(CHATFN_MAX_TURNS_PER_MINUTE=2 CHATFN_MAX_OUTPUT_TOKENS_PER_DAY=300)
 bash scripts/npm-install.sh tests/js
 bash scripts/npm-install.sh tests/mcp
 for group in "${groups[@]}"; do
@@ -276,6 +283,10 @@ for group in "${groups[@]}"; do
     replace_agent_turns 4 "${responses_env[@]}"
     echo "agent-turn: 4 instances on the openai-responses provider"
   fi
+  if [[ " $group " == *" test/23-limits-and-actions.test.js "* ]]; then
+    replace_agent_turns 2 "${limits_env[@]}"
+    echo "agent-turn: 2 instances with usage limits (${limits_env[*]})"
+  fi
   echo "==> the stock npm clients against the Lambda functions: $group"
   (
     cd tests/js
@@ -284,9 +295,9 @@ for group in "${groups[@]}"; do
       CHATFN_LAMBDA_INSTANCES_PARENT="$$" CHATFN_OTLP_SPANS="$work/spans.jsonl" \
       MOCK_OPENAI_PORT="$mock_port" node --test --test-concurrency=1 $group
   )
-  if [[ " $group " == *" test/22-openai-responses.test.js "* ]]; then
+  if [[ " $group " == *" test/22-openai-responses.test.js "* || " $group " == *" test/23-limits-and-actions.test.js "* ]]; then
     replace_agent_turns "$instances"
-    echo "agent-turn: $instances instances on the $CHATFN_MODEL_PROVIDER provider again"
+    echo "agent-turn: $instances instances as configured above again"
   fi
 done
 

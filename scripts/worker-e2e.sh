@@ -55,6 +55,10 @@ else
     test/21-turn-events.test.js
     # The stock agent on OpenAI's Responses API (the suite sets the provider).
     test/22-openai-responses.test.js
+    # Usage limits (the suite sets them), actions, close.
+    test/23-limits-and-actions.test.js
+    # The sessions API: editing, retrieving and erasing (listing is not on the Worker yet).
+    test/24-sessions-api.test.js
     worker/
   )
 fi

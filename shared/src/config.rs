@@ -133,6 +133,12 @@ pub struct Config {
     pub token_ttl_seconds: u64,
     /// The most model calls one turn may make.
     pub max_steps: usize,
+    /// `CHATFN_MAX_TURNS_PER_MINUTE`: turns a chat may start per minute; `None` (unset or 0)
+    /// for no limit.
+    pub max_turns_per_minute: Option<u64>,
+    /// `CHATFN_MAX_OUTPUT_TOKENS_PER_DAY`: output tokens a chat's owner (else the chat) may
+    /// spend per UTC day; `None` (unset or 0) for no limit.
+    pub max_output_tokens_per_day: Option<u64>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
     /// Tools whose calls wait for a person's approval.
@@ -167,6 +173,8 @@ impl std::fmt::Debug for Config {
             cors_origins,
             token_ttl_seconds,
             max_steps,
+            max_turns_per_minute,
+            max_output_tokens_per_day,
             max_body_bytes,
             approval_tools,
             mcp_servers,
@@ -193,6 +201,8 @@ impl std::fmt::Debug for Config {
             .field("cors_origins", cors_origins)
             .field("token_ttl_seconds", token_ttl_seconds)
             .field("max_steps", max_steps)
+            .field("max_turns_per_minute", max_turns_per_minute)
+            .field("max_output_tokens_per_day", max_output_tokens_per_day)
             .field("max_body_bytes", max_body_bytes)
             .field("approval_tools", approval_tools)
             .field("mcp_servers", mcp_servers)
@@ -279,6 +289,10 @@ impl Config {
                 .unwrap_or_default(),
             token_ttl_seconds: number("CHATFN_TOKEN_TTL_SECONDS", Self::DEFAULT_TOKEN_TTL_SECONDS)?,
             max_steps: number("CHATFN_MAX_STEPS", Self::DEFAULT_MAX_STEPS as u64)? as usize,
+            max_turns_per_minute: Some(number("CHATFN_MAX_TURNS_PER_MINUTE", 0)?)
+                .filter(|&limit| limit > 0),
+            max_output_tokens_per_day: Some(number("CHATFN_MAX_OUTPUT_TOKENS_PER_DAY", 0)?)
+                .filter(|&limit| limit > 0),
             max_body_bytes: number("CHATFN_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES as u64)?
                 as usize,
             approval_tools: get("CHATFN_APPROVAL_TOOLS")
@@ -516,5 +530,23 @@ mod tests {
         );
         let any = config_any();
         assert!(any.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn usage_limits_are_numbers_and_zero_means_none() {
+        let unset = config(&[]).expect("valid");
+        assert_eq!(unset.max_turns_per_minute, None);
+        assert_eq!(unset.max_output_tokens_per_day, None);
+        let set = config(&[
+            ("CHATFN_MAX_TURNS_PER_MINUTE", "2"),
+            ("CHATFN_MAX_OUTPUT_TOKENS_PER_DAY", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(set.max_turns_per_minute, Some(2));
+        assert_eq!(set.max_output_tokens_per_day, None);
+        assert!(matches!(
+            config(&[("CHATFN_MAX_TURNS_PER_MINUTE", "lots")]),
+            Err(ConfigError::NotANumber { .. })
+        ));
     }
 }

@@ -1,11 +1,14 @@
 //! A bank teller: it reads the balance of the chat's account and moves money, but every transfer
 //! waits for a person to approve it. Shows typed tools (their JSON schema derived from Rust
-//! types), approvals, errors reported to the model, per-chat typed state and a lifecycle hook.
+//! types), approvals, errors reported to the model, per-chat typed state, a lifecycle hook and
+//! an action: `sendAction({ type: "undo" })` takes back the last question and its answer.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chatfn::agent::{Agent, ChatHooks, ChatState, FunctionTool, ToolError, TurnInfo, TurnOutcome};
+use chatfn::agent::{
+    ActionContext, Agent, ChatHooks, ChatState, FunctionTool, ToolError, TurnInfo, TurnOutcome,
+};
 use chatfn::model::Model;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -95,7 +98,26 @@ pub fn agent(model: Arc<dyn Model>) -> Agent {
         ))
         .require_approval(["transfer"])
         .hooks(AuditLog)
+        .on_action(|action: TellerAction, mut chat: ActionContext| async move {
+            Ok(match action {
+                TellerAction::Undo => {
+                    chat.undo_last_exchange();
+                    chat.done()
+                }
+                TellerAction::AskAgain => chat.reply(),
+            })
+        })
         .build()
+}
+
+/// What the customer's app may ask besides a message (`sendAction`).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum TellerAction {
+    /// Takes back the last question and its answer (a transfer already made stays made).
+    Undo,
+    /// Answers the last question again.
+    AskAgain,
 }
 
 /// Logs every turn with what it cost, so the bank knows what the chat spends on its model.

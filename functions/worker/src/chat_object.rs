@@ -71,10 +71,12 @@ impl ChatObject {
             return Ok(chat.clone());
         }
         let config = settings::config(&self.env)?;
-        let store = Arc::new(
-            DurableObjectStore::open(self.state.storage().sql())
-                .map_err(|error| ApiError::internal(error.to_string()))?,
-        );
+        let store = DurableObjectStore::open(self.state.storage().sql())
+            .map_err(|error| ApiError::internal(error.to_string()))?;
+        let store = Arc::new(match self.env.durable_object(crate::CHATS_BINDING) {
+            Ok(namespace) => store.with_shared_counters(namespace),
+            Err(_) => store,
+        });
         let app = settings::app(&config, store.clone())?;
         let chat = Chat {
             router: router(app.clone(), Routes::All),
@@ -101,6 +103,22 @@ impl ChatObject {
                         .into_response()
                 })
                 .map_err(ApiError::not_found);
+        }
+        if request.path() == crate::usage_counters::PATH {
+            let mut request = request;
+            let body = request
+                .bytes()
+                .await
+                .map_err(|error| ApiError::internal(error.to_string()))?;
+            return crate::usage_counters::serve(&chat.store, &body)
+                .map(|answer| {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        answer,
+                    )
+                        .into_response()
+                })
+                .map_err(ApiError::from);
         }
         let request = HttpRequest::try_from(request)
             .map_err(|error| ApiError::internal(format!("could not read the request: {error}")))?;

@@ -9,28 +9,104 @@
 use async_trait::async_trait;
 use chatfn::store::sql::{SessionRow, json_column};
 use chatfn::store::{
-    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputRecord, Session, SessionCreate,
-    Store, StoreError, StoreResult, TurnLease, check_output_batch, sql,
+    InputAppend, InputRecord, LeaseAcquire, ListedSession, OutboxEvent, OutputRecord, Session,
+    SessionCreate, SessionUpdate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
+    sql,
 };
 use chatfn::ui::UIMessage;
 use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use worker::{SqlCursor, SqlStorage, SqlStorageValue};
+use worker::{ObjectNamespace, SqlCursor, SqlStorage, SqlStorageValue};
+
+use crate::usage_counters::{self, CounterCall};
 
 /// A [`Store`] in the calling Durable Object's storage.
 pub struct DurableObjectStore {
     sql: SqlStorage,
+    /// The chats' namespace, whose objects hold the usage counters several chats share.
+    shared_counters: Option<ObjectNamespace>,
 }
 
 impl DurableObjectStore {
     /// The store of the object whose storage this is, creating its tables on first use.
     pub fn open(sql: SqlStorage) -> StoreResult<Self> {
-        let store = DurableObjectStore { sql };
+        let store = DurableObjectStore {
+            sql,
+            shared_counters: None,
+        };
         store.exec(sql::SCHEMA_V1, Vec::new())?;
         store.exec(sql::SCHEMA_V2_OUTBOX, Vec::new())?;
+        store.exec(ACTIVITY_SCHEMA, Vec::new())?;
+        store.exec(sql::SCHEMA_V3_COUNTERS, Vec::new())?;
         Ok(store)
+    }
+
+    /// Keeps the usage counters that several chats share (an owner's token budget) in the
+    /// object of their scope in `namespace`, rather than in this chat's object.
+    pub fn with_shared_counters(mut self, namespace: ObjectNamespace) -> Self {
+        self.shared_counters = Some(namespace);
+        self
+    }
+
+    /// Where `key` is kept when it is shared by several chats: the namespace and its scope.
+    fn shared_counters<'a>(&'a self, key: &'a str) -> Option<(&'a ObjectNamespace, &'a str)> {
+        let namespace = self.shared_counters.as_ref()?;
+        Some((namespace, chatfn::turn::shared_counter_scope(key)?))
+    }
+
+    /// `Store::add_to_counter` on this object's own storage.
+    pub fn add_to_local_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        if limit == Some(0) {
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            count: u64,
+        }
+        let limit = limit.map_or(SqlStorageValue::Null, |limit| {
+            SqlStorageValue::Integer(limit.min(MAX_SAFE) as i64)
+        });
+        let row: Option<Row> = self.first(
+            sql::ADD_TO_COUNTER,
+            vec![
+                text(key),
+                int(amount.min(MAX_SAFE))?,
+                int(expires_at_ms.min(MAX_SAFE))?,
+                limit,
+                int(now_ms.min(MAX_SAFE))?,
+            ],
+        )?;
+        Ok(row.map(|row| row.count))
+    }
+
+    /// `Store::counter` on this object's own storage.
+    pub fn local_counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        #[derive(Deserialize)]
+        struct Row {
+            count: u64,
+        }
+        let row: Option<Row> =
+            self.first(sql::COUNTER, vec![text(key), int(now_ms.min(MAX_SAFE))?])?;
+        Ok(row.map_or(0, |row| row.count))
+    }
+
+    /// Removes the counters whose window has passed (the objects of shared counters have no
+    /// session whose expiry would remove them).
+    pub fn remove_passed_counters(&self, now_ms: u64) -> StoreResult<()> {
+        self.write(
+            "DELETE FROM counters WHERE expires_at_ms <= ?1",
+            vec![int(now_ms.min(MAX_SAFE))?],
+        )?;
+        Ok(())
     }
 
     /// The chat this object holds: an object is named after its chat and holds its one session.
@@ -99,6 +175,16 @@ impl DurableObjectStore {
             .map(LeaseRow::into_lease))
     }
 }
+
+/// When the chat's last turn ended. A table of its own rather than a column of `sessions`: the
+/// schema is applied on every open, and `CREATE TABLE IF NOT EXISTS` can be, where adding a
+/// column cannot.
+const ACTIVITY_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS activity (\
+     chat_id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)";
+
+/// ?1 chat id, ?2 now.
+const RECORD_ACTIVITY: &str = "INSERT INTO activity (chat_id, at_ms) VALUES (?1, ?2) \
+     ON CONFLICT (chat_id) DO UPDATE SET at_ms = excluded.at_ms";
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("durable object storage: {error}"))
@@ -438,6 +524,10 @@ impl Store for DurableObjectStore {
         if let Some(consumed) = consumed_input {
             self.write(sql::RECORD_CONSUMED, vec![text(chat_id), int(consumed)?])?;
         }
+        self.write(
+            RECORD_ACTIVITY,
+            vec![text(chat_id), int(chatfn::clock::now_ms())?],
+        )?;
         Ok(())
     }
 
@@ -528,5 +618,99 @@ impl Store for DurableObjectStore {
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         self.write(sql::REMOVE_EVENT, vec![text(chat_id), text(id)])?;
         Ok(())
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        #[derive(Deserialize)]
+        struct Activity {
+            at_ms: u64,
+        }
+        let Some(session) = self.select_session(sql::SESSION_BY_CHAT, chat_id)? else {
+            return Ok(None);
+        };
+        let activity: Option<Activity> = self.first(
+            "SELECT at_ms FROM activity WHERE chat_id = ?1",
+            vec![text(chat_id)],
+        )?;
+        Ok(Some(ListedSession {
+            session,
+            last_activity_ms: activity.map(|activity| activity.at_ms),
+        }))
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        let mut session = self
+            .select_session(sql::SESSION_BY_CHAT, chat_id)?
+            .ok_or_else(|| StoreError::NoSession(chat_id.to_owned()))?;
+        update.apply(&mut session, now_ms);
+        let metadata = session.metadata.as_ref().map(to_json).transpose()?;
+        self.write(
+            sql::UPDATE_SESSION,
+            vec![
+                text(chat_id),
+                text(&to_json(&session.tags)?),
+                optional_text(metadata.as_deref()),
+                int(session.updated_at_ms)?,
+            ],
+        )?;
+        Ok(session)
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        self.write(
+            "DELETE FROM activity WHERE chat_id = ?1",
+            vec![text(chat_id)],
+        )?;
+        let mut erased = 0;
+        for statement in sql::DELETE_CHAT {
+            erased = self.write(statement, vec![text(chat_id)])?;
+        }
+        Ok(erased > 0)
+    }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        match self.shared_counters(key) {
+            Some((namespace, scope)) => {
+                let call = CounterCall {
+                    key: key.to_owned(),
+                    amount: Some(amount),
+                    limit,
+                    expires_at_ms,
+                    now_ms,
+                };
+                usage_counters::call(namespace, scope, &call).await
+            }
+            None => self.add_to_local_counter(key, amount, limit, expires_at_ms, now_ms),
+        }
+    }
+
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        match self.shared_counters(key) {
+            Some((namespace, scope)) => {
+                let call = CounterCall {
+                    key: key.to_owned(),
+                    amount: None,
+                    limit: None,
+                    expires_at_ms: now_ms,
+                    now_ms,
+                };
+                Ok(usage_counters::call(namespace, scope, &call)
+                    .await?
+                    .unwrap_or(0))
+            }
+            None => self.local_counter(key, now_ms),
+        }
     }
 }

@@ -15,6 +15,11 @@
 //!   server ([`ApprovalSigner`]); an answer whose signature does not match the call is refused.
 //! - **Hooks** ([`ChatHooks`]): chat start, turn start, turn complete (with the chat's total
 //!   usage), message validation, history hydration, per-turn model choice, history summaries.
+//! - **Actions** ([`AgentBuilder::on_action`], [`ActionContext`]): what a client's `sendAction`
+//!   asks (undo the last exchange, say); the handler may change the history and may let the
+//!   model answer it.
+//! - **Usage limits** ([`AgentBuilder::usage_limits`], [`AgentBuilder::usage_limits_per_user`]):
+//!   turns per minute per chat, output tokens per day per user, counted in the store.
 //! - **Typed client data** ([`AgentBuilder::client_data`]) and **per-chat state** ([`ChatState`]).
 //! - **Inject and defer** ([`TurnControls`], on [`TurnInfo::controls`] and
 //!   [`ToolContext::controls`]): messages the model sees from its next step on and the history
@@ -27,11 +32,13 @@
 //! [`run_turn`] is the engine; hosts call it through [`crate::turn::TurnRunner`], which owns
 //! the input log, the lease, the output log and persistence.
 
+mod action;
 mod approval;
 pub mod compaction;
 mod controls;
 mod engine;
 mod hooks;
+mod limits;
 mod mcp_tools;
 mod subagent;
 mod tool;
@@ -40,6 +47,7 @@ mod writer;
 
 use std::sync::Arc;
 
+pub use action::{ActionContext, ActionOutcome};
 pub use approval::{ApprovalClaim, ApprovalSigner};
 pub use compaction::{Compaction, HistorySummary};
 pub use controls::{DeferredReport, TurnControls};
@@ -47,6 +55,7 @@ pub(crate) use engine::span_count;
 pub use engine::{ChunkSink, SinkClosed, TurnOutcome, TurnRequest, refuse_turn, run_turn};
 pub use engine::{RawTurn, TurnHandler};
 pub use hooks::{ChatHooks, ChatState, HookError, NoHooks, StateError, TurnInfo};
+pub use limits::UsageLimits;
 pub use subagent::SubAgentTool;
 pub use tool::{FunctionTool, Tool, ToolContext, ToolError};
 pub use writer::DataWriter;
@@ -61,7 +70,7 @@ pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant. Answer con
 
 /// The agent every host serves unless its `main` builds its own: the configured model and
 /// instructions, the stock tools, the tools of the configured MCP servers, the configured step
-/// limit.
+/// limit, and the stock action handler (`{"type": "undo"}` drops the last exchange).
 pub fn configured_agent(config: &Config, model: Arc<dyn Model>) -> Agent {
     let builder = config
         .mcp_servers
@@ -79,6 +88,11 @@ pub fn configured_agent(config: &Config, model: Arc<dyn Model>) -> Agent {
         .tool(tools::roll_dice())
         .require_approval(config.approval_tools.iter().cloned())
         .max_steps(config.max_steps)
+        .action_handler(action::stock_handler())
+        .usage_limits(UsageLimits {
+            turns_per_minute: config.max_turns_per_minute,
+            output_tokens_per_day: config.max_output_tokens_per_day,
+        })
         .build()
 }
 
@@ -138,6 +152,11 @@ pub struct Agent {
     handler: Option<Arc<dyn TurnHandler>>,
     /// The thinking budget of every model call, over the provider's own setting.
     thinking_budget: Option<u32>,
+    /// Answers the clients' actions, when set.
+    action: Option<action::ActionHandler>,
+    /// The usage limits unless `limits_rule` decides otherwise.
+    limits: UsageLimits,
+    limits_rule: Option<limits::LimitsRule>,
 }
 
 /// Checks a turn's client data (JSON, `null` when the client sent none) against a type.
@@ -170,6 +189,9 @@ impl Agent {
                 compaction: None,
                 handler: None,
                 thinking_budget: None,
+                action: None,
+                limits: UsageLimits::NONE,
+                limits_rule: None,
             },
         }
     }
@@ -239,6 +261,30 @@ impl Agent {
     /// The code that drives this agent's turns in place of the model loop, if any.
     pub fn handler(&self) -> Option<&Arc<dyn TurnHandler>> {
         self.handler.as_ref()
+    }
+
+    /// Runs the agent's action handler on `action` (as the client sent it, `null` for none);
+    /// `None` when the agent has no handler.
+    pub async fn on_action(
+        &self,
+        action: serde_json::Value,
+        context: ActionContext,
+    ) -> Option<Result<ActionOutcome, HookError>> {
+        let handler = self.action.as_ref()?;
+        Some(handler(action, context).await)
+    }
+
+    /// Whether any chat may have usage limits: when not, nothing is checked or counted.
+    pub fn has_usage_limits(&self) -> bool {
+        !self.limits.is_none() || self.limits_rule.is_some()
+    }
+
+    /// The usage limits of the chat with this session.
+    pub fn usage_limits(&self, session: &crate::store::Session) -> UsageLimits {
+        match &self.limits_rule {
+            Some(rule) => rule(session, self.limits),
+            None => self.limits,
+        }
     }
 
     /// When and how the agent compacts a long history (none by default).
@@ -340,6 +386,97 @@ impl AgentBuilder {
     /// with everything else of a turn (lease, log, persistence, hooks, state) as usual.
     pub fn handler(mut self, handler: impl TurnHandler + 'static) -> Self {
         self.agent.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Answers the clients' actions (`sendAction`) with `handler`, given the action as `A` (an
+    /// action that does not deserialize into `A` is refused with an error that says why) and the
+    /// chat's history. The handler may change the history (the changes are stored), and ends
+    /// with [`ActionContext::done`] (the action's stream ends with its turn-complete alone) or
+    /// [`ActionContext::reply`] (the model answers the history, as a turn does). An agent
+    /// without a handler acknowledges every action with a turn-complete alone.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use chatfn::agent::{ActionContext, Agent};
+    /// use chatfn::model::offline::OfflineModel;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// #[serde(tag = "type", rename_all = "kebab-case")]
+    /// enum ChatAction {
+    ///     Undo,
+    ///     Retry,
+    /// }
+    ///
+    /// let agent = Agent::builder(Arc::new(OfflineModel::new()))
+    ///     .on_action(|action: ChatAction, mut chat: ActionContext| async move {
+    ///         Ok(match action {
+    ///             ChatAction::Undo => {
+    ///                 chat.undo_last_exchange();
+    ///                 chat.done()
+    ///             }
+    ///             ChatAction::Retry => chat.reply(),
+    ///         })
+    ///     })
+    ///     .build();
+    /// # let _ = agent;
+    /// ```
+    pub fn on_action<A, F, Fut>(self, handler: F) -> Self
+    where
+        A: serde::de::DeserializeOwned + Send + 'static,
+        F: Fn(A, ActionContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<ActionOutcome, HookError>> + Send + 'static,
+    {
+        self.action_handler(action::typed_handler(handler))
+    }
+
+    /// Limits every chat's use (the stock agent takes them from `CHATFN_MAX_TURNS_PER_MINUTE`
+    /// and `CHATFN_MAX_OUTPUT_TOKENS_PER_DAY`). A message past a limit is refused before it is
+    /// stored, with a 429 that says when to try again.
+    pub fn usage_limits(mut self, limits: UsageLimits) -> Self {
+        self.agent.limits = limits;
+        self
+    }
+
+    /// Decides each chat's limits from its session (its `owner`, the `metadata` its creator
+    /// gave: a plan, a tier), given the defaults of [`usage_limits`](Self::usage_limits). Called
+    /// before each message is accepted and as each turn ends, so keep it quick.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use chatfn::agent::{Agent, UsageLimits};
+    /// use chatfn::model::offline::OfflineModel;
+    ///
+    /// let agent = Agent::builder(Arc::new(OfflineModel::new()))
+    ///     .usage_limits(UsageLimits {
+    ///         turns_per_minute: Some(5),
+    ///         output_tokens_per_day: Some(20_000),
+    ///     })
+    ///     .usage_limits_per_user(|session, limits| {
+    ///         let plan = session.metadata.as_ref().and_then(|m| m["plan"].as_str());
+    ///         match plan {
+    ///             Some("pro") => UsageLimits {
+    ///                 output_tokens_per_day: Some(1_000_000),
+    ///                 ..limits
+    ///             },
+    ///             _ => limits,
+    ///         }
+    ///     })
+    ///     .build();
+    /// assert!(agent.has_usage_limits());
+    /// ```
+    pub fn usage_limits_per_user(
+        mut self,
+        rule: impl Fn(&crate::store::Session, UsageLimits) -> UsageLimits + Send + Sync + 'static,
+    ) -> Self {
+        self.agent.limits_rule = Some(Arc::new(rule));
+        self
+    }
+
+    fn action_handler(mut self, handler: action::ActionHandler) -> Self {
+        self.agent.action = Some(handler);
         self
     }
 

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::TokenError;
 use crate::store::StoreError;
-use crate::turn::TurnError;
+use crate::turn::{LimitKind, LimitReached, TurnError};
 
 /// An error answer of a route: a status, a stable machine-readable code and a message for people.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// More fields for the body (e.g. `closedReason` next to `session_closed`).
     pub extra: Map<String, Value>,
+    /// Seconds to wait before trying again (`Retry-After`), when the refusal is temporary.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             code,
             message: message.into(),
             extra: Map::new(),
+            retry_after_s: None,
         }
     }
 
@@ -64,6 +67,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 404 `not_found` for a chat session: the same words whichever id was asked for, which is
+    /// never echoed (it may be kilobytes long, and the caller knows it).
+    pub fn no_session() -> Self {
+        Self::not_found("no chat session with that id")
+    }
+
     /// 413 `payload_too_large`: the body passed `limit` bytes.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
@@ -90,6 +99,19 @@ impl ApiError {
             "the chat session is closed",
         )
         .with("closedReason", reason.map_or(Value::Null, |r| json!(r)))
+    }
+
+    /// 429 `rate_limited` (turns per minute) or `budget_exceeded` (tokens per day), with
+    /// `Retry-After` and `retryAfter` (seconds) in the body.
+    pub fn limit_reached(reached: LimitReached) -> Self {
+        let code = match reached.kind {
+            LimitKind::TurnsPerMinute => "rate_limited",
+            LimitKind::OutputTokensPerDay => "budget_exceeded",
+        };
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, code, reached.to_string())
+            .with("retryAfter", json!(reached.retry_after_s));
+        error.retry_after_s = Some(reached.retry_after_s);
+        error
     }
 
     /// 500 `internal`: a failure that is not the caller's.
@@ -135,11 +157,17 @@ impl IntoResponse for ApiError {
             );
         }
         let mut response = (self.status, axum::Json(self.body())).into_response();
-        if self.code == "session_closed" {
-            // Retrying cannot reopen a closed chat; tell the Trigger SDK not to try.
+        if self.code == "session_closed" || self.retry_after_s.is_some() {
+            // Retrying cannot reopen a closed chat, and a limit holds until its window ends:
+            // tell the Trigger SDK not to retry on its own, so the caller hears of it.
             response
                 .headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
             .headers_mut()
@@ -151,7 +179,18 @@ impl IntoResponse for ApiError {
 impl From<TokenError> for ApiError {
     fn from(error: TokenError) -> Self {
         match error {
-            TokenError::MissingScope(_) => ApiError::forbidden(error.to_string()),
+            // Names the access, not the chat: the caller knows which chat it asked for, and a
+            // chat id from a body would come back in the answer.
+            TokenError::MissingScope(scope) => {
+                let access = if scope.starts_with("write:") {
+                    "write"
+                } else {
+                    "read"
+                };
+                ApiError::forbidden(format!(
+                    "the token does not grant {access} access to this chat"
+                ))
+            }
             TokenError::Invalid | TokenError::Expired | TokenError::NotYetValid => {
                 ApiError::unauthorized(error.to_string())
             }
@@ -162,8 +201,13 @@ impl From<TokenError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NoSession(chat) => ApiError::not_found(format!("no chat session `{chat}`")),
+            StoreError::NoSession(_) => ApiError::no_session(),
             StoreError::LeaseLost | StoreError::SequenceTaken(_) => ApiError::turn_in_progress(),
+            StoreError::Unsupported(what) => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                format!("this host's store does not support {what} yet"),
+            ),
             StoreError::Backend(message) => {
                 tracing::error!("store failure: {message}");
                 ApiError::new(
@@ -179,7 +223,7 @@ impl From<StoreError> for ApiError {
 impl From<TurnError> for ApiError {
     fn from(error: TurnError) -> Self {
         match error {
-            TurnError::NoSession(chat) => ApiError::not_found(format!("no chat session `{chat}`")),
+            TurnError::NoSession(_) => ApiError::no_session(),
             TurnError::SessionClosed(reason) => ApiError::session_closed(reason.as_deref()),
             TurnError::InProgress => ApiError::turn_in_progress(),
             // A caller that can follow the other turn does so; these reach clients only when not.
@@ -190,6 +234,7 @@ impl From<TurnError> for ApiError {
                 "this message has been answered already: reload the chat to see the reply",
             ),
             TurnError::InvalidInput(message) => ApiError::invalid(message),
+            TurnError::LimitReached(reached) => ApiError::limit_reached(reached),
             TurnError::Store(error) => error.into(),
         }
     }
@@ -226,9 +271,39 @@ mod tests {
     }
 
     #[test]
+    fn refusals_echo_no_chat_id() {
+        let refused = ApiError::from(TokenError::MissingScope("write:sessions:chat-b".into()));
+        assert_eq!(
+            refused.message,
+            "the token does not grant write access to this chat"
+        );
+        let missing = ApiError::from(StoreError::NoSession("chat-b".into()));
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert!(!missing.message.contains("chat-b"), "{}", missing.message);
+    }
+
+    #[test]
     fn store_failures_hide_their_details() {
         let error = ApiError::from(StoreError::Backend("disk I/O error at /secret/path".into()));
         assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(!error.message.contains("/secret/path"));
+    }
+
+    #[test]
+    fn limits_are_429_with_retry_after() {
+        let reached = LimitReached {
+            kind: LimitKind::TurnsPerMinute,
+            retry_after_s: 17,
+        };
+        let response = ApiError::from(TurnError::LimitReached(reached)).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "17");
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        let budget = ApiError::limit_reached(LimitReached {
+            kind: LimitKind::OutputTokensPerDay,
+            retry_after_s: 3600,
+        });
+        assert_eq!(budget.code, "budget_exceeded");
+        assert_eq!(budget.body()["retryAfter"], 3600);
     }
 }

@@ -10,9 +10,10 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::listing::{self, ListKey, ListedSession, SessionPage, SessionQuery};
 use super::{
     InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputCadence, OutputRecord, Session,
-    SessionCreate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
+    SessionCreate, SessionUpdate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::ui::UIMessage;
 
@@ -31,6 +32,8 @@ struct Inner {
     session_ids: HashMap<String, String>,
     /// Events to deliver, by chat id and event id.
     outbox: HashMap<(String, String), OutboxEvent>,
+    /// Usage counters: key → (count, expiry in ms).
+    counters: HashMap<String, (u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -49,6 +52,8 @@ struct Chat {
     followed_until: Option<u64>,
     messages: Vec<UIMessage>,
     state: Option<Value>,
+    /// When the last turn ended.
+    last_activity_ms: Option<u64>,
 }
 
 impl Chat {
@@ -63,6 +68,7 @@ impl Chat {
             followed_until: None,
             messages: Vec::new(),
             state: None,
+            last_activity_ms: None,
         }
     }
 }
@@ -83,6 +89,15 @@ impl Inner {
         match self.chats.get_mut(chat_id) {
             Some(chat) if chat.lease.as_ref().is_some_and(|l| l.holder == holder) => Ok(chat),
             _ => Err(StoreError::LeaseLost),
+        }
+    }
+}
+
+impl Chat {
+    fn listed(&self) -> ListedSession {
+        ListedSession {
+            session: self.session.clone(),
+            last_activity_ms: self.last_activity_ms,
         }
     }
 }
@@ -315,6 +330,7 @@ impl Store for MemoryStore {
         let chat = inner.held_lease(chat_id, holder)?;
         chat.lease = None;
         chat.consumed_input = chat.consumed_input.max(consumed_input);
+        chat.last_activity_ms = Some(crate::clock::now_ms());
         Ok(())
     }
 
@@ -395,6 +411,78 @@ impl Store for MemoryStore {
             .outbox
             .remove(&(chat_id.to_owned(), id.to_owned()));
         Ok(())
+    }
+
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        let owned: Vec<ListedSession> = self
+            .lock()?
+            .chats
+            .values()
+            .filter(|chat| query.owner.is_none() || chat.session.owner == query.owner)
+            .map(Chat::listed)
+            .collect();
+        listing::collect_page(query, |from: Option<ListKey>, limit| {
+            let found = listing::scan_sorted(owned.clone(), query.direction, from.as_ref(), limit);
+            async move { Ok(found) }
+        })
+        .await
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        self.read(chat_id, None, |chat| Some(chat.listed()))
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        let mut inner = self.lock()?;
+        let session = &mut inner.chat_mut(chat_id)?.session;
+        update.apply(session, now_ms);
+        Ok(session.clone())
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        let mut inner = self.lock()?;
+        let Some(chat) = inner.chats.remove(chat_id) else {
+            return Ok(false);
+        };
+        inner.session_ids.remove(&chat.session.id);
+        Ok(true)
+    }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let mut inner = self.lock()?;
+        let counter = inner
+            .counters
+            .entry(key.to_owned())
+            .or_insert((0, expires_at_ms));
+        if counter.1 <= now_ms {
+            *counter = (0, expires_at_ms);
+        }
+        if limit.is_some_and(|limit| counter.0 >= limit) {
+            return Ok(None);
+        }
+        counter.0 = counter.0.saturating_add(amount);
+        Ok(Some(counter.0))
+    }
+
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        Ok(self
+            .lock()?
+            .counters
+            .get(key)
+            .filter(|(_, expires_at_ms)| *expires_at_ms > now_ms)
+            .map_or(0, |(count, _)| *count))
     }
 }
 

@@ -81,6 +81,23 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_ms);
 ";
 
+/// What version 3 of the schema adds: the usage counters of the usage limits, by key.
+pub const SCHEMA_V3_COUNTERS: &str = "
+CREATE TABLE IF NOT EXISTS counters (
+    key           TEXT PRIMARY KEY,
+    count         INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+";
+
+/// What version 4 of the schema adds: when each chat's last turn ended, and the indexes that
+/// list sessions newest first, of everyone or of one owner (`store::listing`).
+pub const SCHEMA_V4_LISTING: &str = "
+ALTER TABLE sessions ADD COLUMN last_activity_ms INTEGER;
+CREATE INDEX IF NOT EXISTS sessions_listed ON sessions (created_at_ms, chat_id);
+CREATE INDEX IF NOT EXISTS sessions_by_owner ON sessions (owner, created_at_ms, chat_id);
+";
+
 macro_rules! session_columns {
     () => {
         "session_id, chat_id, kind, task_identifier, trigger_config, tags, metadata, owner, \
@@ -157,6 +174,24 @@ pub const DELETE_LEASE: &str = "DELETE FROM leases WHERE chat_id = ?1 AND holder
 pub const RECORD_CONSUMED: &str = "UPDATE sessions SET consumed_input = ?2 \
      WHERE chat_id = ?1 AND (consumed_input IS NULL OR consumed_input < ?2)";
 
+/// ?1 chat id, ?2 now.
+pub const RECORD_ACTIVITY: &str = "UPDATE sessions SET last_activity_ms = ?2 WHERE chat_id = ?1";
+
+/// ?1 chat id, ?2 tags (JSON), ?3 metadata (JSON or NULL), ?4 updated at.
+pub const UPDATE_SESSION: &str = "UPDATE sessions SET tags = ?2, metadata = ?3, \
+     updated_at_ms = ?4 WHERE chat_id = ?1";
+
+/// ?1 chat id, each: everything of a chat, its session last (the others refer to it). The
+/// outbox is left alone: events about the chat are still delivered.
+pub const DELETE_CHAT: [&str; 6] = [
+    "DELETE FROM inputs WHERE chat_id = ?1",
+    "DELETE FROM outputs WHERE chat_id = ?1",
+    "DELETE FROM leases WHERE chat_id = ?1",
+    "DELETE FROM messages WHERE chat_id = ?1",
+    "DELETE FROM state WHERE chat_id = ?1",
+    "DELETE FROM sessions WHERE chat_id = ?1",
+];
+
 /// ?1 chat id.
 pub const MESSAGES: &str = "SELECT json FROM messages WHERE chat_id = ?1 ORDER BY position";
 /// ?1 chat id, ?2 message id, ?3 JSON.
@@ -180,6 +215,20 @@ pub const RESCHEDULE_EVENT: &str = "UPDATE outbox SET attempts = ?3, next_attemp
     WHERE chat_id = ?1 AND id = ?2";
 /// ?1 chat_id, ?2 id.
 pub const REMOVE_EVENT: &str = "DELETE FROM outbox WHERE chat_id = ?1 AND id = ?2";
+
+/// ?1 key, ?2 amount, ?3 expiry, ?4 limit (NULL for none, else at least 1), ?5 now: adds to
+/// the counter (from zero when it has expired) unless it holds the limit already; returns the
+/// new count, or no row when refused.
+pub const ADD_TO_COUNTER: &str = "INSERT INTO counters (key, count, expires_at_ms) \
+     VALUES (?1, ?2, ?3) \
+     ON CONFLICT (key) DO UPDATE SET \
+     count = CASE WHEN counters.expires_at_ms <= ?5 THEN ?2 ELSE counters.count + ?2 END, \
+     expires_at_ms = CASE WHEN counters.expires_at_ms <= ?5 THEN ?3 \
+     ELSE counters.expires_at_ms END \
+     WHERE counters.expires_at_ms <= ?5 OR ?4 IS NULL OR counters.count < ?4 \
+     RETURNING count";
+/// ?1 key, ?2 now.
+pub const COUNTER: &str = "SELECT count FROM counters WHERE key = ?1 AND expires_at_ms > ?2";
 
 /// ?1 chat id.
 pub const STATE: &str = "SELECT json FROM state WHERE chat_id = ?1";

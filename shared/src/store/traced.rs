@@ -12,8 +12,9 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputCadence, OutputRecord, Session,
-    SessionCreate, Store, StoreResult, TurnLease,
+    InputAppend, InputRecord, LeaseAcquire, ListedSession, OutboxEvent, OutputCadence,
+    OutputRecord, Session, SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store,
+    StoreResult, TurnLease,
 };
 use crate::ui::UIMessage;
 
@@ -38,6 +39,18 @@ fn span(operation: &'static str, chat_id: &str) -> tracing::Span {
         otel.kind = "client",
         db.operation.name = operation,
         gen_ai.conversation.id = chat_id,
+    )
+}
+
+/// The span of one call on the usage counter `key`.
+fn counter_span(operation: &'static str, key: &str) -> tracing::Span {
+    tracing::debug_span!(
+        target: "chatfn::store",
+        "store",
+        otel.name = format_args!("store {operation}"),
+        otel.kind = "client",
+        db.operation.name = operation,
+        chatfn.counter = key,
     )
 }
 
@@ -280,5 +293,53 @@ impl Store for TracedStore {
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         let span = span("remove_event", chat_id);
         self.store.remove_event(chat_id, id).instrument(span).await
+    }
+
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        let span = span("list_sessions", "");
+        self.store.list_sessions(query).instrument(span).await
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        let span = span("listed_session", chat_id);
+        self.store.listed_session(chat_id).instrument(span).await
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        let span = span("update_session", chat_id);
+        self.store
+            .update_session(chat_id, update, now_ms)
+            .instrument(span)
+            .await
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        let span = span("delete_chat", chat_id);
+        self.store.delete_chat(chat_id).instrument(span).await
+    }
+
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        amount: u64,
+        limit: Option<u64>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let span = counter_span("add_to_counter", key);
+        self.store
+            .add_to_counter(key, amount, limit, expires_at_ms, now_ms)
+            .instrument(span)
+            .await
+    }
+
+    async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
+        let span = counter_span("counter", key);
+        self.store.counter(key, now_ms).instrument(span).await
     }
 }

@@ -51,8 +51,12 @@ impl TurnRunner {
             history,
             reply,
             info,
+            quiet,
         } = prepared;
         let chat_id = live.chat_id().to_owned();
+        if quiet {
+            return self.execute_quiet(live, lease, info, loaded).await;
+        }
         let heartbeat = LeaseHeartbeat::start(
             self.store.clone(),
             chat_id.clone(),
@@ -67,6 +71,9 @@ impl TurnRunner {
         total_usage += outcome.usage;
         outcome.total_usage = total_usage;
         self.finish_work(&turn, &outcome).await;
+        // Before the turn's end is shown: the next message is checked against this count.
+        self.count_output_tokens(&chat_id, outcome.usage.output_tokens)
+            .await;
         let saved = record_to_save(record, &turn.state, total_usage, new_summary);
         super::span::record_outcome(&tracing::Span::current(), &outcome);
         tracing::info!(
@@ -115,6 +122,24 @@ impl TurnRunner {
         if let Some(event) = &event {
             self.deliver_now(event).await;
         }
+        self.run_next(chat_id).await;
+    }
+
+    /// A turn that answers its input with its end alone: no hooks, no model, no event.
+    async fn execute_quiet(
+        self,
+        live: Arc<LiveTurn>,
+        lease: TurnLease,
+        info: TurnInfo,
+        loaded: LoadedRecord,
+    ) {
+        let chat_id = live.chat_id().to_owned();
+        let (mut turn, _) = self.load(live, lease, info, loaded);
+        let nothing = UIMessage::new(String::new(), crate::ui::Role::Assistant);
+        if let Err(error) = self.settle(&mut turn, &nothing, None, None).await {
+            tracing::error!(chat = %chat_id, "could not settle the action: {error}");
+        }
+        self.unlist(&turn.live);
         self.run_next(chat_id).await;
     }
 

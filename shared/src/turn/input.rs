@@ -29,6 +29,16 @@ impl ChatInput {
         // Only strings, UI messages and JSON values: serialization cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// The payload of a message that a turn answers: a new message, a regeneration or an
+    /// action. `None` for a stop, and for the triggers that start no turn (`close`, `preload`,
+    /// `handover-prepare`): they end quietly and write nothing.
+    pub fn into_turn_payload(self) -> Option<MessagePayload> {
+        match self {
+            ChatInput::Message { payload } if payload.trigger.starts_turn() => Some(payload),
+            _ => None,
+        }
+    }
 }
 
 /// What a message record asks of the agent, as the Trigger wire names it.
@@ -43,12 +53,25 @@ pub enum ChatTrigger {
     /// The Trigger wire's `preload` (warming the agent before the first message); starts no turn
     /// here.
     Preload,
-    /// The Trigger wire's `close`; starts no turn here.
+    /// The Trigger wire's `close` (`AgentChat.close()`): the client is done with the agent for
+    /// now; starts no turn and writes nothing, and the chat stays open.
     Close,
-    /// The Trigger wire's `action` (a custom action for the agent); starts no turn here.
+    /// The Trigger wire's `action` (`sendAction`): a custom action in `extra["action"]`, for the
+    /// agent's action handler.
     Action,
     /// The Trigger wire's `handover-prepare`; starts no turn here.
     HandoverPrepare,
+}
+
+impl ChatTrigger {
+    /// Whether an input with this trigger is answered by a turn (an action's turn may write
+    /// nothing but its end).
+    pub fn starts_turn(self) -> bool {
+        matches!(
+            self,
+            ChatTrigger::SubmitMessage | ChatTrigger::RegenerateMessage | ChatTrigger::Action
+        )
+    }
 }
 
 /// What a message record carries: the Trigger wire's `ChatInputChunk` payload.

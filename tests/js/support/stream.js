@@ -30,7 +30,7 @@ export function isAbortError(error) {
  * Throws on any stream error (schema failure, inconsistent chunk, `error` chunk, network error),
  * except an abort error when `expectAbort` is set. `message` seeds the fold (as `useChat` does
  * when it continues an assistant message). `readUIMessageStream` replaces the installed `ai`'s fold
- * (an older major's, in test/23-client-versions).
+ * (an older major's, in test/25-client-versions).
  */
 export async function readChunks(stream, { onChunk, expectAbort = false, message: seed, timeout = 25000, label = 'stream', readUIMessageStream: fold = readUIMessageStream } = {}) {
   assert.ok(stream, `${label}: expected a ReadableStream, got ${stream}`);

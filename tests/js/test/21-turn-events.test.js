@@ -2,7 +2,7 @@
 // one `turn.completed` event, signed the Standard Webhooks way and verified here with the npm
 // `standardwebhooks` package; a failed delivery is retried with the same id by the host's
 // sweeper, with no later request to the chat; stopped, failed and recovered turns send one
-// event each; chats send `chat.created` and `chat.closed`.
+// event each; chats send `chat.created`, `chat.closed` and `chat.deleted`.
 //
 // Run on every host: the local server (its sweeper is a timer), the Lambda functions under
 // `cargo lambda watch` (scripts/lambda-e2e.sh configures them with CHATFN_E2E_WEBHOOK_PORT and
@@ -76,6 +76,15 @@ e2eSuite('turn events (Standard Webhooks)', (ctx, e2e) => {
     assert.equal(closed.status, 200, closed.text);
     const [close] = await eventsOf(chatId, 'chat.closed');
     assert.equal(close.event.data.reason, 'done');
+
+    // Erasing the chat sends chat.deleted, once.
+    const erased = await request(`${ctx.server.baseUrl}/api/v1/sessions/${chatId}`, {
+      method: 'DELETE', token: ctx.server.secretKey,
+    });
+    assert.equal(erased.status, 200, erased.text);
+    const [deleted] = await eventsOf(chatId, 'chat.deleted');
+    assert.equal(deleted.event.data.sessionId, created.event.data.sessionId);
+    noneRejected();
   });
 
   e2e('a failed first delivery is retried with the same id, with no later request to the chat', async () => {

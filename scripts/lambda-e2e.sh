@@ -238,6 +238,8 @@ else
     # Usage limits: two agent-turn instances with the limits of the test file, which must
     # share one count (below); actions, close, and sessions.close mid-reply.
     "test/23-limits-and-actions.test.js"
+    # The sessions API: listing, editing and erasing, the table scanned after an erase.
+    "test/24-sessions-api.test.js"
     "load/"
   )
 fi

@@ -286,9 +286,10 @@ impl Route {
         request
     }
 
-    fn scope(&self, chat_id: &str) -> String {
+    /// What a 403 of this route says: the access it lacks, never the chat.
+    fn refusal(&self) -> String {
         format!(
-            "{}:sessions:{chat_id}",
+            "does not grant {} access to this chat",
             if self.write { "write" } else { "read" }
         )
     }
@@ -660,7 +661,7 @@ async fn a_token_opens_its_own_chat_with_its_own_scopes_only() {
             reply.assert_error(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                &format!("does not grant {}", route.scope(A)),
+                &route.refusal(),
                 &format!("{} with {label}", route.name),
             );
         }
@@ -672,7 +673,7 @@ async fn a_token_opens_its_own_chat_with_its_own_scopes_only() {
             reply.assert_error(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                &format!("does not grant write:sessions:{A}"),
+                "does not grant write access to this chat",
                 &format!("{} with a read-only token", route.name),
             );
         } else {
@@ -796,7 +797,7 @@ async fn the_token_a_reader_is_handed_back_never_widens_its_access() {
         .assert_error(
             StatusCode::FORBIDDEN,
             "forbidden",
-            &format!("does not grant write:sessions:{A}"),
+            "does not grant write access to this chat",
             "append with the handed-back token",
         );
     // Read/write stays read/write, and for this chat only.
@@ -824,7 +825,7 @@ async fn a_caller_without_the_chats_token_cannot_learn_whether_it_exists() {
             .assert_error(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                &format!("does not grant {}", route.scope(nowhere)),
+                &route.refusal(),
                 &format!("{} on an unknown chat with chat B's token", route.name),
             );
         server.call(route.request(None)).await.assert_error(
@@ -844,7 +845,7 @@ async fn a_caller_without_the_chats_token_cannot_learn_whether_it_exists() {
                 .assert_error(
                     StatusCode::NOT_FOUND,
                     "not_found",
-                    "no chat session `chat-nowhere`",
+                    "no chat session with that id",
                     &format!("{} on an unknown chat with its own credential", route.name),
                 );
         }
@@ -854,6 +855,188 @@ async fn a_caller_without_the_chats_token_cannot_learn_whether_it_exists() {
         writes,
         "a refused request wrote to the store"
     );
+}
+
+#[tokio::test]
+async fn the_credential_is_judged_before_anything_else_the_request_says() {
+    let server = Server::start().await;
+    let b_token = server.session(B).await;
+    let forged = hs256(&claims(A, now_s(), now_s() + 600), "not-the-secret");
+    let writes = server.store.writes();
+    // A body (or query) that would be refused is not judged for a caller without a credential.
+    for (label, credential) in [("no credential", None), ("a forged token", Some(&*forged))] {
+        let bad_bodies = [
+            (
+                "POST /api/chat",
+                request(Method::POST, "/api/chat", credential, "{not json"),
+            ),
+            (
+                "POST /api/v1/sessions",
+                request(Method::POST, "/api/v1/sessions", credential, "{not json"),
+            ),
+            (
+                "POST /api/v1/auth/public-tokens",
+                request(
+                    Method::POST,
+                    "/api/v1/auth/public-tokens",
+                    credential,
+                    "[1, 2",
+                ),
+            ),
+            (
+                "GET records with a query it cannot read",
+                get(
+                    &format!("/realtime/v1/sessions/{A}/in/records?afterEventId=1&afterEventId=2"),
+                    credential,
+                ),
+            ),
+        ];
+        for (name, request) in bad_bodies {
+            let reply = server.call(request).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "{name} with {label}: {}",
+                reply.text()
+            );
+        }
+    }
+    // With a credential, the body is judged as before.
+    let reply = server
+        .call(request(
+            Method::POST,
+            "/api/chat",
+            Some(&b_token),
+            "{not json",
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    // The 403 for another chat names the access, not the chat.
+    let reply = server
+        .call(post("/api/chat", Some(&b_token), submit(A, "u-1", "hi")))
+        .await;
+    reply.assert_error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "write access",
+        "send to A",
+    );
+    assert!(
+        !reply.text().contains(A),
+        "the 403 names the chat: {}",
+        reply.text()
+    );
+    assert_eq!(
+        server.store.writes(),
+        writes,
+        "a refused request wrote to the store"
+    );
+}
+
+#[tokio::test]
+async fn session_ids_in_paths_tell_a_stranger_nothing() {
+    let server = Server::start().await;
+    let created = server
+        .call(post(
+            "/api/v1/sessions",
+            Some(SECRET),
+            json!({"type": "chat.agent", "externalId": A}),
+        ))
+        .await;
+    let existing = created.json()["id"]
+        .as_str()
+        .expect("a session id")
+        .to_owned();
+    assert!(existing.starts_with("session_"), "{existing}");
+    let b_token = server.session(B).await;
+    let missing = format!("session_{}", "0".repeat(10_000));
+    let lookups = server.store.session_id_lookups();
+    for (label, credential, status) in [
+        ("no credential", None, StatusCode::UNAUTHORIZED),
+        (
+            "a malformed token",
+            Some("garbage"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "another chat's token",
+            Some(b_token.as_str()),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let mut bodies = Vec::new();
+        for id in [&existing, &missing] {
+            let reply = server
+                .call(get(&format!("/api/v1/sessions/{id}"), credential))
+                .await;
+            assert_eq!(reply.status, status, "{label}: {}", reply.text());
+            assert!(
+                reply.body.len() < 1024,
+                "{label}: {} bytes",
+                reply.body.len()
+            );
+            assert!(
+                !reply.text().contains("session_"),
+                "{label}: {}",
+                reply.text()
+            );
+            bodies.push(reply.text());
+        }
+        assert_eq!(bodies[0], bodies[1], "{label}: the answers differ");
+        if credential != Some(b_token.as_str()) {
+            assert_eq!(
+                server.store.session_id_lookups(),
+                lookups,
+                "{label}: looked up before the credential"
+            );
+        }
+    }
+    // The secret key learns that it does not exist, without the id echoed.
+    let reply = server
+        .call(get(&format!("/api/v1/sessions/{missing}"), Some(SECRET)))
+        .await;
+    reply.assert_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no chat session",
+        "the secret key",
+    );
+    assert!(reply.body.len() < 1024, "{} bytes", reply.body.len());
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_echo_neither_path_nor_method() {
+    let server = Server::start().await;
+    let long = "x".repeat(10_000);
+    for (method, path) in [
+        (Method::GET, format!("/no/such/route/{long}")),
+        (Method::DELETE, "/api/chat".to_owned()),
+        (
+            Method::from_bytes(long.as_bytes()).expect("a method"),
+            "/api/chat".to_owned(),
+        ),
+    ] {
+        let reply = server
+            .call(request(method.clone(), &path, Some(SECRET), Body::empty()))
+            .await;
+        assert!(
+            matches!(reply.status.as_u16(), 404 | 405),
+            "{method} {}: {}",
+            &path[..path.len().min(40)],
+            reply.status
+        );
+        assert!(
+            reply.body.len() < 256,
+            "{} bytes: {}",
+            reply.body.len(),
+            reply.text()
+        );
+        assert!(
+            !reply.text().contains("xxx") && !reply.text().contains("/api"),
+            "{}",
+            reply.text()
+        );
+    }
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chatfn::clock::now_ms;
-use chatfn::store::conformance::run_all;
+use chatfn::store::conformance::{run_all, run_erasing, run_listing};
 use chatfn::store::memory::MemoryStore;
 use chatfn::store::sqlite::SqliteStore;
 use chatfn::store::{
@@ -58,6 +58,25 @@ async fn sqlite_file_conforms() {
         async move { SqliteStore::open(&path).expect("open") }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_lists_edits_and_erases() {
+    run_erasing(|| async { MemoryStore::new() }).await;
+    run_listing(|| async { MemoryStore::new() }).await;
+}
+
+/// Every case on one file, as a server's chats share it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_lists_edits_and_erases() {
+    let dir = TempDir::new("conformance-listing");
+    let path = dir.path().join("shared.db");
+    let open = || {
+        let path = path.clone();
+        async move { SqliteStore::open(&path).expect("open") }
+    };
+    run_erasing(open).await;
+    run_listing(open).await;
 }
 
 /// Every case against one file shared by all of them, the way DynamoDB runs share a table.

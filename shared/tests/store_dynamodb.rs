@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use chatfn::clock::now_ms;
-use chatfn::store::conformance::run_all;
+use chatfn::store::conformance::{run_all, run_erasing, run_listing};
 use chatfn::store::dynamodb::{Capacity, DynamoStore};
 use chatfn::store::{
     InputAppend, LeaseAcquire, OutputBody, OutputRecord, Session, SessionCreate, Store, StoreError,
@@ -81,6 +81,19 @@ async fn dynamodb_conforms() {
         async move { DynamoStore::new(client, table()) }
     })
     .await;
+}
+
+/// Listing through the two indexes, editing and erasing, on the table every case shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_lists_edits_and_erases() {
+    let client = client().await;
+    store().await;
+    let open = || {
+        let client = client.clone();
+        async move { DynamoStore::new(client, table()) }
+    };
+    run_erasing(open).await;
+    run_listing(open).await;
 }
 
 fn session(chat_id: &str, now: u64, expires_at_ms: Option<u64>) -> Session {
@@ -1111,4 +1124,47 @@ async fn inputs_from_two_handles_take_the_seqs_after_the_last_record() {
             .unwrap(),
         12
     );
+}
+
+/// A session written before the listing indexes existed is listed once the backfill has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backfill_lists_sessions_written_before_the_indexes() {
+    use chatfn::store::listing::{Direction, SessionFilter, SessionQuery};
+
+    let client = client().await;
+    let store = store().await;
+    let owner = format!("backfill-{}", uuid::Uuid::new_v4().simple());
+    let chat_id = format!("backfill-{}", uuid::Uuid::new_v4().simple());
+    let mut old = session(&chat_id, now_ms(), None);
+    old.owner = Some(owner.clone());
+    store.create_session(old).await.expect("create");
+    client
+        .update_item()
+        .table_name(table())
+        .key("pk", AttributeValue::S(format!("chat#{chat_id}")))
+        .key("sk", AttributeValue::S("session".into()))
+        .update_expression("REMOVE lpk, lk, opk")
+        .send()
+        .await
+        .expect("strip the index keys");
+    let query = SessionQuery {
+        owner: Some(owner),
+        filter: SessionFilter::default(),
+        cursor: None,
+        direction: Direction::Older,
+        size: 10,
+        now_ms: now_ms(),
+    };
+    assert!(
+        store
+            .list_sessions(&query)
+            .await
+            .expect("list")
+            .sessions
+            .is_empty()
+    );
+    assert!(store.backfill_listing().await.expect("backfill") >= 1);
+    let listed = store.list_sessions(&query).await.expect("list");
+    assert_eq!(listed.sessions.len(), 1);
+    assert_eq!(listed.sessions[0].session.chat_id, chat_id);
 }

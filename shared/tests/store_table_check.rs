@@ -152,6 +152,12 @@ async fn a_table_with_other_keys_fails_naming_them() {
                 wanted: "sk",
                 found: None,
             },
+            TableMismatch::MissingIndex {
+                index: CHAT_TABLE.indexes[0],
+            },
+            TableMismatch::MissingIndex {
+                index: CHAT_TABLE.indexes[1],
+            },
         ]
     );
     let message = error.to_string();
@@ -179,10 +185,18 @@ async fn a_table_without_ttl_fails() {
     let error = checked.expect_err("a table without TTL does not fit");
     assert_eq!(
         error.mismatches(),
-        [TableMismatch::Ttl {
-            wanted: "expires_at",
-            found: "TTL disabled".into(),
-        }]
+        [
+            TableMismatch::MissingIndex {
+                index: CHAT_TABLE.indexes[0],
+            },
+            TableMismatch::MissingIndex {
+                index: CHAT_TABLE.indexes[1],
+            },
+            TableMismatch::Ttl {
+                wanted: "expires_at",
+                found: "TTL disabled".into(),
+            },
+        ]
     );
 }
 

@@ -57,6 +57,18 @@ struct Args {
     /// one per CPU).
     #[arg(long, env = "CHATFN_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
+    /// Seconds a connection may take to send a request's head, from the moment it waits for one:
+    /// new connections and idle kept-alive ones are closed after this long.
+    #[arg(long, env = "CHATFN_HEADER_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Connections open at once; further clients wait until one closes.
+    #[arg(long, env = "CHATFN_MAX_CONNECTIONS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a stop (SIGTERM, Ctrl-C) waits for running turns and open requests to finish.
+    #[arg(long, env = "CHATFN_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    shutdown_grace: u64,
     /// Keep everything in this DynamoDB table (created if missing), with the AWS SDK's
     /// configuration from the environment: `AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB
     /// Local. `GET /dev/store/capacity` then reports the capacity units used.
@@ -87,6 +99,17 @@ async fn open_store(args: &Args) -> Result<ChosenStore, String> {
             .create_table()
             .await
             .map_err(|e| format!("cannot create the DynamoDB table {table}: {e}"))?;
+        let listed = store
+            .backfill_listing()
+            .await
+            .map_err(|e| format!("cannot index the sessions of the DynamoDB table {table}: {e}"))?;
+        if listed > 0 {
+            tracing::info!(
+                table,
+                sessions = listed,
+                "indexed sessions written before the listing"
+            );
+        }
         let meter = store.clone();
         let capacity = move || {
             let used = meter.capacity().snapshot();
@@ -175,7 +198,11 @@ async fn run(
         tracing::info!(model = %model.id(), "model provider configured");
     }
     let agent = Arc::new(make_agent(&config, model));
-    let runner = TurnRunner::new(store, agent).with_configured_webhook(&config);
+    let mut runner = TurnRunner::new(store, agent).with_configured_webhook(&config);
+    // A DynamoDB table may be shared with other processes, whose changes wake no reader here.
+    if !matches!(store_choice(&args).0, StoreChoice::DynamoDb) {
+        runner = runner.with_sole_writer();
+    }
     if let Some(events) = runner.events().cloned() {
         tracing::info!("turn events on: a sweeper retries their delivery every second");
         tokio::spawn(sweep_events(events));
@@ -188,6 +215,8 @@ async fn run(
         extra_hosts: vec![args.host.clone()],
         store_capacity,
     };
+    // Kept to wait for the running turns when the server stops.
+    let turn_runner = runner.clone();
     let app = App::new(HttpSettings::from_config(&config, keys), runner);
     if !is_loopback(&args.host) {
         tracing::warn!(
@@ -219,17 +248,39 @@ async fn run(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
     );
-    let workers = workers::Workers::start(&router, count, local)
+    let limits = workers::ConnectionLimits {
+        header_timeout: Duration::from_secs(args.header_timeout),
+        max_connections: args.max_connections as usize,
+    };
+    let workers = workers::Workers::start(&router, count, limits)
         .map_err(|e| format!("cannot start the worker threads: {e}"))?;
     tokio::select! {
-        result = workers.accept(listener) => result.map_err(|e| format!("server failed: {e}")),
-        () = shutdown_signal() => {
-            tracing::info!("shutting down");
-            // Streams in flight get a moment to write their last records.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok(())
+        result = workers.accept(listener) => {
+            return result.map_err(|e| format!("server failed: {e}"));
         }
+        () = shutdown_signal() => {}
     }
+    // The listener is closed: new clients are refused while the running work finishes.
+    let grace = Duration::from_secs(args.shutdown_grace);
+    tracing::info!(
+        running_turns = turn_runner.live_turns().len(),
+        grace_seconds = args.shutdown_grace,
+        "shutting down: finishing the running turns and open requests"
+    );
+    let finished = async {
+        workers.drain().await;
+        for turn in turn_runner.live_turns().all() {
+            turn.finished().await;
+        }
+    };
+    if tokio::time::timeout(grace, finished).await.is_err() {
+        tracing::warn!(
+            running_turns = turn_runner.live_turns().len(),
+            "the grace period ended with work still running: a reader's next request recovers \
+             an unfinished turn from the log"
+        );
+    }
+    Ok(())
 }
 
 /// The local sweeper of the event outbox: the events whose delivery failed (or whose turn's
@@ -299,7 +350,7 @@ fn announce_key(keys: &SecretKeys, path: Option<&Path>, telemetry: &chatfn_telem
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        chatfn::store::sqlite::create_private_dir(parent)?;
     }
     #[cfg(unix)]
     {

@@ -6,16 +6,22 @@
 //! runs one in the object named after the case and the run. A case that breaks the contract
 //! panics: the request fails and the panic message is logged.
 
-use chatfn::store::conformance::{CASES, run};
+use chatfn::store::conformance::{CASES, Case, ERASING, run};
 
 use crate::store::DurableObjectStore;
 
 /// The path prefix of the suite's routes.
 pub const PREFIX: &str = "/__chatfn/store-conformance";
 
+/// Every case the chat object's store must pass: the core suite and editing and erasing (a
+/// chat's object lists no other chats).
+fn cases() -> impl Iterator<Item = &'static Case> {
+    CASES.iter().chain(ERASING)
+}
+
 /// The case names, as JSON.
 pub fn case_names() -> String {
-    let names: Vec<&str> = CASES.iter().map(|case| case.name).collect();
+    let names: Vec<&str> = cases().map(|case| case.name).collect();
     serde_json::json!({ "cases": names }).to_string()
 }
 
@@ -23,7 +29,7 @@ pub fn case_names() -> String {
 pub fn object_name(path: &str) -> Option<String> {
     let rest = path.strip_prefix(PREFIX)?.strip_prefix('/')?;
     let (case, run) = rest.split_once('/')?;
-    (CASES.iter().any(|known| known.name == case) && !run.is_empty() && !run.contains('/'))
+    (cases().any(|known| known.name == case) && !run.is_empty() && !run.contains('/'))
         .then(|| format!("store-conformance:{case}:{run}"))
 }
 
@@ -33,7 +39,7 @@ pub async fn run_case(path: &str, store: &DurableObjectStore) -> Result<String, 
         .strip_prefix(PREFIX)
         .and_then(|rest| rest.strip_prefix('/'))
         .and_then(|rest| rest.split('/').next())
-        .and_then(|name| CASES.iter().find(|case| case.name == name))
+        .and_then(|name| cases().find(|case| case.name == name))
         .ok_or_else(|| format!("no conformance case at {path}"))?;
     std::panic::set_hook(Box::new(|info| {
         worker::console_error!("store conformance failed: {info}");

@@ -46,15 +46,35 @@ async fn fetch(
     request: HttpRequest,
     env: Env,
     _context: Context,
-) -> worker::Result<Response<Body>> {
+) -> worker::Result<worker::web_sys::Response> {
     logs::init();
-    Ok(match route(request, &env).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    match route(request, &env).await {
+        Ok(Answer::Forwarded(response)) => Ok(response.into()),
+        Ok(Answer::Here(response)) => to_raw(response),
+        Err(error) => to_raw(error.into_response()),
+    }
+}
+
+/// Who answered a request.
+enum Answer {
+    /// The chat's Durable Object. Its response goes back to the client as it is: its body stays
+    /// the runtime's stream, piped without a Rust reader, so a client that hangs up cancels it
+    /// inside the runtime. Read through Rust, a hang-up dropped the Rust reader, whose drop
+    /// releases its lock on the stream from a cancel callback that may run once the request is
+    /// gone, where workerd refuses the call ("Disallowed operation called within global scope").
+    Forwarded(worker::Response),
+    /// The Worker itself: requests that name no chat, and errors.
+    Here(Response<Body>),
+}
+
+fn to_raw(response: Response<Body>) -> worker::Result<worker::web_sys::Response> {
+    worker::IntoResponse::into_raw(response).map_err(|error| {
+        let error: Box<dyn std::error::Error> = error.into();
+        worker::Error::RustError(error.to_string())
     })
 }
 
-async fn route(request: HttpRequest, env: &Env) -> Result<Response<Body>, ApiError> {
+async fn route(request: HttpRequest, env: &Env) -> Result<Answer, ApiError> {
     let config = settings::config(env)?;
     let (parts, body) = request.into_parts();
     // Bodies are small (at most the body limit) and every route reads them whole: read them
@@ -69,22 +89,43 @@ async fn route(request: HttpRequest, env: &Env) -> Result<Response<Body>, ApiErr
     #[cfg(feature = "store-conformance")]
     if parts.uri.path().starts_with(conformance::PREFIX) {
         return match conformance::object_name(parts.uri.path()) {
-            Some(object) => forward(env, &object, &parts, body).await,
-            None => Ok((
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                conformance::case_names(),
-            )
-                .into_response()),
+            Some(object) => forward(env, &object, &parts, body)
+                .await
+                .map(Answer::Forwarded),
+            None => Ok(Answer::Here(
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    conformance::case_names(),
+                )
+                    .into_response(),
+            )),
         };
     }
+    if needs_directory(&parts.method, parts.uri.path()) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "listing chats (and erasing an owner's chats) is not on the Worker yet: each chat \
+             lives in its own Durable Object, and no directory of them exists yet",
+        ));
+    }
     match addressed_chat(&parts.method, parts.uri.path(), inspected) {
-        Some(chat) => forward(env, &chat, &parts, body).await,
+        Some(chat) => forward(env, &chat, &parts, body)
+            .await
+            .map(Answer::Forwarded),
         None => {
             let router = settings::stateless_router(&config)?;
             let request = Request::from_parts(parts, Body::from(body));
-            Ok(router.oneshot(request).await.into_response())
+            Ok(Answer::Here(router.oneshot(request).await.into_response()))
         }
     }
+}
+
+/// Whether a request needs a directory of every chat, which the Worker does not keep yet: the
+/// chat-less routes run over an empty store, and would answer as if there were no chats.
+fn needs_directory(method: &axum::http::Method, path: &str) -> bool {
+    (method == axum::http::Method::GET && path == "/api/v1/sessions")
+        || (method == axum::http::Method::DELETE && path.starts_with("/api/v1/owners/"))
 }
 
 /// Past the body limit, how much more of a body is read (and dropped) before the 413, so the
@@ -124,7 +165,7 @@ async fn forward(
     chat: &str,
     parts: &axum::http::request::Parts,
     body: bytes::Bytes,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<worker::Response, ApiError> {
     let unavailable =
         |error: worker::Error| ApiError::internal(format!("the chat's Durable Object: {error}"));
     let stub = env
@@ -140,9 +181,5 @@ async fn forward(
     }
     let request =
         worker::Request::new_with_init(&parts.uri.to_string(), &init).map_err(unavailable)?;
-    let response = stub
-        .fetch_with_request(request)
-        .await
-        .map_err(unavailable)?;
-    Ok(Response::<Body>::from(response))
+    stub.fetch_with_request(request).await.map_err(unavailable)
 }

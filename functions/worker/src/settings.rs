@@ -56,7 +56,10 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<App, ApiError> {
         .ok_or_else(|| ApiError::internal("CHATFN_SECRET_KEY is not set"))?;
     Ok(App::new(
         HttpSettings::from_config(config, keys),
-        TurnRunner::new(store, agent).with_configured_webhook(config),
+        // The chat's object is the only writer of its storage.
+        TurnRunner::new(store, agent)
+            .with_configured_webhook(config)
+            .with_sole_writer(),
     ))
 }
 

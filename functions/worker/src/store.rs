@@ -9,8 +9,9 @@
 use async_trait::async_trait;
 use chatfn::store::sql::{SessionRow, json_column};
 use chatfn::store::{
-    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputRecord, Session, SessionCreate,
-    Store, StoreError, StoreResult, TurnLease, check_output_batch, sql,
+    InputAppend, InputRecord, LeaseAcquire, ListedSession, OutboxEvent, OutputRecord, Session,
+    SessionCreate, SessionUpdate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
+    sql,
 };
 use chatfn::ui::UIMessage;
 use serde::Deserialize;
@@ -37,6 +38,7 @@ impl DurableObjectStore {
         };
         store.exec(sql::SCHEMA_V1, Vec::new())?;
         store.exec(sql::SCHEMA_V2_OUTBOX, Vec::new())?;
+        store.exec(ACTIVITY_SCHEMA, Vec::new())?;
         store.exec(sql::SCHEMA_V3_COUNTERS, Vec::new())?;
         Ok(store)
     }
@@ -173,6 +175,16 @@ impl DurableObjectStore {
             .map(LeaseRow::into_lease))
     }
 }
+
+/// When the chat's last turn ended. A table of its own rather than a column of `sessions`: the
+/// schema is applied on every open, and `CREATE TABLE IF NOT EXISTS` can be, where adding a
+/// column cannot.
+const ACTIVITY_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS activity (\
+     chat_id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)";
+
+/// ?1 chat id, ?2 now.
+const RECORD_ACTIVITY: &str = "INSERT INTO activity (chat_id, at_ms) VALUES (?1, ?2) \
+     ON CONFLICT (chat_id) DO UPDATE SET at_ms = excluded.at_ms";
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("durable object storage: {error}"))
@@ -512,6 +524,10 @@ impl Store for DurableObjectStore {
         if let Some(consumed) = consumed_input {
             self.write(sql::RECORD_CONSUMED, vec![text(chat_id), int(consumed)?])?;
         }
+        self.write(
+            RECORD_ACTIVITY,
+            vec![text(chat_id), int(chatfn::clock::now_ms())?],
+        )?;
         Ok(())
     }
 
@@ -602,6 +618,59 @@ impl Store for DurableObjectStore {
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         self.write(sql::REMOVE_EVENT, vec![text(chat_id), text(id)])?;
         Ok(())
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        #[derive(Deserialize)]
+        struct Activity {
+            at_ms: u64,
+        }
+        let Some(session) = self.select_session(sql::SESSION_BY_CHAT, chat_id)? else {
+            return Ok(None);
+        };
+        let activity: Option<Activity> = self.first(
+            "SELECT at_ms FROM activity WHERE chat_id = ?1",
+            vec![text(chat_id)],
+        )?;
+        Ok(Some(ListedSession {
+            session,
+            last_activity_ms: activity.map(|activity| activity.at_ms),
+        }))
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        let mut session = self
+            .select_session(sql::SESSION_BY_CHAT, chat_id)?
+            .ok_or_else(|| StoreError::NoSession(chat_id.to_owned()))?;
+        update.apply(&mut session, now_ms);
+        let metadata = session.metadata.as_ref().map(to_json).transpose()?;
+        self.write(
+            sql::UPDATE_SESSION,
+            vec![
+                text(chat_id),
+                text(&to_json(&session.tags)?),
+                optional_text(metadata.as_deref()),
+                int(session.updated_at_ms)?,
+            ],
+        )?;
+        Ok(session)
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        self.write(
+            "DELETE FROM activity WHERE chat_id = ?1",
+            vec![text(chat_id)],
+        )?;
+        let mut erased = 0;
+        for statement in sql::DELETE_CHAT {
+            erased = self.write(statement, vec![text(chat_id)])?;
+        }
+        Ok(erased > 0)
     }
 
     async fn add_to_counter(

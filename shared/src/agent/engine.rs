@@ -2,6 +2,7 @@
 //! model stops, the step limit, a stop request or a failure. Every chunk goes to a sink as it is
 //! produced and into a fold, so the reply so far is always known.
 
+mod metadata;
 mod parts;
 mod raw;
 mod spans;
@@ -277,7 +278,7 @@ async fn drive(
             .await?;
             return Ok(StepEnd::Stopped);
         }
-        finish(run, handled).await?;
+        finish(run, handled, usage).await?;
         return Ok(StepEnd::Done(handled));
     }
     if run_answered_approvals(agent, chat_id, run, stop).await? {
@@ -306,17 +307,18 @@ async fn drive(
             })
             .await?;
         }
-        StepEnd::Done(reason) => finish(run, reason).await?,
+        StepEnd::Done(reason) => finish(run, reason, usage).await?,
         // The step limit came before the model was done with its tools.
-        StepEnd::Continue => finish(run, FinishReason::ToolCalls).await?,
+        StepEnd::Continue => finish(run, FinishReason::ToolCalls, usage).await?,
     }
     Ok(end)
 }
 
-async fn finish(run: &mut Run<'_>, reason: FinishReason) -> Result<(), SinkClosed> {
+/// Ends the reply: its reason, and the turn's usage as message metadata where it is known.
+async fn finish(run: &mut Run<'_>, reason: FinishReason, usage: &Usage) -> Result<(), SinkClosed> {
     run.emit(UIMessageChunk::Finish {
         finish_reason: Some(reason),
-        message_metadata: None,
+        message_metadata: metadata::usage_metadata(usage),
     })
     .await
 }

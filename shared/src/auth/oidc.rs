@@ -1,6 +1,7 @@
 //! End users authenticated by an OpenID Connect ID token, checked against the configured
 //! issuer's published keys (JWKS). The keys are cached and fetched again when a token names a key
-//! the cache lacks, so the issuer can rotate them.
+//! the cache lacks, so the issuer can rotate them; one fetch runs at a time, and a failed one is
+//! remembered for a few seconds.
 
 use std::sync::Mutex;
 
@@ -45,12 +46,20 @@ pub struct OidcVerifier {
     audience: Option<String>,
     client: reqwest::Client,
     cache: Mutex<Option<CachedKeys>>,
+    /// One fetch at a time: callers that need the keys while a fetch is under way wait for its
+    /// outcome instead of each fetching them.
+    fetching: tokio::sync::Mutex<()>,
+    /// The last failed fetch (when, and why), answered to every caller for a while, so an issuer
+    /// that is down is not asked again for each request.
+    failure: Mutex<Option<(u64, String)>>,
 }
 
 /// Keys are trusted this long before a refresh.
 const KEYS_TTL_MS: u64 = 10 * 60 * 1000;
 /// An unknown key id refetches at most this often, so bad tokens cannot hammer the issuer.
 const REFETCH_MIN_INTERVAL_MS: u64 = 30 * 1000;
+/// A failed fetch is not tried again for this long.
+const FAILURE_TTL_MS: u64 = 5 * 1000;
 /// Only asymmetric algorithms: a symmetric one would let anyone who reads the JWKS sign.
 const ALLOWED: [Algorithm; 7] = [
     Algorithm::RS256,
@@ -78,6 +87,8 @@ impl OidcVerifier {
             audience,
             client,
             cache: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+            failure: Mutex::new(None),
         }
     }
 
@@ -89,7 +100,8 @@ impl OidcVerifier {
     /// Checks the token's signature, issuer, audience and times; returns who it names.
     pub async fn verify(&self, token: &str) -> Result<EndUser, OidcError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| OidcError::Invalid)?;
-        if !ALLOWED.contains(&header.alg) {
+        // RFC 7515: `crit` names extensions the verifier must understand; none are understood.
+        if !ALLOWED.contains(&header.alg) || header.crit.is_some() {
             return Err(OidcError::Invalid);
         }
         let key = match self.cached_key(header.kid.as_deref()) {
@@ -144,6 +156,8 @@ impl OidcVerifier {
     }
 
     async fn refresh(&self) -> Result<(), OidcError> {
+        let _only_fetch = self.fetching.lock().await;
+        // Checked once it is this caller's turn: a fetch that ran meanwhile answers it too.
         {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(cached) = cache.as_ref() {
@@ -154,13 +168,33 @@ impl OidcVerifier {
                 }
             }
         }
-        let keys = self.fetch_keys().await?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        *cache = Some(CachedKeys {
-            keys,
-            fetched_at_ms: now_ms(),
-        });
-        Ok(())
+        {
+            let failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, reason)) = failure.as_ref()
+                && now_ms().saturating_sub(*at) < FAILURE_TTL_MS
+            {
+                return Err(OidcError::Unavailable(reason.clone()));
+            }
+        }
+        let fetched = self.fetch_keys().await;
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        match fetched {
+            Ok(keys) => {
+                *failure = None;
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                *cache = Some(CachedKeys {
+                    keys,
+                    fetched_at_ms: now_ms(),
+                });
+                Ok(())
+            }
+            Err(error) => {
+                if let OidcError::Unavailable(reason) = &error {
+                    *failure = Some((now_ms(), reason.clone()));
+                }
+                Err(error)
+            }
+        }
     }
 
     async fn fetch_keys(&self) -> Result<JwkSet, OidcError> {

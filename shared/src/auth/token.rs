@@ -123,6 +123,20 @@ impl SessionToken {
         access: Access,
         now_seconds: u64,
     ) -> Result<SessionClaims, TokenError> {
+        let claims = Self::authenticate(token, keys, now_seconds)?;
+        if !claims.allows(access, chat_id) {
+            return Err(TokenError::MissingScope(scope(access, chat_id)));
+        }
+        Ok(claims)
+    }
+
+    /// Checks the signature against every live key, then the times, but no scope: whether the
+    /// token is one at all, before a request says which chat it wants.
+    pub fn authenticate(
+        token: &str,
+        keys: &SecretKeys,
+        now_seconds: u64,
+    ) -> Result<SessionClaims, TokenError> {
         let claims = Self::decode(token, keys)?;
         // Checked: a validly signed `exp` near `u64::MAX` must not overflow; past it, the token
         // cannot have expired.
@@ -140,13 +154,16 @@ impl SessionToken {
         }) {
             return Err(TokenError::NotYetValid);
         }
-        if !claims.allows(access, chat_id) {
-            return Err(TokenError::MissingScope(scope(access, chat_id)));
-        }
         Ok(claims)
     }
 
     fn decode(token: &str, keys: &SecretKeys) -> Result<SessionClaims, TokenError> {
+        // RFC 7515: a `crit` header names extensions the verifier must understand, and this one
+        // understands none.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.crit.is_some() {
+            return Err(TokenError::Invalid);
+        }
         // Times are checked by the caller with the host's clock: the library's own clock is
         // `SystemTime`, which some hosts lack.
         let mut validation = Validation::new(Algorithm::HS256);
@@ -302,6 +319,28 @@ mod tests {
                 SessionToken::verify(&token, &keys(), "c", Access::Read, NOW),
                 Err(TokenError::Invalid),
                 "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_critical_header_extension_is_refused() {
+        let payload = format!(
+            r#"{{"scopes":["read:sessions:c"],"iat":{NOW},"exp":{}}}"#,
+            NOW + 60
+        );
+        let plain = hs256(r#"{"alg":"HS256"}"#, &payload, b"tr_dev_secret");
+        assert!(SessionToken::verify(&plain, &keys(), "c", Access::Read, NOW).is_ok());
+        for header in [
+            r#"{"alg":"HS256","crit":["exp"]}"#,
+            r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+        ] {
+            let token = hs256(header, &payload, b"tr_dev_secret");
+            assert_eq!(
+                SessionToken::verify(&token, &keys(), "c", Access::Read, NOW),
+                Err(TokenError::Invalid),
+                "{header}"
             );
         }
     }

@@ -34,6 +34,16 @@ pub struct TokenCounts {
     pub output_tokens: u64,
     /// Both together.
     pub total_tokens: u64,
+    /// The part of the input read from the provider's prompt cache; left out when zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_read_tokens: u64,
+    /// The part of the input written to the provider's prompt cache; left out when zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 impl From<Usage> for TokenCounts {
@@ -42,6 +52,8 @@ impl From<Usage> for TokenCounts {
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             total_tokens: usage.total_tokens(),
+            cache_read_tokens: usage.cached_input_tokens,
+            cache_write_tokens: usage.cache_write_input_tokens,
         }
     }
 }
@@ -241,6 +253,29 @@ mod tests {
         assert_eq!(data["recovered"], false);
         assert_eq!(data["error"], Value::Null);
         assert!(data.get("truncated").is_none());
+        assert!(data["usage"].get("cacheReadTokens").is_none());
+        assert!(data["usage"].get("cacheWriteTokens").is_none());
+    }
+
+    #[test]
+    fn cache_counts_are_reported_where_there_are_any() {
+        let mut data = turn("Hello.");
+        data.usage = Usage {
+            input_tokens: 1200,
+            output_tokens: 30,
+            cached_input_tokens: 1000,
+            cache_write_input_tokens: 150,
+            ..Usage::default()
+        }
+        .into();
+        let body: Value = serde_json::from_str(&turn_body(0, data)).expect("json");
+        assert_eq!(
+            body["data"]["usage"],
+            serde_json::json!({
+                "inputTokens": 1200, "outputTokens": 30, "totalTokens": 1230,
+                "cacheReadTokens": 1000, "cacheWriteTokens": 150,
+            })
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub const TURN_COMPLETED: &str = "turn.completed";
 pub const CHAT_CREATED: &str = "chat.created";
 /// The event sent when a chat's session is closed.
 pub const CHAT_CLOSED: &str = "chat.closed";
+/// The event sent when a chat is erased.
+pub const CHAT_DELETED: &str = "chat.deleted";
 
 /// How long the sweeper leaves a new event to the process that wrote it, which tries it as soon
 /// as its turn's stream has ended: sooner, both would send it.
@@ -44,7 +46,7 @@ pub fn turn_completed(input_seq: Option<u64>, data: TurnCompleted, now_ms: u64) 
     }
 }
 
-/// The outbox entry of a `chat.created` or `chat.closed` event of `session`.
+/// The outbox entry of a `chat.created`, `chat.closed` or `chat.deleted` event of `session`.
 pub fn chat_changed(kind: &str, session: &Session, now_ms: u64) -> OutboxEvent {
     OutboxEvent {
         id: event_id(kind, &session.id, &session.chat_id),

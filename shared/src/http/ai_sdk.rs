@@ -15,8 +15,9 @@ use serde_json::{Map, Value, json};
 use super::App;
 use super::error::ApiError;
 use super::extract::{
-    ApiPath, bearer, parse_json, read_body, require_token, validate_chat_id, validate_path_chat_id,
+    ApiPath, authenticate, parse_json, read_body, validate_chat_id, validate_path_chat_id,
 };
+use super::sessions::check_token_age;
 use super::stream::{ui_message_events, ui_message_response, with_keepalive};
 use crate::auth::Access;
 use crate::store::OutputRecord;
@@ -49,22 +50,19 @@ enum SendTrigger {
 
 /// `POST /api/chat`: runs a turn and streams it.
 pub async fn send(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
-    let headers = request.headers().clone();
-    if bearer(&headers).is_none() {
-        return Err(ApiError::unauthorized(
-            "send the chat's session token as `Authorization: Bearer …`",
-        ));
-    }
+    // The credential first: a caller without one learns nothing from how its body is judged.
+    let credential = authenticate(&app, request.headers())?;
     let body = read_body(request, &()).await?;
     let request: SendRequest = parse_json(&body)?;
     validate_chat_id(&request.id)?;
-    require_token(&app, &headers, &request.id, Access::Write)?;
+    let claims = credential.grant(&request.id, Access::Write)?;
     let chat_id = request.id.clone();
     let runner = app.runner();
     // Both read side by side; the session's answer counts first.
     let (session, running) =
         futures::join!(runner.open_session(&chat_id), runner.turn_running(&chat_id));
     let session = session?;
+    check_token_age(claims.as_ref(), &session)?;
     // Refuse before recording anything: a request that gets a 409 or a 429 must leave no trace.
     if running? {
         return Err(ApiError::turn_in_progress());
@@ -167,12 +165,14 @@ pub async fn resume(
     headers: HeaderMap,
     ApiPath(chat_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
+    let credential = authenticate(&app, &headers)?;
     checked_chat_id(&chat_id)?;
-    require_token(&app, &headers, &chat_id, Access::Read)?;
+    let claims = credential.grant(&chat_id, Access::Read)?;
     let runner = app.runner();
-    if runner.store().session(&chat_id).await?.is_none() {
-        return Err(ApiError::not_found(format!("no chat session `{chat_id}`")));
-    }
+    let Some(session) = runner.store().session(&chat_id).await? else {
+        return Err(ApiError::no_session());
+    };
+    check_token_age(claims.as_ref(), &session)?;
     match runner.running_turn(&chat_id).await? {
         None => Ok(StatusCode::NO_CONTENT.into_response()),
         Some(source) => Ok(follow_from_start(&app, &chat_id, source)),
@@ -186,10 +186,11 @@ pub async fn stop(
     headers: HeaderMap,
     ApiPath(chat_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers)?;
     checked_chat_id(&chat_id)?;
-    require_token(&app, &headers, &chat_id, Access::Write)?;
+    let claims = credential.grant(&chat_id, Access::Write)?;
     let runner = app.runner();
-    runner.open_session(&chat_id).await?;
+    check_token_age(claims.as_ref(), &runner.open_session(&chat_id).await?)?;
     let live = runner.live_turns().get(&chat_id);
     let stopped = runner.stop(&chat_id).await?;
     let settled = match live {
@@ -209,12 +210,14 @@ pub async fn messages(
     headers: HeaderMap,
     ApiPath(chat_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let credential = authenticate(&app, &headers)?;
     checked_chat_id(&chat_id)?;
-    require_token(&app, &headers, &chat_id, Access::Read)?;
+    let claims = credential.grant(&chat_id, Access::Read)?;
     let store = app.runner().store();
-    if store.session(&chat_id).await?.is_none() {
-        return Err(ApiError::not_found(format!("no chat session `{chat_id}`")));
-    }
+    let Some(session) = store.session(&chat_id).await? else {
+        return Err(ApiError::no_session());
+    };
+    check_token_age(claims.as_ref(), &session)?;
     let messages = store.messages(&chat_id).await?;
     Ok(Json(json!({"messages": messages})))
 }

@@ -67,6 +67,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 404 `not_found` for a chat session: the same words whichever id was asked for, which is
+    /// never echoed (it may be kilobytes long, and the caller knows it).
+    pub fn no_session() -> Self {
+        Self::not_found("no chat session with that id")
+    }
+
     /// 413 `payload_too_large`: the body passed `limit` bytes.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
@@ -173,7 +179,18 @@ impl IntoResponse for ApiError {
 impl From<TokenError> for ApiError {
     fn from(error: TokenError) -> Self {
         match error {
-            TokenError::MissingScope(_) => ApiError::forbidden(error.to_string()),
+            // Names the access, not the chat: the caller knows which chat it asked for, and a
+            // chat id from a body would come back in the answer.
+            TokenError::MissingScope(scope) => {
+                let access = if scope.starts_with("write:") {
+                    "write"
+                } else {
+                    "read"
+                };
+                ApiError::forbidden(format!(
+                    "the token does not grant {access} access to this chat"
+                ))
+            }
             TokenError::Invalid | TokenError::Expired | TokenError::NotYetValid => {
                 ApiError::unauthorized(error.to_string())
             }
@@ -184,8 +201,13 @@ impl From<TokenError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NoSession(chat) => ApiError::not_found(format!("no chat session `{chat}`")),
+            StoreError::NoSession(_) => ApiError::no_session(),
             StoreError::LeaseLost | StoreError::SequenceTaken(_) => ApiError::turn_in_progress(),
+            StoreError::Unsupported(what) => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                format!("this host's store does not support {what} yet"),
+            ),
             StoreError::Backend(message) => {
                 tracing::error!("store failure: {message}");
                 ApiError::new(
@@ -201,7 +223,7 @@ impl From<StoreError> for ApiError {
 impl From<TurnError> for ApiError {
     fn from(error: TurnError) -> Self {
         match error {
-            TurnError::NoSession(chat) => ApiError::not_found(format!("no chat session `{chat}`")),
+            TurnError::NoSession(_) => ApiError::no_session(),
             TurnError::SessionClosed(reason) => ApiError::session_closed(reason.as_deref()),
             TurnError::InProgress => ApiError::turn_in_progress(),
             // A caller that can follow the other turn does so; these reach clients only when not.
@@ -246,6 +268,18 @@ mod tests {
             ApiError::from(TokenError::MissingScope("read:sessions:x".into())).status,
             StatusCode::FORBIDDEN
         );
+    }
+
+    #[test]
+    fn refusals_echo_no_chat_id() {
+        let refused = ApiError::from(TokenError::MissingScope("write:sessions:chat-b".into()));
+        assert_eq!(
+            refused.message,
+            "the token does not grant write access to this chat"
+        );
+        let missing = ApiError::from(StoreError::NoSession("chat-b".into()));
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert!(!missing.message.contains("chat-b"), "{}", missing.message);
     }
 
     #[test]

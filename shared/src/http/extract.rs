@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::App;
 use super::error::ApiError;
-use crate::auth::{Access, SessionClaims, SessionToken};
+use crate::auth::{Access, SessionClaims, SessionToken, TokenError};
 use crate::clock::now_ms;
 
 /// A JSON body: 413 over the size limit, 400 when it is not JSON, 422 when it is JSON of the
@@ -35,12 +35,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(value)| ApiPath(value))
-            .map_err(|rejection| {
-                ApiError::not_found(format!(
-                    "no chat session at this path: {}",
-                    rejection.body_text()
-                ))
-            })
+            // axum's explanation quotes the segment: not echoed, like any id in a path.
+            .map_err(|_| ApiError::not_found("no chat session at this path"))
     }
 }
 
@@ -213,29 +209,42 @@ pub async fn authenticate_caller(app: &App, headers: &HeaderMap) -> Result<Calle
     Err(ApiError::unauthorized("the secret key is not valid"))
 }
 
-/// Requires a session token granting `access` on `chat_id`. The secret key works too, for
-/// server-side callers.
-pub fn require_token(
-    app: &App,
-    headers: &HeaderMap,
-    chat_id: &str,
-    access: Access,
-) -> Result<Option<SessionClaims>, ApiError> {
+/// The bearer of a chat route, authenticated before the request is read any further: what it
+/// may open is judged once the request names its chat ([`Credential::grant`]).
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// The environment's secret key: every chat.
+    SecretKey,
+    /// A session token, signed with a live key and within its lifetime: the chats of its scopes.
+    Token(SessionClaims),
+}
+
+impl Credential {
+    /// The token's claims when it grants `access` on `chat_id` (`None` for the secret key); 403
+    /// otherwise.
+    pub fn grant(&self, chat_id: &str, access: Access) -> Result<Option<SessionClaims>, ApiError> {
+        match self {
+            Credential::SecretKey => Ok(None),
+            Credential::Token(claims) if claims.allows(access, chat_id) => Ok(Some(claims.clone())),
+            Credential::Token(_) => {
+                Err(TokenError::MissingScope(crate::auth::scope(access, chat_id)).into())
+            }
+        }
+    }
+}
+
+/// Requires the secret key or a valid session token (401 otherwise), whatever chat it is for.
+pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Credential, ApiError> {
     let credential = bearer(headers).ok_or_else(|| {
         ApiError::unauthorized("send the chat's session token as `Authorization: Bearer …`")
     })?;
-    if app.settings().secret_keys.matches(credential) {
-        return Ok(None);
+    let keys = &app.settings().secret_keys;
+    if keys.matches(credential) {
+        return Ok(Credential::SecretKey);
     }
-    SessionToken::verify(
-        credential,
-        &app.settings().secret_keys,
-        chat_id,
-        access,
-        now_ms() / 1000,
-    )
-    .map(Some)
-    .map_err(ApiError::from)
+    SessionToken::authenticate(credential, keys, now_ms() / 1000)
+        .map(Credential::Token)
+        .map_err(ApiError::from)
 }
 
 const CHAT_ID_RULE: &str =

@@ -3,9 +3,12 @@
 
 mod addressing;
 mod ai_sdk;
+mod erasure;
 pub mod error;
 mod extract;
+mod readers;
 mod realtime;
+mod session_list;
 mod sessions;
 mod stream;
 
@@ -14,8 +17,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, Uri};
-use axum::routing::{get, post};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::routing::{delete, get, post};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use crate::auth::SecretKeys;
@@ -40,6 +43,10 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Comment lines sent on an idle stream, so proxies keep it open.
     pub keepalive_interval: Duration,
+    /// Trigger-wire `out` readers one chat may have open at once (429 past it).
+    pub max_readers_per_chat: usize,
+    /// `out` readers this process keeps open at once, over all chats (429 past it).
+    pub max_readers: usize,
     /// End users may start sessions and refresh tokens with an ID token from this issuer.
     #[cfg(any(feature = "native", target_arch = "wasm32"))]
     pub oidc: Option<Arc<crate::auth::OidcVerifier>>,
@@ -56,6 +63,8 @@ impl HttpSettings {
             cors_origins: Vec::new(),
             max_body_bytes: crate::config::Config::DEFAULT_MAX_BODY_BYTES,
             keepalive_interval: Duration::from_secs(15),
+            max_readers_per_chat: 32,
+            max_readers: 1024,
             #[cfg(any(feature = "native", target_arch = "wasm32"))]
             oidc: None,
         }
@@ -85,7 +94,8 @@ impl HttpSettings {
 pub enum Routes {
     /// Every route: the local server and the Worker.
     All,
-    /// Starting, reading and closing sessions (the `session-start` function).
+    /// Starting, listing, reading, editing, closing and erasing sessions (the `session-start`
+    /// function).
     SessionStart,
     /// Refreshing tokens and minting public ones (the `token-refresh` function).
     TokenRefresh,
@@ -102,6 +112,7 @@ pub struct App {
 struct AppInner {
     settings: HttpSettings,
     runner: TurnRunner,
+    readers: Arc<readers::ReaderSlots>,
 }
 
 impl App {
@@ -114,8 +125,14 @@ impl App {
                 settings.secret_keys.clone(),
             )),
         };
+        let readers =
+            readers::ReaderSlots::new(settings.max_readers_per_chat, settings.max_readers);
         App {
-            inner: Arc::new(AppInner { settings, runner }),
+            inner: Arc::new(AppInner {
+                settings,
+                runner,
+                readers,
+            }),
         }
     }
 
@@ -128,12 +145,17 @@ impl App {
     pub fn runner(&self) -> &TurnRunner {
         &self.inner.runner
     }
+
+    /// The open `out` readers, under their caps.
+    fn readers(&self) -> &Arc<readers::ReaderSlots> {
+        &self.inner.readers
+    }
 }
 
 /// The routes of `routes`, with CORS, body limits and JSON errors for everything else.
 ///
 /// A host builds one [`App`] from its store and agent and serves this router with its runtime
-/// (`axum::serve` locally, the Lambda adapter on AWS). Here the router answers one request
+/// (hyper with timeouts locally, the Lambda adapter on AWS). Here the router answers one request
 /// directly: a backend holding the secret key starts a chat's session.
 ///
 /// ```
@@ -176,8 +198,20 @@ pub fn router(app: App, routes: Routes) -> Router {
     let mut router = Router::new();
     if matches!(routes, Routes::All | Routes::SessionStart) {
         router = router
-            .route("/api/v1/sessions", post(sessions::create))
-            .route("/api/v1/sessions/{id}", get(sessions::get_session))
+            .route(
+                "/api/v1/sessions",
+                post(sessions::create).get(session_list::list),
+            )
+            .route(
+                "/api/v1/sessions/{id}",
+                get(sessions::get_session)
+                    .patch(sessions::update_session)
+                    .delete(erasure::delete_session),
+            )
+            .route(
+                "/api/v1/owners/{sub}/sessions",
+                delete(erasure::delete_owner_sessions),
+            )
             .route("/api/v1/sessions/{id}/close", post(sessions::close_session));
     }
     if matches!(routes, Routes::All | Routes::TokenRefresh) {
@@ -215,15 +249,16 @@ pub fn router(app: App, routes: Routes) -> Router {
         .layer(cors)
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+// Neither echoes the path or the method: they are the caller's own, and may be kilobytes long.
+async fn not_found() -> ApiError {
+    ApiError::not_found("no route for this method and path")
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+async fn method_not_allowed() -> ApiError {
     ApiError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} does not accept {method}", uri.path()),
+        "this route does not accept this method",
     )
 }
 
@@ -248,7 +283,14 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     ];
     CorsLayer::new()
         .allow_origin(allow_origin)
-        .allow_methods([Method::GET, Method::POST, Method::HEAD, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::HEAD,
+            Method::OPTIONS,
+        ])
         // Mirroring covers `Authorization` (which `*` does not) and any header a client adds.
         .allow_headers(AllowHeaders::mirror_request())
         .expose_headers(ExposeHeaders::list(

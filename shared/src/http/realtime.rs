@@ -129,12 +129,16 @@ pub async fn read(
 ) -> Result<Response, ApiError> {
     let (session, claims) = authorized_session(&app, &headers, &id, Access::Read).await?;
     let chat_id = session.chat_id.clone();
+    let slot = app.readers().take(&chat_id)?;
     let options = ReadOptions::from_headers(&headers);
     let runner = app.runner().clone();
     let settled = options.peek_settled && is_settled(&runner, &chat_id).await?;
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
     let token = refreshed_token(&app, &chat_id, claims.as_ref());
-    crate::runtime::spawn_detached(produce(runner, chat_id, options, settled, token, sender));
+    crate::runtime::spawn_detached(async move {
+        produce(runner, chat_id, options, settled, token, sender).await;
+        drop(slot);
+    });
     let body =
         Body::from_stream(tokio_stream_from(receiver).map(Ok::<_, std::convert::Infallible>));
     let mut response = Response::new(body);
@@ -183,7 +187,8 @@ async fn produce(
     token: String,
     sender: mpsc::Sender<Bytes>,
 ) {
-    let mut log = LogFollower::new(runner.store().clone(), &chat_id, options.cursor);
+    let mut log = LogFollower::new(runner.store().clone(), &chat_id, options.cursor)
+        .woken_by(runner.reader_wake(&chat_id));
     let now = now_ms();
     let mut reader = OutReader {
         runner,
@@ -360,10 +365,12 @@ pub struct RecordsQuery {
 pub async fn records(
     State(app): State<App>,
     ApiPath((id, io)): ApiPath<(String, String)>,
-    ApiQuery(query): ApiQuery<RecordsQuery>,
+    query: Result<ApiQuery<RecordsQuery>, ApiError>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    // The query is judged after the credential, like everything else the caller sends.
     let (session, _) = authorized_session(&app, &headers, &id, Access::Read).await?;
+    let ApiQuery(query) = query?;
     let chat_id = session.chat_id;
     let after = parse_last_event_id(query.after_event_id.as_deref());
     let store = app.runner().store();
@@ -392,10 +399,8 @@ pub async fn records(
                 }),
             })
             .collect(),
-        other => {
-            return Err(ApiError::not_found(format!(
-                "no stream `{other}`: use `in` or `out`"
-            )));
+        _ => {
+            return Err(ApiError::not_found("no such stream: use `in` or `out`"));
         }
     };
     Ok(Json(json!({"records": records})))

@@ -13,12 +13,13 @@ use serde_json::{Value, json};
 use super::App;
 use super::error::ApiError;
 use super::extract::{
-    ApiJson, ApiPath, Caller, authenticate_caller, bearer, parse_json, read_body,
-    require_secret_key, require_token, validate_chat_id, validate_path_chat_id,
+    ApiPath, Caller, Credential, authenticate, authenticate_caller, parse_json, read_body,
+    require_secret_key, validate_chat_id, validate_path_chat_id,
 };
-use crate::auth::{Access, SessionClaims, SessionToken, scope};
+use super::session_list::listed_json;
+use crate::auth::{Access, SessionClaims, SessionToken, TokenError, scope};
 use crate::clock::{iso8601, now_ms};
-use crate::store::{Session, SessionCreate};
+use crate::store::{Session, SessionCreate, SessionUpdate};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,6 +37,9 @@ pub struct CreateSessionRequest {
     metadata: Option<Value>,
     #[serde(default)]
     expires_at: Option<Value>,
+    /// The end user (an ID token's `sub`) the secret key's holder starts or takes up the chat for.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 impl CreateSessionRequest {
@@ -232,15 +236,32 @@ pub fn refreshed_token(app: &App, chat_id: &str, claims: Option<&SessionClaims>)
 /// `POST /api/v1/sessions`: idempotent on the chat id; 201 on create, 200 with `isCached` after.
 pub async fn create(
     State(app): State<App>,
-    headers: HeaderMap,
-    ApiJson(request): ApiJson<CreateSessionRequest>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = authenticate_caller(&app, &headers).await?;
+    // The credential before the body: a caller without one learns nothing from its judgement.
+    let caller = authenticate_caller(&app, request.headers()).await?;
+    let mut request: CreateSessionRequest = parse_json(&read_body(request, &()).await?)?;
+    let named_owner = request.owner.take();
+    if let Some(owner) = &named_owner
+        && (owner.is_empty() || owner.len() > 255)
+    {
+        return Err(ApiError::invalid(
+            "`owner` must be an ID token's `sub`: 1 to 255 characters",
+        ));
+    }
     let now = now_ms();
     let mut session = request.into_session(now)?;
-    if let Caller::EndUser(sub) = &caller {
-        session.owner = Some(sub.clone());
-    }
+    session.owner = match &caller {
+        Caller::Server => named_owner.clone(),
+        Caller::EndUser(sub) if named_owner.as_ref().is_none_or(|owner| owner == sub) => {
+            Some(sub.clone())
+        }
+        Caller::EndUser(_) => {
+            return Err(ApiError::forbidden(
+                "an end user's chats are their own: `owner` may only name the ID token's subject",
+            ));
+        }
+    };
     let (status, session, cached) = match app.runner().store().create_session(session).await? {
         SessionCreate::Created(session) => {
             app.runner()
@@ -248,7 +269,10 @@ pub async fn create(
                 .await;
             (StatusCode::CREATED, session, false)
         }
-        SessionCreate::Existing(session) => (StatusCode::OK, session, true),
+        SessionCreate::Existing(session) => {
+            check_not_squatted(&caller, &session, named_owner.as_deref())?;
+            (StatusCode::OK, session, true)
+        }
     };
     check_owner(&caller, &session)?;
     if session.is_closed() {
@@ -278,8 +302,27 @@ pub async fn refresh_token(
     })))
 }
 
-/// An end user may only hold tokens for the chats they created.
-fn check_owner(caller: &Caller, session: &Session) -> Result<(), ApiError> {
+/// An end user may start a chat under any id not yet taken. When the backend later starts a chat
+/// under the same id, it must not be handed that user's chat as if it were its own: it gets the
+/// chat only when it names the owner.
+fn check_not_squatted(
+    caller: &Caller,
+    session: &Session,
+    named_owner: Option<&str>,
+) -> Result<(), ApiError> {
+    match (caller, session.owner.as_deref()) {
+        (Caller::Server, Some(owner)) if named_owner != Some(owner) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "chat_owned_by_another",
+            "an end user started a chat with this id: name its owner (`owner`) to take it up, \
+             or keep each user's chat ids apart (prefix them with the user's id)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An end user may only hold tokens for (and edit, and erase) the chats they created.
+pub(super) fn check_owner(caller: &Caller, session: &Session) -> Result<(), ApiError> {
     match caller {
         Caller::Server => Ok(()),
         Caller::EndUser(sub) if session.owner.as_deref() == Some(sub.as_str()) => Ok(()),
@@ -311,10 +354,10 @@ pub struct PublicTokenRequest {
 /// sign with. Only session scopes are granted.
 pub async fn public_token(
     State(app): State<App>,
-    headers: HeaderMap,
-    ApiJson(request): ApiJson<PublicTokenRequest>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    require_secret_key(&app, &headers)?;
+    require_secret_key(&app, request.headers())?;
+    let request: PublicTokenRequest = parse_json(&read_body(request, &()).await?)?;
     for scope in &request.scopes {
         let chat = scope
             .strip_prefix("read:sessions:")
@@ -358,32 +401,54 @@ async fn resolve_session(app: &App, id: &str) -> Result<Session, ApiError> {
         validate_path_chat_id(id)?;
         store.session(id).await?
     };
-    session.ok_or_else(|| ApiError::not_found(format!("no chat session `{id}`")))
+    session.ok_or_else(ApiError::no_session)
 }
 
-/// Resolves `{id}` for a caller whose credential grants `access` on its chat. A chat id is
-/// checked against the credential before it is looked up, so a caller without a token for a chat
-/// cannot learn whether it exists (401/403, never 404); a `session_…` id is random, and is looked
-/// up first because only the session says which chat it is.
+/// Resolves `{id}` for a caller whose credential grants `access` on its chat. The credential is
+/// authenticated before anything is looked up (401), and a chat id is checked against it before
+/// the lookup, so a caller without a token for a chat cannot learn whether it exists (401/403,
+/// never 404). A `session_…` id is looked up first, as only the session says which chat it is;
+/// a token that does not open the chat gets the same 403 whether or not the session exists.
 pub(super) async fn authorized_session(
     app: &App,
     headers: &HeaderMap,
     id: &str,
     access: Access,
 ) -> Result<(Session, Option<SessionClaims>), ApiError> {
-    if bearer(headers).is_none() {
-        return Err(ApiError::unauthorized(
-            "send the chat's session token as `Authorization: Bearer …`",
-        ));
-    }
+    let credential = authenticate(app, headers)?;
     if id.starts_with("session_") {
-        let session = resolve_session(app, id).await?;
-        let claims = require_token(app, headers, &session.chat_id, access)?;
-        return Ok((session, claims));
+        let found = app.runner().store().session_by_id(id).await?;
+        return match (found, &credential) {
+            (Some(session), _) => {
+                let claims = credential.grant(&session.chat_id, access)?;
+                check_token_age(claims.as_ref(), &session)?;
+                Ok((session, claims))
+            }
+            (None, Credential::SecretKey) => Err(ApiError::no_session()),
+            // The refusal a token for another chat gets: its scope cannot name this one.
+            (None, Credential::Token(_)) => Err(TokenError::MissingScope(scope(access, id)).into()),
+        };
     }
     validate_path_chat_id(id)?;
-    let claims = require_token(app, headers, id, access)?;
-    Ok((resolve_session(app, id).await?, claims))
+    let claims = credential.grant(id, access)?;
+    let session = resolve_session(app, id).await?;
+    check_token_age(claims.as_ref(), &session)?;
+    Ok((session, claims))
+}
+
+/// A session token opens only the chat that existed when it was minted: one issued before the
+/// session was created (for a chat since erased and created again under its id) opens nothing.
+/// `iat` has whole seconds, so a token from the second the chat was created still opens it.
+pub(super) fn check_token_age(
+    claims: Option<&SessionClaims>,
+    session: &Session,
+) -> Result<(), ApiError> {
+    match claims {
+        Some(claims) if claims.iat < session.created_at_ms / 1000 => Err(ApiError::unauthorized(
+            "this token was issued before the chat was created; get a new one",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `GET /api/v1/sessions/{id}`: the session (secret key, or a token of the chat).
@@ -393,7 +458,90 @@ pub async fn get_session(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (session, _) = authorized_session(&app, &headers, &id, Access::Read).await?;
-    Ok(Json(session_json(&session)))
+    let listed = app
+        .runner()
+        .store()
+        .listed_session(&session.chat_id)
+        .await?
+        .ok_or_else(ApiError::no_session)?;
+    Ok(Json(listed_json(&app, &listed).await?))
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The body of `sessions.update(...)`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateSessionRequest {
+    #[serde(default, deserialize_with = "present")]
+    tags: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    metadata: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "present")]
+    external_id: Option<Option<String>>,
+}
+
+impl UpdateSessionRequest {
+    /// The change this request asks of `session`, or what is wrong with it (422).
+    fn into_update(self, session: &Session) -> Result<SessionUpdate, ApiError> {
+        if let Some(external_id) = self.external_id
+            && external_id.as_deref() != Some(session.chat_id.as_str())
+        {
+            return Err(ApiError::invalid(
+                "`externalId` is the chat id and cannot change",
+            ));
+        }
+        let tags = self.tags.map(Option::unwrap_or_default);
+        if let Some(tags) = &tags
+            && (tags.len() > 10 || tags.iter().any(|tag| tag.is_empty() || tag.len() > 128))
+        {
+            return Err(ApiError::invalid(
+                "at most 10 `tags` of 1 to 128 characters",
+            ));
+        }
+        if let Some(Some(metadata)) = &self.metadata
+            && !metadata.is_object()
+        {
+            return Err(ApiError::invalid("`metadata` must be an object or null"));
+        }
+        Ok(SessionUpdate {
+            tags,
+            metadata: self.metadata,
+        })
+    }
+}
+
+/// `PATCH /api/v1/sessions/{id}`: changes a chat's tags and metadata (`null` clears them); the
+/// secret key, or the ID token of the chat's owner.
+pub async fn update_session(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let headers = request.headers().clone();
+    // The credential first: its verdict, not the body's, is what an unknown caller learns.
+    let caller = authenticate_caller(&app, &headers).await?;
+    let body = read_body(request, &()).await?;
+    let request: UpdateSessionRequest = parse_json(&body)?;
+    let session = resolve_session(&app, &id).await?;
+    check_owner(&caller, &session)?;
+    let update = request.into_update(&session)?;
+    let store = app.runner().store();
+    store
+        .update_session(&session.chat_id, &update, now_ms())
+        .await?;
+    let listed = store
+        .listed_session(&session.chat_id)
+        .await?
+        .ok_or_else(ApiError::no_session)?;
+    Ok(Json(listed_json(&app, &listed).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -44,6 +44,17 @@
 //! - A usage counter counts from zero; `add_to_counter` with a limit adds only while the count
 //!   is below it (a limit of 0 refuses everything), concurrent adds are all counted (none lost,
 //!   none past the limit), and a counter whose expiry has passed reads 0 and counts from zero.
+//!
+//! Two more suites, for the stores that list, edit and erase chats (every host's store that
+//! serves the sessions API): [`ERASING`] (`update_session`, `delete_chat`, `listed_session`),
+//! run with [`run_erasing`], and [`LISTING`] (`list_sessions`), run with [`run_listing`].
+//!
+//! - A listing is newest first by creation time, ties by chat id; pages past a cursor neither
+//!   skip nor repeat; an owner's listing holds only that owner's sessions.
+//! - A released lease marks the chat's last activity (`ListedSession::last_activity_ms`).
+//! - `update_session` replaces what it is given and keeps the rest; unknown chats: `NoSession`.
+//! - `delete_chat` leaves nothing of the chat readable, by chat id or session id; a second
+//!   erase answers `false`; a session created under the id later starts empty.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -52,9 +63,11 @@ use std::pin::Pin;
 use futures::future::join_all;
 use serde_json::json;
 
+use super::listing::{Direction, ListKey, SessionFilter, SessionQuery, SessionStatus};
 use super::{
     CONTROL_HEADER, InputAppend, LeaseAcquire, OutboxEvent, OutputBody, OutputCadence,
-    OutputRecord, Session, SessionCreate, Store, StoreError, TURN_COMPLETE, TurnLease,
+    OutputRecord, Session, SessionCreate, SessionUpdate, Store, StoreError, TURN_COMPLETE,
+    TurnLease,
 };
 use crate::clock::now_ms;
 use crate::ui::{Role, UIMessage, UIPart};
@@ -116,6 +129,58 @@ cases![
     counters_count_up_to_their_limit,
     concurrent_counts_stop_at_the_limit,
 ];
+
+/// The cases of editing and erasing chats.
+pub const ERASING: &[Case] = &[
+    Case {
+        name: "updates_replace_what_they_name",
+        run: |store| Box::pin(updates_replace_what_they_name(store)),
+    },
+    Case {
+        name: "a_released_lease_marks_the_last_activity",
+        run: |store| Box::pin(a_released_lease_marks_the_last_activity(store)),
+    },
+    Case {
+        name: "erased_chats_leave_nothing",
+        run: |store| Box::pin(erased_chats_leave_nothing(store)),
+    },
+];
+
+/// The cases of listing sessions.
+pub const LISTING: &[Case] = &[
+    Case {
+        name: "owners_sessions_page_newest_first_both_ways",
+        run: |store| Box::pin(owners_sessions_page_newest_first_both_ways(store)),
+    },
+    Case {
+        name: "listings_filter_and_fill_their_pages",
+        run: |store| Box::pin(listings_filter_and_fill_their_pages(store)),
+    },
+];
+
+/// Runs every case of [`ERASING`], each against a fresh store from `make`.
+pub async fn run_erasing<S, F, Fut>(make: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    for case in ERASING {
+        run(case, &make().await).await;
+    }
+}
+
+/// Runs every case of [`LISTING`], each against a fresh store from `make`.
+pub async fn run_listing<S, F, Fut>(make: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    for case in LISTING {
+        run(case, &make().await).await;
+    }
+}
 
 /// Runs every case, each against a fresh store from `make`.
 pub async fn run_all<S, F, Fut>(make: F)
@@ -1299,6 +1364,266 @@ async fn concurrent_output_appends_have_one_winner(store: &dyn Store) {
     let winner = winner.expect("one batch is written");
     let output = store.output(&chat_id, None, 100).await.unwrap();
     assert_eq!(output, [chunk(0, now + winner), chunk(1, now + winner)]);
+}
+
+// Editing, erasing and listing chats.
+
+async fn updates_replace_what_they_name(store: &dyn Store) {
+    let chat_id = new_chat(store, "update").await;
+    let before = store.session(&chat_id).await.unwrap().unwrap();
+    let now = now_ms();
+    let tags = SessionUpdate {
+        tags: Some(vec!["one".into(), "twö".into()]),
+        metadata: None,
+    };
+    let updated = store
+        .update_session(&chat_id, &tags, now + 5)
+        .await
+        .unwrap();
+    assert_eq!(updated.tags, ["one", "twö"]);
+    assert_eq!(updated.metadata, before.metadata);
+    assert_eq!(updated.updated_at_ms, now + 5);
+    let cleared = SessionUpdate {
+        tags: Some(Vec::new()),
+        metadata: Some(None),
+    };
+    store
+        .update_session(&chat_id, &cleared, now + 6)
+        .await
+        .unwrap();
+    let read = store.session(&chat_id).await.unwrap().unwrap();
+    assert!(read.tags.is_empty());
+    assert_eq!(read.metadata, None);
+    assert_eq!(
+        (read.id, read.created_at_ms),
+        (before.id, before.created_at_ms)
+    );
+    let metadata = SessionUpdate {
+        tags: None,
+        metadata: Some(Some(json!({ "title": "Trip ✓" }))),
+    };
+    store
+        .update_session(&chat_id, &metadata, now + 7)
+        .await
+        .unwrap();
+    let listed = store.listed_session(&chat_id).await.unwrap().unwrap();
+    assert_eq!(listed.session.metadata, Some(json!({ "title": "Trip ✓" })));
+    assert!(matches!(
+        store
+            .update_session(&unique_chat("update-none"), &metadata, now)
+            .await,
+        Err(StoreError::NoSession(_))
+    ));
+}
+
+async fn a_released_lease_marks_the_last_activity(store: &dyn Store) {
+    let chat_id = new_chat(store, "activity").await;
+    let listed = store.listed_session(&chat_id).await.unwrap().unwrap();
+    assert_eq!(listed.last_activity_ms, None);
+    let before = now_ms();
+    store
+        .acquire_lease(&chat_id, lease("h", before, 60_000), before)
+        .await
+        .unwrap();
+    store.release_lease(&chat_id, "h", Some(0)).await.unwrap();
+    let listed = store.listed_session(&chat_id).await.unwrap().unwrap();
+    let at = listed.last_activity_ms.expect("a last activity");
+    assert!(at >= before && at <= now_ms() + 1, "{at} vs {before}");
+    assert!(listed.updated_at_ms() >= at);
+}
+
+async fn erased_chats_leave_nothing(store: &dyn Store) {
+    let chat_id = new_chat(store, "erase").await;
+    let session = store.session(&chat_id).await.unwrap().unwrap();
+    let now = now_ms();
+    store.append_input(&chat_id, "p1", "{}", now).await.unwrap();
+    store
+        .append_output(&chat_id, &[chunk(0, now), turn_complete(1, now)])
+        .await
+        .unwrap();
+    store
+        .acquire_lease(&chat_id, lease("h", now, 60_000), now)
+        .await
+        .unwrap();
+    store
+        .put_message(&chat_id, &UIMessage::user_text("m", "hi"))
+        .await
+        .unwrap();
+    store.put_state(&chat_id, &json!({ "n": 1 })).await.unwrap();
+
+    assert!(store.delete_chat(&chat_id).await.unwrap());
+    unknown_chat_reads_empty(store, &chat_id).await;
+    assert_eq!(store.session_by_id(&session.id).await.unwrap(), None);
+    assert_eq!(store.listed_session(&chat_id).await.unwrap(), None);
+    assert!(!store.delete_chat(&chat_id).await.unwrap());
+    assert!(matches!(
+        store.append_input(&chat_id, "p2", "{}", now).await,
+        Err(StoreError::NoSession(_))
+    ));
+
+    // The same chat id again is a new chat, with nothing of the old one.
+    let again = session_for(&chat_id, now_ms());
+    let created = store.create_session(again.clone()).await.unwrap();
+    assert_eq!(created, SessionCreate::Created(again));
+    assert!(store.inputs(&chat_id, None, 10).await.unwrap().is_empty());
+    assert!(store.output(&chat_id, None, 10).await.unwrap().is_empty());
+    assert_eq!(store.last_output_seq(&chat_id).await.unwrap(), None);
+    assert_eq!(store.lease(&chat_id).await.unwrap(), None);
+    assert!(store.messages(&chat_id).await.unwrap().is_empty());
+    assert_eq!(store.state(&chat_id).await.unwrap(), None);
+    assert_eq!(
+        store.append_input(&chat_id, "p1", "{}", now).await.unwrap(),
+        InputAppend {
+            seq: 0,
+            duplicate: false
+        }
+    );
+    assert!(store.delete_chat(&chat_id).await.unwrap());
+}
+
+/// `count` sessions of `owner`, created a second apart (the newest last), and their chat ids.
+async fn owned_chats(store: &dyn Store, case: &str, owner: &str, count: u64) -> Vec<String> {
+    let base = now_ms() - count * 1_000;
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let chat_id = unique_chat(case);
+        let mut session = session_for(&chat_id, base + i * 1_000);
+        session.owner = Some(owner.to_owned());
+        store.create_session(session).await.unwrap();
+        ids.push(chat_id);
+    }
+    ids
+}
+
+fn owner_query(owner: &str, cursor: Option<ListKey>, direction: Direction) -> SessionQuery {
+    SessionQuery {
+        owner: Some(owner.to_owned()),
+        filter: SessionFilter::default(),
+        cursor,
+        direction,
+        size: 2,
+        now_ms: now_ms(),
+    }
+}
+
+fn listed_ids(page: &super::SessionPage) -> Vec<String> {
+    page.sessions
+        .iter()
+        .map(|listed| listed.session.chat_id.clone())
+        .collect()
+}
+
+async fn owners_sessions_page_newest_first_both_ways(store: &dyn Store) {
+    let owner = format!("owner-{}", uuid::Uuid::new_v4().simple());
+    let mut chats = owned_chats(store, "list", &owner, 5).await;
+    owned_chats(store, "list-other", &format!("{owner}-other"), 2).await;
+    chats.reverse();
+
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_sessions(&owner_query(&owner, cursor, Direction::Older))
+            .await
+            .unwrap();
+        cursor = page.next.clone();
+        pages.push(page);
+        if cursor.is_none() || pages.len() > 5 {
+            break;
+        }
+    }
+    let seen: Vec<String> = pages.iter().flat_map(listed_ids).collect();
+    assert_eq!(seen, chats, "newest first, each once");
+    assert_eq!(pages.len(), 3);
+    assert!(pages[0].previous.is_none());
+
+    let back = store
+        .list_sessions(&owner_query(
+            &owner,
+            pages[2].previous.clone(),
+            Direction::Newer,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(listed_ids(&back), listed_ids(&pages[1]));
+    let top = store
+        .list_sessions(&owner_query(
+            &owner,
+            back.previous.clone(),
+            Direction::Newer,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(listed_ids(&top), listed_ids(&pages[0]));
+    assert!(top.previous.is_none());
+}
+
+async fn listings_filter_and_fill_their_pages(store: &dyn Store) {
+    let owner = format!("owner-{}", uuid::Uuid::new_v4().simple());
+    let chats = owned_chats(store, "filter", &owner, 6).await;
+    let tagged = SessionUpdate {
+        tags: Some(vec!["starred".into()]),
+        metadata: None,
+    };
+    store
+        .update_session(&chats[0], &tagged, now_ms())
+        .await
+        .unwrap();
+    store
+        .update_session(&chats[1], &tagged, now_ms())
+        .await
+        .unwrap();
+    store
+        .close_session(&chats[1], None, now_ms())
+        .await
+        .unwrap();
+
+    let page_of = |filter: SessionFilter, owner: Option<String>| SessionQuery {
+        owner,
+        filter,
+        cursor: None,
+        direction: Direction::Older,
+        size: 5,
+        now_ms: now_ms(),
+    };
+    let starred = SessionFilter {
+        tags: vec!["starred".into()],
+        ..SessionFilter::default()
+    };
+    let page = store
+        .list_sessions(&page_of(starred.clone(), Some(owner.clone())))
+        .await
+        .unwrap();
+    assert_eq!(listed_ids(&page), [chats[1].clone(), chats[0].clone()]);
+    assert!(page.next.is_none());
+
+    let closed = SessionFilter {
+        statuses: vec![SessionStatus::Closed],
+        ..starred
+    };
+    let page = store
+        .list_sessions(&page_of(closed, Some(owner.clone())))
+        .await
+        .unwrap();
+    assert_eq!(listed_ids(&page), [chats[1].clone()]);
+
+    // Across every owner, by chat id: the one session, however many others the store holds.
+    let by_id = SessionFilter {
+        external_id: Some(chats[2].clone()),
+        ..SessionFilter::default()
+    };
+    let page = store.list_sessions(&page_of(by_id, None)).await.unwrap();
+    assert_eq!(listed_ids(&page), [chats[2].clone()]);
+    let window = SessionFilter {
+        created_from_ms: Some(page.sessions[0].session.created_at_ms),
+        created_to_ms: Some(page.sessions[0].session.created_at_ms + 1_000),
+        ..SessionFilter::default()
+    };
+    let page = store
+        .list_sessions(&page_of(window, Some(owner)))
+        .await
+        .unwrap();
+    assert_eq!(listed_ids(&page), [chats[3].clone(), chats[2].clone()]);
 }
 
 async fn counters_count_up_to_their_limit(store: &dyn Store) {

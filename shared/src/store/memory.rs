@@ -10,9 +10,10 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::listing::{self, ListKey, ListedSession, SessionPage, SessionQuery};
 use super::{
     InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputCadence, OutputRecord, Session,
-    SessionCreate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
+    SessionCreate, SessionUpdate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::ui::UIMessage;
 
@@ -51,6 +52,8 @@ struct Chat {
     followed_until: Option<u64>,
     messages: Vec<UIMessage>,
     state: Option<Value>,
+    /// When the last turn ended.
+    last_activity_ms: Option<u64>,
 }
 
 impl Chat {
@@ -65,6 +68,7 @@ impl Chat {
             followed_until: None,
             messages: Vec::new(),
             state: None,
+            last_activity_ms: None,
         }
     }
 }
@@ -85,6 +89,15 @@ impl Inner {
         match self.chats.get_mut(chat_id) {
             Some(chat) if chat.lease.as_ref().is_some_and(|l| l.holder == holder) => Ok(chat),
             _ => Err(StoreError::LeaseLost),
+        }
+    }
+}
+
+impl Chat {
+    fn listed(&self) -> ListedSession {
+        ListedSession {
+            session: self.session.clone(),
+            last_activity_ms: self.last_activity_ms,
         }
     }
 }
@@ -317,6 +330,7 @@ impl Store for MemoryStore {
         let chat = inner.held_lease(chat_id, holder)?;
         chat.lease = None;
         chat.consumed_input = chat.consumed_input.max(consumed_input);
+        chat.last_activity_ms = Some(crate::clock::now_ms());
         Ok(())
     }
 
@@ -397,6 +411,46 @@ impl Store for MemoryStore {
             .outbox
             .remove(&(chat_id.to_owned(), id.to_owned()));
         Ok(())
+    }
+
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        let owned: Vec<ListedSession> = self
+            .lock()?
+            .chats
+            .values()
+            .filter(|chat| query.owner.is_none() || chat.session.owner == query.owner)
+            .map(Chat::listed)
+            .collect();
+        listing::collect_page(query, |from: Option<ListKey>, limit| {
+            let found = listing::scan_sorted(owned.clone(), query.direction, from.as_ref(), limit);
+            async move { Ok(found) }
+        })
+        .await
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        self.read(chat_id, None, |chat| Some(chat.listed()))
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        let mut inner = self.lock()?;
+        let session = &mut inner.chat_mut(chat_id)?.session;
+        update.apply(session, now_ms);
+        Ok(session.clone())
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        let mut inner = self.lock()?;
+        let Some(chat) = inner.chats.remove(chat_id) else {
+            return Ok(false);
+        };
+        inner.session_ids.remove(&chat.session.id);
+        Ok(true)
     }
 
     async fn add_to_counter(

@@ -8,6 +8,7 @@
 pub mod conformance;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod listing;
 pub mod memory;
 mod select;
 pub mod sql;
@@ -16,6 +17,7 @@ pub mod sqlite;
 mod traced;
 pub mod write_units;
 
+pub use listing::{ListKey, ListedSession, SessionFilter, SessionPage, SessionQuery};
 pub use select::{OpenedStore, StoreChoice, StoreChoiceError, from_config};
 pub use traced::TracedStore;
 
@@ -92,6 +94,28 @@ impl Session {
     /// Whether the session's expiry has passed at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
+}
+
+/// What an update of a session changes: each `Some` replaces the field, `None` keeps it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionUpdate {
+    /// The new tags (empty clears them).
+    pub tags: Option<Vec<String>>,
+    /// The new metadata (`Some(None)` clears it).
+    pub metadata: Option<Option<Value>>,
+}
+
+impl SessionUpdate {
+    /// Applies the update to `session`, changed at `now_ms`.
+    pub fn apply(&self, session: &mut Session, now_ms: u64) {
+        if let Some(tags) = &self.tags {
+            session.tags = tags.clone();
+        }
+        if let Some(metadata) = &self.metadata {
+            session.metadata = metadata.clone();
+        }
+        session.updated_at_ms = session.updated_at_ms.max(now_ms);
     }
 }
 
@@ -262,6 +286,9 @@ pub enum StoreError {
     /// The backing store failed.
     #[error("store failure: {0}")]
     Backend(String),
+    /// This store cannot do that (yet); the message says what.
+    #[error("not supported by this store: {0}")]
+    Unsupported(&'static str),
 }
 
 /// A store operation's result.
@@ -440,6 +467,35 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<()>;
     /// Removes a delivered (or given up) event; removing one that is gone is no error.
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()>;
+
+    // Listing, editing and erasing chats.
+    /// One page of sessions, filled and ordered as [`listing`] says: a store scans its sessions
+    /// (the query owner's, or all) in key order and hands them to [`listing::collect_page`].
+    async fn list_sessions(&self, _query: &SessionQuery) -> StoreResult<SessionPage> {
+        Err(StoreError::Unsupported("listing sessions"))
+    }
+    /// The session of `chat_id` as a listing shows it, with when its last turn ended.
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        Ok(self.session(chat_id).await?.map(|session| ListedSession {
+            session,
+            last_activity_ms: None,
+        }))
+    }
+    /// Changes the session's tags and metadata; `NoSession` when there is none.
+    async fn update_session(
+        &self,
+        _chat_id: &str,
+        _update: &SessionUpdate,
+        _now_ms: u64,
+    ) -> StoreResult<Session> {
+        Err(StoreError::Unsupported("updating sessions"))
+    }
+    /// Erases the chat: its session, alias, inputs, output log, lease, messages and state. The
+    /// chat reads as one that never existed, and a session created under its id later is a new
+    /// chat. Returns whether there was anything to erase; erasing twice is no error.
+    async fn delete_chat(&self, _chat_id: &str) -> StoreResult<bool> {
+        Err(StoreError::Unsupported("erasing chats"))
+    }
 
     // Usage counters (the usage limits): one count per key, seen alike by every instance.
     /// Adds `amount` to the counter `key`, atomically, unless `limit` is given and the counter

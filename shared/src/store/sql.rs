@@ -90,6 +90,14 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 ";
 
+/// What version 4 of the schema adds: when each chat's last turn ended, and the indexes that
+/// list sessions newest first, of everyone or of one owner (`store::listing`).
+pub const SCHEMA_V4_LISTING: &str = "
+ALTER TABLE sessions ADD COLUMN last_activity_ms INTEGER;
+CREATE INDEX IF NOT EXISTS sessions_listed ON sessions (created_at_ms, chat_id);
+CREATE INDEX IF NOT EXISTS sessions_by_owner ON sessions (owner, created_at_ms, chat_id);
+";
+
 macro_rules! session_columns {
     () => {
         "session_id, chat_id, kind, task_identifier, trigger_config, tags, metadata, owner, \
@@ -165,6 +173,24 @@ pub const DELETE_LEASE: &str = "DELETE FROM leases WHERE chat_id = ?1 AND holder
 /// ?1 chat id, ?2 consumed input. Never moves back.
 pub const RECORD_CONSUMED: &str = "UPDATE sessions SET consumed_input = ?2 \
      WHERE chat_id = ?1 AND (consumed_input IS NULL OR consumed_input < ?2)";
+
+/// ?1 chat id, ?2 now.
+pub const RECORD_ACTIVITY: &str = "UPDATE sessions SET last_activity_ms = ?2 WHERE chat_id = ?1";
+
+/// ?1 chat id, ?2 tags (JSON), ?3 metadata (JSON or NULL), ?4 updated at.
+pub const UPDATE_SESSION: &str = "UPDATE sessions SET tags = ?2, metadata = ?3, \
+     updated_at_ms = ?4 WHERE chat_id = ?1";
+
+/// ?1 chat id, each: everything of a chat, its session last (the others refer to it). The
+/// outbox is left alone: events about the chat are still delivered.
+pub const DELETE_CHAT: [&str; 6] = [
+    "DELETE FROM inputs WHERE chat_id = ?1",
+    "DELETE FROM outputs WHERE chat_id = ?1",
+    "DELETE FROM leases WHERE chat_id = ?1",
+    "DELETE FROM messages WHERE chat_id = ?1",
+    "DELETE FROM state WHERE chat_id = ?1",
+    "DELETE FROM sessions WHERE chat_id = ?1",
+];
 
 /// ?1 chat id.
 pub const MESSAGES: &str = "SELECT json FROM messages WHERE chat_id = ?1 ORDER BY position";

@@ -17,19 +17,60 @@ use rusqlite::{
 use serde::Serialize;
 use serde_json::Value;
 
+use super::listing::{self, Direction, ListKey, ListedSession, SessionPage, SessionQuery};
 use super::sql::{self, SessionRow, json_column};
 use super::{
     InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputRecord, Session, SessionCreate,
-    Store, StoreError, StoreResult, TurnLease, check_output_batch,
+    SessionUpdate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::ui::UIMessage;
 
 /// The schema version this code writes, kept in `PRAGMA user_version`. Bump it with a migration
 /// step in [`migrate`] whenever the schema changes.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// How long a write waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Creates `dir` and its missing parents readable by this user only (0700 on Unix); folders
+/// that exist are left as they are.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the database file readable by this user only (0600 on Unix), or makes an existing one
+/// so, with its WAL and shared-memory files. SQLite gives the files it creates next to the
+/// database the database's own mode, so the WAL written later is private too.
+fn keep_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        let mut companions = [path.as_os_str().to_owned(), path.as_os_str().to_owned()];
+        companions[0].push("-wal");
+        companions[1].push("-shm");
+        for file in
+            std::iter::once(path.as_os_str()).chain(companions.iter().map(|c| c.as_os_str()))
+        {
+            match std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
 
 /// A [`Store`] in one SQLite file (or in memory, for tests).
 #[derive(Clone)]
@@ -47,10 +88,12 @@ impl SqliteStore {
     /// Opens (or creates) the database at `path`, creating its directory and schema as needed.
     pub fn open(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            create_private_dir(dir).map_err(|e| {
                 StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        keep_private(path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let conn = Connection::open(path).map_err(backend)?;
         // Set first so the rest of the set-up waits for a process that is opening the file too.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
@@ -125,12 +168,18 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
             tx.execute_batch(sql::SCHEMA_V1).map_err(backend)?;
             tx.execute_batch(sql::SCHEMA_V2_OUTBOX).map_err(backend)?;
             tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?;
         }
         1 => {
             tx.execute_batch(sql::SCHEMA_V2_OUTBOX).map_err(backend)?;
             tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?;
         }
-        2 => tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?,
+        2 => {
+            tx.execute_batch(sql::SCHEMA_V3_COUNTERS).map_err(backend)?;
+            tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?;
+        }
+        3 => tx.execute_batch(sql::SCHEMA_V4_LISTING).map_err(backend)?,
         other => {
             return Err(StoreError::Backend(format!(
                 "unknown database schema version {other} (this chatfn writes {SCHEMA_VERSION}); \
@@ -558,6 +607,9 @@ impl Store for SqliteStore {
                     .and_then(|mut stmt| stmt.execute(params![chat_id, Int(consumed)]))
                     .map_err(backend)?;
             }
+            tx.prepare(sql::RECORD_ACTIVITY)
+                .and_then(|mut stmt| stmt.execute(params![chat_id, Int(crate::clock::now_ms())]))
+                .map_err(backend)?;
             Ok(())
         })
         .await
@@ -705,6 +757,71 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        listing::collect_page(query, |from: Option<ListKey>, limit| {
+            let query = query.clone();
+            self.with(move |conn| scan_sessions(conn, &query, from.as_ref(), limit))
+        })
+        .await
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        let chat_id = chat_id.to_owned();
+        self.with(move |conn| {
+            let Some(session) = select_session(conn, sql::SESSION_BY_CHAT, &chat_id)? else {
+                return Ok(None);
+            };
+            let last_activity_ms = conn
+                .prepare("SELECT last_activity_ms FROM sessions WHERE chat_id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&chat_id], |row| opt_u64_at(row, 0)))
+                .map_err(backend)?;
+            Ok(Some(ListedSession {
+                session,
+                last_activity_ms,
+            }))
+        })
+        .await
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        let (chat_id, update) = (chat_id.to_owned(), update.clone());
+        self.write(move |tx| {
+            let mut session = select_session(tx, sql::SESSION_BY_CHAT, &chat_id)?
+                .ok_or_else(|| no_session(&chat_id))?;
+            update.apply(&mut session, now_ms);
+            let metadata = session.metadata.as_ref().map(to_json).transpose()?;
+            let tags = to_json(&session.tags)?;
+            tx.prepare(sql::UPDATE_SESSION)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![chat_id, tags, metadata, Int(session.updated_at_ms)])
+                })
+                .map_err(backend)?;
+            Ok(session)
+        })
+        .await
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        let chat_id = chat_id.to_owned();
+        self.write(move |tx| {
+            let mut erased = 0;
+            for statement in sql::DELETE_CHAT {
+                erased = tx
+                    .prepare(statement)
+                    .and_then(|mut stmt| stmt.execute([&chat_id]))
+                    .map_err(backend)?;
+            }
+            // The last statement removes the session: whether it did is whether the chat was.
+            Ok(erased > 0)
+        })
+        .await
+    }
+
     async fn add_to_counter(
         &self,
         key: &str,
@@ -750,9 +867,87 @@ impl Store for SqliteStore {
     }
 }
 
+/// The statement scanning sessions (of one owner: `?1`, or all) strictly past the key
+/// (`?2` created at, `?3` chat id) in `direction`, at most `?4`.
+fn scan_statement(by_owner: bool, direction: Direction) -> String {
+    let (past, order) = match direction {
+        Direction::Older => ("<", "DESC"),
+        Direction::Newer => (">", "ASC"),
+    };
+    let owner = if by_owner { "owner = ?1" } else { "?1 IS NULL" };
+    format!(
+        "SELECT {}, last_activity_ms FROM sessions WHERE {owner} \
+         AND (created_at_ms, chat_id) {past} (?2, ?3) \
+         ORDER BY created_at_ms {order}, chat_id {order} LIMIT ?4",
+        sql::SESSION_COLUMNS
+    )
+}
+
+fn scan_sessions(
+    conn: &Connection,
+    query: &SessionQuery,
+    from: Option<&ListKey>,
+    limit: usize,
+) -> StoreResult<Vec<ListedSession>> {
+    // Without a cursor, start past every key there can be.
+    let (created, chat_id) = match (from, query.direction) {
+        (Some(key), _) => (
+            i64::try_from(key.created_at_ms).unwrap_or(i64::MAX),
+            key.chat_id.as_str(),
+        ),
+        (None, Direction::Older) => (i64::MAX, ""),
+        (None, Direction::Newer) => (-1, ""),
+    };
+    let statement = scan_statement(query.owner.is_some(), query.direction);
+    let mut stmt = conn.prepare(&statement).map_err(backend)?;
+    let rows = stmt
+        .query_map(
+            params![query.owner, created, chat_id, limit_bound(limit)],
+            |row| Ok((read_session_row(row)?, opt_u64_at(row, 13)?)),
+        )
+        .map_err(backend)?;
+    let mut found = Vec::new();
+    for row in rows {
+        let (row, last_activity_ms) = row.map_err(backend)?;
+        found.push(ListedSession {
+            session: row.into_session()?,
+            last_activity_ms,
+        });
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_file_its_wal_and_its_folders_are_the_users_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("chatfn-private-{}", uuid::Uuid::new_v4()));
+        let path = root.join("data").join("chatfn.sqlite3");
+        let store = SqliteStore::open(&path).expect("open");
+        store
+            .create_session(Session::new("chat-1", 1))
+            .await
+            .expect("a write, so the WAL exists");
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("data")), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&root.join("data").join("chatfn.sqlite3-wal")), 0o600);
+        drop(store);
+        // A file an earlier version left readable by all is made private when opened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        drop(SqliteStore::open(&path).expect("reopen"));
+        assert_eq!(mode(&path), 0o600);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn refuses_a_newer_schema() {

@@ -12,8 +12,9 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputCadence, OutputRecord, Session,
-    SessionCreate, Store, StoreResult, TurnLease,
+    InputAppend, InputRecord, LeaseAcquire, ListedSession, OutboxEvent, OutputCadence,
+    OutputRecord, Session, SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store,
+    StoreResult, TurnLease,
 };
 use crate::ui::UIMessage;
 
@@ -292,6 +293,34 @@ impl Store for TracedStore {
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         let span = span("remove_event", chat_id);
         self.store.remove_event(chat_id, id).instrument(span).await
+    }
+
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        let span = span("list_sessions", "");
+        self.store.list_sessions(query).instrument(span).await
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        let span = span("listed_session", chat_id);
+        self.store.listed_session(chat_id).instrument(span).await
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        let span = span("update_session", chat_id);
+        self.store
+            .update_session(chat_id, update, now_ms)
+            .instrument(span)
+            .await
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        let span = span("delete_chat", chat_id);
+        self.store.delete_chat(chat_id).instrument(span).await
     }
 
     async fn add_to_counter(

@@ -2,7 +2,9 @@
 //! store for the records after its cursor and, while it waits for a turn that holds the chat,
 //! marks the log followed ([`notice`]) so that the turn writes short batches for it.
 //! [`LogFollower::next`] is that polling loop, for every reader of the log; what a reader makes of
-//! a quiet log (wait, end, follow a turn of its own process) is its [`FollowWatch`].
+//! a quiet log (wait, end, follow a turn of its own process) is its [`FollowWatch`]. Where this
+//! process is the store's only writer, a reader with a [`ChatWake`] waits for its wake-ups and
+//! looks at a quiet log ever less often, up to [`IDLE_LOOK_INTERVAL`].
 
 mod notice;
 mod turn_log;
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use crate::clock::now_ms;
 use crate::store::{OutputRecord, Store, StoreError};
+use crate::turn::ChatWake;
 use notice::FollowNotice;
 
 pub(crate) use turn_log::follow_turn_log;
@@ -21,6 +24,10 @@ pub(crate) use turn_log::follow_turn_log;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Records per read of the log.
 const PAGE: usize = 512;
+/// The longest wait between two looks of a woken reader at a quiet log: the wake-ups tell it of
+/// this process's changes, and these looks catch what another process did after all (a SQLite
+/// file opened by two servers).
+const IDLE_LOOK_INTERVAL: Duration = Duration::from_millis(3200);
 
 /// What a follower does after a look found nothing new in the log, or could not read it.
 pub(crate) enum FollowOn {
@@ -64,6 +71,10 @@ pub(crate) struct LogFollower {
     /// The last read found records and went on to the log's end: the next look need not read
     /// again before it asks whether a turn still runs.
     read_to_end: bool,
+    /// This process's wake-ups for the chat, where it is the store's only writer.
+    wake: Option<ChatWake>,
+    /// Looks in a row that found the chat quiet, with no turn running.
+    quiet_looks: u32,
 }
 
 impl LogFollower {
@@ -75,7 +86,15 @@ impl LogFollower {
             chat_id: chat_id.to_owned(),
             cursor: after,
             read_to_end: false,
+            wake: None,
+            quiet_looks: 0,
         }
+    }
+
+    /// Waits for `wake` between looks at a quiet log, and looks less often.
+    pub(crate) fn woken_by(mut self, wake: Option<ChatWake>) -> Self {
+        self.wake = wake;
+        self
     }
 
     /// The last record the reader has.
@@ -104,17 +123,21 @@ impl LogFollower {
         let mut skip_read = std::mem::take(&mut self.read_to_end);
         let mut last_look = false;
         loop {
+            if let Some(wake) = &mut self.wake {
+                wake.seen();
+            }
             if !skip_read {
                 match self.read_new().await {
                     Ok(records) if !records.is_empty() => {
                         self.read_to_end = true;
+                        self.quiet_looks = 0;
                         return Some(records);
                     }
                     Ok(_) if last_look => return None,
                     Ok(_) => {}
                     Err(error) => {
                         let next = watch.failed(error).await;
-                        if !carry_on(next, watch, &mut last_look).await {
+                        if !self.carry_on(next, watch, &mut last_look).await {
                             return None;
                         }
                         continue;
@@ -130,7 +153,12 @@ impl LogFollower {
             if held && matches!(next, FollowOn::Later) {
                 self.notice.renew().await;
             }
-            if !carry_on(next, watch, &mut last_look).await {
+            self.quiet_looks = if held {
+                0
+            } else {
+                self.quiet_looks.saturating_add(1)
+            };
+            if !self.carry_on(next, watch, &mut last_look).await {
                 return None;
             }
         }
@@ -146,12 +174,48 @@ impl LogFollower {
     }
 }
 
-/// Whether to look at the log again, waiting first if `next` says so.
-async fn carry_on(next: FollowOn, watch: &impl FollowWatch, last_look: &mut bool) -> bool {
+impl LogFollower {
+    /// Whether to look at the log again, waiting first if `next` says so.
+    async fn carry_on(
+        &mut self,
+        next: FollowOn,
+        watch: &impl FollowWatch,
+        last_look: &mut bool,
+    ) -> bool {
+        match next {
+            FollowOn::Later => self.wait(watch).await,
+            other => decide(other, last_look),
+        }
+    }
+
+    /// Waits before the next look: the poll interval, or (for a woken reader of a quiet chat) a
+    /// wait that doubles with each quiet look up to [`IDLE_LOOK_INTERVAL`] and ends at a wake-up.
+    /// False when the reader was abandoned meanwhile.
+    async fn wait(&mut self, watch: &impl FollowWatch) -> bool {
+        let Some(wake) = self.wake.as_mut().filter(|_| self.quiet_looks > 0) else {
+            return crate::runtime::timeout(POLL_INTERVAL, watch.abandoned())
+                .await
+                .is_err();
+        };
+        let doubled = POLL_INTERVAL.saturating_mul(1 << self.quiet_looks.min(8));
+        let interval = doubled.min(IDLE_LOOK_INTERVAL);
+        let abandoned = std::pin::pin!(watch.abandoned());
+        let woken = std::pin::pin!(wake.woken());
+        match crate::runtime::timeout(interval, futures::future::select(abandoned, woken)).await {
+            Ok(futures::future::Either::Left(_)) => false,
+            Ok(futures::future::Either::Right(_)) => {
+                self.quiet_looks = 0;
+                true
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+/// Whether to look at the log again after `next`, which asks for no wait.
+fn decide(next: FollowOn, last_look: &mut bool) -> bool {
     match next {
-        FollowOn::Later => crate::runtime::timeout(POLL_INTERVAL, watch.abandoned())
-            .await
-            .is_err(),
+        FollowOn::Later => true,
         FollowOn::Now => true,
         FollowOn::LastLook => {
             *last_look = true;

@@ -140,10 +140,12 @@ impl LiveTurn {
     }
 }
 
-/// The turns running in this process, by chat.
+/// The turns running in this process, by chat, and the wake-ups of the readers that wait on the
+/// chats here: a turn that starts or ends wakes them.
 #[derive(Default)]
 pub struct LiveTurns {
     turns: Mutex<HashMap<String, Arc<LiveTurn>>>,
+    wakes: Arc<super::ChatWakes>,
 }
 
 impl LiveTurns {
@@ -155,7 +157,14 @@ impl LiveTurns {
 
     /// Registers a running turn, replacing the chat's previous one.
     pub fn insert(&self, turn: Arc<LiveTurn>) {
-        self.map().insert(turn.chat_id().to_owned(), turn);
+        let chat_id = turn.chat_id().to_owned();
+        self.map().insert(chat_id.clone(), turn);
+        self.wakes.wake(&chat_id);
+    }
+
+    /// The wake-ups of the readers waiting on this process's chats.
+    pub fn wakes(&self) -> &Arc<super::ChatWakes> {
+        &self.wakes
     }
 
     /// The turn running for `chat_id` in this process, if any.
@@ -171,6 +180,8 @@ impl LiveTurns {
             .is_some_and(|current| Arc::ptr_eq(current, turn))
         {
             map.remove(turn.chat_id());
+            drop(map);
+            self.wakes.wake(turn.chat_id());
         }
     }
 

@@ -16,6 +16,7 @@ mod recovery;
 mod runner;
 mod settle;
 mod span;
+mod wake;
 mod writer;
 
 pub(crate) use follow::{FollowOn, FollowWatch, LogFollower};
@@ -25,6 +26,7 @@ pub use live::{LiveTurn, LiveTurns};
 pub use moved_past::{SKIPPED_APPROVAL_CHUNK, SKIPPED_APPROVAL_REASON};
 pub use record::ChatRecord;
 pub use runner::{StartedTurn, TurnError, TurnRunner, TurnSource, TurnTask};
+pub use wake::{ChatWake, ChatWakes};
 pub use writer::{OutputWriter, REPLY_HEADER, WriterSettings};
 
 /// The turn-complete header naming the input seq the turn answered.

@@ -122,7 +122,7 @@ impl TurnRunner {
                                 ))
                             })?;
                         let stored = history.remove(index);
-                        let continued = overlay_client_answers(stored, &message, &self.agent);
+                        let continued = overlay_client_answers(stored, &message, &self.agent)?;
                         // Later messages cannot exist when a client answers a tool call.
                         history.truncate(index);
                         self.store.put_message(chat_id, &continued).await?;
@@ -195,9 +195,16 @@ impl TurnRunner {
 /// The server's copy of an assistant message, with what the client may answer for it: the
 /// outputs of tools that run in the browser, and a person's answer to an approval request whose
 /// id matches. Everything else stays the server's, so a client cannot forge a server tool's
-/// output or approve a call it was never asked about.
-fn overlay_client_answers(mut stored: UIMessage, client: &UIMessage, agent: &Agent) -> UIMessage {
+/// output or approve a call it was never asked about; an answer that tries is refused, and so is
+/// a message that only repeats (or changes) answers already given.
+fn overlay_client_answers(
+    mut stored: UIMessage,
+    client: &UIMessage,
+    agent: &Agent,
+) -> Result<UIMessage, TurnError> {
     use crate::ui::ToolState;
+    let mut answered_now = false;
+    let mut repeated = false;
     for part in stored.parts.iter_mut() {
         let UIPart::Tool(tool) = part else { continue };
         let Some(answer) = client
@@ -206,33 +213,80 @@ fn overlay_client_answers(mut stored: UIMessage, client: &UIMessage, agent: &Age
         else {
             continue;
         };
-        match (tool.state, answer.state) {
-            (
-                ToolState::ApprovalRequested,
-                ToolState::ApprovalResponded | ToolState::OutputDenied,
-            ) => {
+        let answers_approval = matches!(
+            answer.state,
+            ToolState::ApprovalResponded | ToolState::OutputDenied
+        );
+        let claims_output = matches!(
+            answer.state,
+            ToolState::OutputAvailable | ToolState::OutputError
+        );
+        let has_output = matches!(
+            tool.state,
+            ToolState::OutputAvailable | ToolState::OutputError | ToolState::OutputDenied
+        );
+        match tool.state {
+            ToolState::ApprovalRequested if answers_approval => {
                 let (Some(mine), Some(theirs)) = (tool.approval.as_mut(), answer.approval.as_ref())
                 else {
-                    continue;
+                    return Err(tampered());
                 };
                 if mine.id != theirs.id {
-                    continue;
+                    return Err(tampered());
                 }
                 let approved =
                     answer.state == ToolState::ApprovalResponded && theirs.approved == Some(true);
                 mine.approved = Some(approved);
                 mine.reason = theirs.reason.clone();
                 tool.state = ToolState::ApprovalResponded;
+                answered_now = true;
             }
-            (ToolState::InputAvailable, ToolState::OutputAvailable | ToolState::OutputError)
-                if agent.runs_on_client(&tool.tool_name) =>
-            {
+            ToolState::InputAvailable if claims_output && agent.runs_on_client(&tool.tool_name) => {
                 tool.state = answer.state;
                 tool.output = answer.output.clone();
                 tool.error_text = answer.error_text.clone();
+                answered_now = true;
+            }
+            // An output the server has not produced, for a tool that runs on the server.
+            _ if claims_output && !has_output => return Err(tampered()),
+            // An answer to an approval answered before: the same answer is a replay, another
+            // one an attempt to change it.
+            _ if answers_approval => {
+                let (Some(mine), Some(theirs)) = (tool.approval.as_ref(), answer.approval.as_ref())
+                else {
+                    return Err(tampered());
+                };
+                let approved =
+                    answer.state == ToolState::ApprovalResponded && theirs.approved == Some(true);
+                if mine.id != theirs.id || mine.approved != Some(approved) {
+                    return Err(already_answered());
+                }
+                // Answered but not yet settled (its turn ended first): this turn settles it.
+                if tool.state == ToolState::ApprovalResponded {
+                    answered_now = true;
+                } else {
+                    repeated = true;
+                }
             }
             _ => {}
         }
     }
-    stored
+    if repeated && !answered_now {
+        return Err(already_answered());
+    }
+    Ok(stored)
+}
+
+fn tampered() -> TurnError {
+    TurnError::InvalidInput(
+        "the tool answers do not match what this server asked for: an approval must answer the \
+         request it was sent, and only tools that run in the browser take their output from it"
+            .into(),
+    )
+}
+
+fn already_answered() -> TurnError {
+    TurnError::InvalidInput(
+        "these approvals have been answered already: reload the chat to see the reply".into(),
+    )
 }

@@ -123,6 +123,8 @@ pub struct TurnRunner {
     pub(super) approvals: Option<ApprovalSigner>,
     /// Where the turns' events go, when a webhook is configured.
     pub(super) events: Option<crate::events::EventDelivery>,
+    /// This process is the store's only writer: idle readers wait for its wake-ups.
+    pub(super) sole_writer: bool,
 }
 
 impl TurnRunner {
@@ -135,7 +137,24 @@ impl TurnRunner {
             settings: WriterSettings::default(),
             approvals: None,
             events: None,
+            sole_writer: false,
         }
+    }
+
+    /// Declares this process the store's only writer (the memory store, a SQLite file no other
+    /// process writes, a Durable Object): a reader waiting on a quiet chat is woken by this
+    /// process's appends and turns, and looks at the store itself only every few seconds, where
+    /// it otherwise looks ten times a second.
+    pub fn with_sole_writer(mut self) -> Self {
+        self.sole_writer = true;
+        self
+    }
+
+    /// A wake-up subscription for a reader waiting on `chat_id`, where this process is the
+    /// store's only writer.
+    pub fn reader_wake(&self, chat_id: &str) -> Option<super::ChatWake> {
+        self.sole_writer
+            .then(|| self.live.wakes().subscribe(chat_id))
     }
 
     /// Signs the approval requests of this runner's turns and checks the answers (hosts set it
@@ -206,17 +225,30 @@ impl TurnRunner {
         input: &ChatInput,
     ) -> Result<InputAppend, TurnError> {
         let body = input.to_json();
+        let appended = self.append_input(chat_id, part_id, &body).await;
+        if appended.as_ref().is_ok_and(|append| !append.duplicate) {
+            self.live.wakes().wake(chat_id);
+        }
+        appended
+    }
+
+    async fn append_input(
+        &self,
+        chat_id: &str,
+        part_id: Option<&str>,
+        body: &str,
+    ) -> Result<InputAppend, TurnError> {
         match part_id {
             Some(part_id) => Ok(self
                 .store
-                .append_input(chat_id, part_id, &body, now_ms())
+                .append_input(chat_id, part_id, body, now_ms())
                 .await?),
             // No idempotency key from the client: one of our own, which nobody can send again.
             None => {
                 let part_id = uuid::Uuid::new_v4().to_string();
                 let seq = self
                     .store
-                    .append_minted_input(chat_id, &part_id, &body, now_ms())
+                    .append_minted_input(chat_id, &part_id, body, now_ms())
                     .await?;
                 Ok(InputAppend {
                     seq,

@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chatfn::store::memory::MemoryStore;
 use chatfn::store::{
-    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputCadence, OutputRecord, Session,
-    SessionCreate, Store, StoreResult, TurnLease,
+    InputAppend, InputRecord, LeaseAcquire, ListedSession, OutboxEvent, OutputCadence,
+    OutputRecord, Session, SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store,
+    StoreResult, TurnLease,
 };
 use chatfn::ui::UIMessage;
 use serde_json::Value;
@@ -25,6 +26,8 @@ type Work = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct CountingStore {
     inner: MemoryStore,
     writes: AtomicUsize,
+    session_id_lookups: AtomicUsize,
+    output_reads: AtomicUsize,
     before_lease_read: Mutex<Option<Work>>,
 }
 
@@ -36,6 +39,16 @@ impl CountingStore {
     /// Calls that may have written, successful or not.
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Sessions looked up by their `session_…` id.
+    pub fn session_id_lookups(&self) -> usize {
+        self.session_id_lookups.load(Ordering::SeqCst)
+    }
+
+    /// Reads of the output log.
+    pub fn output_reads(&self) -> usize {
+        self.output_reads.load(Ordering::SeqCst)
     }
 
     /// Runs `work` once, right before the next lease read answers.
@@ -60,6 +73,7 @@ impl Store for CountingStore {
     }
 
     async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
+        self.session_id_lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.session_by_id(session_id).await
     }
 
@@ -110,6 +124,7 @@ impl Store for CountingStore {
         after: Option<u64>,
         limit: usize,
     ) -> StoreResult<Vec<OutputRecord>> {
+        self.output_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.output(chat_id, after, limit).await
     }
 
@@ -221,6 +236,29 @@ impl Store for CountingStore {
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         self.wrote();
         self.inner.remove_event(chat_id, id).await
+    }
+
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        self.inner.list_sessions(query).await
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        self.inner.listed_session(chat_id).await
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        self.wrote();
+        self.inner.update_session(chat_id, update, now_ms).await
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        self.wrote();
+        self.inner.delete_chat(chat_id).await
     }
 
     async fn add_to_counter(

@@ -14,6 +14,7 @@ export function functionFor(path) {
   if (/^\/api\/v1\/sessions\/[^/]+\/token$/.test(path)) return 'token-refresh';
   if (path.startsWith('/api/v1/auth/')) return 'token-refresh';
   if (path === '/api/v1/sessions' || path.startsWith('/api/v1/sessions/')) return 'session-start';
+  if (path.startsWith('/api/v1/owners/')) return 'session-start';
   if (path === '/api/chat' || path.startsWith('/api/chat/')) return 'agent-turn';
   if (path.startsWith('/realtime/')) return 'agent-turn';
   // Unknown paths go where CloudFront's default behaviour sends them: every function answers a

@@ -29,9 +29,10 @@ export function isAbortError(error) {
  *
  * Throws on any stream error (schema failure, inconsistent chunk, `error` chunk, network error),
  * except an abort error when `expectAbort` is set. `message` seeds the fold (as `useChat` does
- * when it continues an assistant message).
+ * when it continues an assistant message). `readUIMessageStream` replaces the installed `ai`'s fold
+ * (an older major's, in test/25-client-versions).
  */
-export async function readChunks(stream, { onChunk, expectAbort = false, message: seed, timeout = 25000, label = 'stream' } = {}) {
+export async function readChunks(stream, { onChunk, expectAbort = false, message: seed, timeout = 25000, label = 'stream', readUIMessageStream: fold = readUIMessageStream } = {}) {
   assert.ok(stream, `${label}: expected a ReadableStream, got ${stream}`);
   const chunks = [];
   const arrivals = [];
@@ -48,8 +49,8 @@ export async function readChunks(stream, { onChunk, expectAbort = false, message
 
   let firstError;
   let message;
-  const fold = (async () => {
-    const messages = readUIMessageStream({
+  const folding = (async () => {
+    const messages = fold({
       stream: tapped,
       message: seed,
       terminateOnError: true,
@@ -66,7 +67,7 @@ export async function readChunks(stream, { onChunk, expectAbort = false, message
   const timedOut = new Promise((resolve) => {
     timer = setTimeout(() => resolve('timeout'), timeout);
   });
-  const outcome = await Promise.race([fold.then(() => 'done'), timedOut]);
+  const outcome = await Promise.race([folding.then(() => 'done'), timedOut]);
   clearTimeout(timer);
   if (outcome === 'timeout') {
     throw new Error(`${label}: not finished after ${timeout} ms; chunks so far: ${describeChunks(chunks)}`);

@@ -2,7 +2,7 @@
 // one `turn.completed` event, signed the Standard Webhooks way and verified here with the npm
 // `standardwebhooks` package; a failed delivery is retried with the same id by the host's
 // sweeper, with no later request to the chat; stopped, failed and recovered turns send one
-// event each; chats send `chat.created` and `chat.closed`.
+// event each; chats send `chat.created`, `chat.closed` and `chat.deleted`.
 //
 // Run on every host: the local server (its sweeper is a timer), the Lambda functions under
 // `cargo lambda watch` (scripts/lambda-e2e.sh configures them with CHATFN_E2E_WEBHOOK_PORT and
@@ -61,13 +61,14 @@ e2eSuite('turn events (Standard Webhooks)', (ctx, e2e) => {
     assert.equal(event.data.error, null);
     noneRejected();
 
-    // A second turn: its own event, with the chat's usage so far.
-    ctx.mock.handle(() => ({ text: 'Again.', usage: { prompt_tokens: 20, completion_tokens: 2 } }));
+    // A second turn: its own event, with the chat's usage so far and what the prompt cache served.
+    ctx.mock.handle(() => ({ text: 'Again.', usage: { prompt_tokens: 20, completion_tokens: 2, prompt_tokens_details: { cached_tokens: 16 } } }));
     await sendTurn(transport, { chatId, messages: [...[userMessage('hi')], turn.message, userMessage('again')] });
     const both = await eventsOf(chatId, 'turn.completed', 2);
     assert.equal(both.length, 2, 'one event per turn');
     assert.notEqual(both[0].id, both[1].id);
-    assert.deepEqual(both[1].event.data.totalUsage, { inputTokens: 31, outputTokens: 7, totalTokens: 38 });
+    assert.deepEqual(both[1].event.data.usage, { inputTokens: 20, outputTokens: 2, totalTokens: 22, cacheReadTokens: 16 });
+    assert.deepEqual(both[1].event.data.totalUsage, { inputTokens: 31, outputTokens: 7, totalTokens: 38, cacheReadTokens: 16 });
 
     const closed = await request(`${ctx.server.baseUrl}/api/v1/sessions/${chatId}/close`, {
       method: 'POST', token: ctx.server.secretKey, body: { reason: 'done' },
@@ -75,6 +76,15 @@ e2eSuite('turn events (Standard Webhooks)', (ctx, e2e) => {
     assert.equal(closed.status, 200, closed.text);
     const [close] = await eventsOf(chatId, 'chat.closed');
     assert.equal(close.event.data.reason, 'done');
+
+    // Erasing the chat sends chat.deleted, once.
+    const erased = await request(`${ctx.server.baseUrl}/api/v1/sessions/${chatId}`, {
+      method: 'DELETE', token: ctx.server.secretKey,
+    });
+    assert.equal(erased.status, 200, erased.text);
+    const [deleted] = await eventsOf(chatId, 'chat.deleted');
+    assert.equal(deleted.event.data.sessionId, created.event.data.sessionId);
+    noneRejected();
   });
 
   e2e('a failed first delivery is retried with the same id, with no later request to the chat', async () => {

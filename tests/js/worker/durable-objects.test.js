@@ -93,6 +93,88 @@ describe('the Worker: Durable Object per chat', () => {
     assert.equal(textOf(messages[1]), words.join(''));
   });
 
+  test('readers that hang up mid-reply leave no error in the runtime\'s log', TIMEOUT, async () => {
+    mock.reset();
+    const words = Array.from({ length: 30 }, (_, i) => `w${i} `);
+    mock.handle(() => ({ text: words, delayMs: 40 }));
+    const mark = worker.mark();
+
+    // The AI SDK wire: the transport's fetch aborted after a few deltas.
+    const aiChat = newChatId('dropped-ai');
+    const aiToken = await createSession(worker, aiChat);
+    const controller = new AbortController();
+    const stream = await makeTransport(worker, aiToken).sendMessages({
+      chatId: aiChat,
+      messages: [userMessage('a long answer please')],
+      trigger: 'submit-message',
+      messageId: undefined,
+      abortSignal: controller.signal,
+    });
+    let deltas = 0;
+    await readChunks(stream, {
+      expectAbort: true,
+      onChunk: (chunk) => {
+        if (chunk.type === 'text-delta' && ++deltas === 3) controller.abort();
+      },
+    });
+
+    // The Trigger wire: an `out` reader dropped once the reply streams.
+    const triggerChat = newChatId('dropped-trigger');
+    const triggerToken = await createSession(worker, triggerChat);
+    const appended = await request(`${worker.baseUrl}/realtime/v1/sessions/${triggerChat}/in/append`, {
+      method: 'POST',
+      token: triggerToken,
+      body: { kind: 'message', payload: { message: userMessage('a long answer please'), chatId: triggerChat, trigger: 'submit-message' } },
+    });
+    assert.equal(appended.status, 200, appended.text);
+    const reading = new AbortController();
+    const out = await fetch(`${worker.baseUrl}/realtime/v1/sessions/${triggerChat}/out`, {
+      headers: { authorization: `Bearer ${triggerToken}`, 'timeout-seconds': '30' },
+      signal: reading.signal,
+    });
+    assert.equal(out.status, 200);
+    const reader = out.body.getReader();
+    const decoder = new TextDecoder();
+    let seen = '';
+    while (!seen.includes('w2 ')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += decoder.decode(value, { stream: true });
+    }
+    reading.abort();
+    await reader.cancel().catch(() => {});
+
+    // An idle reader (nothing to read yet), dropped while it waits.
+    const idleChat = newChatId('dropped-idle');
+    const idleToken = await createSession(worker, idleChat);
+    const waiting = new AbortController();
+    const idle = await fetch(`${worker.baseUrl}/realtime/v1/sessions/${idleChat}/out`, {
+      headers: { authorization: `Bearer ${idleToken}`, 'timeout-seconds': '30' },
+      signal: waiting.signal,
+    });
+    assert.equal(idle.status, 200);
+    const idleReader = idle.body.getReader();
+    await idleReader.read();
+    await sleep(1_500);
+    waiting.abort();
+    await idleReader.cancel().catch(() => {});
+    await sleep(1_000);
+
+    // Both replies go on without their readers; then the log is read.
+    for (const [chatId, token] of [[aiChat, aiToken], [triggerChat, triggerToken]]) {
+      let messages = [];
+      for (let i = 0; i < 100; i += 1) {
+        messages = await getMessages(worker, chatId, token);
+        if (messages.length === 2 && textOf(messages[1]) === words.join('')) break;
+        await sleep(100);
+      }
+      assert.equal(messages[1] ? textOf(messages[1]) : "", words.join(""), `${chatId}: the whole reply is persisted`);
+    }
+    await sleep(500);
+    const log = worker.logs(mark);
+    assert.doesNotMatch(log, /Disallowed operation|releaseLock/, log);
+  });
+
   test('an alarm deletes a chat once its session has expired', TIMEOUT, async () => {
     const chatId = newChatId('expiring');
     const created = await request(`${worker.baseUrl}/api/v1/sessions`, {
@@ -127,9 +209,12 @@ describe('the Worker: Durable Object per chat', () => {
     assert.equal(unknown.status, 404);
     assert.equal(unknown.json.code, 'not_found');
 
-    const noChat = await request(`${worker.baseUrl}/api/chat`, { method: 'POST', token: 'x', body: { messages: [] } });
+    // The credential is judged first: with the secret key, the body's missing chat is what is refused.
+    const noChat = await request(`${worker.baseUrl}/api/chat`, { method: 'POST', token: worker.secretKey, body: { messages: [] } });
     assert.ok([400, 401, 422].includes(noChat.status), `a send naming no chat is refused: ${noChat.status} ${noChat.text}`);
     assert.match(noChat.json?.error ?? '', /missing field `id`/, noChat.text);
+    const noCredential = await request(`${worker.baseUrl}/api/chat`, { method: 'POST', token: 'x', body: { messages: [] } });
+    assert.equal(noCredential.status, 401, noCredential.text);
 
     const preflight = await fetch(`${worker.baseUrl}/api/chat`, {
       method: 'OPTIONS',

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError;
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
@@ -12,6 +13,7 @@ use aws_sdk_dynamodb::operation::describe_time_to_live::DescribeTimeToLiveError;
 use aws_sdk_dynamodb::operation::get_item::GetItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::QueryError;
+use aws_sdk_dynamodb::operation::scan::ScanError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_time_to_live::UpdateTimeToLiveError;
@@ -116,7 +118,9 @@ conditional!(PutItemError, UpdateItemError, DeleteItemError);
 
 impl OperationError for GetItemError {}
 impl OperationError for QueryError {}
+impl OperationError for ScanError {}
 impl OperationError for BatchWriteItemError {}
+impl OperationError for BatchGetItemError {}
 impl OperationError for CreateTableError {}
 impl OperationError for DescribeTableError {}
 impl OperationError for DescribeTimeToLiveError {}

@@ -36,6 +36,17 @@ pub(super) fn session_item(session: &Session) -> StoreResult<Item> {
     let metadata = session.metadata.as_ref().map(json_text).transpose()?;
     insert_opt(&mut item, METADATA, metadata.map(s));
     insert_opt(&mut item, OWNER, session.owner.as_deref().map(s));
+    insert(&mut item, LISTED_PK, s(listed_pk(&session.chat_id)));
+    insert(
+        &mut item,
+        LIST_KEY,
+        s(list_key(session.created_at_ms, &session.chat_id)),
+    );
+    insert_opt(
+        &mut item,
+        OWNER_PK,
+        session.owner.as_deref().map(|owner| s(owner_pk(owner))),
+    );
     insert(&mut item, CREATED_MS, n(session.created_at_ms));
     insert(&mut item, UPDATED_MS, n(session.updated_at_ms));
     insert_opt(&mut item, EXP_MS, session.expires_at_ms.map(n));
@@ -103,7 +114,8 @@ pub(super) enum HeadState<'a> {
 /// (when given), and does `state`.
 pub(super) fn release_update(consumed: Option<u64>, state: HeadState<'_>) -> Expr {
     let mut remove = LEASE_ATTRIBUTES.to_owned();
-    let mut set = Vec::new();
+    // The turn's end is the chat's last activity: it rides on this write, at no extra unit.
+    let mut set = vec!["#active_ms = :active_ms"];
     if consumed.is_some() {
         set.push("#consumed = :consumed");
     }
@@ -123,7 +135,7 @@ pub(super) fn release_update(consumed: Option<u64>, state: HeadState<'_>) -> Exp
         text.push_str(" SET ");
         text.push_str(&set.join(", "));
     }
-    let mut update = Expr::new(text);
+    let mut update = Expr::new(text).value(":active_ms", n(crate::clock::now_ms()));
     if let Some(consumed) = consumed {
         update = update.value(":consumed", n(consumed));
     }
@@ -190,13 +202,19 @@ mod tests {
     #[test]
     fn a_release_drops_the_lease_and_does_what_it_is_asked_to_the_state() {
         let keep = release_update(None, HeadState::Keep);
-        assert_eq!(keep.text, format!("REMOVE {LEASE_ATTRIBUTES}"));
-        assert!(keep.values().is_none());
+        assert_eq!(
+            keep.text,
+            format!("REMOVE {LEASE_ATTRIBUTES} SET #active_ms = :active_ms")
+        );
+        assert!(keep.values.contains_key(":active_ms"));
 
         let set = release_update(Some(4), HeadState::Set("{\"n\":1}"));
         assert_eq!(
             set.text,
-            format!("REMOVE {LEASE_ATTRIBUTES}, #st_item SET #consumed = :consumed, #st = :st")
+            format!(
+                "REMOVE {LEASE_ATTRIBUTES}, #st_item SET #active_ms = :active_ms, \
+                 #consumed = :consumed, #st = :st"
+            )
         );
         assert_eq!(set.values.get(":consumed"), Some(&n(4)));
         assert_eq!(set.values.get(":st"), Some(&s("{\"n\":1}")));
@@ -204,7 +222,10 @@ mod tests {
         let drop = release_update(Some(4), HeadState::Drop);
         assert_eq!(
             drop.text,
-            format!("REMOVE {LEASE_ATTRIBUTES}, #st SET #consumed = :consumed, #st_item = :true")
+            format!(
+                "REMOVE {LEASE_ATTRIBUTES}, #st SET #active_ms = :active_ms, \
+                 #consumed = :consumed, #st_item = :true"
+            )
         );
         assert!(!drop.values.contains_key(":st"));
     }

@@ -99,6 +99,43 @@ pub(super) const FOLLOWED_MS: &str = "followed_ms";
 pub(super) const MESSAGE_ID: &str = "mid";
 pub(super) const POSITION: &str = "pos";
 
+// The listing of sessions (session items; see `listing.rs`).
+/// The partition of the all-chats index: one of [`LISTED_SHARDS`], by chat id.
+pub(super) const LISTED_PK: &str = "lpk";
+/// The owner index's partition: `owner#{sub}`, on sessions an end user created.
+pub(super) const OWNER_PK: &str = "opk";
+/// Both indexes' sort key: creation time, zero-padded, then the chat id.
+pub(super) const LIST_KEY: &str = "lk";
+/// On the head item: when the chat's last turn ended (ms).
+pub(super) const ACTIVE_MS: &str = "active_ms";
+/// The index of every session, sharded so no one partition takes every create.
+pub(super) const LISTED_INDEX: &str = "listed";
+/// The index of an owner's sessions.
+pub(super) const OWNER_INDEX: &str = "by_owner";
+/// How many partitions the all-chats index spreads sessions over.
+pub(super) const LISTED_SHARDS: u32 = 8;
+
+/// The all-chats index partition of a chat: FNV-1a of its id, so every process agrees.
+pub(super) fn listed_pk(chat_id: &str) -> String {
+    let hash = chat_id.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    listed_shard_pk(hash % LISTED_SHARDS)
+}
+
+pub(super) fn listed_shard_pk(shard: u32) -> String {
+    format!("sessions#{shard:02}")
+}
+
+pub(super) fn owner_pk(owner: &str) -> String {
+    format!("owner#{owner}")
+}
+
+/// Sorts like (creation time, chat id).
+pub(super) fn list_key(created_at_ms: u64, chat_id: &str) -> String {
+    format!("{created_at_ms:020}#{chat_id}")
+}
+
 // Sort keys.
 pub(super) const SESSION: &str = "session";
 pub(super) const HEAD: &str = "head";

@@ -2,9 +2,9 @@
 //!
 //! | pk | sk | what |
 //! |---|---|---|
-//! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings) |
+//! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings); the listing indexes' keys `lpk`, `lk` and, with an owner, `opk` (see `listing.rs`) |
 //! | `sid#{sessionId}` | `session` | alias: the chat of a `session_…` id |
-//! | `chat#{chatId}` | `head` | `consumed`, the input seq the last finished turn answered; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log |
+//! | `chat#{chatId}` | `head` | `consumed`, the input seq the last finished turn answered; `active_ms`, when it ended; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log |
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
 //! | `chat#{chatId}` | `out#{first:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
@@ -45,7 +45,8 @@
 //! attribute); reads skip expired items themselves, as TTL deletion is eventual, so a chat whose
 //! session expired reads as gone.
 //!
-//! Every write needs the session. Sessions are never deleted before they expire, so a handle
+//! Every write needs the session. A session is deleted before it expires only when its chat is
+//! erased (`listing.rs`), which first waits for the chat's running turn to end; so a handle
 //! remembers the chats it has seen a session for (and their expiry) and checks each chat once.
 
 mod batch;
@@ -54,6 +55,7 @@ mod call;
 mod codec;
 mod counters;
 mod item;
+mod listing;
 mod ops;
 mod outbox;
 mod schema_check;
@@ -68,8 +70,9 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
-    TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
 };
 use serde_json::Value;
 
@@ -82,8 +85,9 @@ pub use schema_check::{
 };
 
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, OutputCadence, OutputRecord, Session, SessionCreate,
-    Store, StoreError, StoreResult, TurnLease, check_output_batch,
+    InputAppend, InputRecord, LeaseAcquire, ListedSession, OutputCadence, OutputRecord, Session,
+    SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store, StoreError, StoreResult,
+    TurnLease, check_output_batch,
 };
 use crate::clock::now_ms;
 use crate::ui::UIMessage;
@@ -193,8 +197,9 @@ impl DynamoStore {
         &self.meter
     }
 
-    /// Creates the table (on-demand billing, `pk`/`sk` string keys) and turns on TTL on
-    /// `expires_at`, unless that is done already; waits until the table is active.
+    /// Creates the table (on-demand billing, `pk`/`sk` string keys, the listing's two indexes)
+    /// and turns on TTL on `expires_at`, unless that is done already; waits until the table is
+    /// active.
     pub async fn create_table(&self) -> StoreResult<()> {
         let definition = |name: &str| {
             AttributeDefinition::builder()
@@ -210,14 +215,32 @@ impl DynamoStore {
                 .build()
                 .map_err(build_error)
         };
+        let index = |name: &str, partition: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(schema(partition, KeyType::Hash)?)
+                .key_schema(schema(LIST_KEY, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(build_error)
+        };
         let created = self
             .client
             .create_table()
             .table_name(&self.table)
             .attribute_definitions(definition(PK)?)
             .attribute_definitions(definition(SK)?)
+            .attribute_definitions(definition(LISTED_PK)?)
+            .attribute_definitions(definition(OWNER_PK)?)
+            .attribute_definitions(definition(LIST_KEY)?)
             .key_schema(schema(PK, KeyType::Hash)?)
             .key_schema(schema(SK, KeyType::Range)?)
+            .global_secondary_indexes(index(LISTED_INDEX, LISTED_PK)?)
+            .global_secondary_indexes(index(OWNER_INDEX, OWNER_PK)?)
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await;
@@ -291,6 +314,16 @@ impl DynamoStore {
         }
         // A session seen afresh may be a new one of the chat (the last expired): its log is not
         // the one an output end was remembered from.
+        if let Ok(mut ends) = self.output_ends.lock() {
+            ends.remove(chat_id);
+        }
+    }
+
+    /// Forgets what this handle knew of the chat: it was erased.
+    fn forget(&self, chat_id: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(chat_id);
+        }
         if let Ok(mut ends) = self.output_ends.lock() {
             ends.remove(chat_id);
         }
@@ -1247,6 +1280,34 @@ impl Store for DynamoStore {
 
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         self.remove_outbox_event(chat_id, id).await
+    }
+
+    async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        self.list_page(query).await
+    }
+
+    async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
+        let Some(session) = self.session(chat_id).await? else {
+            return Ok(None);
+        };
+        let activity = self.last_activities(&[chat_id]).await?;
+        Ok(Some(ListedSession {
+            session,
+            last_activity_ms: activity.get(chat_id).copied(),
+        }))
+    }
+
+    async fn update_session(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now_ms: u64,
+    ) -> StoreResult<Session> {
+        self.update_session_item(chat_id, update, now_ms).await
+    }
+
+    async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        self.erase_chat(chat_id).await
     }
 
     async fn add_to_counter(

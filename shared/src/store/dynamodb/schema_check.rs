@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::DynamoStore;
-use super::item::{EXPIRES_AT, PK, SK};
+use super::item::{EXPIRES_AT, LIST_KEY, LISTED_INDEX, LISTED_PK, OWNER_INDEX, OWNER_PK, PK, SK};
 
 /// The layout a table must have: its keys (string attributes), its TTL attribute and its indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,13 +44,24 @@ pub struct IndexLayout {
     pub sort_key: Option<&'static str>,
 }
 
-/// The layout of chatfn's table, as infra/template.yaml creates it. The store queries no index
-/// today.
+/// The layout of chatfn's table, as infra/template.yaml creates it: the listing of sessions
+/// queries two indexes (see `listing.rs`).
 pub const CHAT_TABLE: TableLayout = TableLayout {
     partition_key: PK,
     sort_key: SK,
     ttl_attribute: EXPIRES_AT,
-    indexes: &[],
+    indexes: &[
+        IndexLayout {
+            name: LISTED_INDEX,
+            partition_key: LISTED_PK,
+            sort_key: Some(LIST_KEY),
+        },
+        IndexLayout {
+            name: OWNER_INDEX,
+            partition_key: OWNER_PK,
+            sort_key: Some(LIST_KEY),
+        },
+    ],
 };
 
 /// One way a table differs from the layout it must have.
@@ -369,14 +380,30 @@ mod tests {
             .build()
     }
 
+    /// The table infra/template.yaml creates, with the listing's indexes.
     fn chat_table() -> TableDescription {
+        let index = |name: &str, partition: &str| {
+            GlobalSecondaryIndexDescription::builder()
+                .index_name(name)
+                .key_schema(key(partition, KeyType::Hash))
+                .key_schema(key("lk", KeyType::Range))
+                .build()
+        };
         TableDescription::builder()
             .key_schema(key("pk", KeyType::Hash))
             .key_schema(key("sk", KeyType::Range))
             .attribute_definitions(attribute("pk", ScalarAttributeType::S))
             .attribute_definitions(attribute("sk", ScalarAttributeType::S))
+            .global_secondary_indexes(index("listed", "lpk"))
+            .global_secondary_indexes(index("by_owner", "opk"))
             .build()
     }
+
+    /// The keys and TTL of [`CHAT_TABLE`] without its indexes, for the cases about those.
+    const KEYS_ONLY: TableLayout = TableLayout {
+        indexes: &[],
+        ..CHAT_TABLE
+    };
 
     const WITH_INDEX: TableLayout = TableLayout {
         indexes: &[IndexLayout {
@@ -384,7 +411,7 @@ mod tests {
             partition_key: "due_shard",
             sort_key: Some("due_at"),
         }],
-        ..CHAT_TABLE
+        ..KEYS_ONLY
     };
 
     #[test]
@@ -408,7 +435,7 @@ mod tests {
             .attribute_definitions(attribute("id", ScalarAttributeType::S))
             .build();
         let enabled = ttl(TimeToLiveStatus::Enabled, "expires_at");
-        let found = table_mismatches(&CHAT_TABLE, &table, Some(&enabled));
+        let found = table_mismatches(&KEYS_ONLY, &table, Some(&enabled));
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(
             found[0].to_string(),
@@ -430,7 +457,7 @@ mod tests {
             .build();
         let enabled = ttl(TimeToLiveStatus::Enabled, "expires_at");
         assert_eq!(
-            table_mismatches(&CHAT_TABLE, &table, Some(&enabled)),
+            table_mismatches(&KEYS_ONLY, &table, Some(&enabled)),
             [TableMismatch::KeyType {
                 attribute: "sk",
                 found: "N".into()

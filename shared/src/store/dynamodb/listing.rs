@@ -1,0 +1,365 @@
+//! Listing, editing and erasing chats on DynamoDB.
+//!
+//! Session items carry the keys of two global secondary indexes (projecting every attribute, so
+//! a listing reads no item twice): `listed` (`lpk`, one of [`LISTED_SHARDS`] partitions chosen by
+//! the chat id, so creates spread out; a listing of every chat queries each shard and merges)
+//! and `by_owner` (`opk` = `owner#{sub}`, only on sessions an end user created). Both sort on `lk`
+//! = creation time then chat id, the listing's order. The last activity is on the head item
+//! (`active_ms`, written by the lease release every turn already makes), read for a page's
+//! chats with one BatchGetItem.
+//!
+//! Erasing deletes the session item first, so the chat reads as gone at once, then every other
+//! item of its partition and its `sid#` alias. A handle forgets the chat; another handle that
+//! still remembers its session may take one more write for it, which is why an erase waits for a
+//! running turn to let the chat go before it starts.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnConsumedCapacity, ReturnValue};
+use futures::future::try_join_all;
+
+use super::call::{Backoff, Failure, Kind, classify};
+use super::codec::{json_text, parse_session};
+use super::item::*;
+use super::{DynamoStore, build_error, no_session};
+use crate::store::listing::{self, Direction, ListKey, ListedSession, SessionPage, SessionQuery};
+use crate::store::{Session, SessionUpdate, StoreResult};
+
+/// Keys in one BatchGetItem.
+const BATCH_GET: usize = 100;
+
+impl DynamoStore {
+    /// One page of sessions, from the owner index or from every shard of the all-chats index.
+    pub(super) async fn list_page(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
+        if let Some(chat_id) = &query.filter.external_id {
+            let found = crate::store::Store::listed_session(self, chat_id).await?;
+            return Ok(listing::page_of_one(query, found));
+        }
+        let mut page = listing::collect_page(query, |from: Option<ListKey>, limit| async move {
+            let from = from.map(|key| list_key(key.created_at_ms, &key.chat_id));
+            let items = match &query.owner {
+                Some(owner) => {
+                    self.query_index(
+                        OWNER_INDEX,
+                        OWNER_PK,
+                        &owner_pk(owner),
+                        from.as_deref(),
+                        query.direction,
+                        limit,
+                    )
+                    .await?
+                }
+                None => {
+                    let shards = (0..LISTED_SHARDS).map(|shard| {
+                        let pk = listed_shard_pk(shard);
+                        let from = from.clone();
+                        async move {
+                            self.query_index(
+                                LISTED_INDEX,
+                                LISTED_PK,
+                                &pk,
+                                from.as_deref(),
+                                query.direction,
+                                limit,
+                            )
+                            .await
+                        }
+                    });
+                    let mut items: Vec<Item> =
+                        try_join_all(shards).await?.into_iter().flatten().collect();
+                    let list_key_of = |item: &Item| {
+                        opt_str(item, LIST_KEY)
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    items.sort_by_key(list_key_of);
+                    if query.direction == Direction::Older {
+                        items.reverse();
+                    }
+                    items.truncate(limit);
+                    items
+                }
+            };
+            items
+                .iter()
+                .map(|item| {
+                    Ok(ListedSession {
+                        session: parse_session(item)?,
+                        last_activity_ms: None,
+                    })
+                })
+                .collect()
+        })
+        .await?;
+        let chats: Vec<&str> = page
+            .sessions
+            .iter()
+            .map(|listed| listed.session.chat_id.as_str())
+            .collect();
+        let activity = self.last_activities(&chats).await?;
+        for listed in &mut page.sessions {
+            listed.last_activity_ms = activity.get(&listed.session.chat_id).copied();
+        }
+        Ok(page)
+    }
+
+    /// Up to `limit` items of an index partition strictly past the list key `from`, in
+    /// `direction`'s order.
+    async fn query_index(
+        &self,
+        index: &str,
+        partition: &str,
+        pk: &str,
+        from: Option<&str>,
+        direction: Direction,
+        limit: usize,
+    ) -> StoreResult<Vec<Item>> {
+        let past = match direction {
+            Direction::Older => "<",
+            Direction::Newer => ">",
+        };
+        let mut condition = Expr::new(match from {
+            Some(_) => format!("#{partition} = :pk AND #{LIST_KEY} {past} :from"),
+            None => format!("#{partition} = :pk"),
+        })
+        .value(":pk", s(pk));
+        if let Some(from) = from {
+            condition = condition.value(":from", s(from));
+        }
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let want = i32::try_from(limit - items.len()).unwrap_or(i32::MAX);
+            let (page, next) = self
+                .retrying(|| async {
+                    let output = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name(index)
+                        .key_condition_expression(&condition.text)
+                        .set_expression_attribute_names(condition.names())
+                        .set_expression_attribute_values(condition.values())
+                        .set_limit(Some(want))
+                        .set_exclusive_start_key(start.clone())
+                        .scan_index_forward(direction == Direction::Newer)
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .send()
+                        .await
+                        .map_err(|e| classify("Query", e))?;
+                    self.meter.record(Kind::Read, output.consumed_capacity());
+                    Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
+                })
+                .await
+                .map_err(Failure::into_store_error)?;
+            items.extend(page);
+            match next {
+                Some(key) if items.len() < limit => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// When each chat's last turn ended, for the chats that had one.
+    pub(super) async fn last_activities(
+        &self,
+        chats: &[&str],
+    ) -> StoreResult<HashMap<String, u64>> {
+        let mut found = HashMap::new();
+        for chunk in chats.chunks(BATCH_GET) {
+            let projection = Expr::new("#pk, #active_ms");
+            let mut keys = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(
+                        chunk.iter().map(|chat| key(&chat_pk(chat), HEAD)).collect(),
+                    ))
+                    .projection_expression(&projection.text)
+                    .set_expression_attribute_names(projection.names())
+                    .build()
+                    .map_err(build_error)?,
+            );
+            let mut backoff = Backoff::new();
+            while let Some(request) = keys.take() {
+                let output = self
+                    .retrying(|| async {
+                        self.client
+                            .batch_get_item()
+                            .request_items(&self.table, request.clone())
+                            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                            .send()
+                            .await
+                            .map_err(|e| classify("BatchGetItem", e))
+                    })
+                    .await
+                    .map_err(Failure::into_store_error)?;
+                self.meter.record(Kind::Read, output.consumed_capacity());
+                for item in output
+                    .responses
+                    .and_then(|mut responses| responses.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let chat = get_str(&item, PK)?.trim_start_matches("chat#").to_owned();
+                    if let Some(at) = opt_num(&item, ACTIVE_MS)? {
+                        found.insert(chat, at);
+                    }
+                }
+                keys = output
+                    .unprocessed_keys
+                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+                    .filter(|rest| !rest.keys().is_empty());
+                if keys.is_some() {
+                    backoff
+                        .wait(|| "BatchGetItem left keys unprocessed".to_owned())
+                        .await?;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Replaces the session's tags and metadata, as `update` says.
+    pub(super) async fn update_session_item(
+        &self,
+        chat_id: &str,
+        update: &SessionUpdate,
+        now: u64,
+    ) -> StoreResult<Session> {
+        let mut set = vec!["#updated_ms = :at"];
+        let mut remove = Vec::new();
+        let mut expr_values = Vec::new();
+        if let Some(tags) = &update.tags {
+            set.push("#tags = :tags");
+            expr_values.push((":tags", s(json_text(tags)?)));
+        }
+        match &update.metadata {
+            None => {}
+            Some(None) => remove.push("#metadata"),
+            Some(Some(metadata)) => {
+                set.push("#metadata = :metadata");
+                expr_values.push((":metadata", s(json_text(metadata)?)));
+            }
+        }
+        let mut text = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            text.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let mut expression = Expr::new(text).value(":at", n(now));
+        for (placeholder, value) in expr_values {
+            expression = expression.value(placeholder, value);
+        }
+        let condition = Expr::new(
+            "attribute_exists(#pk) AND (attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms)",
+        )
+        .value(":now_ms", n(crate::clock::now_ms()));
+        match self
+            .update(
+                key(&chat_pk(chat_id), SESSION),
+                &expression,
+                &condition,
+                ReturnValue::AllNew,
+            )
+            .await
+        {
+            Ok(Some(item)) => parse_session(&item),
+            Ok(None) => Err(crate::store::StoreError::Backend(
+                "DynamoDB UpdateItem returned no attributes".into(),
+            )),
+            Err(Failure::Condition(_)) => Err(no_session(chat_id)),
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
+
+    /// Deletes every item of the chat: the session first, then its partition and its alias.
+    pub(super) async fn erase_chat(&self, chat_id: &str) -> StoreResult<bool> {
+        let pk = chat_pk(chat_id);
+        let session = self.get_raw(&pk, SESSION).await?;
+        let mut keys = Vec::new();
+        if let Some(session) = &session {
+            keys.push(key(&pk, SESSION));
+            if let Ok(id) = get_str(session, ID) {
+                keys.push(key(&alias_pk(id), SESSION));
+            }
+        }
+        self.delete_all(keys).await?;
+        self.forget(chat_id);
+        let rest: Vec<Item> = self
+            .query_all(&pk, ("!", RANGE_END), Some("#pk, #sk"))
+            .await?;
+        self.delete_all(rest).await?;
+        Ok(session.is_some())
+    }
+
+    /// Gives the session items of a table written before the listing existed the keys of its
+    /// indexes, so their chats are listed too; answers how many it updated. One Scan of the
+    /// table (the only one chatfn makes), to run once after the indexes are added: the local
+    /// server runs it at start-up.
+    pub async fn backfill_listing(&self) -> StoreResult<u64> {
+        let filter =
+            Expr::new("#sk = :session AND begins_with(#pk, :chat) AND attribute_not_exists(#lk)")
+                .value(":session", s(SESSION))
+                .value(":chat", s("chat#"));
+        let mut updated = 0;
+        let mut start = None;
+        loop {
+            let (items, next) = self
+                .retrying(|| async {
+                    let output = self
+                        .client
+                        .scan()
+                        .table_name(&self.table)
+                        .filter_expression(&filter.text)
+                        .set_expression_attribute_names(filter.names())
+                        .set_expression_attribute_values(filter.values())
+                        .set_exclusive_start_key(start.clone())
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .send()
+                        .await
+                        .map_err(|e| classify("Scan", e))?;
+                    self.meter.record(Kind::Read, output.consumed_capacity());
+                    Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
+                })
+                .await
+                .map_err(Failure::into_store_error)?;
+            for item in &items {
+                // A session item that cannot be read is no reason to leave the others unlisted.
+                let session = match parse_session(item) {
+                    Ok(session) => session,
+                    Err(error) => {
+                        tracing::warn!("backfill: a session item it cannot read: {error}");
+                        continue;
+                    }
+                };
+                let mut update = Expr::new(match &session.owner {
+                    Some(_) => "SET #lpk = :lpk, #lk = :lk, #opk = :opk",
+                    None => "SET #lpk = :lpk, #lk = :lk",
+                })
+                .value(":lpk", s(listed_pk(&session.chat_id)))
+                .value(":lk", s(list_key(session.created_at_ms, &session.chat_id)));
+                if let Some(owner) = &session.owner {
+                    update = update.value(":opk", s(owner_pk(owner)));
+                }
+                let exists = Expr::new("attribute_exists(#pk)");
+                match self
+                    .update(
+                        key(&chat_pk(&session.chat_id), SESSION),
+                        &update,
+                        &exists,
+                        ReturnValue::None,
+                    )
+                    .await
+                {
+                    Ok(_) => updated += 1,
+                    // Erased meanwhile: nothing to list.
+                    Err(Failure::Condition(_)) => {}
+                    Err(failure) => return Err(failure.into_store_error()),
+                }
+            }
+            match next {
+                Some(key) => start = Some(key),
+                None => return Ok(updated),
+            }
+        }
+    }
+}

@@ -368,6 +368,9 @@ async fn an_end_user_lists_edits_and_erases_only_their_own_chats() {
             create(&app, credential, chat).await.status(),
             StatusCode::CREATED
         );
+        // A listing orders by creation time, then by chat id: a millisecond apart, the order
+        // below is the order of creation.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
     assert_eq!(list(&app, &alice).await, ["a-2", "a-1"]);
     assert_eq!(list(&app, &bob).await, ["b-1"]);

@@ -62,8 +62,10 @@ struct Args {
     #[arg(long, env = "CHATFN_HEADER_TIMEOUT_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout: u64,
-    /// Connections open at once; further clients wait until one closes.
-    #[arg(long, env = "CHATFN_MAX_CONNECTIONS", default_value_t = 512,
+    /// Connections open at once; further clients wait until one closes. Idle kept-alive
+    /// connections count until the header timeout closes them, so the default leaves room for
+    /// thousands of streams at once (raise the file limit, `ulimit -n`, to match).
+    #[arg(long, env = "CHATFN_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Seconds a stop (SIGTERM, Ctrl-C) waits for running turns and open requests to finish.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use app::{TestApp, stock_agent};
 use axum::Json;
 use axum::routing::get;
-use chatfn::auth::{OidcError, OidcVerifier};
+use chatfn::auth::{EndUser, OidcError, OidcVerifier};
 use chatfn::model::offline::OfflineModel;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
@@ -299,30 +299,39 @@ async fn bad_id_tokens_are_refused() {
     assert!(app.store.session("chat-x").await.expect("store").is_none());
 }
 
+/// `count` verifications of `token`, each its own task, all started at once.
+async fn verify_at_once(
+    verifier: &Arc<OidcVerifier>,
+    token: &str,
+    count: usize,
+) -> Vec<Result<EndUser, OidcError>> {
+    let checks = (0..count).map(|_| {
+        let (verifier, token) = (verifier.clone(), token.to_owned());
+        tokio::spawn(async move { verifier.verify(&token).await })
+    });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .map(|check| check.expect("joined"))
+        .collect()
+}
+
 #[tokio::test]
 async fn key_fetches_are_shared_and_failures_remembered() {
     let (issuer, asked) = counting_issuer(false).await;
     let verifier = Arc::new(OidcVerifier::new(&issuer, Some(AUDIENCE.to_owned())));
     let token = id_token(&issuer, "alice", AUDIENCE, 300, "test-key-1");
-    let checks = (0..20).map(|_| {
-        let (verifier, token) = (verifier.clone(), token.clone());
-        tokio::spawn(async move { verifier.verify(&token).await })
-    });
-    for check in futures::future::join_all(checks).await {
-        assert_eq!(check.expect("joined").expect("verified").sub, "alice");
+    for check in verify_at_once(&verifier, &token, 20).await {
+        assert_eq!(check.expect("verified").sub, "alice");
     }
     assert_eq!(asked.load(Ordering::SeqCst), 1, "one fetch for 20 callers");
 
     let (down, asked) = counting_issuer(true).await;
     let verifier = Arc::new(OidcVerifier::new(&down, Some(AUDIENCE.to_owned())));
     let token = id_token(&down, "alice", AUDIENCE, 300, "test-key-1");
-    let checks = (0..20).map(|_| {
-        let (verifier, token) = (verifier.clone(), token.clone());
-        tokio::spawn(async move { verifier.verify(&token).await })
-    });
-    for check in futures::future::join_all(checks).await {
+    for check in verify_at_once(&verifier, &token, 20).await {
         assert!(
-            matches!(check.expect("joined"), Err(OidcError::Unavailable(_))),
+            matches!(check, Err(OidcError::Unavailable(_))),
             "an issuer that is down makes the keys unavailable"
         );
     }

@@ -25,6 +25,7 @@ use std::time::Duration;
 use app::{Received, TestApp, read_events, submit, user_message};
 use aws_config::Region;
 use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::config::retry::{RetryPartition, TokenBucket};
 use chatfn::agent::Agent;
 use chatfn::clock::now_ms;
 use chatfn::model::Usage;
@@ -68,8 +69,19 @@ impl Rig {
             .load()
             .await;
         let table = format!("chatfn-faults-{}", uuid::Uuid::new_v4().simple());
+        // The SDK's retry budget is shared by every client in the process: 10 tokens per
+        // transient failure, 1 back per success. A failure in every sixth call empties it within
+        // a few hundred calls, after which the SDK fails fast by design. These tests are about
+        // what retries lose or repeat, so each rig retries without a budget.
+        let client_config = aws_sdk_dynamodb::config::Builder::from(&config)
+            .retry_partition(
+                RetryPartition::custom(table.clone())
+                    .token_bucket(TokenBucket::unlimited())
+                    .build(),
+            )
+            .build();
         let store = Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&config),
+            aws_sdk_dynamodb::Client::from_conf(client_config),
             table,
         ));
         store.create_table().await.expect("create the table");

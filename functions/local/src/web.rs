@@ -9,6 +9,9 @@
 //! | `GET /dev/info` | `{model, offline, approvalTools}` |
 //! | `POST /dev/sessions` `{chatId}` | creates the chat's session (idempotent): `{publicAccessToken, chatId, model, offline, isCached}` |
 //! | `POST /dev/sessions/{chatId}/token` | a fresh token: `{publicAccessToken, expiresAt, chatId}` |
+//! | `GET /dev/sessions` | the chats, last active first: `{chats: [{chatId, title, lastActivityAt, createdAt}], truncated}` |
+//! | `PATCH /dev/sessions/{chatId}` `{title}` | renames the chat (`metadata.title`; empty or `null` goes back to its first message): the chat as listed |
+//! | `DELETE /dev/sessions/{chatId}` | erases the chat: `{chatId, deleted}` |
 //! | `GET /dev/store/capacity` | with `--dynamodb` only: `{readUnits, writeUnits, calls}` consumed so far |
 //!
 //! Anyone who reaches these routes gets tokens for any chat, as anyone who reaches a local dev
@@ -24,7 +27,7 @@ use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use chatfn::http::{ApiError, ApiJson, validate_chat_id};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -80,7 +83,11 @@ pub fn local_router(core: Router, settings: DevSettings, web_dir: PathBuf) -> Ro
     });
     let mut dev_routes = Router::new()
         .route("/dev/info", get(info))
-        .route("/dev/sessions", post(create_session))
+        .route("/dev/sessions", post(create_session).get(list_chats))
+        .route(
+            "/dev/sessions/{chat_id}",
+            patch(rename_chat).delete(delete_chat),
+        )
         .route("/dev/sessions/{chat_id}/token", post(refresh_token));
     if dev.settings.store_capacity.is_some() {
         dev_routes = dev_routes.route("/dev/store/capacity", get(store_capacity));
@@ -235,7 +242,7 @@ async fn create_session(
             "tags": [format!("chat:{chat_id}")],
         },
     });
-    let (status, answer) = call_core(&dev, "/api/v1/sessions", Some(body)).await?;
+    let (status, answer) = call_core(&dev, Method::POST, "/api/v1/sessions", Some(body)).await?;
     if !status.is_success() {
         return Ok((status, axum::Json(answer)).into_response());
     }
@@ -260,7 +267,7 @@ async fn refresh_token(
 ) -> Result<Response, ApiError> {
     validate_chat_id(&chat_id)?;
     let path = format!("/api/v1/sessions/{chat_id}/token");
-    let (status, answer) = call_core(&dev, &path, None).await?;
+    let (status, answer) = call_core(&dev, Method::POST, &path, None).await?;
     if !status.is_success() {
         return Ok((status, axum::Json(answer)).into_response());
     }
@@ -275,14 +282,159 @@ async fn refresh_token(
         .into_response())
 }
 
-/// `POST {path}` on the core router with the secret key, as a server action would send it.
+/// Pages of the sessions API read for the chat list at most; past them the list is cut short
+/// (`truncated`), the oldest chats left out.
+const MAX_LIST_PAGES: usize = 10;
+const LIST_PAGE_SIZE: usize = 100;
+
+/// `GET /dev/sessions`: every open chat, as `sessions.list(...)` run by a web app's server with
+/// the secret key would give them, ordered by last activity (the sessions API pages by creation,
+/// an order that never changes under a cursor).
+async fn list_chats(State(dev): State<Arc<DevBackend>>) -> Result<Response, ApiError> {
+    let mut chats = Vec::new();
+    let mut after: Option<String> = None;
+    let mut truncated = true;
+    for _ in 0..MAX_LIST_PAGES {
+        let size = LIST_PAGE_SIZE.to_string();
+        let mut query = vec![
+            ("page[size]", size.as_str()),
+            ("filter[type]", "chat.agent"),
+            ("filter[status]", "ACTIVE"),
+        ];
+        if let Some(cursor) = &after {
+            query.push(("page[after]", cursor));
+        }
+        let query = serde_urlencoded::to_string(&query)
+            .map_err(|e| ApiError::internal(format!("dev route: {e}")))?;
+        let path = format!("/api/v1/sessions?{query}");
+        let (status, answer) = call_core(&dev, Method::GET, &path, None).await?;
+        if !status.is_success() {
+            return Ok((status, axum::Json(answer)).into_response());
+        }
+        if let Some(page) = answer["data"].as_array() {
+            chats.extend(page.iter().map(listed_chat));
+        }
+        match answer["pagination"]["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => {
+                truncated = false;
+                break;
+            }
+        }
+    }
+    sort_by_last_activity(&mut chats);
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({"chats": chats, "truncated": truncated})),
+    )
+        .into_response())
+}
+
+/// A listed session as the page's chat list shows it.
+fn listed_chat(session: &Value) -> Value {
+    json!({
+        "chatId": session["externalId"],
+        "title": session["title"],
+        "lastActivityAt": session["lastActivityAt"],
+        "createdAt": session["createdAt"],
+    })
+}
+
+/// Last active first; the timestamps are ISO 8601 in UTC with milliseconds, so they sort as text.
+fn sort_by_last_activity(chats: &mut [Value]) {
+    let key = |chat: &Value| {
+        (
+            chat["lastActivityAt"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            chat["createdAt"].as_str().unwrap_or_default().to_owned(),
+            chat["chatId"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    chats.sort_by_key(|chat| std::cmp::Reverse(key(chat)));
+}
+
+/// The longest title a person may give a chat, in characters.
+const MAX_TITLE_CHARS: usize = 200;
+
+#[derive(Debug, Deserialize)]
+struct RenameRequest {
+    title: Option<String>,
+}
+
+/// `PATCH /dev/sessions/{chatId}` `{title}`: `sessions.update(...)` with the chat's metadata and
+/// the new `title` in it (the sessions API replaces `metadata` whole, so the rest is read first).
+async fn rename_chat(
+    State(dev): State<Arc<DevBackend>>,
+    UrlPath(chat_id): UrlPath<String>,
+    ApiJson(request): ApiJson<RenameRequest>,
+) -> Result<Response, ApiError> {
+    validate_chat_id(&chat_id)?;
+    let title = request
+        .title
+        .map(|title| title.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|title| !title.is_empty());
+    if title
+        .as_ref()
+        .is_some_and(|title| title.chars().count() > MAX_TITLE_CHARS)
+    {
+        return Err(ApiError::invalid(format!(
+            "a title has at most {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    let path = format!("/api/v1/sessions/{chat_id}");
+    let (status, session) = call_core(&dev, Method::GET, &path, None).await?;
+    if !status.is_success() {
+        return Ok((status, axum::Json(session)).into_response());
+    }
+    let mut metadata = match &session["metadata"] {
+        Value::Object(fields) => fields.clone(),
+        _ => serde_json::Map::new(),
+    };
+    match title {
+        Some(title) => metadata.insert("title".to_owned(), Value::String(title)),
+        None => metadata.remove("title"),
+    };
+    let body = json!({"metadata": metadata});
+    let (status, updated) = call_core(&dev, Method::PATCH, &path, Some(body)).await?;
+    if !status.is_success() {
+        return Ok((status, axum::Json(updated)).into_response());
+    }
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(listed_chat(&updated)),
+    )
+        .into_response())
+}
+
+/// `DELETE /dev/sessions/{chatId}`: erases the chat (a running turn is stopped first).
+async fn delete_chat(
+    State(dev): State<Arc<DevBackend>>,
+    UrlPath(chat_id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    validate_chat_id(&chat_id)?;
+    let path = format!("/api/v1/sessions/{chat_id}");
+    let (status, answer) = call_core(&dev, Method::DELETE, &path, None).await?;
+    if !status.is_success() {
+        return Ok((status, axum::Json(answer)).into_response());
+    }
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({"chatId": chat_id, "deleted": answer["deleted"]})),
+    )
+        .into_response())
+}
+
+/// `{method} {path}` on the core router with the secret key, as a server action would send it.
 async fn call_core(
     dev: &DevBackend,
+    method: Method,
     path: &str,
     body: Option<Value>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let mut builder = axum::http::Request::builder()
-        .method(Method::POST)
+        .method(method)
         .uri(path)
         .header(
             header::AUTHORIZATION,
@@ -501,6 +653,132 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[tokio::test]
+    async fn the_dev_routes_list_rename_and_delete_chats() {
+        let router = local(temp_dir("list"));
+        let origin = [("origin", "http://127.0.0.1:8787")];
+        for chat in ["chat-older", "chat-newer"] {
+            let body = format!(r#"{{"chatId":"{chat}"}}"#);
+            let (status, _, body) =
+                send(&router, Method::POST, "/dev/sessions", &origin, Some(&body)).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            // Creation times in milliseconds: the second chat is the newer one.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let list = |router: Router| async move {
+            let (status, headers, body) =
+                send(&router, Method::GET, "/dev/sessions", &[], None).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+            serde_json::from_str::<Value>(&body).expect("json")
+        };
+        let listed = list(router.clone()).await;
+        assert_eq!(listed["truncated"], false);
+        let ids: Vec<&str> = listed["chats"]
+            .as_array()
+            .expect("chats")
+            .iter()
+            .map(|chat| chat["chatId"].as_str().expect("id"))
+            .collect();
+        assert_eq!(ids, ["chat-newer", "chat-older"], "last active first");
+        assert_eq!(listed["chats"][0]["title"], Value::Null);
+        assert!(listed["chats"][0]["lastActivityAt"].is_string());
+
+        let rename = Some(r#"{"title":"  Trip   to Lisbon "}"#);
+        let (status, _, body) = send(
+            &router,
+            Method::PATCH,
+            "/dev/sessions/chat-older",
+            &origin,
+            rename,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let renamed: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(renamed["title"], "Trip to Lisbon");
+        assert_eq!(
+            list(router.clone()).await["chats"][1]["title"],
+            "Trip to Lisbon"
+        );
+        let long = format!(r#"{{"title":"{}"}}"#, "x".repeat(MAX_TITLE_CHARS + 1));
+        let (status, _, _) = send(
+            &router,
+            Method::PATCH,
+            "/dev/sessions/chat-older",
+            &origin,
+            Some(&long),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let (status, _, body) = send(
+            &router,
+            Method::PATCH,
+            "/dev/sessions/chat-older",
+            &origin,
+            Some(r#"{"title":null}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).expect("json")["title"],
+            Value::Null
+        );
+        let (status, _, _) = send(
+            &router,
+            Method::PATCH,
+            "/dev/sessions/chat-none",
+            &origin,
+            rename,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        let (status, _, body) = send(
+            &router,
+            Method::DELETE,
+            "/dev/sessions/chat-newer",
+            &origin,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).expect("json"),
+            json!({"chatId": "chat-newer", "deleted": true})
+        );
+        let ids = list(router.clone()).await["chats"]
+            .as_array()
+            .expect("chats")
+            .iter()
+            .map(|chat| chat["chatId"].clone())
+            .collect::<Vec<_>>();
+        assert_eq!(ids, [json!("chat-older")]);
+        let (status, _, body) = send(
+            &router,
+            Method::DELETE,
+            "/dev/sessions/chat-newer",
+            &origin,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body.contains("false")),
+            (StatusCode::OK, true),
+            "{body}"
+        );
+
+        let other = [("origin", "https://evil.example")];
+        for method in [Method::GET, Method::PATCH, Method::DELETE] {
+            let uri = if method == Method::GET {
+                "/dev/sessions"
+            } else {
+                "/dev/sessions/chat-older"
+            };
+            let (status, _, _) = send(&router, method, uri, &other, rename).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        }
     }
 
     #[tokio::test]

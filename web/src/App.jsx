@@ -1,16 +1,16 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { backendApi } from './api.js';
 import { Chat } from './Chat.jsx';
+import { useChatList } from './chats.js';
+import { ChatList } from './ChatList.jsx';
 import {
   chatIdFromUrl,
   checkUrl,
   currentConfig,
   forgetChat,
   lastChatId,
-  loadChats,
   newChatId,
   rememberCurrentChat,
-  saveChats,
   saveSettings,
   savedSettings,
   showChatInUrl,
@@ -32,9 +32,9 @@ export function App() {
   const backend = useMemo(() => backendApi(config.backend), [config.backend]);
   const [info, setInfo] = useState(undefined);
   const [transportKind, setTransportKind] = useState(config.transport);
-  const [chats, setChats] = useState(() => loadChats(config.server));
   const [chatId, setChatId] = useState(() => chatIdFromUrl() || lastChatId(config.server) || newChatId());
   const [busy, setBusy] = useState(false);
+  const { chats, problem: listProblem, refresh: refreshList, onTitle, rename, remove } = useChatList({ backend, config, chatId, busy });
   const [showSettings, setShowSettings] = useState(false);
   const [bannerHidden, setBannerHidden] = useState(() => sessionStorage.getItem(BANNER_KEY) === 'hidden');
   const hideBanner = () => {
@@ -73,28 +73,11 @@ export function App() {
     backend.info().then(setInfo);
   }, [backend]);
 
-  // The chat in view is in the address bar (so a reload reopens it) and in the list.
+  // The chat in view is in the address bar, so a reload reopens it.
   useEffect(() => {
     showChatInUrl(chatId);
     rememberCurrentChat(config.server, chatId);
-    setChats((list) => {
-      if (list.some((chat) => chat.id === chatId)) return list;
-      const next = [{ id: chatId, title: '', createdAt: Date.now() }, ...list];
-      saveChats(config.server, next);
-      return next;
-    });
   }, [chatId, config.server]);
-
-  const onTitle = useCallback(
-    (id, title) =>
-      setChats((list) => {
-        if (!list.some((chat) => chat.id === id && chat.title !== title)) return list;
-        const next = list.map((chat) => (chat.id === id ? { ...chat, title } : chat));
-        saveChats(config.server, next);
-        return next;
-      }),
-    [config.server],
-  );
 
   const openChat = (id) => {
     setChatId(id);
@@ -111,12 +94,13 @@ export function App() {
     setChatId(newChatId());
   };
 
-  const removeChat = (id) => {
-    const next = chats.filter((chat) => chat.id !== id);
-    saveChats(config.server, next);
+  const deleteChat = async (id) => {
+    await remove(id);
     forgetChat(config.server, id);
-    setChats(next);
-    if (id === chatId) setChatId(next[0]?.id ?? newChatId());
+    if (id === chatId) {
+      setChatId(chats.find((chat) => chat.id !== id && chat.listed)?.id ?? newChatId());
+      document.getElementById('prompt')?.focus();
+    }
   };
 
   const chooseTransport = (value) => {
@@ -137,34 +121,17 @@ export function App() {
         <button type="button" className="button primary new-chat" onClick={startNewChat} disabled={busy}>
           New chat
         </button>
-        <nav aria-label="Your chats">
-          <ul className="chat-list">
-            {chats.map((chat) => (
-              <li key={chat.id} className={chat.id === chatId ? 'active' : undefined}>
-                <button
-                  type="button"
-                  className="chat-link"
-                  aria-current={chat.id === chatId ? 'page' : undefined}
-                  disabled={busy && chat.id !== chatId}
-                  onClick={() => openChat(chat.id)}
-                  title={chat.title || chat.id}
-                >
-                  {chat.title || 'New chat'}
-                </button>
-                <button
-                  type="button"
-                  className="chat-remove"
-                  aria-label={`Remove “${chat.title || 'New chat'}” from this list`}
-                  disabled={busy && chat.id === chatId}
-                  onClick={() => removeChat(chat.id)}
-                >
-                  ×
-                </button>
-              </li>
-            ))}
-          </ul>
-        </nav>
-        <p className="sidebar-note">Kept in this browser. The server keeps each chat's history.</p>
+        <ChatList chats={chats} currentId={chatId} busy={busy} onOpen={openChat} onRename={rename} onDelete={deleteChat} />
+        {listProblem ? (
+          <div className="sidebar-note list-problem" role="status">
+            <p>Could not load your chats. {listProblem}</p>
+            <button type="button" className="link-button" onClick={refreshList}>
+              Try again
+            </button>
+          </div>
+        ) : (
+          <p className="sidebar-note">Kept on the server: the same list on every device.</p>
+        )}
       </aside>
 
       <div className="drawer-backdrop" aria-hidden="true" onClick={closeDrawer} />

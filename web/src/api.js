@@ -21,9 +21,9 @@ async function reach(what, base, url, init) {
   }
 }
 
-async function postJson(base, url, body) {
+async function sendJson(base, url, body, method = 'POST') {
   const response = await reach(BACKEND, base, url, {
-    method: 'POST',
+    method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
@@ -34,9 +34,20 @@ async function postJson(base, url, body) {
 export function backendApi(backend) {
   return {
     /** Creates the chat's session (idempotent): `{publicAccessToken, chatId, model, offline}`. */
-    startSession: (chatId) => postJson(backend, `${backend}/dev/sessions`, { chatId }),
+    startSession: (chatId) => sendJson(backend, `${backend}/dev/sessions`, { chatId }),
     /** A fresh token for a chat whose session exists: `{publicAccessToken, expiresAt}`. */
-    token: (chatId) => postJson(backend, `${backend}/dev/sessions/${encodeURIComponent(chatId)}/token`),
+    token: (chatId) => sendJson(backend, `${backend}/dev/sessions/${encodeURIComponent(chatId)}/token`),
+    /** The user's chats, last active first: `[{chatId, title, lastActivityAt, createdAt}]`. */
+    async chats() {
+      const response = await reach(BACKEND, backend, `${backend}/dev/sessions`, { cache: 'no-store' });
+      if (!response.ok) throw new Refused(BACKEND, response.status, await readError(response));
+      const body = await response.json();
+      return Array.isArray(body.chats) ? body.chats.filter((chat) => typeof chat?.chatId === 'string') : [];
+    },
+    /** Renames a chat (`null` goes back to its first message): the chat as listed. */
+    rename: (chatId, title) => sendJson(backend, `${backend}/dev/sessions/${encodeURIComponent(chatId)}`, { title }, 'PATCH'),
+    /** Erases a chat on the server: `{chatId, deleted}`. */
+    remove: (chatId) => sendJson(backend, `${backend}/dev/sessions/${encodeURIComponent(chatId)}`, undefined, 'DELETE'),
     /** `{model, offline, approvalTools}`, or null when the backend does not say. */
     async info() {
       try {

@@ -4,7 +4,9 @@
 //   `/realtime/v1/sessions/…`). Default: the page's own origin (the local server serves both).
 // - `backend`: the web app backend that creates sessions and mints tokens with the secret key
 //   (`POST {backend}/dev/sessions`, `POST {backend}/dev/sessions/{chatId}/token`,
-//   `GET {backend}/dev/info`). Default: the page's own origin, where the local server has them.
+//   `GET {backend}/dev/info`) and lists, renames and deletes chats (`GET {backend}/dev/sessions`,
+//   `PATCH` and `DELETE {backend}/dev/sessions/{chatId}`). Default: the page's own origin, where
+//   the local server has them.
 //
 // Each is taken from the query string (`?server=…&backend=…`), else from the saved settings,
 // else the default. So the same page can drive deployed functions from another origin.
@@ -74,20 +76,7 @@ export function currentConfig() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Chats: a list per chatfn server.
-
-function chatsKey(server) {
-  return `chatfn.chats:${server}`;
-}
-
-export function loadChats(server) {
-  const list = readJson(chatsKey(server), []);
-  return Array.isArray(list) ? list.filter((chat) => chat && typeof chat.id === 'string') : [];
-}
-
-export function saveChats(server, chats) {
-  writeJson(chatsKey(server), chats);
-}
+// Per chatfn server: the chat last open here, and the Trigger transport's state per chat.
 
 export function lastChatId(server) {
   return readJson(`chatfn.current:${server}`, null);

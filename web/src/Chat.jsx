@@ -111,10 +111,12 @@ function makeTransport({ kind, config, backend, chatId, loaded, onNothingToResum
 }
 
 /**
- * The stock `TriggerChatTransport`, kept from folding another tab's turns into this tab's reply:
- * it reads a reply from its cursor in the output log, which is behind any turn another tab ran
- * since, so before a send the cursor moves to the log's end (when no reply of this tab is in
- * flight).
+ * The stock `TriggerChatTransport`, kept from folding another tab's turns into this tab's reply.
+ * It reads a reply from its cursor in the output log, and only a turn's end carries the input it
+ * answered, so whatever another tab's turn wrote after the cursor would show as this reply:
+ * before a send the cursor moves to the log's end, and when another tab's turn runs or waits
+ * there (or another tab's message was recorded between that look and this send), the SDK's own
+ * supersede gate (the one `stopGeneration` arms) skips the output up to that turn's end.
  */
 function triggerTransport({ config, backend, chatId, loaded, onNothingToResume }) {
   const transport = new TriggerChatTransport({
@@ -135,20 +137,65 @@ function triggerTransport({ config, backend, chatId, loaded, onNothingToResume }
   const send = transport.sendMessages;
   transport.sendMessages = async (options) => {
     const state = transport.getSession(options.chatId);
+    let view;
     if (state && !state.isStreaming && !state.closed) {
-      const last = await loaded.api.lastOutputEventId();
-      transport.setSession(options.chatId, { ...state, lastEventId: last, isStreaming: false, activeInputSeq: undefined });
+      view = await loaded.api.sendView(state.lastEventId);
+      transport.setSession(options.chatId, { ...state, lastEventId: view.end, isStreaming: false, activeInputSeq: undefined });
     }
-    return send(options);
+    const stream = await send(options);
+    // No record of the reply is read before the stream's first network round trip, so the gate
+    // is armed in time.
+    if (view) gateForeignTurns(transport, options.chatId, view);
+    return stream;
   };
   return transport;
 }
 
-/** `DefaultChatTransport`, telling the page when a resume found nothing in flight. */
+/**
+ * Arms the transport's supersede gate past the other tabs' turns between the cursor and this
+ * send's own: `view` is what the logs held just before the send.
+ */
+function gateForeignTurns(transport, chatId, view) {
+  // The transport's live state: `getSession` answers a copy.
+  const live = transport.sessions?.get(chatId);
+  const own = live?.activeInputSeq;
+  if (!live || typeof own !== 'number') return;
+  // Inputs recorded between the look and this send's own are another tab's.
+  const foreign = own > view.lastInput + 1 ? own - 1 : view.unanswered;
+  if (foreign === undefined || foreign >= own) return;
+  live.skipToTurnComplete = true;
+  live.supersededInputSeq = foreign;
+}
+
+// How long a send waits for another tab's turn to end, asking again on a backoff.
+const BUSY_CHAT_WAIT_MS = 180_000;
+const BUSY_CHAT_FIRST_DELAY_MS = 300;
+const BUSY_CHAT_MAX_DELAY_MS = 2_000;
+
+/**
+ * `DefaultChatTransport`, telling the page when a resume found nothing in flight, and sending a
+ * message made while another tab's turn runs (the server answers 409 `turn_in_progress` and
+ * records nothing) once that turn has ended, as the Trigger transport's input log does, rather
+ * than failing it.
+ */
 class ResumeAwareTransport extends DefaultChatTransport {
   constructor(onNothingToResume, options) {
     super(options);
     this.onNothingToResume = onNothingToResume;
+  }
+
+  async sendMessages(options) {
+    const giveUpAt = Date.now() + BUSY_CHAT_WAIT_MS;
+    let delay = BUSY_CHAT_FIRST_DELAY_MS;
+    for (;;) {
+      try {
+        return await super.sendMessages(options);
+      } catch (error) {
+        if (!isTurnInProgress(error) || options.abortSignal?.aborted || Date.now() + delay > giveUpAt) throw error;
+      }
+      await sleep(delay, options.abortSignal);
+      delay = Math.min(delay * 2, BUSY_CHAT_MAX_DELAY_MS);
+    }
   }
 
   async reconnectToStream(options) {
@@ -156,6 +203,34 @@ class ResumeAwareTransport extends DefaultChatTransport {
     if (!stream) this.onNothingToResume();
     return stream;
   }
+}
+
+function isTurnInProgress(error) {
+  if (error?.statusCode !== 409) return false;
+  try {
+    return JSON.parse(error.responseBody ?? '').code === 'turn_in_progress';
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves after `ms`, or rejects as soon as `signal` aborts. */
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
 }
 
 function titleOf(text) {

@@ -98,9 +98,45 @@ export function chatAuth(backend, chatId, initialToken, server) {
   };
 }
 
+// The most records one `…/records` answer holds; a full page means there may be more.
+const RECORDS_PAGE = 1000;
+
+function headerOf(record, name) {
+  return (record.headers ?? []).find(([key]) => key === name)?.[1];
+}
+
+function controlOf(record) {
+  return headerOf(record, 'trigger-control');
+}
+
+/** `message` or `stop`: the kind of an input record (its data is the JSON the client sent). */
+function inputKind(record) {
+  try {
+    const body = typeof record.data === 'string' ? JSON.parse(record.data) : record.data;
+    return body?.kind;
+  } catch {
+    return undefined;
+  }
+}
+
 export function chatfnApi(server, chatId, auth) {
   const chatUrl = (suffix) => `${server}/api/chat/${encodeURIComponent(chatId)}/${suffix}`;
   const outputUrl = () => `${server}/realtime/v1/sessions/${encodeURIComponent(chatId)}/out`;
+  /** Every record of the `in` or `out` log after `after` (all of them when undefined), page by page. */
+  const allRecords = async (log, after) => {
+    const all = [];
+    let cursor = after;
+    for (;;) {
+      const query = cursor === undefined ? '' : `?afterEventId=${encodeURIComponent(cursor)}`;
+      const url = `${server}/realtime/v1/sessions/${encodeURIComponent(chatId)}/${log}/records${query}`;
+      const response = await auth.fetch(url, { cache: 'no-store' });
+      if (!response.ok) throw new Refused(CHATFN, response.status, await readError(response));
+      const page = (await response.json()).records ?? [];
+      all.push(...page);
+      if (page.length < RECORDS_PAGE) return all;
+      cursor = String(page.at(-1).seqNum);
+    }
+  };
   return {
     /** The persisted history. */
     async messages() {
@@ -143,6 +179,30 @@ export function chatfnApi(server, chatId, auth) {
         if (ends) cursor = String(record.seqNum);
       }
       return cursor;
+    },
+    /**
+     * Where the chat's logs stand before a send over the Trigger transport, read from `cursor` on
+     * (the transport's `lastEventId`): `end`, the output log's last record (undefined while it is
+     * empty); `lastInput`, the input log's last record (-1 while it is empty); `unanswered`, the
+     * last message no turn has answered yet (one running or waiting; undefined when there is
+     * none).
+     */
+    async sendView(cursor) {
+      const turnEnd = (records) => records.findLast((record) => controlOf(record) === 'turn-complete');
+      // From the cursor's own record, which is the last turn's end when this tab read it whole.
+      const from = cursor === undefined || cursor === '0' ? undefined : String(Number(cursor) - 1);
+      let output = await allRecords('out', from);
+      let ended = turnEnd(output);
+      if (!ended && from !== undefined) {
+        output = await allRecords('out', undefined);
+        ended = turnEnd(output);
+      }
+      const end = output.length > 0 ? String(output.at(-1).seqNum) : undefined;
+      const answered = ended ? headerOf(ended, 'session-in-event-id') : undefined;
+      const inputs = await allRecords('in', answered);
+      const lastInput = inputs.length > 0 ? inputs.at(-1).seqNum : answered === undefined ? -1 : Number(answered);
+      const messages = inputs.filter((record) => inputKind(record) === 'message');
+      return { end, lastInput, unanswered: messages.at(-1)?.seqNum };
     },
     /**
      * The Trigger output log's last record number, as the transport's `lastEventId`, or undefined

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
   countingReply,
+  lastAssistantText,
   newChatId,
   openChat,
   persistedMessages,
@@ -17,6 +18,40 @@ import {
   waitForStatus,
   withPage,
 } from '../support/harness.js';
+
+/**
+ * The replies shown that are not (a beginning of) the answer to the message before them: each
+ * message here is "Count to N", answered by `countingReply(N)`, so a reply holding any of another
+ * turn's words shows up.
+ */
+function foreignReplies(shown) {
+  const wrong = [];
+  shown.forEach((message, i) => {
+    const asked = shown[i - 1]?.text.match(/count to (\d+)/i);
+    if (message.role !== 'assistant' || !asked) return;
+    if (!countingReply(Number(asked[1])).startsWith(message.text)) wrong.push([shown[i - 1].text, message.text]);
+  });
+  return wrong;
+}
+
+/** Watches `pages` every 40 ms until `done()` resolves; returns every foreign reply seen. */
+async function watchForForeignReplies(pages, done) {
+  const seen = [];
+  let finished = false;
+  const watching = (async () => {
+    while (!finished) {
+      for (const page of pages) seen.push(...foreignReplies(await shownMessages(page)));
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+  })();
+  try {
+    await done();
+  } finally {
+    finished = true;
+    await watching;
+  }
+  return seen;
+}
 
 /** Waits until the page shows exactly `expected` ([role, text] pairs). */
 async function waitForShown(page, expected, timeoutMs) {
@@ -136,4 +171,68 @@ describe('a chat open in two places', () => {
       });
     });
   });
+
+  // The race the cursor move alone cannot win: a send made while the other tab's turn still runs
+  // (this tab has not noticed it: hidden, it asks nothing), then two sends at the same moment
+  // from both tabs. Every reply shown is its own message's, live and after a reload.
+  for (const transport of ['trigger', 'ai-sdk']) {
+    test(`sends close together show no foreign reply over the ${transport} transport`, { timeout: 90_000 }, async () => {
+      const chatId = newChatId(`tabs-race-${transport}`);
+      await withPage(suite, `tabs-race-${transport}-a`, async (first, shotFirst) => {
+        await withPage(suite, `tabs-race-${transport}-b`, async (second, shotSecond) => {
+          await openChat(first, suite.server, { chatId, transport });
+          await openChat(second, suite.server, { chatId, transport });
+          await waitForStatus(first, 'ready');
+          await waitForStatus(second, 'ready');
+          const setVisible = (page, visible) =>
+            page.evaluate((state) => {
+              Object.defineProperty(document, 'visibilityState', { value: state, configurable: true });
+              document.dispatchEvent(new Event('visibilitychange'));
+            }, visible ? 'visible' : 'hidden');
+
+          await setVisible(second, false);
+          const whileRunning = await watchForForeignReplies([first, second], async () => {
+            await send(first, 'Count to 12 slowly.');
+            await waitForStatus(first, 'streaming');
+            await first.locator('article.message[data-role="assistant"]').filter({ hasText: 'Counting to 12: 1 2' }).waitFor();
+            await send(second, 'Count to 3.');
+            const ownReply = second.locator('article.message[data-role="assistant"]').filter({ hasText: countingReply(3) });
+            await ownReply.or(second.locator('.chat[data-status="error"]')).first().waitFor({ timeout: 30_000 });
+            await second.locator('.chat[data-status="ready"], .chat[data-status="error"]').waitFor();
+            assert.equal(await second.locator('.chat').getAttribute('data-status'), 'ready', await second.locator('.error').allInnerTexts());
+            await waitForStatus(first, 'ready');
+          });
+          assert.deepEqual(whileRunning, [], 'no reply shows another turn\'s words');
+          assert.equal(await lastAssistantText(second), countingReply(3));
+          await shotSecond('own-reply-after-a-running-turn');
+          await setVisible(second, true);
+
+          const history = async () => (await persistedMessages(suite.server, chatId)).map((m) => [m.role, textOf(m)]);
+          const settled = await history();
+          assert.equal(settled.length, 4, JSON.stringify(settled));
+          await waitForShown(first, settled, 15_000);
+          await waitForShown(second, settled, 15_000);
+
+          const atOnce = await watchForForeignReplies([first, second], async () => {
+            await Promise.all([send(first, 'Count to 5.'), send(second, 'Count to 6.')]);
+            const reply = (page, n) => page.locator('article.message[data-role="assistant"]').filter({ hasText: countingReply(n) });
+            await Promise.all([reply(first, 5).waitFor(), reply(second, 6).waitFor()]);
+            await Promise.all([waitForStatus(first, 'ready'), waitForStatus(second, 'ready')]);
+          });
+          assert.deepEqual(atOnce, [], 'no reply shows another turn\'s words');
+          const all = await history();
+          assert.equal(all.length, 8, JSON.stringify(all));
+          assert.deepEqual(foreignReplies(all.map(([role, text]) => ({ role, text }))), []);
+          await waitForShown(first, all, 20_000);
+          await waitForShown(second, all, 20_000);
+          await shotFirst('both-sent-at-once');
+          for (const page of [first, second]) {
+            await page.reload();
+            await waitForStatus(page, 'ready');
+            await waitForShown(page, all, 10_000);
+          }
+        });
+      });
+    });
+  }
 });

@@ -123,11 +123,13 @@ export function App() {
         </button>
         <ChatList chats={chats} currentId={chatId} busy={busy} onOpen={openChat} onRename={rename} onDelete={deleteChat} />
         {listProblem ? (
-          <div className="sidebar-note list-problem" role="status">
-            <p>Could not load your chats. {listProblem}</p>
-            <button type="button" className="link-button" onClick={refreshList}>
-              Try again
-            </button>
+          <div className={`sidebar-note list-problem${listProblem.retry ? ' failed' : ''}`} role="status">
+            <p>{listProblem.text}</p>
+            {listProblem.retry && (
+              <button type="button" className="link-button" onClick={refreshList}>
+                Try again
+              </button>
+            )}
           </div>
         ) : (
           <p className="sidebar-note">Kept on the server: the same list on every device.</p>

@@ -3,9 +3,10 @@
 // ends (its title and order change) and when the tab comes back into view.
 
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { describeError } from './errors.js';
+import { describeError, Refused } from './errors.js';
 
 /**
+ * `problem`: `{text, retry}` when the list could not be read.
  * `chats`: `[{id, title, listed}]`, last active first; the chat in view is always there (first
  * when the server does not list it yet), chats nothing was said in are left out otherwise.
  */
@@ -27,7 +28,13 @@ export function useChatList({ backend, config, chatId, busy }) {
       setRemoved(new Set());
       setProblem(null);
     } catch (error) {
-      if (read === readsRef.current) setProblem(describeError(error, config).title);
+      if (read !== readsRef.current) return;
+      // A backend with the token routes only (no `GET /dev/sessions`): asking again won't help.
+      if (error instanceof Refused && (error.status === 404 || error.status === 405)) {
+        setProblem({ text: 'The token backend does not list chats: only the chat open here is shown.', retry: false });
+      } else {
+        setProblem({ text: `Could not load your chats. ${describeError(error, config).title}`, retry: true });
+      }
     }
   }, [backend, config]);
 

@@ -103,6 +103,10 @@ describe('the page against chatfn on another origin', () => {
         );
         assert.ok(backend.calls.includes('POST /dev/sessions'), backend.calls.join(', '));
         assert.deepEqual(await persistedMessages(suite.server, chatId), [], 'the server that served the page has none of it');
+        // This backend has the token routes only: the list says so, and shows the chat open.
+        await page.getByRole('status').filter({ hasText: 'The token backend does not list chats' }).waitFor();
+        const listed = await page.getByRole('navigation', { name: 'Your chats' }).locator('.chat-link').allInnerTexts();
+        assert.deepEqual(listed, ['Count to 8.']);
       });
     });
   }

@@ -98,8 +98,11 @@ export function App() {
     await remove(id);
     forgetChat(config.server, id);
     if (id === chatId) {
+      // The next chat's message box takes the focus as it opens.
       setChatId(chats.find((chat) => chat.id !== id && chat.listed)?.id ?? newChatId());
-      document.getElementById('prompt')?.focus();
+    } else {
+      // The row that had the focus is gone: it goes to the chat open here.
+      requestAnimationFrame(() => sidebarRef.current?.querySelector('[aria-current="page"]')?.focus());
     }
   };
 

@@ -32,19 +32,19 @@ function ChatRow({ chat, current, busy, onOpen, onRename, onDelete }) {
   const renameButtonRef = useRef(null);
   const deleteButtonRef = useRef(null);
   const cancelRef = useRef(null);
-  const restoreFocusRef = useRef(null);
+  const focusAfterRef = useRef(null);
 
   // Back to the list, the focus on the button that opened the form (it exists again now).
   const backToView = (focusOn) => {
-    restoreFocusRef.current = focusOn;
+    focusAfterRef.current = focusOn;
     setProblem(null);
     setMode('view');
   };
   useEffect(() => {
     if (mode === 'confirm') cancelRef.current?.focus();
-    if (mode === 'view' && restoreFocusRef.current) {
-      restoreFocusRef.current.current?.focus();
-      restoreFocusRef.current = null;
+    if (mode === 'view' && focusAfterRef.current) {
+      focusAfterRef.current.current?.focus();
+      focusAfterRef.current = null;
     }
   }, [mode]);
 

@@ -1,6 +1,6 @@
 // The chat list as the server keeps it (through the backend, which holds the secret key), so it
 // is the same on every device: read when the page opens, when another chat opens, when a turn
-// ends (its title and order change) and when the tab comes back into view.
+// ends (its title and order change) and when the tab or window comes back into view or focus.
 
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { describeError, Refused } from './errors.js';
@@ -48,10 +48,15 @@ export function useChatList({ backend, config, chatId, busy }) {
     wasBusy.current = busy;
   }, [busy, refresh]);
 
+  // Back from another tab or window, where this list may have changed.
   useEffect(() => {
     const onVisible = () => document.visibilityState === 'visible' && refresh();
     document.addEventListener('visibilitychange', onVisible);
-    return () => document.removeEventListener('visibilitychange', onVisible);
+    window.addEventListener('focus', refresh);
+    return () => {
+      document.removeEventListener('visibilitychange', onVisible);
+      window.removeEventListener('focus', refresh);
+    };
   }, [refresh]);
 
   const onTitle = useCallback((id, title) => {

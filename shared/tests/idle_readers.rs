@@ -125,9 +125,11 @@ async fn an_idle_reader_waits_for_a_wake_and_an_append_still_starts_its_turn_at_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn where_another_process_may_write_the_reader_keeps_looking() {
+async fn where_another_process_may_write_the_reader_keeps_looking_ever_less_often() {
     let (_router, _store, _events, reads) = idle_reads(false).await;
-    assert!(reads >= 20, "only {reads} reads of the log in 3 s");
+    // Nothing wakes it: it looks at 0, 0.2, 0.6, 1.4 and 3.0 s, then up to 8 s apart (the first
+    // and the last may fall outside the 3 s counted); polling looked 30 times.
+    assert!((2..=8).contains(&reads), "{reads} reads of the log in 3 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -266,9 +266,25 @@ impl OutReader {
     }
 
     /// The turn running in this process, or the one it starts for the oldest unanswered input.
-    async fn live_turn(&self) -> Option<Arc<LiveTurn>> {
+    /// `remote_turn`: a turn holds the chat, so there is nothing to claim. `idle`: the reader has
+    /// found the chat quiet before, and asks whether an input waits (two reads) before it claims
+    /// one (four): on DynamoDB every look of an idle reader is billed.
+    async fn live_turn(&self, remote_turn: bool, idle: bool) -> Option<Arc<LiveTurn>> {
         if let Some(live) = self.runner.live_turns().get(&self.chat_id) {
             return Some(live);
+        }
+        if remote_turn {
+            return None;
+        }
+        if idle {
+            match self.runner.has_pending(&self.chat_id).await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(error) => {
+                    tracing::warn!(chat = %self.chat_id, "could not look for a pending input: {error}");
+                    return None;
+                }
+            }
         }
         match self.runner.claim_pending(&self.chat_id).await {
             Ok(Some((started, task))) => {
@@ -301,7 +317,9 @@ impl FollowWatch for OutReader {
         log: &mut LogFollower,
         turn_running: Result<bool, StoreError>,
     ) -> FollowOn {
-        if let Some(live) = self.live_turn().await {
+        // A turn running elsewhere keeps the read open however long it takes.
+        let remote_turn = turn_running.unwrap_or(false);
+        if let Some(live) = self.live_turn(remote_turn, log.idle()).await {
             if self.follow_live(log, live).await.is_err() {
                 return FollowOn::End;
             }
@@ -309,8 +327,6 @@ impl FollowWatch for OutReader {
             return FollowOn::Now;
         }
         let now = now_ms();
-        // A turn running elsewhere keeps the read open however long it takes.
-        let remote_turn = turn_running.unwrap_or(false);
         if !remote_turn && now.saturating_sub(self.idle_since) >= self.timeout_ms {
             return FollowOn::End;
         }

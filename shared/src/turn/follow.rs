@@ -4,7 +4,10 @@
 //! [`LogFollower::next`] is that polling loop, for every reader of the log; what a reader makes of
 //! a quiet log (wait, end, follow a turn of its own process) is its [`FollowWatch`]. Where this
 //! process is the store's only writer, a reader with a [`ChatWake`] waits for its wake-ups and
-//! looks at a quiet log ever less often, up to [`IDLE_LOOK_INTERVAL`].
+//! looks at a quiet log ever less often, up to [`IDLE_LOOK_INTERVAL`]. Where other processes
+//! write too (DynamoDB, shared by Lambda instances), nothing wakes a reader, and every look is a
+//! billed read: while no turn runs, a reader looks ever less often, up to
+//! [`SHARED_IDLE_LOOK_INTERVAL`], and back at the poll interval once a look finds a turn running.
 
 mod notice;
 mod turn_log;
@@ -28,6 +31,12 @@ const PAGE: usize = 512;
 /// this process's changes, and these looks catch what another process did after all (a SQLite
 /// file opened by two servers).
 const IDLE_LOOK_INTERVAL: Duration = Duration::from_millis(3200);
+/// The longest wait between two looks at a quiet log of a reader that nothing wakes: the longest
+/// a turn started elsewhere waits before such a reader notices it. At four calls a look (the log,
+/// the lease, the consumed mark, the inputs after it), half a read unit each on DynamoDB, an idle
+/// reader costs about 15 read units a minute, and under 30 in its first minute, whose looks come
+/// closer together.
+pub(crate) const SHARED_IDLE_LOOK_INTERVAL: Duration = Duration::from_secs(8);
 
 /// What a follower does after a look found nothing new in the log, or could not read it.
 pub(crate) enum FollowOn {
@@ -97,6 +106,12 @@ impl LogFollower {
         self
     }
 
+    /// Whether the last look found the chat quiet with no turn running: a reader that has waited
+    /// a while and may look more cheaply.
+    pub(crate) fn idle(&self) -> bool {
+        self.quiet_looks > 0
+    }
+
     /// The last record the reader has.
     pub(crate) fn cursor(&self) -> Option<u64> {
         self.cursor
@@ -147,17 +162,19 @@ impl LogFollower {
             skip_read = false;
             let turn_running = self.turn_running().await;
             let held = matches!(turn_running, Ok(true));
+            // A lease that could not be read says nothing either way: the pace stays.
+            let quiet_looks = match turn_running {
+                Ok(true) => 0,
+                Ok(false) => self.quiet_looks.saturating_add(1),
+                Err(_) => self.quiet_looks,
+            };
             let next = watch.quiet(self, turn_running).await;
             // Waiting for a turn that another process runs (a turn of the reader's own process is
             // followed from memory): ask it for short batches.
             if held && matches!(next, FollowOn::Later) {
                 self.notice.renew().await;
             }
-            self.quiet_looks = if held {
-                0
-            } else {
-                self.quiet_looks.saturating_add(1)
-            };
+            self.quiet_looks = quiet_looks;
             if !self.carry_on(next, watch, &mut last_look).await {
                 return None;
             }
@@ -188,16 +205,25 @@ impl LogFollower {
         }
     }
 
-    /// Waits before the next look: the poll interval, or (for a woken reader of a quiet chat) a
-    /// wait that doubles with each quiet look up to [`IDLE_LOOK_INTERVAL`] and ends at a wake-up.
-    /// False when the reader was abandoned meanwhile.
+    /// Waits before the next look: the poll interval, or (for a reader of a quiet chat) a wait
+    /// that doubles with each quiet look up to [`IDLE_LOOK_INTERVAL`] and ends at a wake-up, or
+    /// up to [`SHARED_IDLE_LOOK_INTERVAL`] for a reader that nothing wakes. False when the
+    /// reader was abandoned meanwhile.
     async fn wait(&mut self, watch: &impl FollowWatch) -> bool {
-        let Some(wake) = self.wake.as_mut().filter(|_| self.quiet_looks > 0) else {
+        if self.quiet_looks == 0 {
             return crate::runtime::timeout(POLL_INTERVAL, watch.abandoned())
                 .await
                 .is_err();
-        };
+        }
         let doubled = POLL_INTERVAL.saturating_mul(1 << self.quiet_looks.min(8));
+        let Some(wake) = self.wake.as_mut() else {
+            return crate::runtime::timeout(
+                doubled.min(SHARED_IDLE_LOOK_INTERVAL),
+                watch.abandoned(),
+            )
+            .await
+            .is_err();
+        };
         let interval = doubled.min(IDLE_LOOK_INTERVAL);
         let abandoned = std::pin::pin!(watch.abandoned());
         let woken = std::pin::pin!(wake.woken());

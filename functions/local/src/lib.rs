@@ -325,7 +325,7 @@ fn local_secret_key(
         return Ok(keys);
     }
     let keys = SecretKeys::generate();
-    write_private(&path, keys.signing_key())
+    write_private(&path, &keys.signing_key())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     announce_key(&keys, Some(&path), telemetry);
     Ok(keys)

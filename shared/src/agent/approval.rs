@@ -54,7 +54,7 @@ impl ApprovalSigner {
 
     /// The signature of `claim`, base64url without padding.
     pub fn sign(&self, claim: ApprovalClaim<'_>) -> String {
-        let tag = mac(self.keys.signing_key(), claim).finalize().into_bytes();
+        let tag = mac(&self.keys.signing_key(), claim).finalize().into_bytes();
         URL_SAFE_NO_PAD.encode(tag)
     }
 

@@ -1,20 +1,25 @@
 //! The environment's secret keys. Several may be live during a rotation: the first signs, all
-//! verify.
+//! verify. A host that reads them from a store of secrets while it runs (the Lambda functions)
+//! replaces them in place: every clone sees the new list.
+
+use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The live secret keys of an environment (`CHATFN_SECRET_KEY`): the first signs tokens and
-/// approvals, every one verifies them. Never printed, not even by `Debug`.
+/// approvals, every one verifies them. Clones share the list, which [`replace`](Self::replace)
+/// changes for all of them. Never printed, not even by `Debug`.
 #[derive(Clone)]
 pub struct SecretKeys {
-    keys: Vec<String>,
+    /// Never empty.
+    keys: Arc<RwLock<Arc<[String]>>>,
 }
 
 impl std::fmt::Debug for SecretKeys {
     // Never print a key, not even in a debug log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecretKeys({} live)", self.keys.len())
+        write!(f, "SecretKeys({} live)", self.all().len())
     }
 }
 
@@ -27,7 +32,13 @@ impl SecretKeys {
             .filter(|key| !key.is_empty())
             .map(str::to_owned)
             .collect();
-        (!keys.is_empty()).then_some(SecretKeys { keys })
+        (!keys.is_empty()).then(|| SecretKeys::of(keys))
+    }
+
+    fn of(keys: Vec<String>) -> Self {
+        SecretKeys {
+            keys: Arc::new(RwLock::new(keys.into())),
+        }
     }
 
     /// A fresh random key, for a local server started without one.
@@ -36,25 +47,39 @@ impl SecretKeys {
         // Without an OS random source there is no safe key to make; fall back to a UUID, which
         // draws from the same source but never fails to format.
         if getrandom::fill(&mut bytes).is_err() {
-            return SecretKeys {
-                keys: vec![format!("sk_local_{}", uuid::Uuid::new_v4().simple())],
-            };
+            return SecretKeys::of(vec![format!("sk_local_{}", uuid::Uuid::new_v4().simple())]);
         }
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        SecretKeys {
-            keys: vec![format!("sk_local_{hex}")],
-        }
+        SecretKeys::of(vec![format!("sk_local_{hex}")])
     }
 
     /// The key that signs new tokens.
-    pub fn signing_key(&self) -> &str {
+    pub fn signing_key(&self) -> String {
         // `parse` and `generate` never build an empty list.
-        self.keys.first().map(String::as_str).unwrap_or_default()
+        self.all().first().cloned().unwrap_or_default()
     }
 
     /// Every live key, signing key first.
-    pub fn all(&self) -> &[String] {
-        &self.keys
+    pub fn all(&self) -> Arc<[String]> {
+        // A writer cannot panic while it holds the lock (it swaps one pointer): a poisoned lock
+        // still holds a whole list.
+        self.keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Makes `fresh`'s keys the live ones, for this value and every clone of it. Whether they
+    /// differed from the keys before.
+    pub fn replace(&self, fresh: &SecretKeys) -> bool {
+        let fresh = fresh.all();
+        let mut keys = self
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let changed = *keys != fresh;
+        *keys = fresh;
+        changed
     }
 
     /// Whether `candidate` is one of the live keys, in time independent of where they differ and
@@ -63,7 +88,7 @@ impl SecretKeys {
     pub fn matches(&self, candidate: &str) -> bool {
         let candidate = Sha256::digest(candidate.as_bytes());
         let mut found = subtle::Choice::from(0);
-        for key in &self.keys {
+        for key in self.all().iter() {
             found |= Sha256::digest(key.as_bytes())
                 .as_slice()
                 .ct_eq(candidate.as_slice());
@@ -80,7 +105,7 @@ mod tests {
     fn rotation_lists_are_parsed_in_order() {
         let keys = SecretKeys::parse(" new , old ,, ").expect("keys");
         assert_eq!(keys.signing_key(), "new");
-        assert_eq!(keys.all(), ["new", "old"]);
+        assert_eq!(*keys.all(), ["new", "old"]);
         assert!(SecretKeys::parse(" , ").is_none());
     }
 
@@ -95,11 +120,21 @@ mod tests {
     }
 
     #[test]
+    fn a_replacement_reaches_every_clone() {
+        let keys = SecretKeys::parse("old").expect("keys");
+        let clone = keys.clone();
+        assert!(keys.replace(&SecretKeys::parse("new,old").expect("keys")));
+        assert_eq!(clone.signing_key(), "new");
+        assert!(clone.matches("old"));
+        assert!(!keys.replace(&SecretKeys::parse("new , old").expect("keys")));
+    }
+
+    #[test]
     fn generated_keys_are_distinct_and_never_printed() {
         let a = SecretKeys::generate();
         let b = SecretKeys::generate();
         assert_ne!(a.signing_key(), b.signing_key());
         assert!(a.signing_key().len() > 32);
-        assert!(!format!("{a:?}").contains(a.signing_key()));
+        assert!(!format!("{a:?}").contains(&a.signing_key()));
     }
 }

@@ -171,7 +171,7 @@ impl SessionToken {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        for key in keys.all() {
+        for key in keys.all().iter() {
             let key = DecodingKey::from_secret(key.as_bytes());
             if let Ok(data) = jsonwebtoken::decode::<SessionClaims>(token, &key, &validation) {
                 return Ok(data.claims);

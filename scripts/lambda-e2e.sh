@@ -16,6 +16,10 @@
 # CHATFN_LAMBDA_INSTANCES sets the instances of each function (16); the load test gets two
 # agent-turn instances per chat.
 #
+# The keys as deployed: the functions read the secret key and the model key at start-up from
+# Secrets Manager (here moto's server, scripts/secrets-local.sh), by the secrets' names; the
+# instances get neither key in their environment.
+#
 # The store: DynamoDB Local when this checkout has the DynamoDB store (scripts/dynamodb-local.sh);
 # without it, a SQLite file the three functions share (a local stand-in, loudly so). Force one
 # with CHATFN_LAMBDA_E2E_STORE=dynamodb|sqlite. CHATFN_LAMBDA_E2E_KEEP=1 keeps the logs of a passing run.
@@ -38,6 +42,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/chatfn-lambda-e2e.XXXXXX")"
 watch_pid=""
 instance_pids=()
 dynamo_pid=""
+secrets_pid=""
 otlp_pid=""
 cleanup() {
   local status=$?
@@ -57,6 +62,9 @@ cleanup() {
   if [[ -n "$dynamo_pid" ]]; then
     kill "$dynamo_pid" 2>/dev/null || true
   fi
+  if [[ -n "$secrets_pid" ]]; then
+    kill "$secrets_pid" 2>/dev/null || true
+  fi
   if [[ $status -ne 0 && -f "$work/watch.log" ]]; then
     echo "--- last lines of cargo lambda watch ($work/watch.log) ---" >&2
     tail -n 30 "$work/watch.log" >&2 || true
@@ -73,6 +81,10 @@ trap cleanup EXIT
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# Credentials and a region for the local stand-ins (DynamoDB Local, moto): they only have to exist.
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 
 # --- the store -----------------------------------------------------------------------------------
 store="${CHATFN_LAMBDA_E2E_STORE:-}"
@@ -93,8 +105,6 @@ case "$store" in
     eval "$(grep -E '^export [A-Z_]+=' <<< "$out")"
     dynamo_pid="${CHATFN_DYNAMODB_LOCAL_PID:-$(grep -ioE 'pid[^0-9]*[0-9]+' <<< "$out" | grep -oE '[0-9]+$' | tail -n1 || true)}"
     echo "DynamoDB Local at $AWS_ENDPOINT_URL_DYNAMODB (PID $dynamo_pid)"
-    export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
-    export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
     export CHATFN_STORE=dynamodb CHATFN_TABLE_NAME="chatfn-lambda-e2e-$$"
     # The table exactly as infra/template.yaml defines it.
     "$tools/python" scripts/create-table.py "$CHATFN_TABLE_NAME" --template infra/template.yaml
@@ -116,8 +126,18 @@ esac
 # --- the functions' environment ------------------------------------------------------------------
 mock_port="$(free_port)"
 lambda_port="$(free_port)"
+# The tests call with the secret key (CHATFN_SECRET_KEY); the instances read it, and the model
+# key, from the secrets named below (start_instances leaves the plain variables out).
 export CHATFN_SECRET_KEY="sk_lambda_e2e_$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export CHATFN_MODEL_PROVIDER=openai CHATFN_MODEL=mock-model CHATFN_MODEL_API_KEY=test-key
+# It prints `export AWS_ENDPOINT_URL_SECRETS_MANAGER=…` and `export CHATFN_SECRETS_LOCAL_PID=…`.
+out="$(bash scripts/secrets-local.sh start)"
+eval "$(grep -E '^export [A-Z_]+=' <<< "$out")"
+secrets_pid="$CHATFN_SECRETS_LOCAL_PID"
+echo "Secrets Manager stand-in (moto) at $AWS_ENDPOINT_URL_SECRETS_MANAGER (PID $secrets_pid)"
+export CHATFN_SECRET_KEY_SECRET=chatfn/secret-key CHATFN_MODEL_API_KEY_SECRET=chatfn/model-api-key
+printf %s "$CHATFN_SECRET_KEY" | bash scripts/secrets-local.sh put "$CHATFN_SECRET_KEY_SECRET"
+printf %s "$CHATFN_MODEL_API_KEY" | bash scripts/secrets-local.sh put "$CHATFN_MODEL_API_KEY_SECRET"
 export CHATFN_MODEL_BASE_URL="http://127.0.0.1:$mock_port/v1"
 export RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1
 # As deployed: the function URL (here cargo lambda's own CORS) answers browsers.
@@ -159,6 +179,10 @@ export CHATFN_WEBHOOK_SECRET="$CHATFN_E2E_WEBHOOK_SECRET"
 
 echo "==> build the functions (as cargo lambda watch runs them)"
 cargo build -p session-start -p token-refresh -p agent-turn -p event-sweeper --features "$features"
+# The instances run copies: a target folder shared with other checkouts may get other builds of
+# the same binaries while this run goes on.
+mkdir -p "$work/bin"
+for fn in session-start token-refresh agent-turn event-sweeper; do cp "$CARGO_TARGET_DIR/debug/$fn" "$work/bin/"; done
 
 # cargo lambda watch serves the Lambda APIs (the runtime API the functions poll, and the function
 # URLs) and this script starts the instances, as Lambda does: each one process that takes one
@@ -191,7 +215,8 @@ start_instances() {
   for ((i = 0; i < count; i++)); do
     AWS_LAMBDA_FUNCTION_NAME="$fn" AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$lambda_port/.rt/$fn" \
       AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 OTEL_SERVICE_NAME="$fn" \
-      "$CARGO_TARGET_DIR/debug/$fn" >> "$work/functions.log" 2>&1 < /dev/null &
+      env -u CHATFN_SECRET_KEY -u CHATFN_MODEL_API_KEY \
+      "$work/bin/$fn" >> "$work/functions.log" 2>&1 < /dev/null &
     instance_pids+=("$!")
   done
   local deadline=$((SECONDS + 120))

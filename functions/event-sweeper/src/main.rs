@@ -2,12 +2,10 @@
 //! whose first attempt failed (or whose turn's instance died before trying), with the retry
 //! policy of `chatfn::events`.
 
-use chatfn::config::Config;
-
 #[tokio::main]
 async fn main() -> Result<(), chatfn_lambda::Error> {
     chatfn_lambda::init_logging();
-    let config = Config::from_env()?;
+    let config = chatfn_lambda::config_from_env().await?;
     let app = chatfn_lambda::app(&config).await?;
     chatfn_lambda::serve_event_sweeper(app.runner().events().cloned()).await
 }

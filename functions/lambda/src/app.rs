@@ -11,7 +11,8 @@ use chatfn::store::StoreChoiceError;
 use chatfn::turn::TurnRunner;
 
 /// The application of the configuration: its store, model, agent and turn runner. A function
-/// refuses to start without `CHATFN_SECRET_KEY`: tokens minted by one function must verify in
+/// refuses to start without a secret key (`CHATFN_SECRET_KEY`, or read from the secret
+/// `CHATFN_SECRET_KEY_SECRET` names: [`config_from_env`](crate::config_from_env)): tokens minted by one function must verify in
 /// the others, so the key cannot be made up per process.
 pub async fn app(config: &Config) -> Result<App, AppError> {
     app_with_agent(config, configured_agent).await
@@ -44,7 +45,7 @@ pub enum AppError {
     /// `CHATFN_SECRET_KEY` is not set.
     #[error(
         "CHATFN_SECRET_KEY is not set: every function needs the same secret key (the SAM \
-         template passes it from the secret named by SecretKeyParameterName)"
+         template names its secret in CHATFN_SECRET_KEY_SECRET, read at start-up)"
     )]
     NoSecretKey,
     /// `CHATFN_STORE` or `CHATFN_TABLE_NAME` names no store this build can open.

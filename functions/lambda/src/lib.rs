@@ -4,6 +4,8 @@
 //! - [`app()`] builds the [`App`](chatfn::http::App) from the configuration: the store
 //!   (`CHATFN_STORE`, see [`chatfn::store::from_config`]), the model, the agent and the turn
 //!   runner. Nothing at init does I/O beyond building clients.
+//! - [`config_from_env`] reads the configuration, with the secret key and the model's API key
+//!   read from Secrets Manager where the environment names their secrets (`secrets.rs`).
 //! - [`serve_buffered`] runs a router as a buffered function (session start, token refresh).
 //! - [`serve_streaming`] runs a router with response streaming (agent turn), through
 //!   [`StreamingInvocations`]: the response body of an invocation keeps going until every turn
@@ -23,13 +25,12 @@
 //!
 //! ```no_run
 //! use chatfn::agent::{Agent, tools};
-//! use chatfn::config::Config;
 //! use chatfn::http::{Routes, router};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), chatfn_lambda::Error> {
 //!     chatfn_lambda::init_logging();
-//!     let config = Config::from_env()?;
+//!     let config = chatfn_lambda::config_from_env().await?;
 //!     // The model is the one the configuration names (`CHATFN_MODEL_PROVIDER`, ...).
 //!     let app = chatfn_lambda::app_with_agent(&config, |config, model| {
 //!         Agent::builder(model)
@@ -47,6 +48,7 @@
 mod app;
 mod cors;
 mod flush;
+mod secrets;
 mod streaming;
 mod sweeper;
 
@@ -56,6 +58,10 @@ use chatfn::turn::TurnRunner;
 pub use app::{AppError, app, app_with_agent};
 pub use cors::without_cors_headers;
 pub use lambda_http::Error;
+pub use secrets::{
+    MODEL_API_KEY_SECRET, SECRET_KEY_REFRESH, SECRET_KEY_SECRET, SecretsError, config_from_env,
+    config_from_lookup, refresh_secret_key,
+};
 pub use streaming::{END_MARGIN, InvocationBody, STOP_MARGIN, StreamingInvocations};
 pub use sweeper::serve_event_sweeper;
 

@@ -3,6 +3,7 @@
 use crate::auth::SecretKeys;
 use crate::events::{SecretError, WebhookSecrets};
 use crate::mcp::{McpConfigError, McpServer, parse_servers};
+use crate::model::ApiKey;
 
 /// Which model provider answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +104,9 @@ pub struct Config {
     /// `CHATFN_MODEL_BASE_URL`: another endpoint speaking the provider's API.
     pub model_base_url: Option<String>,
     /// `CHATFN_MODEL_API_KEY`, or the provider's own variable (`OPENAI_API_KEY`,
-    /// `ANTHROPIC_API_KEY`).
-    pub model_api_key: Option<String>,
+    /// `ANTHROPIC_API_KEY`). Shared with the model made from this configuration: replacing it
+    /// (a rotated secret read again) reaches that model's next request.
+    pub model_api_key: Option<ApiKey>,
     /// `CHATFN_MODEL_REASONING_EFFORT`: how hard a reasoning model thinks (`low`, `medium`,
     /// `high`...), when not its default.
     pub model_reasoning_effort: Option<String>,
@@ -263,7 +265,7 @@ impl Config {
             model_provider: provider,
             model: get("CHATFN_MODEL"),
             model_base_url: get("CHATFN_MODEL_BASE_URL"),
-            model_api_key,
+            model_api_key: model_api_key.map(ApiKey::new),
             model_reasoning_effort: get("CHATFN_MODEL_REASONING_EFFORT"),
             model_reasoning_summary: get("CHATFN_MODEL_REASONING_SUMMARY"),
             model_thinking_budget: match get("CHATFN_MODEL_THINKING_BUDGET") {
@@ -375,7 +377,14 @@ mod tests {
     fn an_openai_key_selects_openai() {
         let config = config(&[("OPENAI_API_KEY", "sk-x")]).expect("valid");
         assert_eq!(config.model_provider, ModelProvider::OpenAi);
-        assert_eq!(config.model_api_key.as_deref(), Some("sk-x"));
+        assert_eq!(
+            config
+                .model_api_key
+                .as_ref()
+                .map(ApiKey::current)
+                .as_deref(),
+            Some("sk-x")
+        );
     }
 
     #[test]
@@ -386,7 +395,14 @@ mod tests {
             ("OPENAI_API_KEY", "o"),
         ])
         .expect("valid");
-        assert_eq!(config.model_api_key.as_deref(), Some("a"));
+        assert_eq!(
+            config
+                .model_api_key
+                .as_ref()
+                .map(ApiKey::current)
+                .as_deref(),
+            Some("a")
+        );
     }
 
     #[test]
@@ -414,7 +430,7 @@ mod tests {
         .expect("valid");
         assert_eq!(config.model_provider, ModelProvider::Bedrock);
         assert_eq!(config.aws_region.as_deref(), Some("eu-west-1"));
-        assert_eq!(config.model_api_key, None);
+        assert!(config.model_api_key.is_none());
         let both = self::config(&[("AWS_REGION", "us-west-2"), ("AWS_DEFAULT_REGION", "x")])
             .expect("valid");
         assert_eq!(both.aws_region.as_deref(), Some("us-west-2"));
@@ -467,7 +483,14 @@ mod tests {
         .expect("valid");
         assert_eq!(config.model_provider, ModelProvider::OpenAiResponses);
         assert_eq!(config.model_provider.name(), "openai-responses");
-        assert_eq!(config.model_api_key.as_deref(), Some("o"));
+        assert_eq!(
+            config
+                .model_api_key
+                .as_ref()
+                .map(ApiKey::current)
+                .as_deref(),
+            Some("o")
+        );
         assert_eq!(config.model_reasoning_effort.as_deref(), Some("high"));
         assert_eq!(config.model_reasoning_summary.as_deref(), Some("detailed"));
         let unset = self::config(&[]).expect("valid");

@@ -26,6 +26,7 @@ use chatfn::auth::{SecretKeys, SessionToken};
 use chatfn::clock::now_ms;
 use chatfn::config::Config;
 use chatfn::http::{App, HttpSettings, Routes, router};
+use chatfn::model::ApiKey;
 use chatfn::model::Model;
 use chatfn::model::offline::OfflineModel;
 use chatfn::turn::TurnRunner;
@@ -2210,7 +2211,14 @@ fn debug_output_of_the_configuration_and_keys_hides_every_secret() {
             .map(|(_, v)| v.clone())
     })
     .expect("config");
-    assert_eq!(config.model_api_key.as_deref(), Some(MODEL_KEY));
+    assert_eq!(
+        config
+            .model_api_key
+            .as_ref()
+            .map(ApiKey::current)
+            .as_deref(),
+        Some(MODEL_KEY)
+    );
     let keys = config.secret_keys.clone().expect("keys");
     let printed = [
         format!("{config:?}"),

@@ -29,7 +29,7 @@ fn model(mock: &MockOpenAi) -> OpenAiCompatible {
 /// Every item of the stream with the time it arrived, but the model's name
 /// (`the_stream_names_the_model_that_answers_first` checks it).
 async fn collect_timed(
-    model: &OpenAiCompatible,
+    model: &dyn Model,
     request: ModelRequest,
 ) -> Vec<(Instant, Result<ModelEvent, ModelError>)> {
     let mut stream = model.stream(request).await.expect("stream starts");
@@ -61,10 +61,7 @@ async fn the_stream_names_the_model_that_answers_first() {
     assert_eq!(named, 1, "{events:?}");
 }
 
-async fn collect(
-    model: &OpenAiCompatible,
-    request: ModelRequest,
-) -> Vec<Result<ModelEvent, ModelError>> {
+async fn collect(model: &dyn Model, request: ModelRequest) -> Vec<Result<ModelEvent, ModelError>> {
     collect_timed(model, request)
         .await
         .into_iter()
@@ -72,7 +69,7 @@ async fn collect(
         .collect()
 }
 
-async fn collect_ok(model: &OpenAiCompatible, request: ModelRequest) -> Vec<ModelEvent> {
+async fn collect_ok(model: &dyn Model, request: ModelRequest) -> Vec<ModelEvent> {
     collect(model, request)
         .await
         .into_iter()
@@ -178,6 +175,35 @@ async fn request_reaches_the_server_with_auth_and_body() {
     assert_eq!(
         mock_openai::last_user_text(&mock.requests()[1]).as_deref(),
         Some("Again")
+    );
+}
+
+#[tokio::test]
+async fn a_replaced_key_is_sent_from_the_next_request_on() {
+    let mock = MockOpenAi::start(vec![ScriptedReply::say("ok"), ScriptedReply::say("ok")]).await;
+    // The configuration's key, as a host holds it, and the model made from the configuration.
+    let config = chatfn::config::Config::from_lookup(|name| match name {
+        "CHATFN_MODEL_PROVIDER" => Some("openai".to_owned()),
+        "CHATFN_MODEL_API_KEY" => Some("sk-before".to_owned()),
+        "CHATFN_MODEL_BASE_URL" => Some(mock.base_url()),
+        "CHATFN_MODEL" => Some("gpt-test".to_owned()),
+        _ => None,
+    })
+    .expect("the configuration");
+    let model = chatfn::model::from_config(&config).expect("the model");
+    collect_ok(model.as_ref(), user("Hello")).await;
+    let held = config.model_api_key.expect("the key");
+    assert!(held.replace("sk-after"), "a rotated key");
+    collect_ok(model.as_ref(), user("Again")).await;
+
+    let received = mock.received();
+    assert_eq!(
+        received[0].authorization.as_deref(),
+        Some("Bearer sk-before")
+    );
+    assert_eq!(
+        received[1].authorization.as_deref(),
+        Some("Bearer sk-after")
     );
 }
 

@@ -59,8 +59,8 @@ pub use app::{AppError, app, app_with_agent};
 pub use cors::without_cors_headers;
 pub use lambda_http::Error;
 pub use secrets::{
-    MODEL_API_KEY_SECRET, SECRET_KEY_REFRESH, SECRET_KEY_SECRET, SecretsError, config_from_env,
-    config_from_lookup, refresh_secret_key,
+    KEYS_REFRESH, MODEL_API_KEY_SECRET, SECRET_KEY_SECRET, SecretsError, config_from_env,
+    config_from_lookup, refresh_model_api_key, refresh_secret_key,
 };
 pub use streaming::{END_MARGIN, InvocationBody, STOP_MARGIN, StreamingInvocations};
 pub use sweeper::serve_event_sweeper;

@@ -4,11 +4,11 @@
 //! `CHATFN_SECRET_KEY` and `CHATFN_MODEL_API_KEY`. Without them the plain variables are read as
 //! before (the local server, tests, a stack that passes the values itself).
 //!
-//! The values are read when an instance starts and kept for its life. The secret key's secret is
-//! read again every [`SECRET_KEY_REFRESH`] while the instance runs, and a changed list replaces
-//! the live keys in place ([`SecretKeys::replace`]), so a rotation (`new,old`, later `new`) reaches
-//! running instances within that time. The model key is read at start only: a rotated provider
-//! key reaches the instances started after it (docs/deploy-aws.md, "Rotating the keys").
+//! The values are read when an instance starts and kept for its life. Both secrets are read again
+//! every [`KEYS_REFRESH`] while the instance runs, and a changed value replaces the live one in
+//! place ([`SecretKeys::replace`], [`ApiKey::replace`]): a rotation (`new,old`, later `new`, for
+//! the secret key; a new provider key, the old one revoked after that time, for the model key)
+//! reaches running instances within that time (docs/deploy-aws.md, "Rotating the keys").
 //!
 //! Why the SDK rather than the AWS Parameters and Secrets Lambda Extension: the extension is a
 //! layer that `cargo lambda watch` and the local e2e runs do not have, so the code they test
@@ -24,14 +24,15 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use chatfn::auth::SecretKeys;
 use chatfn::config::{Config, ConfigError};
+use chatfn::model::ApiKey;
 
 /// Names the secret whose value is the secret key (`CHATFN_SECRET_KEY`).
 pub const SECRET_KEY_SECRET: &str = "CHATFN_SECRET_KEY_SECRET";
 /// Names the secret whose value is the model's API key (`CHATFN_MODEL_API_KEY`).
 pub const MODEL_API_KEY_SECRET: &str = "CHATFN_MODEL_API_KEY_SECRET";
-/// How often a running instance reads the secret key's secret again. One read costs a
+/// How often a running instance reads the keys' secrets again. One read costs a
 /// twenty-thousandth of a dollar; an instance frozen between invocations reads at its next one.
-pub const SECRET_KEY_REFRESH: Duration = Duration::from_secs(300);
+pub const KEYS_REFRESH: Duration = Duration::from_secs(300);
 
 /// Why a function could not read its configuration. Its `Debug` is its message, which is what
 /// the function's log shows when `main` returns it; neither names a secret's value.
@@ -70,38 +71,56 @@ impl std::fmt::Debug for SecretsError {
 /// The function's configuration from its environment, with the keys that the environment names
 /// secrets for read from Secrets Manager (through a client with the SDK's configuration from the
 /// environment: the function role's credentials, its region, `AWS_ENDPOINT_URL_SECRETS_MANAGER`
-/// for a stand-in). Where the secret key came from a secret, a task of the runtime reads it again
-/// every [`SECRET_KEY_REFRESH`] for the instance's life.
+/// for a stand-in). A task of the runtime reads those secrets again every [`KEYS_REFRESH`] for
+/// the instance's life.
 pub async fn config_from_env() -> Result<Config, SecretsError> {
     let lookup = |name: &str| std::env::var(name).ok();
     let secret_key_name = secret_name(&lookup, SECRET_KEY_SECRET);
-    if secret_key_name.is_none() && secret_name(&lookup, MODEL_API_KEY_SECRET).is_none() {
+    let model_key_name = secret_name(&lookup, MODEL_API_KEY_SECRET);
+    if secret_key_name.is_none() && model_key_name.is_none() {
         return Ok(Config::from_lookup(lookup)?);
     }
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let client = Client::new(&sdk);
     let config = config_from_lookup(lookup, &client).await?;
-    if let (Some(name), Some(keys)) = (secret_key_name, &config.secret_keys) {
-        tokio::spawn(keep_secret_key_fresh(client, name, keys.clone()));
-    }
+    let held = HeldKeys {
+        secret_key: secret_key_name.zip(config.secret_keys.clone()),
+        model_key: model_key_name.zip(config.model_api_key.clone()),
+    };
+    tokio::spawn(keep_keys_fresh(client, held));
     Ok(config)
 }
 
-/// Reads the secret key's secret every [`SECRET_KEY_REFRESH`] into `keys`; a failed read keeps
-/// the keys the instance has.
-async fn keep_secret_key_fresh(client: Client, name: String, keys: SecretKeys) {
-    let first = tokio::time::Instant::now() + SECRET_KEY_REFRESH;
-    let mut ticks = tokio::time::interval_at(first, SECRET_KEY_REFRESH);
+/// The live keys an instance read from secrets, each with its secret's name.
+struct HeldKeys {
+    secret_key: Option<(String, SecretKeys)>,
+    model_key: Option<(String, ApiKey)>,
+}
+
+/// Reads the held keys' secrets every [`KEYS_REFRESH`] into them; a failed read keeps the key
+/// the instance has.
+async fn keep_keys_fresh(client: Client, held: HeldKeys) {
+    let first = tokio::time::Instant::now() + KEYS_REFRESH;
+    let mut ticks = tokio::time::interval_at(first, KEYS_REFRESH);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match refresh_secret_key(&client, &name, &keys).await {
-            Ok(true) => tracing::info!(
-                live_keys = keys.all().len(),
-                "the secret key's secret changed: the new keys are live"
-            ),
-            Ok(false) => {}
-            Err(error) => tracing::warn!("keeping the secret keys read before: {error}"),
+        if let Some((name, keys)) = &held.secret_key {
+            match refresh_secret_key(&client, name, keys).await {
+                Ok(true) => tracing::info!(
+                    live_keys = keys.all().len(),
+                    "the secret key's secret changed: the new keys are live"
+                ),
+                Ok(false) => {}
+                Err(error) => tracing::warn!("keeping the secret keys read before: {error}"),
+            }
+        }
+        if let Some((name, key)) = &held.model_key {
+            match refresh_model_api_key(&client, name, key).await {
+                Ok(true) => tracing::info!("the model key's secret changed: the new key is live"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!("keeping the model key read before: {error}"),
+            }
         }
     }
 }
@@ -121,6 +140,22 @@ pub async fn refresh_secret_key(
             name: name.to_owned(),
         })?;
     Ok(keys.replace(&fresh))
+}
+
+/// Reads the model key's secret `name` again into `key`, which the model's client sends from its
+/// next request on: whether the key changed.
+pub async fn refresh_model_api_key(
+    client: &Client,
+    name: &str,
+    key: &ApiKey,
+) -> Result<bool, SecretsError> {
+    let value = secret_value(client, MODEL_API_KEY_SECRET, Some(name.to_owned()))
+        .await?
+        .ok_or_else(|| SecretsError::Empty {
+            variable: MODEL_API_KEY_SECRET,
+            name: name.to_owned(),
+        })?;
+    Ok(key.replace(&value))
 }
 
 /// [`config_from_env`] over `lookup` instead of the process environment, reading the secrets

@@ -11,8 +11,10 @@ use std::process::Command;
 use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::{Credentials, Region};
+use chatfn::model::ApiKey;
 use chatfn_lambda::{
-    MODEL_API_KEY_SECRET, SECRET_KEY_SECRET, SecretsError, config_from_lookup, refresh_secret_key,
+    MODEL_API_KEY_SECRET, SECRET_KEY_SECRET, SecretsError, config_from_lookup,
+    refresh_model_api_key, refresh_secret_key,
 };
 
 /// moto's server for this test, stopped when dropped.
@@ -103,7 +105,11 @@ async fn the_named_secrets_stand_for_the_keys_and_an_unreadable_one_stops_the_st
     let keys = config.secret_keys.expect("the secret keys");
     assert_eq!(*keys.all(), ["sk_new_0123456789", "sk_old_0123456789"]);
     assert_eq!(
-        config.model_api_key.as_deref(),
+        config
+            .model_api_key
+            .as_ref()
+            .map(ApiKey::current)
+            .as_deref(),
         Some("model-key-from-the-secret")
     );
 
@@ -129,6 +135,28 @@ async fn the_named_secrets_stand_for_the_keys_and_an_unreadable_one_stops_the_st
     assert_eq!(*held_by_the_routes.all(), ["sk_new_0123456789"]);
     assert!(!held_by_the_routes.matches("sk_old_0123456789"));
 
+    // The model key rotates the same way; the model's client holds a clone of the key.
+    let model_key = config.model_api_key.clone().expect("the model key");
+    let held_by_the_model = model_key.clone();
+    assert!(
+        !refresh_model_api_key(&client, "chatfn/model-api-key", &model_key)
+            .await
+            .expect("read again")
+    );
+    client
+        .put_secret_value()
+        .secret_id("chatfn/model-api-key")
+        .secret_string("model-key-rotated")
+        .send()
+        .await
+        .expect("rotate the model key's secret");
+    assert!(
+        refresh_model_api_key(&client, "chatfn/model-api-key", &model_key)
+            .await
+            .expect("read again")
+    );
+    assert_eq!(&*held_by_the_model.current(), "model-key-rotated");
+
     // Only the secret key named: the model key is the plain variable's, as on the local server.
     let vars: HashMap<&str, &str> = [
         (SECRET_KEY_SECRET, "chatfn/secret-key"),
@@ -140,7 +168,14 @@ async fn the_named_secrets_stand_for_the_keys_and_an_unreadable_one_stops_the_st
     let config = config_from_lookup(|name| vars.get(name).map(|v| (*v).to_owned()), &client)
         .await
         .expect("the configuration");
-    assert_eq!(config.model_api_key.as_deref(), Some("plain-model-key"));
+    assert_eq!(
+        config
+            .model_api_key
+            .as_ref()
+            .map(ApiKey::current)
+            .as_deref(),
+        Some("plain-model-key")
+    );
     assert_eq!(
         config.secret_keys.expect("keys").signing_key(),
         "sk_new_0123456789"

@@ -6,6 +6,7 @@
 
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod anthropic;
+mod api_key;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 mod attachment;
 // Its wire decoding needs `native` only; the signed client, `bedrock` (which implies `native`).
@@ -33,6 +34,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use api_key::ApiKey;
 pub use settings::ModelSettings;
 
 /// A message in the provider-neutral prompt, as `convertToModelMessages` produces it.

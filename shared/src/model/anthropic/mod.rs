@@ -11,13 +11,13 @@ pub use decode::MessagesDecoder;
 pub use request::{API_VERSION, DEFAULT_MAX_TOKENS, request_body};
 
 use super::transport::{ProviderClient, decode_sse_stream, send_checked};
-use super::{Model, ModelError, ModelRequest, ModelSettings, ModelStream};
+use super::{ApiKey, Model, ModelError, ModelRequest, ModelSettings, ModelStream};
 
 /// A model behind Anthropic's Messages API.
 #[derive(Clone)]
 pub struct Anthropic {
     base_url: String,
-    api_key: String,
+    api_key: ApiKey,
     model: String,
     settings: ModelSettings,
     client: ProviderClient,
@@ -42,10 +42,10 @@ impl Anthropic {
     pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
 
     /// A client of the Messages API at `base_url` (a trailing `/` is dropped), calling `model`
-    /// with `api_key`.
+    /// with `api_key` (a [`String`], or an [`ApiKey`] shared with whatever rotates it).
     pub fn new(
         base_url: impl Into<String>,
-        api_key: impl Into<String>,
+        api_key: impl Into<ApiKey>,
         model: impl Into<String>,
     ) -> Result<Self, ModelError> {
         Ok(Anthropic {
@@ -75,7 +75,7 @@ impl Model for Anthropic {
         let request = self
             .client
             .post(&format!("{}/messages", self.base_url))?
-            .header("x-api-key", &self.api_key)
+            .header("x-api-key", &*self.api_key.current())
             .header("anthropic-version", API_VERSION)
             .header("content-type", "application/json")
             .header("accept", "text/event-stream")

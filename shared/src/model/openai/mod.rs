@@ -18,7 +18,7 @@ pub use decode::{ChatCompletionsDecoder, decode_chat_completions_stream};
 pub use request::{MaxTokensParam, request_body, request_body_with};
 
 use super::transport::{ProviderClient, send_checked};
-use super::{Model, ModelError, ModelRequest, ModelStream};
+use super::{ApiKey, Model, ModelError, ModelRequest, ModelStream};
 
 /// How long to wait for a TCP (and TLS) connection. There is no overall timeout: a reply may
 /// stream for minutes.
@@ -31,7 +31,7 @@ const MAX_COMPLETION_BYTES: usize = 16 * 1024 * 1024;
 pub struct OpenAiCompatible {
     /// Without a trailing slash.
     base_url: String,
-    api_key: Option<String>,
+    api_key: Option<ApiKey>,
     model: String,
     provider: String,
     max_tokens_param: MaxTokensParam,
@@ -60,7 +60,7 @@ impl OpenAiCompatible {
     /// `http://localhost:11434/v1`. An empty key counts as none (local servers need none).
     pub fn new(
         base_url: impl Into<String>,
-        api_key: Option<String>,
+        api_key: Option<ApiKey>,
         model: impl Into<String>,
     ) -> Result<Self, ModelError> {
         Ok(Self::with_client(
@@ -75,7 +75,7 @@ impl OpenAiCompatible {
     /// timeouts, a pool of its own).
     pub fn with_client(
         base_url: impl Into<String>,
-        api_key: Option<String>,
+        api_key: Option<ApiKey>,
         model: impl Into<String>,
         client: impl Into<ProviderClient>,
     ) -> Self {
@@ -144,8 +144,11 @@ impl Model for OpenAiCompatible {
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "text/event-stream")
             .body(body);
-        if let Some(key) = &self.api_key {
-            http_request = http_request.bearer_auth(key);
+        if let Some(key) = self.api_key.as_ref().map(ApiKey::current) {
+            // A rotation may blank a key after the client was made: sent without one then.
+            if !key.trim().is_empty() {
+                http_request = http_request.bearer_auth(&*key);
+            }
         }
         let response = send_checked(http_request).await?;
 
@@ -200,12 +203,15 @@ mod tests {
         );
         assert_eq!(openai.max_tokens_param, MaxTokensParam::MaxCompletionTokens);
 
-        let ollama =
-            OpenAiCompatible::new("http://localhost:11434/v1", Some(String::new()), "qwen3")
-                .unwrap()
-                .with_provider_name("ollama");
+        let ollama = OpenAiCompatible::new(
+            "http://localhost:11434/v1",
+            Some(String::new().into()),
+            "qwen3",
+        )
+        .unwrap()
+        .with_provider_name("ollama");
         assert_eq!(ollama.id(), "ollama:qwen3");
-        assert_eq!(ollama.api_key, None);
+        assert!(ollama.api_key.is_none());
         assert_eq!(ollama.max_tokens_param, MaxTokensParam::MaxTokens);
     }
 }

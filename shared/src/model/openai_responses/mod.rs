@@ -17,7 +17,7 @@ pub use decode::{ResponsesDecoder, decode_responses_stream};
 pub use request::{ReasoningSettings, is_reasoning_model, request_body};
 
 use super::transport::{ProviderClient, send_checked};
-use super::{Model, ModelError, ModelRequest, ModelStream};
+use super::{ApiKey, Model, ModelError, ModelRequest, ModelStream};
 
 /// The most of a whole (non-streamed) response read.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -27,7 +27,7 @@ const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 pub struct OpenAiResponses {
     /// Without a trailing slash.
     base_url: String,
-    api_key: Option<String>,
+    api_key: Option<ApiKey>,
     model: String,
     provider: String,
     reasoning: Option<ReasoningSettings>,
@@ -59,7 +59,7 @@ impl OpenAiResponses {
     /// the model's default effort; [`with_reasoning`](Self::with_reasoning) says otherwise.
     pub fn new(
         base_url: impl Into<String>,
-        api_key: Option<String>,
+        api_key: Option<ApiKey>,
         model: impl Into<String>,
     ) -> Result<Self, ModelError> {
         Ok(Self::with_client(
@@ -74,7 +74,7 @@ impl OpenAiResponses {
     /// timeouts, a pool of its own).
     pub fn with_client(
         base_url: impl Into<String>,
-        api_key: Option<String>,
+        api_key: Option<ApiKey>,
         model: impl Into<String>,
         client: impl Into<ProviderClient>,
     ) -> Self {
@@ -137,8 +137,11 @@ impl Model for OpenAiResponses {
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "text/event-stream")
             .body(body);
-        if let Some(key) = &self.api_key {
-            http_request = http_request.bearer_auth(key);
+        if let Some(key) = self.api_key.as_ref().map(ApiKey::current) {
+            // A rotation may blank a key after the client was made: sent without one then.
+            if !key.trim().is_empty() {
+                http_request = http_request.bearer_auth(&*key);
+            }
         }
         let response = send_checked(http_request).await?;
 
@@ -158,12 +161,15 @@ mod tests {
 
     #[test]
     fn model_id_endpoint_and_reasoning_by_model() {
-        let model =
-            OpenAiResponses::new("https://api.openai.com/v1/", Some(String::new()), "o4-mini")
-                .expect("client");
+        let model = OpenAiResponses::new(
+            "https://api.openai.com/v1/",
+            Some(String::new().into()),
+            "o4-mini",
+        )
+        .expect("client");
         assert_eq!(model.id(), "openai-responses:o4-mini");
         assert_eq!(model.endpoint(), "https://api.openai.com/v1/responses");
-        assert_eq!(model.api_key, None);
+        assert!(model.api_key.is_none());
         assert_eq!(
             model.reasoning(),
             Some(&ReasoningSettings {

@@ -407,10 +407,20 @@ async fn an_end_user_lists_edits_and_erases_only_their_own_chats() {
             .bearer_auth(credential)
             .send()
     };
-    let refused = erase(&bob, "/api/v1/sessions/a-1".into())
-        .await
-        .expect("delete");
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    // Another user's chat and a chat that does not exist answer alike.
+    for chat in ["a-1", "nobody-has-this"] {
+        let refused = erase(&bob, format!("/api/v1/sessions/{chat}"))
+            .await
+            .expect("delete");
+        assert_eq!(refused.status(), StatusCode::OK);
+        let body: Value = refused.json().await.expect("json");
+        assert_eq!(body, json!({"id": chat, "deleted": false}));
+    }
+    assert_eq!(
+        list(&app, &alice).await,
+        ["a-2", "a-1"],
+        "bob erased nothing"
+    );
     let refused = erase(&bob, "/api/v1/owners/alice/sessions".into())
         .await
         .expect("delete");

@@ -1168,3 +1168,80 @@ async fn the_backfill_lists_sessions_written_before_the_indexes() {
     assert_eq!(listed.sessions.len(), 1);
     assert_eq!(listed.sessions[0].session.chat_id, chat_id);
 }
+
+/// The table itself leaves out what a listing does not show: tags are matched exactly (a list
+/// of strings, not JSON text; older items' text still reads), and an expired session, which
+/// reads as gone, is not listed either. Pages are filled past what it leaves out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_filters_tags_exactly_and_lists_no_expired_session() {
+    use chatfn::store::listing::{Direction, SessionFilter, SessionQuery};
+
+    let client = client().await;
+    let store = store().await;
+    let owner = format!("filters-{}", uuid::Uuid::new_v4().simple());
+    let now = now_ms();
+    let create = |chat: &str, tags: &[&str], created: u64, expires: Option<u64>| {
+        let mut session = session(chat, created, expires);
+        session.owner = Some(owner.clone());
+        session.tags = tags.iter().map(|tag| (*tag).to_owned()).collect();
+        store.create_session(session)
+    };
+    let id = |name: &str| format!("{name}-{}", uuid::Uuid::new_v4().simple());
+    let (work, old_text, homework, expired) = (id("work"), id("old"), id("homework"), id("gone"));
+    create(&work, &["work"], now, None).await.expect("create");
+    create(&old_text, &[], now - 1, None).await.expect("create");
+    client
+        .update_item()
+        .table_name(table())
+        .key("pk", AttributeValue::S(format!("chat#{old_text}")))
+        .key("sk", AttributeValue::S("session".into()))
+        .update_expression("SET tags = :tags")
+        .expression_attribute_values(":tags", AttributeValue::S(r#"["work"]"#.into()))
+        .send()
+        .await
+        .expect("tags as JSON text, as older items hold them");
+    for i in 0..30 {
+        create(&format!("{homework}-{i}"), &["homework"], now - 2 - i, None)
+            .await
+            .expect("create");
+    }
+    let expires_at = now_ms() + 3_000;
+    create(&expired, &["work"], now - 100, Some(expires_at))
+        .await
+        .expect("create");
+    let query = |tags: Vec<String>| SessionQuery {
+        owner: Some(owner.clone()),
+        filter: SessionFilter {
+            tags,
+            ..Default::default()
+        },
+        cursor: None,
+        direction: Direction::Older,
+        size: 5,
+        now_ms: now_ms(),
+    };
+    let listed = |page: chatfn::store::SessionPage| -> Vec<String> {
+        page.sessions
+            .into_iter()
+            .map(|listed| listed.session.chat_id)
+            .collect()
+    };
+    let work_page = store
+        .list_sessions(&query(vec!["work".into()]))
+        .await
+        .expect("list");
+    assert_eq!(listed(work_page), [work.clone(), old_text.clone(), expired.clone()]);
+
+    tokio::time::sleep(Duration::from_millis(
+        expires_at.saturating_sub(now_ms()) + 100,
+    ))
+    .await;
+    let work_page = store
+        .list_sessions(&query(vec!["work".into()]))
+        .await
+        .expect("list");
+    assert_eq!(listed(work_page), [work, old_text], "the expired session is not listed");
+    let all = store.list_sessions(&query(Vec::new())).await.expect("list");
+    assert_eq!(all.sessions.len(), 5);
+    assert!(all.next.is_some());
+}

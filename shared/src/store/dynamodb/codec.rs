@@ -32,7 +32,7 @@ pub(super) fn session_item(session: &Session) -> StoreResult<Item> {
         TRIGGER_CONFIG,
         s(json_text(&session.trigger_config)?),
     );
-    insert(&mut item, TAGS, s(json_text(&session.tags)?));
+    insert(&mut item, TAGS, tags_value(&session.tags));
     let metadata = session.metadata.as_ref().map(json_text).transpose()?;
     insert_opt(&mut item, METADATA, metadata.map(s));
     insert_opt(&mut item, OWNER, session.owner.as_deref().map(s));
@@ -64,6 +64,33 @@ pub(super) fn session_item(session: &Session) -> StoreResult<Item> {
     Ok(item)
 }
 
+/// Tags as a list of strings, which a filter's `contains` matches exactly.
+pub(super) fn tags_value(tags: &[String]) -> AttributeValue {
+    AttributeValue::L(tags.iter().map(s).collect())
+}
+
+/// The tags of a session item: a list of strings, or the JSON text of items written before
+/// tags were stored as a list.
+fn parse_tags(item: &Item) -> StoreResult<Vec<String>> {
+    match item.get(TAGS) {
+        Some(AttributeValue::L(values)) => values
+            .iter()
+            .map(|value| {
+                value.as_s().cloned().map_err(|_| {
+                    StoreError::Backend(format!(
+                        "malformed DynamoDB item: `{TAGS}` holds a non-string"
+                    ))
+                })
+            })
+            .collect(),
+        Some(AttributeValue::S(text)) => json(item, TAGS, text.as_bytes()),
+        None => Ok(Vec::new()),
+        Some(_) => Err(StoreError::Backend(format!(
+            "malformed DynamoDB item: `{TAGS}` is neither a list nor text"
+        ))),
+    }
+}
+
 pub(super) fn parse_session(item: &Item) -> StoreResult<Session> {
     let json_attr =
         |name: &str| -> StoreResult<Value> { json(item, name, get_str(item, name)?.as_bytes()) };
@@ -73,7 +100,7 @@ pub(super) fn parse_session(item: &Item) -> StoreResult<Session> {
         kind: get_str(item, KIND)?.to_owned(),
         task_identifier: get_str(item, TASK)?.to_owned(),
         trigger_config: json_attr(TRIGGER_CONFIG)?,
-        tags: json(item, TAGS, get_str(item, TAGS)?.as_bytes())?,
+        tags: parse_tags(item)?,
         metadata: opt_str(item, METADATA)?
             .map(|text| json(item, METADATA, text.as_bytes()))
             .transpose()?,
@@ -198,6 +225,23 @@ pub(super) fn parse_input(logical: Logical) -> StoreResult<InputRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_a_list_and_the_json_text_of_older_items_still_reads() {
+        let mut session = Session::new("c", 1);
+        session.tags = vec!["work".into(), "starred".into()];
+        let mut item = session_item(&session).expect("an item");
+        assert_eq!(
+            item.get(TAGS),
+            Some(&AttributeValue::L(vec![s("work"), s("starred")]))
+        );
+        assert_eq!(parse_session(&item).expect("a session").tags, session.tags);
+        insert(&mut item, TAGS, s(r#"["old","tags"]"#));
+        assert_eq!(
+            parse_session(&item).expect("a session").tags,
+            ["old", "tags"]
+        );
+    }
 
     #[test]
     fn a_release_drops_the_lease_and_does_what_it_is_asked_to_the_state() {

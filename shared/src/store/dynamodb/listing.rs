@@ -6,7 +6,10 @@
 //! and `by_owner` (`opk` = `owner#{sub}`, only on sessions an end user created). Both sort on `lk`
 //! = creation time then chat id, the listing's order. The last activity is on the head item
 //! (`active_ms`, written by the lease release every turn already makes), read for a page's
-//! chats with one BatchGetItem.
+//! chats with one BatchGetItem. The index queries leave out in the table what a listing would
+//! drop anyway: sessions past their expiry (reads treat them as gone) and, when the listing names
+//! tags, sessions without any of them (tags are a list of strings, which `contains` matches
+//! exactly); they read on past what is left out, so pages stay full.
 //!
 //! Erasing deletes the session item first, so the chat reads as gone at once, then every other
 //! item of its partition and its `sid#` alias. A handle forgets the chat; another handle that
@@ -19,7 +22,7 @@ use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnConsumedCapacity, ReturnV
 use futures::future::try_join_all;
 
 use super::call::{Backoff, Failure, Kind, classify};
-use super::codec::{json_text, parse_session};
+use super::codec::{json_text, parse_session, tags_value};
 use super::item::*;
 use super::{DynamoStore, build_error, no_session};
 use crate::store::listing::{self, Direction, ListKey, ListedSession, SessionPage, SessionQuery};
@@ -28,6 +31,28 @@ use crate::store::{Session, SessionUpdate, StoreResult};
 /// Keys in one BatchGetItem.
 const BATCH_GET: usize = 100;
 
+/// What the table leaves out of a listing's index queries itself: sessions past their expiry,
+/// which reads already treat as gone (TTL deletes them eventually), and, when the query names
+/// tags, sessions carrying none of them. The listing's own filter still judges what passes.
+fn index_filter(query: &SessionQuery) -> Expr {
+    let mut text = "(attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms)".to_owned();
+    let mut values = vec![(":now_ms".to_owned(), n(query.now_ms))];
+    if !query.filter.tags.is_empty() {
+        let tags: Vec<String> = (0..query.filter.tags.len())
+            .map(|i| format!("contains(#tags, :tag{i})"))
+            .collect();
+        text.push_str(&format!(" AND ({})", tags.join(" OR ")));
+        for (i, tag) in query.filter.tags.iter().enumerate() {
+            values.push((format!(":tag{i}"), s(tag)));
+        }
+    }
+    values
+        .into_iter()
+        .fold(Expr::new(text), |expr, (placeholder, value)| {
+            expr.value(&placeholder, value)
+        })
+}
+
 impl DynamoStore {
     /// One page of sessions, from the owner index or from every shard of the all-chats index.
     pub(super) async fn list_page(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
@@ -35,6 +60,8 @@ impl DynamoStore {
             let found = crate::store::Store::listed_session(self, chat_id).await?;
             return Ok(listing::page_of_one(query, found));
         }
+        let filter = index_filter(query);
+        let filter = &filter;
         let mut page = listing::collect_page(query, |from: Option<ListKey>, limit| async move {
             let from = from.map(|key| list_key(key.created_at_ms, &key.chat_id));
             let items = match &query.owner {
@@ -46,6 +73,7 @@ impl DynamoStore {
                         from.as_deref(),
                         query.direction,
                         limit,
+                        filter,
                     )
                     .await?
                 }
@@ -61,6 +89,7 @@ impl DynamoStore {
                                 from.as_deref(),
                                 query.direction,
                                 limit,
+                                filter,
                             )
                             .await
                         }
@@ -106,7 +135,8 @@ impl DynamoStore {
     }
 
     /// Up to `limit` items of an index partition strictly past the list key `from`, in
-    /// `direction`'s order.
+    /// `direction`'s order, that pass `filter` (read on past the ones it leaves out).
+    #[allow(clippy::too_many_arguments)]
     async fn query_index(
         &self,
         index: &str,
@@ -115,6 +145,7 @@ impl DynamoStore {
         from: Option<&str>,
         direction: Direction,
         limit: usize,
+        filter: &Expr,
     ) -> StoreResult<Vec<Item>> {
         let past = match direction {
             Direction::Older => "<",
@@ -128,6 +159,8 @@ impl DynamoStore {
         if let Some(from) = from {
             condition = condition.value(":from", s(from));
         }
+        let names = condition.names_with(filter);
+        let values = condition.values_with(filter);
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -140,8 +173,9 @@ impl DynamoStore {
                         .table_name(&self.table)
                         .index_name(index)
                         .key_condition_expression(&condition.text)
-                        .set_expression_attribute_names(condition.names())
-                        .set_expression_attribute_values(condition.values())
+                        .filter_expression(&filter.text)
+                        .set_expression_attribute_names(names.clone())
+                        .set_expression_attribute_values(values.clone())
                         .set_limit(Some(want))
                         .set_exclusive_start_key(start.clone())
                         .scan_index_forward(direction == Direction::Newer)
@@ -231,7 +265,7 @@ impl DynamoStore {
         let mut expr_values = Vec::new();
         if let Some(tags) = &update.tags {
             set.push("#tags = :tags");
-            expr_values.push((":tags", s(json_text(tags)?)));
+            expr_values.push((":tags", tags_value(tags)));
         }
         match &update.metadata {
             None => {}
@@ -361,5 +395,44 @@ impl DynamoStore {
                 None => return Ok(updated),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SessionFilter;
+
+    fn query(tags: &[&str]) -> SessionQuery {
+        SessionQuery {
+            owner: None,
+            filter: SessionFilter {
+                tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
+                ..Default::default()
+            },
+            cursor: None,
+            direction: Direction::Older,
+            size: 20,
+            now_ms: 5_000,
+        }
+    }
+
+    #[test]
+    fn the_table_leaves_out_expired_sessions_and_those_without_the_tags() {
+        let plain = index_filter(&query(&[]));
+        assert_eq!(
+            plain.text,
+            "(attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms)"
+        );
+        assert_eq!(plain.values.get(":now_ms"), Some(&n(5_000)));
+        let tagged = index_filter(&query(&["work", "home"]));
+        assert!(
+            tagged
+                .text
+                .ends_with(" AND (contains(#tags, :tag0) OR contains(#tags, :tag1))"),
+            "{}",
+            tagged.text
+        );
+        assert_eq!(tagged.values.get(":tag1"), Some(&s("home")));
     }
 }

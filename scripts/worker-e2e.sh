@@ -57,7 +57,7 @@ else
     test/22-openai-responses.test.js
     # Usage limits (the suite sets them), actions, close.
     test/23-limits-and-actions.test.js
-    # The sessions API: editing, retrieving and erasing (listing is not on the Worker yet).
+    # The sessions API: listing (the directory of chats), editing, retrieving and erasing.
     test/24-sessions-api.test.js
     worker/
   )

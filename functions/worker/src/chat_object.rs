@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::response::IntoResponse;
 use chatfn::clock::now_ms;
 use chatfn::http::{ApiError, App, Routes, router};
+use chatfn::store::Store as _;
 use tower::ServiceExt;
 use worker::{DurableObject, Env, HttpRequest, ScheduledTime, State, durable_object, wasm_bindgen};
 
@@ -74,7 +75,9 @@ impl ChatObject {
         let store = DurableObjectStore::open(self.state.storage().sql())
             .map_err(|error| ApiError::internal(error.to_string()))?;
         let store = Arc::new(match self.env.durable_object(crate::CHATS_BINDING) {
-            Ok(namespace) => store.with_shared_counters(namespace),
+            Ok(namespace) => store
+                .with_shared_counters(namespace.clone())
+                .with_directory(namespace),
             Err(_) => store,
         });
         let app = settings::app(&config, store.clone())?;
@@ -103,6 +106,31 @@ impl ChatObject {
                         .into_response()
                 })
                 .map_err(ApiError::not_found);
+        }
+        if request.path() == crate::directory::PATH {
+            let mut request = request;
+            let body = request
+                .bytes()
+                .await
+                .map_err(|error| ApiError::internal(error.to_string()))?;
+            return crate::directory::serve(&self.state.storage().sql(), &body)
+                .map(|answer| {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        answer,
+                    )
+                        .into_response()
+                })
+                .map_err(ApiError::from);
+        }
+        if request.path() == crate::directory::ERASE_PATH {
+            let mut request = request;
+            let chat_id = request
+                .text()
+                .await
+                .map_err(|error| ApiError::internal(error.to_string()))?;
+            let deleted = chatfn::http::erase_chat(&chat.app, &chat_id).await?;
+            return Ok(axum::Json(serde_json::json!({ "deleted": deleted })).into_response());
         }
         if request.path() == crate::usage_counters::PATH {
             let mut request = request;
@@ -188,7 +216,12 @@ impl ChatObject {
             .map_err(ApiError::from)?
             .is_some_and(|session| session.is_expired(now_ms()));
         if expired && !runner.turn_running(&chat_id).await? {
-            // The chat is gone for good: free its storage, and forget the app built over it.
+            // The chat is gone for good: take it out of the directory, free its storage, and
+            // forget the app built over it.
+            chat.store
+                .delete_chat(&chat_id)
+                .await
+                .map_err(ApiError::from)?;
             self.state
                 .storage()
                 .delete_all()

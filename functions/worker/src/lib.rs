@@ -22,6 +22,7 @@
 mod chat_object;
 #[cfg(feature = "store-conformance")]
 mod conformance;
+mod directory;
 mod logs;
 mod settings;
 mod store;
@@ -31,10 +32,15 @@ pub use chat_object::ChatObject;
 pub use settings::{AgentFactory, serve_agent};
 pub use store::DurableObjectStore;
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::http::{Request, Response};
 use axum::response::IntoResponse;
 use chatfn::http::{ApiError, addressed_chat, chat_in_body};
+use chatfn::store::Store;
+use chatfn::store::memory::MemoryStore;
+use directory::DirectoryStore;
 use tower::ServiceExt;
 use worker::{Context, Env, HttpRequest, event};
 
@@ -101,29 +107,29 @@ async fn route(request: HttpRequest, env: &Env) -> Result<Answer, ApiError> {
             )),
         };
     }
-    if needs_directory(&parts.method, parts.uri.path()) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "listing chats (and erasing an owner's chats) is not on the Worker yet: each chat \
-             lives in its own Durable Object, and no directory of them exists yet",
-        ));
-    }
     match addressed_chat(&parts.method, parts.uri.path(), inspected) {
         Some(chat) => forward(env, &chat, &parts, body)
             .await
             .map(Answer::Forwarded),
         None => {
-            let router = settings::stateless_router(&config)?;
+            let store: Arc<dyn Store> = if reads_directory(&parts.method, parts.uri.path()) {
+                let chats = env
+                    .durable_object(CHATS_BINDING)
+                    .map_err(|error| ApiError::internal(format!("the chats' binding: {error}")))?;
+                DirectoryStore::new(chats)
+            } else {
+                Arc::new(MemoryStore::new())
+            };
+            let router = settings::stateless_router(&config, store)?;
             let request = Request::from_parts(parts, Body::from(body));
             Ok(Answer::Here(router.oneshot(request).await.into_response()))
         }
     }
 }
 
-/// Whether a request needs a directory of every chat, which the Worker does not keep yet: the
-/// chat-less routes run over an empty store, and would answer as if there were no chats.
-fn needs_directory(method: &axum::http::Method, path: &str) -> bool {
+/// Whether a request reads the directory of chats (listing, erasing an owner's chats); the
+/// other requests that name no chat run over an empty store.
+fn reads_directory(method: &axum::http::Method, path: &str) -> bool {
     (method == axum::http::Method::GET && path == "/api/v1/sessions")
         || (method == axum::http::Method::DELETE && path.starts_with("/api/v1/owners/"))
 }

@@ -10,7 +10,6 @@ use chatfn::http::{ApiError, App, HttpSettings, Routes, router};
 use chatfn::model::Model;
 use chatfn::model::offline::OfflineModel;
 use chatfn::store::Store;
-use chatfn::store::memory::MemoryStore;
 use chatfn::turn::TurnRunner;
 use worker::Env;
 
@@ -63,9 +62,10 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<App, ApiError> {
     ))
 }
 
-/// The routes for requests that name no chat: they never read or write a chat, so they run over
-/// an empty store and a model that is never called.
-pub fn stateless_router(config: &Config) -> Result<Router, ApiError> {
+/// The routes for requests that name no chat: they never read or write a chat's own storage, so
+/// they run over `store` (an empty one, or the directory of chats) and a model that is never
+/// called.
+pub fn stateless_router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ApiError> {
     let agent = Arc::new(configured_agent(config, Arc::new(OfflineModel::new())));
     let keys = config
         .secret_keys
@@ -73,7 +73,7 @@ pub fn stateless_router(config: &Config) -> Result<Router, ApiError> {
         .ok_or_else(|| ApiError::internal("CHATFN_SECRET_KEY is not set"))?;
     let app = App::new(
         HttpSettings::from_config(config, keys),
-        TurnRunner::new(Arc::new(MemoryStore::new()), agent),
+        TurnRunner::new(store, agent),
     );
     Ok(router(app, Routes::All))
 }

@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use worker::{ObjectNamespace, SqlCursor, SqlStorage, SqlStorageValue};
 
+use crate::directory;
 use crate::usage_counters::{self, CounterCall};
 
 /// A [`Store`] in the calling Durable Object's storage.
@@ -27,6 +28,8 @@ pub struct DurableObjectStore {
     sql: SqlStorage,
     /// The chats' namespace, whose objects hold the usage counters several chats share.
     shared_counters: Option<ObjectNamespace>,
+    /// The chats' namespace, whose directory objects this chat tells about itself.
+    directory: Option<ObjectNamespace>,
 }
 
 impl DurableObjectStore {
@@ -35,12 +38,65 @@ impl DurableObjectStore {
         let store = DurableObjectStore {
             sql,
             shared_counters: None,
+            directory: None,
         };
         store.exec(sql::SCHEMA_V1, Vec::new())?;
         store.exec(sql::SCHEMA_V2_OUTBOX, Vec::new())?;
         store.exec(ACTIVITY_SCHEMA, Vec::new())?;
         store.exec(sql::SCHEMA_V3_COUNTERS, Vec::new())?;
+        store.exec(DIRECTORY_VERSION_SCHEMA, Vec::new())?;
         Ok(store)
+    }
+
+    /// Tells the directory of chats (in `namespace`) about this chat whenever its session is
+    /// created, closed or edited, a turn ends, or it is erased.
+    pub fn with_directory(mut self, namespace: ObjectNamespace) -> Self {
+        self.directory = Some(namespace);
+        self
+    }
+
+    /// Tells the directory what the chat is now (or that it is gone). A directory that cannot
+    /// be reached is logged, not an error of the write that changed the chat: the chat's own
+    /// storage is what counts, and the chat's next change tells the directory again.
+    pub async fn tell_directory(&self, chat_id: &str) {
+        if let Err(error) = self.try_tell_directory(chat_id).await {
+            worker::console_error!("chat directory: {error}");
+        }
+    }
+
+    async fn try_tell_directory(&self, chat_id: &str) -> StoreResult<()> {
+        let Some(namespace) = &self.directory else {
+            return Ok(());
+        };
+        let version = self.next_directory_version()?;
+        match self.listed_session(chat_id).await? {
+            Some(listed) => {
+                let entry = directory::DirectoryEntry {
+                    message_title: chatfn::http::message_title(&self.messages(chat_id).await?),
+                    session: listed.session,
+                    last_activity_ms: listed.last_activity_ms,
+                };
+                directory::put(namespace, entry, version).await
+            }
+            None => directory::remove(namespace, chat_id, version).await,
+        }
+    }
+
+    /// A version above every one this chat told the directory before: the time, or one more
+    /// than the last when several changes fall in one millisecond.
+    fn next_directory_version(&self) -> StoreResult<u64> {
+        #[derive(Deserialize)]
+        struct Row {
+            version: u64,
+        }
+        let last: Option<Row> = self.first("SELECT version FROM directory_version", Vec::new())?;
+        let version = chatfn::clock::now_ms().max(last.map_or(0, |row| row.version + 1));
+        self.write(
+            "INSERT INTO directory_version (id, version) VALUES (0, ?1) \
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+            vec![int(version.min(MAX_SAFE))?],
+        )?;
+        Ok(version)
     }
 
     /// Keeps the usage counters that several chats share (an owner's token budget) in the
@@ -182,6 +238,10 @@ impl DurableObjectStore {
 const ACTIVITY_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS activity (\
      chat_id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)";
 
+/// The last version this chat told the directory (one row).
+const DIRECTORY_VERSION_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS directory_version (\
+     id INTEGER PRIMARY KEY CHECK (id = 0), version INTEGER NOT NULL)";
+
 /// ?1 chat id, ?2 now.
 const RECORD_ACTIVITY: &str = "INSERT INTO activity (chat_id, at_ms) VALUES (?1, ?2) \
      ON CONFLICT (chat_id) DO UPDATE SET at_ms = excluded.at_ms";
@@ -290,6 +350,7 @@ impl Store for DurableObjectStore {
         if let Some(existing) = self.select_session(sql::SESSION_BY_CHAT, &session.chat_id)? {
             return Ok(SessionCreate::Existing(existing));
         }
+        let chat_id = session.chat_id.clone();
         let metadata = session.metadata.as_ref().map(to_json).transpose()?;
         self.write(
             sql::INSERT_SESSION,
@@ -309,6 +370,7 @@ impl Store for DurableObjectStore {
                 optional_text(session.closed_reason.as_deref()),
             ],
         )?;
+        self.tell_directory(&chat_id).await;
         Ok(SessionCreate::Created(session))
     }
 
@@ -334,8 +396,11 @@ impl Store for DurableObjectStore {
                 optional_text(reason.as_deref()),
             ],
         )?;
-        self.select_session(sql::SESSION_BY_CHAT, chat_id)?
-            .ok_or_else(|| StoreError::NoSession(chat_id.to_owned()))
+        let session = self
+            .select_session(sql::SESSION_BY_CHAT, chat_id)?
+            .ok_or_else(|| StoreError::NoSession(chat_id.to_owned()))?;
+        self.tell_directory(chat_id).await;
+        Ok(session)
     }
 
     async fn append_input(
@@ -528,6 +593,7 @@ impl Store for DurableObjectStore {
             RECORD_ACTIVITY,
             vec![text(chat_id), int(chatfn::clock::now_ms())?],
         )?;
+        self.tell_directory(chat_id).await;
         Ok(())
     }
 
@@ -635,6 +701,7 @@ impl Store for DurableObjectStore {
         Ok(Some(ListedSession {
             session,
             last_activity_ms: activity.map(|activity| activity.at_ms),
+            message_title: None,
         }))
     }
 
@@ -658,6 +725,7 @@ impl Store for DurableObjectStore {
                 int(session.updated_at_ms)?,
             ],
         )?;
+        self.tell_directory(chat_id).await;
         Ok(session)
     }
 
@@ -670,6 +738,8 @@ impl Store for DurableObjectStore {
         for statement in sql::DELETE_CHAT {
             erased = self.write(statement, vec![text(chat_id)])?;
         }
+        // Also when nothing was left: a directory that missed the erase hears of it again.
+        self.tell_directory(chat_id).await;
         Ok(erased > 0)
     }
 

@@ -107,6 +107,17 @@ pub async fn delete_owner_sessions(
     Ok(Json(json!({"owner": owner, "deleted": deleted})))
 }
 
+/// Erases the chat `chat_id` as `DELETE /api/v1/sessions/{id}` does for the secret key, for a
+/// host that erases a chat on behalf of another part of itself (the Worker's entry erasing an
+/// owner's chats in their objects); whether there was one to erase.
+pub async fn erase_chat(app: &App, chat_id: &str) -> Result<bool, ApiError> {
+    let store = app.runner().store();
+    match store.session(chat_id).await? {
+        Some(session) => erase(app, &session).await,
+        None => Ok(store.delete_chat(chat_id).await?),
+    }
+}
+
 /// Stops the chat's turn, if one runs, then erases the chat; whether there was one to erase.
 async fn erase(app: &App, session: &Session) -> Result<bool, ApiError> {
     let chat_id = &session.chat_id;

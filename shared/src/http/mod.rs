@@ -25,8 +25,10 @@ use crate::auth::SecretKeys;
 use crate::turn::TurnRunner;
 
 pub use addressing::{addressed_chat, chat_in_body};
+pub use erasure::erase_chat;
 pub use error::ApiError;
 pub use extract::{ApiJson, bearer, validate_chat_id};
+pub use session_list::message_title;
 
 /// The settings of the HTTP application.
 #[derive(Clone)]

@@ -68,9 +68,13 @@ pub async fn list(
 /// `lastActivityAt`, and its `title`.
 pub async fn listed_json(app: &App, listed: &ListedSession) -> Result<Value, ApiError> {
     let session = &listed.session;
-    let title = match metadata_title(session.metadata.as_ref()) {
-        Some(title) => Some(title),
-        None => first_user_text(&app.runner().store().messages(&session.chat_id).await?),
+    let title = match (
+        metadata_title(session.metadata.as_ref()),
+        &listed.message_title,
+    ) {
+        (Some(title), _) => Some(title),
+        (None, Some(title)) => Some(title.clone()),
+        (None, None) => message_title(&app.runner().store().messages(&session.chat_id).await?),
     };
     let mut body = session_json(session);
     if let Value::Object(fields) = &mut body {
@@ -92,8 +96,9 @@ fn metadata_title(metadata: Option<&Value>) -> Option<String> {
     (!title.is_empty()).then(|| title.to_owned())
 }
 
-/// The first user message's text, on one line and shortened.
-fn first_user_text(messages: &[UIMessage]) -> Option<String> {
+/// The title a chat's messages give it: the first user message's text, on one line and
+/// shortened.
+pub fn message_title(messages: &[UIMessage]) -> Option<String> {
     let text = messages
         .iter()
         .find(|message| message.role == Role::User)?
@@ -361,11 +366,11 @@ mod tests {
         assistant.parts.push(crate::ui::UIPart::text("hello"));
         let long = "word ".repeat(40);
         let messages = [assistant, UIMessage::user_text("u", format!("  {long}\n"))];
-        let title = first_user_text(&messages).expect("a title");
+        let title = message_title(&messages).expect("a title");
         assert!(title.ends_with('…'));
         assert_eq!(title.chars().count(), TITLE_CHARS);
         assert_eq!(
-            first_user_text(&[UIMessage::user_text("u", "Plan a\ntrip")]),
+            message_title(&[UIMessage::user_text("u", "Plan a\ntrip")]),
             Some("Plan a trip".into())
         );
     }

@@ -152,6 +152,10 @@ pub struct ListedSession {
     pub session: Session,
     /// When the chat's last turn ended, if one has (ms since the Unix epoch).
     pub last_activity_ms: Option<u64>,
+    /// The title the chat's first user message gives, when the store keeps it beside the
+    /// session (a directory of chats whose messages live elsewhere); `None` has the listing read
+    /// the chat's messages for it.
+    pub message_title: Option<String>,
 }
 
 impl ListedSession {
@@ -281,6 +285,7 @@ mod tests {
         ListedSession {
             session: Session::new(chat_id, created),
             last_activity_ms: None,
+            message_title: None,
         }
     }
 

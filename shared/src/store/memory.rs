@@ -98,6 +98,7 @@ impl Chat {
         ListedSession {
             session: self.session.clone(),
             last_activity_ms: self.last_activity_ms,
+            message_title: None,
         }
     }
 }

@@ -479,6 +479,7 @@ pub trait Store: Send + Sync {
         Ok(self.session(chat_id).await?.map(|session| ListedSession {
             session,
             last_activity_ms: None,
+            message_title: None,
         }))
     }
     /// Changes the session's tags and metadata; `NoSession` when there is none.

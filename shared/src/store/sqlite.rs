@@ -778,6 +778,7 @@ impl Store for SqliteStore {
             Ok(Some(ListedSession {
                 session,
                 last_activity_ms,
+                message_title: None,
             }))
         })
         .await
@@ -912,6 +913,7 @@ fn scan_sessions(
         found.push(ListedSession {
             session: row.into_session()?,
             last_activity_ms,
+            message_title: None,
         });
     }
     Ok(found)

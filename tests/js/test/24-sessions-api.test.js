@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { e2eSuite } from '../support/harness.js';
-import { chatUrl, createSession, newChatId, request } from '../support/server.js';
+import { chatUrl, createSession, newChatId, request, sessionBody } from '../support/server.js';
 import { sendTurn, textOf, userMessage } from '../support/stream.js';
 import { appendRaw, messageInput, sessionUrl, triggerServerActions } from '../support/trigger.js';
 
@@ -50,7 +50,6 @@ async function chatItems(chatId, sessionId) {
   } while (start);
   return items;
 }
-const WORKER_LIST = worker && 'the Worker has no directory of chats yet (docs/routes.md)';
 
 e2eSuite('sessions API: list, update, retrieve, erase', (ctx, e2e) => {
   let sessions;
@@ -102,7 +101,7 @@ e2eSuite('sessions API: list, update, retrieve, erase', (ctx, e2e) => {
     // The SDK's schema reads every item: dates are Dates.
     assert.ok(all.data[0].createdAt instanceof Date);
     assert.ok(all.data[0].updatedAt instanceof Date);
-  }, { skip: WORKER_LIST });
+  });
 
   e2e('list filters by tag, status, type, task, externalId and creation time', async () => {
     const tag = `run-${randomUUID()}`;
@@ -130,7 +129,7 @@ e2eSuite('sessions API: list, update, retrieve, erase', (ctx, e2e) => {
     assert.equal(tooBig.status, 422, tooBig.text);
     const noKey = await request(`${ctx.server.baseUrl}/api/v1/sessions`, { token: 'nope' });
     assert.equal(noKey.status, 401, noKey.text);
-  }, { skip: WORKER_LIST });
+  });
 
   e2e('update then retrieve: tags and metadata, null clears, the chat id cannot change', async () => {
     const chatId = newChatId('update');
@@ -179,13 +178,14 @@ e2eSuite('sessions API: list, update, retrieve, erase', (ctx, e2e) => {
     assert.ok(Date.parse(raw.lastActivityAt) >= before, `lastActivityAt ${raw.lastActivityAt}`);
     assert.equal(raw.updatedAt, raw.lastActivityAt, 'updatedAt is the last activity');
 
+    const fromMessages = await admin(`/api/v1/sessions?filter[externalId]=${chatId}`, 'GET');
+    assert.equal(fromMessages.status, 200, fromMessages.text);
+    assert.equal(fromMessages.json.data[0].title, 'Plan a trip to Lisbon in May');
     await sdk().update(chatId, { metadata: { title: 'Lisbon' } });
-    if (!worker) {
-      const listed = await admin(`/api/v1/sessions?filter[externalId]=${chatId}`, 'GET');
-      assert.equal(listed.status, 200, listed.text);
-      assert.equal(listed.json.data[0].title, 'Lisbon');
-      assert.equal(listed.json.data[0].lastActivityAt, raw.lastActivityAt);
-    }
+    const listed = await admin(`/api/v1/sessions?filter[externalId]=${chatId}`, 'GET');
+    assert.equal(listed.status, 200, listed.text);
+    assert.equal(listed.json.data[0].title, 'Lisbon');
+    assert.equal(listed.json.data[0].lastActivityAt, raw.lastActivityAt);
   });
 
   e2e('an erased chat answers as one that never existed, and its old tokens open nothing', async () => {
@@ -224,10 +224,7 @@ e2eSuite('sessions API: list, update, retrieve, erase', (ctx, e2e) => {
       body: { id: chatId, messages: [userMessage('again?')], trigger: 'submit-message' },
     });
     assert.equal(send.status, 404, send.text);
-    if (!worker) {
-      const listed = await sdk().list({ externalId: chatId });
-      assert.deepEqual(ids(listed), []);
-    }
+    assert.deepEqual(ids(await sdk().list({ externalId: chatId })), []);
     if (lambda && process.env.AWS_ENDPOINT_URL_DYNAMODB && process.env.CHATFN_TABLE_NAME) {
       assert.deepEqual(await chatItems(chatId, sessionId), [], 'no item of the erased chat is left in the table');
     }
@@ -269,12 +266,30 @@ e2eSuite('sessions API: list, update, retrieve, erase', (ctx, e2e) => {
   });
 
   e2e("an owner's erasure takes only that owner's chats, with the secret key", async () => {
-    const res = await admin(`/api/v1/owners/nobody-${randomUUID()}/sessions`, 'DELETE');
+    const owner = `user-${randomUUID()}`;
+    const tag = `run-${randomUUID()}`;
+    const theirs = [newChatId('owned'), newChatId('owned')];
+    for (const chatId of theirs) {
+      const started = await admin('/api/v1/sessions', 'POST', { ...sessionBody(chatId), owner, tags: [tag] });
+      assert.ok(started.status === 200 || started.status === 201, started.text);
+    }
+    const [other] = await taggedChats(tag, 1, 'unowned');
+    assert.equal(ids(await sdk().list({ tag })).length, 3);
+
+    const res = await admin(`/api/v1/owners/${owner}/sessions`, 'DELETE');
     assert.equal(res.status, 200, res.text);
-    assert.equal(res.json.deleted, 0);
+    assert.equal(res.json.deleted, 2);
+    assert.deepEqual(ids(await sdk().list({ tag })), [other]);
+    for (const chatId of theirs) {
+      const gone = await admin(`/api/v1/sessions/${chatId}`, 'GET');
+      assert.equal(gone.status, 404, gone.text);
+    }
+    const none = await admin(`/api/v1/owners/nobody-${randomUUID()}/sessions`, 'DELETE');
+    assert.equal(none.status, 200, none.text);
+    assert.equal(none.json.deleted, 0);
     const denied = await request(`${ctx.server.baseUrl}/api/v1/owners/someone/sessions`, { method: 'DELETE', token: 'nope' });
     assert.equal(denied.status, 401, denied.text);
-  }, { skip: WORKER_LIST });
+  });
 
   e2e('CORS lets a browser send PATCH and DELETE', async () => {
     const res = await request(`${ctx.server.baseUrl}/api/v1/sessions/x`, {

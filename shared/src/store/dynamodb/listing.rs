@@ -117,6 +117,7 @@ impl DynamoStore {
                     Ok(ListedSession {
                         session: parse_session(item)?,
                         last_activity_ms: None,
+                        message_title: None,
                     })
                 })
                 .collect()

@@ -1294,6 +1294,7 @@ impl Store for DynamoStore {
         Ok(Some(ListedSession {
             session,
             last_activity_ms: activity.get(chat_id).copied(),
+            message_title: None,
         }))
     }
 

@@ -143,6 +143,9 @@ pub struct Config {
     pub max_output_tokens_per_day: Option<u64>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// `CHATFN_ERASE_ITEMS_PER_REQUEST`: how many stored items of a chat an erase deletes before
+    /// it answers; the rest of a larger chat is erased after a 202 (docs/routes.md).
+    pub erase_items_per_request: usize,
     /// Tools whose calls wait for a person's approval.
     pub approval_tools: Vec<String>,
     /// `CHATFN_MCP_SERVERS`: the MCP servers whose tools the stock agent offers. Their headers
@@ -178,6 +181,7 @@ impl std::fmt::Debug for Config {
             max_turns_per_minute,
             max_output_tokens_per_day,
             max_body_bytes,
+            erase_items_per_request,
             approval_tools,
             mcp_servers,
             webhook,
@@ -206,6 +210,7 @@ impl std::fmt::Debug for Config {
             .field("max_turns_per_minute", max_turns_per_minute)
             .field("max_output_tokens_per_day", max_output_tokens_per_day)
             .field("max_body_bytes", max_body_bytes)
+            .field("erase_items_per_request", erase_items_per_request)
             .field("approval_tools", approval_tools)
             .field("mcp_servers", mcp_servers)
             .field("webhook", webhook)
@@ -220,6 +225,9 @@ impl Config {
     pub const DEFAULT_MAX_STEPS: usize = 10;
     /// `CHATFN_MAX_BODY_BYTES` unless set: 1 MiB.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+    /// Items an erase deletes before it answers unless set: on DynamoDB, a few seconds of
+    /// batched deletes, well within a function's time.
+    pub const DEFAULT_ERASE_ITEMS_PER_REQUEST: usize = 5_000;
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -297,6 +305,11 @@ impl Config {
                 .filter(|&limit| limit > 0),
             max_body_bytes: number("CHATFN_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES as u64)?
                 as usize,
+            erase_items_per_request: number(
+                "CHATFN_ERASE_ITEMS_PER_REQUEST",
+                Self::DEFAULT_ERASE_ITEMS_PER_REQUEST as u64,
+            )?
+            .max(1) as usize,
             approval_tools: get("CHATFN_APPROVAL_TOOLS")
                 .map(|v| {
                     v.split(',')

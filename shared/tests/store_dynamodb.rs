@@ -5,6 +5,9 @@
 //! Needs `AWS_ENDPOINT_URL_DYNAMODB`: `eval "$(scripts/dynamodb-local.sh start)"` starts DynamoDB
 //! Local and prints it (scripts/test.sh does that). Every test binary run uses a table of its own.
 
+#[path = "support/app.rs"]
+mod app;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -1230,7 +1233,10 @@ async fn the_table_filters_tags_exactly_and_lists_no_expired_session() {
         .list_sessions(&query(vec!["work".into()]))
         .await
         .expect("list");
-    assert_eq!(listed(work_page), [work.clone(), old_text.clone(), expired.clone()]);
+    assert_eq!(
+        listed(work_page),
+        [work.clone(), old_text.clone(), expired.clone()]
+    );
 
     tokio::time::sleep(Duration::from_millis(
         expires_at.saturating_sub(now_ms()) + 100,
@@ -1240,8 +1246,96 @@ async fn the_table_filters_tags_exactly_and_lists_no_expired_session() {
         .list_sessions(&query(vec!["work".into()]))
         .await
         .expect("list");
-    assert_eq!(listed(work_page), [work, old_text], "the expired session is not listed");
+    assert_eq!(
+        listed(work_page),
+        [work, old_text],
+        "the expired session is not listed"
+    );
     let all = store.list_sessions(&query(Vec::new())).await.expect("list");
     assert_eq!(all.sessions.len(), 5);
     assert!(all.next.is_some());
+}
+
+/// A chat too large to erase within one request: the `DELETE` answers 202 with the chat already
+/// gone from every route, and the rest is erased after the answer; a retry with the secret key
+/// goes on with it too, and answers 200 once nothing is left. The threshold is the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_too_large_to_erase_at_once_answers_202_and_is_erased_after() {
+    use std::sync::Arc;
+
+    let client = client().await;
+    let store: Arc<dyn Store> = Arc::new(store().await);
+    let agent = app::stock_agent(Arc::new(chatfn::model::offline::OfflineModel::new()));
+    let app = app::TestApp::start_with(agent, store.clone(), |mut settings| {
+        settings.erase_items_per_request = 5;
+        settings
+    })
+    .await;
+    let chat_id = format!("large-{}", uuid::Uuid::new_v4().simple());
+    app.session(&chat_id).await;
+    for i in 0..20 {
+        store
+            .append_input(&chat_id, &format!("p{i}"), "{}", now_ms())
+            .await
+            .expect("input");
+        store
+            .append_output(&chat_id, &[record(i, format!("{{\"n\":{i}}}"))])
+            .await
+            .expect("output");
+    }
+    let items = || async {
+        client
+            .query()
+            .table_name(table())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("chat#{chat_id}")))
+            .send()
+            .await
+            .expect("query")
+            .count()
+    };
+    assert!(items().await > 40);
+
+    let erase = || {
+        app.client
+            .delete(format!("{}/api/v1/sessions/{chat_id}", app.base))
+            .bearer_auth(app::SECRET)
+            .send()
+    };
+    let first = erase().await.expect("delete");
+    assert_eq!(first.status(), reqwest::StatusCode::ACCEPTED);
+    assert_eq!(
+        first.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let body: serde_json::Value = first.json().await.expect("json");
+    assert_eq!(body["deleted"], true);
+    assert_eq!(body["complete"], false);
+    let gone = app
+        .client
+        .get(format!("{}/api/v1/sessions/{chat_id}", app.base))
+        .bearer_auth(app::SECRET)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        gone.status(),
+        reqwest::StatusCode::NOT_FOUND,
+        "unreachable at once"
+    );
+
+    let mut last = None;
+    for _ in 0..50 {
+        let retry = erase().await.expect("delete");
+        let status = retry.status();
+        let body: serde_json::Value = retry.json().await.expect("json");
+        assert_eq!(body["deleted"], false);
+        last = Some(status);
+        if status == reqwest::StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, Some(reqwest::StatusCode::OK));
+    assert_eq!(items().await, 0, "no item of the chat is left");
 }

@@ -49,6 +49,8 @@ pub struct HttpSettings {
     pub max_readers_per_chat: usize,
     /// `out` readers this process keeps open at once, over all chats (429 past it).
     pub max_readers: usize,
+    /// Stored items of a chat an erase deletes before it answers (202 when more are left).
+    pub erase_items_per_request: usize,
     /// End users may start sessions and refresh tokens with an ID token from this issuer.
     #[cfg(any(feature = "native", target_arch = "wasm32"))]
     pub oidc: Option<Arc<crate::auth::OidcVerifier>>,
@@ -66,6 +68,7 @@ impl HttpSettings {
             max_body_bytes: crate::config::Config::DEFAULT_MAX_BODY_BYTES,
             keepalive_interval: Duration::from_secs(15),
             max_readers_per_chat: 32,
+            erase_items_per_request: crate::config::Config::DEFAULT_ERASE_ITEMS_PER_REQUEST,
             max_readers: 1024,
             #[cfg(any(feature = "native", target_arch = "wasm32"))]
             oidc: None,
@@ -78,6 +81,7 @@ impl HttpSettings {
             token_ttl_seconds: config.token_ttl_seconds,
             cors_origins: config.cors_origins.clone(),
             max_body_bytes: config.max_body_bytes,
+            erase_items_per_request: config.erase_items_per_request,
             #[cfg(any(feature = "native", target_arch = "wasm32"))]
             oidc: config.oidc_issuer.as_ref().map(|issuer| {
                 Arc::new(crate::auth::OidcVerifier::new(

@@ -271,6 +271,15 @@ pub enum OutputCadence {
     WhileFollowed,
 }
 
+/// How far one step of erasing a chat got (see [`Store::delete_chat_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatErasure {
+    /// Whether this step found the chat's session (and erased it).
+    pub existed: bool,
+    /// Whether nothing of the chat is left.
+    pub finished: bool,
+}
+
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -513,4 +522,16 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Option<u64>>;
     /// The counter `key` at `now_ms`: zero when it does not exist or has expired.
     async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64>;
+
+    // Erasing a chat too large to erase at once.
+    /// One step of [`delete_chat`](Self::delete_chat) that deletes about `max_items` stored
+    /// items: the first step takes the session and its alias, so the chat reads as gone at once,
+    /// and each further step more of the rest, until one answers `finished`. A store whose erase
+    /// is one local transaction, quick however large the chat, erases it all in one step.
+    async fn delete_chat_step(&self, chat_id: &str, _max_items: usize) -> StoreResult<ChatErasure> {
+        Ok(ChatErasure {
+            existed: self.delete_chat(chat_id).await?,
+            finished: true,
+        })
+    }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, ListedSession, OutboxEvent, OutputCadence,
+    ChatErasure, InputAppend, InputRecord, LeaseAcquire, ListedSession, OutboxEvent, OutputCadence,
     OutputRecord, Session, SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store,
     StoreResult, TurnLease,
 };
@@ -341,5 +341,13 @@ impl Store for TracedStore {
     async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
         let span = counter_span("counter", key);
         self.store.counter(key, now_ms).instrument(span).await
+    }
+
+    async fn delete_chat_step(&self, chat_id: &str, max_items: usize) -> StoreResult<ChatErasure> {
+        let span = span("delete_chat_step", chat_id);
+        self.store
+            .delete_chat_step(chat_id, max_items)
+            .instrument(span)
+            .await
     }
 }

@@ -26,7 +26,7 @@ use super::codec::{json_text, parse_session, tags_value};
 use super::item::*;
 use super::{DynamoStore, build_error, no_session};
 use crate::store::listing::{self, Direction, ListKey, ListedSession, SessionPage, SessionQuery};
-use crate::store::{Session, SessionUpdate, StoreResult};
+use crate::store::{ChatErasure, Session, SessionUpdate, StoreResult};
 
 /// Keys in one BatchGetItem.
 const BATCH_GET: usize = 100;
@@ -324,6 +324,36 @@ impl DynamoStore {
             .await?;
         self.delete_all(rest).await?;
         Ok(session.is_some())
+    }
+
+    /// One step of erasing the chat: its session and alias (when still there), then at most
+    /// `max_items` of the other items of its partition.
+    pub(super) async fn erase_chat_step(
+        &self,
+        chat_id: &str,
+        max_items: usize,
+    ) -> StoreResult<ChatErasure> {
+        let pk = chat_pk(chat_id);
+        let session = self.get_raw(&pk, SESSION).await?;
+        let mut keys = Vec::new();
+        if let Some(session) = &session {
+            keys.push(key(&pk, SESSION));
+            if let Ok(id) = get_str(session, ID) {
+                keys.push(key(&alias_pk(id), SESSION));
+            }
+        }
+        self.delete_all(keys).await?;
+        self.forget(chat_id);
+        let limit = i32::try_from(max_items.max(1)).unwrap_or(i32::MAX);
+        let (rest, more) = self
+            .query_page(&pk, ("!", RANGE_END), Some(limit), Some("#pk, #sk"), None)
+            .await?;
+        let finished = more.is_none();
+        self.delete_all(rest).await?;
+        Ok(ChatErasure {
+            existed: session.is_some(),
+            finished,
+        })
     }
 
     /// Gives the session items of a table written before the listing existed the keys of its

@@ -85,9 +85,9 @@ pub use schema_check::{
 };
 
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, ListedSession, OutputCadence, OutputRecord, Session,
-    SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store, StoreError, StoreResult,
-    TurnLease, check_output_batch,
+    ChatErasure, InputAppend, InputRecord, LeaseAcquire, ListedSession, OutputCadence,
+    OutputRecord, Session, SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store,
+    StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::clock::now_ms;
 use crate::ui::UIMessage;
@@ -1325,5 +1325,9 @@ impl Store for DynamoStore {
 
     async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
         self.counter_item(key, now_ms).await
+    }
+
+    async fn delete_chat_step(&self, chat_id: &str, max_items: usize) -> StoreResult<ChatErasure> {
+        self.erase_chat_step(chat_id, max_items).await
     }
 }

@@ -12,9 +12,10 @@ export const TEST_TIMEOUT_MS = 30_000;
  * the server. `body(ctx, e2e)` defines the tests with `e2e(name, fn)`; `ctx` holds `mock`,
  * `server` and `newChat()`. A failing test gets the server's recent logs appended, and every
  * test also fails if the server process died or the mock's handler threw. `env` adds
- * environment variables for the spawned server (e.g. `CHATFN_APPROVAL_TOOLS`).
+ * environment variables for the spawned server (e.g. `CHATFN_APPROVAL_TOOLS`); with `dataDir`
+ * the server keeps its chats there (its default SQLite store) rather than in memory.
  */
-export function e2eSuite(name, body, { env } = {}) {
+export function e2eSuite(name, body, { env, dataDir } = {}) {
   describe(name, () => {
     const ctx = {
       /** A fresh chat: its id, its session token and a DefaultChatTransport using that token. */
@@ -26,7 +27,7 @@ export function e2eSuite(name, body, { env } = {}) {
     };
 
     before(async () => {
-      Object.assign(ctx, await setupFile(startMockOpenAI, { env }));
+      Object.assign(ctx, await setupFile(startMockOpenAI, { env, dataDir }));
     }, { timeout: 45_000 });
 
     after(async () => {

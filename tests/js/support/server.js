@@ -349,11 +349,11 @@ export function stopChat(server, chatId, token, body = {}) {
  * Starts the mock model and chatfn for one test file. Returns `{ mock, server, teardown }`;
  * `teardown` always stops both, and is safe to call when the setup half failed.
  */
-export async function setupFile(startMock, { env } = {}) {
+export async function setupFile(startMock, { env, dataDir } = {}) {
   const mock = await startMock();
   let server;
   try {
-    server = await startChatfn({ modelBaseUrl: mock.baseUrl, env });
+    server = await startChatfn({ modelBaseUrl: mock.baseUrl, env, dataDir });
   } catch (error) {
     await mock.close();
     throw error;

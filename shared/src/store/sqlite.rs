@@ -6,7 +6,7 @@
 //! tokio's blocking pool.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -73,9 +73,14 @@ fn keep_private(path: &Path) -> std::io::Result<()> {
 }
 
 /// A [`Store`] in one SQLite file (or in memory, for tests).
+///
+/// The connection is taken with an async lock before its work goes to the blocking pool, so the
+/// pool holds one thread per store at work rather than one per waiting request: behind a
+/// blocking lock, every request queued for the connection parked a pool thread, and the pool
+/// grew with the load.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<tokio::sync::Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -114,25 +119,20 @@ impl SqliteStore {
             .map_err(backend)?;
         migrate(&mut conn)?;
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(tokio::sync::Mutex::new(conn)),
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the connection on the blocking pool, once the connection is free.
     async fn with<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn
-                .lock()
-                .map_err(|_| StoreError::Backend("sqlite connection mutex poisoned".into()))?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
+        let mut conn = Arc::clone(&self.conn).lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&mut conn))
+            .await
+            .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed only if it succeeds.

@@ -95,6 +95,9 @@ step "end-to-end tests with the stock npm clients"
 step "load: 1,000 chats at once on the local server, each with a resume and a stop; invariants checked"
 (cd tests/js && node --test load/)
 
+step "soak: 75 s of steady mixed load on the local server (SQLite); RSS, files, threads flat"
+bash "$root/scripts/soak.sh" --minutes 1.25
+
 step "the benchmark command, briefly (scripts/bench.sh --quick: debug builds, a few seconds of load)"
 bash "$root/scripts/bench.sh" --quick
 

@@ -162,6 +162,8 @@ export async function startWorker({ modelBaseUrl, env = {}, persistDir, secretKe
     pid: child.pid,
     persistDir,
     logs,
+    /** All of wrangler's output since `mark`, untrimmed (for a search through a long run). */
+    wholeLog: (mark = 0) => output.slice(mark),
     mark: () => output.length,
     alive: () => exitInfo === undefined,
     stop: () => stop(child, exited, 'SIGTERM'),

@@ -265,6 +265,9 @@ else
     "test/23-limits-and-actions.test.js"
     # The sessions API: listing, editing and erasing, the table scanned after an erase.
     "test/24-sessions-api.test.js"
+    # The soak (scripts/soak.sh --host lambda runs it alone): before the load test, so that
+    # the instances it watches are the configured ones, not the load test's hundreds.
+    "soak/"
     "load/"
   )
 fi

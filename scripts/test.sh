@@ -105,7 +105,7 @@ step "the research desk's generated TypeScript against the ai package's types (t
 bash "$root/scripts/npm-install.sh" "$root/examples/research-desk/web"
 (cd examples/research-desk/web && npx --no-install tsc --noEmit)
 
-step "AWS: the SAM template (sam validate --lint) and the Lambda functions end to end (cargo lambda watch)"
+step "AWS: the SAM template (sam validate --lint) and the Lambda functions end to end, a 75 s soak too (cargo lambda watch)"
 bash "$root/scripts/lambda-e2e.sh"
 
 step "AWS: the deploy build (scripts/sam-build.sh: sam build, four arm64 bootstraps checked)"

@@ -54,7 +54,7 @@ const mean = (values) => values.reduce((sum, v) => sum + v, 0) / values.length;
  * Judges figure `key` of `samples` (in time order) as the header says. Returns
  * `{ flat, reason, start, warmedUp, end, secondThird, lastThird }` (means of the thirds).
  */
-export function judgeFlat(samples, key, { relative, absolute } = FIGURES[key]) {
+export function judgeFlat(samples, key, { relative, absolute, show = (v) => v.toFixed(1) } = FIGURES[key]) {
   const values = samples.map((s) => s[key]);
   const third = Math.floor(values.length / 3);
   if (third < 2) {
@@ -66,13 +66,13 @@ export function judgeFlat(samples, key, { relative, absolute } = FIGURES[key]) {
   const allowance = Math.max(relative * secondThird, absolute);
   const figures = { start: values[0], warmedUp: values[third], end: values.at(-1), secondThird, lastThird };
   if (lastThird - secondThird > allowance) {
-    return { flat: false, reason: `the last third's mean ${lastThird.toFixed(1)} is above the second third's ${secondThird.toFixed(1)} by more than ${allowance.toFixed(1)}`, ...figures };
+    return { flat: false, reason: `the last third's mean ${show(lastThird)} is above the second third's ${show(secondThird)} by more than ${show(allowance)}`, ...figures };
   }
   const windows = Array.from({ length: 6 }, (_, i) =>
     mean(judged.slice(Math.floor((i * judged.length) / 6), Math.max(Math.floor(((i + 1) * judged.length) / 6), Math.floor((i * judged.length) / 6) + 1))));
   const rising = windows.every((w, i) => i === 0 || w > windows[i - 1]);
   if (rising && windows.at(-1) - windows[0] > allowance / 2) {
-    return { flat: false, reason: `it rises in every sixth after warm-up: ${windows.map((w) => w.toFixed(1)).join(' → ')}`, ...figures };
+    return { flat: false, reason: `it rises in every sixth after warm-up: ${windows.map(show).join(' → ')}`, ...figures };
   }
   return { flat: true, reason: 'flat', ...figures };
 }

@@ -222,7 +222,7 @@ e2eSuite('soak', (ctx, e2e) => {
       writeFileSync(process.env.CHATFN_SOAK_SAMPLES_FILE, samples.map((s) => JSON.stringify(s)).join('\n') + '\n');
     }
     const figures = describeFigures(samples);
-    console.log(`soak: ${onLambda ? `${pids.length} Lambda instances` : 'the local server'}, ${ran.toFixed(0)} s: ` +
+    console.log(`soak: ${onLambda ? `${pids.length} Lambda instances` : onWorker ? `wrangler dev (${pids.length} workerd processes)` : 'the local server'}, ${ran.toFixed(0)} s: ` +
       `${totals.chats} chats checked, ${totals.turns} turns, ${totals.idleReads} idle reads, ${totals.badRequests} bad requests, ` +
       `${failures.count} failures; ${samples.length} samples, one every ${SAMPLE_MS / 1000} s`);
     for (const { line } of figures) console.log(`soak: ${line}`);

@@ -309,20 +309,27 @@ impl DynamoStore {
     /// Deletes every item of the chat: the session first, then its partition and its alias.
     pub(super) async fn erase_chat(&self, chat_id: &str) -> StoreResult<bool> {
         let pk = chat_pk(chat_id);
-        let session = self.get_raw(&pk, SESSION).await?;
+        let existed = self.erase_session(&pk, chat_id).await?;
+        let rest: Vec<Item> = self
+            .query_all(&pk, ("!", RANGE_END), Some("#pk, #sk"))
+            .await?;
+        self.delete_all(rest).await?;
+        Ok(existed)
+    }
+
+    /// Deletes the chat's session and its alias, which makes the chat unreachable, and forgets
+    /// what this handle knew of it: whether there was a session.
+    async fn erase_session(&self, pk: &str, chat_id: &str) -> StoreResult<bool> {
+        let session = self.get_raw(pk, SESSION).await?;
         let mut keys = Vec::new();
         if let Some(session) = &session {
-            keys.push(key(&pk, SESSION));
+            keys.push(key(pk, SESSION));
             if let Ok(id) = get_str(session, ID) {
                 keys.push(key(&alias_pk(id), SESSION));
             }
         }
         self.delete_all(keys).await?;
         self.forget(chat_id);
-        let rest: Vec<Item> = self
-            .query_all(&pk, ("!", RANGE_END), Some("#pk, #sk"))
-            .await?;
-        self.delete_all(rest).await?;
         Ok(session.is_some())
     }
 
@@ -334,26 +341,14 @@ impl DynamoStore {
         max_items: usize,
     ) -> StoreResult<ChatErasure> {
         let pk = chat_pk(chat_id);
-        let session = self.get_raw(&pk, SESSION).await?;
-        let mut keys = Vec::new();
-        if let Some(session) = &session {
-            keys.push(key(&pk, SESSION));
-            if let Ok(id) = get_str(session, ID) {
-                keys.push(key(&alias_pk(id), SESSION));
-            }
-        }
-        self.delete_all(keys).await?;
-        self.forget(chat_id);
+        let existed = self.erase_session(&pk, chat_id).await?;
         let limit = i32::try_from(max_items.max(1)).unwrap_or(i32::MAX);
         let (rest, more) = self
             .query_page(&pk, ("!", RANGE_END), Some(limit), Some("#pk, #sk"), None)
             .await?;
         let finished = more.is_none();
         self.delete_all(rest).await?;
-        Ok(ChatErasure {
-            existed: session.is_some(),
-            finished,
-        })
+        Ok(ChatErasure { existed, finished })
     }
 
     /// Gives the session items of a table written before the listing existed the keys of its

@@ -78,6 +78,17 @@ async fn put(client: &Client, name: &str, value: &str) {
         .expect("create the secret");
 }
 
+/// Puts a new value in the secret `name`, as a rotation does.
+async fn rotate(client: &Client, name: &str, value: &str) {
+    client
+        .put_secret_value()
+        .secret_id(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("rotate the secret");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_named_secrets_stand_for_the_keys_and_an_unreadable_one_stops_the_start() {
     let stand_in = SecretsStandIn::start();
@@ -120,13 +131,7 @@ async fn the_named_secrets_stand_for_the_keys_and_an_unreadable_one_stops_the_st
             .await
             .expect("read again")
     );
-    client
-        .put_secret_value()
-        .secret_id("chatfn/secret-key")
-        .secret_string("sk_new_0123456789")
-        .send()
-        .await
-        .expect("rotate the secret");
+    rotate(&client, "chatfn/secret-key", "sk_new_0123456789").await;
     assert!(
         refresh_secret_key(&client, "chatfn/secret-key", &keys)
             .await
@@ -143,13 +148,7 @@ async fn the_named_secrets_stand_for_the_keys_and_an_unreadable_one_stops_the_st
             .await
             .expect("read again")
     );
-    client
-        .put_secret_value()
-        .secret_id("chatfn/model-api-key")
-        .secret_string("model-key-rotated")
-        .send()
-        .await
-        .expect("rotate the model key's secret");
+    rotate(&client, "chatfn/model-api-key", "model-key-rotated").await;
     assert!(
         refresh_model_api_key(&client, "chatfn/model-api-key", &model_key)
             .await

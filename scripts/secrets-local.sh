@@ -25,6 +25,8 @@ venv="$cache/moto-venv"
 wanted="moto[server]==$MOTO_VERSION"
 stamp="$venv/.chatfn-moto"
 log() { printf 'secrets-local: %s\n' "$*" >&2; }
+# shellcheck source=stand-in.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stand-in.sh"
 
 install() {
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" && -x "$venv/bin/moto_server" ]]; then
@@ -37,10 +39,6 @@ install() {
   echo "$wanted" > "$stamp"
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 start() {
   local out="${1:-}" port pid logfile
   install
@@ -50,28 +48,9 @@ start() {
   # setsid: its own process group, so it outlives this script and a `kill PID` stops just it.
   setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 </dev/null &
   pid=$!
-  local started=$SECONDS
-  until curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/moto-api/"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "it exited at start; its log:"
-      cat "$logfile" >&2
-      exit 1
-    fi
-    if (( SECONDS - started > 60 )); then
-      log "no answer on port $port after 60 s"
-      kill "$pid" 2>/dev/null || true
-      exit 1
-    fi
-    sleep 0.2
-  done
-  log "listening on 127.0.0.1:$port (pid $pid, up in $((SECONDS - started)) s)"
-  local lines="export AWS_ENDPOINT_URL_SECRETS_MANAGER=http://127.0.0.1:$port
+  await_answer "$pid" "http://127.0.0.1:$port/moto-api/" "$logfile"
+  hand_over "$out" "export AWS_ENDPOINT_URL_SECRETS_MANAGER=http://127.0.0.1:$port
 export CHATFN_SECRETS_LOCAL_PID=$pid"
-  if [[ -n "$out" ]]; then
-    printf '%s\n' "$lines" > "$out"
-  else
-    printf '%s\n' "$lines"
-  fi
 }
 
 # The value comes on stdin, never on a command line (which `ps` shows).
@@ -80,7 +59,7 @@ put() {
   [[ -n "${AWS_ENDPOINT_URL_SECRETS_MANAGER:-}" ]] || { log "put: AWS_ENDPOINT_URL_SECRETS_MANAGER is not set"; exit 1; }
   install
   AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}" \
-    AWS_REGION="${AWS_REGION:-us-east-1}" "$venv/bin/python" - "$name" <<'PY'
+    AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-${AWS_REGION:-us-east-1}}" "$venv/bin/python" - "$name" <<'PY'
 import os
 import sys
 
@@ -98,14 +77,7 @@ PY
 }
 
 stop() {
-  local what="${1:-${CHATFN_SECRETS_LOCAL_PID:-}}" pid
-  if [[ -f "$what" ]]; then
-    pid="$(sed -n 's/^export CHATFN_SECRETS_LOCAL_PID=//p' "$what")"
-  else
-    pid="$what"
-  fi
-  [[ "$pid" =~ ^[0-9]+$ ]] || { log "stop: give the env file or the PID"; exit 1; }
-  kill "$pid" 2>/dev/null || true
+  stop_stand_in CHATFN_SECRETS_LOCAL_PID "${1:-${CHATFN_SECRETS_LOCAL_PID:-}}"
 }
 
 case "${1:-start}" in

@@ -243,21 +243,15 @@ async fn create_session(
         },
     });
     let (status, answer) = call_core(&dev, Method::POST, "/api/v1/sessions", Some(body)).await?;
-    if !status.is_success() {
-        return Ok((status, axum::Json(answer)).into_response());
-    }
-    Ok((
-        status,
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(json!({
+    Ok(relayed(status, answer, |answer| {
+        json!({
             "publicAccessToken": answer["publicAccessToken"],
             "chatId": chat_id,
             "model": dev.settings.model,
             "offline": dev.settings.offline,
             "isCached": answer["isCached"],
-        })),
-    )
-        .into_response())
+        })
+    }))
 }
 
 /// `POST /dev/sessions/{chatId}/token`: what `auth.createPublicToken` does for one chat.
@@ -268,18 +262,13 @@ async fn refresh_token(
     validate_chat_id(&chat_id)?;
     let path = format!("/api/v1/sessions/{chat_id}/token");
     let (status, answer) = call_core(&dev, Method::POST, &path, None).await?;
-    if !status.is_success() {
-        return Ok((status, axum::Json(answer)).into_response());
-    }
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(json!({
+    Ok(relayed(status, answer, |answer| {
+        json!({
             "publicAccessToken": answer["publicAccessToken"],
             "expiresAt": answer["expiresAt"],
             "chatId": chat_id,
-        })),
-    )
-        .into_response())
+        })
+    }))
 }
 
 /// Pages of the sessions API read for the chat list at most; past them the list is cut short
@@ -398,14 +387,7 @@ async fn rename_chat(
     };
     let body = json!({"metadata": metadata});
     let (status, updated) = call_core(&dev, Method::PATCH, &path, Some(body)).await?;
-    if !status.is_success() {
-        return Ok((status, axum::Json(updated)).into_response());
-    }
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(listed_chat(&updated)),
-    )
-        .into_response())
+    Ok(relayed(status, updated, listed_chat))
 }
 
 /// `DELETE /dev/sessions/{chatId}`: erases the chat (a running turn is stopped first).
@@ -416,14 +398,25 @@ async fn delete_chat(
     validate_chat_id(&chat_id)?;
     let path = format!("/api/v1/sessions/{chat_id}");
     let (status, answer) = call_core(&dev, Method::DELETE, &path, None).await?;
+    Ok(relayed(
+        status,
+        answer,
+        |answer| json!({"chatId": chat_id, "deleted": answer["deleted"]}),
+    ))
+}
+
+/// The core's answer passed on: an error as the core gave it, a success (with the core's status:
+/// 201 for a new chat, 202 for an erase still running) as `shape` makes it, never cached.
+fn relayed(status: StatusCode, answer: Value, shape: impl FnOnce(&Value) -> Value) -> Response {
     if !status.is_success() {
-        return Ok((status, axum::Json(answer)).into_response());
+        return (status, axum::Json(answer)).into_response();
     }
-    Ok((
+    (
+        status,
         [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(json!({"chatId": chat_id, "deleted": answer["deleted"]})),
+        axum::Json(shape(&answer)),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `{method} {path}` on the core router with the secret key, as a server action would send it.

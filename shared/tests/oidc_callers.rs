@@ -392,10 +392,14 @@ async fn an_end_user_lists_edits_and_erases_only_their_own_chats() {
             .json(&json!({"tags": ["x"]}))
             .send()
     };
-    assert_eq!(
-        patch(&bob, "a-1").await.expect("patch").status(),
-        StatusCode::FORBIDDEN
-    );
+    // Another user's chat and a chat that does not exist answer alike.
+    for chat in ["a-1", "nobody-has-this"] {
+        let refused = patch(&bob, chat).await.expect("patch");
+        assert_eq!(refused.status(), StatusCode::NOT_FOUND, "{chat}");
+        let body: Value = refused.json().await.expect("json");
+        assert_eq!(body["code"], "not_found", "{chat}: {body}");
+        assert!(!body.to_string().contains(chat), "{chat}: {body}");
+    }
     assert_eq!(
         patch(&alice, "a-1").await.expect("patch").status(),
         StatusCode::OK

@@ -531,7 +531,8 @@ pub async fn update_session(
     let body = read_body(request, &()).await?;
     let request: UpdateSessionRequest = parse_json(&body)?;
     let session = resolve_session(&app, &id).await?;
-    check_owner(&caller, &session)?;
+    // Another user's chat answers as one that is not there, as an erase does.
+    check_owner(&caller, &session).map_err(|_| ApiError::no_session())?;
     let update = request.into_update(&session)?;
     let store = app.runner().store();
     store

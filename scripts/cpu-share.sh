@@ -8,7 +8,9 @@
 #
 # The bench passes its arguments on. The command replaces this script in a cgroup of its own
 # (the bench stops its server with SIGKILL, which no wrapper outlives); groups left empty by
-# earlier runs are removed here.
+# earlier runs are removed here. The group is made under CHATFN_CPU_SHARE_PARENT when that names
+# a cgroup folder (scripts/lambda-memory-size.sh makes one that outweighs the machine's other
+# load, so that the quota, not a busy machine, is what limits the server), else at the root.
 set -euo pipefail
 share="${CHATFN_CPU_SHARE:?set CHATFN_CPU_SHARE, a fraction of one CPU (0.0724 for 128 MB)}"
 binary="${CHATFN_CPU_SHARE_BIN:?set CHATFN_CPU_SHARE_BIN, the command to run}"
@@ -16,12 +18,12 @@ period="${CHATFN_CPU_PERIOD_US:-100000}"
 quota="$(awk -v share="$share" -v period="$period" 'BEGIN { printf "%d", share * period }')"
 name="chatfn-cpu-share-$$"
 if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
-  root=/sys/fs/cgroup
+  root="${CHATFN_CPU_SHARE_PARENT:-/sys/fs/cgroup}"
   group="$root/$name"
   mkdir "$group"
   echo "$quota $period" >"$group/cpu.max"
 elif [[ -d /sys/fs/cgroup/cpu ]]; then
-  root=/sys/fs/cgroup/cpu
+  root="${CHATFN_CPU_SHARE_PARENT:-/sys/fs/cgroup/cpu}"
   group="$root/$name"
   mkdir "$group"
   echo "$period" >"$group/cpu.cfs_period_us"

@@ -5,6 +5,7 @@
 
 mod cost;
 mod critical_path;
+mod doc_sections;
 mod dynamodb;
 mod load;
 mod mock_model;

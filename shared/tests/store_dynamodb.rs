@@ -1337,5 +1337,222 @@ async fn a_chat_too_large_to_erase_at_once_answers_202_and_is_erased_after() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(last, Some(reqwest::StatusCode::OK));
-    assert_eq!(items().await, 0, "no item of the chat is left");
+    assert_eq!(
+        items().await,
+        1,
+        "no item of the chat is left but its tombstone"
+    );
+}
+
+/// The chat's items other than its tombstone (the head item an erase leaves, with when the chat
+/// was erased and when TTL may delete it); asserts the tombstone holds nothing else.
+async fn left_of_erased_chat(
+    client: &Client,
+    chat_id: &str,
+) -> Vec<HashMap<String, AttributeValue>> {
+    let mut left = raw_items(client, chat_id).await;
+    left.retain(|item| {
+        if !item.contains_key("erased_ms") {
+            return true;
+        }
+        let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["erased_ms", "expires_at", "pk", "sk"], "{item:?}");
+        assert_eq!(item["sk"], AttributeValue::S("head".into()));
+        false
+    });
+    left
+}
+
+/// Two instances on one table, each with its own caches: instance A opens a chat and writes to
+/// it, instance B erases it. A request on A that passed its checks before the erase still gets
+/// its input in, but its turn does not start, and what it wrote goes with the refusal: nothing
+/// of the chat is left but the tombstone. A chat created again under the id starts empty, also
+/// when a late writer put something after the last sweep, and the old token opens nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_chat_is_not_written_back_by_another_instance() {
+    use std::sync::Arc;
+
+    use chatfn::model::offline::OfflineModel;
+    use chatfn::turn::{ChatInput, ChatTrigger, MessagePayload, TurnError, TurnRunner};
+
+    let client = client().await;
+    let instance_a = Arc::new(store().await);
+    let instance_b: Arc<dyn Store> = Arc::new(store().await);
+    let agent = Arc::new(app::stock_agent(Arc::new(OfflineModel::new())));
+    let app_a = app::TestApp::start_with(
+        app::stock_agent(Arc::new(OfflineModel::new())),
+        instance_a.clone(),
+        |settings| settings,
+    )
+    .await;
+    let app_b = app::TestApp::start_with(
+        app::stock_agent(Arc::new(OfflineModel::new())),
+        instance_b.clone(),
+        |settings| settings,
+    )
+    .await;
+    let runner_a = TurnRunner::new(instance_a.clone(), agent.clone());
+    let chat_id = format!("tomb-{}", uuid::Uuid::new_v4().simple());
+    let token = app_a.session(&chat_id).await;
+    let message = |id: &str| MessagePayload {
+        message: Some(UIMessage::user_text(id, "hello")),
+        chat_id: chat_id.clone(),
+        trigger: ChatTrigger::SubmitMessage,
+        message_id: None,
+        metadata: None,
+        extra: Default::default(),
+    };
+    // A turn on A: inputs, output, messages, the head's marks.
+    let payload = message("u1");
+    let appended = runner_a
+        .record_input(
+            &chat_id,
+            None,
+            &ChatInput::Message {
+                payload: payload.clone(),
+            },
+        )
+        .await
+        .expect("input");
+    let (_, task) = runner_a
+        .start(&chat_id, appended.seq, payload)
+        .await
+        .expect("turn");
+    task.await;
+    assert_eq!(
+        instance_a.messages(&chat_id).await.expect("messages").len(),
+        2
+    );
+    // A third instance checks the chat too (by writing to it) before the erase.
+    let instance_c = store().await;
+    instance_c
+        .append_input(&chat_id, "early", "{}", now_ms())
+        .await
+        .expect("input");
+
+    let erased = app_b
+        .client
+        .delete(format!("{}/api/v1/sessions/{chat_id}", app_b.base))
+        .bearer_auth(app::SECRET)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(erased.status(), reqwest::StatusCode::OK);
+    assert_eq!(left_of_erased_chat(&client, &chat_id).await, []);
+    assert_eq!(raw_items(&client, &chat_id).await.len(), 1, "the tombstone");
+
+    // A request on A that checked the chat before the erase: its input lands (A remembers the
+    // session), its turn is refused, and the refusal takes the input with it.
+    let payload = message("u2");
+    let late = runner_a
+        .record_input(
+            &chat_id,
+            Some("late"),
+            &ChatInput::Message {
+                payload: payload.clone(),
+            },
+        )
+        .await
+        .expect("a late input from a handle that checked the chat before");
+    assert!(!left_of_erased_chat(&client, &chat_id).await.is_empty());
+    match runner_a.start(&chat_id, late.seq, payload).await {
+        Err(TurnError::Store(StoreError::NoSession(_))) => {}
+        Err(other) => panic!("no turn on an erased chat, but: {other}"),
+        Ok(_) => panic!("a turn started on an erased chat"),
+    }
+    assert_eq!(left_of_erased_chat(&client, &chat_id).await, []);
+    // A has forgotten the chat: its next write checks, and finds the tombstone.
+    let refused = instance_a
+        .append_input(&chat_id, "later", "{}", now_ms())
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NoSession(_))),
+        "{refused:?}"
+    );
+    let followed = instance_a.follow_output(&chat_id, now_ms() + 10_000).await;
+    assert!(
+        matches!(followed, Err(StoreError::NoSession(_))),
+        "{followed:?}"
+    );
+    let state = instance_a.put_state(&chat_id, &json!({"n": 1})).await;
+    assert!(matches!(state, Err(StoreError::NoSession(_))), "{state:?}");
+    assert_eq!(left_of_erased_chat(&client, &chat_id).await, []);
+    // What a client reads: nothing of the chat, nor of its tombstone.
+    for store in [instance_a.clone() as Arc<dyn Store>, instance_b.clone()] {
+        assert_eq!(store.session(&chat_id).await.expect("session"), None);
+        assert_eq!(store.lease(&chat_id).await.expect("lease"), None);
+        assert_eq!(
+            store.consumed_input(&chat_id).await.expect("consumed"),
+            None
+        );
+        assert_eq!(store.state(&chat_id).await.expect("state"), None);
+        assert_eq!(
+            store
+                .listed_session(&chat_id)
+                .await
+                .expect("listed")
+                .map(|l| l.session),
+            None
+        );
+    }
+    // Erasing again is no error, and finds nothing.
+    assert!(!instance_b.delete_chat(&chat_id).await.expect("erase again"));
+
+    // C, which checked the chat before the erase, writes after every sweep so far: the chat
+    // created again under the id sweeps it before it begins.
+    instance_c
+        .append_input(&chat_id, "stray", "{}", now_ms())
+        .await
+        .expect("a late input");
+    instance_c
+        .append_output(&chat_id, &[delta(100, "stray")])
+        .await
+        .expect("a late output");
+    assert_eq!(left_of_erased_chat(&client, &chat_id).await.len(), 3);
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let fresh = app_b.session(&chat_id).await;
+    let mut left: Vec<String> = raw_items(&client, &chat_id)
+        .await
+        .iter()
+        .filter_map(|item| item["sk"].as_s().ok().cloned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["head", "session"],
+        "the new chat, and nothing before it"
+    );
+    assert_eq!(
+        instance_b.inputs(&chat_id, None, 10).await.expect("inputs"),
+        []
+    );
+    assert_eq!(
+        instance_b.output(&chat_id, None, 10).await.expect("output"),
+        []
+    );
+    assert_eq!(instance_b.messages(&chat_id).await.expect("messages"), []);
+    for app in [&app_a, &app_b] {
+        let old = app
+            .client
+            .get(format!("{}/api/chat/{chat_id}/messages", app.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("messages");
+        assert_eq!(
+            old.status(),
+            reqwest::StatusCode::UNAUTHORIZED,
+            "the old token"
+        );
+        let new = app
+            .client
+            .get(format!("{}/api/chat/{chat_id}/messages", app.base))
+            .bearer_auth(&fresh)
+            .send()
+            .await
+            .expect("messages");
+        assert_eq!(new.status(), reqwest::StatusCode::OK);
+    }
 }

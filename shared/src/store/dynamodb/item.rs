@@ -94,6 +94,8 @@ pub(super) const FIRST_SEQ: &str = "first_seq";
 pub(super) const INPUT_SEQ: &str = "input_seq";
 /// Until when a reader in another process follows the output log (on the head item).
 pub(super) const FOLLOWED_MS: &str = "followed_ms";
+/// On a head item that is a tombstone: when its chat was erased (see `erasure.rs`).
+pub(super) const ERASED_MS: &str = "erased_ms";
 
 // Messages.
 pub(super) const MESSAGE_ID: &str = "mid";

@@ -1,4 +1,4 @@
-//! Listing, editing and erasing chats on DynamoDB.
+//! Listing and editing chats on DynamoDB (erasing them: `erasure.rs`).
 //!
 //! Session items carry the keys of two global secondary indexes (projecting every attribute, so
 //! a listing reads no item twice): `listed` (`lpk`, one of [`LISTED_SHARDS`] partitions chosen by
@@ -10,11 +10,6 @@
 //! drop anyway: sessions past their expiry (reads treat them as gone) and, when the listing names
 //! tags, sessions without any of them (tags are a list of strings, which `contains` matches
 //! exactly); they read on past what is left out, so pages stay full.
-//!
-//! Erasing deletes the session item first, so the chat reads as gone at once, then every other
-//! item of its partition and its `sid#` alias. A handle forgets the chat; another handle that
-//! still remembers its session may take one more write for it, which is why an erase waits for a
-//! running turn to let the chat go before it starts.
 
 use std::collections::HashMap;
 
@@ -26,7 +21,7 @@ use super::codec::{json_text, parse_session, tags_value};
 use super::item::*;
 use super::{DynamoStore, build_error, no_session};
 use crate::store::listing::{self, Direction, ListKey, ListedSession, SessionPage, SessionQuery};
-use crate::store::{ChatErasure, Session, SessionUpdate, StoreResult};
+use crate::store::{Session, SessionUpdate, StoreResult};
 
 /// Keys in one BatchGetItem.
 const BATCH_GET: usize = 100;
@@ -304,51 +299,6 @@ impl DynamoStore {
             Err(Failure::Condition(_)) => Err(no_session(chat_id)),
             Err(failure) => Err(failure.into_store_error()),
         }
-    }
-
-    /// Deletes every item of the chat: the session first, then its partition and its alias.
-    pub(super) async fn erase_chat(&self, chat_id: &str) -> StoreResult<bool> {
-        let pk = chat_pk(chat_id);
-        let existed = self.erase_session(&pk, chat_id).await?;
-        let rest: Vec<Item> = self
-            .query_all(&pk, ("!", RANGE_END), Some("#pk, #sk"))
-            .await?;
-        self.delete_all(rest).await?;
-        Ok(existed)
-    }
-
-    /// Deletes the chat's session and its alias, which makes the chat unreachable, and forgets
-    /// what this handle knew of it: whether there was a session.
-    async fn erase_session(&self, pk: &str, chat_id: &str) -> StoreResult<bool> {
-        let session = self.get_raw(pk, SESSION).await?;
-        let mut keys = Vec::new();
-        if let Some(session) = &session {
-            keys.push(key(pk, SESSION));
-            if let Ok(id) = get_str(session, ID) {
-                keys.push(key(&alias_pk(id), SESSION));
-            }
-        }
-        self.delete_all(keys).await?;
-        self.forget(chat_id);
-        Ok(session.is_some())
-    }
-
-    /// One step of erasing the chat: its session and alias (when still there), then at most
-    /// `max_items` of the other items of its partition.
-    pub(super) async fn erase_chat_step(
-        &self,
-        chat_id: &str,
-        max_items: usize,
-    ) -> StoreResult<ChatErasure> {
-        let pk = chat_pk(chat_id);
-        let existed = self.erase_session(&pk, chat_id).await?;
-        let limit = i32::try_from(max_items.max(1)).unwrap_or(i32::MAX);
-        let (rest, more) = self
-            .query_page(&pk, ("!", RANGE_END), Some(limit), Some("#pk, #sk"), None)
-            .await?;
-        let finished = more.is_none();
-        self.delete_all(rest).await?;
-        Ok(ChatErasure { existed, finished })
     }
 
     /// Gives the session items of a table written before the listing existed the keys of its

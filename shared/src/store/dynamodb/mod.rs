@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings); the listing indexes' keys `lpk`, `lk` and, with an owner, `opk` (see `listing.rs`) |
 //! | `sid#{sessionId}` | `session` | alias: the chat of a `session_…` id |
-//! | `chat#{chatId}` | `head` | `consumed`, the input seq the last finished turn answered; `active_ms`, when it ended; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log |
+//! | `chat#{chatId}` | `head` | `consumed`, the input seq the last finished turn answered; `active_ms`, when it ended; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log. Once the chat is erased, its tombstone: `erased_ms` and nothing else of it (see `erasure.rs`) |
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
 //! | `chat#{chatId}` | `out#{first:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
@@ -46,14 +46,17 @@
 //! session expired reads as gone.
 //!
 //! Every write needs the session. A session is deleted before it expires only when its chat is
-//! erased (`listing.rs`), which first waits for the chat's running turn to end; so a handle
-//! remembers the chats it has seen a session for (and their expiry) and checks each chat once.
+//! erased, which first waits for the chat's running turn to end and tombstones the chat's head
+//! item (`erasure.rs`); so a handle remembers the chats it has seen a session for (and their
+//! expiry) and checks each chat once, and the writes a late writer must not make after an erase
+//! are refused by the tombstone or swept when the chat is created again.
 
 mod batch;
 mod billing;
 mod call;
 mod codec;
 mod counters;
+mod erasure;
 mod item;
 mod listing;
 mod ops;
@@ -346,6 +349,7 @@ impl DynamoStore {
         let head = self
             .get(&chat_pk(chat_id), HEAD)
             .await?
+            .filter(|head| erasure::erased_at(head).is_none())
             .ok_or_else(|| no_session(chat_id))?;
         let expiry = opt_num(&head, EXP_MS)?;
         self.remember(chat_id, expiry);
@@ -666,31 +670,53 @@ impl Store for DynamoStore {
         insert_opt(&mut head, EXPIRES_AT, ttl);
 
         let fresh = absent_or_expired_session(now);
-        let actions = vec![
-            self.tx_put(session_item(&session)?, Some(&fresh))?,
-            self.tx_put(alias, Some(&absent_or_expired(now)))?,
-            self.tx_put(head, Some(&fresh))?,
-        ];
-        match self.transact(actions).await {
-            Ok(()) => {
-                self.remember(&session.chat_id, expiry);
-                Ok(SessionCreate::Created(session))
+        // A tombstone fails `fresh` (it has no session expiry) until its erased chat's partition
+        // is swept; then the new head replaces that very tombstone.
+        let mut head_condition = fresh.clone();
+        let mut backoff = Backoff::new();
+        loop {
+            let actions = vec![
+                self.tx_put(session_item(&session)?, Some(&fresh))?,
+                self.tx_put(alias.clone(), Some(&absent_or_expired(now)))?,
+                self.tx_put(head.clone(), Some(&head_condition))?,
+            ];
+            match self.transact(actions).await {
+                Ok(()) => {
+                    self.remember(&session.chat_id, expiry);
+                    return Ok(SessionCreate::Created(session));
+                }
+                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
+                    let existing = match item_at(&reasons, 0) {
+                        Some(item) => parse_session(&item)?,
+                        None => self
+                            .session(&session.chat_id)
+                            .await?
+                            .ok_or_else(|| StoreError::Backend("session vanished".into()))?,
+                    };
+                    self.remember(&existing.chat_id, existing.expires_at_ms);
+                    return Ok(SessionCreate::Existing(existing));
+                }
+                Err(Failure::Canceled(reasons)) if failed_at(&reasons, 1) => {
+                    return Err(StoreError::Backend(format!(
+                        "session id {} is already used by another chat",
+                        session.id
+                    )));
+                }
+                Err(Failure::Canceled(reasons)) => {
+                    let erased = item_at(&reasons, 2)
+                        .as_ref()
+                        .and_then(erasure::erased_at)
+                        .ok_or_else(|| Failure::Canceled(reasons).into_store_error())?;
+                    // The chat was erased: what writers that checked it before the erase put
+                    // since must not become the new chat's.
+                    self.sweep_erased(&session.chat_id, erased).await?;
+                    head_condition = erasure::over_tombstone(erased);
+                    backoff
+                        .wait(|| "create_session raced with an erase".to_owned())
+                        .await?;
+                }
+                Err(failure) => return Err(failure.into_store_error()),
             }
-            Err(Failure::Canceled(reasons)) if failed_at(&reasons, 0) => {
-                let existing = match item_at(&reasons, 0) {
-                    Some(item) => parse_session(&item)?,
-                    None => self
-                        .session(&session.chat_id)
-                        .await?
-                        .ok_or_else(|| StoreError::Backend("session vanished".into()))?,
-                };
-                self.remember(&existing.chat_id, existing.expires_at_ms);
-                Ok(SessionCreate::Existing(existing))
-            }
-            Err(Failure::Canceled(reasons)) if failed_at(&reasons, 1) => Err(StoreError::Backend(
-                format!("session id {} is already used by another chat", session.id),
-            )),
-            Err(failure) => Err(failure.into_store_error()),
         }
     }
 
@@ -945,10 +971,12 @@ impl Store for DynamoStore {
 
     async fn follow_output(&self, chat_id: &str, until_ms: u64) -> StoreResult<()> {
         let update = Expr::new("SET #followed_ms = :until").value(":until", n(until_ms));
-        // On a live session's head only (a mark never brings a chat back), and only forward.
+        // On a live session's head only (a mark never brings a chat back, nor marks its
+        // tombstone), and only forward.
         let condition = Expr::new(format!(
-            "attribute_exists(#pk) AND {LIVE} \
-             AND (attribute_not_exists(#followed_ms) OR #followed_ms < :until)"
+            "attribute_exists(#pk) AND {LIVE} AND {} \
+             AND (attribute_not_exists(#followed_ms) OR #followed_ms < :until)",
+            erasure::NOT_ERASED
         ))
         .value(":until", n(until_ms))
         .value(":now_s", n(now_ms() / 1000));
@@ -959,7 +987,11 @@ impl Store for DynamoStore {
         {
             Ok(_) => Ok(()),
             // Another reader (or this one, its answer lost) marked as far or further.
-            Err(Failure::Condition(Some(head))) if !expired(&head, now_ms()) => Ok(()),
+            Err(Failure::Condition(Some(head)))
+                if !expired(&head, now_ms()) && erasure::erased_at(&head).is_none() =>
+            {
+                Ok(())
+            }
             Err(Failure::Condition(_)) => Err(no_session(chat_id)),
             Err(failure) => Err(failure.into_store_error()),
         }
@@ -981,11 +1013,13 @@ impl Store for DynamoStore {
     ) -> StoreResult<LeaseAcquire> {
         self.require_session(chat_id).await?;
         let update = lease_update(&lease);
-        // Free: no lease, or an expired one; and the session has not expired.
-        let free = Expr::new(
+        // Free: no lease, or an expired one; and the session has not expired, nor the chat
+        // been erased.
+        let free = Expr::new(format!(
             "attribute_exists(#pk) AND (attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms) \
-             AND (attribute_not_exists(#holder) OR #lease_ms <= :now)",
-        )
+             AND (attribute_not_exists(#holder) OR #lease_ms <= :now) AND {}",
+            erasure::NOT_ERASED
+        ))
         .value(":now", n(now))
         .value(":now_ms", n(now_ms()));
         let head = key(&chat_pk(chat_id), HEAD);
@@ -999,6 +1033,15 @@ impl Store for DynamoStore {
                     lease,
                     expired: expired_lease,
                 })
+            }
+            // Erased after this handle checked the chat: what it (or another late writer) put
+            // since goes now, as nothing would read it.
+            Err(Failure::Condition(Some(head))) if erasure::erased_at(&head).is_some() => {
+                self.forget(chat_id);
+                if let Some(erased) = erasure::erased_at(&head) {
+                    self.sweep_erased(chat_id, erased).await?;
+                }
+                Err(no_session(chat_id))
             }
             Err(Failure::Condition(Some(head)))
                 if !expired(&head, now_ms()) && head.contains_key(HOLDER) =>
@@ -1240,8 +1283,11 @@ impl Store for DynamoStore {
     async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {
         let data = to_json(state)?;
         let head = key(&chat_pk(chat_id), HEAD);
-        let live = Expr::new(format!("attribute_exists(#pk) AND {LIVE}"))
-            .value(":now_s", n(now_ms() / 1000));
+        let live = Expr::new(format!(
+            "attribute_exists(#pk) AND {LIVE} AND {}",
+            erasure::NOT_ERASED
+        ))
+        .value(":now_s", n(now_ms() / 1000));
         let state = match on_head(&data) {
             Some(text) => HeadState::Set(text),
             None => {

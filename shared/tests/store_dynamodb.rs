@@ -1556,3 +1556,61 @@ async fn an_erased_chat_is_not_written_back_by_another_instance() {
         assert_eq!(new.status(), reqwest::StatusCode::OK);
     }
 }
+
+/// An erase closes the chat to new turns before it stops the running one: the running turn can
+/// still be asked to stop (a stop is an input) and let the chat go, but no turn takes the chat
+/// between the erase's wait for it and the tombstone. Marking a chat that is not there, or is
+/// erased already, writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erase_refuses_new_turns_before_it_waits_for_the_running_one() {
+    let client = client().await;
+    let executor = store().await;
+    let eraser = store().await;
+    let chat_id = new_chat(&executor, "erasing", None).await;
+    let now = now_ms();
+    let running = executor
+        .acquire_lease(&chat_id, lease("running", now, 0), now)
+        .await
+        .expect("lease");
+    assert!(matches!(running, LeaseAcquire::Acquired { .. }));
+
+    eraser.refuse_new_turns(&chat_id).await.expect("mark");
+    eraser
+        .append_input(&chat_id, "stop", "{}", now_ms())
+        .await
+        .expect("a stop is still recorded");
+    let now = now_ms();
+    executor
+        .renew_lease(&chat_id, "running", now + 30_000, now)
+        .await
+        .expect("the running turn renews");
+    executor
+        .release_lease(&chat_id, "running", Some(0))
+        .await
+        .expect("and lets go");
+    for store in [&executor, &eraser] {
+        let now = now_ms();
+        let refused = store
+            .acquire_lease(&chat_id, lease("late", now, 0), now)
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::NoSession(_))),
+            "{refused:?}"
+        );
+    }
+    assert!(eraser.session(&chat_id).await.expect("session").is_some());
+
+    assert!(eraser.delete_chat(&chat_id).await.expect("erase"));
+    eraser
+        .refuse_new_turns(&chat_id)
+        .await
+        .expect("mark a tombstone");
+    assert_eq!(left_of_erased_chat(&client, &chat_id).await, []);
+    assert_eq!(raw_items(&client, &chat_id).await.len(), 1);
+    let unknown = format!("never-{}", uuid::Uuid::new_v4().simple());
+    eraser
+        .refuse_new_turns(&unknown)
+        .await
+        .expect("mark nothing");
+    assert_eq!(raw_items(&client, &unknown).await, []);
+}

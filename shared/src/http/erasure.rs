@@ -1,8 +1,8 @@
 //! Erasing chats: `DELETE /api/v1/sessions/{id}` (one chat) and `DELETE
 //! /api/v1/owners/{sub}/sessions` (every chat of an end user, for account deletion). The secret
-//! key may erase any chat, an end user's ID token only that user's. A running turn is stopped
-//! first, then everything the store keeps of the chat goes, and a `chat.deleted` event is sent
-//! when events are on. Erasing is idempotent: a chat that is gone answers `deleted: false`.
+//! key may erase any chat, an end user's ID token only that user's. The chat is closed to new
+//! turns and a running turn is stopped first, then everything the store keeps of the chat goes,
+//! and a `chat.deleted` event is sent when events are on. Erasing is idempotent: a chat that is gone answers `deleted: false`.
 //!
 //! A chat with more stored items than the settings allow in one request is erased in steps
 //! (`Store::delete_chat_step`): the first takes its session, so it is gone at once, and the answer
@@ -156,6 +156,8 @@ enum Rest {
 /// Stops the chat's turn, if one runs, then erases the chat (the session in the first step).
 async fn erase(app: &App, session: &Session, rest: Rest) -> Result<ChatErasure, ApiError> {
     let chat_id = &session.chat_id;
+    // Else a turn could take the chat between the wait below and the erase.
+    app.runner().store().refuse_new_turns(chat_id).await?;
     stop_running_turn(app, chat_id).await?;
     let step = erase_step(app, chat_id, rest).await?;
     if step.existed {

@@ -506,6 +506,14 @@ pub trait Store: Send + Sync {
     async fn delete_chat(&self, _chat_id: &str) -> StoreResult<bool> {
         Err(StoreError::Unsupported("erasing chats"))
     }
+    /// Closes the chat to new turns ahead of its erase: from here on no lease is taken on it,
+    /// while a running turn can still be asked to stop and let the chat go. For a store whose
+    /// erase cannot refuse a writer that checked the chat before it (DynamoDB); the default
+    /// does nothing, as a store that checks the session in each write's own transaction needs
+    /// no such warning.
+    async fn refuse_new_turns(&self, _chat_id: &str) -> StoreResult<()> {
+        Ok(())
+    }
 
     // Usage counters (the usage limits): one count per key, seen alike by every instance.
     /// Adds `amount` to the counter `key`, atomically, unless `limit` is given and the counter

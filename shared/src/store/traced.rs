@@ -323,6 +323,11 @@ impl Store for TracedStore {
         self.store.delete_chat(chat_id).instrument(span).await
     }
 
+    async fn refuse_new_turns(&self, chat_id: &str) -> StoreResult<()> {
+        let span = span("refuse_new_turns", chat_id);
+        self.store.refuse_new_turns(chat_id).instrument(span).await
+    }
+
     async fn add_to_counter(
         &self,
         key: &str,

@@ -261,6 +261,11 @@ impl Store for CountingStore {
         self.inner.delete_chat(chat_id).await
     }
 
+    async fn refuse_new_turns(&self, chat_id: &str) -> StoreResult<()> {
+        self.wrote();
+        self.inner.refuse_new_turns(chat_id).await
+    }
+
     async fn add_to_counter(
         &self,
         key: &str,

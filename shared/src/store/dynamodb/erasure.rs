@@ -9,7 +9,9 @@
 //! that must not outlive an erase already go through the head item:
 //!
 //! - the lease's update refuses a tombstoned head, so no turn starts on an erased chat (a handle
-//!   that finds one also sweeps what a late writer left, and forgets the chat);
+//!   that finds one also sweeps what a late writer left, and forgets the chat); before the erase
+//!   stops a running turn, it marks the head (`erasing_ms`), which the lease refuses too, so no
+//!   turn takes the chat between that wait and the tombstone;
 //! - a running turn's renewals and release need its holder on the head, which the tombstone
 //!   does not carry, and `put_state` and `follow_output` refuse it;
 //! - a handle that has not seen the chat reads the head to check it, and a tombstone is no
@@ -23,6 +25,8 @@
 //! it.
 
 use super::DynamoStore;
+use aws_sdk_dynamodb::types::ReturnValue;
+
 use super::call::Failure;
 use super::codec::*;
 use super::item::*;
@@ -56,6 +60,10 @@ pub(super) fn erased_at(head: &Item) -> Option<u64> {
 /// A condition clause: the head item is no tombstone.
 pub(super) const NOT_ERASED: &str = "attribute_not_exists(#erased_ms)";
 
+/// A condition clause: a turn may start on the chat, which is neither erased nor being erased.
+pub(super) const TURNS_ALLOWED: &str =
+    "attribute_not_exists(#erased_ms) AND attribute_not_exists(#erasing_ms)";
+
 /// The condition under which a new chat's head replaces the tombstone erased at `erased_ms`
 /// (or takes its place, TTL having deleted it).
 pub(super) fn over_tombstone(erased_ms: u64) -> Expr {
@@ -64,6 +72,23 @@ pub(super) fn over_tombstone(erased_ms: u64) -> Expr {
 }
 
 impl DynamoStore {
+    /// Marks the chat's head as being erased, so that no turn starts on it while the erase
+    /// stops the running one and waits for it (a turn that took the chat after that wait would
+    /// lose its lease to the tombstone, but not learn of it before its reply was written).
+    pub(super) async fn mark_erasing(&self, chat_id: &str) -> StoreResult<()> {
+        let update = Expr::new("SET #erasing_ms = :now").value(":now", n(now_ms()));
+        let condition = Expr::new(format!("attribute_exists(#pk) AND {NOT_ERASED}"));
+        let head = key(&chat_pk(chat_id), HEAD);
+        match self
+            .update(head, &update, &condition, ReturnValue::None)
+            .await
+        {
+            // No head (no chat) or a tombstone already: nothing starts a turn on it either.
+            Ok(_) | Err(Failure::Condition(_)) => Ok(()),
+            Err(failure) => Err(failure.into_store_error()),
+        }
+    }
+
     /// Deletes every item of the chat but its tombstone: the session first, then its partition
     /// and its alias.
     pub(super) async fn erase_chat(&self, chat_id: &str) -> StoreResult<bool> {

@@ -96,6 +96,8 @@ pub(super) const INPUT_SEQ: &str = "input_seq";
 pub(super) const FOLLOWED_MS: &str = "followed_ms";
 /// On a head item that is a tombstone: when its chat was erased (see `erasure.rs`).
 pub(super) const ERASED_MS: &str = "erased_ms";
+/// On a head item: when an erase of its chat began, after which no turn starts on it.
+pub(super) const ERASING_MS: &str = "erasing_ms";
 
 // Messages.
 pub(super) const MESSAGE_ID: &str = "mid";

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `chat#{chatId}` | `session` | the session, one attribute per field (JSON ones as strings); the listing indexes' keys `lpk`, `lk` and, with an owner, `opk` (see `listing.rs`) |
 //! | `sid#{sessionId}` | `session` | alias: the chat of a `session_…` id |
-//! | `chat#{chatId}` | `head` | `consumed`, the input seq the last finished turn answered; `active_ms`, when it ended; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log. Once the chat is erased, its tombstone: `erased_ms` and nothing else of it (see `erasure.rs`) |
+//! | `chat#{chatId}` | `head` | `consumed`, the input seq the last finished turn answered; `active_ms`, when it ended; the turn lease, when one is held (`holder`, `acquired_ms`, `lease_ms`, `first_seq`, `input_seq`); `followed_ms`, until when a reader in another process follows the output log. `erasing_ms`, when an erase began (no turn starts from then on). Once the chat is erased, its tombstone: `erased_ms` and nothing else of it (see `erasure.rs`) |
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
 //! | `chat#{chatId}` | `out#{first:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
@@ -1014,11 +1014,11 @@ impl Store for DynamoStore {
         self.require_session(chat_id).await?;
         let update = lease_update(&lease);
         // Free: no lease, or an expired one; and the session has not expired, nor the chat
-        // been erased.
+        // been erased or begun to be.
         let free = Expr::new(format!(
             "attribute_exists(#pk) AND (attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms) \
              AND (attribute_not_exists(#holder) OR #lease_ms <= :now) AND {}",
-            erasure::NOT_ERASED
+            erasure::TURNS_ALLOWED
         ))
         .value(":now", n(now))
         .value(":now_ms", n(now_ms()));
@@ -1041,6 +1041,10 @@ impl Store for DynamoStore {
                 if let Some(erased) = erasure::erased_at(&head) {
                     self.sweep_erased(chat_id, erased).await?;
                 }
+                Err(no_session(chat_id))
+            }
+            // Being erased: the chat is as good as gone.
+            Err(Failure::Condition(Some(head))) if head.contains_key(ERASING_MS) => {
                 Err(no_session(chat_id))
             }
             Err(Failure::Condition(Some(head)))
@@ -1355,6 +1359,10 @@ impl Store for DynamoStore {
 
     async fn delete_chat(&self, chat_id: &str) -> StoreResult<bool> {
         self.erase_chat(chat_id).await
+    }
+
+    async fn refuse_new_turns(&self, chat_id: &str) -> StoreResult<()> {
+        self.mark_erasing(chat_id).await
     }
 
     async fn add_to_counter(

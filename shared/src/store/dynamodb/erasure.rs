@@ -209,6 +209,12 @@ mod tests {
     fn the_conditions_name_the_tombstone_mark() {
         let names = Expr::new(NOT_ERASED).names().unwrap_or_default();
         assert_eq!(names.get("#erased_ms").map(String::as_str), Some(ERASED_MS));
+        let names = Expr::new(TURNS_ALLOWED).names().unwrap_or_default();
+        assert_eq!(names.get("#erased_ms").map(String::as_str), Some(ERASED_MS));
+        assert_eq!(
+            names.get("#erasing_ms").map(String::as_str),
+            Some(ERASING_MS)
+        );
         let over = over_tombstone(7);
         assert_eq!(over.values.get(":erased_ms"), Some(&n(7)));
     }

@@ -1,15 +1,25 @@
 //! Turns running in this process, readable from memory while they stream. The executor pushes
 //! each record here before (and independently of) its batched write to the store, so every
 //! reader in the process follows the turn with no polling and no added latency.
+//!
+//! The feed holds each record once. Until the store holds a record, the feed is the only place
+//! that has it (and the writer's batch is the feed's unwritten tail). On a store whose reads cost
+//! nothing ([`OutputCadence::Steady`]: memory, SQLite, a Durable Object) the feed lets go of
+//! what the store wrote, and a reader that falls behind reads those records back from the store:
+//! the reply is not kept twice. On a store that bills reads (DynamoDB) the feed keeps the whole
+//! turn, so no reader in the process ever queries it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use futures::Stream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::OutputRecord;
+use crate::store::{OutputCadence, OutputRecord, Store};
+
+/// How many records a reader that fell behind reads back from the store at once.
+const READ_BACK_PAGE: u64 = 512;
 
 /// One running turn's output so far.
 pub struct LiveTurn {
@@ -19,12 +29,32 @@ pub struct LiveTurn {
     /// Bumped on every change; readers wait on it.
     version: watch::Sender<u64>,
     stop: CancellationToken,
+    /// Where records the feed let go of are read back from; set once the writer knows its store
+    /// reads cheaply.
+    written_to: OnceLock<Arc<dyn Store>>,
 }
 
-#[derive(Default)]
 struct LiveState {
-    records: Vec<OutputRecord>,
+    /// The records readers may still need from memory, in seq order: every record not yet
+    /// written, and (unless the store reads them back cheaply) the written ones too.
+    records: VecDeque<OutputRecord>,
+    /// The seq after the last record readers may see.
+    visible_end: u64,
+    /// The highest seq the store holds.
+    written_through: Option<u64>,
     done: bool,
+}
+
+/// What a reader does next, decided under the lock and done outside it.
+enum ReadStep {
+    Serve(Vec<OutputRecord>),
+    ReadBack {
+        store: Arc<dyn Store>,
+        from: u64,
+        below: u64,
+    },
+    Wait,
+    End,
 }
 
 impl LiveTurn {
@@ -33,9 +63,15 @@ impl LiveTurn {
         LiveTurn {
             chat_id: chat_id.into(),
             first_seq,
-            state: Mutex::new(LiveState::default()),
+            state: Mutex::new(LiveState {
+                records: VecDeque::new(),
+                visible_end: first_seq,
+                written_through: None,
+                done: false,
+            }),
             version: watch::Sender::new(0),
             stop: CancellationToken::new(),
+            written_to: OnceLock::new(),
         }
     }
 
@@ -55,16 +91,53 @@ impl LiveTurn {
     }
 
     fn state(&self) -> MutexGuard<'_, LiveState> {
-        // A panic while holding this lock cannot leave the Vec half-pushed; keep serving.
+        // A panic while holding this lock cannot leave the queue half-pushed; keep serving.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The store the turn's records are written to. Where it reads cheaply, the feed lets go of
+    /// each record once it is written and readers that fall behind read it back from there.
+    pub(super) fn writes_to(&self, store: &Arc<dyn Store>) {
+        if store.output_cadence() == OutputCadence::Steady {
+            // Only the turn's one writer calls this; a second call changes nothing.
+            let _ = self.written_to.set(store.clone());
+        }
+    }
+
     /// Adds the next record and wakes the readers.
     pub fn push(&self, record: OutputRecord) {
-        self.state().records.push(record);
+        {
+            let mut state = self.state();
+            state.visible_end = state.visible_end.max(record.seq + 1);
+            state.records.push_back(record);
+        }
         self.version.send_modify(|version| *version += 1);
+    }
+
+    /// The pushed records the store does not hold yet: the writer's next batch.
+    pub(super) fn unwritten(&self) -> Vec<OutputRecord> {
+        let state = self.state();
+        let from = state.unwritten_from();
+        state.records.range(from..).cloned().collect()
+    }
+
+    /// How many pushed records the store does not hold yet.
+    pub(super) fn unwritten_len(&self) -> usize {
+        let state = self.state();
+        state.records.len() - state.unwritten_from()
+    }
+
+    /// The store now holds every record up to `seq`: where it reads them back cheaply, the feed
+    /// lets go of them.
+    pub(super) fn written_through(&self, seq: u64) {
+        let mut state = self.state();
+        state.written_through = Some(state.written_through.map_or(seq, |at| at.max(seq)));
+        if self.written_to.get().is_some() {
+            let released = state.unwritten_from();
+            state.records.drain(..released);
+        }
     }
 
     /// Marks the turn finished: readers drain what is left and end.
@@ -88,55 +161,97 @@ impl LiveTurn {
         }
     }
 
-    /// Records with `seq > after` (all with `None`), and whether the turn is finished.
-    pub fn records_after(&self, after: Option<u64>) -> (Vec<OutputRecord>, bool) {
+    /// What a reader whose next record is `from` does next.
+    fn read_step(&self, from: u64) -> ReadStep {
         let state = self.state();
-        let start = match after {
-            None => 0,
-            Some(after) => state.records.partition_point(|record| record.seq <= after),
-        };
-        (state.records[start..].to_vec(), state.done)
+        if from >= state.visible_end {
+            return if state.done {
+                ReadStep::End
+            } else {
+                ReadStep::Wait
+            };
+        }
+        match state.records.front() {
+            Some(front) if front.seq <= from => {
+                let start = state.records.partition_point(|record| record.seq < from);
+                ReadStep::Serve(state.records.range(start..).cloned().collect())
+            }
+            front => match self.written_to.get() {
+                Some(store) => ReadStep::ReadBack {
+                    store: store.clone(),
+                    from,
+                    below: front.map_or(state.visible_end, |record| record.seq),
+                },
+                // Nothing is let go of without a store to read it back from.
+                None => ReadStep::End,
+            },
+        }
     }
 
     /// Follows the turn from after `after`: every record once, in order, ending when the turn is
     /// finished and drained.
     pub fn follow(self: Arc<Self>, after: Option<u64>) -> impl Stream<Item = OutputRecord> + Send {
         let receiver = self.version.subscribe();
+        let from = after.map_or(self.first_seq, |after| (after + 1).max(self.first_seq));
         futures::stream::unfold(
-            (
-                self,
-                receiver,
-                after,
-                Vec::<OutputRecord>::new().into_iter(),
-                false,
-            ),
-            |(turn, mut receiver, mut cursor, mut buffered, mut finished)| async move {
+            (self, receiver, from, Vec::<OutputRecord>::new().into_iter()),
+            |(turn, mut receiver, mut from, mut buffered)| async move {
                 loop {
                     if let Some(record) = buffered.next() {
-                        cursor = Some(record.seq);
-                        return Some((record, (turn, receiver, cursor, buffered, finished)));
-                    }
-                    if finished {
-                        return None;
+                        from = record.seq + 1;
+                        return Some((record, (turn, receiver, from, buffered)));
                     }
                     // Mark the current version seen before reading, so a push that lands after
                     // the read wakes us.
                     receiver.borrow_and_update();
-                    let (records, done) = turn.records_after(cursor);
-                    if records.is_empty() {
-                        if done {
-                            return None;
+                    match turn.read_step(from) {
+                        ReadStep::Serve(records) => buffered = records.into_iter(),
+                        ReadStep::ReadBack { store, from, below } => {
+                            buffered = turn.read_back(store.as_ref(), from, below).await?;
                         }
-                        if receiver.changed().await.is_err() {
-                            finished = true;
+                        ReadStep::Wait => {
+                            // The reader holds the turn, so its sender outlives the wait.
+                            receiver.changed().await.ok()?;
                         }
-                        continue;
+                        ReadStep::End => return None,
                     }
-                    finished = done;
-                    buffered = records.into_iter();
                 }
             },
         )
+    }
+
+    /// Records `from..below` from the store, which holds them: none means the log lost them
+    /// (the chat was erased), and the reader ends.
+    async fn read_back(
+        &self,
+        store: &dyn Store,
+        from: u64,
+        below: u64,
+    ) -> Option<std::vec::IntoIter<OutputRecord>> {
+        let limit = below.saturating_sub(from).min(READ_BACK_PAGE) as usize;
+        match store
+            .output(&self.chat_id, from.checked_sub(1), limit)
+            .await
+        {
+            Ok(mut records) => {
+                records.retain(|record| record.seq < below);
+                (!records.is_empty()).then(|| records.into_iter())
+            }
+            Err(error) => {
+                tracing::warn!(chat = %self.chat_id, "could not read the turn back from the store: {error}");
+                None
+            }
+        }
+    }
+}
+
+impl LiveState {
+    /// The index of the first record the store does not hold.
+    fn unwritten_from(&self) -> usize {
+        match self.written_through {
+            None => 0,
+            Some(through) => self.records.partition_point(|record| record.seq <= through),
+        }
     }
 }
 
@@ -246,6 +361,90 @@ mod tests {
         turn.finish();
         let seqs: Vec<u64> = turn.follow(Some(0)).map(|r| r.seq).collect().await;
         assert_eq!(seqs, vec![1]);
+    }
+
+    async fn store_with_chat(cadence: OutputCadence) -> Arc<dyn Store> {
+        let store = crate::store::memory::MemoryStore::with_output_cadence(cadence);
+        store
+            .create_session(crate::store::Session::new("c", 0))
+            .await
+            .expect("session");
+        Arc::new(store)
+    }
+
+    /// Writes what the feed has not written yet, as the turn's writer does.
+    async fn write(turn: &LiveTurn, store: &Arc<dyn Store>) {
+        let batch = turn.unwritten();
+        let last = batch.last().expect("a batch").seq;
+        store.append_output("c", &batch).await.expect("append");
+        turn.written_through(last);
+    }
+
+    #[tokio::test]
+    async fn written_records_are_let_go_and_read_back_from_a_steady_store() {
+        let store = store_with_chat(OutputCadence::Steady).await;
+        let turn = Arc::new(LiveTurn::new("c", 3));
+        turn.writes_to(&store);
+        let early = turn.clone().follow(None);
+        for seq in 3..8 {
+            turn.push(record(seq));
+        }
+        write(&turn, &store).await;
+        assert_eq!(turn.state().records.len(), 0, "the store holds them now");
+        turn.push(record(8));
+        assert_eq!(turn.unwritten_len(), 1);
+        let mid = turn.clone().follow(Some(5));
+        turn.finish();
+        let early: Vec<OutputRecord> = early.collect().await;
+        let mid: Vec<u64> = mid.map(|r| r.seq).collect().await;
+        assert_eq!(
+            early.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![3, 4, 5, 6, 7, 8]
+        );
+        assert_eq!(mid, vec![6, 7, 8]);
+        let mut stored = store.output("c", Some(2), 100).await.expect("output");
+        stored.push(record(8));
+        assert_eq!(
+            format!("{early:?}"),
+            format!("{stored:?}"),
+            "what was read back is what was written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_that_bills_reads_leaves_the_whole_turn_in_memory() {
+        let store = store_with_chat(OutputCadence::WhileFollowed).await;
+        let turn = Arc::new(LiveTurn::new("c", 0));
+        turn.writes_to(&store);
+        turn.push(record(0));
+        turn.push(record(1));
+        write(&turn, &store).await;
+        assert_eq!(turn.state().records.len(), 2);
+        assert_eq!(turn.unwritten_len(), 0);
+        turn.push(record(2));
+        assert_eq!(
+            turn.unwritten().iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![2]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_written_before_it_is_pushed_stays_hidden_until_then() {
+        let store = store_with_chat(OutputCadence::Steady).await;
+        let turn = Arc::new(LiveTurn::new("c", 0));
+        turn.writes_to(&store);
+        turn.push(record(0));
+        // The turn-complete: written with the last batch, shown to readers later.
+        let mut batch = turn.unwritten();
+        batch.push(record(1));
+        store.append_output("c", &batch).await.expect("append");
+        turn.written_through(1);
+        let reader = tokio::spawn(turn.clone().follow(None).map(|r| r.seq).collect::<Vec<_>>());
+        tokio::task::yield_now().await;
+        assert!(!reader.is_finished());
+        turn.push(record(1));
+        turn.finish();
+        assert_eq!(reader.await.expect("joins"), vec![0, 1]);
     }
 
     #[test]

@@ -62,7 +62,6 @@ pub struct OutputWriter {
     live: Arc<LiveTurn>,
     settings: WriterSettings,
     next_seq: u64,
-    pending: Vec<OutputRecord>,
     last_flush_ms: u64,
     /// On a store with the `WhileFollowed` cadence: until when the log is known to be followed,
     /// and when the writer last looked.
@@ -84,13 +83,13 @@ impl OutputWriter {
         stop_after_input: Option<u64>,
     ) -> Self {
         let now = now_ms();
+        live.writes_to(&store);
         OutputWriter {
             store,
             chat_id: live.chat_id().to_owned(),
             next_seq: live.first_seq(),
             live,
             settings,
-            pending: Vec::new(),
             last_flush_ms: now,
             followed_until_ms: 0,
             last_follow_check_ms: 0,
@@ -112,18 +111,21 @@ impl OutputWriter {
             body,
         };
         self.next_seq += 1;
-        self.live.push(record.clone());
-        self.pending.push(record);
+        self.live.push(record);
     }
 
-    /// Writes what is pending.
+    /// Writes what is pending: the live turn's records the store does not hold yet.
     pub async fn flush(&mut self) -> Result<(), SinkClosed> {
-        if self.pending.is_empty() {
+        self.write(self.live.unwritten()).await
+    }
+
+    async fn write(&mut self, batch: Vec<OutputRecord>) -> Result<(), SinkClosed> {
+        let Some(last) = batch.last().map(|record| record.seq) else {
             return Ok(());
-        }
-        match self.store.append_output(&self.chat_id, &self.pending).await {
+        };
+        match self.store.append_output(&self.chat_id, &batch).await {
             Ok(()) => {
-                self.pending.clear();
+                self.live.written_through(last);
                 self.last_flush_ms = now_ms();
                 Ok(())
             }
@@ -160,8 +162,9 @@ impl OutputWriter {
             body: OutputBody::Control { headers },
         };
         self.next_seq += 1;
-        self.pending.push(record.clone());
-        self.flush().await?;
+        let mut batch = self.live.unwritten();
+        batch.push(record.clone());
+        self.write(batch).await?;
         Ok(record)
     }
 
@@ -297,7 +300,7 @@ impl ChunkSink for OutputWriter {
             chunk: json.into(),
         });
         if forces_flush(chunk)
-            || self.pending.len() >= self.settings.max_batch
+            || self.live.unwritten_len() >= self.settings.max_batch
             || self.batch_due(now_ms()).await
         {
             self.flush().await?;

@@ -9,6 +9,7 @@ mod doc_sections;
 mod dynamodb;
 mod load;
 mod mock_model;
+mod open_files;
 mod plot;
 mod report;
 mod server;
@@ -48,7 +49,9 @@ struct Args {
     /// of 1 ms; comparing two builds wants a few hundred.
     #[arg(long)]
     sequential_turns: Option<usize>,
-    /// Concurrent streams per load level, comma-separated.
+    /// Concurrent streams per load level, comma-separated (5,000 streams hold about 10,000
+    /// open files on each side: the bench raises its limit, which the servers inherit, to the
+    /// system's hard limit).
     #[arg(long, value_delimiter = ',')]
     levels: Option<Vec<usize>>,
     /// Writes docs/benchmarks.md with the figures, and the plot to docs/benchmarks.png.
@@ -125,6 +128,7 @@ async fn run(args: Args) -> Result<(), String> {
         first_token: Duration::from_millis(args.first_token_ms),
         interval: Duration::from_millis(args.interval_ms.unwrap_or(10)),
     };
+    let open_files = open_files::raise_to_hard_limit();
     let levels = args.levels.clone().unwrap_or_else(|| {
         if args.quick {
             vec![1, 10]
@@ -203,6 +207,12 @@ async fn run(args: Args) -> Result<(), String> {
         script.interval.as_millis(),
         script.first_token.as_millis()
     );
+    // Each stream holds two sockets here (the client's and the mock model's) and two in the
+    // server; past the limit, connections fail with EMFILE.
+    let busiest = levels.iter().copied().max().unwrap_or(0) as u64;
+    if let Some(limit) = open_files.filter(|&limit| limit < 2 * busiest + 256) {
+        eprintln!("bench: warning: {limit} open files allowed, too few for {busiest} streams");
+    }
     // Phase by phase, the servers take turns, so a change in the machine's load hits both.
     for _ in 0..cold_runs {
         for (target, into) in targets.iter().zip(measured.iter_mut()) {

@@ -40,8 +40,9 @@ if [[ -z "${AWS_ENDPOINT_URL_DYNAMODB:-}" ]]; then
 fi
 
 if [[ -n "$quick" ]]; then
+  target="${CARGO_TARGET_DIR:-$root/target}"
   cargo build -p local --features dynamodb -p bench
-  target/debug/bench --chatfn target/debug/chatfn-local --dynamodb "$@"
+  "$target/debug/bench" --chatfn "$target/debug/chatfn-local" --dynamodb "$@"
   exit
 fi
 cargo build --release -p local --features dynamodb -p bench

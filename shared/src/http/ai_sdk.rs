@@ -21,7 +21,7 @@ use super::sessions::check_token_age;
 use super::stream::{ui_message_events, ui_message_response, with_keepalive};
 use crate::auth::Access;
 use crate::store::OutputRecord;
-use crate::turn::{ChatInput, ChatTrigger, MessagePayload, TurnError, TurnSource};
+use crate::turn::{ChatTrigger, MessagePayload, TurnError, TurnSource};
 use crate::ui::UIMessage;
 
 /// The body `DefaultChatTransport` posts.
@@ -58,13 +58,12 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
     let claims = credential.grant(&request.id, Access::Write)?;
     let chat_id = request.id.clone();
     let runner = app.runner();
-    // Both read side by side; the session's answer counts first.
-    let (session, running) =
-        futures::join!(runner.open_session(&chat_id), runner.turn_running(&chat_id));
-    let session = session?;
+    // The session, the lease and what the turn starts from, in one go; the session counts first.
+    let view = runner.view(&chat_id).await?;
+    let session = runner.open_in(&chat_id, &view)?;
     check_token_age(claims.as_ref(), &session)?;
     // Refuse before recording anything: a request that gets a 409 or a 429 must leave no trace.
-    if running? {
+    if runner.running_in(&view) {
         return Err(ApiError::turn_in_progress());
     }
     runner.admit(&session).await?;
@@ -86,19 +85,7 @@ pub async fn send(State(app): State<App>, request: Request) -> Result<Response, 
         metadata: request.metadata,
         extra: request.extra,
     };
-    let input = ChatInput::Message {
-        payload: payload.clone(),
-    };
-    // The lease is taken at the output log's end, read beside the append.
-    let (appended, log_end) = futures::join!(
-        runner.record_input(&chat_id, None, &input),
-        runner.next_output_seq(&chat_id)
-    );
-    let (appended, log_end) = (appended?, log_end?);
-    let (started, task) = match runner
-        .start_at(&chat_id, appended.seq, payload, log_end)
-        .await
-    {
+    let (started, task) = match runner.start_message(&chat_id, view, payload).await {
         Ok(started) => started,
         // The message is recorded, and a turn that ended just before claimed it as the chat's
         // next (it answers what arrived while it ran): follow that turn.

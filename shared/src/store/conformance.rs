@@ -32,6 +32,12 @@
 //! - `release_lease` needs only the holder (a turn that finished late but was not taken over may
 //!   still record what it consumed). `consumed_input` never moves back, and a release with `None`
 //!   keeps it.
+//! - `turn_view` reads the session, the lease, the consumed mark, the output log's next seq, the
+//!   history and the state as their own reads would. `append_input_leased` always records the
+//!   input (numbered as `append_minted_input` numbers it); it answers `Leased` only with the
+//!   lease stored as given but for its input seq (the input's) and first seq (the view's
+//!   `next_output`), and never over a lease the view did not see free, nor after a turn ended
+//!   since the view (the consumed mark moved).
 //! - `truncate_messages` with an unknown id changes nothing.
 //! - A store that asks for output [`OutputCadence::WhileFollowed`] keeps one follow mark per
 //!   chat: the latest `until_ms` it was given, never an earlier one; marking an unknown chat
@@ -65,9 +71,9 @@ use serde_json::json;
 
 use super::listing::{Direction, ListKey, SessionFilter, SessionQuery, SessionStatus};
 use super::{
-    CONTROL_HEADER, InputAppend, LeaseAcquire, OutboxEvent, OutputBody, OutputCadence,
-    OutputRecord, Session, SessionCreate, SessionUpdate, Store, StoreError, TURN_COMPLETE,
-    TurnLease,
+    CONTROL_HEADER, InputAppend, LeaseAcquire, LeasedAppend, OutboxEvent, OutputBody,
+    OutputCadence, OutputRecord, Session, SessionCreate, SessionUpdate, Store, StoreError,
+    TURN_COMPLETE, TurnLease,
 };
 use crate::clock::now_ms;
 use crate::ui::{Role, UIMessage, UIPart};
@@ -116,6 +122,8 @@ cases![
     only_the_holder_renews,
     release_records_consumed_input,
     release_by_another_holder_changes_nothing,
+    a_turn_view_reads_what_a_turn_starts_from,
+    a_leased_append_records_the_input_and_leases_only_an_unchanged_chat,
     messages_are_replaced_appended_and_truncated,
     state_round_trips,
     release_with_state_saves_it,
@@ -957,6 +965,152 @@ async fn release_by_another_holder_changes_nothing(store: &dyn Store) {
 }
 
 // Messages and state.
+
+async fn a_turn_view_reads_what_a_turn_starts_from(store: &dyn Store) {
+    let view = store.turn_view(&unique_chat("view-none")).await.unwrap();
+    assert_eq!(view.session, None);
+    assert_eq!((view.lease, view.next_output), (None, 0));
+    let chat_id = new_chat(store, "view").await;
+    let now = now_ms();
+    store
+        .append_minted_input(&chat_id, "p0", "{}", now)
+        .await
+        .unwrap();
+    store
+        .append_output(&chat_id, &[chunk(0, now), chunk(1, now)])
+        .await
+        .unwrap();
+    store
+        .put_message(&chat_id, &message("m1", "hi"))
+        .await
+        .unwrap();
+    let first = lease("holder-1", now, 30_000);
+    store
+        .acquire_lease(&chat_id, first.clone(), now)
+        .await
+        .unwrap();
+    store
+        .release_lease_with_state(&chat_id, "holder-1", Some(0), &json!({"n": 1}))
+        .await
+        .unwrap();
+    let second = lease("holder-2", now, 30_000);
+    store
+        .acquire_lease(&chat_id, second.clone(), now)
+        .await
+        .unwrap();
+    let view = store.turn_view(&chat_id).await.unwrap();
+    assert_eq!(
+        view.session.as_ref().map(|s| s.chat_id.as_str()),
+        Some(chat_id.as_str())
+    );
+    assert_eq!(view.lease, Some(second));
+    assert_eq!(view.consumed, Some(0));
+    assert_eq!(view.next_output, 2);
+    assert!(view.next_input.is_none_or(|next| next == 1), "{view:?}");
+    assert_eq!(view.history, vec![message("m1", "hi")]);
+    assert_eq!(view.state, Some(json!({"n": 1})));
+}
+
+async fn a_leased_append_records_the_input_and_leases_only_an_unchanged_chat(store: &dyn Store) {
+    let chat_id = new_chat(store, "leased-append").await;
+    let now = now_ms();
+    let view = store.turn_view(&chat_id).await.unwrap();
+    let wanted = TurnLease {
+        input_seq: None,
+        ..lease("holder-1", now, 30_000)
+    };
+    let appended = store
+        .append_input_leased(&chat_id, "p0", "{\"a\":1}", now, wanted.clone(), &view)
+        .await
+        .unwrap();
+    let inputs = store.inputs(&chat_id, None, 10).await.unwrap();
+    assert_eq!(inputs.len(), 1, "the input is recorded");
+    assert_eq!((inputs[0].seq, inputs[0].body.as_str()), (0, "{\"a\":1}"));
+    match &appended {
+        LeasedAppend::Leased(lease) => {
+            let expected = TurnLease {
+                input_seq: Some(0),
+                first_seq: view.next_output,
+                ..wanted.clone()
+            };
+            assert_eq!(lease, &expected);
+            assert_eq!(store.lease(&chat_id).await.unwrap(), Some(expected));
+            store
+                .release_lease(&chat_id, "holder-1", Some(0))
+                .await
+                .unwrap();
+        }
+        LeasedAppend::Recorded(seq) => {
+            assert_eq!(*seq, 0);
+            assert_eq!(store.lease(&chat_id).await.unwrap(), None, "no lease taken");
+        }
+    }
+
+    // A turn ran since the view: the input is recorded, the lease not taken.
+    let stale = store.turn_view(&chat_id).await.unwrap();
+    store
+        .acquire_lease(&chat_id, lease("holder-2", now, 30_000), now)
+        .await
+        .unwrap();
+    store
+        .release_lease(&chat_id, "holder-2", Some(0))
+        .await
+        .unwrap();
+    store
+        .append_minted_input(&chat_id, "p1", "{}", now)
+        .await
+        .unwrap();
+    store
+        .acquire_lease(&chat_id, lease("holder-3", now, 30_000), now)
+        .await
+        .unwrap();
+    store
+        .release_lease(&chat_id, "holder-3", Some(1))
+        .await
+        .unwrap();
+    let appended = store
+        .append_input_leased(
+            &chat_id,
+            "p2",
+            "{}",
+            now,
+            lease("holder-4", now, 30_000),
+            &stale,
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended, LeasedAppend::Recorded(2));
+    assert_eq!(store.lease(&chat_id).await.unwrap(), None);
+
+    // A live lease is never taken over.
+    let held = lease("holder-5", now, 30_000);
+    store
+        .acquire_lease(&chat_id, held.clone(), now)
+        .await
+        .unwrap();
+    let view = store.turn_view(&chat_id).await.unwrap();
+    let appended = store
+        .append_input_leased(
+            &chat_id,
+            "p3",
+            "{}",
+            now,
+            lease("holder-6", now, 30_000),
+            &view,
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended, LeasedAppend::Recorded(3));
+    assert_eq!(store.lease(&chat_id).await.unwrap(), Some(held));
+    let seqs: Vec<u64> = store
+        .inputs(&chat_id, None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|input| input.seq)
+        .collect();
+    assert_eq!(seqs, [0, 1, 2, 3]);
+}
 
 async fn messages_are_replaced_appended_and_truncated(store: &dyn Store) {
     let chat_id = new_chat(store, "messages").await;

@@ -257,6 +257,35 @@ pub enum LeaseAcquire {
     Held(TurnLease),
 }
 
+/// What a turn's start needs to know of a chat, read in one go (see [`Store::turn_view`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TurnView {
+    /// The chat's session, if it has one.
+    pub session: Option<Session>,
+    /// The chat's lease, live or expired, if one is stored.
+    pub lease: Option<TurnLease>,
+    /// The highest input seq a finished turn has consumed.
+    pub consumed: Option<u64>,
+    /// Where the next input goes, when the store read it (`None`: the append finds it).
+    pub next_input: Option<u64>,
+    /// The output log's next seq: 0 for an empty log, else one past its last record's.
+    pub next_output: u64,
+    /// The chat's finished messages, in conversation order.
+    pub history: Vec<UIMessage>,
+    /// The chat's state as last saved.
+    pub state: Option<Value>,
+}
+
+/// The result of [`Store::append_input_leased`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeasedAppend {
+    /// The input is recorded at the lease's `input_seq`, and the lease is the caller's, taken
+    /// at the view's `next_output` with nothing written to the chat since the view was read.
+    Leased(TurnLease),
+    /// The input is recorded at this seq; no lease was taken.
+    Recorded(u64),
+}
+
 /// How often a running turn writes its output to a store. Readers in the turn's own process get
 /// every chunk from memory at once; the log's batches are for readers in other processes (a
 /// reload served elsewhere) and for recovering a turn whose process died.
@@ -365,6 +394,49 @@ pub trait Store: Send + Sync {
         now_ms: u64,
     ) -> StoreResult<u64> {
         Ok(self.append_input(chat_id, part_id, body, now_ms).await?.seq)
+    }
+
+    /// What a turn's start reads of the chat, side by side where the store can. The history
+    /// and state are as of the view: only a holder of the lease may rely on them, and
+    /// [`append_input_leased`](Self::append_input_leased) says when it does.
+    async fn turn_view(&self, chat_id: &str) -> StoreResult<TurnView> {
+        let (session, lease, consumed, last_output, history, state) = futures::join!(
+            self.session(chat_id),
+            self.lease(chat_id),
+            self.consumed_input(chat_id),
+            self.last_output_seq(chat_id),
+            self.messages(chat_id),
+            self.state(chat_id),
+        );
+        Ok(TurnView {
+            session: session?,
+            lease: lease?,
+            consumed: consumed?,
+            next_input: None,
+            next_output: last_output?.map_or(0, |seq| seq + 1),
+            history: history?,
+            state: state?,
+        })
+    }
+    /// Appends an input under a part id chatfn minted (as
+    /// [`append_minted_input`](Self::append_minted_input)) and, where the store can at once,
+    /// takes the chat's lease for it: only when `view` saw no lease and the chat has not changed
+    /// since (no turn ran in between), so the view's history and state hold under the lease.
+    /// `lease` is taken with its `input_seq` set to the input's. By default the input alone is
+    /// recorded, and the caller takes the lease as after any append.
+    async fn append_input_leased(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+        _lease: TurnLease,
+        _view: &TurnView,
+    ) -> StoreResult<LeasedAppend> {
+        let seq = self
+            .append_minted_input(chat_id, part_id, body, now_ms)
+            .await?;
+        Ok(LeasedAppend::Recorded(seq))
     }
 
     /// Inputs with `seq > after` (all with `None`), in order, at most `limit`.

@@ -12,9 +12,9 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 use super::{
-    ChatErasure, InputAppend, InputRecord, LeaseAcquire, ListedSession, OutboxEvent, OutputCadence,
-    OutputRecord, Session, SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store,
-    StoreResult, TurnLease,
+    ChatErasure, InputAppend, InputRecord, LeaseAcquire, LeasedAppend, ListedSession, OutboxEvent,
+    OutputCadence, OutputRecord, Session, SessionCreate, SessionPage, SessionQuery, SessionUpdate,
+    Store, StoreResult, TurnLease, TurnView,
 };
 use crate::ui::UIMessage;
 
@@ -108,6 +108,27 @@ impl Store for TracedStore {
         let span = span("append_minted_input", chat_id);
         self.store
             .append_minted_input(chat_id, part_id, body, now_ms)
+            .instrument(span)
+            .await
+    }
+
+    async fn turn_view(&self, chat_id: &str) -> StoreResult<TurnView> {
+        let span = span("turn_view", chat_id);
+        self.store.turn_view(chat_id).instrument(span).await
+    }
+
+    async fn append_input_leased(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+        lease: TurnLease,
+        view: &TurnView,
+    ) -> StoreResult<LeasedAppend> {
+        let span = span("append_input_leased", chat_id);
+        self.store
+            .append_input_leased(chat_id, part_id, body, now_ms, lease, view)
             .instrument(span)
             .await
     }

@@ -19,7 +19,8 @@ use crate::agent::{Agent, ApprovalSigner};
 use crate::clock::now_ms;
 use crate::store::write_units::WriteUnits;
 use crate::store::{
-    InputAppend, LeaseAcquire, OutputRecord, Session, Store, StoreError, StoreResult, TurnLease,
+    InputAppend, LeaseAcquire, LeasedAppend, OutputRecord, Session, Store, StoreError, StoreResult,
+    TurnLease, TurnView,
 };
 use crate::ui::{UIMessage, UIMessageChunk};
 
@@ -192,18 +193,75 @@ impl TurnRunner {
 
     /// The chat's session, if it exists and is open.
     pub async fn open_session(&self, chat_id: &str) -> Result<Session, TurnError> {
-        let session = self
+        open(chat_id, self.store.session(chat_id).await?)
+    }
+
+    /// What a new message's turn starts from, read in one go: the session (see
+    /// [`open_in`](Self::open_in)), whether a turn runs ([`running_in`](Self::running_in)),
+    /// and what [`start_message`](Self::start_message) takes the chat on with.
+    pub async fn view(&self, chat_id: &str) -> Result<TurnView, TurnError> {
+        Ok(self.store.turn_view(chat_id).await?)
+    }
+
+    /// The view's session, if it exists and is open.
+    pub fn open_in(&self, chat_id: &str, view: &TurnView) -> Result<Session, TurnError> {
+        open(chat_id, view.session.clone())
+    }
+
+    /// Whether a live turn held the chat when the view was read.
+    pub fn running_in(&self, view: &TurnView) -> bool {
+        view.lease
+            .as_ref()
+            .is_some_and(|lease| !lease.is_expired(now_ms()))
+    }
+
+    /// Records the message of `payload` (under a part id of chatfn's own) and starts its turn:
+    /// where the store can, the input's append takes the lease in the same round trip, and the
+    /// turn starts from the view's history and state, as nothing ran since it was read; else
+    /// as [`start_at`](Self::start_at) after [`record_input`](Self::record_input).
+    pub async fn start_message(
+        &self,
+        chat_id: &str,
+        view: TurnView,
+        payload: MessagePayload,
+    ) -> Result<(StartedTurn, TurnTask), TurnError> {
+        let body = ChatInput::Message {
+            payload: payload.clone(),
+        }
+        .to_json();
+        let part_id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let wanted = TurnLease {
+            holder: uuid::Uuid::new_v4().to_string(),
+            acquired_at_ms: now,
+            expires_at_ms: now + self.settings.lease_ttl_ms,
+            first_seq: view.next_output,
+            input_seq: None,
+        };
+        let appended = self
             .store
-            .session(chat_id)
-            .await?
-            .ok_or_else(|| TurnError::NoSession(chat_id.to_owned()))?;
-        if session.is_closed() {
-            return Err(TurnError::SessionClosed(session.closed_reason.clone()));
+            .append_input_leased(chat_id, &part_id, &body, now, wanted, &view)
+            .await?;
+        self.live.wakes().wake(chat_id);
+        match appended {
+            LeasedAppend::Leased(lease) => {
+                let Some(input_seq) = lease.input_seq else {
+                    return Err(StoreError::Backend("a lease without its input".into()).into());
+                };
+                let reads = StartReads {
+                    consumed: Ok(view.consumed),
+                    history: Ok(view.history),
+                    loaded: LoadedRecord {
+                        state: Ok(view.state),
+                        stop_after: Some(input_seq),
+                    },
+                };
+                self.launch(chat_id, input_seq, payload, lease, reads).await
+            }
+            LeasedAppend::Recorded(seq) => {
+                self.start_at(chat_id, seq, payload, view.next_output).await
+            }
         }
-        if session.is_expired(now_ms()) {
-            return Err(TurnError::SessionClosed(Some("expired".to_owned())));
-        }
-        Ok(session)
     }
 
     /// Whether a live (unexpired) turn holds the chat. The lease says, not this process's list
@@ -298,6 +356,18 @@ impl TurnRunner {
                 self.start_reads(chat_id, input_seq)
             })
             .await?;
+        self.launch(chat_id, input_seq, payload, lease, reads).await
+    }
+
+    /// Starts the turn answering `input_seq` under `lease`, with what was read under it.
+    async fn launch(
+        &self,
+        chat_id: &str,
+        input_seq: u64,
+        payload: MessagePayload,
+        lease: TurnLease,
+        reads: StartReads,
+    ) -> Result<(StartedTurn, TurnTask), TurnError> {
         // What the caller read of the input log may be stale by now: a turn that ended meanwhile
         // (its release raises the mark and frees the lease in one write) may have answered this
         // very input. Only under the lease is the mark settled.
@@ -701,6 +771,18 @@ impl TurnRunner {
         }
         Ok(())
     }
+}
+
+/// `session`, if it exists and is open.
+fn open(chat_id: &str, session: Option<Session>) -> Result<Session, TurnError> {
+    let session = session.ok_or_else(|| TurnError::NoSession(chat_id.to_owned()))?;
+    if session.is_closed() {
+        return Err(TurnError::SessionClosed(session.closed_reason.clone()));
+    }
+    if session.is_expired(now_ms()) {
+        return Err(TurnError::SessionClosed(Some("expired".to_owned())));
+    }
+    Ok(session)
 }
 
 #[cfg(test)]

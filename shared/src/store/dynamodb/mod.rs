@@ -88,9 +88,9 @@ pub use schema_check::{
 };
 
 use super::{
-    ChatErasure, InputAppend, InputRecord, LeaseAcquire, ListedSession, OutputCadence,
-    OutputRecord, Session, SessionCreate, SessionPage, SessionQuery, SessionUpdate, Store,
-    StoreError, StoreResult, TurnLease, check_output_batch,
+    ChatErasure, InputAppend, InputRecord, LeaseAcquire, LeasedAppend, ListedSession,
+    OutputCadence, OutputRecord, Session, SessionCreate, SessionPage, SessionQuery, SessionUpdate,
+    Store, StoreError, StoreResult, TurnLease, TurnView, check_output_batch,
 };
 use crate::clock::now_ms;
 use crate::ui::UIMessage;
@@ -798,6 +798,155 @@ impl Store for DynamoStore {
             .append_input_claimed(chat_id, part_id, body, now, false)
             .await?;
         Ok(appended.seq)
+    }
+
+    async fn turn_view(&self, chat_id: &str) -> StoreResult<TurnView> {
+        let pk = chat_pk(chat_id);
+        // One round trip: the session, the head item, each log's end and the history.
+        let (session, head, last_input, last_output, history) = futures::join!(
+            self.session(chat_id),
+            self.get(&pk, HEAD),
+            self.last_live_seq(&pk, "in"),
+            self.batch_at_or_before(chat_id, None),
+            self.messages(chat_id),
+        );
+        let (session, head) = (session?, head?);
+        if let Some(session) = &session {
+            self.remember(chat_id, session.expires_at_ms);
+        }
+        let next_output = match last_output? {
+            Some(main) => {
+                let last = get_num(&main, LAST)?;
+                self.remember_end(chat_id, last);
+                last + 1
+            }
+            None => 0,
+        };
+        let next_input = match last_input? {
+            Some(last) => last.checked_add(1),
+            None => Some(0),
+        };
+        let (lease, consumed, state) = match &head {
+            Some(head) => (
+                head.contains_key(HOLDER)
+                    .then(|| parse_lease(head))
+                    .transpose()?,
+                opt_num(head, CONSUMED)?,
+                match opt_str(head, STATE_ON_HEAD)? {
+                    Some(text) => Some(json(head, STATE_ON_HEAD, text.as_bytes())?),
+                    // Kept in an item of its own: one read more, for a large state only.
+                    None if head.contains_key(STATE_IN_ITEM) => self.state(chat_id).await?,
+                    None => None,
+                },
+            ),
+            None => (None, None, None),
+        };
+        Ok(TurnView {
+            session,
+            lease,
+            consumed,
+            next_input,
+            next_output,
+            history: history?,
+            state,
+        })
+    }
+
+    /// The input's put and the lease's update go side by side, each a plain conditional write
+    /// (a transaction would bill both twice): the lease only on a head item that holds none
+    /// and whose consumed mark is as the view read it, so that no turn ran since the view;
+    /// the record at the seq after the last one the view read, where no live item is.
+    async fn append_input_leased(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now: u64,
+        lease: TurnLease,
+        view: &TurnView,
+    ) -> StoreResult<LeasedAppend> {
+        let (Some(session), None, Some(seq)) = (&view.session, &view.lease, view.next_input) else {
+            let seq = self
+                .append_minted_input(chat_id, part_id, body, now)
+                .await?;
+            return Ok(LeasedAppend::Recorded(seq));
+        };
+        let pk = chat_pk(chat_id);
+        let real_now = now_ms();
+        let expiry = session.expires_at_ms;
+        let mut attrs = Item::new();
+        insert(&mut attrs, SEQ, n(seq));
+        insert(&mut attrs, PART_ID, s(part_id));
+        insert(&mut attrs, TIMESTAMP_MS, n(now));
+        let mut record = split_payload(
+            &pk,
+            &seq_sk("in", seq),
+            attrs,
+            body.as_bytes(),
+            expiry.map(ttl_seconds),
+        );
+        if record.len() != 1 {
+            let seq = self
+                .append_minted_input(chat_id, part_id, body, now)
+                .await?;
+            return Ok(LeasedAppend::Recorded(seq));
+        }
+        let record = record.remove(0);
+        let lease = TurnLease {
+            input_seq: Some(seq),
+            first_seq: view.next_output,
+            ..lease
+        };
+        let unchanged = match view.consumed {
+            Some(_) => "#consumed = :consumed",
+            None => "attribute_not_exists(#consumed)",
+        };
+        let mut free = Expr::new(format!(
+            "attribute_exists(#pk) AND (attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms) \
+             AND attribute_not_exists(#holder) AND {unchanged}"
+        ))
+        .value(":now_ms", n(real_now));
+        if let Some(consumed) = view.consumed {
+            free = free.value(":consumed", n(consumed));
+        }
+        let fresh = absent_or_expired(real_now);
+        let head = key(&pk, HEAD);
+        let take = lease_update(&lease);
+        let (put, update) = futures::join!(
+            self.put(record.clone(), Some(&fresh), true),
+            self.update(head, &take, &free, ReturnValue::None),
+        );
+        let recorded = match put {
+            Ok(_) => true,
+            // This very record: an earlier attempt landed and its answer was lost.
+            Err(Failure::Condition(Some(stored))) if stored == record => true,
+            Err(Failure::Condition(_)) => false,
+            Err(failure) => return Err(failure.into_store_error()),
+        };
+        let leased = match update {
+            Ok(_) => true,
+            // This very lease (holders are unique per take), its answer lost.
+            Err(Failure::Condition(Some(head))) => {
+                head.contains_key(HOLDER) && parse_lease(&head)? == lease
+            }
+            Err(Failure::Condition(None)) => false,
+            Err(failure) => return Err(failure.into_store_error()),
+        };
+        match (recorded, leased) {
+            (true, true) => Ok(LeasedAppend::Leased(lease)),
+            (true, false) => Ok(LeasedAppend::Recorded(seq)),
+            (false, leased) => {
+                // Another input took the seq: the lease names an input that is not this one.
+                if leased {
+                    self.release(chat_id, &lease.holder, None, HeadState::Keep)
+                        .await?;
+                }
+                let seq = self
+                    .append_minted_input(chat_id, part_id, body, now)
+                    .await?;
+                Ok(LeasedAppend::Recorded(seq))
+            }
+        }
     }
 
     async fn inputs(

@@ -45,6 +45,7 @@ impl TurnRunner {
             info,
             quiet: false,
             skipped: Vec::new(),
+            unstored: None,
         })
     }
 

@@ -37,6 +37,9 @@ pub(super) struct RunningTurn {
     /// The chat's state, shared with the hooks and tools.
     pub(super) state: ChatState,
     pub(super) writer: OutputWriter,
+    /// The new message, when storing it beside the model request failed: the turn stores it
+    /// before its reply.
+    pub(super) unstored: Option<UIMessage>,
 }
 
 impl TurnRunner {
@@ -54,6 +57,7 @@ impl TurnRunner {
             info,
             quiet,
             skipped,
+            unstored,
         } = prepared;
         let chat_id = live.chat_id().to_owned();
         if quiet {
@@ -66,9 +70,22 @@ impl TurnRunner {
             self.settings.lease_ttl_ms,
         );
         let (mut turn, record) = self.load(live, lease, info, loaded);
-        let (mut outcome, new_summary) = self
-            .run(&mut turn, history, reply, record.summary.as_ref(), skipped)
-            .await;
+        // The new message is stored beside the model request, off the time to first token; the
+        // reply is stored only after it (see `settle`).
+        let stored = async {
+            match &unstored {
+                Some(message) => self.store.put_message(&chat_id, message).await,
+                None => Ok(()),
+            }
+        };
+        let ((mut outcome, new_summary), stored) = futures::join!(
+            self.run(&mut turn, history, reply, record.summary.as_ref(), skipped),
+            stored
+        );
+        if let Err(error) = stored {
+            tracing::warn!(chat = %chat_id, "could not store the new message yet: {error}");
+            turn.unstored = unstored;
+        }
         if outcome.stopped {
             mark_stopped(&mut outcome.message);
         }
@@ -176,6 +193,7 @@ impl TurnRunner {
             info,
             state: ChatState::loaded(record.state.clone()),
             writer,
+            unstored: None,
         };
         (turn, record)
     }

@@ -20,6 +20,9 @@ pub(super) struct PreparedTurn {
     /// The tool calls whose approval the new message moved past, closed in the history; the
     /// reply's readers are told.
     pub(super) skipped: Vec<SkippedApproval>,
+    /// The new user message, in `history` but not yet stored: it is written beside the model
+    /// request, and must land before the reply does (a recovery stores it from the input).
+    pub(super) unstored: Option<UIMessage>,
 }
 
 impl PreparedTurn {
@@ -31,9 +34,19 @@ impl PreparedTurn {
             info,
             quiet: true,
             skipped: Vec::new(),
+            unstored: None,
         }
     }
 }
+
+/// An input applied to the history: the history before the reply, the reply, the approvals
+/// the new message moved past, and the new message yet to be stored.
+type Applied = (
+    Vec<UIMessage>,
+    UIMessage,
+    Vec<SkippedApproval>,
+    Option<UIMessage>,
+);
 
 pub(super) fn new_reply() -> UIMessage {
     UIMessage::new(
@@ -65,19 +78,25 @@ impl TurnRunner {
         if payload.trigger == ChatTrigger::Action {
             return self.prepare_action(chat_id, info, history, payload).await;
         }
-        let (history, reply, skipped) = self.apply_input(chat_id, &info, history, payload).await?;
-        let history = self
-            .agent
-            .hooks()
-            .hydrate_messages(&info, history)
-            .await
-            .map_err(|e| TurnError::InvalidInput(e.0))?;
+        let (history, reply, skipped, unstored) =
+            self.apply_input(chat_id, &info, history, payload).await?;
+        let history = match self.agent.hooks().hydrate_messages(&info, history).await {
+            Ok(history) => history,
+            Err(refused) => {
+                // A refused turn keeps the message, as one that ran would.
+                if let Some(message) = &unstored {
+                    self.store.put_message(chat_id, message).await?;
+                }
+                return Err(TurnError::InvalidInput(refused.0));
+            }
+        };
         Ok(PreparedTurn {
             history,
             reply,
             info,
             quiet: false,
             skipped,
+            unstored,
         })
     }
 
@@ -87,7 +106,7 @@ impl TurnRunner {
         info: &TurnInfo,
         mut history: Vec<UIMessage>,
         payload: &MessagePayload,
-    ) -> Result<(Vec<UIMessage>, UIMessage, Vec<SkippedApproval>), TurnError> {
+    ) -> Result<Applied, TurnError> {
         match payload.trigger {
             ChatTrigger::SubmitMessage => {
                 let message = payload.message.clone().ok_or_else(|| {
@@ -107,9 +126,8 @@ impl TurnRunner {
                             history.truncate(index);
                         }
                         let skipped = self.close_moved_past(chat_id, &mut history).await?;
-                        self.store.put_message(chat_id, &message).await?;
-                        history.push(message);
-                        Ok((history, new_reply(), skipped))
+                        history.push(message.clone());
+                        Ok((history, new_reply(), skipped, Some(message)))
                     }
                     Role::Assistant => {
                         let index = history
@@ -126,7 +144,7 @@ impl TurnRunner {
                         // Later messages cannot exist when a client answers a tool call.
                         history.truncate(index);
                         self.store.put_message(chat_id, &continued).await?;
-                        Ok((history, continued, Vec::new()))
+                        Ok((history, continued, Vec::new(), None))
                     }
                     Role::System => Err(TurnError::InvalidInput(
                         "clients cannot send system messages".into(),
@@ -159,7 +177,7 @@ impl TurnRunner {
                         "there is no user message to answer".into(),
                     ));
                 }
-                Ok((history, new_reply(), Vec::new()))
+                Ok((history, new_reply(), Vec::new(), None))
             }
             other => Err(TurnError::InvalidInput(format!(
                 "trigger `{}` does not start a turn",

@@ -9,6 +9,7 @@ use super::live::LiveTurn;
 use super::runner::{TurnError, TurnRunner};
 use super::settle::has_content;
 use super::writer::{OutputWriter, REPLY_HEADER, parse_reply_header};
+use super::{ChatInput, ChatTrigger};
 use crate::model::{FinishReason, Usage};
 use crate::store::{OutputBody, OutputRecord, StoreError, TurnLease};
 use crate::ui::{MessageFold, Role, UIMessage, UIMessageChunk};
@@ -26,7 +27,13 @@ impl TurnRunner {
         let records = self
             .read_log(chat_id, expired.first_seq.checked_sub(1))
             .await?;
-        let history = self.store.messages(chat_id).await?;
+        let mut history = self.store.messages(chat_id).await?;
+        let ended = records.iter().any(|r| r.body.is_turn_complete());
+        // A turn that wrote its end had stored its new message; one that wrote nothing had
+        // maybe not checked it yet.
+        if !ended && !records.is_empty() {
+            self.restore_message(chat_id, expired, &mut history).await?;
+        }
         if let Some(end) = records.iter().position(|r| r.body.is_turn_complete()) {
             let named = records[end]
                 .body
@@ -80,6 +87,42 @@ impl TurnRunner {
             self.store.put_message(chat_id, reply).await?;
         }
         self.recovered_event(chat_id, expired, fold.as_ref()).await;
+        Ok(())
+    }
+
+    /// Stores the new message the turn answered, when the turn died before storing it (it is
+    /// written beside the model request, after the message was checked): it comes before the
+    /// reply in the history.
+    async fn restore_message(
+        &self,
+        chat_id: &str,
+        expired: &TurnLease,
+        history: &mut Vec<UIMessage>,
+    ) -> Result<(), TurnError> {
+        let Some(input_seq) = expired.input_seq else {
+            return Ok(());
+        };
+        let inputs = self
+            .store
+            .inputs(chat_id, input_seq.checked_sub(1), 1)
+            .await?;
+        let Some(input) = inputs.into_iter().find(|input| input.seq == input_seq) else {
+            return Ok(());
+        };
+        let Ok(ChatInput::Message { payload }) = serde_json::from_str::<ChatInput>(&input.body)
+        else {
+            return Ok(());
+        };
+        let Some(message) = payload.message.filter(|message| {
+            payload.trigger == ChatTrigger::SubmitMessage && message.role == Role::User
+        }) else {
+            return Ok(());
+        };
+        if history.iter().any(|stored| stored.id == message.id) {
+            return Ok(());
+        }
+        self.store.put_message(chat_id, &message).await?;
+        history.push(message);
         Ok(())
     }
 

@@ -63,6 +63,12 @@ impl TurnRunner {
         message: &UIMessage,
     ) -> Result<OutputRecord, SettleError> {
         let chat_id = turn.live.chat_id();
+        // The message the reply answers lands first: a turn that cannot store it ends here,
+        // its lease left to expire, and its recovery stores both.
+        if let Some(unstored) = &turn.unstored {
+            self.store.put_message(chat_id, unstored).await?;
+        }
+        turn.unstored = None;
         let reply = has_content(message).then_some(message);
         let closing = turn.writer.complete(turn.lease.input_seq, reply).await?;
         if let Some(reply) = reply {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use app::{TestApp, kinds, read_events, stock_agent, submit, user_message};
 use chatfn::model::offline::OfflineModel;
 use chatfn::store::{CONTROL_HEADER, OutputBody, OutputRecord, TURN_COMPLETE, TurnLease};
-use chatfn::turn::REPLY_HEADER;
+use chatfn::turn::{ChatInput, ChatTrigger, MessagePayload, REPLY_HEADER};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -330,6 +330,17 @@ fn kinds_of(events: &[app::Received]) -> Vec<String> {
 /// What an executor that died mid-turn leaves: its records from seq 0 (with, when `reply` names
 /// one, a turn-complete naming that reply after them) and its lease, expired.
 async fn leave_a_dead_turn(app: &TestApp, chat_id: &str, chunks: &[Value], reply: Option<&str>) {
+    leave_a_dead_turn_answering(app, chat_id, chunks, reply, None).await;
+}
+
+/// [`leave_a_dead_turn`], of a turn that answered input `input_seq`.
+async fn leave_a_dead_turn_answering(
+    app: &TestApp,
+    chat_id: &str,
+    chunks: &[Value],
+    reply: Option<&str>,
+    input_seq: Option<u64>,
+) {
     let mut records: Vec<OutputRecord> = chunks
         .iter()
         .enumerate()
@@ -364,7 +375,7 @@ async fn leave_a_dead_turn(app: &TestApp, chat_id: &str, chunks: &[Value], reply
         acquired_at_ms: now - 1,
         expires_at_ms: now,
         first_seq: 0,
-        input_seq: None,
+        input_seq,
     };
     app.store
         .acquire_lease(chat_id, lease, now - 1)
@@ -491,6 +502,42 @@ async fn a_turn_that_died_before_storing_its_reply_is_recovered_with_it() {
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(messages[0]["id"], "m-whole");
     assert_eq!(texts(&messages[0]), ["The whole reply"]);
+}
+
+/// The new message is stored beside the model request: a turn that died mid-reply before it
+/// landed is recovered with the message, before its reply.
+#[tokio::test]
+async fn a_turn_that_died_before_storing_its_message_is_recovered_with_it() {
+    let app = TestApp::start(offline(0)).await;
+    let token = app.session("chat-unasked").await;
+    let mut question = chatfn::ui::UIMessage::new("u-lost", chatfn::ui::Role::User);
+    question
+        .parts
+        .push(chatfn::ui::UIPart::text("Are you there?"));
+    let input = ChatInput::Message {
+        payload: MessagePayload {
+            message: Some(question),
+            chat_id: "chat-unasked".into(),
+            trigger: ChatTrigger::SubmitMessage,
+            message_id: None,
+            metadata: None,
+            extra: Default::default(),
+        },
+    };
+    let seq = app
+        .store
+        .append_minted_input("chat-unasked", "p-lost", &input.to_json(), 1)
+        .await
+        .expect("the input");
+    let mut chunks = whole_reply("m-answer", "Here");
+    chunks.truncate(4);
+    leave_a_dead_turn_answering(&app, "chat-unasked", &chunks, None, Some(seq)).await;
+
+    resume_kinds(&app, &token, "chat-unasked").await;
+    let messages = app.messages(&token, "chat-unasked").await;
+    let ids: Vec<&str> = messages.iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids, ["u-lost", "m-answer"], "{messages:?}");
+    assert_eq!(texts(&messages[0]), ["Are you there?"]);
 }
 
 /// ...and one that died after storing it (before freeing the chat) keeps it as it was.

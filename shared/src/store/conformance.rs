@@ -37,7 +37,8 @@
 //!   input (numbered as `append_minted_input` numbers it); it answers `Leased` only with the
 //!   lease stored as given but for its input seq (the input's) and first seq (the view's
 //!   `next_output`), and never over a lease the view did not see free, nor after a turn ended
-//!   since the view (the consumed mark moved).
+//!   since the view (the consumed mark moved); `acquire_lease_as_viewed` likewise. A view's
+//!   `pending`, when read, holds exactly the inputs after the consumed mark.
 //! - `truncate_messages` with an unknown id changes nothing.
 //! - A store that asks for output [`OutputCadence::WhileFollowed`] keeps one follow mark per
 //!   chat: the latest `until_ms` it was given, never an earlier one; marking an unknown chat
@@ -1009,6 +1010,47 @@ async fn a_turn_view_reads_what_a_turn_starts_from(store: &dyn Store) {
     assert!(view.next_input.is_none_or(|next| next == 1), "{view:?}");
     assert_eq!(view.history, vec![message("m1", "hi")]);
     assert_eq!(view.state, Some(json!({"n": 1})));
+    if let Some(pending) = &view.pending {
+        assert!(pending.is_empty(), "input 0 is consumed: {pending:?}");
+    }
+
+    // Taken as viewed only where the view saw the lease free and no turn ended since.
+    store
+        .release_lease(&chat_id, "holder-2", None)
+        .await
+        .unwrap();
+    store
+        .append_minted_input(&chat_id, "p1", "{}", now)
+        .await
+        .unwrap();
+    let view = store.turn_view(&chat_id).await.unwrap();
+    if let Some(pending) = &view.pending {
+        let seqs: Vec<u64> = pending.iter().map(|input| input.seq).collect();
+        assert_eq!(seqs, [1], "the inputs after the mark");
+    }
+    let third = TurnLease {
+        first_seq: view.next_output,
+        input_seq: Some(1),
+        ..lease("holder-3", now, 30_000)
+    };
+    let taken = store
+        .acquire_lease_as_viewed(&chat_id, third.clone(), now, &view)
+        .await
+        .unwrap();
+    if let Some(taken) = taken {
+        assert_eq!(taken, third);
+        assert_eq!(store.lease(&chat_id).await.unwrap(), Some(third));
+        store
+            .release_lease(&chat_id, "holder-3", Some(1))
+            .await
+            .unwrap();
+        let again = store
+            .acquire_lease_as_viewed(&chat_id, lease("holder-4", now, 30_000), now, &view)
+            .await
+            .unwrap();
+        assert_eq!(again, None, "a turn ended since the view");
+        assert_eq!(store.lease(&chat_id).await.unwrap(), None);
+    }
 }
 
 async fn a_leased_append_records_the_input_and_leases_only_an_unchanged_chat(store: &dyn Store) {

@@ -274,6 +274,8 @@ pub struct TurnView {
     pub history: Vec<UIMessage>,
     /// The chat's state as last saved.
     pub state: Option<Value>,
+    /// Every input after the consumed mark, in order, when the store read them with the view.
+    pub pending: Option<Vec<InputRecord>>,
 }
 
 /// The result of [`Store::append_input_leased`].
@@ -416,6 +418,7 @@ pub trait Store: Send + Sync {
             next_output: last_output?.map_or(0, |seq| seq + 1),
             history: history?,
             state: state?,
+            pending: None,
         })
     }
     /// Appends an input under a part id chatfn minted (as
@@ -437,6 +440,20 @@ pub trait Store: Send + Sync {
             .append_minted_input(chat_id, part_id, body, now_ms)
             .await?;
         Ok(LeasedAppend::Recorded(seq))
+    }
+
+    /// Takes the chat's lease as [`acquire_lease`](Self::acquire_lease) would, but only where
+    /// `view` saw it free and the chat has not changed since (no turn ran in between), so that
+    /// the view's history and state hold under it: the lease as stored, or `None` when it was
+    /// not taken that way (the caller then takes it as usual). By default, `None`.
+    async fn acquire_lease_as_viewed(
+        &self,
+        _chat_id: &str,
+        _lease: TurnLease,
+        _now_ms: u64,
+        _view: &TurnView,
+    ) -> StoreResult<Option<TurnLease>> {
+        Ok(None)
     }
 
     /// Inputs with `seq > after` (all with `None`), in order, at most `limit`.

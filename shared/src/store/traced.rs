@@ -133,6 +133,20 @@ impl Store for TracedStore {
             .await
     }
 
+    async fn acquire_lease_as_viewed(
+        &self,
+        chat_id: &str,
+        lease: TurnLease,
+        now_ms: u64,
+        view: &TurnView,
+    ) -> StoreResult<Option<TurnLease>> {
+        let span = span("acquire_lease_as_viewed", chat_id);
+        self.store
+            .acquire_lease_as_viewed(chat_id, lease, now_ms, view)
+            .instrument(span)
+            .await
+    }
+
     async fn inputs(
         &self,
         chat_id: &str,

@@ -490,22 +490,19 @@ impl TurnRunner {
         chat_id: &str,
     ) -> Result<Option<(StartedTurn, TurnTask)>, TurnError> {
         loop {
-            // Side by side: a turn that ends while this claim looks at the inputs moves the log
-            // on (its output lands before its release raises the mark), and the claim then
-            // looks again rather than briefly lock the chat for an input that turn answered; an
-            // end read after the mark only sends the claim to the lease, under which the mark is
-            // read again.
-            let (running, log_end, consumed) = futures::join!(
-                self.turn_running(chat_id),
-                self.next_output_seq(chat_id),
-                self.store.consumed_input(chat_id),
-            );
-            if running? {
+            // One look at the lease, the consumed mark, the log's end and, where the store
+            // reads them with it, the inputs after the mark. A turn that ends after this look
+            // moves the mark, and the lease is then not taken as viewed: the claim goes the
+            // usual way, which reads the log's end again under the lease.
+            let view = self.store.turn_view(chat_id).await?;
+            if self.running_in(&view) {
                 return Ok(None);
             }
-            let (log_end, consumed) = (log_end?, consumed?);
-            let inputs = self.store.inputs(chat_id, consumed, 64).await?;
-            let next = inputs.into_iter().find_map(|input| {
+            let pending = match &view.pending {
+                Some(pending) if view.lease.is_none() => pending.clone(),
+                _ => self.store.inputs(chat_id, view.consumed, 64).await?,
+            };
+            let next = pending.iter().find_map(|input| {
                 serde_json::from_str::<ChatInput>(&input.body)
                     .ok()
                     .and_then(ChatInput::into_turn_payload)
@@ -514,10 +511,44 @@ impl TurnRunner {
             let Some((seq, payload)) = next else {
                 return Ok(None);
             };
-            match self
-                .begin(chat_id, seq, payload, LogEnd::Expected(log_end))
-                .await
-            {
+            let now = now_ms();
+            let wanted = TurnLease {
+                holder: uuid::Uuid::new_v4().to_string(),
+                acquired_at_ms: now,
+                expires_at_ms: now + self.settings.lease_ttl_ms,
+                first_seq: view.next_output,
+                input_seq: Some(seq),
+            };
+            let log_end = view.next_output;
+            let viewed = match view.pending.is_some() && view.lease.is_none() {
+                true => {
+                    self.store
+                        .acquire_lease_as_viewed(chat_id, wanted, now, &view)
+                        .await?
+                }
+                false => None,
+            };
+            let started = match viewed {
+                Some(lease) => {
+                    // Under the lease as viewed: the view's history and state hold, and a stop
+                    // recorded after the view's last input is meant for this turn.
+                    let stop_after = pending.last().map(|input| input.seq);
+                    let reads = StartReads {
+                        consumed: Ok(view.consumed),
+                        history: Ok(view.history),
+                        loaded: LoadedRecord {
+                            state: Ok(view.state),
+                            stop_after,
+                        },
+                    };
+                    self.launch(chat_id, seq, payload, lease, reads).await
+                }
+                None => {
+                    self.begin(chat_id, seq, payload, LogEnd::Expected(log_end))
+                        .await
+                }
+            };
+            match started {
                 Ok(started) => return Ok(Some(started)),
                 Err(TurnError::InProgress | TurnError::Answering { .. }) => return Ok(None),
                 // A turn ended after the look above, maybe answering this input: look again.

@@ -510,6 +510,44 @@ impl DynamoStore {
         }
     }
 
+    /// The chat's last [`INPUT_TAIL`] input records, in one Query from the end of the range;
+    /// `None` when that page does not tell (a record in pieces, or an expired session's items).
+    async fn input_tail(&self, pk: &str) -> StoreResult<Option<InputTail>> {
+        let lo = seq_sk("in", 0);
+        let hi = format!("in#{RANGE_END}");
+        let (items, more) = self
+            .query_page_in(pk, (&lo, &hi), Some(INPUT_TAIL), None, None, false)
+            .await?;
+        let now = now_ms();
+        let mut records = Vec::with_capacity(items.len());
+        for item in items {
+            if item.contains_key(PART_NO) || expired(&item, now) {
+                return Ok(None);
+            }
+            let mut whole = Assembler::new(now);
+            whole.push(item)?;
+            let Some(logical) = whole.finish() else {
+                return Ok(None);
+            };
+            for stored in logical {
+                records.push(parse_input(stored)?);
+            }
+        }
+        records.reverse();
+        let next = match records.last() {
+            Some(last) => last
+                .seq
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Backend("`in` seqs ran out".into()))?,
+            None => 0,
+        };
+        Ok(Some(InputTail {
+            records,
+            next,
+            whole: more.is_none(),
+        }))
+    }
+
     /// The seq of the chat's last live item keyed `{prefix}#{seq}` (input records, messages),
     /// read from the end of the range: one item, unless items of an expired session of the chat
     /// lie past the live ones.
@@ -635,6 +673,39 @@ impl DynamoStore {
         Ok(records)
     }
 }
+
+/// The condition that takes a lease as a view saw the chat: the session is live, no lease is
+/// held, and the consumed mark is as the view read it, so no turn ran since (every turn that
+/// writes to the chat raises the mark as it frees it).
+fn unchanged_since(view: &TurnView) -> Expr {
+    let unchanged = match view.consumed {
+        Some(_) => "#consumed = :consumed",
+        None => "attribute_not_exists(#consumed)",
+    };
+    let free = Expr::new(format!(
+        "attribute_exists(#pk) AND (attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms) \
+         AND attribute_not_exists(#holder) AND {unchanged}"
+    ))
+    .value(":now_ms", n(now_ms()));
+    match view.consumed {
+        Some(consumed) => free.value(":consumed", n(consumed)),
+        None => free,
+    }
+}
+
+/// The last few input records of a chat, as one Query from the end of the range reads them.
+struct InputTail {
+    /// The records, in order.
+    records: Vec<InputRecord>,
+    /// Where the next input goes.
+    next: u64,
+    /// Whether these are all the chat's records.
+    whole: bool,
+}
+
+/// Input records read at the end of the range with a turn's view: a chat's unanswered inputs are
+/// most often the last one or two.
+const INPUT_TAIL: i32 = 8;
 
 /// `seq > after` as the first seq to read; `None` when nothing can follow `after`.
 /// The end of the sort-key range of the `state` item and its pieces.
@@ -806,11 +877,20 @@ impl Store for DynamoStore {
         let (session, head, last_input, last_output, history) = futures::join!(
             self.session(chat_id),
             self.get(&pk, HEAD),
-            self.last_live_seq(&pk, "in"),
+            self.input_tail(&pk),
             self.batch_at_or_before(chat_id, None),
             self.messages(chat_id),
         );
         let (session, head) = (session?, head?);
+        let tail = match last_input? {
+            Some(tail) => tail,
+            // The tail's page did not tell: where the next input goes, read on its own.
+            None => InputTail {
+                records: Vec::new(),
+                next: self.next_seq(&pk, "in").await?,
+                whole: false,
+            },
+        };
         if let Some(session) = &session {
             self.remember(chat_id, session.expires_at_ms);
         }
@@ -821,10 +901,6 @@ impl Store for DynamoStore {
                 last + 1
             }
             None => 0,
-        };
-        let next_input = match last_input? {
-            Some(last) => last.checked_add(1),
-            None => Some(0),
         };
         let (lease, consumed, state) = match &head {
             Some(head) => (
@@ -841,15 +917,52 @@ impl Store for DynamoStore {
             ),
             None => (None, None, None),
         };
+        // The tail holds every input after the mark when it reaches back to the mark.
+        let first_pending = consumed.map_or(0, |consumed| consumed + 1);
+        let pending = (tail.whole || tail.records.first().is_some_and(|r| r.seq <= first_pending))
+            .then(|| {
+                tail.records
+                    .iter()
+                    .filter(|record| record.seq >= first_pending)
+                    .cloned()
+                    .collect()
+            });
         Ok(TurnView {
             session,
             lease,
             consumed,
-            next_input,
+            next_input: Some(tail.next),
             next_output,
             history: history?,
             state,
+            pending,
         })
+    }
+
+    async fn acquire_lease_as_viewed(
+        &self,
+        chat_id: &str,
+        lease: TurnLease,
+        _now: u64,
+        view: &TurnView,
+    ) -> StoreResult<Option<TurnLease>> {
+        if view.session.is_none() || view.lease.is_some() {
+            return Ok(None);
+        }
+        let take = lease_update(&lease);
+        let free = unchanged_since(view);
+        let head = key(&chat_pk(chat_id), HEAD);
+        match self.update(head, &take, &free, ReturnValue::None).await {
+            Ok(_) => Ok(Some(lease)),
+            // This very lease (holders are unique per take), its answer lost.
+            Err(Failure::Condition(Some(head)))
+                if head.contains_key(HOLDER) && parse_lease(&head)? == lease =>
+            {
+                Ok(Some(lease))
+            }
+            Err(Failure::Condition(_)) => Ok(None),
+            Err(failure) => Err(failure.into_store_error()),
+        }
     }
 
     /// The input's put and the lease's update go side by side, each a plain conditional write
@@ -897,18 +1010,7 @@ impl Store for DynamoStore {
             first_seq: view.next_output,
             ..lease
         };
-        let unchanged = match view.consumed {
-            Some(_) => "#consumed = :consumed",
-            None => "attribute_not_exists(#consumed)",
-        };
-        let mut free = Expr::new(format!(
-            "attribute_exists(#pk) AND (attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms) \
-             AND attribute_not_exists(#holder) AND {unchanged}"
-        ))
-        .value(":now_ms", n(real_now));
-        if let Some(consumed) = view.consumed {
-            free = free.value(":consumed", n(consumed));
-        }
+        let free = unchanged_since(view);
         let fresh = absent_or_expired(real_now);
         let head = key(&pk, HEAD);
         let take = lease_update(&lease);

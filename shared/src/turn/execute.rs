@@ -73,6 +73,10 @@ impl TurnRunner {
         // The new message is stored beside the model request, off the time to first token; the
         // reply is stored only after it (see `settle`).
         let stored = async {
+            // Once the model's request is on its way: it goes first, the write right behind it.
+            if unstored.is_some() {
+                YieldOnce::default().await;
+            }
             match &unstored {
                 Some(message) => self.store.put_message(&chat_id, message).await,
                 None => Ok(()),
@@ -320,4 +324,27 @@ fn record_to_save(
         }
         .encode()
     })
+}
+
+/// Pending once, then ready: the tasks woken before it (the model request's connection) run
+/// first, on any executor.
+#[derive(Default)]
+struct YieldOnce {
+    yielded: bool,
+}
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.yielded {
+            return std::task::Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }

@@ -35,7 +35,10 @@
 //! 2026-12-06 also have `in_next` and `msg_next` counters on the head item, no longer read.)
 //!
 //! The lease lives on the head item, so a turn's release raises the consumed mark in the same
-//! write.
+//! write. A turn starts in two round trips: its view (the session, the head item, the input log's
+//! last records, the output log's end and the history, side by side), then the lease's update
+//! (beside the input's put, for a new message), which holds only on a head item with no lease and
+//! the consumed mark the view read: no turn ran in between, so the view holds under the lease.
 //!
 //! Every write is billed, so the store asks turns for short output batches only while a reader
 //! in another process follows the log ([`OutputCadence::WhileFollowed`]): such a reader marks the

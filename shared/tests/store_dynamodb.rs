@@ -20,8 +20,8 @@ use chatfn::clock::now_ms;
 use chatfn::store::conformance::{run_all, run_erasing, run_listing};
 use chatfn::store::dynamodb::{Capacity, DynamoStore};
 use chatfn::store::{
-    InputAppend, LeaseAcquire, OutputBody, OutputRecord, Session, SessionCreate, Store, StoreError,
-    TurnLease,
+    InputAppend, LeaseAcquire, LeasedAppend, OutputBody, OutputRecord, Session, SessionCreate,
+    Store, StoreError, TurnLease,
 };
 use chatfn::ui::{Role, UIMessage, UIPart};
 use futures::future::join_all;
@@ -1613,4 +1613,41 @@ async fn an_erase_refuses_new_turns_before_it_waits_for_the_running_one() {
         .await
         .expect("mark nothing");
     assert_eq!(raw_items(&client, &unknown).await, []);
+}
+
+/// A turn's start reads the chat once and then takes the lease as it saw it; an erase that began
+/// or ended between the two must refuse that take too, as it refuses a plain one.
+#[tokio::test]
+async fn a_lease_taken_as_viewed_is_refused_once_an_erase_began() {
+    let executor = store().await;
+    let eraser = store().await;
+    for erased in [false, true] {
+        let chat_id = new_chat(&executor, "viewed", None).await;
+        let view = executor.turn_view(&chat_id).await.expect("view");
+        assert!(view.session.is_some());
+        eraser.refuse_new_turns(&chat_id).await.expect("mark");
+        if erased {
+            assert!(eraser.delete_chat(&chat_id).await.expect("erase"));
+        }
+        let now = now_ms();
+        let taken = executor
+            .acquire_lease_as_viewed(&chat_id, lease("viewed", now, 0), now, &view)
+            .await
+            .expect("a refusal, not an error");
+        assert_eq!(taken, None, "erased: {erased}");
+        let appended = executor
+            .append_input_leased(
+                &chat_id,
+                "part",
+                "{}",
+                now,
+                lease("appended", now, 0),
+                &view,
+            )
+            .await;
+        assert!(
+            !matches!(appended, Ok(LeasedAppend::Leased(_))),
+            "erased: {erased}: {appended:?}"
+        );
+    }
 }

@@ -679,7 +679,9 @@ impl DynamoStore {
 
 /// The condition that takes a lease as a view saw the chat: the session is live, no lease is
 /// held, and the consumed mark is as the view read it, so no turn ran since (every turn that
-/// writes to the chat raises the mark as it frees it).
+/// writes to the chat raises the mark as it frees it); and no erase has begun since, whose
+/// marks the view cannot have seen (a tombstone has no consumed mark, as a new chat has none).
+/// A take this refuses falls back to [`Store::acquire_lease`], which tells an erase apart.
 fn unchanged_since(view: &TurnView) -> Expr {
     let unchanged = match view.consumed {
         Some(_) => "#consumed = :consumed",
@@ -687,7 +689,8 @@ fn unchanged_since(view: &TurnView) -> Expr {
     };
     let free = Expr::new(format!(
         "attribute_exists(#pk) AND (attribute_not_exists(#exp_ms) OR #exp_ms > :now_ms) \
-         AND attribute_not_exists(#holder) AND {unchanged}"
+         AND attribute_not_exists(#holder) AND {unchanged} AND {}",
+        erasure::TURNS_ALLOWED
     ))
     .value(":now_ms", n(now_ms()));
     match view.consumed {

@@ -1651,3 +1651,52 @@ async fn a_lease_taken_as_viewed_is_refused_once_an_erase_began() {
         );
     }
 }
+
+/// A late writer's input put after the erase's sweep outlives the tombstone (TTL deletes it an
+/// hour on); a chat created under the id after that must still start without it.
+#[tokio::test]
+async fn a_chat_created_after_its_tombstone_expired_starts_without_leftovers() {
+    let client = client().await;
+    let late = store().await;
+    let eraser = store().await;
+    let chat_id = new_chat(&late, "leftover", None).await;
+    late.append_input(&chat_id, "before", "{}", now_ms())
+        .await
+        .expect("an input the erase takes");
+    assert!(eraser.delete_chat(&chat_id).await.expect("erase"));
+    // `late` checked the chat before the erase and does not ask again.
+    late.append_input(&chat_id, "late", "{}", now_ms())
+        .await
+        .expect("the late writer's input lands");
+    client
+        .delete_item()
+        .table_name(table())
+        .key("pk", AttributeValue::S(format!("chat#{chat_id}")))
+        .key("sk", AttributeValue::S("head".into()))
+        .send()
+        .await
+        .expect("the tombstone gone, as TTL would take it");
+    let late_items = raw_items(&client, &chat_id).await;
+    assert!(
+        late_items.iter().any(|item| item
+            .get("sk")
+            .and_then(|sk| sk.as_s().ok())
+            .is_some_and(|sk| sk.starts_with("in#"))),
+        "the late input: {late_items:?}"
+    );
+
+    let created = store()
+        .await
+        .create_session(session(&chat_id, now_ms(), None))
+        .await
+        .expect("create again");
+    assert!(matches!(created, SessionCreate::Created(_)));
+    let mut left: Vec<String> = raw_items(&client, &chat_id)
+        .await
+        .iter()
+        .filter_map(|item| item.get("sk")?.as_s().ok().cloned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["head", "session"]);
+    assert_eq!(eraser.inputs(&chat_id, None, 10).await.expect("inputs"), []);
+}

@@ -20,7 +20,8 @@
 //! What a late writer can still put (an input and its claim; the output of a turn that took the
 //! chat in the moment between the erase's wait for it and the tombstone) is swept when the chat
 //! is created again under its id: the creation finds the tombstone and deletes everything of the
-//! partition before it writes the new chat. Clients never see the tombstone: session reads and
+//! partition before it writes the new chat; once the tombstone is gone, the creation's read of
+//! what lies under the id ([`DynamoStore::leftovers`], beside its transaction) finds the rest. Clients never see the tombstone: session reads and
 //! the listing read session items, and the head's other readers find none of their attributes on
 //! it.
 
@@ -176,6 +177,78 @@ impl DynamoStore {
         self.delete_all(keys).await?;
         Ok(more.is_none())
     }
+}
+
+/// Keys a chat's creation reads, beside its transaction, of what lies under the chat's id.
+const LEFTOVER_PAGE: i32 = 100;
+
+/// What lies under a chat's id before the chat is created there, its session and head aside.
+pub(super) struct Leftovers {
+    /// The keys of the live items (not expired) found.
+    keys: Vec<Item>,
+    /// Where the Query stopped, when there is more.
+    more: Option<Item>,
+}
+
+impl DynamoStore {
+    /// The live items under `pk` but its session and head: read as a chat is created there, for
+    /// what a late writer of an erased chat put after the erase's sweep and is still there once
+    /// the tombstone has gone (the sweep on a tombstone covers the hour before). Expired items
+    /// are skipped: no read sees them, and TTL deletes them.
+    pub(super) async fn leftovers(&self, pk: &str) -> StoreResult<Leftovers> {
+        let (items, more) = self
+            .query_page(
+                pk,
+                ("!", RANGE_END),
+                Some(LEFTOVER_PAGE),
+                Some("#pk, #sk, #exp_ms, #expires_at"),
+                None,
+            )
+            .await?;
+        Ok(Leftovers {
+            keys: leftover_keys(&items, now_ms())?,
+            more,
+        })
+    }
+
+    /// Deletes what [`leftovers`](Self::leftovers) found under `pk` before the chat was created
+    /// there, and, past its page, every live item but the session and head.
+    pub(super) async fn sweep_leftovers(&self, pk: &str, found: Leftovers) -> StoreResult<()> {
+        if !found.keys.is_empty() || found.more.is_some() {
+            tracing::warn!(
+                items = found.keys.len(),
+                more = found.more.is_some(),
+                "a new chat's id held items of an erased one: deleting them"
+            );
+        }
+        self.delete_all(found.keys).await?;
+        let mut start = found.more;
+        while let Some(from) = start {
+            let (items, more) = self
+                .query_page(
+                    pk,
+                    ("!", RANGE_END),
+                    Some(LEFTOVER_PAGE),
+                    Some("#pk, #sk, #exp_ms, #expires_at"),
+                    Some(from),
+                )
+                .await?;
+            self.delete_all(leftover_keys(&items, now_ms())?).await?;
+            start = more;
+        }
+        Ok(())
+    }
+}
+
+fn leftover_keys(items: &[Item], now_ms: u64) -> StoreResult<Vec<Item>> {
+    let mut keys = Vec::new();
+    for item in items.iter().filter(|item| !expired(item, now_ms)) {
+        let sk = get_str(item, SK)?;
+        if sk != SESSION && sk != HEAD {
+            keys.push(key(get_str(item, PK)?, sk));
+        }
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

@@ -751,14 +751,31 @@ impl Store for DynamoStore {
         // is swept; then the new head replaces that very tombstone.
         let mut head_condition = fresh.clone();
         let mut backoff = Backoff::new();
+        let mut first = true;
         loop {
             let actions = vec![
                 self.tx_put(session_item(&session)?, Some(&fresh))?,
                 self.tx_put(alias.clone(), Some(&absent_or_expired(now)))?,
                 self.tx_put(head.clone(), Some(&head_condition))?,
             ];
-            match self.transact(actions).await {
+            // What an erased chat's late writer left under the id, read beside the first try
+            // (after a tombstone's sweep, the sweep has seen to it).
+            let (created, leftovers) = if std::mem::take(&mut first) {
+                let (created, leftovers) =
+                    futures::join!(self.transact(actions), self.leftovers(&pk));
+                (created, Some(leftovers))
+            } else {
+                (self.transact(actions).await, None)
+            };
+            match created {
                 Ok(()) => {
+                    if let Some(leftovers) = leftovers {
+                        let leftovers = match leftovers {
+                            Ok(leftovers) => leftovers,
+                            Err(_) => self.leftovers(&pk).await?,
+                        };
+                        self.sweep_leftovers(&pk, leftovers).await?;
+                    }
                     self.remember(&session.chat_id, expiry);
                     return Ok(SessionCreate::Created(session));
                 }

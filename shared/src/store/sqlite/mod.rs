@@ -1,9 +1,11 @@
 //! The SQLite store: the local server's default, so local chats survive a restart.
 //!
-//! One file, in WAL mode. Every check-then-write runs in one `BEGIN IMMEDIATE` transaction, so it
-//! stays atomic when several processes (or several handles) share the file; the in-process mutex
-//! only serialises the one connection a handle owns. rusqlite is blocking, so every call runs on
-//! tokio's blocking pool.
+//! One file, in WAL mode. Every check-then-write runs in a `BEGIN IMMEDIATE` transaction, so it
+//! stays atomic when several processes (or several handles) share the file. rusqlite is
+//! blocking, so the connections live on threads of their own ([`workers`]): one writer, which
+//! commits many callers' writes together, and a few readers beside it.
+
+mod workers;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,9 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{
-    Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -24,6 +24,7 @@ use super::{
     SessionUpdate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
 };
 use crate::ui::UIMessage;
+use workers::Workers;
 
 /// The schema version this code writes, kept in `PRAGMA user_version`. Bump it with a migration
 /// step in [`migrate`] whenever the schema changes.
@@ -74,19 +75,24 @@ fn keep_private(path: &Path) -> std::io::Result<()> {
 
 /// A [`Store`] in one SQLite file (or in memory, for tests).
 ///
-/// The connection is taken with an async lock before its work goes to the blocking pool, so the
-/// pool holds one thread per store at work rather than one per waiting request: behind a
-/// blocking lock, every request queued for the connection parked a pool thread, and the pool
-/// grew with the load.
+/// Its connections live on threads of their own ([`workers`]): one writer, which commits the
+/// writes queued while it was busy in one transaction, and [`reader_count`] readers. Callers
+/// queue their work and await it, so the threads stay as many as they started, whatever the load.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<tokio::sync::Mutex<Connection>>,
+    workers: Arc<Workers>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore").finish_non_exhaustive()
     }
+}
+
+/// How many reader connections a file gets: one per core (reads are CPU work once the pages
+/// are cached), at most four, as the writer and the server want the cores too.
+fn reader_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
 }
 
 impl SqliteStore {
@@ -99,58 +105,77 @@ impl SqliteStore {
         }
         keep_private(path)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
-        let conn = Connection::open(path).map_err(backend)?;
-        // Set first so the rest of the set-up waits for a process that is opening the file too.
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        let mut writer = open_connection(path)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        // In WAL mode, NORMAL syncs the log at checkpoints, not at every commit: a commit
+        // survives the process crashing, and the last commits before a power loss may not
+        // (docs/configuration.md).
+        writer
+            .pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
-        Self::init(conn)
+        writer
+            .pragma_update(None, "foreign_keys", true)
+            .map_err(backend)?;
+        migrate(&mut writer)?;
+        let readers = (0..reader_count())
+            .map(|_| {
+                let reader = open_connection(path)?;
+                // A reader never writes; this makes sure of it.
+                reader
+                    .pragma_update(None, "query_only", true)
+                    .map_err(backend)?;
+                Ok(reader)
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Self::start(writer, readers)
     }
 
-    /// A private database that lives as long as this handle (and its clones).
+    /// A private database that lives as long as this handle (and its clones). It has one
+    /// connection, so reads queue with the writes.
     pub fn in_memory() -> StoreResult<Self> {
-        Self::init(Connection::open_in_memory().map_err(backend)?)
-    }
-
-    fn init(mut conn: Connection) -> StoreResult<Self> {
+        let mut conn = Connection::open_in_memory().map_err(backend)?;
+        conn.set_prepared_statement_cache_capacity(workers::STATEMENT_CACHE);
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(backend)?;
         migrate(&mut conn)?;
+        Self::start(conn, Vec::new())
+    }
+
+    fn start(writer: Connection, readers: Vec<Connection>) -> StoreResult<Self> {
         Ok(SqliteStore {
-            conn: Arc::new(tokio::sync::Mutex::new(conn)),
+            workers: Arc::new(Workers::start(writer, readers)?),
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool, once the connection is free.
-    async fn with<T, F>(&self, f: F) -> StoreResult<T>
+    /// Runs `f` on a reader's connection.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let mut conn = Arc::clone(&self.conn).lock_owned().await;
-        tokio::task::spawn_blocking(move || f(&mut conn))
-            .await
-            .map_err(|e| StoreError::Backend(format!("sqlite task failed: {e}")))?
+        self.workers.read(f).await
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed only if it succeeds.
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction (shared with the other writes queued with
+    /// it), its changes kept only if it succeeds.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.with(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            let value = f(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(value)
-        })
-        .await
+        self.workers.write(f).await
     }
+}
+
+/// A connection to the file at `path` that waits for other processes' transactions.
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(backend)?;
+    // Set first so the rest of the set-up waits for a process that is opening the file too.
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(workers::STATEMENT_CACHE);
+    Ok(conn)
 }
 
 /// Brings the schema up to [`SCHEMA_VERSION`], atomically so two processes opening a new file
@@ -235,9 +260,9 @@ fn no_session(chat_id: &str) -> StoreError {
 }
 
 /// Fails with `NoSession` unless the chat has a session; every write starts with it.
-fn require_session(tx: &Transaction<'_>, chat_id: &str) -> StoreResult<()> {
+fn require_session(tx: &Connection, chat_id: &str) -> StoreResult<()> {
     let found = tx
-        .prepare(sql::SESSION_EXISTS)
+        .prepare_cached(sql::SESSION_EXISTS)
         .and_then(|mut stmt| stmt.exists([chat_id]))
         .map_err(backend)?;
     if found {
@@ -268,16 +293,16 @@ fn read_session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
 
 /// The session of the row `column = key`, if any.
 fn select_session(conn: &Connection, statement: &str, key: &str) -> StoreResult<Option<Session>> {
-    conn.prepare(statement)
+    conn.prepare_cached(statement)
         .and_then(|mut stmt| stmt.query_row([key], read_session_row).optional())
         .map_err(backend)?
         .map(SessionRow::into_session)
         .transpose()
 }
 
-fn insert_session(tx: &Transaction<'_>, session: &Session) -> StoreResult<()> {
+fn insert_session(tx: &Connection, session: &Session) -> StoreResult<()> {
     let metadata = session.metadata.as_ref().map(to_json).transpose()?;
-    tx.prepare(sql::INSERT_SESSION)
+    tx.prepare_cached(sql::INSERT_SESSION)
         .and_then(|mut stmt| {
             stmt.execute(params![
                 session.id,
@@ -315,13 +340,13 @@ fn read_lease(row: &Row<'_>) -> rusqlite::Result<TurnLease> {
 }
 
 fn select_lease(conn: &Connection, chat_id: &str) -> StoreResult<Option<TurnLease>> {
-    conn.prepare(sql::LEASE)
+    conn.prepare_cached(sql::LEASE)
         .and_then(|mut stmt| stmt.query_row([chat_id], read_lease).optional())
         .map_err(backend)
 }
 
 fn max_output_seq(conn: &Connection, chat_id: &str) -> StoreResult<Option<u64>> {
-    conn.prepare(sql::MAX_OUTPUT_SEQ)
+    conn.prepare_cached(sql::MAX_OUTPUT_SEQ)
         .and_then(|mut stmt| stmt.query_row([chat_id], |row| opt_u64_at(row, 0)))
         .map_err(backend)
 }
@@ -371,13 +396,13 @@ impl Store for SqliteStore {
 
     async fn session(&self, chat_id: &str) -> StoreResult<Option<Session>> {
         let chat_id = chat_id.to_owned();
-        self.with(move |conn| select_session(conn, sql::SESSION_BY_CHAT, &chat_id))
+        self.read(move |conn| select_session(conn, sql::SESSION_BY_CHAT, &chat_id))
             .await
     }
 
     async fn session_by_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
         let session_id = session_id.to_owned();
-        self.with(move |conn| select_session(conn, sql::SESSION_BY_ID, &session_id))
+        self.read(move |conn| select_session(conn, sql::SESSION_BY_ID, &session_id))
             .await
     }
 
@@ -390,7 +415,7 @@ impl Store for SqliteStore {
         let chat_id = chat_id.to_owned();
         self.write(move |tx| {
             // Only the first close sets the time and reason.
-            tx.prepare(sql::CLOSE_SESSION)
+            tx.prepare_cached(sql::CLOSE_SESSION)
                 .and_then(|mut stmt| stmt.execute(params![chat_id, Int(now_ms), reason]))
                 .map_err(backend)?;
             select_session(tx, sql::SESSION_BY_CHAT, &chat_id)?.ok_or_else(|| no_session(&chat_id))
@@ -409,7 +434,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             require_session(tx, &chat_id)?;
             let existing = tx
-                .prepare(sql::INPUT_SEQ_OF_PART)
+                .prepare_cached(sql::INPUT_SEQ_OF_PART)
                 .and_then(|mut stmt| {
                     stmt.query_row([&chat_id, &part_id], |row| u64_at(row, 0))
                         .optional()
@@ -422,7 +447,7 @@ impl Store for SqliteStore {
                 });
             }
             let seq = tx
-                .prepare(sql::INSERT_INPUT)
+                .prepare_cached(sql::INSERT_INPUT)
                 .and_then(|mut stmt| {
                     stmt.query_row(params![chat_id, part_id, body, Int(now_ms)], |row| {
                         u64_at(row, 0)
@@ -445,8 +470,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<InputRecord>> {
         let chat_id = chat_id.to_owned();
         let after = after_bound(after);
-        self.with(move |conn| {
-            conn.prepare(sql::INPUTS_AFTER)
+        self.read(move |conn| {
+            conn.prepare_cached(sql::INPUTS_AFTER)
                 .and_then(|mut stmt| {
                     stmt.query_map(params![chat_id, after, limit_bound(limit)], read_input)?
                         .collect()
@@ -458,8 +483,8 @@ impl Store for SqliteStore {
 
     async fn consumed_input(&self, chat_id: &str) -> StoreResult<Option<u64>> {
         let chat_id = chat_id.to_owned();
-        self.with(move |conn| {
-            conn.prepare(sql::CONSUMED_INPUT)
+        self.read(move |conn| {
+            conn.prepare_cached(sql::CONSUMED_INPUT)
                 .and_then(|mut stmt| {
                     stmt.query_row([chat_id], |row| opt_u64_at(row, 0))
                         .optional()
@@ -482,7 +507,7 @@ impl Store for SqliteStore {
                 rows.iter().map(|(seq, _, _)| *seq),
                 max_output_seq(tx, &chat_id)?,
             )?;
-            let mut insert = tx.prepare(sql::INSERT_OUTPUT).map_err(backend)?;
+            let mut insert = tx.prepare_cached(sql::INSERT_OUTPUT).map_err(backend)?;
             for (seq, timestamp_ms, body) in rows {
                 insert
                     .execute(params![chat_id, Int(seq), Int(timestamp_ms), body])
@@ -501,9 +526,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<OutputRecord>> {
         let chat_id = chat_id.to_owned();
         let after = after_bound(after);
-        self.with(move |conn| {
+        self.read(move |conn| {
             let rows: Vec<(u64, u64, String)> = conn
-                .prepare(sql::OUTPUT_AFTER)
+                .prepare_cached(sql::OUTPUT_AFTER)
                 .and_then(|mut stmt| {
                     stmt.query_map(params![chat_id, after, limit_bound(limit)], |row| {
                         Ok((u64_at(row, 0)?, u64_at(row, 1)?, row.get(2)?))
@@ -526,7 +551,7 @@ impl Store for SqliteStore {
 
     async fn last_output_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
         let chat_id = chat_id.to_owned();
-        self.with(move |conn| max_output_seq(conn, &chat_id)).await
+        self.read(move |conn| max_output_seq(conn, &chat_id)).await
     }
 
     async fn acquire_lease(
@@ -542,7 +567,7 @@ impl Store for SqliteStore {
             if let Some(current) = current.as_ref().filter(|l| !l.is_expired(now_ms)) {
                 return Ok(LeaseAcquire::Held(current.clone()));
             }
-            tx.prepare(sql::PUT_LEASE)
+            tx.prepare_cached(sql::PUT_LEASE)
                 .and_then(|mut stmt| {
                     stmt.execute(params![
                         chat_id,
@@ -572,8 +597,8 @@ impl Store for SqliteStore {
         let (chat_id, holder) = (chat_id.to_owned(), holder.to_owned());
         // One conditional UPDATE is atomic on its own.
         let renewed = self
-            .with(move |conn| {
-                conn.prepare(sql::RENEW_LEASE)
+            .write(move |conn| {
+                conn.prepare_cached(sql::RENEW_LEASE)
                     .and_then(|mut stmt| {
                         stmt.execute(params![chat_id, holder, Int(expires_at_ms), Int(now_ms)])
                     })
@@ -595,7 +620,7 @@ impl Store for SqliteStore {
         let (chat_id, holder) = (chat_id.to_owned(), holder.to_owned());
         self.write(move |tx| {
             let released = tx
-                .prepare(sql::DELETE_LEASE)
+                .prepare_cached(sql::DELETE_LEASE)
                 .and_then(|mut stmt| stmt.execute([&chat_id, &holder]))
                 .map_err(backend)?;
             if released == 0 {
@@ -603,11 +628,11 @@ impl Store for SqliteStore {
             }
             if let Some(consumed) = consumed_input {
                 // Never moves back: it is the highest input a finished turn consumed.
-                tx.prepare(sql::RECORD_CONSUMED)
+                tx.prepare_cached(sql::RECORD_CONSUMED)
                     .and_then(|mut stmt| stmt.execute(params![chat_id, Int(consumed)]))
                     .map_err(backend)?;
             }
-            tx.prepare(sql::RECORD_ACTIVITY)
+            tx.prepare_cached(sql::RECORD_ACTIVITY)
                 .and_then(|mut stmt| stmt.execute(params![chat_id, Int(crate::clock::now_ms())]))
                 .map_err(backend)?;
             Ok(())
@@ -617,14 +642,14 @@ impl Store for SqliteStore {
 
     async fn lease(&self, chat_id: &str) -> StoreResult<Option<TurnLease>> {
         let chat_id = chat_id.to_owned();
-        self.with(move |conn| select_lease(conn, &chat_id)).await
+        self.read(move |conn| select_lease(conn, &chat_id)).await
     }
 
     async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>> {
         let chat_id = chat_id.to_owned();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let rows: Vec<String> = conn
-                .prepare(sql::MESSAGES)
+                .prepare_cached(sql::MESSAGES)
                 .and_then(|mut stmt| stmt.query_map([chat_id], |row| row.get(0))?.collect())
                 .map_err(backend)?;
             rows.iter().map(|json| json_column(json)).collect()
@@ -639,11 +664,11 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             require_session(tx, &chat_id)?;
             let replaced = tx
-                .prepare(sql::REPLACE_MESSAGE)
+                .prepare_cached(sql::REPLACE_MESSAGE)
                 .and_then(|mut stmt| stmt.execute([&chat_id, &id, &json]))
                 .map_err(backend)?;
             if replaced == 0 {
-                tx.prepare(sql::APPEND_MESSAGE)
+                tx.prepare_cached(sql::APPEND_MESSAGE)
                     .and_then(|mut stmt| stmt.execute([&chat_id, &id, &json]))
                     .map_err(backend)?;
             }
@@ -657,7 +682,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             require_session(tx, &chat_id)?;
             // An unknown id makes the subquery NULL, and `position >= NULL` deletes nothing.
-            tx.prepare(sql::TRUNCATE_MESSAGES)
+            tx.prepare_cached(sql::TRUNCATE_MESSAGES)
                 .and_then(|mut stmt| stmt.execute([&chat_id, &from_id]))
                 .map_err(backend)?;
             Ok(())
@@ -667,8 +692,8 @@ impl Store for SqliteStore {
 
     async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {
         let chat_id = chat_id.to_owned();
-        self.with(move |conn| {
-            conn.prepare(sql::STATE)
+        self.read(move |conn| {
+            conn.prepare_cached(sql::STATE)
                 .and_then(|mut stmt| {
                     stmt.query_row([chat_id], |row| row.get::<_, String>(0))
                         .optional()
@@ -686,7 +711,7 @@ impl Store for SqliteStore {
         let json = to_json(state)?;
         self.write(move |tx| {
             require_session(tx, &chat_id)?;
-            tx.prepare(sql::PUT_STATE)
+            tx.prepare_cached(sql::PUT_STATE)
                 .and_then(|mut stmt| stmt.execute([&chat_id, &json]))
                 .map_err(backend)?;
             Ok(())
@@ -697,7 +722,7 @@ impl Store for SqliteStore {
     async fn put_event(&self, event: &OutboxEvent) -> StoreResult<()> {
         let event = event.clone();
         self.write(move |tx| {
-            tx.prepare(sql::INSERT_EVENT)
+            tx.prepare_cached(sql::INSERT_EVENT)
                 .and_then(|mut stmt| {
                     stmt.execute(params![
                         event.chat_id,
@@ -716,8 +741,8 @@ impl Store for SqliteStore {
     async fn due_events(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<OutboxEvent>> {
         // A time past SQLite's range is past every stored one.
         let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
-        self.with(move |conn| {
-            conn.prepare(sql::DUE_EVENTS)
+        self.read(move |conn| {
+            conn.prepare_cached(sql::DUE_EVENTS)
                 .and_then(|mut stmt| {
                     stmt.query_map(params![now, limit_bound(limit)], read_event)?
                         .collect()
@@ -736,7 +761,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let (chat_id, id) = (chat_id.to_owned(), id.to_owned());
         self.write(move |tx| {
-            tx.prepare(sql::RESCHEDULE_EVENT)
+            tx.prepare_cached(sql::RESCHEDULE_EVENT)
                 .and_then(|mut stmt| {
                     stmt.execute(params![chat_id, id, attempts, Int(next_attempt_ms)])
                 })
@@ -749,7 +774,7 @@ impl Store for SqliteStore {
     async fn remove_event(&self, chat_id: &str, id: &str) -> StoreResult<()> {
         let (chat_id, id) = (chat_id.to_owned(), id.to_owned());
         self.write(move |tx| {
-            tx.prepare(sql::REMOVE_EVENT)
+            tx.prepare_cached(sql::REMOVE_EVENT)
                 .and_then(|mut stmt| stmt.execute(params![chat_id, id]))
                 .map_err(backend)?;
             Ok(())
@@ -760,19 +785,19 @@ impl Store for SqliteStore {
     async fn list_sessions(&self, query: &SessionQuery) -> StoreResult<SessionPage> {
         listing::collect_page(query, |from: Option<ListKey>, limit| {
             let query = query.clone();
-            self.with(move |conn| scan_sessions(conn, &query, from.as_ref(), limit))
+            self.read(move |conn| scan_sessions(conn, &query, from.as_ref(), limit))
         })
         .await
     }
 
     async fn listed_session(&self, chat_id: &str) -> StoreResult<Option<ListedSession>> {
         let chat_id = chat_id.to_owned();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let Some(session) = select_session(conn, sql::SESSION_BY_CHAT, &chat_id)? else {
                 return Ok(None);
             };
             let last_activity_ms = conn
-                .prepare("SELECT last_activity_ms FROM sessions WHERE chat_id = ?1")
+                .prepare_cached("SELECT last_activity_ms FROM sessions WHERE chat_id = ?1")
                 .and_then(|mut stmt| stmt.query_row([&chat_id], |row| opt_u64_at(row, 0)))
                 .map_err(backend)?;
             Ok(Some(ListedSession {
@@ -797,7 +822,7 @@ impl Store for SqliteStore {
             update.apply(&mut session, now_ms);
             let metadata = session.metadata.as_ref().map(to_json).transpose()?;
             let tags = to_json(&session.tags)?;
-            tx.prepare(sql::UPDATE_SESSION)
+            tx.prepare_cached(sql::UPDATE_SESSION)
                 .and_then(|mut stmt| {
                     stmt.execute(params![chat_id, tags, metadata, Int(session.updated_at_ms)])
                 })
@@ -813,7 +838,7 @@ impl Store for SqliteStore {
             let mut erased = 0;
             for statement in sql::DELETE_CHAT {
                 erased = tx
-                    .prepare(statement)
+                    .prepare_cached(statement)
                     .and_then(|mut stmt| stmt.execute([&chat_id]))
                     .map_err(backend)?;
             }
@@ -838,7 +863,7 @@ impl Store for SqliteStore {
         let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
         let limit = limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
         self.write(move |tx| {
-            tx.prepare(sql::ADD_TO_COUNTER)
+            tx.prepare_cached(sql::ADD_TO_COUNTER)
                 .and_then(|mut stmt| {
                     stmt.query_row(
                         params![key, Int(amount), Int(expires_at_ms), limit, now],
@@ -855,8 +880,8 @@ impl Store for SqliteStore {
     async fn counter(&self, key: &str, now_ms: u64) -> StoreResult<u64> {
         let key = key.to_owned();
         let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
-        self.with(move |conn| {
-            conn.prepare(sql::COUNTER)
+        self.read(move |conn| {
+            conn.prepare_cached(sql::COUNTER)
                 .and_then(|mut stmt| {
                     stmt.query_row(params![key, now], |row| row.get::<_, Int>(0))
                         .optional()
@@ -900,7 +925,7 @@ fn scan_sessions(
         (None, Direction::Newer) => (-1, ""),
     };
     let statement = scan_statement(query.owner.is_some(), query.direction);
-    let mut stmt = conn.prepare(&statement).map_err(backend)?;
+    let mut stmt = conn.prepare_cached(&statement).map_err(backend)?;
     let rows = stmt
         .query_map(
             params![query.owner, created, chat_id, limit_bound(limit)],
@@ -988,7 +1013,7 @@ mod tests {
     async fn corrupt_rows_are_backend_errors() {
         let store = SqliteStore::in_memory().expect("open");
         store
-            .with(|conn| {
+            .write(|conn| {
                 conn.execute_batch(
                     "INSERT INTO sessions (session_id, chat_id, kind, task_identifier, \
                      trigger_config, tags, created_at_ms, updated_at_ms) \

@@ -34,7 +34,7 @@ pub struct Chat {
     token: Option<String>,
 }
 
-async fn open_chat(
+pub async fn open_chat(
     client: &reqwest::Client,
     target: &Target,
     server: &Server,

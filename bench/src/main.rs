@@ -13,6 +13,7 @@ mod open_files;
 mod plot;
 mod report;
 mod server;
+mod stores;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,6 +84,23 @@ struct Args {
     /// there, leaving the rest as the last full run wrote it.
     #[arg(long)]
     critical_path_only: bool,
+    /// Runs only the phase that puts chatfn's default store (SQLite) beside `--memory` and prints
+    /// its figures; with `--write-docs`, puts them into docs/benchmarks.md in place of the
+    /// section there, leaving the rest as the last full run wrote it.
+    #[arg(long)]
+    stores_only: bool,
+    /// Chats taking turns at once in the store phase (100; 10 with `--quick`).
+    #[arg(long)]
+    store_chats: Option<usize>,
+    /// Turns each chat takes in the store phase (3; 2 with `--quick`).
+    #[arg(long)]
+    store_turns: Option<usize>,
+    /// New chats started at once in the store phase's burst (1,000; 20 with `--quick`).
+    #[arg(long)]
+    burst: Option<usize>,
+    /// Rounds of the store phase, the stores alternating (2; 1 with `--quick`).
+    #[arg(long)]
+    store_rounds: Option<usize>,
     /// Runs only chatfn (for profiling it: pass a wrapper script as `--chatfn`).
     #[arg(long)]
     chatfn_only: bool,
@@ -149,6 +167,34 @@ async fn run(args: Args) -> Result<(), String> {
             eprintln!("bench: wrote the critical path into docs/benchmarks.md");
         }
         return match critical_path::failed(&figures) {
+            0 => Ok(()),
+            failed => Err(format!("{failed} turns failed")),
+        };
+    }
+    let store_load = stores::StoreLoad {
+        chats: args
+            .store_chats
+            .unwrap_or(if args.quick { 10 } else { 100 }),
+        turns: args.store_turns.unwrap_or(if args.quick { 2 } else { 3 }),
+        burst: args.burst.unwrap_or(if args.quick { 20 } else { 1000 }),
+        rounds: args.store_rounds.unwrap_or(if args.quick { 1 } else { 2 }),
+    };
+    if args.stores_only {
+        if !args.quick {
+            wait_for_quiet_machine().await;
+        }
+        let mock = mock_model::start(script)
+            .await
+            .map_err(|error| format!("mock model: {error}"))?;
+        let figures = stores::measure(&args.chatfn, &mock.url, store_load).await?;
+        let section = stores::section(&figures, store_load, &script);
+        println!("{section}");
+        if args.write_docs {
+            report::write_section_docs(stores::HEADING, &stores::doc_section(&section))
+                .map_err(|error| format!("docs: {error}"))?;
+            eprintln!("bench: wrote the store phase into docs/benchmarks.md");
+        }
+        return match figures.failed() {
             0 => Ok(()),
             failed => Err(format!("{failed} turns failed")),
         };
@@ -252,6 +298,12 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
 
+    let store_figures = if args.chatfn_only {
+        None
+    } else {
+        Some(stores::measure(&args.chatfn, model_url, store_load).await?)
+    };
+
     let dynamo = if args.dynamodb {
         let dynamo_script = ModelScript {
             tokens: args.dynamodb_tokens,
@@ -280,6 +332,12 @@ async fn run(args: Args) -> Result<(), String> {
     let dynamo_table = dynamo.as_ref().map(report::dynamo_table);
     if let Some(dynamo_table) = &dynamo_table {
         println!("{dynamo_table}");
+    }
+    let store_section = store_figures
+        .as_ref()
+        .map(|figures| stores::section(figures, store_load, &script));
+    if let Some(section) = &store_section {
+        println!("{section}");
     }
     let critical_section = critical
         .as_ref()
@@ -321,6 +379,10 @@ async fn run(args: Args) -> Result<(), String> {
             plotted,
         )
         .map_err(|error| format!("docs: {error}"))?;
+        if let Some(section) = &store_section {
+            report::write_section_docs(stores::HEADING, &stores::doc_section(section))
+                .map_err(|error| format!("docs: {error}"))?;
+        }
         eprintln!("bench: wrote docs/benchmarks.md");
     }
     let errors: usize = measured
@@ -335,6 +397,9 @@ async fn run(args: Args) -> Result<(), String> {
         .filter(|timing| timing.error.is_some())
         .count()
         + dynamo.as_ref().map_or(0, |figures| figures.failed)
+        + store_figures
+            .as_ref()
+            .map_or(0, stores::StoreFigures::failed)
         + critical.as_ref().map_or(0, critical_path::failed);
     if args.quick && errors > 0 {
         return Err(format!("{errors} turns failed"));

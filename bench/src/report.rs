@@ -491,12 +491,17 @@ const PROMPT_CACHE_SECTION: &str = include_str!("prompt_cache_section.md");
 /// one there (or before the closing section), leaving the other figures as the last full run
 /// wrote them.
 pub fn write_critical_path_docs(figures: &str) -> std::io::Result<()> {
+    write_section_docs(CRITICAL_PATH_HEADING, &critical_path_section(figures))
+}
+
+/// Puts `section` (starting with `heading`) into `docs/benchmarks.md` in place of the section
+/// with that heading (or before the closing section), leaving the rest as it is.
+pub fn write_section_docs(heading: &str, section: &str) -> std::io::Result<()> {
     let path = "docs/benchmarks.md";
     let doc = std::fs::read_to_string(path)?;
-    let section = critical_path_section(figures);
-    let doc = match doc.find(CRITICAL_PATH_HEADING) {
+    let doc = match doc.find(heading) {
         Some(start) => {
-            let after = start + CRITICAL_PATH_HEADING.len();
+            let after = start + heading.len();
             let end = doc[after..]
                 .find("\n## ")
                 .map_or(doc.len(), |at| after + at + 1);

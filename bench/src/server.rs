@@ -19,6 +19,8 @@ pub enum Target {
         dynamodb: Option<String>,
         dynamodb_endpoint: Option<String>,
     },
+    /// chatfn's local server binary on its default store: the SQLite file in `data_dir`.
+    ChatfnSqlite { binary: PathBuf, data_dir: PathBuf },
     /// The Node baseline (`bench/baseline/server.mjs`).
     Baseline { script: PathBuf },
     /// `bench-passthrough`: a server that only forwards, the floor under the time to first token.
@@ -29,6 +31,7 @@ impl Target {
     pub fn name(&self) -> &'static str {
         match self {
             Target::Chatfn { .. } => "chatfn",
+            Target::ChatfnSqlite { .. } => "chatfn (SQLite)",
             Target::Baseline { .. } => "node ai-sdk",
             Target::Passthrough { .. } => "pass-through",
         }
@@ -36,7 +39,7 @@ impl Target {
 
     /// chatfn needs a session token per chat; the baseline takes any request.
     pub fn needs_session(&self) -> bool {
-        matches!(self, Target::Chatfn { .. })
+        matches!(self, Target::Chatfn { .. } | Target::ChatfnSqlite { .. })
     }
 }
 
@@ -61,6 +64,7 @@ impl Server {
             } => {
                 let mut command = Command::new(binary);
                 command.args(["--host", "127.0.0.1", "--port", "0"]);
+                chatfn_environment(&mut command, model_url);
                 match dynamodb {
                     Some(table) => {
                         command.args(["--dynamodb", table]);
@@ -83,12 +87,13 @@ impl Server {
                     }
                 }
                 command
-                    .env("CHATFN_SECRET_KEY", SECRET_KEY)
-                    .env("CHATFN_MODEL_PROVIDER", "openai")
-                    .env("CHATFN_MODEL_BASE_URL", model_url)
-                    .env("CHATFN_MODEL", "mock-model")
-                    .env("CHATFN_MODEL_API_KEY", "bench")
-                    .env("RUST_LOG", "warn");
+            }
+            Target::ChatfnSqlite { binary, data_dir } => {
+                let mut command = Command::new(binary);
+                command
+                    .args(["--host", "127.0.0.1", "--port", "0", "--data-dir"])
+                    .arg(data_dir);
+                chatfn_environment(&mut command, model_url);
                 command
             }
             Target::Baseline { script } => {
@@ -195,6 +200,17 @@ impl Server {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// What chatfn is started with on every store: the bench's secret key and the mock model.
+fn chatfn_environment(command: &mut Command, model_url: &str) {
+    command
+        .env("CHATFN_SECRET_KEY", SECRET_KEY)
+        .env("CHATFN_MODEL_PROVIDER", "openai")
+        .env("CHATFN_MODEL_BASE_URL", model_url)
+        .env("CHATFN_MODEL", "mock-model")
+        .env("CHATFN_MODEL_API_KEY", "bench")
+        .env("RUST_LOG", "warn");
 }
 
 /// The kernel's clock ticks per second (`getconf CLK_TCK`), 100 on Linux almost everywhere.

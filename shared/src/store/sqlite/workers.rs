@@ -1,23 +1,30 @@
-//! The threads that own the SQLite connections: one writer that commits the writes of many
-//! callers in one transaction (group commit), and a few readers, each on a connection of its
-//! own, so reads run beside the writer (WAL mode lets them) instead of queueing behind it.
+//! Where the SQLite store's work runs: on the caller's thread when a connection is free, else on
+//! a few threads of the store's own.
 //!
-//! The thread count is fixed when the store opens, whatever the load: callers queue their work
-//! and await its result, and no thread is parked per waiting caller. The writer takes the first
-//! write queued, then every write queued behind it (up to [`MAX_GROUP`]), runs each in a
-//! savepoint of one `BEGIN IMMEDIATE` transaction (a write that fails undoes only its own
-//! changes), commits once and only then answers each caller: a caller never sees a write
-//! succeed that a failed commit then lost. When the queue is empty a write is committed alone,
-//! so a lone caller waits for no one.
+//! A point read or a small commit takes tens of microseconds (in WAL mode with
+//! `synchronous=NORMAL` a commit appends to the log without syncing it), less than handing the
+//! work to another thread and back: two wake-ups that, on a busy machine, cost milliseconds each
+//! and put them on every turn's path to its first token. So a caller that finds a connection
+//! free uses it at once. What could wait does not run there: a write that finds the writer's
+//! connection taken, or the file's write lock held by another process, is queued for the writer
+//! thread, and a read that finds every reader's connection taken is queued for a reader thread.
+//! Syncing the file, the one slow part of a commit, is left to a checkpointer thread.
+//!
+//! The writer thread takes the first write queued, then every write queued behind it (up to
+//! [`MAX_GROUP`]), runs each in a savepoint of one `BEGIN IMMEDIATE` transaction (a write that
+//! fails undoes only its own changes), commits once and only then answers each caller: a caller
+//! never sees a write succeed that a failed commit then lost. The threads are as many as when
+//! the store opened, whatever the load; they end once the last handle is gone.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ErrorCode};
 use tokio::sync::oneshot;
 
-use super::backend;
+use super::{BUSY_TIMEOUT, backend};
 use crate::store::{StoreError, StoreResult};
 
 /// The most writes one transaction commits: enough to take a burst's queue in a few commits,
@@ -26,6 +33,10 @@ const MAX_GROUP: usize = 256;
 
 /// Statements each connection keeps prepared: every statement the store runs, with room.
 pub(super) const STATEMENT_CACHE: usize = 64;
+
+/// How often the checkpointer copies the log into the database file (and syncs both). The log
+/// holds at most about this much of the writes.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// What the writer hands back once a group's commit has succeeded (`Ok`) or failed (`Err`):
 /// the caller's answer goes out only then.
@@ -38,46 +49,86 @@ type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> Settle + Send>;
 /// One caller's read, run on a reader's connection; it sends its own answer.
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
-/// Where reads go.
-enum Readers {
-    /// Reader threads sharing one queue.
-    Pool(Sender<ReadJob>),
-    /// The writer's connection: a private in-memory database has no other.
-    Writer,
-}
-
-/// The queues of a store's connection threads. The threads end once the last handle is gone.
+/// A store's connections and the queues of its threads.
 pub(super) struct Workers {
-    writer: Sender<WriteJob>,
-    readers: Readers,
+    writer: Arc<Mutex<Connection>>,
+    writes: Sender<WriteJob>,
+    /// The readers' connections; none for a private in-memory database, whose one connection
+    /// is the writer's.
+    readers: Arc<[Mutex<Connection>]>,
+    reads: Option<Sender<ReadJob>>,
+    /// Dropped with the store, which ends the checkpointer.
+    _checkpoints: Option<Sender<()>>,
 }
 
 impl Workers {
-    /// Starts the writer on `writer` and a reader on each of `readers` (none: reads go to the
-    /// writer).
-    pub(super) fn start(writer: Connection, readers: Vec<Connection>) -> StoreResult<Workers> {
-        let (write_queue, writes) = channel::<WriteJob>();
-        spawn("chatfn-sqlite-writer", move || run_writer(writer, writes))?;
-        let readers = if readers.is_empty() {
-            Readers::Writer
+    /// Starts the writer thread on `writer`, a reader thread for each of `readers` (none: reads
+    /// go to the writer's connection) and, with `checkpointer`, the checkpointer on it.
+    pub(super) fn start(
+        writer: Connection,
+        readers: Vec<Connection>,
+        checkpointer: Option<Connection>,
+    ) -> StoreResult<Workers> {
+        let writer = Arc::new(Mutex::new(writer));
+        let (writes, queued_writes) = channel::<WriteJob>();
+        {
+            let writer = Arc::clone(&writer);
+            spawn("chatfn-sqlite-writer", move || {
+                run_writer(&writer, queued_writes)
+            })?;
+        }
+        let readers: Arc<[Mutex<Connection>]> = readers.into_iter().map(Mutex::new).collect();
+        let reads = if readers.is_empty() {
+            None
         } else {
-            let (read_queue, reads) = channel::<ReadJob>();
-            let reads = Arc::new(Mutex::new(reads));
-            for conn in readers {
-                let reads = Arc::clone(&reads);
-                spawn("chatfn-sqlite-reader", move || run_reader(conn, &reads))?;
+            let (reads, queued_reads) = channel::<ReadJob>();
+            let queued_reads = Arc::new(Mutex::new(queued_reads));
+            for index in 0..readers.len() {
+                let (readers, queued_reads) = (Arc::clone(&readers), Arc::clone(&queued_reads));
+                spawn("chatfn-sqlite-reader", move || {
+                    run_reader(&readers[index], &queued_reads)
+                })?;
             }
-            Readers::Pool(read_queue)
+            Some(reads)
+        };
+        let checkpoints = match checkpointer {
+            Some(conn) => {
+                let (checkpoints, stop) = channel::<()>();
+                spawn("chatfn-sqlite-checkpointer", move || {
+                    run_checkpointer(&conn, &stop)
+                })?;
+                Some(checkpoints)
+            }
+            None => None,
         };
         Ok(Workers {
-            writer: write_queue,
+            writer,
+            writes,
             readers,
+            reads,
+            _checkpoints: checkpoints,
         })
     }
 
-    /// Runs `f` in the writer's transaction, in a savepoint of its own; its changes are
-    /// committed (and its result given back) with the rest of its group, or undone if it fails.
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction, its changes kept only if it succeeds: at
+    /// once when the writer's connection and the file's write lock are free, else queued for
+    /// the writer thread, to be committed with the rest of its group.
     pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let f = match self.writer.try_lock() {
+            Ok(conn) => match write_at_once(&conn, f) {
+                Ok(result) => return result,
+                Err(f) => f,
+            },
+            Err(_) => f,
+        };
+        self.queue_write(f).await
+    }
+
+    async fn queue_write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -96,28 +147,32 @@ impl Workers {
                 let _ = answer.send(outcome);
             })
         });
-        self.writer.send(job).map_err(|_| stopped("writer"))?;
+        self.writes.send(job).map_err(|_| stopped("writer"))?;
         answered.await.map_err(|_| stopped("writer"))?
     }
 
-    /// Runs `f` on a reader's connection (on the writer's, for a private in-memory database).
-    /// A read sees every write whose caller has had its answer.
+    /// Runs `f` on a reader's connection (on the writer's, for a private in-memory database):
+    /// at once on one that is free, else queued for a reader thread. A read sees every write
+    /// whose caller has had its answer.
     pub(super) async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let queue = match &self.readers {
-            Readers::Pool(queue) => queue,
-            Readers::Writer => return self.write(f).await,
+        let Some(reads) = &self.reads else {
+            if let Ok(conn) = self.writer.try_lock() {
+                return guarded(|| f(&conn), "read");
+            }
+            return self.queue_write(f).await;
         };
+        if let Some(conn) = self.readers.iter().find_map(|conn| conn.try_lock().ok()) {
+            return guarded(|| f(&conn), "read");
+        }
         let (answer, answered) = oneshot::channel();
         let job: ReadJob = Box::new(move |conn| {
-            let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
-                .unwrap_or_else(|_| Err(StoreError::Backend("sqlite: a read panicked".into())));
-            let _ = answer.send(result);
+            let _ = answer.send(guarded(|| f(conn), "read"));
         });
-        queue.send(job).map_err(|_| stopped("reader"))?;
+        reads.send(job).map_err(|_| stopped("reader"))?;
         answered.await.map_err(|_| stopped("reader"))?
     }
 }
@@ -134,27 +189,84 @@ fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> StoreResult<()> {
         .map_err(|e| StoreError::Backend(format!("sqlite: cannot start a thread: {e}")))
 }
 
+/// A connection whose holder panicked is still a connection: every panic in the store's work is
+/// caught before it could leave a transaction open.
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `f`, a panic in it answered as a backend error.
+fn guarded<T>(f: impl FnOnce() -> StoreResult<T>, what: &str) -> StoreResult<T> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(StoreError::Backend(format!("sqlite: a {what} panicked"))))
+}
+
+fn execute(conn: &Connection, statement: &str) -> StoreResult<()> {
+    conn.prepare_cached(statement)
+        .and_then(|mut stmt| stmt.execute([]))
+        .map(drop)
+        .map_err(backend)
+}
+
+/// Runs `f` in a transaction of its own, unless the file's write lock is held by another
+/// process: then `f` comes back, not run, for the writer thread (which may wait for the lock).
+fn write_at_once<T, F>(conn: &Connection, f: F) -> Result<StoreResult<T>, F>
+where
+    F: FnOnce(&Connection) -> StoreResult<T>,
+{
+    // Waiting for the lock would block the caller's thread.
+    if conn.busy_timeout(Duration::ZERO).is_err() {
+        return Err(f);
+    }
+    let begun = conn
+        .prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut stmt| stmt.execute([]));
+    let _ = conn.busy_timeout(BUSY_TIMEOUT);
+    match begun {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(error, _)) if error.code == ErrorCode::DatabaseBusy => {
+            return Err(f);
+        }
+        Err(error) => return Ok(Err(backend(error))),
+    }
+    let result = guarded(|| f(conn), "write");
+    Ok(match result {
+        Ok(value) => match execute(conn, "COMMIT") {
+            Ok(()) => Ok(value),
+            Err(error) => {
+                roll_back(conn);
+                Err(error)
+            }
+        },
+        Err(error) => {
+            roll_back(conn);
+            Err(error)
+        }
+    })
+}
+
+/// Ends a transaction that failed; one that a failed commit already ended needs nothing.
+fn roll_back(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = execute(conn, "ROLLBACK");
+    }
+}
+
 /// Runs `f` in a savepoint, released if it succeeds and rolled back if it fails or panics.
 fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    let run = |statement: &str| {
-        conn.prepare_cached(statement)
-            .and_then(|mut stmt| stmt.execute([]))
-            .map_err(backend)
-    };
-    run("SAVEPOINT write")?;
-    let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
-        .unwrap_or_else(|_| Err(StoreError::Backend("sqlite: a write panicked".into())));
+    execute(conn, "SAVEPOINT write")?;
+    let result = guarded(|| f(conn), "write");
     if result.is_err() {
-        run("ROLLBACK TO write")?;
+        execute(conn, "ROLLBACK TO write")?;
     }
-    run("RELEASE write")?;
+    execute(conn, "RELEASE write")?;
     result
 }
 
-fn run_writer(conn: Connection, writes: Receiver<WriteJob>) {
+fn run_writer(writer: &Mutex<Connection>, writes: Receiver<WriteJob>) {
     while let Ok(first) = writes.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -163,28 +275,23 @@ fn run_writer(conn: Connection, writes: Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
-        commit_group(&conn, group);
+        commit_group(&lock(writer), group);
     }
 }
 
 /// Runs the group's writes in one transaction, commits it, then answers every caller.
 fn commit_group(conn: &Connection, group: Vec<WriteJob>) {
-    let run = |statement: &str| {
-        conn.prepare_cached(statement)
-            .and_then(|mut stmt| stmt.execute([]))
-            .map_err(backend)
-    };
-    if let Err(error) = run("BEGIN IMMEDIATE") {
+    if let Err(error) = execute(conn, "BEGIN IMMEDIATE") {
         for job in group {
             job(None)(Err(&error));
         }
         return;
     }
     let settles: Vec<Settle> = group.into_iter().map(|job| job(Some(conn))).collect();
-    let committed = run("COMMIT").map(drop);
-    if committed.is_err() && !conn.is_autocommit() {
-        // A commit that failed (busy, full disk) leaves the transaction open.
-        let _ = run("ROLLBACK");
+    let committed = execute(conn, "COMMIT");
+    if committed.is_err() {
+        // A commit that failed (busy, full disk) may leave the transaction open.
+        roll_back(conn);
     }
     let committed = committed.as_ref().map(|_| ());
     for settle in settles {
@@ -192,7 +299,7 @@ fn commit_group(conn: &Connection, group: Vec<WriteJob>) {
     }
 }
 
-fn run_reader(conn: Connection, reads: &Mutex<Receiver<ReadJob>>) {
+fn run_reader(conn: &Mutex<Connection>, reads: &Mutex<Receiver<ReadJob>>) {
     loop {
         // Only the reader holding the lock waits on the queue; the others wait for the lock.
         let job = match reads.lock() {
@@ -200,8 +307,18 @@ fn run_reader(conn: Connection, reads: &Mutex<Receiver<ReadJob>>) {
             Err(_) => return,
         };
         match job {
-            Ok(job) => job(&conn),
+            Ok(job) => job(&lock(conn)),
             Err(_) => return,
+        }
+    }
+}
+
+/// Copies the log into the database file every [`CHECKPOINT_EVERY`] (without stopping writers
+/// or readers) until the store is gone.
+fn run_checkpointer(conn: &Connection, stop: &Receiver<()>) {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!("sqlite: checkpoint failed: {error}");
         }
     }
 }
@@ -214,7 +331,7 @@ mod tests {
         let conn = Connection::open_in_memory().expect("open");
         conn.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
             .expect("schema");
-        Workers::start(conn, Vec::new()).expect("start")
+        Workers::start(conn, Vec::new(), None).expect("start")
     }
 
     fn insert(v: i64) -> impl FnOnce(&Connection) -> StoreResult<usize> + Send + 'static {
@@ -232,14 +349,21 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_in_a_group_undoes_only_its_own_changes() {
         let workers = workers();
-        let (a, b, c) = tokio::join!(
-            workers.write(insert(1)),
-            workers.write(|conn| {
+        // Queued while the writer's connection is held, so the writer thread takes them as one
+        // group.
+        let held = lock(&workers.writer);
+        let (a, b, c, ()) = tokio::join!(
+            workers.queue_write(insert(1)),
+            workers.queue_write(|conn| {
                 insert(2)(conn)?;
                 // The key is taken: this write fails after its first insert.
                 insert(1)(conn)
             }),
-            workers.write(insert(3)),
+            workers.queue_write(insert(3)),
+            async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(held);
+            },
         );
         assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
         assert!(b.is_err());

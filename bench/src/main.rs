@@ -298,6 +298,21 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
 
+    // The CPU floor: the pass-through under the busiest level's load, in a fresh process too.
+    let floor_level = match levels.iter().copied().max() {
+        Some(concurrency) => {
+            let server = Server::start(&floor_target, model_url).await?;
+            eprintln!(
+                "bench: {}: {concurrency} concurrent streams",
+                floor_target.name()
+            );
+            let level = measure_level(&floor_target, &server, concurrency).await;
+            server.stop().await;
+            Some(level)
+        }
+        None => None,
+    };
+
     let store_figures = if args.chatfn_only {
         None
     } else {
@@ -327,7 +342,7 @@ async fn run(args: Args) -> Result<(), String> {
         None
     };
 
-    let table = report::table(&measured, &floor, &direct, &script);
+    let table = report::table(&measured, &floor, floor_level.as_ref(), &direct, &script);
     println!("{table}");
     let dynamo_table = dynamo.as_ref().map(report::dynamo_table);
     if let Some(dynamo_table) = &dynamo_table {

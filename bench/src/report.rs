@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::Measured;
 use crate::load::TurnTiming;
 use crate::mock_model::ModelScript;
+use crate::{Level, Measured};
 
 /// The p99 inter-chunk gap the goals allow.
 const GAP_LIMIT: Duration = Duration::from_millis(50);
@@ -131,11 +131,7 @@ fn figures(measured: &[Measured], direct: &[TurnTiming], script: &ModelScript) -
             label: format!("CPU seconds per 1,000 tokens ({concurrency} streams)"),
             values: measured
                 .iter()
-                .map(|m| {
-                    let level = m.levels.get(index)?;
-                    let tokens: usize = level.timings.iter().map(|t| t.text_deltas).sum();
-                    (tokens > 0).then(|| level.cpu_seconds / tokens as f64 * 1000.0)
-                })
+                .map(|m| m.levels.get(index).and_then(cpu_per_thousand_tokens))
                 .collect(),
             unit: "s",
             ratio: true,
@@ -263,9 +259,48 @@ fn cell(value: Option<f64>, unit: &str) -> String {
 /// The figures as a Markdown table: one column per server, and the baseline/chatfn ratio.
 /// `floor` is the turns one at a time of the server that only forwards, `direct` the calls to
 /// the model with no server in between.
+/// CPU seconds per 1,000 text deltas the clients saw at a level.
+fn cpu_per_thousand_tokens(level: &Level) -> Option<f64> {
+    let tokens: usize = level.timings.iter().map(|t| t.text_deltas).sum();
+    (tokens > 0).then(|| level.cpu_seconds / tokens as f64 * 1000.0)
+}
+
+/// The goal for chatfn's CPU per token over the pass-through floor's at the same load.
+const CPU_OVER_FLOOR_GOAL: f64 = 1.5;
+
+/// chatfn's and the others' CPU per token against the pass-through's at the busiest level.
+fn cpu_floor_paragraph(measured: &[Measured], floor_level: &Level) -> Option<String> {
+    let floor = cpu_per_thousand_tokens(floor_level)?;
+    let concurrency = floor_level.concurrency;
+    let at_level = |m: &Measured| {
+        m.levels
+            .iter()
+            .find(|level| level.concurrency == concurrency)
+            .and_then(cpu_per_thousand_tokens)
+    };
+    let chatfn = measured.first().and_then(at_level)?;
+    let ratio = chatfn / floor;
+    let verdict = if ratio <= CPU_OVER_FLOOR_GOAL {
+        "met".to_owned()
+    } else {
+        format!("missed by {:.2}×", ratio - CPU_OVER_FLOOR_GOAL)
+    };
+    let others: String = measured
+        .iter()
+        .skip(1)
+        .filter_map(|m| Some(format!("; {}'s is {:.1}× it", m.name, at_level(m)? / floor)))
+        .collect();
+    Some(format!(
+        "The CPU floor: the same pass-through under the busiest level's load ({concurrency} \
+         streams) used {floor:.3} s of CPU per 1,000 tokens; chatfn's {chatfn:.3} s is \
+         {ratio:.2}× it (goal: at most {CPU_OVER_FLOOR_GOAL}×, {verdict}){others}."
+    ))
+}
+
 pub fn table(
     measured: &[Measured],
     floor: &[TurnTiming],
+    floor_level: Option<&Level>,
     direct: &[TurnTiming],
     script: &ModelScript,
 ) -> String {
@@ -330,6 +365,9 @@ pub fn table(
              p99{over_direct}) over the same {} turns one at a time{above}.",
             floor.len(),
         );
+    }
+    if let Some(paragraph) = floor_level.and_then(|level| cpu_floor_paragraph(measured, level)) {
+        let _ = writeln!(out, "\n{paragraph}");
     }
     out
 }
@@ -685,6 +723,51 @@ show for the goals not met.
 mod tests {
     use super::*;
 
+    fn level(concurrency: usize, tokens: usize, cpu_seconds: f64) -> Level {
+        Level {
+            concurrency,
+            timings: vec![TurnTiming {
+                text_deltas: tokens,
+                ..TurnTiming::default()
+            }],
+            cpu_seconds,
+            ..Level::default()
+        }
+    }
+
+    #[test]
+    fn the_cpu_floor_is_held_at_the_floors_own_level() {
+        let server = |name: &str, cpu_seconds: f64| Measured {
+            name: name.into(),
+            levels: vec![level(10, 2000, 1.0), level(1000, 2000, cpu_seconds)],
+            ..Measured::default()
+        };
+        let measured = [server("chatfn", 0.04), server("node ai-sdk", 0.4)];
+        let paragraph = cpu_floor_paragraph(&measured, &level(1000, 4000, 0.06));
+        let paragraph = paragraph.unwrap_or_default();
+        assert!(
+            paragraph.contains("used 0.015 s of CPU per 1,000 tokens"),
+            "{paragraph}"
+        );
+        assert!(
+            paragraph.contains("chatfn's 0.020 s is 1.33× it"),
+            "{paragraph}"
+        );
+        assert!(paragraph.contains("1.5×, met"), "{paragraph}");
+        assert!(
+            paragraph.contains("node ai-sdk's is 13.3× it"),
+            "{paragraph}"
+        );
+        let missed = cpu_floor_paragraph(&measured, &level(1000, 4000, 0.04));
+        assert!(
+            missed
+                .as_deref()
+                .is_some_and(|p| p.contains("missed by 0.50×")),
+            "{missed:?}"
+        );
+        assert_eq!(cpu_floor_paragraph(&measured, &level(1000, 0, 0.04)), None);
+    }
+
     fn turn(first_text_us: u64, model_first_token_us: u64) -> TurnTiming {
         TurnTiming {
             first_text: Duration::from_micros(first_text_us),
@@ -730,7 +813,7 @@ mod tests {
             over_direct.is_some_and(|ms| (ms - 0.8).abs() < 1e-9),
             "{over_direct:?}"
         );
-        let table = table(&[], &[], &direct, &script);
+        let table = table(&[], &[], None, &direct, &script);
         assert!(
             table.contains("sees the first token 0.400 ms after"),
             "{table}"

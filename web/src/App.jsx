@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { backendApi } from './api.js';
 import { Chat } from './Chat.jsx';
 import { useChatList } from './chats.js';
@@ -73,8 +73,10 @@ export function App() {
     backend.info().then(setInfo);
   }, [backend]);
 
-  // The chat in view is in the address bar, so a reload reopens it.
-  useEffect(() => {
+  // The chat in view is in the address bar, so a reload reopens it. A layout effect runs in the
+  // same commit as the page's change: a reload right after a delete or a switch never finds the
+  // address of the chat that was on screen before.
+  useLayoutEffect(() => {
     showChatInUrl(chatId);
     rememberCurrentChat(config.server, chatId);
   }, [chatId, config.server]);

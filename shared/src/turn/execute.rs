@@ -65,7 +65,7 @@ impl TurnRunner {
         }
         let heartbeat = LeaseHeartbeat::start(
             self.store.clone(),
-            chat_id.clone(),
+            live.clone(),
             lease.holder.clone(),
             self.settings.lease_ttl_ms,
         );
@@ -113,8 +113,11 @@ impl TurnRunner {
         );
         drop(heartbeat);
         if turn.writer.lease_lost() {
-            // Someone recovered this chat while we stalled; the turn is theirs to close.
-            if let Some(saved) = &saved {
+            // Someone recovered this chat while we stalled, and the turn is theirs to close; or
+            // the chat was erased, perhaps created again since, and nothing of it is kept.
+            if let Some(saved) = &saved
+                && self.chat_outlived(&chat_id, &turn.lease).await
+            {
                 self.save_state(&chat_id, saved).await;
             }
             self.unlist(&turn.live);
@@ -276,6 +279,19 @@ impl TurnRunner {
     }
 
     /// Takes the turn off the list of live turns and ends its readers.
+    /// Whether the chat a turn that lost its lease ran in is still there: not erased, nor
+    /// erased and created again after the turn took its lease.
+    async fn chat_outlived(&self, chat_id: &str, lease: &TurnLease) -> bool {
+        match self.store.session(chat_id).await {
+            Ok(Some(session)) => session.created_at_ms <= lease.acquired_at_ms,
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(chat = %chat_id, "could not check the chat before saving its state: {error}");
+                false
+            }
+        }
+    }
+
     fn unlist(&self, live: &Arc<LiveTurn>) {
         self.live.remove(live);
         live.finish();

@@ -10,6 +10,7 @@
 //! turn, so no reader in the process ever queries it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use futures::Stream;
@@ -29,6 +30,9 @@ pub struct LiveTurn {
     /// Bumped on every change; readers wait on it.
     version: watch::Sender<u64>,
     stop: CancellationToken,
+    /// Set once the turn's lease is known to be another's (taken over, or the chat erased): the
+    /// turn may write nothing more.
+    lease_lost: AtomicBool,
     /// Where records the feed let go of are read back from; set once the writer knows its store
     /// reads cheaply.
     written_to: OnceLock<Arc<dyn Store>>,
@@ -71,6 +75,7 @@ impl LiveTurn {
             }),
             version: watch::Sender::new(0),
             stop: CancellationToken::new(),
+            lease_lost: AtomicBool::new(false),
             written_to: OnceLock::new(),
         }
     }
@@ -88,6 +93,18 @@ impl LiveTurn {
     /// Fires when someone asks the turn to stop.
     pub fn stop_signal(&self) -> &CancellationToken {
         &self.stop
+    }
+
+    /// The lease is gone: the turn's writer refuses every later write, and the turn is asked
+    /// to stop, so that a model stream or tool that heeds the stop ends it early.
+    pub(super) fn lose_lease(&self) {
+        self.lease_lost.store(true, Ordering::Release);
+        self.stop.cancel();
+    }
+
+    /// Whether [`lose_lease`](Self::lose_lease) was called.
+    pub(super) fn lease_lost(&self) -> bool {
+        self.lease_lost.load(Ordering::Acquire)
     }
 
     fn state(&self) -> MutexGuard<'_, LiveState> {

@@ -889,4 +889,59 @@ mod tests {
                 .is_none()
         );
     }
+
+    /// A turn whose lease another executor took over (or an erase removed) learns it from its
+    /// heartbeat's next renewal, not at its end: it stops at once, writes nothing more, and
+    /// neither stores its reply nor frees the chat it no longer holds.
+    #[tokio::test]
+    async fn a_turn_that_lost_its_lease_stops_writing_at_once() {
+        let store = Arc::new(MemoryStore::new());
+        // About 45 words at 40 ms each: the reply would stream for almost two seconds.
+        let model = OfflineModel::new().with_word_delay(std::time::Duration::from_millis(40));
+        let agent = Arc::new(Agent::builder(Arc::new(model)).build());
+        let runner = TurnRunner::new(store.clone(), agent).with_settings(WriterSettings {
+            lease_ttl_ms: 300,
+            flush_interval_ms: 20,
+            ..WriterSettings::default()
+        });
+        let (seq, payload) = chat_with_input(&store, &runner).await;
+        let (_, task) = runner.start("answered", seq, payload).await.expect("turn");
+        let task = tokio::spawn(task);
+        crate::runtime::sleep(std::time::Duration::from_millis(200)).await;
+
+        // A recovery elsewhere found the lease lapsed (its clock a minute on) and took it.
+        let later = now_ms() + 60_000;
+        let taken = store
+            .acquire_lease(
+                "answered",
+                TurnLease {
+                    holder: "recovery".into(),
+                    acquired_at_ms: later,
+                    expires_at_ms: later + 600_000,
+                    first_seq: 0,
+                    input_seq: Some(seq),
+                },
+                later,
+            )
+            .await
+            .expect("takeover");
+        assert!(matches!(taken, LeaseAcquire::Acquired { .. }), "{taken:?}");
+        let written = runner.read_log("answered", None).await.expect("log").len();
+        assert!(written > 0, "the turn was streaming");
+
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("the turn ends")
+            .expect("no panic");
+        let log = runner.read_log("answered", None).await.expect("log");
+        assert!(
+            !log.iter().any(|record| record.body.is_turn_complete()),
+            "no turn-complete from a turn that lost its lease: {} records",
+            log.len()
+        );
+        let messages = store.messages("answered").await.expect("messages");
+        assert_eq!(messages.len(), 1, "the user's message, and no reply");
+        let lease = store.lease("answered").await.expect("lease");
+        assert_eq!(lease.map(|lease| lease.holder), Some("recovery".into()));
+    }
 }

@@ -101,7 +101,7 @@ impl OutputWriter {
 
     /// True once another executor took the chat over: nothing more may be written.
     pub fn lease_lost(&self) -> bool {
-        self.lease_lost
+        self.lease_lost || self.live.lease_lost()
     }
 
     fn push(&mut self, body: OutputBody) {
@@ -123,6 +123,9 @@ impl OutputWriter {
         let Some(last) = batch.last().map(|record| record.seq) else {
             return Ok(());
         };
+        if self.live.lease_lost() {
+            return Err(SinkClosed("the turn lease was lost".into()));
+        }
         match self.store.append_output(&self.chat_id, &batch).await {
             Ok(()) => {
                 self.live.written_through(last);
@@ -290,7 +293,7 @@ fn forces_flush(chunk: &UIMessageChunk) -> bool {
 #[async_trait]
 impl ChunkSink for OutputWriter {
     async fn emit(&mut self, chunk: &UIMessageChunk) -> Result<(), SinkClosed> {
-        if self.lease_lost {
+        if self.lease_lost() {
             return Err(SinkClosed("the turn lease was taken over".into()));
         }
         let json = serde_json::to_string(chunk).map_err(|e| SinkClosed(e.to_string()))?;

@@ -6,6 +6,7 @@
 //! make it wait, else on a few threads of the store's own ([`workers`]): one writer, which
 //! commits many callers' writes together, and a few readers beside it.
 
+mod turn_start;
 mod workers;
 
 use std::path::Path;
@@ -22,8 +23,9 @@ use serde_json::Value;
 use super::listing::{self, Direction, ListKey, ListedSession, SessionPage, SessionQuery};
 use super::sql::{self, SessionRow, json_column};
 use super::{
-    InputAppend, InputRecord, LeaseAcquire, OutboxEvent, OutputRecord, Session, SessionCreate,
-    SessionUpdate, Store, StoreError, StoreResult, TurnLease, check_output_batch,
+    InputAppend, InputRecord, LeaseAcquire, LeasedAppend, OutboxEvent, OutputRecord, Session,
+    SessionCreate, SessionUpdate, Store, StoreError, StoreResult, TurnLease, TurnView,
+    check_output_batch,
 };
 use crate::ui::UIMessage;
 use workers::Workers;
@@ -367,6 +369,86 @@ fn select_lease(conn: &Connection, chat_id: &str) -> StoreResult<Option<TurnLeas
         .map_err(backend)
 }
 
+fn put_lease(tx: &Connection, chat_id: &str, lease: &TurnLease) -> StoreResult<()> {
+    tx.prepare_cached(sql::PUT_LEASE)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                chat_id,
+                lease.holder,
+                Int(lease.acquired_at_ms),
+                Int(lease.expires_at_ms),
+                Int(lease.first_seq),
+                lease.input_seq.map(Int),
+            ])
+        })
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Appends an input at the seq after the chat's last; its seq.
+fn insert_input(
+    tx: &Connection,
+    chat_id: &str,
+    part_id: &str,
+    body: &str,
+    now_ms: u64,
+) -> StoreResult<u64> {
+    tx.prepare_cached(sql::INSERT_INPUT)
+        .and_then(|mut stmt| {
+            stmt.query_row(params![chat_id, part_id, body, Int(now_ms)], |row| {
+                u64_at(row, 0)
+            })
+        })
+        .map_err(backend)
+}
+
+fn select_inputs(
+    conn: &Connection,
+    chat_id: &str,
+    after: Option<u64>,
+    limit: usize,
+) -> StoreResult<Vec<InputRecord>> {
+    conn.prepare_cached(sql::INPUTS_AFTER)
+        .and_then(|mut stmt| {
+            stmt.query_map(
+                params![chat_id, after_bound(after), limit_bound(limit)],
+                read_input,
+            )?
+            .collect()
+        })
+        .map_err(backend)
+}
+
+fn select_consumed(conn: &Connection, chat_id: &str) -> StoreResult<Option<u64>> {
+    conn.prepare_cached(sql::CONSUMED_INPUT)
+        .and_then(|mut stmt| {
+            stmt.query_row([chat_id], |row| opt_u64_at(row, 0))
+                .optional()
+        })
+        .map(Option::flatten)
+        .map_err(backend)
+}
+
+fn select_messages(conn: &Connection, chat_id: &str) -> StoreResult<Vec<UIMessage>> {
+    let rows: Vec<String> = conn
+        .prepare_cached(sql::MESSAGES)
+        .and_then(|mut stmt| stmt.query_map([chat_id], |row| row.get(0))?.collect())
+        .map_err(backend)?;
+    rows.iter().map(|json| json_column(json)).collect()
+}
+
+fn select_state(conn: &Connection, chat_id: &str) -> StoreResult<Option<Value>> {
+    conn.prepare_cached(sql::STATE)
+        .and_then(|mut stmt| {
+            stmt.query_row([chat_id], |row| row.get::<_, String>(0))
+                .optional()
+        })
+        .map_err(backend)?
+        .as_deref()
+        .map(json_column)
+        .transpose()
+}
+
 fn max_output_seq(conn: &Connection, chat_id: &str) -> StoreResult<Option<u64>> {
     conn.prepare_cached(sql::MAX_OUTPUT_SEQ)
         .and_then(|mut stmt| stmt.query_row([chat_id], |row| opt_u64_at(row, 0)))
@@ -468,14 +550,7 @@ impl Store for SqliteStore {
                     duplicate: true,
                 });
             }
-            let seq = tx
-                .prepare_cached(sql::INSERT_INPUT)
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![chat_id, part_id, body, Int(now_ms)], |row| {
-                        u64_at(row, 0)
-                    })
-                })
-                .map_err(backend)?;
+            let seq = insert_input(tx, &chat_id, &part_id, &body, now_ms)?;
             Ok(InputAppend {
                 seq,
                 duplicate: false,
@@ -491,30 +566,49 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreResult<Vec<InputRecord>> {
         let chat_id = chat_id.to_owned();
-        let after = after_bound(after);
-        self.read(move |conn| {
-            conn.prepare_cached(sql::INPUTS_AFTER)
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![chat_id, after, limit_bound(limit)], read_input)?
-                        .collect()
-                })
-                .map_err(backend)
-        })
-        .await
+        self.read(move |conn| select_inputs(conn, &chat_id, after, limit))
+            .await
     }
 
     async fn consumed_input(&self, chat_id: &str) -> StoreResult<Option<u64>> {
         let chat_id = chat_id.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(sql::CONSUMED_INPUT)
-                .and_then(|mut stmt| {
-                    stmt.query_row([chat_id], |row| opt_u64_at(row, 0))
-                        .optional()
-                })
-                .map(Option::flatten)
-                .map_err(backend)
+        self.read(move |conn| select_consumed(conn, &chat_id)).await
+    }
+
+    async fn turn_view(&self, chat_id: &str) -> StoreResult<TurnView> {
+        let chat_id = chat_id.to_owned();
+        self.read(move |conn| workers::in_snapshot(conn, |conn| turn_start::view(conn, &chat_id)))
+            .await
+    }
+
+    async fn append_input_leased(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+        lease: TurnLease,
+        view: &TurnView,
+    ) -> StoreResult<LeasedAppend> {
+        let (chat_id, part_id, body) = (chat_id.to_owned(), part_id.to_owned(), body.to_owned());
+        let seen = turn_start::Seen::of(view);
+        self.write(move |tx| {
+            turn_start::append_leased(tx, &chat_id, &part_id, &body, now_ms, lease, &seen)
         })
         .await
+    }
+
+    async fn acquire_lease_as_viewed(
+        &self,
+        chat_id: &str,
+        lease: TurnLease,
+        _now_ms: u64,
+        view: &TurnView,
+    ) -> StoreResult<Option<TurnLease>> {
+        let chat_id = chat_id.to_owned();
+        let seen = turn_start::Seen::of(view);
+        self.write(move |tx| turn_start::lease_as_viewed(tx, &chat_id, lease, &seen))
+            .await
     }
 
     async fn append_output(&self, chat_id: &str, records: &[OutputRecord]) -> StoreResult<()> {
@@ -589,18 +683,7 @@ impl Store for SqliteStore {
             if let Some(current) = current.as_ref().filter(|l| !l.is_expired(now_ms)) {
                 return Ok(LeaseAcquire::Held(current.clone()));
             }
-            tx.prepare_cached(sql::PUT_LEASE)
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        chat_id,
-                        lease.holder,
-                        Int(lease.acquired_at_ms),
-                        Int(lease.expires_at_ms),
-                        Int(lease.first_seq),
-                        lease.input_seq.map(Int),
-                    ])
-                })
-                .map_err(backend)?;
+            put_lease(tx, &chat_id, &lease)?;
             Ok(LeaseAcquire::Acquired {
                 lease,
                 expired: current,
@@ -669,14 +752,7 @@ impl Store for SqliteStore {
 
     async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>> {
         let chat_id = chat_id.to_owned();
-        self.read(move |conn| {
-            let rows: Vec<String> = conn
-                .prepare_cached(sql::MESSAGES)
-                .and_then(|mut stmt| stmt.query_map([chat_id], |row| row.get(0))?.collect())
-                .map_err(backend)?;
-            rows.iter().map(|json| json_column(json)).collect()
-        })
-        .await
+        self.read(move |conn| select_messages(conn, &chat_id)).await
     }
 
     async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()> {
@@ -714,18 +790,7 @@ impl Store for SqliteStore {
 
     async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {
         let chat_id = chat_id.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(sql::STATE)
-                .and_then(|mut stmt| {
-                    stmt.query_row([chat_id], |row| row.get::<_, String>(0))
-                        .optional()
-                })
-                .map_err(backend)?
-                .as_deref()
-                .map(json_column)
-                .transpose()
-        })
-        .await
+        self.read(move |conn| select_state(conn, &chat_id)).await
     }
 
     async fn put_state(&self, chat_id: &str, state: &Value) -> StoreResult<()> {

@@ -252,6 +252,19 @@ fn roll_back(conn: &Connection) {
     }
 }
 
+/// Runs the reads of `f` on one snapshot of the database: a savepoint begins a read transaction
+/// when none is open (and nests in the writer's when a read is queued with the writes), and it
+/// is released whatever `f` does, so no reader is left on an old snapshot.
+pub(super) fn in_snapshot<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    execute(conn, "SAVEPOINT snapshot")?;
+    let result = guarded(|| f(conn), "read");
+    execute(conn, "RELEASE snapshot")?;
+    result
+}
+
 /// Runs `f` in a savepoint, released if it succeeds and rolled back if it fails or panics.
 fn in_savepoint<T>(
     conn: &Connection,

@@ -19,7 +19,7 @@ use super::extract::{
 use super::session_list::listed_json;
 use crate::auth::{Access, SessionClaims, SessionToken, TokenError, scope};
 use crate::clock::{iso8601, now_ms};
-use crate::store::{Session, SessionCreate, SessionUpdate};
+use crate::store::{Session, SessionCreate, SessionUpdate, TurnView};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -434,6 +434,30 @@ pub(super) async fn authorized_session(
     let session = resolve_session(app, id).await?;
     check_token_age(claims.as_ref(), &session)?;
     Ok((session, claims))
+}
+
+/// [`authorized_session`] with the chat's [`TurnView`], for a reader that may claim its turn: a
+/// chat id is judged against the credential first, then the view (which holds the session) is
+/// read in place of the session alone, so the reader's claim starts from what authorized it. A
+/// `session_…` id is resolved first, then viewed.
+pub(super) async fn authorized_view(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    access: Access,
+) -> Result<(Session, Option<SessionClaims>, TurnView), ApiError> {
+    if id.starts_with("session_") {
+        let (session, claims) = authorized_session(app, headers, id, access).await?;
+        let view = app.runner().view(&session.chat_id).await?;
+        return Ok((session, claims, view));
+    }
+    let credential = authenticate(app, headers)?;
+    validate_path_chat_id(id)?;
+    let claims = credential.grant(id, access)?;
+    let view = app.runner().view(id).await?;
+    let session = view.session.clone().ok_or_else(ApiError::no_session)?;
+    check_token_age(claims.as_ref(), &session)?;
+    Ok((session, claims, view))
 }
 
 /// A session token opens only the chat that existed when it was minted: one issued before the

@@ -489,12 +489,34 @@ impl TurnRunner {
         &self,
         chat_id: &str,
     ) -> Result<Option<(StartedTurn, TurnTask)>, TurnError> {
+        self.claim_from(chat_id, None).await
+    }
+
+    /// [`claim_pending`](Self::claim_pending) from `view`, a [`view`](Self::view) of the chat
+    /// its caller read just now: the claim makes no look of its own before it takes the lease
+    /// (as viewed, so a view that has aged since is caught by the lease's condition).
+    pub async fn claim_viewed(
+        &self,
+        chat_id: &str,
+        view: TurnView,
+    ) -> Result<Option<(StartedTurn, TurnTask)>, TurnError> {
+        self.claim_from(chat_id, Some(view)).await
+    }
+
+    async fn claim_from(
+        &self,
+        chat_id: &str,
+        mut viewed: Option<TurnView>,
+    ) -> Result<Option<(StartedTurn, TurnTask)>, TurnError> {
         loop {
             // One look at the lease, the consumed mark, the log's end and, where the store
             // reads them with it, the inputs after the mark. A turn that ends after this look
             // moves the mark, and the lease is then not taken as viewed: the claim goes the
             // usual way, which reads the log's end again under the lease.
-            let view = self.store.turn_view(chat_id).await?;
+            let view = match viewed.take() {
+                Some(view) => view,
+                None => self.store.turn_view(chat_id).await?,
+            };
             if self.running_in(&view) {
                 return Ok(None);
             }

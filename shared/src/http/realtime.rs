@@ -19,7 +19,9 @@ use tokio::sync::mpsc;
 use super::App;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, parse_json, read_body};
-use super::sessions::{authorized_session, authorized_view, refreshed_token};
+use super::sessions::{
+    authorized_session, authorized_session_beside, authorized_view, refreshed_token,
+};
 use crate::auth::Access;
 use crate::clock::now_ms;
 use crate::store::{OutputRecord, StoreError, TurnView};
@@ -43,7 +45,18 @@ pub async fn append(
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let headers = request.headers().clone();
-    let (session, claims) = authorized_session(&app, &headers, &id, Access::Write).await?;
+    let runner = app.runner();
+    // With a client's part id, the input log's end is read beside the session: the record's
+    // write then follows at once.
+    let claimed = headers.contains_key("x-part-id");
+    let (session, claims, next_input) =
+        authorized_session_beside(&app, &headers, &id, Access::Write, |chat_id| async move {
+            match claimed {
+                true => runner.next_input_seq(&chat_id).await,
+                false => None,
+            }
+        })
+        .await?;
     let chat_id = session.chat_id.clone();
     let headless = claims.is_none();
     if session.is_closed() {
@@ -74,7 +87,6 @@ pub async fn append(
             ));
         }
     };
-    let runner = app.runner();
     // A message past a usage limit is refused before anything of it is recorded.
     if let ChatInput::Message { payload } = &input
         && matches!(
@@ -84,7 +96,9 @@ pub async fn append(
     {
         runner.admit(&session).await?;
     }
-    let appended = runner.record_input(&chat_id, part_id, &input).await?;
+    let appended = runner
+        .record_input_at(&chat_id, part_id, &input, next_input)
+        .await?;
     match input {
         ChatInput::Stop { .. } => {
             if let Some(live) = runner.live_turns().get(&chat_id) {

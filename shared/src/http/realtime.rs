@@ -19,10 +19,12 @@ use tokio::sync::mpsc;
 use super::App;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, parse_json, read_body};
-use super::sessions::{authorized_session, refreshed_token};
+use super::sessions::{
+    authorized_session, authorized_session_beside, authorized_view, refreshed_token,
+};
 use crate::auth::Access;
 use crate::clock::now_ms;
-use crate::store::{OutputRecord, StoreError};
+use crate::store::{OutputRecord, StoreError, TurnView};
 use crate::trigger::{
     STREAM_VERSION, batch_event, parse_last_event_id, parse_timeout_seconds, ping_event,
 };
@@ -43,7 +45,18 @@ pub async fn append(
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let headers = request.headers().clone();
-    let (session, claims) = authorized_session(&app, &headers, &id, Access::Write).await?;
+    let runner = app.runner();
+    // With a client's part id, the input log's end is read beside the session: the record's
+    // write then follows at once.
+    let claimed = headers.contains_key("x-part-id");
+    let (session, claims, next_input) =
+        authorized_session_beside(&app, &headers, &id, Access::Write, |chat_id| async move {
+            match claimed {
+                true => runner.next_input_seq(&chat_id).await,
+                false => None,
+            }
+        })
+        .await?;
     let chat_id = session.chat_id.clone();
     let headless = claims.is_none();
     if session.is_closed() {
@@ -74,7 +87,6 @@ pub async fn append(
             ));
         }
     };
-    let runner = app.runner();
     // A message past a usage limit is refused before anything of it is recorded.
     if let ChatInput::Message { payload } = &input
         && matches!(
@@ -84,7 +96,9 @@ pub async fn append(
     {
         runner.admit(&session).await?;
     }
-    let appended = runner.record_input(&chat_id, part_id, &input).await?;
+    let appended = runner
+        .record_input_at(&chat_id, part_id, &input, next_input)
+        .await?;
     match input {
         ChatInput::Stop { .. } => {
             if let Some(live) = runner.live_turns().get(&chat_id) {
@@ -127,16 +141,28 @@ pub async fn read(
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (session, claims) = authorized_session(&app, &headers, &id, Access::Read).await?;
+    let options = ReadOptions::from_headers(&headers);
+    // A reader that may run the chat's turn reads the turn's view as it authorizes: its first
+    // look is that view, and a waiting input's lease is taken from it at once.
+    let (session, claims, view) = match options.peek_settled {
+        true => {
+            let (session, claims) = authorized_session(&app, &headers, &id, Access::Read).await?;
+            (session, claims, None)
+        }
+        false => {
+            let (session, claims, view) =
+                authorized_view(&app, &headers, &id, Access::Read).await?;
+            (session, claims, Some(view))
+        }
+    };
     let chat_id = session.chat_id.clone();
     let slot = app.readers().take(&chat_id)?;
-    let options = ReadOptions::from_headers(&headers);
     let runner = app.runner().clone();
     let settled = options.peek_settled && is_settled(&runner, &chat_id).await?;
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
     let token = refreshed_token(&app, &chat_id, claims.as_ref());
     crate::runtime::spawn_detached(async move {
-        produce(runner, chat_id, options, settled, token, sender).await;
+        produce(runner, chat_id, options, settled, view, token, sender).await;
         drop(slot);
     });
     let body =
@@ -184,6 +210,7 @@ async fn produce(
     chat_id: String,
     options: ReadOptions,
     settled: bool,
+    view: Option<TurnView>,
     token: String,
     sender: mpsc::Sender<Bytes>,
 ) {
@@ -198,8 +225,9 @@ async fn produce(
         timeout_ms: options.timeout_ms,
         idle_since: now,
         last_ping: now,
+        viewed_quiet: false,
     };
-    if let Err(Gone) = reader.run(&mut log, settled).await {
+    if let Err(Gone) = reader.run(&mut log, settled, view).await {
         tracing::debug!(chat = %reader.chat_id, "out reader ended: client gone");
     }
 }
@@ -218,6 +246,9 @@ struct OutReader {
     timeout_ms: u64,
     idle_since: u64,
     last_ping: u64,
+    /// The reader's first look, its request's view, found no input waiting a moment ago: the
+    /// next quiet look claims nothing.
+    viewed_quiet: bool,
 }
 
 impl OutReader {
@@ -251,9 +282,17 @@ impl OutReader {
             .await;
     }
 
-    async fn run(&mut self, log: &mut LogFollower, settled: bool) -> Result<(), Gone> {
+    async fn run(
+        &mut self,
+        log: &mut LogFollower,
+        settled: bool,
+        view: Option<TurnView>,
+    ) -> Result<(), Gone> {
         if settled {
             return self.backlog(log).await;
+        }
+        if let Some(view) = view {
+            self.first_look(log, view).await?;
         }
         while let Some(records) = log.next(self).await {
             self.send_records(&records).await?;
@@ -265,15 +304,45 @@ impl OutReader {
         Ok(())
     }
 
+    /// The reader's first look, at the view its request read: a turn of this process is followed
+    /// from memory, and an input waiting on a free chat is claimed from the view (its lease
+    /// taken as viewed, with no look at the log or the lease of the reader's own before it).
+    /// Otherwise the reader follows the log as usual.
+    async fn first_look(&mut self, log: &mut LogFollower, view: TurnView) -> Result<(), Gone> {
+        let live = match self.runner.live_turns().get(&self.chat_id) {
+            Some(live) => Some(live),
+            None if self.runner.running_in(&view) => None,
+            None => match self.runner.claim_viewed(&self.chat_id, view).await {
+                Ok(Some((started, task))) => {
+                    crate::runtime::spawn_detached(task);
+                    Some(started.live)
+                }
+                Ok(None) => {
+                    self.viewed_quiet = true;
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(chat = %self.chat_id, "could not start the pending turn: {error}");
+                    None
+                }
+            },
+        };
+        if let Some(live) = live {
+            self.follow_live(log, live).await?;
+            self.idle_since = now_ms();
+        }
+        Ok(())
+    }
+
     /// The turn running in this process, or the one it starts for the oldest unanswered input.
     /// `remote_turn`: a turn holds the chat, so there is nothing to claim. `idle`: the reader has
     /// found the chat quiet before, and asks whether an input waits (two reads) before it claims
     /// one (four): on DynamoDB every look of an idle reader is billed.
-    async fn live_turn(&self, remote_turn: bool, idle: bool) -> Option<Arc<LiveTurn>> {
+    async fn live_turn(&mut self, remote_turn: bool, idle: bool) -> Option<Arc<LiveTurn>> {
         if let Some(live) = self.runner.live_turns().get(&self.chat_id) {
             return Some(live);
         }
-        if remote_turn {
+        if std::mem::take(&mut self.viewed_quiet) || remote_turn {
             return None;
         }
         if idle {
@@ -299,9 +368,13 @@ impl OutReader {
         }
     }
 
-    /// Follows a turn of this process from memory, after anything stored before it began.
+    /// Follows a turn of this process from memory, after anything stored before it began (read
+    /// only when the reader's cursor is short of the turn's start: a reader at the log's end
+    /// goes straight to the turn, with no read of the log on its way to the model request).
     async fn follow_live(&self, log: &mut LogFollower, live: Arc<LiveTurn>) -> Result<(), Gone> {
-        self.backlog(log).await?;
+        if log.cursor().map_or(0, |seq| seq.saturating_add(1)) < live.first_seq() {
+            self.backlog(log).await?;
+        }
         let mut records = std::pin::pin!(live.follow(log.cursor()));
         while let Some(record) = records.next().await {
             self.send_records(std::slice::from_ref(&record)).await?;

@@ -4,6 +4,8 @@
 //! takes the secret key or a token of its chat, the other routes the secret key (or, for start and
 //! refresh, an end user's ID token).
 
+use std::future::Future;
+
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -19,7 +21,7 @@ use super::extract::{
 use super::session_list::listed_json;
 use crate::auth::{Access, SessionClaims, SessionToken, TokenError, scope};
 use crate::clock::{iso8601, now_ms};
-use crate::store::{Session, SessionCreate, SessionUpdate};
+use crate::store::{Session, SessionCreate, SessionUpdate, TurnView};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -434,6 +436,54 @@ pub(super) async fn authorized_session(
     let session = resolve_session(app, id).await?;
     check_token_age(claims.as_ref(), &session)?;
     Ok((session, claims))
+}
+
+/// [`authorized_session`], running `beside` (given the chat id) side by side with the session's
+/// read once the credential opens the chat: a read the request needs next, in the same round
+/// trip. A `session_…` id is resolved first, and `beside` runs after.
+pub(super) async fn authorized_session_beside<F: Future>(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    access: Access,
+    beside: impl FnOnce(String) -> F,
+) -> Result<(Session, Option<SessionClaims>, F::Output), ApiError> {
+    if id.starts_with("session_") {
+        let (session, claims) = authorized_session(app, headers, id, access).await?;
+        let extra = beside(session.chat_id.clone()).await;
+        return Ok((session, claims, extra));
+    }
+    let credential = authenticate(app, headers)?;
+    validate_path_chat_id(id)?;
+    let claims = credential.grant(id, access)?;
+    let (session, extra) = futures::join!(resolve_session(app, id), beside(id.to_owned()));
+    let session = session?;
+    check_token_age(claims.as_ref(), &session)?;
+    Ok((session, claims, extra))
+}
+
+/// [`authorized_session`] with the chat's [`TurnView`], for a reader that may claim its turn: a
+/// chat id is judged against the credential first, then the view (which holds the session) is
+/// read in place of the session alone, so the reader's claim starts from what authorized it. A
+/// `session_…` id is resolved first, then viewed.
+pub(super) async fn authorized_view(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    access: Access,
+) -> Result<(Session, Option<SessionClaims>, TurnView), ApiError> {
+    if id.starts_with("session_") {
+        let (session, claims) = authorized_session(app, headers, id, access).await?;
+        let view = app.runner().view(&session.chat_id).await?;
+        return Ok((session, claims, view));
+    }
+    let credential = authenticate(app, headers)?;
+    validate_path_chat_id(id)?;
+    let claims = credential.grant(id, access)?;
+    let view = app.runner().view(id).await?;
+    let session = view.session.clone().ok_or_else(ApiError::no_session)?;
+    check_token_age(claims.as_ref(), &session)?;
+    Ok((session, claims, view))
 }
 
 /// A session token opens only the chat that existed when it was minted: one issued before the

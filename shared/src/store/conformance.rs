@@ -39,6 +39,8 @@
 //!   `next_output`), and never over a lease the view did not see free, nor after a turn ended
 //!   since the view (the consumed mark moved); `acquire_lease_as_viewed` likewise. A view's
 //!   `pending`, when read, holds exactly the inputs after the consumed mark.
+//! - `append_input_at` numbers and deduplicates as `append_input` does, whether the seq it is
+//!   given (from `next_input_seq`, which may answer `None`) is still free or was taken since.
 //! - `truncate_messages` with an unknown id changes nothing.
 //! - A store that asks for output [`OutputCadence::WhileFollowed`] keeps one follow mark per
 //!   chat: the latest `until_ms` it was given, never an earlier one; marking an unknown chat
@@ -112,6 +114,7 @@ cases![
     unknown_chats_read_empty,
     input_seqs_start_at_zero,
     duplicate_part_ids_return_the_original_seq,
+    an_append_at_a_seq_taken_since_goes_on_after_it,
     minted_inputs_are_numbered_with_the_others,
     inputs_page_after_a_seq,
     output_is_read_in_order,
@@ -535,6 +538,44 @@ async fn minted_inputs_are_numbered_with_the_others(store: &dyn Store) {
             .await,
         Err(StoreError::NoSession(_))
     ));
+}
+
+async fn an_append_at_a_seq_taken_since_goes_on_after_it(store: &dyn Store) {
+    let chat_id = new_chat(store, "append-at").await;
+    let now = now_ms();
+    let next = store.next_input_seq(&chat_id).await.unwrap();
+    assert!(matches!(next, None | Some(0)), "an empty log: {next:?}");
+    store
+        .append_input(&chat_id, "a", "first", now)
+        .await
+        .unwrap();
+    // `next` is stale: another input took that seq since it was read.
+    let appended = store
+        .append_input_at(&chat_id, "b", "second", now, next)
+        .await
+        .unwrap();
+    assert_eq!(
+        appended,
+        InputAppend {
+            seq: 1,
+            duplicate: false
+        }
+    );
+    let again = store
+        .append_input_at(&chat_id, "b", "again", now, Some(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        InputAppend {
+            seq: 1,
+            duplicate: true
+        },
+        "a part id's claim holds whatever seq is tried"
+    );
+    let inputs = store.inputs(&chat_id, None, 100).await.unwrap();
+    let bodies: Vec<&str> = inputs.iter().map(|input| input.body.as_str()).collect();
+    assert_eq!(bodies, ["first", "second"]);
 }
 
 async fn duplicate_part_ids_return_the_original_seq(store: &dyn Store) {

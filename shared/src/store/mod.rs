@@ -397,6 +397,25 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<u64> {
         Ok(self.append_input(chat_id, part_id, body, now_ms).await?.seq)
     }
+    /// Where the chat's next input goes, where the store finds it with a read of its own
+    /// (`None`: it does not, or the log is read as the input is written): read beside other
+    /// work (the session's), it spares [`append_input_at`](Self::append_input_at) that read.
+    async fn next_input_seq(&self, _chat_id: &str) -> StoreResult<Option<u64>> {
+        Ok(None)
+    }
+    /// [`append_input`](Self::append_input), trying seq `next` first (as
+    /// [`next_input_seq`](Self::next_input_seq) read it): a seq taken since is found taken by
+    /// the write, and the append goes on as usual. By default `next` is not needed.
+    async fn append_input_at(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+        _next: Option<u64>,
+    ) -> StoreResult<InputAppend> {
+        self.append_input(chat_id, part_id, body, now_ms).await
+    }
 
     /// What a turn's start reads of the chat, side by side where the store can. The history
     /// and state are as of the view: only a holder of the lease may rely on them, and

@@ -98,6 +98,26 @@ impl Store for TracedStore {
             .await
     }
 
+    async fn next_input_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        let span = span("next_input_seq", chat_id);
+        self.store.next_input_seq(chat_id).instrument(span).await
+    }
+
+    async fn append_input_at(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now_ms: u64,
+        next: Option<u64>,
+    ) -> StoreResult<InputAppend> {
+        let span = span("append_input_at", chat_id);
+        self.store
+            .append_input_at(chat_id, part_id, body, now_ms, next)
+            .instrument(span)
+            .await
+    }
+
     async fn append_minted_input(
         &self,
         chat_id: &str,

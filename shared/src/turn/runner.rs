@@ -282,8 +282,34 @@ impl TurnRunner {
         part_id: Option<&str>,
         input: &ChatInput,
     ) -> Result<InputAppend, TurnError> {
+        self.record_input_at(chat_id, part_id, input, None).await
+    }
+
+    /// Where the chat's next input goes, where the store reads it apart from the append: read
+    /// beside the session's check, it spares [`record_input_at`](Self::record_input_at) its
+    /// own look at the log. `None` when the store does not, or the read failed (the append
+    /// then looks itself).
+    pub async fn next_input_seq(&self, chat_id: &str) -> Option<u64> {
+        match self.store.next_input_seq(chat_id).await {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::debug!(chat = %chat_id, "could not read the input log's end: {error}");
+                None
+            }
+        }
+    }
+
+    /// [`record_input`](Self::record_input), trying seq `next` first (from
+    /// [`next_input_seq`](Self::next_input_seq)) for an input with a client's part id.
+    pub async fn record_input_at(
+        &self,
+        chat_id: &str,
+        part_id: Option<&str>,
+        input: &ChatInput,
+        next: Option<u64>,
+    ) -> Result<InputAppend, TurnError> {
         let body = input.to_json();
-        let appended = self.append_input(chat_id, part_id, &body).await;
+        let appended = self.append_input(chat_id, part_id, &body, next).await;
         if appended.as_ref().is_ok_and(|append| !append.duplicate) {
             self.live.wakes().wake(chat_id);
         }
@@ -295,11 +321,12 @@ impl TurnRunner {
         chat_id: &str,
         part_id: Option<&str>,
         body: &str,
+        next: Option<u64>,
     ) -> Result<InputAppend, TurnError> {
         match part_id {
             Some(part_id) => Ok(self
                 .store
-                .append_input(chat_id, part_id, body, now_ms())
+                .append_input_at(chat_id, part_id, body, now_ms(), next)
                 .await?),
             // No idempotency key from the client: one of our own, which nobody can send again.
             None => {
@@ -489,12 +516,34 @@ impl TurnRunner {
         &self,
         chat_id: &str,
     ) -> Result<Option<(StartedTurn, TurnTask)>, TurnError> {
+        self.claim_from(chat_id, None).await
+    }
+
+    /// [`claim_pending`](Self::claim_pending) from `view`, a [`view`](Self::view) of the chat
+    /// its caller read just now: the claim makes no look of its own before it takes the lease
+    /// (as viewed, so a view that has aged since is caught by the lease's condition).
+    pub async fn claim_viewed(
+        &self,
+        chat_id: &str,
+        view: TurnView,
+    ) -> Result<Option<(StartedTurn, TurnTask)>, TurnError> {
+        self.claim_from(chat_id, Some(view)).await
+    }
+
+    async fn claim_from(
+        &self,
+        chat_id: &str,
+        mut viewed: Option<TurnView>,
+    ) -> Result<Option<(StartedTurn, TurnTask)>, TurnError> {
         loop {
             // One look at the lease, the consumed mark, the log's end and, where the store
             // reads them with it, the inputs after the mark. A turn that ends after this look
             // moves the mark, and the lease is then not taken as viewed: the claim goes the
             // usual way, which reads the log's end again under the lease.
-            let view = self.store.turn_view(chat_id).await?;
+            let view = match viewed.take() {
+                Some(view) => view,
+                None => self.store.turn_view(chat_id).await?,
+            };
             if self.running_in(&view) {
                 return Ok(None);
             }

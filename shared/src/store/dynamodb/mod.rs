@@ -432,6 +432,7 @@ impl DynamoStore {
         body: &str,
         now: u64,
         claimed: bool,
+        mut next: Option<u64>,
     ) -> StoreResult<InputAppend> {
         let expiry = self.require_session(chat_id).await?;
         let pk = chat_pk(chat_id);
@@ -440,7 +441,13 @@ impl DynamoStore {
         let claim_expiry = expiry.map_or(claim_expiry, |at| at.min(claim_expiry));
         let mut backoff = Backoff::new();
         loop {
-            let seq = self.next_seq(&pk, "in").await?;
+            // A seq read beside the caller's other work is tried first; one taken since is
+            // no race lost to wait out, only a look at the log to make.
+            let hinted = next.is_some();
+            let seq = match next.take() {
+                Some(seq) => seq,
+                None => self.next_seq(&pk, "in").await?,
+            };
             let mut attrs = Item::new();
             insert(&mut attrs, SEQ, n(seq));
             insert(&mut attrs, PART_ID, s(part_id));
@@ -459,9 +466,11 @@ impl DynamoStore {
                     // This very record: an earlier attempt landed and its answer was lost.
                     Err(Failure::Condition(Some(stored))) if &stored == item => {}
                     Err(Failure::Condition(_)) => {
-                        backoff
-                            .wait(|| format!("append_input raced for seq {seq}"))
-                            .await?;
+                        if !hinted {
+                            backoff
+                                .wait(|| format!("append_input raced for seq {seq}"))
+                                .await?;
+                        }
                         continue;
                     }
                     Err(failure) => return Err(failure.into_store_error()),
@@ -504,9 +513,11 @@ impl DynamoStore {
                 }
                 Err(Failure::Canceled(reasons)) if failed_at(&reasons, record_at) => {
                     // Another input took the seq: go again after it.
-                    backoff
-                        .wait(|| format!("append_input raced: {}", reason_codes(&reasons)))
-                        .await?;
+                    if !hinted {
+                        backoff
+                            .wait(|| format!("append_input raced: {}", reason_codes(&reasons)))
+                            .await?;
+                    }
                 }
                 Err(failure) => return Err(failure.into_store_error()),
             }
@@ -877,7 +888,23 @@ impl Store for DynamoStore {
         body: &str,
         now: u64,
     ) -> StoreResult<InputAppend> {
-        self.append_input_claimed(chat_id, part_id, body, now, true)
+        self.append_input_claimed(chat_id, part_id, body, now, true, None)
+            .await
+    }
+
+    async fn next_input_seq(&self, chat_id: &str) -> StoreResult<Option<u64>> {
+        Ok(Some(self.next_seq(&chat_pk(chat_id), "in").await?))
+    }
+
+    async fn append_input_at(
+        &self,
+        chat_id: &str,
+        part_id: &str,
+        body: &str,
+        now: u64,
+        next: Option<u64>,
+    ) -> StoreResult<InputAppend> {
+        self.append_input_claimed(chat_id, part_id, body, now, true, next)
             .await
     }
 
@@ -889,7 +916,7 @@ impl Store for DynamoStore {
         now: u64,
     ) -> StoreResult<u64> {
         let appended = self
-            .append_input_claimed(chat_id, part_id, body, now, false)
+            .append_input_claimed(chat_id, part_id, body, now, false, None)
             .await?;
         Ok(appended.seq)
     }

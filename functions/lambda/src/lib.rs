@@ -14,7 +14,8 @@
 //!   invocation's deadline is stopped early enough to close its reply cleanly.
 //!
 //! - Either exports the invocation's spans before the invocation ends (a frozen function exports
-//!   nothing), on a blocking thread so the runtime's thread goes on (`flush.rs`).
+//!   nothing), on a blocking thread so the runtime's thread goes on (`flush.rs`), and starts the
+//!   runtime's loop again when a call to the runtime API fails (`runtime_loop.rs`).
 //!
 //! A Lambda execution environment runs one invocation at a time, so every turn live in the
 //! process belongs to the invocation in progress: "every live turn" is "this invocation's turns".
@@ -48,6 +49,7 @@
 mod app;
 mod cors;
 mod flush;
+mod runtime_loop;
 mod secrets;
 mod streaming;
 mod sweeper;
@@ -79,16 +81,21 @@ pub fn init_logging() {
 /// of the invocation are exported.
 pub async fn serve_buffered(router: Router) -> Result<(), Error> {
     let router = router.layer(chatfn_telemetry::RequestSpansLayer);
-    lambda_http::run(flush::FlushAfter::new(cors::cors_by_url(router))).await
+    runtime_loop::keep_running(|| {
+        lambda_http::run(flush::FlushAfter::new(cors::cors_by_url(router.clone())))
+    })
+    .await
 }
 
 /// Runs `router` with response streaming, keeping each invocation open until the turns it
 /// started are finished (see [`StreamingInvocations`]).
 pub async fn serve_streaming(router: Router, runner: TurnRunner) -> Result<(), Error> {
     let router = router.layer(chatfn_telemetry::RequestSpansLayer);
-    lambda_http::run_with_streaming_response(StreamingInvocations::new(
-        cors::cors_by_url(router),
-        runner,
-    ))
+    runtime_loop::keep_running(|| {
+        lambda_http::run_with_streaming_response(StreamingInvocations::new(
+            cors::cors_by_url(router.clone()),
+            runner.clone(),
+        ))
+    })
     .await
 }

@@ -18,22 +18,25 @@ const MARGIN: Duration = Duration::from_secs(15);
 /// Runs the sweeper of `events` (`None` when no webhook is configured: each run says so and
 /// sends nothing). The scheduled event itself carries nothing the sweep needs.
 pub async fn serve_event_sweeper(events: Option<EventDelivery>) -> Result<(), crate::Error> {
-    lambda_runtime::run(service_fn(move |invocation: LambdaEvent<Value>| {
+    crate::runtime_loop::keep_running(|| {
         let events = events.clone();
-        async move {
-            let Some(events) = events else {
-                tracing::warn!("CHATFN_WEBHOOK_URL is not set: there are no events to deliver");
-                return Ok::<Value, crate::Error>(json!({ "attempted": 0, "delivered": 0 }));
-            };
-            let report = sweep_until(&events, invocation.context.deadline).await?;
-            tracing::info!(
-                attempted = report.attempted,
-                delivered = report.delivered,
-                "event sweep done"
-            );
-            Ok(json!({ "attempted": report.attempted, "delivered": report.delivered }))
-        }
-    }))
+        lambda_runtime::run(service_fn(move |invocation: LambdaEvent<Value>| {
+            let events = events.clone();
+            async move {
+                let Some(events) = events else {
+                    tracing::warn!("CHATFN_WEBHOOK_URL is not set: there are no events to deliver");
+                    return Ok::<Value, crate::Error>(json!({ "attempted": 0, "delivered": 0 }));
+                };
+                let report = sweep_until(&events, invocation.context.deadline).await?;
+                tracing::info!(
+                    attempted = report.attempted,
+                    delivered = report.delivered,
+                    "event sweep done"
+                );
+                Ok(json!({ "attempted": report.attempted, "delivered": report.delivered }))
+            }
+        }))
+    })
     .await
 }
 

@@ -33,7 +33,9 @@ export CHATFN_SECRET_KEY="sk_cold_start_$(head -c 18 /dev/urandom | od -An -tx1 
 export CHATFN_MODEL_PROVIDER=openai CHATFN_MODEL=unused CHATFN_MODEL_API_KEY=unused
 export CHATFN_MODEL_BASE_URL=http://127.0.0.1:9/v1
 
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# shellcheck source=free-port.sh
+source scripts/free-port.sh
+port="$(free_port)"
 setsid "$tools/cargo-lambda" lambda watch --only-lambda-apis --ignore-changes -A 127.0.0.1 -P "$port" \
   > "${TMPDIR:-/tmp}/chatfn-cold-start-watch.$$.log" 2>&1 < /dev/null &
 watch_pid=$!

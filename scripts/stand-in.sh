@@ -3,9 +3,8 @@
 # its address and PID, and the stop. The sourcing script defines `log` (its messages go to
 # stderr, so that its stdout can be eval'd).
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+# shellcheck source=free-port.sh
+source "$(dirname "${BASH_SOURCE[0]}")/free-port.sh"
 
 # await_answer PID URL LOGFILE: waits until URL gives any HTTP answer; exits with the log shown
 # if the process PID dies first, or after 60 s.

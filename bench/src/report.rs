@@ -624,9 +624,9 @@ Where the units go. No turn writes a transaction or a counter. Every turn, howev
 appends its input (one put at the seq after the last record's, where no live item is: two
 appends racing for a seq collide on the key; a client's part id, which the AI SDK's transport
 never sends, is claimed with it in a transaction of four units), takes the lease (an update of
-the head item), reads the history and state, stores the user's message and the reply (two plain
-writes each: the id's index to the position after the last message's, then the message there),
-and releases the lease, raising the consumed mark and saving a small state in the same update
+the head item), reads the history and state, stores the user's message and the reply (one put
+each, where the history read at the turn's start says: at the position after the last message's,
+where no message is), and releases the lease, raising the consumed mark and saving a small state in the same update
 of the head item. Live readers are fed from memory at once, so the output log is written for
 readers in other processes (a reload served by another instance) and for recovery: while no
 reader elsewhere follows, the writer batches a reply's deltas for up to 10 s and writes the rest

@@ -328,17 +328,23 @@ async fn megabyte_payloads_stay_under_400_kb_per_item() {
         .count();
     assert_eq!(state_items, 0);
 
-    // Truncation deletes every piece of the big message.
+    // Truncation deletes every piece of the big message: what is left of the two messages is
+    // the marks that keep their positions taken.
     store.truncate_messages(&chat_id, "m-big").await.unwrap();
     assert_eq!(store.messages(&chat_id).await.unwrap(), Vec::new());
-    let left = raw_items(&client, &chat_id)
+    let left: Vec<_> = raw_items(&client, &chat_id)
         .await
         .into_iter()
         .filter(
             |item| matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk.starts_with("msg")),
         )
-        .count();
-    assert_eq!(left, 0);
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        left.iter()
+            .all(|item| item.contains_key("cut") && item_size(item) < 100),
+        "{left:?}"
+    );
     store.put_message(&chat_id, &small).await.unwrap();
     assert_eq!(store.messages(&chat_id).await.unwrap(), [small]);
 }
@@ -542,66 +548,78 @@ async fn batches_keyed_by_their_last_seq_read_as_before() {
     );
 }
 
-/// A new message is written in three plain writes (its position, its index, the message). One
-/// cut short between them (a crash, a deadline) leaves nothing a reader sees; put again, the
-/// message goes where the first attempt put its index when nothing came after it, else to the end.
+/// A message is one item, placed by the history its handle last read: a handle whose view of the
+/// history is stale (another handle appended, replaced and truncated since) finds that out from
+/// the condition its write fails, reads the history again, and still writes each message once,
+/// in the order it was put, with no index item beside it. A truncation marks the positions it
+/// frees, so a stale handle cannot write into them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_messages_cut_short_between_their_writes_are_taken_up() {
-    let store = store().await;
+async fn messages_put_by_a_handle_with_a_stale_history_land_once_in_order() {
+    let one = store().await;
+    let two = store().await;
     let client = client().await;
-    let chat_id = new_chat(&store, "cut-short", None).await;
-    let at = |sk: &str| {
-        HashMap::from([
-            (
-                "pk".to_owned(),
-                AttributeValue::S(format!("chat#{chat_id}")),
-            ),
-            ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
-        ])
+    let chat_id = new_chat(&one, "stale-places", None).await;
+    let message = |id: &str, text: &str| UIMessage::user_text(id, text);
+    let ids = |messages: &[UIMessage]| -> Vec<String> {
+        messages.iter().map(|message| message.id.clone()).collect()
     };
-    // A message appended as far as its index (position 1), not written: unseen, then written
-    // there when it is put again.
-    let message = |id: &str| UIMessage::user_text(id, format!("text of {id}"));
-    let index = |id: &str, position: u64| {
-        let mut item = at(&format!("msgid#{id}"));
-        item.insert("pos".to_owned(), AttributeValue::N(position.to_string()));
-        client
-            .put_item()
-            .table_name(table())
-            .set_item(Some(item))
-            .send()
-    };
-    let ids = |messages: Vec<UIMessage>| -> Vec<String> {
-        messages.into_iter().map(|message| message.id).collect()
-    };
-    store.put_message(&chat_id, &message("m1")).await.unwrap();
-    index("m2", 1).await.unwrap();
-    assert_eq!(ids(store.messages(&chat_id).await.unwrap()), ["m1"]);
-    store.put_message(&chat_id, &message("m2")).await.unwrap();
-    assert_eq!(ids(store.messages(&chat_id).await.unwrap()), ["m1", "m2"]);
-    let positions: Vec<String> = raw_items(&client, &chat_id)
+    one.put_message(&chat_id, &message("m1", "one"))
+        .await
+        .unwrap();
+    // Handle two reads the history as a turn does, then handle one goes on without it.
+    assert_eq!(ids(&two.messages(&chat_id).await.unwrap()), ["m1"]);
+    one.put_message(&chat_id, &message("m2", "two"))
+        .await
+        .unwrap();
+    one.put_message(&chat_id, &message("m3", "three"))
+        .await
+        .unwrap();
+    // A new message from the stale handle goes after the last, not over m2.
+    two.put_message(&chat_id, &message("m4", "four"))
+        .await
+        .unwrap();
+    // A message it has not seen is replaced where it is, not appended again.
+    two.put_message(&chat_id, &message("m2", "two, edited"))
+        .await
+        .unwrap();
+    let stored = one.messages(&chat_id).await.unwrap();
+    assert_eq!(ids(&stored), ["m1", "m2", "m3", "m4"]);
+    assert_eq!(stored[1], message("m2", "two, edited"));
+    // Handle one truncates from m3 and appends m5 where m3 was; handle two, which last saw m4
+    // at the end, replaces m1 in place and appends m6 after m5.
+    one.truncate_messages(&chat_id, "m3").await.unwrap();
+    one.put_message(&chat_id, &message("m5", "five"))
+        .await
+        .unwrap();
+    two.put_message(&chat_id, &message("m1", "one, edited"))
+        .await
+        .unwrap();
+    two.put_message(&chat_id, &message("m6", "six"))
+        .await
+        .unwrap();
+    let stored = two.messages(&chat_id).await.unwrap();
+    assert_eq!(ids(&stored), ["m1", "m2", "m5", "m6"]);
+    assert_eq!(stored[0], message("m1", "one, edited"));
+    // Putting a message again changes nothing but its content.
+    one.put_message(&chat_id, &message("m6", "six"))
+        .await
+        .unwrap();
+    assert_eq!(one.messages(&chat_id).await.unwrap(), stored);
+    let message_keys: Vec<String> = raw_items(&client, &chat_id)
         .await
         .iter()
         .filter_map(|item| match item.get("sk") {
-            Some(AttributeValue::S(sk)) if sk.starts_with("msg#") => Some(sk.clone()),
+            Some(AttributeValue::S(sk)) if sk.starts_with("msg") => Some(sk.clone()),
             _ => None,
         })
         .collect();
+    // One item a message and no index; m3 and m4 left marks that keep their positions taken.
     assert_eq!(
-        positions,
-        [format!("msg#{:020}", 0), format!("msg#{:020}", 1)]
+        message_keys,
+        (0..6)
+            .map(|pos| format!("msg#{pos:020}"))
+            .collect::<Vec<_>>()
     );
-    // One indexed at position 2 and not written, with a message after it: put again, it goes
-    // to the end, in the order it was put.
-    index("m3", 2).await.unwrap();
-    store.put_message(&chat_id, &message("m4")).await.unwrap();
-    store.put_message(&chat_id, &message("m3")).await.unwrap();
-    assert_eq!(
-        ids(store.messages(&chat_id).await.unwrap()),
-        ["m1", "m2", "m4", "m3"]
-    );
-    store.put_message(&chat_id, &message("m3")).await.unwrap();
-    assert_eq!(store.messages(&chat_id).await.unwrap().len(), 4);
 }
 
 /// What each step of a typical turn costs, from the store's own meter.
@@ -747,7 +765,7 @@ async fn capacity_meter_counts_a_turn() {
     assert!(total.read_units > 0.0 && total.write_units > total.read_units);
     // As AWS bills them: two units per item of a transaction (an input's claim and record), one
     // per plain write of a small item, whatever DynamoDB Local reports. A batch is one put, a new
-    // message two plain writes (its index, the message). The lease is on the head item, so its
+    // message one (placed by the history read before it). The lease is on the head item, so its
     // release raises the consumed mark (and saves a small state) in the same write. An input's seq is claimed by its
     // record's key (no counter); one under a part id chatfn minted has no claim to write either,
     // so it is one plain put.
@@ -767,8 +785,13 @@ async fn capacity_meter_counts_a_turn() {
         .map(|(_, cost)| *cost)
         .collect();
     assert_eq!(new_messages.len(), 2);
-    assert_eq!(new_messages[0].billed_write_units, 2.0, "{new_messages:?}");
-    assert_eq!(new_messages[1].billed_write_units, 2.0, "{new_messages:?}");
+    // One item each, written at once where the history read before them ends.
+    assert_eq!(new_messages[0].billed_write_units, 1.0, "{new_messages:?}");
+    assert_eq!(new_messages[1].billed_write_units, 1.0, "{new_messages:?}");
+    assert!(
+        new_messages.iter().all(|cost| cost.calls == 1),
+        "{new_messages:?}"
+    );
     assert!(total.billed_write_units >= total.write_units, "{total:?}");
 }
 

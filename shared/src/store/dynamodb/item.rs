@@ -101,7 +101,8 @@ pub(super) const ERASING_MS: &str = "erasing_ms";
 
 // Messages.
 pub(super) const MESSAGE_ID: &str = "mid";
-pub(super) const POSITION: &str = "pos";
+/// On a message item whose message was truncated away: its position stays taken.
+pub(super) const CUT: &str = "cut";
 
 // The listing of sessions (session items; see `listing.rs`).
 /// The partition of the all-chats index: one of [`LISTED_SHARDS`], by chat id.
@@ -165,10 +166,6 @@ pub(super) fn seq_sk(prefix: &str, seq: u64) -> String {
 
 pub(super) fn claim_sk(part_id: &str) -> String {
     format!("inpart#{part_id}")
-}
-
-pub(super) fn message_id_sk(message_id: &str) -> String {
-    format!("msgid#{message_id}")
 }
 
 fn part_sk(sk: &str, part: usize) -> String {

@@ -8,8 +8,7 @@
 //! | `chat#{chatId}` | `in#{seq:020}` | one input record |
 //! | `chat#{chatId}` | `inpart#{partId}` | idempotency claim: part id → seq (TTL 24 h at most) |
 //! | `chat#{chatId}` | `out#{first:020}` | one output batch: `first`, `last`, `n`, records as JSON, deflated (`z` = `deflate`), or packed and deflated (`z` = `packed`, see `batch.rs`) |
-//! | `chat#{chatId}` | `msg#{pos:020}` | one finished message (JSON, deflated when `z` = `deflate`), in conversation order |
-//! | `chat#{chatId}` | `msgid#{messageId}` | index: message id → position |
+//! | `chat#{chatId}` | `msg#{pos:020}` | one finished message (JSON, deflated when `z` = `deflate`), in conversation order, with its id `mid`; once truncated away, a mark `cut` that keeps the position taken (see `messages.rs`) |
 //! | `chat#{chatId}` | `state` | per-chat state (JSON) |
 //! | `outbox#{nn}` | `evt#{chatId}#{eventId}` | an event to deliver, in one of 16 partitions (see `outbox.rs`) |
 //! | `counter#{key}` | `counter` | a usage counter of the usage limits (see `counters.rs`) |
@@ -29,10 +28,11 @@
 //! Inputs and messages keep no counters: an input takes the seq after the last record's,
 //! claimed by writing its record there (a put where no live item is; with its part id's claim in
 //! one transaction, unless chatfn minted the part id), so no seq is taken without its record and
-//! none is read before a lower one lands. A new message is indexed to the position after the
-//! last message's, then written there where no other message is; two appends racing for a
-//! position collide on the message's key, and the loser's index moves on. (Tables written before
-//! 2026-12-06 also have `in_next` and `msg_next` counters on the head item, no longer read.)
+//! none is read before a lower one lands. A new message is written at the position after the
+//! last message's, where no other message is, by the history the turn read (`messages.rs`); two
+//! appends racing for a position collide on the message's key, and the loser reads the history
+//! again. (Tables written before 2026-12-06 also have `in_next` and `msg_next` counters on the
+//! head item, no longer read.)
 //!
 //! The lease lives on the head item, so a turn's release raises the consumed mark in the same
 //! write. A turn starts in two round trips: its view (the session, the head item, the input log's
@@ -62,6 +62,7 @@ mod counters;
 mod erasure;
 mod item;
 mod listing;
+mod messages;
 mod ops;
 mod outbox;
 mod schema_check;
@@ -129,6 +130,8 @@ pub struct DynamoStore {
     sessions: Mutex<HashMap<String, Expiry>>,
     /// Per chat, the last seq of the highest output batch, as this handle last saw it.
     output_ends: Mutex<HashMap<String, u64>>,
+    /// Per chat, where its messages are, as this handle last read or wrote them.
+    message_places: Mutex<HashMap<String, messages::Places>>,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -159,6 +162,7 @@ impl DynamoStore {
             meter: CapacityMeter::default(),
             sessions: Mutex::new(HashMap::new()),
             output_ends: Mutex::new(HashMap::new()),
+            message_places: Mutex::new(HashMap::new()),
         }
     }
 
@@ -318,11 +322,12 @@ impl DynamoStore {
             }
             sessions.insert(chat_id.to_owned(), expiry);
         }
-        // A session seen afresh may be a new one of the chat (the last expired): its log is not
-        // the one an output end was remembered from.
+        // A session seen afresh may be a new one of the chat (the last expired): its log and
+        // history are not the ones an output end and places were remembered from.
         if let Ok(mut ends) = self.output_ends.lock() {
             ends.remove(chat_id);
         }
+        self.drop_places(chat_id);
     }
 
     /// Forgets what this handle knew of the chat: it was erased.
@@ -333,6 +338,7 @@ impl DynamoStore {
         if let Ok(mut ends) = self.output_ends.lock() {
             ends.remove(chat_id);
         }
+        self.drop_places(chat_id);
     }
 
     /// The chat's session expiry, or `NoSession`. Checked once per chat and handle: a session
@@ -602,6 +608,8 @@ impl DynamoStore {
         consumed_input: Option<u64>,
         state: HeadState<'_>,
     ) -> StoreResult<()> {
+        // The turn is over: the next one reads the history under its own lease.
+        self.drop_places(chat_id);
         let head = key(&chat_pk(chat_id), HEAD);
         // Held by `holder`, and the session is live; and `also`.
         let held = |also: &str| {
@@ -929,7 +937,7 @@ impl Store for DynamoStore {
             self.get(&pk, HEAD),
             self.input_tail(&pk),
             self.batch_at_or_before(chat_id, None),
-            self.messages(chat_id),
+            self.read_messages(chat_id),
         );
         let (session, head) = (session?, head?);
         let tail = match last_input? {
@@ -944,6 +952,9 @@ impl Store for DynamoStore {
         if let Some(session) = &session {
             self.remember(chat_id, session.expires_at_ms);
         }
+        let (history, places) = history?;
+        // After `remember`, which drops what it knew of an older session's history.
+        self.keep_places(chat_id, places);
         let next_output = match last_output? {
             Some(main) => {
                 let last = get_num(&main, LAST)?;
@@ -983,7 +994,7 @@ impl Store for DynamoStore {
             consumed,
             next_input: Some(tail.next),
             next_output,
-            history: history?,
+            history,
             state,
             pending,
         })
@@ -1428,139 +1439,17 @@ impl Store for DynamoStore {
     }
 
     async fn messages(&self, chat_id: &str) -> StoreResult<Vec<UIMessage>> {
-        let lo = seq_sk("msg", 0);
-        let hi = format!("msg#{RANGE_END}");
-        let logical = self
-            .query_logical(&chat_pk(chat_id), (&lo, &hi), None, |_| false)
-            .await?;
-        logical
-            .into_iter()
-            .map(|message| json(&message.item, DATA, &inflated(&message.item, message.data)?))
-            .collect()
+        let (messages, places) = self.read_messages(chat_id).await?;
+        self.keep_places(chat_id, places);
+        Ok(messages)
     }
 
     async fn put_message(&self, chat_id: &str, message: &UIMessage) -> StoreResult<()> {
-        let expiry = self.require_session(chat_id).await?;
-        let pk = chat_pk(chat_id);
-        let mut data = to_json(message)?;
-        let index_sk = message_id_sk(&message.id);
-        let mut attrs = Item::new();
-        insert(&mut attrs, MESSAGE_ID, s(&message.id));
-        if let Some(packed) = deflate(&data) {
-            data = packed;
-            insert(&mut attrs, ENCODING, s(DEFLATE));
-        }
-        // Written where no message is (or an expired session's), or where this one is: a
-        // position indexed for it by an append that was cut short, or is under way elsewhere.
-        let unclaimed =
-            Expr::new("attribute_not_exists(#pk) OR #mid = :mid OR #expires_at <= :now_s")
-                .value(":mid", s(&message.id))
-                .value(":now_s", n(now_ms() / 1000));
-        let mut backoff = Backoff::new();
-        loop {
-            // The position an append would take is read beside the index, which most often
-            // holds nothing (a new message).
-            let (index, next) = futures::join!(self.get(&pk, &index_sk), self.next_seq(&pk, "msg"));
-            if let Some(index) = index? {
-                // Replace in place, as long as the position still holds this message.
-                let position = get_num(&index, POSITION)?;
-                let same = Expr::new("#mid = :mid").value(":mid", s(&message.id));
-                let sk = seq_sk("msg", position);
-                if self
-                    .replace_logical(&pk, &sk, attrs.clone(), &data, Some(&same), expiry)
-                    .await?
-                    .is_ok()
-                {
-                    return Ok(());
-                }
-                // The position does not hold it. With no message there or after it, the append
-                // that indexed it stopped (or has yet to go on) before writing the message:
-                // write it there, still in order, and never twice.
-                let last = self.last_live_seq(&pk, "msg").await?;
-                if last.is_none_or(|last| last < position)
-                    && self
-                        .replace_logical(&pk, &sk, attrs.clone(), &data, Some(&unclaimed), expiry)
-                        .await?
-                        .is_ok()
-                {
-                    return Ok(());
-                }
-                // A truncation removed the message, or another message took the position
-                // first: the index entry is stale.
-                let stale = Expr::new("#pos = :pos").value(":pos", n(position));
-                match self.delete(key(&pk, &index_sk), &stale).await {
-                    Ok(()) | Err(Failure::Condition(_)) => {}
-                    Err(failure) => return Err(failure.into_store_error()),
-                }
-                backoff
-                    .wait(|| "put_message raced for a position".to_owned())
-                    .await?;
-                continue;
-            }
-            // Append after the last message in two plain writes: index the id to that
-            // position, then write the message there, where no other is. Two appends racing
-            // for a position collide on the message's key; cut short, the index points at an
-            // empty position, which the path above fills or moves on from.
-            let position = next?;
-            let mut index = key(&pk, &index_sk);
-            insert(&mut index, POSITION, n(position));
-            insert_opt(&mut index, EXPIRES_AT, expiry.map(ttl_seconds).map(n));
-            match self
-                .put(index.clone(), Some(&absent_or_expired(now_ms())), true)
-                .await
-            {
-                Ok(_) => {}
-                // This very entry: an earlier attempt landed and its answer was lost.
-                Err(Failure::Condition(Some(stored))) if stored == index => {}
-                // This id was added meanwhile: replace it where it is.
-                Err(Failure::Condition(_)) => {
-                    backoff
-                        .wait(|| "put_message raced for its id".to_owned())
-                        .await?;
-                    continue;
-                }
-                Err(failure) => return Err(failure.into_store_error()),
-            }
-            let sk = seq_sk("msg", position);
-            match self
-                .replace_logical(&pk, &sk, attrs.clone(), &data, Some(&unclaimed), expiry)
-                .await?
-            {
-                Ok(()) => return Ok(()),
-                // Another message took the position: the index moves on above.
-                Err(_) => {
-                    backoff
-                        .wait(|| "put_message raced for a position".to_owned())
-                        .await?;
-                }
-            }
-        }
+        self.put_message_placed(chat_id, message).await
     }
 
     async fn truncate_messages(&self, chat_id: &str, from_id: &str) -> StoreResult<()> {
-        self.require_session(chat_id).await?;
-        let pk = chat_pk(chat_id);
-        let Some(index) = self.get(&pk, &message_id_sk(from_id)).await? else {
-            return Ok(());
-        };
-        let lo = seq_sk("msg", get_num(&index, POSITION)?);
-        let hi = format!("msg#{RANGE_END}");
-        let items = self
-            .query_all(&pk, (&lo, &hi), Some("#pk, #sk, #mid"))
-            .await?;
-        // The messages from the end backwards, then their index items: an interrupted
-        // truncation leaves the conversation's head whole, and at worst index items that point
-        // at nothing, which put_message recognises and replaces.
-        let mut messages = Vec::with_capacity(items.len());
-        let mut index = Vec::with_capacity(items.len());
-        for item in items.iter().rev() {
-            messages.push(key(&pk, get_str(item, SK)?));
-            if let Some(id) = opt_str(item, MESSAGE_ID)? {
-                index.push(key(&pk, &message_id_sk(id)));
-            }
-        }
-        self.delete_all(messages).await?;
-        self.delete_all(index).await
+        self.truncate_placed(chat_id, from_id).await
     }
 
     async fn state(&self, chat_id: &str) -> StoreResult<Option<Value>> {

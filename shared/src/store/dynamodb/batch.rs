@@ -4,9 +4,21 @@
 //! `{prefix}:{seq}`. What comes back is exactly what was written. A batch that does not fit that
 //! shape is kept as the plain JSON array of its records, deflated.
 //!
+//! Most of a reply's records are deltas of one streamed part, each chunk repeating the part's
+//! type and id around a few characters of text; deflate pays a back-reference for the repeat on
+//! every row, which made a 500-token reply's batch cross 2 KB (a write unit more). So a delta's
+//! row keeps only its text, and the type and id once per run of them; the chunk is rebuilt byte
+//! for byte on reading, and a chunk that would not be (another shape, other spacing) keeps its
+//! own row.
+//!
 //! Packed: `{"f": first seq, "t": first timestamp, "p": record id prefix, "r": [row, …]}`, a row
-//! being `[dt, chunk]`, `[dt, chunk, record id]` or `[dt, {"h": headers}]`.
+//! being `[dt, chunk]`, `[dt, chunk, record id]`, `[dt, {"h": headers}]`, or a delta's:
+//! `[dt, {"d": delta, "t": type, "i": id}]` at the start of a run, `[dt, {"d": delta}]` within it
+//! (its chunk `{"type":…,"id":…,"delta":…}`, its record id the usual one).
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::item::*;
@@ -54,6 +66,41 @@ fn record_prefix(record: &OutputRecord) -> Option<&str> {
     }
 }
 
+/// A chunk that is a delta of a streamed part, as chatfn writes it (the type, the part's id and
+/// the delta, in that order, no spaces): what [`delta_chunk`] rebuilds it from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeltaChunk<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    delta: Cow<'a, str>,
+}
+
+impl<'a> DeltaChunk<'a> {
+    /// The chunk's parts, when [`delta_chunk`] gives back the very same bytes.
+    fn of(chunk: &'a str) -> Option<Self> {
+        if !chunk.starts_with(r#"{"type":"#) {
+            return None;
+        }
+        let parts: DeltaChunk<'a> = serde_json::from_str(chunk).ok()?;
+        (delta_chunk(&parts.kind, &parts.id, &parts.delta)? == chunk).then_some(parts)
+    }
+}
+
+/// The chunk of a delta row.
+fn delta_chunk(kind: &str, id: &str, delta: &str) -> Option<String> {
+    let quoted = |text: &str| serde_json::to_string(text).ok();
+    Some(format!(
+        r#"{{"type":{},"id":{},"delta":{}}}"#,
+        quoted(kind)?,
+        quoted(id)?,
+        quoted(delta)?
+    ))
+}
+
 fn pack(records: &[&OutputRecord]) -> Option<Value> {
     let first = records.first()?;
     let consecutive = records
@@ -65,15 +112,30 @@ fn pack(records: &[&OutputRecord]) -> Option<Value> {
     let prefix = records.iter().find_map(|record| record_prefix(record));
     let mut rows = Vec::with_capacity(records.len());
     let mut previous = first.timestamp_ms;
+    // The type and id of the run of deltas the rows are in.
+    let mut run: Option<(String, String)> = None;
     for record in records {
         let dt = i64::try_from(record.timestamp_ms).ok()? - i64::try_from(previous).ok()?;
         previous = record.timestamp_ms;
         rows.push(match &record.body {
             OutputBody::Chunk { record_id, chunk } => {
-                if prefix.is_some() && record_prefix(record) == prefix {
-                    json!([dt, chunk])
-                } else {
-                    json!([dt, chunk, record_id])
+                let usual_id = prefix.is_some() && record_prefix(record) == prefix;
+                match DeltaChunk::of(chunk).filter(|_| usual_id) {
+                    Some(delta) => {
+                        let same = run
+                            .as_ref()
+                            .is_some_and(|(kind, id)| *kind == delta.kind && *id == delta.id);
+                        if same {
+                            json!([dt, { "d": delta.delta }])
+                        } else {
+                            let row =
+                                json!([dt, { "d": delta.delta, "t": delta.kind, "i": delta.id }]);
+                            run = Some((delta.kind.into_owned(), delta.id.into_owned()));
+                            row
+                        }
+                    }
+                    None if usual_id => json!([dt, chunk]),
+                    None => json!([dt, chunk, record_id]),
                 }
             }
             OutputBody::Control { headers } => json!([dt, { "h": headers }]),
@@ -92,6 +154,7 @@ fn unpack(value: &Value) -> Option<Vec<OutputRecord>> {
     let prefix = value.get("p").and_then(Value::as_str);
     let rows = value.get("r")?.as_array()?;
     let mut records = Vec::with_capacity(rows.len());
+    let mut run: Option<(&str, &str)> = None;
     for (index, row) in rows.iter().enumerate() {
         let row = row.as_array()?;
         if index > 0 {
@@ -107,9 +170,19 @@ fn unpack(value: &Value) -> Option<Vec<OutputRecord>> {
                 record_id: record_id.as_str().into(),
                 chunk: chunk.as_str().into(),
             },
-            (Value::Object(control), None) => OutputBody::Control {
+            (Value::Object(control), None) if control.contains_key("h") => OutputBody::Control {
                 headers: serde_json::from_value(control.get("h")?.clone()).ok()?,
             },
+            (Value::Object(delta), None) => {
+                if let (Some(kind), Some(id)) = (delta.get("t"), delta.get("i")) {
+                    run = Some((kind.as_str()?, id.as_str()?));
+                }
+                let (kind, id) = run?;
+                OutputBody::Chunk {
+                    record_id: format!("{}:{seq}", prefix?).into(),
+                    chunk: delta_chunk(kind, id, delta.get("d")?.as_str()?)?.into(),
+                }
+            }
             _ => return None,
         };
         records.push(OutputRecord {
@@ -177,6 +250,82 @@ mod tests {
         assert!(size * 10 < plain, "{size} bytes packed, {plain} plain");
     }
 
+    fn raw_chunk(seq: u64, chunk: &str) -> OutputRecord {
+        OutputRecord {
+            seq,
+            timestamp_ms: 1_764_000_000_000 + seq,
+            body: OutputBody::Chunk {
+                record_id: format!("9:{seq}").into(),
+                chunk: chunk.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn runs_of_deltas_come_back_exactly() {
+        let chunks = [
+            r#"{"type":"start","messageId":"m"}"#,
+            r#"{"type":"reasoning-delta","id":"r","delta":"think"}"#,
+            r#"{"type":"text-delta","id":"t1","delta":"a"}"#,
+            r#"{"type":"text-delta","id":"t1","delta":""é✓
+"}"#,
+            r#"{"type":"text-delta","id":"t2","delta":""}"#,
+            r#"{"type":"text-delta","id":"t1","delta":"b"}"#,
+            // Not as chatfn writes a delta: kept whole.
+            r#"{"type":"text-delta", "id":"t1","delta":"spaced"}"#,
+            r#"{"type":"text-delta","id":"t1","delta":"é"}"#,
+            r#"{"id":"t1","type":"text-delta","delta":"reordered"}"#,
+            r#"{"type":"text-delta","id":"t1","delta":"x","providerMetadata":{}}"#,
+            r#"{"type":"tool-input-delta","toolCallId":"c","inputTextDelta":"{"}"#,
+            r#"{"type":"text-delta","id":"t1","delta":"c"}"#,
+        ];
+        let mut records: Vec<OutputRecord> = chunks
+            .iter()
+            .enumerate()
+            .map(|(seq, chunk)| raw_chunk(seq as u64, chunk))
+            .collect();
+        // A delta under an odd record id keeps its own row.
+        records[5].body = OutputBody::Chunk {
+            record_id: "custom".into(),
+            chunk: chunks[5].into(),
+        };
+        let (back, encoding, _) = round_trip(&records);
+        assert_eq!(encoding, Some(PACKED));
+        assert_eq!(back, records);
+    }
+
+    /// Write units are billed per KB: a 500-token reply as the bench's mock streams it, with its
+    /// turn's other records, fits in 2 KB (it took 2,016 bytes before delta rows).
+    #[test]
+    fn a_reply_of_500_deltas_packs_under_2_kb() {
+        let part = "text-6c0d2561358e45b4aec4eeb31b4419cb";
+        let mut chunks = vec![
+            r#"{"type":"start","messageId":"msg_0e20d462df174505b220d06e2b860aa2"}"#.to_owned(),
+            r#"{"type":"start-step"}"#.to_owned(),
+            format!(r#"{{"type":"text-start","id":"{part}"}}"#),
+        ];
+        chunks.extend(
+            (0..500).map(|n| format!(r#"{{"type":"text-delta","id":"{part}","delta":"tok{n} "}}"#)),
+        );
+        chunks.push(format!(r#"{{"type":"text-end","id":"{part}"}}"#));
+        let records: Vec<OutputRecord> = chunks
+            .iter()
+            .enumerate()
+            .map(|(seq, chunk)| OutputRecord {
+                seq: seq as u64,
+                // The mock's pace: a token every 10 to 13 ms.
+                timestamp_ms: 1_764_000_000_000 + seq as u64 * 11 + (seq as u64 * 7) % 3,
+                body: OutputBody::Chunk {
+                    record_id: format!("0:{seq}").into(),
+                    chunk: chunk.as_str().into(),
+                },
+            })
+            .collect();
+        let (back, _, size) = round_trip(&records);
+        assert_eq!(back, records);
+        assert!(size < 1_800, "{size} bytes");
+    }
+
     #[test]
     fn batches_that_do_not_fit_the_shape_stay_plain() {
         // Not consecutive (the store never writes such a batch, but may read an old one).
@@ -198,6 +347,10 @@ mod tests {
             json!({"f": 1, "t": 1, "p": "x", "r": [[0, 5]]}),
             json!({"f": u64::MAX, "t": 1, "p": "x", "r": [[0, "a"], [0, "b"]]}),
             json!({"t": 1, "r": []}),
+            // A delta row with no run to take its type and id from, or no text.
+            json!({"f": 1, "t": 1, "p": "x", "r": [[0, {"d": "a"}]]}),
+            json!({"f": 1, "t": 1, "p": "x", "r": [[0, {"d": 5, "t": "text-delta", "i": "t"}]]}),
+            json!({"f": 1, "t": 1, "r": [[0, {"d": "a", "t": "text-delta", "i": "t"}]]}),
         ] {
             let data = miniz_oxide::deflate::compress_to_vec(bad.to_string().as_bytes(), 6);
             assert!(decode(&item, data).is_err(), "{bad}");

@@ -634,8 +634,8 @@ with the turn-complete, in one put keyed by the batch's first seq; a reader in a
 marks the chat's head item as followed (a write every 2 s of following), and the writer, which
 looks for the mark at most every 800 ms (a read from a replica, half a unit), then writes every
 800 ms, so that reader lags by a second or two at most. Tool calls and errors are written at
-once. A batch is packed (consecutive seqs, timestamp differences, record ids implied) and
-deflated, so 80 deltas take a few hundred bytes instead of 12 KB, and the 500 deltas of these
+once. A batch is packed (consecutive seqs, timestamp differences, record ids implied, a run of
+deltas' type and part id given once) and deflated, so 80 deltas take a few hundred bytes instead of 12 KB, and the 500 deltas of these
 turns 1 to 2 KB. [profiling.md](profiling.md#write-units-on-dynamodb) has how a turn came down
 to these units, and its margins.
 "

@@ -417,25 +417,45 @@ pub(super) async fn authorized_session(
     id: &str,
     access: Access,
 ) -> Result<(Session, Option<SessionClaims>), ApiError> {
-    let credential = authenticate(app, headers)?;
     if id.starts_with("session_") {
-        let found = app.runner().store().session_by_id(id).await?;
-        return match (found, &credential) {
-            (Some(session), _) => {
-                let claims = credential.grant(&session.chat_id, access)?;
-                check_token_age(claims.as_ref(), &session)?;
-                Ok((session, claims))
-            }
-            (None, Credential::SecretKey) => Err(ApiError::no_session()),
-            // The refusal a token for another chat gets: its scope cannot name this one.
-            (None, Credential::Token(_)) => Err(TokenError::MissingScope(scope(access, id)).into()),
-        };
+        return authorized_session_id(app, headers, id, access).await;
     }
-    validate_path_chat_id(id)?;
-    let claims = credential.grant(id, access)?;
-    let session = resolve_session(app, id).await?;
-    check_token_age(claims.as_ref(), &session)?;
+    let (session, claims, ()) =
+        authorized_session_beside(app, headers, id, access, |_| async {}).await?;
     Ok((session, claims))
+}
+
+/// [`authorized_session`] for a `session_…` id, which only its session can tie to a chat.
+async fn authorized_session_id(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    access: Access,
+) -> Result<(Session, Option<SessionClaims>), ApiError> {
+    let credential = authenticate(app, headers)?;
+    let found = app.runner().store().session_by_id(id).await?;
+    match (found, &credential) {
+        (Some(session), _) => {
+            let claims = credential.grant(&session.chat_id, access)?;
+            check_token_age(claims.as_ref(), &session)?;
+            Ok((session, claims))
+        }
+        (None, Credential::SecretKey) => Err(ApiError::no_session()),
+        // The refusal a token for another chat gets: its scope cannot name this one.
+        (None, Credential::Token(_)) => Err(TokenError::MissingScope(scope(access, id)).into()),
+    }
+}
+
+/// What the credential grants on the chat `id` names, judged before anything is looked up.
+fn granted_on_chat(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    access: Access,
+) -> Result<Option<SessionClaims>, ApiError> {
+    let credential = authenticate(app, headers)?;
+    validate_path_chat_id(id)?;
+    credential.grant(id, access)
 }
 
 /// [`authorized_session`], running `beside` (given the chat id) side by side with the session's
@@ -449,13 +469,11 @@ pub(super) async fn authorized_session_beside<F: Future>(
     beside: impl FnOnce(String) -> F,
 ) -> Result<(Session, Option<SessionClaims>, F::Output), ApiError> {
     if id.starts_with("session_") {
-        let (session, claims) = authorized_session(app, headers, id, access).await?;
+        let (session, claims) = authorized_session_id(app, headers, id, access).await?;
         let extra = beside(session.chat_id.clone()).await;
         return Ok((session, claims, extra));
     }
-    let credential = authenticate(app, headers)?;
-    validate_path_chat_id(id)?;
-    let claims = credential.grant(id, access)?;
+    let claims = granted_on_chat(app, headers, id, access)?;
     let (session, extra) = futures::join!(resolve_session(app, id), beside(id.to_owned()));
     let session = session?;
     check_token_age(claims.as_ref(), &session)?;
@@ -473,13 +491,11 @@ pub(super) async fn authorized_view(
     access: Access,
 ) -> Result<(Session, Option<SessionClaims>, TurnView), ApiError> {
     if id.starts_with("session_") {
-        let (session, claims) = authorized_session(app, headers, id, access).await?;
+        let (session, claims) = authorized_session_id(app, headers, id, access).await?;
         let view = app.runner().view(&session.chat_id).await?;
         return Ok((session, claims, view));
     }
-    let credential = authenticate(app, headers)?;
-    validate_path_chat_id(id)?;
-    let claims = credential.grant(id, access)?;
+    let claims = granted_on_chat(app, headers, id, access)?;
     let view = app.runner().view(id).await?;
     let session = view.session.clone().ok_or_else(ApiError::no_session)?;
     check_token_age(claims.as_ref(), &session)?;

@@ -98,11 +98,17 @@ impl LiveTurn {
     /// The lease is gone: the turn's writer refuses every later write, and the turn is asked
     /// to stop, so that a model stream or tool that heeds the stop ends it early.
     pub(super) fn lose_lease(&self) {
-        self.lease_lost.store(true, Ordering::Release);
+        self.refuse_writes();
         self.stop.cancel();
     }
 
-    /// Whether [`lose_lease`](Self::lose_lease) was called.
+    /// Another executor writes the chat's log now: the turn's writer refuses every later write.
+    pub(super) fn refuse_writes(&self) {
+        self.lease_lost.store(true, Ordering::Release);
+    }
+
+    /// Whether the writer refuses writes ([`lose_lease`](Self::lose_lease),
+    /// [`refuse_writes`](Self::refuse_writes)).
     pub(super) fn lease_lost(&self) -> bool {
         self.lease_lost.load(Ordering::Acquire)
     }

@@ -70,7 +70,6 @@ pub struct OutputWriter {
     last_stop_poll_ms: u64,
     /// Stops in the input log after this sequence number are meant for this turn.
     stop_after_input: Option<u64>,
-    lease_lost: bool,
 }
 
 impl OutputWriter {
@@ -95,13 +94,12 @@ impl OutputWriter {
             last_follow_check_ms: 0,
             last_stop_poll_ms: now,
             stop_after_input,
-            lease_lost: false,
         }
     }
 
     /// True once another executor took the chat over: nothing more may be written.
     pub fn lease_lost(&self) -> bool {
-        self.lease_lost || self.live.lease_lost()
+        self.live.lease_lost()
     }
 
     fn push(&mut self, body: OutputBody) {
@@ -133,7 +131,7 @@ impl OutputWriter {
                 Ok(())
             }
             Err(StoreError::SequenceTaken(seq)) => {
-                self.lease_lost = true;
+                self.live.refuse_writes();
                 Err(SinkClosed(format!(
                     "output sequence {seq} was written by another executor"
                 )))

@@ -40,6 +40,8 @@ pub struct Call {
     pub number: u64,
     /// The DynamoDB operation (`PutItem`, `TransactWriteItems`, …).
     pub operation: String,
+    /// The request's body: the same for the SDK's retries of one call.
+    pub body: Vec<u8>,
 }
 
 type Schedule = Box<dyn FnMut(&Call) -> Fault + Send>;
@@ -149,6 +151,7 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
             let call = Call {
                 number: calls.len() as u64 + 1,
                 operation: operation.clone(),
+                body: request.body.clone(),
             };
             let fault = (state.schedule.lock().unwrap())(&call);
             calls.push((operation, fault));

@@ -585,8 +585,9 @@ async fn messages_put_by_a_handle_with_a_stale_history_land_once_in_order() {
     let stored = one.messages(&chat_id).await.unwrap();
     assert_eq!(ids(&stored), ["m1", "m2", "m3", "m4"]);
     assert_eq!(stored[1], message("m2", "two, edited"));
-    // Handle one truncates from m3 and appends m5 where m3 was; handle two, which last saw m4
-    // at the end, replaces m1 in place and appends m6 after m5.
+    // Handle one truncates from m3 (marks keep m3's and m4's positions) and appends m5 after
+    // them; handle two, which last saw m4 at the end, replaces m1 in place and, finding m5
+    // where it would append, reads the history again and appends m6 after m5.
     one.truncate_messages(&chat_id, "m3").await.unwrap();
     one.put_message(&chat_id, &message("m5", "five"))
         .await

@@ -120,7 +120,7 @@ fn pack(records: &[&OutputRecord]) -> Option<Value> {
         rows.push(match &record.body {
             OutputBody::Chunk { record_id, chunk } => {
                 let usual_id = prefix.is_some() && record_prefix(record) == prefix;
-                match DeltaChunk::of(chunk).filter(|_| usual_id) {
+                match usual_id.then(|| DeltaChunk::of(chunk)).flatten() {
                     Some(delta) => {
                         let same = run
                             .as_ref()

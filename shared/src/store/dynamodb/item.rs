@@ -164,6 +164,15 @@ pub(super) fn seq_sk(prefix: &str, seq: u64) -> String {
     format!("{prefix}#{seq:020}")
 }
 
+/// The seq of a [`seq_sk`] key with `prefix`; a key of another shape (a payload's continuation
+/// piece, a malformed one) is an error.
+pub(super) fn seq_of(prefix: &str, sk: &str) -> StoreResult<u64> {
+    sk.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('#'))
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .ok_or_else(|| StoreError::Backend(format!("malformed DynamoDB key `{sk}`")))
+}
+
 pub(super) fn claim_sk(part_id: &str) -> String {
     format!("inpart#{part_id}")
 }

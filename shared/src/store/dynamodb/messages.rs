@@ -48,7 +48,7 @@ impl Places {
     fn of(logical: &[Logical]) -> StoreResult<Self> {
         let mut places = Places::default();
         for message in logical {
-            let position = position_of(get_str(&message.item, SK)?)?;
+            let position = seq_of("msg", get_str(&message.item, SK)?)?;
             if !message.item.contains_key(CUT)
                 && let Some(id) = opt_str(&message.item, MESSAGE_ID)?
             {
@@ -73,16 +73,9 @@ impl Places {
     }
 }
 
-/// The position of a message item's key (`msg#{pos:020}`).
-fn position_of(sk: &str) -> StoreResult<u64> {
-    sk.strip_prefix("msg#")
-        .and_then(|digits| digits.parse::<u64>().ok())
-        .ok_or_else(|| StoreError::Backend(format!("malformed DynamoDB key `{sk}`")))
-}
-
 impl DynamoStore {
-    /// The chat's history and where each of its messages is; the places are kept for the
-    /// writes that follow.
+    /// The chat's history and where each of its messages is (for the caller to keep with
+    /// [`keep_places`](Self::keep_places)).
     pub(super) async fn read_messages(
         &self,
         chat_id: &str,
@@ -200,7 +193,7 @@ impl DynamoStore {
             let sk = get_str(item, SK)?;
             // Messages only: not a message's continuation pieces (the put of the mark deletes
             // them), nor one cut already.
-            if position_of(sk).is_err() || item.contains_key(CUT) {
+            if seq_of("msg", sk).is_err() || item.contains_key(CUT) {
                 continue;
             }
             let mut mark = Item::new();

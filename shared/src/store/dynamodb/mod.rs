@@ -580,12 +580,7 @@ impl DynamoStore {
         else {
             return Ok(None);
         };
-        let sk = get_str(&last, SK)?;
-        sk.strip_prefix(prefix)
-            .and_then(|rest| rest.strip_prefix('#'))
-            .and_then(|digits| digits.parse::<u64>().ok())
-            .map(Some)
-            .ok_or_else(|| StoreError::Backend(format!("malformed DynamoDB key `{sk}`")))
+        seq_of(prefix, get_str(&last, SK)?).map(Some)
     }
 
     /// The seq after the last live item keyed `{prefix}#{seq}`: where the next one goes.

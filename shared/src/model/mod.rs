@@ -14,6 +14,8 @@ mod attachment;
 pub mod bedrock;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub(crate) mod data_url;
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+mod http1;
 pub mod offline;
 #[cfg(any(feature = "native", target_arch = "wasm32"))]
 pub mod openai;

@@ -54,6 +54,46 @@ impl ProviderClient {
     }
 }
 
+impl ProviderClient {
+    /// Sends a request made by [`post`](Self::post): chatfn's own calls go through its HTTP/1.1
+    /// client on native hosts (`model/http1`, for the memory a stream holds), a caller's client's
+    /// through that client.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, ProviderResponse), ModelError> {
+        let transport = |error: &dyn std::error::Error| ModelError::Transport(error_chain(error));
+        #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+        let request = if self.given.is_none() {
+            let (client, built) = request.build_split();
+            let built = built.map_err(|error| transport(&error))?;
+            if super::http1::can_send(&built) {
+                let response = super::http1::send(&built, super::openai::CONNECT_TIMEOUT)
+                    .await
+                    .map_err(|error| transport(&error))?;
+                let body = response.body.into_stream().map_err(BodyError::from);
+                use futures::TryStreamExt;
+                return Ok((
+                    response.status,
+                    ProviderResponse {
+                        headers: response.headers,
+                        body: Box::pin(body),
+                    },
+                ));
+            }
+            reqwest::RequestBuilder::from_parts(client, built)
+        } else {
+            request
+        };
+        crate::runtime::sendable(async move {
+            let response = request.send().await?;
+            Ok((response.status(), ProviderResponse::new(response)))
+        })
+        .await
+        .map_err(|error: reqwest::Error| transport(&error))
+    }
+}
+
 impl From<reqwest::Client> for ProviderClient {
     fn from(client: reqwest::Client) -> Self {
         ProviderClient {
@@ -120,13 +160,28 @@ pub struct ProviderResponse {
     body: ProviderBody,
 }
 
-type ProviderBody = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+type ProviderBody = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
+
+/// Why a provider's body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// From a caller's client, or reqwest where chatfn's own client does not go.
+    #[error(transparent)]
+    Client(#[from] reqwest::Error),
+    #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+    /// From chatfn's own HTTP/1.1 client.
+    #[error(transparent)]
+    Connection(#[from] super::http1::Http1Error),
+}
 
 impl ProviderResponse {
     fn new(response: reqwest::Response) -> Self {
+        use futures::TryStreamExt;
         ProviderResponse {
             headers: response.headers().clone(),
-            body: Box::pin(crate::runtime::sendable_stream(response.bytes_stream())),
+            body: Box::pin(crate::runtime::sendable_stream(
+                response.bytes_stream().map_err(BodyError::from),
+            )),
         }
     }
 
@@ -165,14 +220,10 @@ impl ProviderResponse {
 /// Sends the request; a non-2xx answer becomes `ModelError::Provider` with the provider's own
 /// message when its body has one.
 pub async fn send_checked(
+    client: &ProviderClient,
     request: reqwest::RequestBuilder,
 ) -> Result<ProviderResponse, ModelError> {
-    let (status, response) = crate::runtime::sendable(async move {
-        let response = request.send().await?;
-        Ok((response.status(), ProviderResponse::new(response)))
-    })
-    .await
-    .map_err(|error: reqwest::Error| ModelError::Transport(error_chain(&error)))?;
+    let (status, response) = client.send(request).await?;
     if status.is_success() {
         return Ok(response);
     }

@@ -80,7 +80,7 @@ impl Model for Anthropic {
             .header("content-type", "application/json")
             .header("accept", "text/event-stream")
             .body(body.to_string());
-        let response = send_checked(request).await?;
+        let response = send_checked(&self.client, request).await?;
         Ok(decode_sse_stream(
             response.into_body(),
             MessagesDecoder::new(),

@@ -261,7 +261,7 @@ impl Model for Bedrock {
         for (name, value) in signature {
             call = call.header(name, value);
         }
-        let response = send_checked(call).await?;
+        let response = send_checked(&self.client, call).await?;
         Ok(decode_byte_stream(
             response.into_body(),
             ConverseStreamDecoder::answering(&self.model),

@@ -150,7 +150,7 @@ impl Model for OpenAiCompatible {
                 http_request = http_request.bearer_auth(&*key);
             }
         }
-        let response = send_checked(http_request).await?;
+        let response = send_checked(&self.client, http_request).await?;
 
         if response.is_json() {
             // The server ignored `stream` and answered with the whole completion.

@@ -68,7 +68,7 @@ impl ProviderClient {
             let (client, built) = request.build_split();
             let built = built.map_err(|error| transport(&error))?;
             if super::http1::can_send(&built) {
-                let response = super::http1::send(&built, super::openai::CONNECT_TIMEOUT)
+                let response = super::http1::send(built, super::openai::CONNECT_TIMEOUT)
                     .await
                     .map_err(|error| transport(&error))?;
                 let body = response.body.into_stream().map_err(BodyError::from);

@@ -71,7 +71,9 @@ impl Model for Anthropic {
     }
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
-        let body = request_body(&self.model, &request, &self.settings);
+        // Only the text is kept while the call waits: the request and its JSON tree go now.
+        let body = request_body(&self.model, &request, &self.settings).to_string();
+        drop(request);
         let request = self
             .client
             .post(&format!("{}/messages", self.base_url))?
@@ -79,7 +81,7 @@ impl Model for Anthropic {
             .header("anthropic-version", API_VERSION)
             .header("content-type", "application/json")
             .header("accept", "text/event-stream")
-            .body(body.to_string());
+            .body(body);
         let response = send_checked(&self.client, request).await?;
         Ok(decode_sse_stream(
             response.into_body(),

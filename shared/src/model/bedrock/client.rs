@@ -242,6 +242,8 @@ impl Model for Bedrock {
             ..self.settings
         };
         let body = converse::request_body(&request, &settings).to_string();
+        // Only the text is kept while the call waits.
+        drop(request);
         let url = self.url();
         // As the API reference's request syntax has it: the body's type, nothing else.
         let headers = [("content-type", "application/json")];

@@ -36,6 +36,8 @@ type Io = Either<TcpStream, TlsStream<TcpStream>>;
 /// What a body is read into. A provider's event is a few hundred bytes; a larger one simply
 /// takes several reads.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// What a response head is first read into.
+const HEAD_BUFFER_BYTES: usize = 1024;
 /// The most a response head, or a chunk-size or trailer line, may take.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
@@ -99,7 +101,7 @@ fn proxy_in_environment() -> bool {
 /// Sends `request` and reads the head of its answer. A pooled connection the server closed
 /// meanwhile is replaced once, when nothing of an answer came back on it.
 pub async fn send(
-    request: &reqwest::Request,
+    request: reqwest::Request,
     connect_timeout: std::time::Duration,
 ) -> Result<Response, Http1Error> {
     send_with(request, connect_timeout, tls_config).await
@@ -109,12 +111,12 @@ pub async fn send(
 type TlsConfig = fn() -> Result<Arc<rustls::ClientConfig>, Http1Error>;
 
 async fn send_with(
-    request: &reqwest::Request,
+    request: reqwest::Request,
     connect_timeout: std::time::Duration,
     tls_config: TlsConfig,
 ) -> Result<Response, Http1Error> {
     let url = request.url();
-    let host = url.host_str().unwrap_or_default();
+    let host = url.host_str().unwrap_or_default().to_owned();
     let authority = match url.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
@@ -138,6 +140,8 @@ async fn send_with(
         body.len(),
     );
     message.extend_from_slice(body);
+    // The message is the one copy kept while the call waits for its answer.
+    drop(request);
 
     let pool = Pool::for_this_thread();
     if let Some(io) = pool.take(&origin) {
@@ -149,7 +153,7 @@ async fn send_with(
     }
     let io = tokio::time::timeout(
         connect_timeout,
-        connect(host, port, tls.then_some(tls_config), &origin),
+        connect(&host, port, tls.then_some(tls_config), &origin),
     )
     .await
     .map_err(|_| Http1Error::ConnectTimeout(origin.clone()))??;
@@ -243,7 +247,8 @@ async fn exchange(
     if let Err(error) = write_all(&mut io, message).await {
         return Err(Exchange::Unanswered(error.into()));
     }
-    let mut input = Vec::with_capacity(READ_BUFFER_BYTES);
+    // A head is usually under 1 KiB, and the buffer waits as long as the model takes to answer.
+    let mut input = Vec::with_capacity(HEAD_BUFFER_BYTES);
     loop {
         match response_head(&input).map_err(|error| Exchange::Failed(error.into()))? {
             Some(head) if head.status.is_informational() => {
@@ -260,7 +265,7 @@ async fn exchange(
             return Err(Exchange::Failed(Http1Error::HeadTooLarge));
         }
         if input.len() == input.capacity() {
-            input.reserve(READ_BUFFER_BYTES);
+            input.reserve(input.len());
         }
         let nothing_yet = input.is_empty();
         match io.read_buf(&mut input).await {

@@ -108,7 +108,7 @@ async fn a_chunked_answer_arrives_as_it_is_sent() {
     })
     .await;
 
-    let response = send(&post(&url, "{\"a\":1}"), CONNECT).await.unwrap();
+    let response = send(post(&url, "{\"a\":1}"), CONNECT).await.unwrap();
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.headers["content-type"], "text/event-stream");
     let mut body = response.body;
@@ -130,7 +130,7 @@ async fn a_connection_read_to_the_end_carries_the_next_call() {
     })
     .await;
     for _ in 0..3 {
-        let response = send(&post(&url, "{}"), CONNECT).await.unwrap();
+        let response = send(post(&url, "{}"), CONNECT).await.unwrap();
         assert_eq!(whole_body(response.body).await.unwrap(), b"abc");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -147,7 +147,7 @@ async fn a_pooled_connection_the_server_closed_is_replaced() {
     })
     .await;
     for _ in 0..3 {
-        let response = send(&post(&url, "{}"), CONNECT).await.unwrap();
+        let response = send(post(&url, "{}"), CONNECT).await.unwrap();
         assert_eq!(whole_body(response.body).await.unwrap(), b"ok");
         // Let the close reach this side before the next call takes the connection.
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -166,7 +166,7 @@ async fn a_body_left_unread_or_marked_close_does_not_come_back() {
     })
     .await;
     for _ in 0..2 {
-        let response = send(&post(&url, "{}"), CONNECT).await.unwrap();
+        let response = send(post(&url, "{}"), CONNECT).await.unwrap();
         let mut body = response.body;
         assert_eq!(body.next().await.unwrap().unwrap(), "abc");
         drop(body);
@@ -181,7 +181,7 @@ async fn a_body_left_unread_or_marked_close_does_not_come_back() {
     })
     .await;
     for _ in 0..2 {
-        let response = send(&post(&url, "{}"), CONNECT).await.unwrap();
+        let response = send(post(&url, "{}"), CONNECT).await.unwrap();
         assert_eq!(whole_body(response.body).await.unwrap(), b"ok");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -196,7 +196,7 @@ async fn broken_answers_are_errors_that_say_what_broke() {
         }
     })
     .await;
-    let response = send(&post(&url, "{}"), CONNECT).await.unwrap();
+    let response = send(post(&url, "{}"), CONNECT).await.unwrap();
     let error = whole_body(response.body).await.unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -209,7 +209,7 @@ async fn broken_answers_are_errors_that_say_what_broke() {
         }
     })
     .await;
-    let error = send(&post(&url, "{}"), CONNECT).await.err().unwrap();
+    let error = send(post(&url, "{}"), CONNECT).await.err().unwrap();
     assert_eq!(
         error.to_string(),
         "the server closed the connection before it answered"
@@ -221,7 +221,7 @@ async fn broken_answers_are_errors_that_say_what_broke() {
         }
     })
     .await;
-    let error = send(&post(&url, "{}"), CONNECT).await.err().unwrap();
+    let error = send(post(&url, "{}"), CONNECT).await.err().unwrap();
     assert!(
         error
             .to_string()
@@ -232,7 +232,7 @@ async fn broken_answers_are_errors_that_say_what_broke() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed = listener.local_addr().unwrap();
     drop(listener);
-    let error = send(&post(&format!("http://{closed}/"), "{}"), CONNECT)
+    let error = send(post(&format!("http://{closed}/"), "{}"), CONNECT)
         .await
         .err()
         .unwrap();
@@ -256,7 +256,7 @@ async fn informational_answers_are_skipped_and_sized_bodies_read_whole() {
         }
     })
     .await;
-    let response = send(&post(&url, "{}"), CONNECT).await.unwrap();
+    let response = send(post(&url, "{}"), CONNECT).await.unwrap();
     assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.headers["retry-after"], "3");
     assert_eq!(
@@ -341,7 +341,7 @@ async fn https_answers_stream_over_http_1_1_and_reuse_the_session() {
     let answer = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     let (url, connections) = tls_server(answer).await;
     for _ in 0..3 {
-        let response = send_with(&post(&url, "{}"), CONNECT, trusting_test_ca)
+        let response = send_with(post(&url, "{}"), CONNECT, trusting_test_ca)
             .await
             .unwrap();
         assert_eq!(whole_body(response.body).await.unwrap(), b"hello");
@@ -357,7 +357,7 @@ async fn https_answers_stream_over_http_1_1_and_reuse_the_session() {
 async fn a_certificate_no_root_vouches_for_is_refused() {
     let (url, _) = tls_server("HTTP/1.1 204 No Content\r\n\r\n").await;
     let url = url.replace("localhost", "127.0.0.1");
-    let error = send(&post(&url, "{}"), CONNECT).await.err().unwrap();
+    let error = send(post(&url, "{}"), CONNECT).await.err().unwrap();
     let text = error.to_string();
     assert!(
         text.contains("invalid peer certificate") || text.starts_with("the TLS setup failed"),

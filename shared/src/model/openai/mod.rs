@@ -134,10 +134,14 @@ impl Model for OpenAiCompatible {
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError> {
         use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
-        let body = request_body_with(&self.model, &request, self.max_tokens_param);
-        let body = serde_json::to_vec(&body).map_err(|error| {
-            ModelError::Protocol(format!("could not encode the request: {error}"))
-        })?;
+        // Only the bytes are kept while the call waits: the request and its JSON tree go now.
+        let body = serde_json::to_vec(&request_body_with(
+            &self.model,
+            &request,
+            self.max_tokens_param,
+        ))
+        .map_err(|error| ModelError::Protocol(format!("could not encode the request: {error}")))?;
+        drop(request);
         let mut http_request = self
             .client
             .post(&self.endpoint())?

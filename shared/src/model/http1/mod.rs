@@ -72,10 +72,11 @@ pub struct Response {
     pub body: ResponseBody,
 }
 
-/// Whether `request` can go through this client: HTTP or HTTPS, a body already in memory, and
-/// no proxy in the environment.
+/// Whether `request` can go through this client: HTTP or HTTPS, a body already in memory, no
+/// timeout of its own, and no proxy in the environment.
 pub fn can_send(request: &reqwest::Request) -> bool {
     matches!(request.url().scheme(), "http" | "https")
+        && request.timeout().is_none()
         && request.url().host().is_some()
         && request.body().is_none_or(|body| body.as_bytes().is_some())
         && !proxy_in_environment()

@@ -515,28 +515,13 @@ async fn wait_for_quiet_machine() {
 async fn measure_level(target: &Target, server: &Server, concurrency: usize) -> Level {
     let cpu_before = server.cpu_seconds();
     let started = std::time::Instant::now();
-    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(server.rss_kib()));
-    let pid = server.pid();
-    let sampler = {
-        let sampling = sampling.clone();
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(rss) = pid.and_then(report::rss_of) {
-                    peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    let peak = server.watch_peak_rss();
     let timings = load::run_level(target, server, concurrency).await;
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    let _ = sampler.await;
+    let peak_rss_kib = peak.stop().await;
     Level {
         concurrency,
         cpu_seconds: server.cpu_seconds() - cpu_before,
-        peak_rss_kib: peak.load(std::sync::atomic::Ordering::Relaxed),
+        peak_rss_kib,
         wall: started.elapsed(),
         timings,
     }

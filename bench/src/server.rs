@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -182,6 +184,30 @@ impl Server {
         }
     }
 
+    /// Starts sampling the server's resident memory every 10 ms, for its peak.
+    pub fn watch_peak_rss(&self) -> PeakRss {
+        let sampling = Arc::new(AtomicBool::new(true));
+        let peak = Arc::new(AtomicU64::new(self.rss_kib()));
+        let pid = self.pid();
+        let sampler = {
+            let sampling = sampling.clone();
+            let peak = peak.clone();
+            tokio::spawn(async move {
+                while sampling.load(Ordering::Relaxed) {
+                    if let Some(rss) = pid.and_then(crate::report::rss_of) {
+                        peak.fetch_max(rss, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            })
+        };
+        PeakRss {
+            sampling,
+            peak,
+            sampler,
+        }
+    }
+
     /// Resident memory now, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let Some(pid) = self.pid() else { return 0 };
@@ -225,4 +251,20 @@ fn clock_ticks_per_second() -> f64 {
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+/// A server's resident memory, sampled while a load runs ([`Server::watch_peak_rss`]).
+pub struct PeakRss {
+    sampling: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    /// Stops sampling; the highest resident memory seen, in KiB.
+    pub async fn stop(self) -> u64 {
+        self.sampling.store(false, Ordering::Relaxed);
+        let _ = self.sampler.await;
+        self.peak.load(Ordering::Relaxed)
+    }
 }

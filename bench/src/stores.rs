@@ -14,6 +14,8 @@ use crate::server::{Server, Target};
 
 /// The most CPU per token the default store may use, as a multiple of `--memory`'s.
 const CPU_RATIO_GOAL: f64 = 1.3;
+/// The most memory a stream may hold, in KiB (issue 34's goal at 1,000 streams).
+const MEMORY_GOAL_KIB: f64 = 40.0;
 /// The most the default store may add to the median time to first token over `--memory`, in ms.
 const TTFT_GOAL_MS: f64 = 5.0;
 /// The p99 gap between chunks the goals allow, in ms.
@@ -45,6 +47,8 @@ pub struct StoreRun {
     pub steady_cpu_seconds: f64,
     /// The burst's turns, each timed from its chat's session start.
     pub burst: Vec<TurnTiming>,
+    /// Per burst: how far the server's resident memory rose over what it held before, in KiB.
+    pub burst_rss_rise_kib: Vec<u64>,
 }
 
 /// Both stores' runs.
@@ -97,8 +101,12 @@ pub async fn measure(
                         target.name(),
                         shape.burst
                     );
+                    let before = server.rss_kib();
+                    let peak = server.watch_peak_rss();
                     into.burst
                         .extend(run_burst(&target, &server, shape.burst).await);
+                    into.burst_rss_rise_kib
+                        .push(peak.stop().await.saturating_sub(before));
                 } else {
                     eprintln!(
                         "bench: {}: {} chats x {} turns",
@@ -173,6 +181,13 @@ async fn run_burst(target: &Target, server: &Server, count: usize) -> Vec<TurnTi
         }
     }))
     .await
+}
+
+/// KiB of resident memory a chat of the burst held at the peak, over the rounds' bursts.
+fn burst_kib_per_chat(run: &StoreRun, burst: usize) -> Option<f64> {
+    let rises = &run.burst_rss_rise_kib;
+    (!rises.is_empty() && burst > 0)
+        .then(|| rises.iter().sum::<u64>() as f64 / rises.len() as f64 / burst as f64)
 }
 
 /// CPU milliseconds per 1,000 text deltas the client saw.
@@ -292,6 +307,26 @@ pub fn section(figures: &StoreFigures, shape: StoreLoad, script: &ModelScript) -
         p99_gap_ms(&memory.burst),
         p99_gap_ms(&sqlite.burst),
     ));
+    let burst_memory = (
+        burst_kib_per_chat(memory, shape.burst),
+        burst_kib_per_chat(sqlite, shape.burst),
+    );
+    rows.push([
+        format!(
+            "burst of {}: memory a chat (the peak's rise in resident memory over the server's \
+             before the burst, per chat)",
+            shape.burst
+        ),
+        cell(burst_memory.0, " KiB"),
+        cell(burst_memory.1, " KiB"),
+        ratio_cell(ratio(burst_memory.0, burst_memory.1)),
+        format!("at most {MEMORY_GOAL_KIB} KiB on each store"),
+        verdict(match burst_memory {
+            (Some(m), Some(s)) => Some(m <= MEMORY_GOAL_KIB && s <= MEMORY_GOAL_KIB),
+            _ => None,
+        })
+        .into(),
+    ]);
     let failures = (
         failed(&memory.steady) + failed(&memory.burst),
         failed(&sqlite.steady) + failed(&sqlite.burst),

@@ -698,9 +698,9 @@ Every server between a client and a model adds the hops between three processes:
 read, the model's request written, the model's token read, the chunk written, each process woken
 by another's socket. What that costs on the machine is measured with a third server in the
 latency phase, `bench-passthrough` (`bench/src/bin/passthrough.rs`): chatfn's stack (Tokio on one
-thread, axum, reqwest) doing nothing but mapping the model's tokens to `text-delta` chunks. Its
-figure, below the table, is the floor under the added time to first token; chatfn's own work is
-what it adds above it.
+thread, axum, chatfn's model client and decoder) doing nothing but mapping the model's text to
+`text-delta` chunks. Its figure, below the table, is the floor under the added time to first
+token; chatfn's own work is what it adds above it.
 
 ## Machine
 

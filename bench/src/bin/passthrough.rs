@@ -1,15 +1,16 @@
 //! The floor under the added time to first token: a server on chatfn's stack (Tokio on one
-//! thread, axum, reqwest) that does nothing but forward. `POST /api/chat` calls the model and maps
-//! its tokens to UI message stream chunks: no token to check, no store, no history, no agent.
-//! What it adds to the model's own time to first token is the price of the hops between client,
-//! server and model on the machine (each process woken by the other's socket), which any server
-//! that sits between the two pays; the bench reports it beside chatfn's figure.
+//! thread, axum, chatfn's model client and decoder) that does nothing but forward. `POST /api/chat`
+//! calls the model and maps its text to UI message stream chunks: no token to check, no store, no
+//! history, no agent. What it adds to the model's own time to first token is the price of the hops
+//! between client, server and model on the machine (each process woken by the other's socket),
+//! which any server that sits between the two pays; the bench reports it beside chatfn's figure.
 //!
 //!   PORT=0 MODEL_BASE_URL=http://127.0.0.1:9000/v1 bench-passthrough
 //!
 //! It prints `listening on http://…` once it serves, as the other servers under test do.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -17,6 +18,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
+use chatfn::model::openai::OpenAiCompatible;
+use chatfn::model::{AssistantContent, Model, ModelEvent, ModelMessage, ModelRequest, UserContent};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -43,11 +46,13 @@ async fn serve() -> Result<(), String> {
         .ok()
         .and_then(|port| port.parse().ok())
         .unwrap_or(0);
-    let endpoint = format!("{}/chat/completions", model_url.trim_end_matches('/'));
-    let client = reqwest::Client::new();
+    let model: Arc<dyn Model> = Arc::new(
+        OpenAiCompatible::new(model_url, Some("bench".into()), "mock-model")
+            .map_err(|error| format!("model: {error}"))?,
+    );
     let app = Router::new().route(
         "/api/chat",
-        post(move |request: Bytes| chat(client.clone(), endpoint.clone(), request)),
+        post(move |request: Bytes| chat(model.clone(), request)),
     );
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -62,7 +67,7 @@ async fn serve() -> Result<(), String> {
 }
 
 /// Answers at once with the stream, as chatfn does, and calls the model behind it.
-async fn chat(client: reqwest::Client, endpoint: String, request: Bytes) -> Response {
+async fn chat(model: Arc<dyn Model>, request: Bytes) -> Response {
     let Some(messages) = model_messages(&request) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -72,7 +77,7 @@ async fn chat(client: reqwest::Client, endpoint: String, request: Bytes) -> Resp
             .into_response();
     };
     let (chunks, received) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(forward(client, endpoint, messages, chunks));
+    tokio::spawn(forward(model, messages, chunks));
     let body = futures::stream::unfold(received, |mut received| async move {
         let chunk = received.recv().await?;
         Some((Ok::<_, Infallible>(chunk), received))
@@ -88,8 +93,8 @@ async fn chat(client: reqwest::Client, endpoint: String, request: Bytes) -> Resp
         .into_response()
 }
 
-/// The text parts of the UI messages, as chat completion messages.
-fn model_messages(request: &[u8]) -> Option<Vec<Value>> {
+/// The text parts of the UI messages, as the model's messages.
+fn model_messages(request: &[u8]) -> Option<Vec<ModelMessage>> {
     let request: Value = serde_json::from_slice(request).ok()?;
     let messages = request.get("messages")?.as_array()?;
     Some(
@@ -103,7 +108,14 @@ fn model_messages(request: &[u8]) -> Option<Vec<Value>> {
                     .filter(|part| part["type"] == "text")
                     .filter_map(|part| part["text"].as_str())
                     .collect();
-                json!({"role": message["role"], "content": text})
+                match message["role"].as_str() {
+                    Some("assistant") => ModelMessage::Assistant {
+                        content: vec![AssistantContent::Text { text }],
+                    },
+                    _ => ModelMessage::User {
+                        content: vec![UserContent::Text { text }],
+                    },
+                }
             })
             .collect(),
     )
@@ -113,33 +125,20 @@ fn ui_chunk(chunk: &Value) -> Bytes {
     Bytes::from(format!("data: {chunk}\n\n"))
 }
 
-async fn forward(
-    client: reqwest::Client,
-    endpoint: String,
-    messages: Vec<Value>,
-    chunks: mpsc::Sender<Bytes>,
-) {
+async fn forward(model: Arc<dyn Model>, messages: Vec<ModelMessage>, chunks: mpsc::Sender<Bytes>) {
     // A send fails only when the client has gone: then there is no one to forward to.
     let send = |chunk: Bytes| chunks.send(chunk);
     if send(ui_chunk(&json!({"type": "start"}))).await.is_err() {
         return;
     }
-    let request = json!({"model": "mock-model", "stream": true, "messages": messages});
-    let response = match client
-        .post(&endpoint)
-        .bearer_auth("bench")
-        .json(&request)
-        .send()
-        .await
-    {
-        Ok(response) if response.status().is_success() => response,
-        Ok(response) => {
-            let error = format!("the model answered {}", response.status());
-            let _ = send(ui_chunk(&json!({"type": "error", "errorText": error}))).await;
-            return;
-        }
+    let request = ModelRequest {
+        messages,
+        ..ModelRequest::default()
+    };
+    let mut events = match model.stream(request).await {
+        Ok(events) => events,
         Err(error) => {
-            let error = format!("the model could not be reached: {error}");
+            let error = format!("the model call failed: {error}");
             let _ = send(ui_chunk(&json!({"type": "error", "errorText": error}))).await;
             return;
         }
@@ -150,31 +149,20 @@ async fn forward(
     {
         return;
     }
-    let mut body = response.bytes_stream();
-    let mut pending: Vec<u8> = Vec::new();
-    'read: while let Some(Ok(bytes)) = body.next().await {
-        pending.extend_from_slice(&bytes);
-        while let Some(end) = pending.windows(2).position(|pair| pair == b"\n\n") {
-            let event: Vec<u8> = pending.drain(..end + 2).collect();
-            for line in event.split(|byte| *byte == b'\n') {
-                let Some(data) = line.strip_prefix(b"data: ") else {
-                    continue;
-                };
-                if data == b"[DONE]" {
-                    break 'read;
-                }
-                let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
-                    continue;
-                };
-                if let Some(delta) = chunk["choices"][0]["delta"]["content"].as_str()
-                    && send(ui_chunk(
-                        &json!({"type": "text-delta", "id": "0", "delta": delta}),
-                    ))
-                    .await
-                    .is_err()
-                {
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(ModelEvent::TextDelta(delta)) => {
+                let chunk = json!({"type": "text-delta", "id": "0", "delta": delta});
+                if send(ui_chunk(&chunk)).await.is_err() {
                     return;
                 }
+            }
+            Ok(ModelEvent::Finish { .. }) => break,
+            Ok(_) => {}
+            Err(error) => {
+                let error = format!("the model's stream failed: {error}");
+                let _ = send(ui_chunk(&json!({"type": "error", "errorText": error}))).await;
+                return;
             }
         }
     }

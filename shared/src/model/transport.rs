@@ -52,9 +52,7 @@ impl ProviderClient {
             None => Ok(own_client()?.post(url)),
         }
     }
-}
 
-impl ProviderClient {
     /// Sends a request made by [`post`](Self::post): chatfn's own calls go through its HTTP/1.1
     /// client on native hosts (`model/http1`, for the memory a stream holds), a caller's client's
     /// through that client.
@@ -107,14 +105,20 @@ impl From<reqwest::Client> for ProviderClient {
 fn own_client() -> Result<reqwest::Client, ModelError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
-        let single_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
-            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
-        });
-        if !single_threaded {
+        if !on_single_threaded_runtime() {
             return process_client();
         }
     }
     thread_client()
+}
+
+/// Whether the caller runs on a single-threaded runtime (the local server's workers), whose
+/// connections are best kept to its own thread.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn on_single_threaded_runtime() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+    })
 }
 
 fn thread_client() -> Result<reqwest::Client, ModelError> {

@@ -27,10 +27,7 @@ impl Pool {
     /// is woken by the runtime that opened it, so one shared by two workers would pass every
     /// token of a reply from one thread to the other), else the process's.
     pub fn for_this_thread() -> Arc<Pool> {
-        let single_threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
-            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
-        });
-        if single_threaded {
+        if crate::model::transport::on_single_threaded_runtime() {
             thread_local! {
                 static POOL: Arc<Pool> = Arc::default();
             }
